@@ -1,0 +1,196 @@
+/**
+ * The validated, defaulted model of an anycast deployment.
+ *
+ * This is the single source of truth between the stack config and every renderer: config
+ * parsing produces it (see config.ts), the Pulumi components resolve its host-dependent
+ * parts (unicast addresses that only exist after a VPS is created), and the renderers turn
+ * the resolved per-host plans into text. No Pulumi types here, so everything below is plain
+ * data that unit tests and golden files can pin down.
+ */
+
+/** Vultr's BGP facts (see DESIGN.md); they are the defaults for a PoP's `bgp` block. */
+export const VULTR_BGP = {
+    neighbor: "2001:19f0:ffff::1",
+    neighbor4: "169.254.169.254",
+    remoteAsn: 64515,
+    multihop: 2,
+} as const;
+
+/** A BGP community as the user wrote it, classified. */
+export type Community =
+    | { kind: "standard"; asn: number; value: number }
+    | { kind: "large"; global: number; data1: number; data2: number };
+
+export interface BfdSettings {
+    /** Desired min TX / required min RX interval in milliseconds. */
+    intervalMs: number;
+    /** Detection multiplier: the session is down after this many missed packets. */
+    multiplier: number;
+}
+
+/** One BGP upstream of a PoP (one neighbour; IPv4 prefixes get a second session to neighbor4). */
+export interface BgpSettings {
+    /** IPv6 neighbour address (Vultr: 2001:19f0:ffff::1). */
+    neighbor: string;
+    /** IPv4 neighbour, used only when an IPv4 prefix is announced (Vultr: 169.254.169.254). */
+    neighbor4: string;
+    remoteAsn: number;
+    /** eBGP multihop TTL; 0 means a directly connected neighbour. */
+    multihop: number;
+    /** Add a static /128 (/32) to the neighbour via the default gateway (Vultr needs it for multihop). */
+    staticRouteToNeighbor: boolean;
+    /** Hold time in seconds (BGP negotiates the smaller of both sides). */
+    holdTime: number;
+    keepaliveTime: number;
+    /** How long BIRD waits after a session error before reconnecting ([min, max] seconds). */
+    errorWaitTime: [number, number];
+    connectRetryTime: number;
+    /** BFD on the session, or undefined for none (Vultr does not document BFD: off by default). */
+    bfd?: BfdSettings;
+    /** The session's password; a per-PoP override of the deployment's bgpPassword. */
+    password: string;
+}
+
+/** How the host of a PoP or of the origin comes to exist. */
+export type HostSpec =
+    | { kind: "vultr"; region: string; plan: string; osId?: number; sshKeys: string[] }
+    | {
+          kind: "existing";
+          /** Unicast address used for SSH, WireGuard endpoints and (IPv6) the BGP source. */
+          address: string;
+          /** Additional IPv4 unicast address (for IPv4 BGP sessions), if any. */
+          address4?: string;
+          user: string;
+          port: number;
+      };
+
+export interface PopSpec {
+    name: string;
+    host: HostSpec;
+    bgp: BgpSettings;
+    communities: Community[];
+    /** Extra prepends of our own ASN (0-3) on every announcement of this PoP. */
+    prepend: number;
+    /** This PoP's address inside the WireGuard mesh. */
+    meshAddress: string;
+}
+
+export interface OriginSpec {
+    name: string;
+    host: HostSpec;
+    /** The port the origin's HTTP service listens on (reached over the mesh). */
+    port: number;
+    /** Path the health agents request on the origin through the mesh. */
+    healthPath: string;
+    meshAddress: string;
+}
+
+export type MeshTopology = "full" | "hub";
+
+export interface MeshSpec {
+    cidr: string;
+    port: number;
+    /** "full": every node peers with every other; "hub": PoPs peer only with the origin. */
+    topology: MeshTopology;
+    /** MTU of wg0 (1420 leaves room for IPv6 + WireGuard overhead on a 1500 link). */
+    mtu: number;
+    persistentKeepalive: number;
+}
+
+export interface FrontDoorSpec {
+    /** Zone by name (looked up) or by id; exactly one is set. */
+    zone?: string;
+    zoneId?: string;
+    /** Fully qualified proxied ("orange") name, e.g. www.example.com. */
+    hostname: string;
+    /** Fully qualified unproxied ("grey") AAAA name, e.g. anycast.example.com. */
+    anycastName: string;
+}
+
+export interface HealthSpec {
+    /** Seconds between checks (fractions allowed). */
+    interval: number;
+    /** Consecutive good checks before a withdrawn PoP announces again. */
+    rise: number;
+    /** Consecutive bad checks before an announcing PoP withdraws. */
+    fall: number;
+    /** Per-check timeout in seconds. */
+    timeout: number;
+    /** Seconds a drained PoP keeps announcing with GRACEFUL_SHUTDOWN before it withdraws. */
+    drainSeconds: number;
+    /** Flap damping: at most this many withdrawals per hour, then the PoP stays withdrawn. */
+    maxWithdrawalsPerHour: number;
+}
+
+export interface FirewallSpec {
+    /** CIDRs allowed to reach SSH on every host. Empty: SSH from anywhere (with a warning). */
+    adminCidrs: string[];
+    /** Sources allowed to reach HTTP/HTTPS on the anycast address; undefined: Cloudflare's ranges at deploy time. */
+    httpSources?: string[];
+}
+
+/** The whole deployment after validation. */
+export interface AnycastSpec {
+    asn: number;
+    /** Announced prefixes, first is IPv6 and holds the anycast address. */
+    prefixes: string[];
+    /** The anycast service address (a /128 on every PoP's loopback). */
+    address: string;
+    bgpPassword: string;
+    pops: PopSpec[];
+    origin: OriginSpec;
+    mesh: MeshSpec;
+    frontDoor: FrontDoorSpec;
+    health: HealthSpec;
+    firewall: FirewallSpec;
+    /** Non-fatal findings (documentation resources, risky choices), shown to the user. */
+    warnings: ConfigIssue[];
+}
+
+export interface ConfigIssue {
+    /** The config key, e.g. `anycast:pops[1].bgp.holdTime`. */
+    key: string;
+    message: string;
+}
+
+/**
+ * What a renderer needs about one host once the cloud has created it: the addresses that only
+ * exist at deploy time (Vultr assigns them), resolved to plain strings.
+ */
+export interface HostAddresses {
+    /** The host's own unicast IPv6 (BGP source, WireGuard endpoint). */
+    ipv6: string;
+    /** The host's unicast IPv4, if it has one. */
+    ipv4?: string;
+}
+
+/** A WireGuard peer as seen from one node. */
+export interface WireGuardPeer {
+    name: string;
+    publicKey: string;
+    /** Where to reach the peer (its unicast address, never the anycast one) and port. */
+    endpoint: string;
+    allowedIps: string[];
+}
+
+/** One node's WireGuard interface. */
+export interface WireGuardNode {
+    name: string;
+    privateKey: string;
+    /** Address with prefix length, e.g. 10.200.0.2/24. */
+    address: string;
+    listenPort: number;
+    mtu: number;
+    persistentKeepalive: number;
+    peers: WireGuardPeer[];
+}
+
+/** Everything the renderers need to produce one PoP's files. */
+export interface PopRenderInput {
+    deployment: { asn: number; prefixes: string[]; address: string };
+    pop: PopSpec;
+    host: HostAddresses;
+    origin: { name: string; meshAddress: string; port: number; healthPath: string };
+    health: HealthSpec;
+    firewall: FirewallSpec & { meshPeers: string[] };
+}
