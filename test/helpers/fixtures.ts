@@ -1,0 +1,53 @@
+/**
+ * Render inputs for tests, built from the example stacks through the real config parser, so
+ * fixtures cannot drift from what a user's config produces.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse } from "yaml";
+import { parseAnycastConfig } from "../../components/core/config";
+import { AnycastSpec, PopRenderInput } from "../../components/core/model";
+import { REPO_ROOT } from "./golden";
+
+/** Raw `anycast:*` values of a stack file, with the namespace stripped. */
+export function rawConfigOf(stackFile: string): Record<string, unknown> {
+    const doc = parse(fs.readFileSync(path.join(REPO_ROOT, stackFile), "utf8")) as { config: Record<string, unknown> };
+    const raw: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(doc.config)) {
+        if (key.startsWith("anycast:")) raw[key.slice("anycast:".length)] = value;
+    }
+    return raw;
+}
+
+/** The prod example, with the secrets it deliberately lacks filled in with test values. */
+export function prodSpec(): AnycastSpec {
+    return parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "test-bgp-password" });
+}
+
+export function labSpec(): AnycastSpec {
+    return parseAnycastConfig(rawConfigOf("Pulumi.lab.yaml"));
+}
+
+/** Fixed unicast addresses standing in for what Vultr would assign (documentation space). */
+export const TEST_HOST_ADDRESSES: Record<string, { ipv6: string; ipv4?: string }> = {
+    lax: { ipv6: "2001:db8:ff11::10", ipv4: "192.0.2.11" },
+    ams: { ipv6: "2001:db8:ff12::10", ipv4: "192.0.2.12" },
+    sgp: { ipv6: "2001:db8:ff13::10", ipv4: "192.0.2.13" },
+    origin: { ipv6: "2001:db8:beef::10" },
+};
+
+export function popRenderInput(spec: AnycastSpec, popName: string): PopRenderInput {
+    const pop = spec.pops.find((p) => p.name === popName);
+    if (!pop) throw new Error(`no PoP ${popName}`);
+    return {
+        deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
+        pop,
+        host: TEST_HOST_ADDRESSES[popName] ?? { ipv6: "2001:db8:ff99::10" },
+        origin: {
+            name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
+            healthPath: spec.origin.healthPath,
+        },
+        health: spec.health,
+        firewall: { ...spec.firewall, meshPeers: [] },
+    };
+}
