@@ -101,6 +101,7 @@ const frontDoorShape = z.strictObject({
     zoneId: z.string().regex(/^[0-9a-f]{32}$/, "must be a 32-character hex Cloudflare zone id").optional(),
     hostname: z.string(),
     anycastName: z.string().default("anycast"),
+    sslMode: z.enum(["strict", "unmanaged"]).default("strict"),
 });
 
 const healthShape = z.strictObject({
@@ -482,7 +483,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
             c.error(`${NAMESPACE}:frontDoor.anycastName`, `must differ from hostname: ${hostname} is the proxied CNAME, the anycast name its unproxied AAAA target`);
         }
         if (typeof hostname === "string" && typeof anycastName === "string") {
-            frontDoor = { zone, zoneId: fd.zoneId, hostname, anycastName };
+            frontDoor = { zone, zoneId: fd.zoneId, hostname, anycastName, sslMode: fd.sslMode };
         }
     }
 
@@ -502,6 +503,13 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         }
     }
 
+    const sshPrivateKey = raw.sshPrivateKey;
+    if (sshPrivateKey === undefined) {
+        c.error(`${NAMESPACE}:sshPrivateKey`, `is required to push configs: pulumi config set --secret ${NAMESPACE}:sshPrivateKey < ~/.ssh/id_ed25519`);
+    } else if (typeof sshPrivateKey !== "string" || !/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(sshPrivateKey.trim())) {
+        c.error(`${NAMESPACE}:sshPrivateKey`, "must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)");
+    }
+
     const health: HealthSpec | undefined = parsed.health;
     if (health && health.timeout > Math.max(health.interval, 0.05) * 10) {
         c.warn(`${NAMESPACE}:health.timeout`, "is much longer than the interval: a hanging check delays failover");
@@ -514,6 +522,8 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         prefixes: prefixes.map(formatCidr),
         address: address!,
         bgpPassword: parsed.bgpPassword ?? "",
+        sshPrivateKey: String(sshPrivateKey),
+        sshPublicKeys: parsed.sshPublicKeys ?? [],
         pops,
         origin: originSpec!,
         mesh: parsed.mesh!,

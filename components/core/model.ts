@@ -105,6 +105,8 @@ export interface FrontDoorSpec {
     hostname: string;
     /** Fully qualified unproxied ("grey") AAAA name, e.g. anycast.example.com. */
     anycastName: string;
+    /** "strict": set the zone's SSL mode to Full (strict); "unmanaged": leave the zone setting alone. */
+    sslMode: "strict" | "unmanaged";
 }
 
 export interface HealthSpec {
@@ -137,6 +139,10 @@ export interface AnycastSpec {
     /** The anycast service address (a /128 on every PoP's loopback). */
     address: string;
     bgpPassword: string;
+    /** Private key the config pushes log in with (a secret). */
+    sshPrivateKey: string;
+    /** OpenSSH public keys installed on new Vultr instances. */
+    sshPublicKeys: string[];
     pops: PopSpec[];
     origin: OriginSpec;
     mesh: MeshSpec;

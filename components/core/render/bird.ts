@@ -1,0 +1,242 @@
+/**
+ * A PoP's whole /etc/bird/bird.conf (BIRD 2).
+ *
+ * The PoP originates exactly the configured prefixes and nothing else: `protocol static` holds
+ * them as blackhole routes (the anycast address itself lives on `lo`, so nothing is exported to
+ * the kernel and nothing learned is imported). Whether the routes are announced is decided by
+ * the export filter reading ANYCAST_STATE from an include file that the health agent rewrites
+ * before `birdc configure`: a changed filter makes BIRD re-evaluate its exports and send an
+ * UPDATE or WITHDRAW without resetting the session (see docs/ARTIFACTS.md).
+ */
+import * as ipaddr from "ipaddr.js";
+import { canonical, familyOf, Family, isIp, parseCidr } from "../addressing";
+import { BfdSettings, BgpSettings, Community, PopRenderInput } from "../model";
+
+/** Where bird.conf includes the announcement switch from; the health agent owns this file. */
+export const BIRD_STATE_FILE = "/etc/bird/anycast-state.conf";
+
+/** The announcement states the health agent writes into BIRD_STATE_FILE. */
+export type AnycastState = 0 | 1 | 2;
+
+export const ANYCAST_STATE = { withdrawn: 0, draining: 1, announced: 2 } as const;
+
+/** The content of BIRD_STATE_FILE for one state (one `define` line, as docs/ARTIFACTS.md fixes it). */
+export function renderBirdStateInclude(state: AnycastState): string {
+    if (state !== 0 && state !== 1 && state !== 2) throw new Error(`ANYCAST_STATE must be 0, 1 or 2, not ${String(state)}`);
+    return `define ANYCAST_STATE = ${state};   # 0 = withdrawn, 1 = draining (announce with GRACEFUL_SHUTDOWN 65535:0), 2 = announced\n`;
+}
+
+export interface BirdRenderOptions {
+    /**
+     * Path of the state include. Default BIRD_STATE_FILE; the lab and `bird -p` checks point it at
+     * a per-namespace or temporary copy, everything else must keep the default.
+     */
+    stateFile?: string;
+}
+
+/** A BIRD symbol from a free-form name: PoP names may contain '-', which BIRD identifiers may not. */
+export function birdIdentifier(name: string): string {
+    const id = name.replace(/[^A-Za-z0-9_]/g, "_");
+    return /^[A-Za-z_]/.test(id) ? id : `_${id}`;
+}
+
+/** RFC 8326 GRACEFUL_SHUTDOWN: receivers lower the route's preference, so traffic leaves before the withdraw. */
+const GRACEFUL_SHUTDOWN = "(65535, 0)";
+
+/** What Vultr's action communities do (DESIGN.md); undefined for communities that are not theirs. */
+export function vultrCommunityMeaning(c: Community): string | undefined {
+    if (c.kind !== "standard") return undefined;
+    if (c.asn === 64600) return `Vultr: do not announce to AS${c.value}`;
+    if (c.asn >= 64601 && c.asn <= 64603) {
+        const times = c.asn - 64600;
+        return `Vultr: prepend ${times}x when announcing to AS${c.value}`;
+    }
+    if (c.asn === 20473 && c.value === 6000) return "Vultr: do not export outside AS20473";
+    if (c.asn === 20473 && c.value === 666) return "Vultr: blackhole";
+    return undefined;
+}
+
+/**
+ * A deterministic BGP router id. The host's IPv4 when it has one; otherwise the low 32 bits of
+ * its IPv6 address (unique per host on Vultr, whose addresses differ in the interface id), and
+ * if those are zero a hash of the whole address, because BIRD refuses router id 0.
+ */
+export function routerIdFor(host: { ipv6: string; ipv4?: string }): string {
+    if (host.ipv4 !== undefined) {
+        if (!isIp(host.ipv4) || familyOf(host.ipv4) !== 4) throw new Error(`host IPv4 "${host.ipv4}" is not an IPv4 address`);
+        return canonical(host.ipv4);
+    }
+    if (!isIp(host.ipv6) || familyOf(host.ipv6) !== 6) throw new Error(`host IPv6 "${host.ipv6}" is not an IPv6 address`);
+    const bytes = ipv6Bytes(host.ipv6);
+    let id = ((bytes[12] << 24) | (bytes[13] << 16) | (bytes[14] << 8) | bytes[15]) >>> 0;
+    if (id === 0) {
+        // FNV-1a over the 16 bytes: stable, and non-zero for any address we would meet.
+        id = 0x811c9dc5;
+        for (const b of bytes) id = Math.imul(id ^ b, 0x01000193) >>> 0;
+        if (id === 0) id = 1;
+    }
+    return [id >>> 24, (id >>> 16) & 0xff, (id >>> 8) & 0xff, id & 0xff].join(".");
+}
+
+function ipv6Bytes(address: string): number[] {
+    return ipaddr.IPv6.parse(address).toByteArray();
+}
+
+function assertPasswordWritable(password: string, popName: string): void {
+    // bird.conf strings have escapes; the validator already forbids what would need one, and
+    // a renderer fed from elsewhere must not produce a config that means something else.
+    if (password.length === 0) throw new Error(`PoP ${popName}: the BGP password is empty`);
+    if (/[\x00-\x1f"\\]/.test(password)) {
+        throw new Error(`PoP ${popName}: the BGP password contains a quote, backslash or control character, which bird.conf cannot hold verbatim`);
+    }
+}
+
+function communityStatement(c: Community): string {
+    const statement = c.kind === "standard"
+        ? `bgp_community.add((${c.asn}, ${c.value}));`
+        : `bgp_large_community.add((${c.global}, ${c.data1}, ${c.data2}));`;
+    const meaning = vultrCommunityMeaning(c) ?? "not a Vultr action community: passed on as configured";
+    return `${statement}   # ${meaning}`;
+}
+
+interface FamilySession {
+    family: Family;
+    prefixes: string[];
+    neighbor: string;
+    local: string;
+}
+
+function sessionsFor(input: PopRenderInput): FamilySession[] {
+    const { pop, host, deployment } = input;
+    const byFamily = (family: Family) => deployment.prefixes
+        .map((p) => parseCidr(p))
+        .filter((c) => c.family === family)
+        .map((c) => `${c.network}/${c.length}`);
+    const v6 = byFamily(6);
+    const v4 = byFamily(4);
+    if (v6.length === 0) throw new Error(`PoP ${pop.name}: no IPv6 prefix to announce`);
+    if (!isIp(host.ipv6) || familyOf(host.ipv6) !== 6) throw new Error(`PoP ${pop.name}: host IPv6 "${host.ipv6}" is not an IPv6 address`);
+    const sessions: FamilySession[] = [{ family: 6, prefixes: v6, neighbor: canonical(pop.bgp.neighbor), local: canonical(host.ipv6) }];
+    if (v4.length > 0) {
+        if (host.ipv4 === undefined) {
+            throw new Error(`PoP ${pop.name}: IPv4 prefix ${v4.join(", ")} is configured but the host has no IPv4 address to source the IPv4 BGP session from`);
+        }
+        sessions.push({ family: 4, prefixes: v4, neighbor: canonical(pop.bgp.neighbor4), local: canonical(host.ipv4) });
+    }
+    return sessions;
+}
+
+function bfdProtocol(id: string, bfd: BfdSettings, multihop: boolean): string[] {
+    const timers = `interval ${bfd.intervalMs} ms; multiplier ${bfd.multiplier};`;
+    return [
+        `# BFD detects a dead path in ${bfd.intervalMs * bfd.multiplier} ms (${bfd.intervalMs} ms x ${bfd.multiplier}) instead of waiting for the hold timer.`,
+        `protocol bfd ${id}_bfd {`,
+        multihop
+            // A multihop BGP session asks for a multihop BFD session (UDP 4784), configured here.
+            ? `    multihop { ${timers} };`
+            : `    interface "*" { ${timers} };`,
+        "}",
+        "",
+    ];
+}
+
+function exportFilter(name: string, input: PopRenderInput, session: FamilySession): string[] {
+    const { pop, deployment } = input;
+    const lines = [
+        `filter ${name}`,
+        "{",
+        "    # Only the configured prefixes, exactly: never a more-specific, never anything else.",
+        `    if !(net ~ [ ${session.prefixes.join(", ")} ]) then reject;`,
+        "    if ANYCAST_STATE = 0 then reject;",
+        "    # Draining: still announced, but marked so receivers prefer other PoPs before the withdraw.",
+        `    if ANYCAST_STATE = 1 then bgp_community.add(${GRACEFUL_SHUTDOWN});`,
+    ];
+    for (const c of pop.communities) lines.push(`    ${communityStatement(c)}`);
+    if (pop.prepend > 0) {
+        lines.push(`    # ${pop.prepend} extra cop${pop.prepend === 1 ? "y" : "ies"} of our ASN: makes this PoP less preferred.`);
+        for (let i = 0; i < pop.prepend; i++) lines.push(`    bgp_path.prepend(${deployment.asn});`);
+    }
+    lines.push("    accept;", "}", "");
+    return lines;
+}
+
+function bgpProtocol(name: string, filter: string, input: PopRenderInput, session: FamilySession): string[] {
+    const { pop, deployment } = input;
+    const bgp: BgpSettings = pop.bgp;
+    const channel = session.family === 6 ? "ipv6" : "ipv4";
+    const lines = [
+        `protocol bgp ${name} {`,
+        `    description "PoP ${pop.name} IPv${session.family} upstream (AS${bgp.remoteAsn})";`,
+        `    local ${session.local} as ${deployment.asn};`,
+        `    neighbor ${session.neighbor} as ${bgp.remoteAsn};`,
+    ];
+    if (bgp.multihop > 0) lines.push(`    multihop ${bgp.multihop};`);
+    lines.push(`    password "${bgp.password}";`);
+    lines.push(`    hold time ${bgp.holdTime};`);
+    if (bgp.holdTime > 0) {
+        lines.push(`    keepalive time ${bgp.keepaliveTime};`);
+    } else {
+        lines.push("    # hold time 0: no keepalives (BIRD rejects a keepalive time here).");
+    }
+    lines.push(`    # After a session error BIRD waits this long (seconds, min and max) before reconnecting.`);
+    lines.push(`    error wait time ${bgp.errorWaitTime[0]}, ${bgp.errorWaitTime[1]};`);
+    lines.push(`    connect retry time ${bgp.connectRetryTime};`);
+    if (bgp.bfd) lines.push("    bfd on;");
+    lines.push(
+        `    ${channel} {`,
+        "        import none;",
+        `        export filter ${filter};`,
+        `        # More routes than we originate means a broken filter: stop exporting rather than leak.`,
+        `        export limit ${session.prefixes.length} action block;`,
+        "    };",
+        "}",
+        "",
+    );
+    return lines;
+}
+
+export function renderBirdConfig(input: PopRenderInput, options: BirdRenderOptions = {}): string {
+    const { pop, host } = input;
+    assertPasswordWritable(pop.bgp.password, pop.name);
+    const stateFile = options.stateFile ?? BIRD_STATE_FILE;
+    if (/["\\\n]/.test(stateFile)) throw new Error(`state file path ${JSON.stringify(stateFile)} cannot be written into bird.conf`);
+    const id = birdIdentifier(pop.name);
+    const sessions = sessionsFor(input);
+
+    const lines: string[] = [
+        `# BIRD 2 configuration rendered by pulumi-anycast for PoP ${pop.name}.`,
+        "# Do not edit: the next deploy overwrites this file. Change the stack config instead.",
+        "",
+        "log syslog all;",
+        `router id ${routerIdFor(host)};`,
+        "",
+        "# define ANYCAST_STATE = 0 (withdrawn), 1 (draining) or 2 (announced);",
+        "# written by the health agent, applied with `birdc configure` (no session reset).",
+        `include "${stateFile}";`,
+        "",
+        "# Interface scanning only; no kernel protocol: the anycast address is on lo, nothing learned is installed.",
+        "protocol device {",
+        "}",
+        "",
+    ];
+
+    for (const s of sessions) {
+        lines.push(
+            `# The originated prefixes. Blackhole routes never forward anything: they exist to be announced.`,
+            `protocol static ${id}_anycast${s.family} {`,
+            `    ipv${s.family} { import all; };`,
+            ...s.prefixes.map((p) => `    route ${p} blackhole;`),
+            "}",
+            "",
+        );
+    }
+
+    if (pop.bgp.bfd) lines.push(...bfdProtocol(id, pop.bgp.bfd, pop.bgp.multihop > 0));
+
+    for (const s of sessions) {
+        const filter = `${id}_export${s.family}`;
+        lines.push(...exportFilter(filter, input, s));
+        lines.push(...bgpProtocol(`${id}_upstream${s.family}`, filter, input, s));
+    }
+    return lines.join("\n");
+}

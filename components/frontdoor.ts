@@ -1,0 +1,122 @@
+/**
+ * CloudflareFrontDoor: how visitors reach the anycast edge through Cloudflare.
+ *
+ * - an unproxied ("grey") AAAA `anycastName` -> the anycast address: Cloudflare's colos
+ *   resolve it and, following BGP, reach the nearest PoP;
+ * - a proxied ("orange") CNAME `hostname` -> `anycastName`, so IPv4-only visitors reach an
+ *   IPv6-only edge through Cloudflare;
+ * - TLS "Full (strict)": a Cloudflare Origin CA certificate for both names (key and CSR from
+ *   @pulumi/tls), served by every PoP;
+ * - Authenticated Origin Pulls with a zone-level client certificate of our own CA: the PoPs
+ *   accept HTTPS only from Cloudflare pulls for *this* zone (Cloudflare's shared pull
+ *   certificate would let any Cloudflare customer's traffic through).
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as cloudflare from "@pulumi/cloudflare";
+import * as tls from "@pulumi/tls";
+import { FrontDoorSpec } from "./core/model";
+import { TlsMaterial } from "./pop";
+
+export interface CloudflareFrontDoorArgs {
+    frontDoor: FrontDoorSpec;
+    /** The anycast service address the AAAA record points to. */
+    address: pulumi.Input<string>;
+}
+
+/** Cloudflare's longest Origin CA validity, in days (15 years). */
+const ORIGIN_CA_VALIDITY_DAYS = 5475;
+
+export class CloudflareFrontDoor extends pulumi.ComponentResource {
+    readonly zoneId: pulumi.Output<string>;
+    readonly hostname: string;
+    readonly anycastName: string;
+    /** What every PoP's nginx needs for Full (strict) and Authenticated Origin Pulls. */
+    readonly tls: TlsMaterial;
+
+    constructor(name: string, args: CloudflareFrontDoorArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("anycast:index:CloudflareFrontDoor", name, {}, opts);
+        const fd = args.frontDoor;
+        this.hostname = fd.hostname;
+        this.anycastName = fd.anycastName;
+        this.zoneId = fd.zoneId !== undefined
+            ? pulumi.output(fd.zoneId)
+            : cloudflare.getZoneOutput({ filter: { name: fd.zone } }, { parent: this }).apply((z) => z.id);
+        const child = { parent: this };
+
+        const aaaa = new cloudflare.DnsRecord(`${name}-aaaa`, {
+            zoneId: this.zoneId,
+            name: fd.anycastName,
+            type: "AAAA",
+            content: args.address,
+            proxied: false,
+            // Short but not "auto": the grey record is what colos resolve; 300 s bounds how long a
+            // changed anycast address takes to reach them.
+            ttl: 300,
+            comment: "pulumi-anycast: anycast service address (unproxied)",
+        }, child);
+        new cloudflare.DnsRecord(`${name}-cname`, {
+            zoneId: this.zoneId,
+            name: fd.hostname,
+            type: "CNAME",
+            content: fd.anycastName,
+            proxied: true,
+            ttl: 1, // 1 = automatic, the only TTL a proxied record has
+            comment: "pulumi-anycast: proxied front door",
+        }, { ...child, dependsOn: [aaaa] });
+
+        // Full (strict): Origin CA certificate for both names.
+        const serverKey = new tls.PrivateKey(`${name}-origin-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, child);
+        const csr = new tls.CertRequest(`${name}-origin-csr`, {
+            privateKeyPem: serverKey.privateKeyPem,
+            subject: { commonName: fd.hostname, organization: "pulumi-anycast" },
+            dnsNames: [fd.hostname, fd.anycastName],
+        }, child);
+        const originCert = new cloudflare.OriginCaCertificate(`${name}-origin-cert`, {
+            csr: csr.certRequestPem,
+            hostnames: [fd.hostname, fd.anycastName],
+            requestType: "origin-ecc",
+            requestedValidity: ORIGIN_CA_VALIDITY_DAYS,
+        }, child);
+        if (fd.sslMode === "strict") {
+            new cloudflare.ZoneSetting(`${name}-ssl-strict`, { zoneId: this.zoneId, settingId: "ssl", value: "strict" }, child);
+        }
+
+        // Authenticated Origin Pulls, zone-level, with our own client CA.
+        const caKey = new tls.PrivateKey(`${name}-pull-ca-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, child);
+        const caCert = new tls.SelfSignedCert(`${name}-pull-ca`, {
+            privateKeyPem: caKey.privateKeyPem,
+            isCaCertificate: true,
+            subject: { commonName: `pulumi-anycast origin pull CA (${fd.hostname})` },
+            allowedUses: ["cert_signing", "crl_signing"],
+            validityPeriodHours: 10 * 365 * 24,
+        }, child);
+        const clientKey = new tls.PrivateKey(`${name}-pull-client-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, child);
+        const clientCsr = new tls.CertRequest(`${name}-pull-client-csr`, {
+            privateKeyPem: clientKey.privateKeyPem,
+            subject: { commonName: `cloudflare pull for ${fd.hostname}` },
+        }, child);
+        const clientCert = new tls.LocallySignedCert(`${name}-pull-client-cert`, {
+            certRequestPem: clientCsr.certRequestPem,
+            caCertPem: caCert.certPem,
+            caPrivateKeyPem: caKey.privateKeyPem,
+            allowedUses: ["digital_signature", "key_encipherment", "client_auth"],
+            validityPeriodHours: 5 * 365 * 24,
+        }, child);
+        const pullCert = new cloudflare.AuthenticatedOriginPullsCertificate(`${name}-pull-cert`, {
+            zoneId: this.zoneId,
+            certificate: clientCert.certPem,
+            privateKey: pulumi.secret(clientKey.privateKeyPem),
+        }, child);
+        new cloudflare.AuthenticatedOriginPullsSettings(`${name}-pull-enabled`, {
+            zoneId: this.zoneId,
+            enabled: true,
+        }, { ...child, dependsOn: [pullCert] });
+
+        this.tls = {
+            certificatePem: originCert.certificate,
+            privateKeyPem: pulumi.secret(serverKey.privateKeyPem),
+            clientCaPem: caCert.certPem,
+        };
+        this.registerOutputs({ zoneId: this.zoneId, hostname: this.hostname, anycastName: this.anycastName });
+    }
+}

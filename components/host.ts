@@ -1,0 +1,84 @@
+/**
+ * A machine of the deployment: a new Vultr instance, or an existing server reached over SSH
+ * (for providers without a Pulumi provider, like the seeds' BuyVM or v.ps hosts).
+ *
+ * The Vultr instance's `userData` is the bootstrap cloud-init only. Vultr replaces an instance
+ * when `userData`, `hostname`, `osId` or `region` change, so nothing that changes with the
+ * deployment (PoP list, BIRD/nginx/WireGuard settings) may flow into those inputs.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as vultr from "@ediri/vultr";
+import { HostSpec } from "./core/model";
+import { Connection } from "./push";
+
+/** Debian 12: the OS the bootstrap and the pushed configs are written and tested for. */
+export const DEFAULT_OS_NAME = "Debian 12 x64 (bookworm)";
+
+export interface HostArgs {
+    spec: HostSpec;
+    /** Bootstrap cloud-init for a new instance (ignored for existing hosts). */
+    userData?: pulumi.Input<string>;
+    /** Vultr SSH key ids installed on a new instance. */
+    sshKeyIds?: pulumi.Input<pulumi.Input<string>[]>;
+    /** Private key (a Pulumi secret) used to push configs over SSH. */
+    sshPrivateKey: pulumi.Input<string>;
+}
+
+export class Host extends pulumi.ComponentResource {
+    /** The host's own unicast IPv6: BGP source, WireGuard endpoint, SSH target. */
+    readonly ipv6: pulumi.Output<string>;
+    /** Its unicast IPv4, when it has one. */
+    readonly ipv4: pulumi.Output<string | undefined>;
+    /** The SSH connection the config pushes use. */
+    readonly connection: pulumi.Output<Connection>;
+    /** The Vultr instance, for a Vultr-created host. */
+    readonly instance?: vultr.Instance;
+
+    constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("anycast:index:Host", name, {}, opts);
+        const spec = args.spec;
+        let user = "root";
+        let port = 22;
+        if (spec.kind === "vultr") {
+            const osId = spec.osId !== undefined ? pulumi.output(spec.osId)
+                : vultr.getOsOutput({ filters: [{ name: "name", values: [DEFAULT_OS_NAME] }] }, { parent: this })
+                    // getOs returns the id as a string; Instance.osId is a number.
+                    .apply((os) => Number(os.id));
+            this.instance = new vultr.Instance(`${name}-instance`, {
+                region: spec.region,
+                plan: spec.plan,
+                osId,
+                hostname: name,
+                label: `anycast-${name}`,
+                enableIpv6: true,
+                userData: args.userData,
+                sshKeyIds: args.sshKeyIds,
+                activationEmail: false,
+                backups: "disabled",
+                tags: ["anycast"],
+            }, {
+                parent: this,
+                // userData is the first-boot bootstrap only; everything after that is pushed.
+                // Without this, editing a bootstrap detail would replace a serving PoP.
+                ignoreChanges: ["userData"],
+            });
+            this.ipv6 = this.instance.v6MainIp;
+            this.ipv4 = this.instance.mainIp.apply((ip) => ip || undefined);
+        } else {
+            this.ipv6 = pulumi.output(spec.address);
+            this.ipv4 = pulumi.output(spec.address4);
+            user = spec.user;
+            port = spec.port;
+        }
+        this.connection = pulumi.all([this.ipv6, pulumi.secret(args.sshPrivateKey)]).apply(([host, privateKey]) => ({
+            host,
+            port,
+            user,
+            privateKey,
+            // A new instance takes a while to accept SSH: keep dialling instead of failing the update.
+            dialErrorLimit: 30,
+            perDialTimeout: 20,
+        }));
+        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4 });
+    }
+}

@@ -1,0 +1,87 @@
+/**
+ * WireGuardMesh: the private network between the origin and every PoP.
+ *
+ * Keys: 32 random bytes per node from @pulumi/random (a Pulumi secret in state), the public
+ * key derived in-program with X25519 (identical to `wg pubkey`), so no key ever has to be
+ * generated on, or fetched from, a host. Endpoints are the hosts' unicast addresses, never the
+ * anycast one (which would lead to whichever PoP is nearest).
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { MeshTopology, WireGuardNode } from "./core/model";
+import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "./core/render/wireguard";
+import { Connection, pushFile } from "./push";
+
+export interface MeshMember {
+    name: string;
+    /** Mesh address (inside cidr) of this node. */
+    meshAddress: string;
+    /** Unicast address other nodes use as its endpoint. */
+    endpoint: pulumi.Input<string>;
+    /** Where to push wg0.conf. */
+    connection: pulumi.Input<Connection>;
+    /** Resources the push must wait for (the host). */
+    dependsOn?: pulumi.Resource[];
+}
+
+export interface WireGuardMeshArgs {
+    cidr: string;
+    port: number;
+    topology: MeshTopology;
+    /** The node every spoke peers with in "hub" topology (the origin). */
+    hub: string;
+    mtu: number;
+    persistentKeepalive: number;
+    members: MeshMember[];
+}
+
+export class WireGuardMesh extends pulumi.ComponentResource {
+    /** Public key of each member, by name. */
+    readonly publicKeys: pulumi.Output<Record<string, string>>;
+    /** Mesh address of each member, by name. */
+    readonly addresses: Record<string, string>;
+    /** Each member's wg0.conf (secret: it holds the private key). */
+    readonly configs: pulumi.Output<Record<string, string>>;
+
+    constructor(name: string, args: WireGuardMeshArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("anycast:index:WireGuardMesh", name, {}, opts);
+        const privateKeys: Record<string, pulumi.Output<string>> = {};
+        for (const m of args.members) {
+            privateKeys[m.name] = pulumi.secret(
+                new random.RandomBytes(`${name}-${m.name}-key`, { length: 32 }, { parent: this, additionalSecretOutputs: ["base64", "hex"] }).base64);
+        }
+        this.addresses = Object.fromEntries(args.members.map((m) => [m.name, m.meshAddress]));
+        this.publicKeys = pulumi.all(privateKeys).apply((keys) =>
+            Object.fromEntries(Object.entries(keys).map(([n, k]) => [n, wgPublicKeyFromPrivate(k)])));
+        // The public keys are not secret, but they are derived from secrets; unwrap explicitly.
+        this.publicKeys = pulumi.unsecret(this.publicKeys);
+
+        const endpoints = pulumi.all(Object.fromEntries(args.members.map((m) => [m.name, pulumi.output(m.endpoint)])));
+        this.configs = pulumi.secret(pulumi.all([privateKeys, this.publicKeys, endpoints]).apply(([priv, pub, ends]) => {
+            const plan = planWireGuardMesh(args.members.map((m) => ({
+                name: m.name, meshAddress: m.meshAddress, endpoint: ends[m.name], publicKey: pub[m.name],
+            })), {
+                cidr: args.cidr, port: args.port, topology: args.topology, hubName: args.hub, mtu: args.mtu,
+                persistentKeepalive: args.persistentKeepalive,
+            });
+            return Object.fromEntries(args.members.map((m) => {
+                const node: WireGuardNode = { ...plan[m.name], privateKey: priv[m.name] };
+                return [m.name, renderWireGuardConfig(node)];
+            }));
+        }));
+
+        for (const m of args.members) {
+            pushFile(m.name, {
+                file: "wg0.conf", remotePath: "/etc/wireguard/wg0.conf", mode: "0600",
+                content: this.configs.apply((c) => c[m.name]),
+                // wg-quick insists on a file named <interface>.conf.
+                validate: "d=$(mktemp -d)\ncp \"$new\" \"$d/wg0.conf\"\nwg-quick strip \"$d/wg0.conf\" >/dev/null\nrm -rf \"$d\"",
+                // syncconf applies peer changes without tearing the interface down; the first
+                // push brings it up.
+                apply: "systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true\n" +
+                    "if ip link show wg0 >/dev/null 2>&1; then wg syncconf wg0 <(wg-quick strip wg0); else systemctl start wg-quick@wg0; fi",
+            }, m.connection, { parent: this, dependsOn: m.dependsOn });
+        }
+        this.registerOutputs({ publicKeys: this.publicKeys, addresses: this.addresses });
+    }
+}

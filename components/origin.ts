@@ -1,0 +1,40 @@
+/**
+ * Origin: the server behind the mesh that actually serves the site. Either an existing server
+ * (the usual case: the user's current web server) or a new Vultr instance. It joins the mesh
+ * (WireGuardMesh pushes its wg0.conf) and gets the host firewall like every PoP.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { OriginSpec } from "./core/model";
+import { renderCloudInit } from "./core/render/cloudinit";
+import { Host } from "./host";
+
+export interface OriginArgs {
+    origin: OriginSpec;
+    sshPrivateKey: pulumi.Input<string>;
+    sshKeyIds?: pulumi.Input<pulumi.Input<string>[]>;
+    sshPublicKeys?: string[];
+}
+
+export class Origin extends pulumi.ComponentResource {
+    readonly host: Host;
+    readonly ipv6: pulumi.Output<string>;
+    readonly meshAddress: string;
+    readonly port: number;
+
+    constructor(name: string, args: OriginArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("anycast:index:Origin", name, {}, opts);
+        const { origin } = args;
+        this.host = new Host(name, {
+            spec: origin.host,
+            sshPrivateKey: args.sshPrivateKey,
+            sshKeyIds: args.sshKeyIds,
+            userData: origin.host.kind === "vultr"
+                ? renderCloudInit({ hostname: name, role: "origin", sshPublicKeys: args.sshPublicKeys ?? [] })
+                : undefined,
+        }, { parent: this });
+        this.ipv6 = this.host.ipv6;
+        this.meshAddress = origin.meshAddress;
+        this.port = origin.port;
+        this.registerOutputs({ ipv6: this.ipv6, meshAddress: this.meshAddress });
+    }
+}

@@ -1,0 +1,50 @@
+/**
+ * Reading `anycast:*` stack config into the raw object parseAnycastConfig validates.
+ *
+ * Secret values are read in plain text here on purpose: validation must see them (length,
+ * characters) before any resource exists. Everything rendered from them is wrapped in
+ * pulumi.secret by the components.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { ConfigIssue } from "../../components/core/model";
+import { NAMESPACE, SECRET_KEYS } from "../../components/core/config";
+
+/** Keys whose values are plain strings even when they look like JSON ("12345" stays a password). */
+/**
+ * Whether a config key was set with --secret. The SDK has this (runtime/config.js) but does not
+ * declare it; without it a plain-text password in a stack file would go unnoticed.
+ */
+const isConfigSecret: (key: string) => boolean =
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require("@pulumi/pulumi/runtime/config") as { isConfigSecret: (key: string) => boolean }).isConfigSecret;
+
+const STRING_KEYS = new Set(["bgpPassword", "sshPrivateKey", "address"]);
+
+function decode(key: string, value: string): unknown {
+    if (STRING_KEYS.has(key)) return value;
+    try {
+        return JSON.parse(value);
+    } catch {
+        return value;
+    }
+}
+
+export interface RawConfig {
+    values: Record<string, unknown>;
+    /** Secrets stored in plain text in the stack file. */
+    warnings: ConfigIssue[];
+}
+
+export function readStackConfig(): RawConfig {
+    const values: Record<string, unknown> = {};
+    const warnings: ConfigIssue[] = [];
+    for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {
+        const [ns, key] = fullKey.split(":", 2);
+        if (ns !== NAMESPACE || key === undefined) continue;
+        values[key] = decode(key, value);
+        if (SECRET_KEYS.includes(key) && !isConfigSecret(fullKey)) {
+            warnings.push({ key: fullKey, message: `is stored in plain text; use pulumi config set --secret ${fullKey}` });
+        }
+    }
+    return { values, warnings };
+}

@@ -1,0 +1,148 @@
+/**
+ * Config validation: a table of bad configs, each of which must be rejected with an error that
+ * names the offending key, and the example stacks, which must pass.
+ */
+import { describe, it } from "node:test";
+import * as assert from "node:assert/strict";
+import { ConfigError, parseAnycastConfig, parseCommunity } from "../../components/core/config";
+import { rawConfigOf } from "../helpers/fixtures";
+
+const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest\n-----END OPENSSH PRIVATE KEY-----\n";
+
+/** A valid config (the lab's, with a key), to break one thing at a time. */
+function base(): Record<string, any> {
+    return { ...rawConfigOf("Pulumi.lab.yaml"), sshPrivateKey: SSH_KEY };
+}
+
+function errorsOf(raw: Record<string, unknown>): { key: string; message: string }[] {
+    try {
+        parseAnycastConfig(raw);
+    } catch (e) {
+        assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
+        return e.issues;
+    }
+    return [];
+}
+
+interface BadCase {
+    name: string;
+    mutate: (c: Record<string, any>) => void;
+    key: string;
+    message: RegExp;
+}
+
+const BAD: BadCase[] = [
+    { name: "prefix longer than /48", mutate: (c) => { c.prefix = "2001:db8:100::/56"; }, key: "anycast:prefix", message: /longer than \/48/ },
+    { name: "IPv4 prefix longer than /24", mutate: (c) => { c.prefix = ["2001:db8:100::/48", "192.0.2.0/25"]; }, key: "anycast:prefix[1]", message: /longer than \/24/ },
+    { name: "prefix with host bits", mutate: (c) => { c.prefix = "2001:db8:100::1/48"; }, key: "anycast:prefix", message: /host bits/ },
+    { name: "prefix not an address", mutate: (c) => { c.prefix = "banana/48"; }, key: "anycast:prefix", message: /not a valid/ },
+    { name: "IPv4 prefix first", mutate: (c) => { c.prefix = ["192.0.2.0/24"]; }, key: "anycast:prefix[0]", message: /must be IPv6/ },
+    { name: "overlapping prefixes", mutate: (c) => { c.prefix = ["2001:db8:100::/48", "2001:db8:100::/47"]; }, key: "anycast:prefix[1]", message: /host bits|overlaps/ },
+    { name: "address outside prefix", mutate: (c) => { c.address = "2001:db8:200::1"; }, key: "anycast:address", message: /outside the prefix/ },
+    { name: "address is the network address", mutate: (c) => { c.address = "2001:db8:100::"; }, key: "anycast:address", message: /network/ },
+    { name: "address not IPv6", mutate: (c) => { c.address = "192.0.2.1"; }, key: "anycast:address", message: /not an IPv6/ },
+    { name: "AS_TRANS", mutate: (c) => { c.asn = 23456; }, key: "anycast:asn", message: /AS_TRANS/ },
+    { name: "ASN 0", mutate: (c) => { c.asn = 0; }, key: "anycast:asn", message: /reserved/ },
+    { name: "ASN out of range", mutate: (c) => { c.asn = 4294967296; }, key: "anycast:asn", message: /integer from 1/ },
+    { name: "ASN not a number", mutate: (c) => { c.asn = "AS64500"; }, key: "anycast:asn", message: /a number/ },
+    { name: "private ASN with a public prefix", mutate: (c) => { c.asn = 65001; c.prefix = "2a0f:85c1:260::/48"; }, key: "anycast:asn", message: /private ASN/ },
+    { name: "missing password", mutate: (c) => { delete c.bgpPassword; }, key: "anycast:bgpPassword", message: /required/ },
+    { name: "password with a quote", mutate: (c) => { c.bgpPassword = 'a"b'; }, key: "anycast:bgpPassword", message: /quotes/ },
+    { name: "password too long for TCP-MD5", mutate: (c) => { c.bgpPassword = "x".repeat(81); }, key: "anycast:bgpPassword", message: /80 bytes/ },
+    { name: "missing SSH key", mutate: (c) => { delete c.sshPrivateKey; }, key: "anycast:sshPrivateKey", message: /required/ },
+    { name: "SSH key not a key", mutate: (c) => { c.sshPrivateKey = "hunter2"; }, key: "anycast:sshPrivateKey", message: /PRIVATE KEY/ },
+    { name: "no PoPs", mutate: (c) => { c.pops = []; }, key: "anycast:pops", message: /at least one/ },
+    { name: "duplicate PoP names", mutate: (c) => { c.pops[1].name = "lax"; }, key: "anycast:pops[1].name", message: /duplicate/ },
+    { name: "PoP named like the origin", mutate: (c) => { c.pops[0].name = "origin"; }, key: "anycast:pops[0].name", message: /origin/ },
+    { name: "PoP name with capitals", mutate: (c) => { c.pops[0].name = "LAX"; }, key: "anycast:pops[0].name", message: /a-z/ },
+    { name: "PoP with neither region nor host", mutate: (c) => { delete c.pops[0].region; }, key: "anycast:pops[0]", message: /either region/ },
+    { name: "PoP with region and host", mutate: (c) => { c.pops[0].host = { address: "2001:db8:1::1" }; }, key: "anycast:pops[0]", message: /not both/ },
+    { name: "PoP host not an address", mutate: (c) => { delete c.pops[0].region; c.pops[0].host = { address: "lax.example" }; }, key: "anycast:pops[0].host.address", message: /not an IP/ },
+    { name: "PoP host inside the anycast prefix", mutate: (c) => { delete c.pops[0].region; c.pops[0].host = { address: "2001:db8:100::5" }; }, key: "anycast:pops[0].host.address", message: /inside the anycast prefix/ },
+    { name: "unknown PoP key", mutate: (c) => { c.pops[0].regoin = "lax"; }, key: "anycast:pops[0]", message: /regoin/ },
+    { name: "bad region shape", mutate: (c) => { c.pops[0].region = "Los Angeles"; }, key: "anycast:pops[0].region", message: /region id/ },
+    { name: "community syntax", mutate: (c) => { c.pops[0].communities = ["64600-6939"]; }, key: "anycast:pops[0].communities[0]", message: /not a community/ },
+    { name: "community half over 16 bits", mutate: (c) => { c.pops[0].communities = ["206924:1"]; }, key: "anycast:pops[0].communities[0]", message: /16-bit/ },
+    { name: "20473:6000 on an anycast prefix", mutate: (c) => { c.pops[0].communities = ["20473:6000"]; }, key: "anycast:pops[0].communities[0]", message: /inside AS20473/ },
+    { name: "blackhole community", mutate: (c) => { c.pops[0].communities = ["20473:666"]; }, key: "anycast:pops[0].communities[0]", message: /blackhole/ },
+    { name: "prepend above 3", mutate: (c) => { c.pops[0].prepend = 5; }, key: "anycast:pops[0].prepend", message: /3/ },
+    { name: "hold time 2", mutate: (c) => { c.pops[0].bgp = { holdTime: 2 }; }, key: "anycast:pops[0].bgp.holdTime", message: /3-65535/ },
+    { name: "keepalive not below hold", mutate: (c) => { c.pops[0].bgp = { holdTime: 9, keepaliveTime: 9 }; }, key: "anycast:pops[0].bgp.keepaliveTime", message: /shorter/ },
+    { name: "neighbour not IPv6", mutate: (c) => { c.pops[0].bgp = { neighbor: "169.254.169.254" }; }, key: "anycast:pops[0].bgp.neighbor", message: /IPv6/ },
+    { name: "remote AS equals ours", mutate: (c) => { c.pops[0].bgp = { remoteAsn: 64500 }; }, key: "anycast:pops[0].bgp.remoteAsn", message: /eBGP/ },
+    { name: "BFD interval too small", mutate: (c) => { c.pops[0].bgp = { bfd: { interval: 1 } }; }, key: "anycast:pops[0].bgp.bfd.interval", message: /10/ },
+    { name: "mesh overlapping the prefix", mutate: (c) => { c.mesh.cidr = "2001:db8:100:ff::/64"; }, key: "anycast:mesh.cidr", message: /overlaps|not private/ },
+    { name: "mesh not private", mutate: (c) => { c.mesh.cidr = "198.51.100.0/24"; }, key: "anycast:mesh.cidr", message: /not private/ },
+    { name: "mesh too small", mutate: (c) => { c.mesh.cidr = "10.9.0.0/30"; }, key: "anycast:mesh.cidr", message: /room for 2 hosts/ },
+    { name: "mesh CIDR missing", mutate: (c) => { delete c.mesh.cidr; }, key: "anycast:mesh.cidr", message: /required/ },
+    { name: "mesh address outside the mesh", mutate: (c) => { c.pops[0].meshAddress = "fd00:b::2"; }, key: "anycast:pops[0].meshAddress", message: /outside mesh.cidr/ },
+    { name: "mesh topology unknown", mutate: (c) => { c.mesh.topology = "star"; }, key: "anycast:mesh.topology", message: /full|hub/ },
+    { name: "origin port out of range", mutate: (c) => { c.origin.port = 70000; }, key: "anycast:origin.port", message: /65535/ },
+    { name: "origin missing", mutate: (c) => { delete c.origin; }, key: "anycast:origin", message: /required/ },
+    { name: "zone and zoneId both", mutate: (c) => { c.frontDoor.zoneId = "0123456789abcdef0123456789abcdef"; }, key: "anycast:frontDoor", message: /exactly one/ },
+    { name: "zone not a domain", mutate: (c) => { c.frontDoor.zone = "localhost"; }, key: "anycast:frontDoor.zone", message: /domain/ },
+    { name: "hostname outside the zone", mutate: (c) => { c.frontDoor.hostname = "www.example.org"; }, key: "anycast:frontDoor.hostname", message: /not inside the zone/ },
+    { name: "hostname with a space", mutate: (c) => { c.frontDoor.hostname = "my site"; }, key: "anycast:frontDoor.hostname", message: /valid DNS name/ },
+    { name: "hostname equals anycastName", mutate: (c) => { c.frontDoor.anycastName = "www"; }, key: "anycast:frontDoor.anycastName", message: /must differ/ },
+    { name: "zoneId malformed", mutate: (c) => { delete c.frontDoor.zone; c.frontDoor.zoneId = "xyz"; }, key: "anycast:frontDoor.zoneId", message: /32-character/ },
+    { name: "admin CIDR malformed", mutate: (c) => { c.firewall.adminCidrs = ["2001:db8::/129"]; }, key: "anycast:firewall.adminCidrs[0]", message: /not a valid/ },
+    { name: "health rise zero", mutate: (c) => { c.health.rise = 0; }, key: "anycast:health.rise", message: /1/ },
+    { name: "unknown top-level key", mutate: (c) => { c.prefixes = "2001:db8:100::/48"; }, key: "anycast:prefixes", message: /unknown key/ },
+];
+
+describe("config validation rejects bad input, naming the key", () => {
+    it("accepts the lab stack as is, and the prod stack once its secrets are set", () => {
+        assert.equal(errorsOf(base()).length, 0);
+        const prod = parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "pw", sshPrivateKey: SSH_KEY });
+        assert.deepEqual(prod.pops.map((p) => p.name), ["lax", "ams", "sgp"]);
+        assert.equal(prod.address, "2001:db8:100::1");
+        assert.equal(prod.frontDoor.hostname, "www.example.com");
+        assert.equal(prod.frontDoor.anycastName, "anycast.example.com");
+    });
+
+    for (const c of BAD) {
+        it(c.name, () => {
+            const raw = base();
+            c.mutate(raw);
+            const errors = errorsOf(raw);
+            const hit = errors.find((e) => e.key === c.key);
+            assert.ok(hit, `no error for ${c.key}; got: ${JSON.stringify(errors)}`);
+            assert.match(hit.message, c.message);
+        });
+    }
+
+    it("reports every error at once, across keys", () => {
+        const raw = base();
+        raw.prefix = "2001:db8:100::/64";
+        raw.pops[1].name = "lax";
+        raw.mesh.cidr = "not-a-cidr";
+        raw.frontDoor.hostname = "bad name";
+        const keys = errorsOf(raw).map((e) => e.key);
+        for (const k of ["anycast:prefix", "anycast:pops[1].name", "anycast:mesh.cidr", "anycast:frontDoor.hostname"]) {
+            assert.ok(keys.includes(k), `${k} missing from ${keys.join(", ")}`);
+        }
+    });
+
+    it("applies Vultr defaults and plans the mesh in list order", () => {
+        const spec = parseAnycastConfig(base());
+        const lax = spec.pops[0];
+        assert.equal(lax.bgp.neighbor, "2001:19f0:ffff::1");
+        assert.equal(lax.bgp.remoteAsn, 64515);
+        assert.equal(lax.bgp.multihop, 2);
+        assert.equal(spec.origin.meshAddress, "fd00:a:1::1");
+        assert.deepEqual(spec.pops.map((p) => p.meshAddress), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4"]);
+        assert.equal(spec.address, "2001:db8:100::1");
+    });
+
+    it("warns about documentation resources without failing", () => {
+        const spec = parseAnycastConfig(base());
+        assert.ok(spec.warnings.some((w) => w.key === "anycast:asn" && /documentation/.test(w.message)));
+        assert.ok(spec.warnings.some((w) => w.key === "anycast:prefix" && /documentation/.test(w.message)));
+    });
+
+    it("parses standard and large communities", () => {
+        assert.deepEqual(parseCommunity("64600:6939"), { kind: "standard", asn: 64600, value: 6939 });
+        assert.deepEqual(parseCommunity("206924:1:2"), { kind: "large", global: 206924, data1: 1, data2: 2 });
+        assert.throws(() => parseCommunity("1:2:3:4"), /not a community/);
+    });
+});
