@@ -10,7 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
 import { AnycastSpec, ConfigIssue } from "../components/core/model";
 import { NAMESPACE, SECRET_KEYS } from "../components/core/config";
-import { installMockCloud, isSecretValue, mapSecrets, MockedResource, unwrapSecrets } from "./mockcloud";
+import { installMockCloud, isSecretValue, mapSecrets, MockCloud, MockedResource, unwrapSecrets } from "./mockcloud";
 
 /** Stand-ins for secrets that a stack file holds encrypted or not at all. */
 export const SECRET_PLACEHOLDERS: Record<string, string> = {
@@ -43,6 +43,8 @@ export interface StackRun {
     /** Raw mock records (inputs and state, secrets wrapped) for callers that need more. */
     mocked: MockedResource[];
     outputs: Record<string, unknown>;
+    /** Every resource's URN (the parent type chain shows parentage). */
+    urns: string[];
     /** What the run substituted or noticed (placeholders for secrets, warnings). */
     notes: string[];
     warnings: ConfigIssue[];
@@ -55,6 +57,8 @@ export interface StackRunOptions {
     configFile?: string;
     /** Or config values directly (`anycast:` keys without the namespace), e.g. from tests/bench. */
     values?: Record<string, unknown>;
+    /** Called with the mock cloud before the program runs (tests inspect what was created). */
+    onMockCloud?: (cloud: MockCloud) => void;
 }
 
 /** Read a stack file into Pulumi's config map format (`ns:key` -> string), noting secrets it cannot use. */
@@ -87,6 +91,17 @@ export function loadStackFile(file: string): { config: Record<string, string>; s
     return { config, secretKeys, notes };
 }
 
+/** The plain `anycast:` values of a stack file, namespace stripped (secure: values left out). */
+export function readStackValues(file: string): Record<string, unknown> {
+    const doc = parseYaml(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> } | null;
+    const values: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(doc?.config ?? {})) {
+        const secure = typeof value === "object" && value !== null && "secure" in value;
+        if (key.startsWith(`${NAMESPACE}:`) && !secure) values[key.slice(NAMESPACE.length + 1)] = value;
+    }
+    return values;
+}
+
 function valuesToConfig(values: Record<string, unknown>): { config: Record<string, string>; secretKeys: string[] } {
     const config: Record<string, string> = {};
     for (const [k, v] of Object.entries(values)) config[`${NAMESPACE}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
@@ -106,6 +121,7 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
     else loaded = { ...valuesToConfig(opts.values ?? {}), notes: [] };
 
     const cloud = await installMockCloud({ stack: opts.configFile ? path.basename(opts.configFile).replace(/^Pulumi\.|\.yaml$/g, "") : "mock" });
+    opts.onMockCloud?.(cloud);
     try {
         pulumi.runtime.setAllConfig(loaded.config, loaded.secretKeys);
         // The program validates and builds at module load, as under `pulumi up`: load it fresh.
@@ -133,7 +149,7 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
         const hosts = collectHosts(spec, cloud.resources, outputs);
         const resources = cloud.resources.map((r) => ({ type: r.type, name: r.name, inputs: redact(r.inputs) }));
         return {
-            spec, hosts, resources, mocked: [...cloud.resources], outputs, notes: loaded.notes, warnings,
+            spec, hosts, resources, mocked: [...cloud.resources], outputs, urns: cloud.urns(), notes: loaded.notes, warnings,
             originCaPem: cloud.originCaPem,
         };
     } finally {

@@ -2,30 +2,27 @@
  * Render inputs for tests, built from the example stacks through the real config parser, so
  * fixtures cannot drift from what a user's config produces.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { parse } from "yaml";
+import { readStackValues } from "../../cli/stackrun";
 import { parseAnycastConfig } from "../../components/core/config";
 import { AnycastSpec, PopRenderInput } from "../../components/core/model";
 import { REPO_ROOT } from "./golden";
 
-/** Raw `anycast:*` values of a stack file, with the namespace stripped. */
+/** Raw `anycast:*` values of a stack file (relative to the repo), with the namespace stripped. */
 export function rawConfigOf(stackFile: string): Record<string, unknown> {
-    const doc = parse(fs.readFileSync(path.join(REPO_ROOT, stackFile), "utf8")) as { config: Record<string, unknown> };
-    const raw: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(doc.config)) {
-        if (key.startsWith("anycast:")) raw[key.slice("anycast:".length)] = value;
-    }
-    return raw;
+    return readStackValues(path.join(REPO_ROOT, stackFile));
 }
+
+/** Stands in for the SSH key a real stack holds as a secret. */
+export const TEST_SSH_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest\n-----END OPENSSH PRIVATE KEY-----\n";
 
 /** The prod example, with the secrets it deliberately lacks filled in with test values. */
 export function prodSpec(): AnycastSpec {
-    return parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "test-bgp-password" });
+    return parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "test-bgp-password", sshPrivateKey: TEST_SSH_PRIVATE_KEY });
 }
 
 export function labSpec(): AnycastSpec {
-    return parseAnycastConfig(rawConfigOf("Pulumi.lab.yaml"));
+    return parseAnycastConfig({ ...rawConfigOf("Pulumi.lab.yaml"), sshPrivateKey: TEST_SSH_PRIVATE_KEY });
 }
 
 /** Fixed unicast addresses standing in for what Vultr would assign (documentation space). */
