@@ -1,0 +1,136 @@
+/**
+ * `anycast-net.sh`, installed as /usr/local/sbin/anycast-net and run at boot by
+ * anycast-net.service (and again after every push): the host-side networking BIRD relies on.
+ *
+ *  - the anycast address as a /128 on `lo` (nginx binds it; BIRD only announces the prefix);
+ *  - the static host route to the BGP neighbour via the current default gateway: Vultr's
+ *    neighbour is multihop, and once routes are learned the session must not follow them
+ *    (DESIGN.md, seed asn-part4). The gateway is usually a link-local RA-learned address,
+ *    so the route carries `dev` too;
+ *  - accept_ra=2, because forwarding=1 makes Linux ignore router advertisements otherwise and
+ *    the default route would silently expire;
+ *  - the BIRD state file with state 0 (withdrawn) if it is missing, so bird.conf's include
+ *    always resolves and a fresh host starts withdrawn until the health agent says otherwise.
+ *
+ * It does not depend on the host's own addresses (the bootstrap copy in cloud-init is
+ * rendered before they exist). Every path and address is an environment variable defaulting
+ * to the real value, so the lab runs the same script inside a network namespace.
+ */
+import { canonical, familyOf, isIp, parseCidr } from "../addressing";
+import { PopRenderInput } from "../model";
+import { BIRD_STATE_FILE, renderBirdStateInclude } from "./bird";
+
+/** Where the script is installed on a PoP (docs/ARTIFACTS.md). */
+export const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
+
+function shellWord(value: string, what: string): string {
+    // Every value here is an address, a path or a number; refuse anything that would need quoting.
+    if (!/^[A-Za-z0-9_.:/@%+-]+$/.test(value)) throw new Error(`${what} ${JSON.stringify(value)} cannot be written into the shell script`);
+    return value;
+}
+
+export function renderNetSetup(input: PopRenderInput): string {
+    const { pop, deployment } = input;
+    if (!isIp(deployment.address) || familyOf(deployment.address) !== 6) {
+        throw new Error(`anycast address "${deployment.address}" is not an IPv6 address`);
+    }
+    const hasV4Prefix = deployment.prefixes.some((p) => parseCidr(p).family === 4);
+    const bgp = pop.bgp;
+    const routeV6 = bgp.staticRouteToNeighbor;
+    const routeV4 = bgp.staticRouteToNeighbor && hasV4Prefix;
+    if (routeV6 && (!isIp(bgp.neighbor) || familyOf(bgp.neighbor) !== 6)) throw new Error(`BGP neighbour "${bgp.neighbor}" is not an IPv6 address`);
+    if (routeV4 && (!isIp(bgp.neighbor4) || familyOf(bgp.neighbor4) !== 4)) throw new Error(`BGP neighbour "${bgp.neighbor4}" is not an IPv4 address`);
+    const stateLine = renderBirdStateInclude(0).trimEnd();
+    // The state line goes into single quotes below; it holds none.
+    if (stateLine.includes("'")) throw new Error("state include line contains a single quote");
+
+    const lines: string[] = [
+        "#!/usr/bin/env bash",
+        `# anycast-net for PoP ${shellWord(pop.name, "PoP name")}, rendered by pulumi-anycast. Do not edit.`,
+        "# Puts the anycast address on lo, pins the route to the BGP neighbour and seeds BIRD's",
+        "# state file. Idempotent: safe at every boot and after every push.",
+        "set -euo pipefail",
+        "",
+        "# Every value can be overridden from the environment (the lab runs this in a namespace).",
+        `ANYCAST_ADDRESS="\${ANYCAST_ADDRESS:-${shellWord(canonical(deployment.address), "anycast address")}}"`,
+        `ANYCAST_LOOPBACK="\${ANYCAST_LOOPBACK:-lo}"`,
+        `ANYCAST_STATE_FILE="\${ANYCAST_STATE_FILE:-${shellWord(BIRD_STATE_FILE, "state file")}}"`,
+    ];
+    if (routeV6) lines.push(`BGP_NEIGHBOR="\${BGP_NEIGHBOR:-${shellWord(canonical(bgp.neighbor), "BGP neighbour")}}"`);
+    if (routeV4) lines.push(`BGP_NEIGHBOR4="\${BGP_NEIGHBOR4:-${shellWord(canonical(bgp.neighbor4), "BGP neighbour")}}"`);
+    lines.push(
+        "# How long to wait for the default route (router advertisements may still be on their way at boot).",
+        `DEFAULT_ROUTE_WAIT="\${DEFAULT_ROUTE_WAIT:-60}"`,
+        "",
+        "log() { echo \"anycast-net: $*\" >&2; }",
+        "",
+        "# Prints \"<gateway> <device>\" of the first default route of a family (4 or 6), or nothing.",
+        "# Handles plain and multipath (`nexthop via ... dev ...`) routes; the gateway may be link-local.",
+        "default_gateway() {",
+        "    ip \"-$1\" route show default | awk '",
+        "        { for (i = 1; i < NF; i++) { if ($i == \"via\" && gw == \"\") gw = $(i + 1); if ($i == \"dev\" && gw != \"\" && dev == \"\") dev = $(i + 1) } }",
+        "        END { if (gw != \"\" && dev != \"\") print gw, dev }'",
+        "}",
+        "",
+        "wait_for_default_gateway() {",
+        "    local family=\"$1\" waited=0 found",
+        "    while :; do",
+        "        found=\"$(default_gateway \"$family\")\"",
+        "        if [[ -n \"$found\" ]]; then echo \"$found\"; return 0; fi",
+        "        if (( waited >= DEFAULT_ROUTE_WAIT )); then return 1; fi",
+        "        sleep 1",
+        "        waited=$(( waited + 1 ))",
+        "    done",
+        "}",
+        "",
+        "# Router advertisements must keep working even when forwarding is on.",
+        "sysctl -q -w net.ipv6.conf.all.accept_ra=2 net.ipv6.conf.default.accept_ra=2",
+        "",
+        "ip link set dev \"$ANYCAST_LOOPBACK\" up",
+        "# replace, not add: a second run must not fail on the existing address.",
+        "ip -6 addr replace \"$ANYCAST_ADDRESS/128\" dev \"$ANYCAST_LOOPBACK\"",
+        "",
+    );
+    if (routeV6) {
+        lines.push(
+            "if ! gateway6=\"$(wait_for_default_gateway 6)\"; then",
+            "    log \"no IPv6 default route after ${DEFAULT_ROUTE_WAIT}s: cannot pin the route to $BGP_NEIGHBOR\"",
+            "    exit 1",
+            "fi",
+            "read -r via6 dev6 <<< \"$gateway6\"",
+            "# The slash form of the name copes with interface names that contain dots (VLANs).",
+        "sysctl -q -w \"net/ipv6/conf/$dev6/accept_ra=2\"",
+            "# The multihop BGP session must reach the neighbour via the gateway even after routes are learned.",
+            "ip -6 route replace \"$BGP_NEIGHBOR/128\" via \"$via6\" dev \"$dev6\"",
+            "log \"$ANYCAST_ADDRESS/128 on $ANYCAST_LOOPBACK; $BGP_NEIGHBOR/128 via $via6 dev $dev6\"",
+            "",
+        );
+    } else {
+        lines.push("log \"$ANYCAST_ADDRESS/128 on $ANYCAST_LOOPBACK (no static route: bgp.staticRoute is off)\"", "");
+    }
+    if (routeV4) {
+        lines.push(
+            "if ! gateway4=\"$(wait_for_default_gateway 4)\"; then",
+            "    log \"no IPv4 default route after ${DEFAULT_ROUTE_WAIT}s: cannot pin the route to $BGP_NEIGHBOR4\"",
+            "    exit 1",
+            "fi",
+            "read -r via4 dev4 <<< \"$gateway4\"",
+            "ip -4 route replace \"$BGP_NEIGHBOR4/32\" via \"$via4\" dev \"$dev4\"",
+            "log \"$BGP_NEIGHBOR4/32 via $via4 dev $dev4\"",
+            "",
+        );
+    }
+    lines.push(
+        "# A new host starts withdrawn; the health agent announces after enough good checks.",
+        "# Never overwrite an existing file: it holds the agent's current decision.",
+        "if [[ ! -e \"$ANYCAST_STATE_FILE\" ]]; then",
+        "    mkdir -p \"$(dirname \"$ANYCAST_STATE_FILE\")\"",
+        "    tmp=\"$(mktemp \"$ANYCAST_STATE_FILE.XXXXXX\")\"",
+        `    printf '%s\\n' '${stateLine}' > "$tmp"`,
+        "    chmod 0644 \"$tmp\"",
+        "    mv -f \"$tmp\" \"$ANYCAST_STATE_FILE\"",
+        "fi",
+        "",
+    );
+    return lines.join("\n");
+}
