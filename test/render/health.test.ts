@@ -1,0 +1,451 @@
+/**
+ * The health agent: goldens for the env file, the unit and the script; shellcheck and
+ * systemd-analyze on them; and the real agent driving a real BIRD in a network namespace, with
+ * tiny node HTTP servers standing for nginx's health endpoint and the origin.
+ */
+import { test, describe, after, before, TestContext } from "node:test";
+import * as assert from "node:assert/strict";
+import { spawn, ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import {
+    renderHealthAgent, renderHealthEnv, renderHealthUnit, HEALTH_PATHS, ANYCAST_STATE,
+} from "../../components/core/render/health";
+import { HEALTH_ENDPOINT } from "../../components/core/render/nginx";
+import { assertGolden } from "../helpers/golden";
+import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
+import {
+    createNetns, deleteNetns, inNetnsOk, isRoot, needRoot, needTools, run, tempDir, uniqueNetnsName, which,
+} from "../helpers/tools";
+
+describe("health agent artifacts", () => {
+    test("golden: env lab lax", () => assertGolden("health/lab-lax.env", renderHealthEnv(popRenderInput(labSpec(), "lax"))));
+    test("golden: env prod lax", () => assertGolden("health/prod-lax.env", renderHealthEnv(popRenderInput(prodSpec(), "lax"))));
+    test("golden: unit", () => assertGolden("health/anycast-health.service", renderHealthUnit()));
+    test("golden: agent script", () => assertGolden("health/anycast-health", renderHealthAgent()));
+
+    test("env: the URLs the agent checks, bracketing only IPv6", () => {
+        const lab = envValues(renderHealthEnv(popRenderInput(labSpec(), "lax")));
+        assert.equal(lab.PROXY_URL, `http://[2001:db8:100::1]${HEALTH_ENDPOINT}`);
+        assert.equal(lab.ORIGIN_URL, "http://[fd00:a:1::1]:8080/healthz");
+        assert.equal(lab.INTERVAL, "0.1");
+        assert.equal(lab.STATE_FILE, HEALTH_PATHS.stateFile);
+        const prod = envValues(renderHealthEnv(popRenderInput(prodSpec(), "ams")));
+        assert.equal(prod.POP, "ams");
+        assert.equal(prod.ORIGIN_URL, "http://10.77.0.1:8080/healthz");
+        assert.equal(prod.DRAIN_SECONDS, "10");
+    });
+
+    test("env: a line break in a value is refused, it would inject a key", () => {
+        const input = popRenderInput(labSpec(), "lax");
+        input.origin = { ...input.origin, healthPath: "/x\nSTATE_FILE=/etc/passwd" };
+        assert.throws(() => renderHealthEnv(input), /line break/);
+    });
+
+    test("every key the env file sets has a default in the script", () => {
+        const script = renderHealthAgent();
+        for (const key of Object.keys(envValues(renderHealthEnv(popRenderInput(labSpec(), "lax"))))) {
+            assert.match(script, new RegExp(`: "\\$\\{${key}:=`), `${key} has a default`);
+            assert.ok(script.includes(` ${key} `), `${key} is a known env key`);
+        }
+    });
+
+    test("shellcheck accepts the agent", (t) => {
+        if (!needTools(t, "shellcheck")) return;
+        const result = run("shellcheck", ["--shell=bash", "-"], { input: renderHealthAgent() });
+        assert.equal(result.status, 0, result.stdout + result.stderr);
+    });
+
+    test("systemd-analyze verify accepts the unit", (t) => {
+        if (!needTools(t, "systemd-analyze")) return;
+        const dir = tempDir("health-unit");
+        try {
+            // verify insists that ExecStart exists; and the real unit name may be masked on a dev machine.
+            const script = path.join(dir, "anycast-health");
+            fs.writeFileSync(script, renderHealthAgent(), { mode: 0o755 });
+            const unit = path.join(dir, "anycast-health-verify.service");
+            fs.writeFileSync(unit, renderHealthUnit().replace(HEALTH_PATHS.script, script));
+            const result = run("systemd-analyze", ["verify", unit]);
+            assert.equal(result.status, 0, result.stderr);
+            // It only warns (exit 0) on unknown keys or bad values, so any output about our file is a failure.
+            assert.equal(result.stderr.split("\n").filter((l) => l.includes(unit)).join("\n"), "");
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
+
+function envValues(text: string): Record<string, string> {
+    const values: Record<string, string> = {};
+    for (const line of text.split("\n")) {
+        if (line === "" || line.startsWith("#")) continue;
+        const eq = line.indexOf("=");
+        values[line.slice(0, eq)] = line.slice(eq + 1);
+    }
+    return values;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Live: the real agent, a real BIRD, real HTTP, in a namespace.
+// ------------------------------------------------------------------------------------------------
+
+const ANYCAST = "2001:db8:100::1";
+const ORIGIN_MESH = "fd00:a:1::1";
+
+/**
+ * Stands for nginx's health endpoint on [anycast]:80 and the origin on [mesh]:8080, exactly where
+ * the rendered env file points; commands on stdin ("stop origin") close or reopen a listener.
+ */
+const FAKE_SERVERS = `
+const http = require("node:http");
+const specs = {
+    proxy: { host: ${JSON.stringify(ANYCAST)}, port: 80, path: ${JSON.stringify(HEALTH_ENDPOINT)}, body: "lax ok\\n" },
+    origin: { host: ${JSON.stringify(ORIGIN_MESH)}, port: 8080, path: "/healthz", body: "ok\\n" },
+};
+const servers = {};
+function start(name, done) {
+    if (servers[name] && servers[name].listening) return done();
+    const spec = specs[name];
+    const server = http.createServer((req, res) => { res.statusCode = req.url === spec.path ? 200 : 404; res.end(spec.body); });
+    server.listen(spec.port, spec.host, done);
+    servers[name] = server;
+}
+function stop(name, done) {
+    if (!servers[name].listening) return done();
+    servers[name].close(done);
+    servers[name].closeAllConnections();
+}
+require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
+    const [verb, name] = line.trim().split(" ");
+    (verb === "stop" ? stop : start)(name, () => console.log("done " + line.trim()));
+});
+start("proxy", () => start("origin", () => console.log("ready")));
+`;
+
+interface Proc {
+    child: ChildProcess;
+    out: string;
+    err: string;
+    exited: boolean;
+}
+
+class Lab {
+    readonly ns = uniqueNetnsName("health");
+    readonly dir = tempDir("health-live");
+    readonly stateFile = path.join(this.dir, "anycast-state.conf");
+    readonly socket = path.join(this.dir, "bird.ctl");
+    readonly statusFile = path.join(this.dir, "run", "health.json");
+    readonly controlDir = path.join(this.dir, "run");
+    readonly script = path.join(this.dir, "anycast-health");
+    private procs: Proc[] = [];
+    bird?: Proc;
+    servers?: Proc;
+
+    setUp(): void {
+        createNetns(this.ns);
+        for (const address of [ANYCAST, ORIGIN_MESH]) inNetnsOk(this.ns, "ip", ["addr", "add", `${address}/128`, "dev", "lo"]);
+        fs.writeFileSync(this.stateFile, `define ANYCAST_STATE = ${ANYCAST_STATE.withdrawn};\n`);
+        // A static protocol has no export side, so its import filter reads the switch here: the
+        // route appears, carries 65535:0 or disappears exactly as an upstream export would.
+        fs.writeFileSync(path.join(this.dir, "bird.conf"), [
+            "router id 192.0.2.1;",
+            `include "${this.stateFile}";`,
+            "protocol device {}",
+            "protocol static anycast {",
+            "    ipv6 { import filter {",
+            "        if ANYCAST_STATE = 0 then reject;",
+            "        if ANYCAST_STATE = 1 then bgp_community.add((65535, 0));",
+            "        accept;",
+            "    }; };",
+            "    route 2001:db8:100::/48 unreachable;",
+            "}",
+            "",
+        ].join("\n"));
+        fs.writeFileSync(this.script, renderHealthAgent(), { mode: 0o755 });
+        this.startBird();
+    }
+
+    startBird(): void {
+        this.bird = this.spawn("ip", ["netns", "exec", this.ns, "bird", "-f", "-c", path.join(this.dir, "bird.conf"), "-s", this.socket]);
+    }
+
+    async startServers(): Promise<void> {
+        this.servers = this.spawn("ip", ["netns", "exec", this.ns, process.execPath, "-e", FAKE_SERVERS], true);
+        await until("fake servers", 10_000, () => this.servers!.out.includes("ready"));
+    }
+
+    /** "stop origin", "start origin", ...: resolves once the listener is closed or open. */
+    async server(command: string): Promise<void> {
+        const marker = `done ${command}`;
+        const seen = this.servers!.out.split(marker).length;
+        this.servers!.child.stdin!.write(command + "\n");
+        await until(command, 5000, () => this.servers!.out.split(marker).length > seen);
+    }
+
+    /** The lab's env file: the rendered one with only the paths (and given parameters) changed. */
+    writeEnv(name: string, overrides: Record<string, string>): string {
+        let text = renderHealthEnv(popRenderInput(labSpec(), "lax"));
+        const all: Record<string, string> = {
+            STATE_FILE: this.stateFile, BIRD_SOCKET: this.socket, STATUS_FILE: this.statusFile, CONTROL_DIR: this.controlDir,
+            ...overrides,
+        };
+        for (const [key, value] of Object.entries(all)) {
+            const pattern = new RegExp(`^${key}=.*$`, "m");
+            assert.match(text, pattern, `${key} in the rendered env`);
+            text = text.replace(pattern, `${key}=${value}`);
+        }
+        const file = path.join(this.dir, name);
+        fs.writeFileSync(file, text);
+        return file;
+    }
+
+    readonly agents: Proc[] = [];
+
+    startAgent(envFile: string): Proc {
+        const agent = this.spawn("ip", ["netns", "exec", this.ns, "env", `ANYCAST_HEALTH_ENV=${envFile}`, this.script, "run"]);
+        this.agents.push(agent);
+        return agent;
+    }
+
+    async stopAgent(agent: Proc): Promise<void> {
+        agent.child.kill("SIGTERM");
+        await until("agent exit", 5000, () => agent.exited);
+    }
+
+    cli(envFile: string, command: string): string {
+        const result = run(this.script, [command], { env: { ...process.env, ANYCAST_HEALTH_ENV: envFile } });
+        assert.equal(result.status, 0, result.stderr);
+        return result.stdout;
+    }
+
+    state(): number | undefined {
+        const match = /^define ANYCAST_STATE = (\d);\n$/.exec(fs.readFileSync(this.stateFile, "utf8"));
+        return match ? Number(match[1]) : undefined;
+    }
+
+    status(): Record<string, unknown> {
+        return JSON.parse(fs.readFileSync(this.statusFile, "utf8")) as Record<string, unknown>;
+    }
+
+    /** What BIRD holds: undefined (withdrawn), "plain" or "graceful-shutdown". */
+    route(): string | undefined {
+        const out = run("birdc", ["-s", this.socket, "show", "route", "all", "2001:db8:100::/48"]).stdout;
+        if (!out.includes("2001:db8:100::/48")) return undefined;
+        return /BGP\.community: .*\(65535,0\)/.test(out) ? "graceful-shutdown" : "plain";
+    }
+
+    /** BIRD applies the switch a moment after the file changes (birdc configure): wait for it. */
+    async expectRoute(expected: string | undefined): Promise<void> {
+        await until(`route ${expected ?? "withdrawn"} in BIRD`, 3000, () => this.route() === expected);
+    }
+
+    /** Poll the state file every 5 ms until it holds `value`; the elapsed ms. */
+    async waitState(value: number, timeoutMs: number): Promise<number> {
+        const started = performance.now();
+        await until(`ANYCAST_STATE = ${value}`, timeoutMs, () => this.state() === value, 5);
+        return Math.round(performance.now() - started);
+    }
+
+    spawn(command: string, args: string[], stdin = false): Proc {
+        const child = spawn(command, args, { stdio: [stdin ? "pipe" : "ignore", "pipe", "pipe"] });
+        const proc: Proc = { child, out: "", err: "", exited: false };
+        child.stdout!.on("data", (d: Buffer) => (proc.out += d.toString()));
+        child.stderr!.on("data", (d: Buffer) => (proc.err += d.toString()));
+        child.on("exit", () => (proc.exited = true));
+        this.procs.push(proc);
+        return proc;
+    }
+
+    async tearDown(): Promise<void> {
+        for (const proc of this.procs.reverse()) {
+            if (!proc.exited) proc.child.kill("SIGTERM");
+        }
+        await until("processes to exit", 5000, () => this.procs.every((p) => p.exited)).catch(() => {
+            for (const proc of this.procs) if (!proc.exited) proc.child.kill("SIGKILL");
+        });
+        deleteNetns(this.ns);
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+async function until(what: string, timeoutMs: number, check: () => boolean, pollMs = 20): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** CPU seconds (user + system, the agent and its children) from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    // After "pid (comm) ": state is field 0, so utime/stime/cutime/cstime are 11..14.
+    const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+    return ticks / 100;
+}
+
+describe("the agent against a real BIRD (live)", () => {
+    const canRun = isRoot() && ["bird", "birdc", "curl", "ip"].every((tool) => which(tool) !== undefined);
+    const lab = canRun ? new Lab() : undefined;
+    before(async () => {
+        if (!lab) return;
+        lab.setUp();
+        await until("BIRD control socket", 10_000, () => fs.existsSync(lab.socket));
+        await lab.startServers();
+    });
+    after(async () => {
+        await lab?.tearDown();
+    });
+    /** True (and the test skipped with the reason) when the lab could not be set up. */
+    const skipUnlessLab = (t: TestContext): boolean => {
+        if (lab) return false;
+        if (needRoot(t, "network namespace and BIRD")) needTools(t, "bird", "birdc", "curl", "ip");
+        return true;
+    };
+
+    test("rise, fall, re-announce, proxy failure, drain, BIRD restart, agent restart", async (t) => {
+        if (skipUnlessLab(t) || !lab) return;
+        // Lab parameters: interval 0.1 s, rise 3, fall 2, timeout 0.3 s; a 1 s drain keeps the test short.
+        const env = lab.writeEnv("health.env", { DRAIN_SECONDS: "1" });
+        const agent = lab.startAgent(env);
+
+        const toAnnounce = await lab.waitState(ANYCAST_STATE.announced, 5000);
+        console.log(`health: start -> announced in ${toAnnounce} ms (rise 3 x 0.1 s)`);
+        assert.match(agent.err, /withdrawn -> announced: healthy, 3 checks in a row/);
+        await lab.expectRoute("plain");
+
+        // Steady state: the switch is not rewritten (same inode) and the agent is cheap.
+        const inode = fs.statSync(lab.stateFile).ino;
+        const cpuBefore = cpuSeconds(agent.child.pid!);
+        await sleep(3000);
+        const cpuPercent = ((cpuSeconds(agent.child.pid!) - cpuBefore) / 3) * 100;
+        console.log(`health: agent CPU at 10 checks/s: ${cpuPercent.toFixed(1)}% of one core`);
+        assert.equal(fs.statSync(lab.stateFile).ino, inode, "no rewrite of the state file without a change");
+        assert.ok(cpuPercent < 50, `agent CPU ${cpuPercent}%`);
+        const steady = lab.status();
+        assert.equal(steady.state, "announced");
+        assert.equal(steady.healthy, true);
+        assert.ok((steady.consecutive_good as number) >= 20, `consecutive_good ${steady.consecutive_good}`);
+
+        // The origin stops: withdrawn after 2 bad checks.
+        await lab.server("stop origin");
+        const toWithdraw = await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        console.log(`health: origin stop -> ANYCAST_STATE 0 in ${toWithdraw} ms (fall 2 x 0.1 s)`);
+        assert.match(agent.err, /announced -> withdrawn: origin check failed \(http 000, curl exit 7\), 2 checks in a row/);
+        await lab.expectRoute(undefined);
+        await until("status withdrawn", 2000, () => lab.status().state === "withdrawn");
+        const down = lab.status();
+        assert.equal(down.origin_ok, false);
+        assert.equal(down.proxy_ok, true);
+        assert.equal(down.withdrawals_last_hour, 1);
+
+        // The origin comes back: announced after 3 good checks.
+        await lab.server("start origin");
+        const toReannounce = await lab.waitState(ANYCAST_STATE.announced, 5000);
+        console.log(`health: origin back -> ANYCAST_STATE 2 in ${toReannounce} ms (rise 3 x 0.1 s)`);
+        assert.ok(toReannounce < 3000 && toWithdraw < 3000, "loose bound: both well under 3 s");
+        await lab.expectRoute("plain");
+
+        // The proxy (nginx) stops answering: withdrawn too.
+        await lab.server("stop proxy");
+        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        assert.match(agent.err, /announced -> withdrawn: proxy check failed/);
+        await lab.server("start proxy");
+        await lab.waitState(ANYCAST_STATE.announced, 5000);
+
+        // Drain: GRACEFUL_SHUTDOWN (1) for DRAIN_SECONDS, then withdrawn (0), held there while healthy.
+        assert.match(lab.cli(env, "drain"), /drain requested/);
+        await lab.waitState(ANYCAST_STATE.draining, 2000);
+        const drainStarted = performance.now();
+        await lab.expectRoute("graceful-shutdown");
+        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        const drainedMs = Math.round(performance.now() - drainStarted);
+        console.log(`health: drain announced GRACEFUL_SHUTDOWN for ${drainedMs} ms (DRAIN_SECONDS 1), then withdrew`);
+        assert.ok(drainedMs >= 800 && drainedMs < 3000, `drain lasted ${drainedMs} ms`);
+        await lab.expectRoute(undefined);
+        await sleep(600);
+        assert.equal(lab.state(), ANYCAST_STATE.withdrawn, "a drained PoP stays withdrawn while healthy");
+        const drained = lab.status();
+        assert.equal(drained.drain_requested, true);
+        assert.equal(drained.healthy, true);
+        assert.equal(drained.withdrawals_last_hour, 2, "a drain is not a flap");
+        assert.match(lab.cli(env, "undrain"), /undrained/);
+        await lab.waitState(ANYCAST_STATE.announced, 3000);
+
+        // BIRD goes away: the agent keeps deciding, and applies its decision once BIRD is back.
+        lab.bird!.child.kill("SIGTERM");
+        await until("BIRD exit", 5000, () => lab.bird!.exited);
+        await lab.server("stop origin");
+        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await until("birdc failure logged", 3000, () => agent.err.includes("birdc configure failed, retrying every tick"));
+        await until("status: BIRD has not applied the withdrawal", 2000, () => lab.status().bird_applied === false);
+        lab.startBird();
+        await until("birdc works again", 5000, () => agent.err.includes("birdc configure works again"));
+        await until("status: BIRD applied the withdrawal", 2000, () => lab.status().bird_applied === true);
+        await lab.server("start origin");
+        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.expectRoute("plain");
+        assert.equal(agent.exited, false, "BIRD going away never stops the agent");
+
+        // Agent restart (every config push does one) while announced: no withdrawal in between.
+        await lab.stopAgent(agent);
+        const restarted = lab.startAgent(env);
+        const watchUntil = Date.now() + 1500;
+        while (Date.now() < watchUntil) {
+            assert.equal(lab.state(), ANYCAST_STATE.announced, "the restart must not withdraw a healthy PoP");
+            await sleep(5);
+        }
+        assert.match(restarted.err, /starting in state announced/);
+        await lab.stopAgent(restarted);
+
+        const status = JSON.parse(lab.cli(env, "status")) as Record<string, unknown>;
+        assert.equal(status.pop, "lax");
+        for (const key of ["state", "healthy", "proxy_ok", "origin_ok", "consecutive_good", "consecutive_bad",
+            "withdrawals_last_hour", "since", "last_reason"]) {
+            assert.ok(key in status, `status has ${key}`);
+        }
+    });
+
+    test("flap damping: held down after MAX withdrawals until the oldest ages out", async (t) => {
+        if (skipUnlessLab(t) || !lab) return;
+        // Whatever the first test left running (it may have failed half-way) must not write here.
+        for (const agent of lab.agents) if (!agent.exited) await lab.stopAgent(agent);
+        if (lab.bird?.exited) lab.startBird();
+        await lab.server("start origin");
+        await lab.server("start proxy");
+        // A fresh control dir: the first test's withdrawal history must not count here.
+        fs.rmSync(lab.controlDir, { recursive: true, force: true });
+        fs.writeFileSync(lab.stateFile, "define ANYCAST_STATE = 0;\n");
+        const env = lab.writeEnv("flap.env", { MAX_WITHDRAWALS_PER_HOUR: "2", FLAP_WINDOW_SECONDS: "4" });
+        const agent = lab.startAgent(env);
+        await lab.waitState(ANYCAST_STATE.announced, 5000);
+
+        await lab.server("stop origin");
+        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        const firstWithdrawal = performance.now();
+        await lab.server("start origin");
+        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.server("stop origin");
+        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await until("held-down", 2000, () => lab.status().state === "held-down");
+        const held = lab.status();
+        assert.equal(held.withdrawals_last_hour, 2);
+        assert.equal(typeof held.held_until, "number");
+        assert.match(String(held.last_reason), /2 withdrawals within 4s, held down until \d+/);
+
+        // Healthy again, but held: no announcement until the first withdrawal is 4 s old.
+        await lab.server("start origin");
+        await sleep(800);
+        assert.equal(lab.status().healthy, true);
+        assert.equal(lab.status().state, "held-down");
+        assert.equal(lab.state(), ANYCAST_STATE.withdrawn);
+        await lab.waitState(ANYCAST_STATE.announced, 8000);
+        const heldMs = Math.round(performance.now() - firstWithdrawal);
+        console.log(`health: flap damping (max 2 per 4 s window) re-announced ${heldMs} ms after the first withdrawal`);
+        assert.ok(heldMs >= 3800, `released after ${heldMs} ms, before the window ended`);
+        assert.match(agent.err, /held-down -> withdrawn: flap damping over/);
+        await lab.stopAgent(agent);
+    });
+});
