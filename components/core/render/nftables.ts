@@ -1,0 +1,176 @@
+/**
+ * /etc/nftables.conf for a PoP or the origin: default-drop input, opened only for what the
+ * deployment needs, each service only from the sources that use it.
+ *
+ * Only the input hook is filtered. Output is free, and forward is left alone because the
+ * origin of a hub mesh forwards between spokes over wg0. Address lists may mix IPv4 and
+ * IPv6; they are split into one named interval set per family, because an nftables set has
+ * one element type.
+ */
+import { canonical, familyOf, Family, formatCidr, isIp, parseCidr } from "../addressing";
+
+export interface NftablesInput {
+    role: "pop" | "origin";
+    /** Anycast service addresses (a PoP serves HTTP/HTTPS on these only). */
+    anycastAddresses: string[];
+    /** Who may reach HTTP/HTTPS on the anycast addresses (Cloudflare's ranges); ignored on the origin. */
+    httpSources: string[];
+    /** BGP neighbours: TCP 179 (and BFD when enabled) only from them. */
+    bgpNeighbors: string[];
+    /** Unicast addresses of the other mesh members: WireGuard only from them. */
+    meshPeerEndpoints: string[];
+    meshPort: number;
+    meshCidr: string;
+    /** SSH sources; empty means from anywhere (config validation warns about that). */
+    adminCidrs: string[];
+    /** The origin's HTTP port, reachable only over wg0 from the mesh. */
+    originPort?: number;
+    bfd: boolean;
+    /** SSH port (default 22), for existing hosts whose sshd listens elsewhere. */
+    sshPort?: number;
+}
+
+/** The WireGuard interface name the mesh uses on every host. */
+const MESH_INTERFACE = "wg0";
+
+/** BFD control (single hop), echo, and multihop control ports (RFC 5881, 5883). */
+const BFD_PORTS = [3784, 3785, 4784];
+
+interface FamilySplit {
+    4: string[];
+    6: string[];
+}
+
+/** Addresses or prefixes, canonical, deduplicated, split by family. */
+function splitByFamily(list: string[], what: string): FamilySplit {
+    const out: FamilySplit = { 4: [], 6: [] };
+    for (const text of list) {
+        let element: string;
+        let family: Family;
+        if (isIp(text)) {
+            element = canonical(text);
+            family = familyOf(text);
+        } else {
+            let cidr;
+            try {
+                cidr = parseCidr(text);
+            } catch (e) {
+                throw new Error(`${what}: ${(e as Error).message}`);
+            }
+            family = cidr.family;
+            // A /32 or /128 is written as the plain address, the way nft lists it back.
+            element = cidr.length === (family === 4 ? 32 : 128) ? cidr.network : formatCidr(cidr);
+        }
+        if (!out[family].includes(element)) out[family].push(element);
+    }
+    return out;
+}
+
+function port(value: number, what: string): number {
+    if (!Number.isInteger(value) || value < 1 || value > 65535) throw new Error(`${what} ${value} is not a port number`);
+    return value;
+}
+
+export function renderNftables(input: NftablesInput): string {
+    const meshPort = port(input.meshPort, "meshPort");
+    const sshPort = port(input.sshPort ?? 22, "sshPort");
+    const mesh = parseCidr(input.meshCidr);
+    const sets: string[] = [];
+    const rules: string[] = [];
+
+    /** Declares `<name>_v4`/`<name>_v6` for the non-empty families; returns which exist. */
+    const declare = (name: string, list: string[], what: string): FamilySplit => {
+        const split = splitByFamily(list, what);
+        for (const family of [6, 4] as const) {
+            if (split[family].length === 0) continue;
+            sets.push(
+                `    set ${name}_v${family} {`,
+                `        type ipv${family}_addr`,
+                // interval: prefixes as elements; auto-merge: overlapping user input is merged, not an error.
+                "        flags interval",
+                "        auto-merge",
+                `        elements = { ${split[family].join(", ")} }`,
+                "    }",
+                "",
+            );
+        }
+        return split;
+    };
+    const ipOf = (family: Family) => (family === 6 ? "ip6" : "ip");
+
+    const neighbors = declare("bgp_neighbors", input.bgpNeighbors, "bgpNeighbors");
+    const meshPeers = declare("mesh_peers", input.meshPeerEndpoints, "meshPeerEndpoints");
+    const admins = declare("admin_sources", input.adminCidrs, "adminCidrs");
+    let anycast: FamilySplit = { 4: [], 6: [] };
+    let http: FamilySplit = { 4: [], 6: [] };
+    if (input.role === "pop") {
+        anycast = declare("anycast_addresses", input.anycastAddresses, "anycastAddresses");
+        http = declare("http_sources", input.httpSources, "httpSources");
+    }
+
+    for (const family of [6, 4] as const) {
+        if (neighbors[family].length === 0) continue;
+        rules.push(`        ${ipOf(family)} saddr @bgp_neighbors_v${family} tcp dport 179 accept comment "BGP from the neighbours only"`);
+        if (input.bfd) {
+            rules.push(`        ${ipOf(family)} saddr @bgp_neighbors_v${family} udp dport { ${BFD_PORTS.join(", ")} } accept comment "BFD"`);
+        }
+    }
+    for (const family of [6, 4] as const) {
+        if (meshPeers[family].length === 0) continue;
+        rules.push(`        ${ipOf(family)} saddr @mesh_peers_v${family} udp dport ${meshPort} accept comment "WireGuard from mesh members"`);
+    }
+    const meshIp = ipOf(mesh.family);
+    const meshIcmp = mesh.family === 6 ? "ipv6-icmp" : "icmp";
+    rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${formatCidr(mesh)} meta l4proto ${meshIcmp} accept comment "ICMP inside the mesh"`);
+    if (input.role === "pop") {
+        let httpRules = 0;
+        for (const family of [6, 4] as const) {
+            if (anycast[family].length === 0 || http[family].length === 0) continue;
+            rules.push(`        ${ipOf(family)} saddr @http_sources_v${family} ${ipOf(family)} daddr @anycast_addresses_v${family} tcp dport { 80, 443 } accept comment "HTTP(S) on the anycast address from the front door"`);
+            httpRules++;
+        }
+        if (httpRules === 0) {
+            // An empty list would silently close the site; "from anywhere" would bypass Cloudflare.
+            throw new Error("a PoP firewall needs httpSources of the same family as an anycast address (resolve Cloudflare's ranges first)");
+        }
+    } else if (input.originPort !== undefined) {
+        rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${formatCidr(mesh)} tcp dport ${port(input.originPort, "originPort")} accept comment "the origin service, over the mesh only"`);
+    }
+    if (input.adminCidrs.length === 0) {
+        rules.push(`        tcp dport ${sshPort} accept comment "SSH from anywhere: firewall.adminCidrs is empty"`);
+    } else {
+        for (const family of [6, 4] as const) {
+            if (admins[family].length === 0) continue;
+            rules.push(`        ${ipOf(family)} saddr @admin_sources_v${family} tcp dport ${sshPort} accept comment "SSH from admin networks"`);
+        }
+    }
+
+    return [
+        "#!/usr/sbin/nft -f",
+        `# nftables ruleset of a${input.role === "origin" ? "n origin" : " PoP"} host, rendered by pulumi-anycast. Do not edit.`,
+        "# Input is default-drop; output and forward are not filtered (a hub origin forwards over wg0).",
+        "flush ruleset",
+        "",
+        "table inet anycast {",
+        ...sets,
+        "    chain input {",
+        "        type filter hook input priority filter; policy drop;",
+        "",
+        "        ct state established,related accept",
+        "        iif \"lo\" accept",
+        "        # Ahead of the invalid-state drop: neighbour discovery and router advertisements keep the link and",
+        "        # the default route (and so the BGP session) alive; packet-too-big keeps PMTU discovery",
+        "        # working, which matters with a 1420-byte tunnel behind the proxy.",
+        "        icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
+        "        ip6 saddr fe80::/10 icmpv6 type { mld-listener-query, mld-listener-report, mld2-listener-report } accept",
+        "        icmp type { destination-unreachable, time-exceeded, parameter-problem, echo-request } accept",
+        "        ct state invalid drop",
+        "",
+        ...rules,
+        "",
+        "        counter drop comment \"everything else\"",
+        "    }",
+        "}",
+        "",
+    ].join("\n");
+}

@@ -1,0 +1,191 @@
+import { after, describe, test } from "node:test";
+import * as assert from "node:assert/strict";
+import { ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { NftablesInput, renderNftables } from "../../components/core/render/nftables";
+import { AnycastSpec } from "../../components/core/model";
+import { assertGolden } from "../helpers/golden";
+import { labSpec, prodSpec, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
+import {
+    createNetns, curlFrom, deleteNetns, inNetns, inNetnsOk, needRoot, needTools, runOk, startHttpServer, tempDir,
+    uniqueNetnsName, waitFor,
+} from "../helpers/tools";
+
+const scratch = tempDir("nft");
+after(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+/** A few of Cloudflare's published ranges, standing in for what the stack fetches at deploy time. */
+const FRONT_DOOR_SOURCES = ["173.245.48.0/20", "103.21.244.0/22", "2400:cb00::/32", "2606:4700::/32"];
+
+function popFirewall(spec: AnycastSpec, popName: string, httpSources: string[]): NftablesInput {
+    const pop = spec.pops.find((p) => p.name === popName)!;
+    const others = [spec.origin.name, ...spec.pops.map((p) => p.name)].filter((n) => n !== popName);
+    return {
+        role: "pop",
+        anycastAddresses: [spec.address],
+        httpSources,
+        bgpNeighbors: [pop.bgp.neighbor],
+        meshPeerEndpoints: others.map((n) => TEST_HOST_ADDRESSES[n].ipv6),
+        meshPort: spec.mesh.port,
+        meshCidr: spec.mesh.cidr,
+        adminCidrs: spec.firewall.adminCidrs,
+        bfd: pop.bgp.bfd !== undefined,
+    };
+}
+
+function originFirewall(spec: AnycastSpec): NftablesInput {
+    return {
+        role: "origin",
+        anycastAddresses: [],
+        httpSources: [],
+        bgpNeighbors: [],
+        meshPeerEndpoints: spec.pops.map((p) => TEST_HOST_ADDRESSES[p.name].ipv6),
+        meshPort: spec.mesh.port,
+        meshCidr: spec.mesh.cidr,
+        adminCidrs: spec.firewall.adminCidrs,
+        originPort: spec.origin.port,
+        bfd: false,
+    };
+}
+
+const CASES: Array<[string, () => NftablesInput]> = [
+    ["prod-lax", () => popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES)],
+    ["prod-origin", () => originFirewall(prodSpec())],
+    ["lab-lax", () => popFirewall(labSpec(), "lax", labSpec().firewall.httpSources!)],
+];
+
+describe("renderNftables", () => {
+    for (const [name, input] of CASES) {
+        test(`golden ${name}`, () => assertGolden(`nftables/${name}.conf`, renderNftables(input())));
+    }
+
+    test("mixed-family lists become one interval set per family", () => {
+        const text = renderNftables(popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES));
+        assert.match(text, /set http_sources_v4 \{\n\s+type ipv4_addr\n\s+flags interval\n\s+auto-merge\n\s+elements = \{ 173\.245\.48\.0\/20, 103\.21\.244\.0\/22 \}/);
+        assert.match(text, /set http_sources_v6 \{\n\s+type ipv6_addr\n\s+flags interval\n\s+auto-merge\n\s+elements = \{ 2400:cb00::\/32, 2606:4700::\/32 \}/);
+        assert.match(text, /set admin_sources_v4 \{[^}]*198\.51\.100\.0\/24/);
+        assert.match(text, /set admin_sources_v6 \{[^}]*2001:db8:beef::\/64/);
+        // IPv6-only anycast: HTTP is opened for IPv6 only, even though IPv4 sources exist.
+        assert.match(text, /ip6 saddr @http_sources_v6 ip6 daddr @anycast_addresses_v6 tcp dport \{ 80, 443 \} accept/);
+        assert.ok(!/ip saddr @http_sources_v4/.test(text));
+    });
+
+    test("services are opened only from their sources", () => {
+        const text = renderNftables(popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES));
+        assert.match(text, /policy drop;/);
+        assert.match(text, /ip6 saddr @bgp_neighbors_v6 tcp dport 179 accept/);
+        assert.match(text, /ip6 saddr @mesh_peers_v6 udp dport 51820 accept/);
+        assert.match(text, /counter drop/);
+        assert.ok(!/dport \{ 3784/.test(text), "no BFD without bfd");
+        assert.match(renderNftables({ ...popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES), bfd: true }),
+            /ip6 saddr @bgp_neighbors_v6 udp dport \{ 3784, 3785, 4784 \} accept/);
+        for (const type of ["packet-too-big", "nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert", "echo-request"]) {
+            assert.ok(new RegExp(`icmpv6 type \\{[^}]*\\b${type}\\b`).test(text), type);
+        }
+        assert.ok(text.indexOf("packet-too-big") < text.indexOf("ct state invalid drop"));
+    });
+
+    test("origin: its port only over wg0 from the mesh, no HTTP, no BGP", () => {
+        const text = renderNftables(originFirewall(prodSpec()));
+        assert.match(text, /iifname "wg0" ip saddr 10\.77\.0\.0\/24 tcp dport 8080 accept/);
+        assert.ok(!/dport \{ 80, 443 \}/.test(text));
+        assert.ok(!/dport 179/.test(text));
+    });
+
+    test("SSH: only from admin networks, from anywhere when the list is empty", () => {
+        const input = popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES);
+        assert.ok(!/^\s+tcp dport 22 accept/m.test(renderNftables(input)));
+        assert.match(renderNftables({ ...input, adminCidrs: [] }), /^\s+tcp dport 22 accept/m);
+        assert.match(renderNftables({ ...input, sshPort: 2222 }), /@admin_sources_v6 tcp dport 2222 accept/);
+    });
+
+    test("a PoP without usable HTTP sources is refused instead of closed or opened silently", () => {
+        assert.throws(() => renderNftables(popFirewall(prodSpec(), "lax", [])), /httpSources/);
+        assert.throws(() => renderNftables(popFirewall(prodSpec(), "lax", ["173.245.48.0/20"])), /httpSources/);
+        assert.throws(() => renderNftables(popFirewall(prodSpec(), "lax", ["2001:db8::1/48"])), /host bits/);
+    });
+
+    test("nft -c accepts every rendered ruleset", (t) => {
+        if (!needRoot(t, "nft -c needs CAP_NET_ADMIN to talk netlink")) return;
+        if (!needTools(t, "nft", "ip")) return;
+        // Checked inside a throwaway namespace, so not even a parse-time side effect can reach the host.
+        const ns = uniqueNetnsName("nftc");
+        try {
+            createNetns(ns);
+            const all: Array<[string, NftablesInput]> = [
+                ...CASES.map(([n, f]) => [n, f()] as [string, NftablesInput]),
+                ["prod-lax-bfd-open-ssh", { ...popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES), bfd: true, adminCidrs: [] }],
+                ["lab-origin", originFirewall(labSpec())],
+                ["overlapping-sources", popFirewall(prodSpec(), "lax", ["2400:cb00::/32", "2400:cb00:1::/48", "2400:cb00::1"])],
+            ];
+            for (const [name, input] of all) {
+                const file = path.join(scratch, `${name}.conf`);
+                fs.writeFileSync(file, renderNftables(input));
+                const result = inNetns(ns, "nft", ["-c", "-f", file]);
+                assert.equal(result.status, 0, `nft -c ${name}:\n${result.stdout}${result.stderr}`);
+            }
+            const broken = path.join(scratch, "broken.conf");
+            fs.writeFileSync(broken, renderNftables(CASES[0][1]()).replace("tcp dport 179", "tcp dport 179 179"));
+            assert.notEqual(inNetns(ns, "nft", ["-c", "-f", broken]).status, 0, "nft -c rejects a broken file");
+        } finally {
+            deleteNetns(ns);
+        }
+    });
+
+    test("live: HTTP to the anycast address works from an allowed source and not from another", async (t) => {
+        if (!needRoot(t, "network namespaces and nft")) return;
+        if (!needTools(t, "nft", "ip", "curl")) return;
+        const pop = uniqueNetnsName("fwpop");
+        const client = uniqueNetnsName("fwcli");
+        const servers: ChildProcess[] = [];
+        const anycast = "2001:db8:100::1";
+        const allowed = "2001:db8:ff00::5";
+        const denied = "2001:db8:bad::5";
+        try {
+            createNetns(pop);
+            createNetns(client);
+            runOk("ip", ["link", "add", "eth0", "netns", pop, "type", "veth", "peer", "name", "eth0", "netns", client]);
+            inNetnsOk(pop, "ip", ["-6", "addr", "add", "2001:db8:ff11::10/64", "dev", "eth0", "nodad"]);
+            inNetnsOk(pop, "ip", ["link", "set", "eth0", "up"]);
+            inNetnsOk(pop, "ip", ["-6", "addr", "add", `${anycast}/128`, "dev", "lo"]);
+            inNetnsOk(client, "ip", ["-6", "addr", "add", "2001:db8:ff11::1/64", "dev", "eth0", "nodad"]);
+            inNetnsOk(client, "ip", ["link", "set", "eth0", "up"]);
+            for (const source of [allowed, denied]) inNetnsOk(client, "ip", ["-6", "addr", "add", `${source}/128`, "dev", "lo"]);
+            inNetnsOk(client, "ip", ["-6", "route", "add", `${anycast}/128`, "via", "2001:db8:ff11::10"]);
+            inNetnsOk(pop, "ip", ["-6", "route", "add", "2001:db8::/32", "via", "2001:db8:ff11::1"]);
+
+            // Loaded before any traffic, so neighbour discovery itself has to pass the ruleset.
+            const file = path.join(scratch, "live.conf");
+            fs.writeFileSync(file, renderNftables({ ...popFirewall(labSpec(), "lax", ["2001:db8:ff00::/40"]), adminCidrs: ["2001:db8:ffff::/64"] }));
+            inNetnsOk(pop, "nft", ["-f", file]);
+            servers.push(await startHttpServer(pop, "::", 80, "served-by-pop"));
+            servers.push(await startHttpServer(pop, "::", 8080, "must-not-be-reachable"));
+
+            const url = `http://[${anycast}]/`;
+            const body = await waitFor("HTTP from the allowed source", 10_000, () => curlFrom(client, url, ["--interface", allowed]));
+            assert.equal(body, "served-by-pop");
+            const dropsBefore = dropCount(pop);
+            assert.equal(curlFrom(client, url, ["--interface", denied]), undefined, "a source outside httpSources must not connect");
+            assert.ok(dropCount(pop) > dropsBefore, "the final drop counted the refused SYNs");
+            // Same allowed source, a port the ruleset does not open (a server listens there).
+            assert.equal(curlFrom(client, `http://[${anycast}]:8080/`, ["--interface", allowed]), undefined);
+            // ...and the refusals are the firewall's doing: without the ruleset both connect.
+            inNetnsOk(pop, "nft", ["flush", "ruleset"]);
+            assert.equal(curlFrom(client, url, ["--interface", denied]), "served-by-pop");
+            assert.equal(curlFrom(client, `http://[${anycast}]:8080/`, ["--interface", allowed]), "must-not-be-reachable");
+        } finally {
+            for (const server of servers) server.kill("SIGTERM");
+            deleteNetns(pop);
+            deleteNetns(client);
+        }
+    });
+});
+
+/** Packets counted by the ruleset's final `counter drop`. */
+function dropCount(ns: string): number {
+    const chain = inNetnsOk(ns, "nft", ["list", "chain", "inet", "anycast", "input"]);
+    const match = /counter packets (\d+) bytes \d+ drop/.exec(chain);
+    if (!match) throw new Error(`no drop counter in:\n${chain}`);
+    return Number(match[1]);
+}
