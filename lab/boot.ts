@@ -1,0 +1,274 @@
+/**
+ * Booting the lab: the emulated cloud (edge and transit BIRDs, the origin's HTTP service) and,
+ * in each PoP namespace, exactly the artifacts the components rendered. The only changes made to
+ * those artifacts are path rewrites where a namespace needs its own directory; each one is
+ * recorded and printed.
+ */
+import { ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { BIRD_STATE_FILE } from "../components/core/render/bird";
+import { NGINX_PATHS, TLS_PATHS } from "../components/core/render/nginx";
+import { nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
+import { renderEdgeBird, renderTransitBird } from "./routers";
+import { LabStack } from "./stack";
+import { isCertificate, LabTls, makeLabTls } from "./tls";
+import { LAB_DIR, LabPlan, RegionPlan } from "./topology";
+
+export interface Rewrite {
+    host: string;
+    file: string;
+    what: string;
+    from: string;
+    to: string;
+}
+
+/** Health env keys that name paths, and where each goes inside a PoP's directory. */
+const HEALTH_ENV_PATHS: Record<string, string> = {
+    STATE_FILE: "anycast-state.conf",
+    BIRD_SOCKET: "bird.ctl",
+    STATUS_FILE: "health.json",
+    CONTROL_DIR: "control",
+};
+
+export function nsDir(ns: string): string {
+    return path.join(LAB_DIR, ns);
+}
+
+/** Replace exact path strings; every replacement is recorded, a path that is absent is not. */
+export function rewritePaths(host: string, file: string, text: string, map: Array<{ what: string; from: string; to: string }>,
+    rewrites: Rewrite[]): string {
+    let out = text;
+    for (const r of map) {
+        if (!out.includes(r.from)) continue;
+        out = out.split(r.from).join(r.to);
+        rewrites.push({ host, file, ...r });
+    }
+    return out;
+}
+
+/** Rewrite the path-valued keys of the health agent's KEY=value env file. */
+export function rewriteHealthEnv(host: string, text: string, dir: string, rewrites: Rewrite[]): string {
+    return text.split("\n").map((line) => {
+        const m = /^([A-Z_]+)=(.*)$/.exec(line);
+        if (!m || !(m[1] in HEALTH_ENV_PATHS)) return line;
+        const to = path.join(dir, HEALTH_ENV_PATHS[m[1]]);
+        rewrites.push({ host, file: "anycast-health.env", what: m[1], from: m[2], to });
+        return `${m[1]}=${to}`;
+    }).join("\n");
+}
+
+/** What the lab started, for the experiments and for teardown messages. */
+export class LabRuntime {
+    readonly rewrites: Rewrite[] = [];
+    readonly notes: string[] = [];
+    /** PoP name -> the running BIRD (restarted by the crash experiment). */
+    readonly popBird = new Map<string, ChildProcess>();
+    firewallApplied = false;
+    tls!: LabTls & { source: string };
+
+    constructor(readonly plan: LabPlan, readonly stack: LabStack, readonly log: (line: string) => void) {}
+
+    birdSocket(ns: string): string {
+        return path.join(nsDir(ns), "bird.ctl");
+    }
+
+    region(name: string): RegionPlan {
+        const r = this.plan.regions.find((x) => x.region === name || x.pop.name === name);
+        if (!r) throw new Error(`no region ${name}`);
+        return r;
+    }
+
+    // --- WireGuard --------------------------------------------------------------------------
+
+    /**
+     * wireguard-go keeps its control socket in /var/run/wireguard, which every namespace shares,
+     * and each namespace's interface is wg0 as on a real host. So every WireGuard command runs in
+     * a private mount namespace (the one `ip netns exec` creates) with the namespace's own
+     * directory bound over /run/wireguard: each wg0 gets its own socket, and `wg` finds it.
+     */
+    wgCommand(ns: string, argv: string[], opts: RunOptions = {}) {
+        const dir = path.join(nsDir(ns), "wireguard");
+        fs.mkdirSync(dir, { recursive: true });
+        fs.mkdirSync("/run/wireguard", { recursive: true });
+        return nsRun(ns, "bash", ["-c", `mount --bind ${dir} /run/wireguard && exec "$@"`, "wg", ...argv], {
+            ...opts,
+            env: { ...process.env, WG_QUICK_USERSPACE_IMPLEMENTATION: "wireguard-go", WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1" },
+        });
+    }
+
+    wgUp(ns: string) {
+        return this.wgCommand(ns, ["wg-quick", "up", path.join(nsDir(ns), "wg0.conf")]);
+    }
+
+    wgDown(ns: string) {
+        return this.wgCommand(ns, ["wg-quick", "down", path.join(nsDir(ns), "wg0.conf")]);
+    }
+
+    // --- BIRD -------------------------------------------------------------------------------
+
+    startBird(ns: string): ChildProcess {
+        const dir = nsDir(ns);
+        // -f: stay in the foreground, so the pid we hold is BIRD's own (the crash experiment kills it).
+        return nsDaemon(ns, ["bird", "-f", "-c", path.join(dir, "bird.conf"), "-s", this.birdSocket(ns), "-P", path.join(dir, "bird.pid")],
+            path.join(dir, "bird.stderr.log"));
+    }
+
+    async waitForBird(ns: string, child?: ChildProcess): Promise<void> {
+        await waitFor(`BIRD in ${ns} to answer on its socket`, async () => {
+            if (child && child.exitCode !== null) {
+                const log = fs.readFileSync(path.join(nsDir(ns), "bird.stderr.log"), "utf8").trim().split("\n").slice(-3).join(" | ");
+                throw new Error(`BIRD in ${ns} exited (${child.exitCode}): ${log}`);
+            }
+            const r = await nsRun(ns, "birdc", ["-s", this.birdSocket(ns), "show", "status"], { allowFail: true, timeoutMs: 2000 });
+            return r.code === 0 && /Daemon is up and running/.test(r.stdout);
+        }, 10_000, 30);
+    }
+
+    startPopBird(popName: string): ChildProcess {
+        const r = this.region(popName);
+        const child = this.startBird(r.pop.ns);
+        this.popBird.set(r.pop.name, child);
+        return child;
+    }
+
+    // --- health agent -----------------------------------------------------------------------
+
+    healthEnvFile(ns: string): string {
+        return path.join(nsDir(ns), "health.env");
+    }
+
+    agent(popName: string, command: "drain" | "undrain" | "status") {
+        const r = this.region(popName);
+        return nsRun(r.pop.ns, path.join(nsDir(r.pop.ns), "anycast-health"), [command], {
+            env: { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(r.pop.ns) },
+        });
+    }
+
+    async agentStatus(popName: string): Promise<{ state: string; healthy: boolean; withdrawals_last_hour: number; last_reason: string } | undefined> {
+        const file = path.join(nsDir(this.region(popName).pop.ns), "health.json");
+        try {
+            return JSON.parse(fs.readFileSync(file, "utf8"));
+        } catch {
+            return undefined;
+        }
+    }
+
+    // --- boot -------------------------------------------------------------------------------
+
+    async bootRouters(): Promise<void> {
+        const configs: Array<[string, string]> = [];
+        for (const r of this.plan.regions) {
+            configs.push([r.edge.ns, renderEdgeBird(r.edge, path.join(nsDir(r.edge.ns), "bird.log"))]);
+        }
+        for (const t of this.plan.transits) configs.push([t.ns, renderTransitBird(t, path.join(nsDir(t.ns), "bird.log"))]);
+        const started: Array<[string, ChildProcess]> = [];
+        for (const [ns, conf] of configs) {
+            fs.writeFileSync(path.join(nsDir(ns), "bird.conf"), conf);
+            await nsRun(ns, "bird", ["-p", "-c", path.join(nsDir(ns), "bird.conf")]);
+            started.push([ns, this.startBird(ns)]);
+        }
+        await Promise.all(started.map(([ns, child]) => this.waitForBird(ns, child)));
+    }
+
+    /** TLS for the PoPs: the stack's own certificates when they are real, else the lab's PKI. */
+    async prepareTls(): Promise<void> {
+        const pop = this.stack.hosts.find((h) => h.role === "pop");
+        const files = pop?.files ?? {};
+        const client = this.stack.originPullClient;
+        const fd = this.stack.spec.frontDoor;
+        if (await isCertificate(files["origin.pem"]) && files["origin.key"] && await isCertificate(files["origin-pull-ca.pem"]) && client) {
+            this.tls = {
+                serverCertPem: files["origin.pem"], serverKeyPem: files["origin.key"], serverCaPem: this.stack.originCaPem ?? "",
+                pullCaPem: files["origin-pull-ca.pem"], pullClientCertPem: client.certPem, pullClientKeyPem: client.keyPem,
+                source: "the stack's certificates (mock Origin CA and origin-pull CA)",
+            };
+            return;
+        }
+        const made = await makeLabTls(path.join(LAB_DIR, "pki"), [fd.hostname, fd.anycastName], this.stack.spec.address);
+        this.tls = { ...made, source: "the lab's own CA (openssl): the stack run gave no usable certificates" };
+    }
+
+    /** Apply a rendered nftables.conf if it loads in the namespace; report either way. */
+    async applyFirewall(ns: string, host: string, text: string | undefined): Promise<void> {
+        if (text === undefined) {
+            this.notes.push(`${host}: no nftables.conf rendered, firewall not applied`);
+            return;
+        }
+        const file = path.join(nsDir(ns), "nftables.conf");
+        fs.writeFileSync(file, text);
+        const check = await nsRun(ns, "nft", ["-c", "-f", file], { allowFail: true });
+        if (check.code !== 0) {
+            this.notes.push(`${host}: nftables.conf does not load (${check.stderr.trim().split("\n")[0]}), firewall not applied`);
+            return;
+        }
+        await nsRun(ns, "nft", ["-f", file]);
+        this.firewallApplied = true;
+    }
+
+    async bootOrigin(serverScript: string): Promise<void> {
+        const o = this.plan.origin;
+        const dir = nsDir(o.ns);
+        const files = o.host.files;
+        if (!files["wg0.conf"]) throw new Error(`the stack rendered no wg0.conf for the origin ${o.host.name}`);
+        fs.writeFileSync(path.join(dir, "wg0.conf"), files["wg0.conf"], { mode: 0o600 });
+        await this.applyFirewall(o.ns, o.host.name, files["nftables.conf"]);
+        await this.wgUp(o.ns);
+        nsDaemon(o.ns, [process.execPath, serverScript, o.host.name, o.meshAddress, String(o.port)], path.join(dir, "origin-http.log"));
+        await waitFor(`the origin's HTTP service on [${o.meshAddress}]:${o.port}`, async () => {
+            const r = await nsRun(o.ns, "curl", ["-sf", "-m", "1", `http://[${o.meshAddress}]:${o.port}${o.healthPath}`], { allowFail: true });
+            return r.code === 0;
+        }, 10_000);
+    }
+
+    async bootPop(r: RegionPlan): Promise<void> {
+        const ns = r.pop.ns;
+        const dir = nsDir(ns);
+        const host = r.pop.name;
+        const files = r.pop.host.files;
+        for (const name of ["bird.conf", "anycast-net.sh", "wg0.conf", "nginx.conf", "anycast-health", "anycast-health.env"]) {
+            if (files[name] === undefined) throw new Error(`the stack rendered no ${name} for PoP ${host}`);
+        }
+        const stateFile = path.join(dir, "anycast-state.conf");
+        fs.mkdirSync(path.join(dir, "control"), { recursive: true });
+        fs.mkdirSync(path.join(dir, "tls"), { recursive: true });
+
+        // anycast-net.sh runs unchanged; its paths are environment variables by design.
+        fs.writeFileSync(path.join(dir, "anycast-net.sh"), files["anycast-net.sh"], { mode: 0o755 });
+        this.rewrites.push({ host, file: "anycast-net.sh", what: "ANYCAST_STATE_FILE (environment)", from: BIRD_STATE_FILE, to: stateFile });
+        await nsRun(ns, path.join(dir, "anycast-net.sh"), [], { env: { ...process.env, ANYCAST_STATE_FILE: stateFile, DEFAULT_ROUTE_WAIT: "5" } });
+
+        await this.applyFirewall(ns, host, files["nftables.conf"]);
+
+        fs.writeFileSync(path.join(dir, "wg0.conf"), files["wg0.conf"], { mode: 0o600 });
+        await this.wgUp(ns);
+
+        const bird = rewritePaths(host, "bird.conf", files["bird.conf"], [{ what: "BIRD state include", from: BIRD_STATE_FILE, to: stateFile }], this.rewrites);
+        fs.writeFileSync(path.join(dir, "bird.conf"), bird);
+        this.rewrites.push({ host, file: "(bird command line)", what: "BIRD control socket", from: "/run/bird/bird.ctl", to: this.birdSocket(ns) });
+        await nsRun(ns, "bird", ["-p", "-c", path.join(dir, "bird.conf")]);
+        const birdChild = this.startPopBird(host);
+
+        const tlsFiles = { certificate: "origin.pem", key: "origin.key", clientCa: "origin-pull-ca.pem" } as const;
+        fs.writeFileSync(path.join(dir, "tls", tlsFiles.certificate), this.tls.serverCertPem);
+        fs.writeFileSync(path.join(dir, "tls", tlsFiles.key), this.tls.serverKeyPem, { mode: 0o600 });
+        fs.writeFileSync(path.join(dir, "tls", tlsFiles.clientCa), this.tls.pullCaPem);
+        const nginx = rewritePaths(host, "nginx.conf", files["nginx.conf"], [
+            { what: "nginx pid file", from: NGINX_PATHS.pid, to: path.join(dir, "nginx.pid") },
+            { what: "nginx error log", from: NGINX_PATHS.errorLog, to: path.join(dir, "nginx-error.log") },
+            { what: "nginx access log", from: NGINX_PATHS.accessLog, to: path.join(dir, "nginx-access.log") },
+            ...(Object.keys(tlsFiles) as Array<keyof typeof tlsFiles>).map((k) => ({
+                what: `TLS ${k}`, from: TLS_PATHS[k], to: path.join(dir, "tls", tlsFiles[k]),
+            })),
+        ], this.rewrites);
+        fs.writeFileSync(path.join(dir, "nginx.conf"), nginx);
+        await nsRun(ns, "nginx", ["-t", "-q", "-c", path.join(dir, "nginx.conf")]);
+        nsDaemon(ns, ["nginx", "-c", path.join(dir, "nginx.conf"), "-g", "daemon off;"], path.join(dir, "nginx.stderr.log"));
+
+        fs.writeFileSync(path.join(dir, "anycast-health"), files["anycast-health"], { mode: 0o755 });
+        fs.writeFileSync(this.healthEnvFile(ns), rewriteHealthEnv(host, files["anycast-health.env"], dir, this.rewrites));
+        await this.waitForBird(ns, birdChild);
+        nsDaemon(ns, [path.join(dir, "anycast-health"), "run"], path.join(dir, "health.log"),
+            { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(ns) });
+    }
+}

@@ -1,0 +1,126 @@
+/**
+ * Running commands for the lab: one-shot commands (optionally inside a network namespace) and
+ * long-running daemons whose output goes to a log file.
+ *
+ * Every lab process is started inside a lab namespace, so `ip netns pids <ns>` finds all of them
+ * for teardown even from another process (`anycast lab --down`); nothing here keeps a registry.
+ */
+import { spawn, ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+
+export interface CmdResult {
+    code: number;
+    stdout: string;
+    stderr: string;
+}
+
+export interface RunOptions {
+    input?: string;
+    env?: NodeJS.ProcessEnv;
+    /** Kill the command after this long (default 20 s): a hung tool must not hang the lab. */
+    timeoutMs?: number;
+    /** Resolve with the failing result instead of throwing. */
+    allowFail?: boolean;
+}
+
+export class CommandError extends Error {
+    constructor(readonly argv: string[], readonly result: CmdResult) {
+        super(`command failed (exit ${result.code}): ${argv.join(" ")}\n${(result.stderr || result.stdout).trim()}`);
+        this.name = "CommandError";
+    }
+}
+
+export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<CmdResult> {
+    return new Promise((resolve, reject) => {
+        const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
+        child.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
+        const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 20_000);
+        child.on("error", (err) => {
+            clearTimeout(timer);
+            reject(err);
+        });
+        child.on("close", (code, signal) => {
+            clearTimeout(timer);
+            const result = { code: code ?? (signal ? 128 : 1), stdout, stderr: signal ? `${stderr}(killed by ${signal})` : stderr };
+            if (result.code !== 0 && !opts.allowFail) reject(new CommandError([cmd, ...args], result));
+            else resolve(result);
+        });
+        child.stdin.on("error", () => undefined);
+        child.stdin.end(opts.input ?? "");
+    });
+}
+
+/** Run a command inside a network namespace. */
+export function nsRun(ns: string, cmd: string, args: string[], opts: RunOptions = {}): Promise<CmdResult> {
+    return run("ip", ["netns", "exec", ns, cmd, ...args], opts);
+}
+
+/** Run a shell script inside a namespace (for the few steps that need a pipeline). */
+export function nsSh(ns: string, script: string, opts: RunOptions = {}): Promise<CmdResult> {
+    return nsRun(ns, "bash", ["-c", script], opts);
+}
+
+/**
+ * Start a long-running process inside a namespace, detached (own process group, so a Ctrl-C
+ * on the terminal reaches only us and we decide the order of teardown), output to `logFile`.
+ * `ip netns exec` execs the command, so the returned pid is the daemon's own.
+ */
+export function nsDaemon(ns: string, argv: string[], logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
+    const fd = fs.openSync(logFile, "a");
+    try {
+        const child = spawn("ip", ["netns", "exec", ns, ...argv], {
+            env: env ?? process.env, detached: true, stdio: ["ignore", fd, fd],
+        });
+        child.on("error", () => undefined);
+        child.unref();
+        return child;
+    } finally {
+        fs.closeSync(fd);
+    }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Epoch milliseconds with sub-millisecond resolution, comparable across processes. */
+export function nowMs(): number {
+    return performance.timeOrigin + performance.now();
+}
+
+/**
+ * Poll `check` until it returns a value other than undefined/false, or throw after `timeoutMs`
+ * with `what` in the message. Conditions are polled, never waited for with fixed sleeps.
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false,
+    timeoutMs: number, pollMs = 50): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
+    for (;;) {
+        try {
+            const value = await check();
+            if (value !== undefined && value !== false) return value as T;
+        } catch (e) {
+            lastError = e;
+        }
+        if (Date.now() > deadline) {
+            const why = lastError instanceof Error ? `: ${lastError.message.split("\n")[0]}` : "";
+            throw new Error(`timed out after ${(timeoutMs / 1000).toFixed(1)} s waiting for ${what}${why}`);
+        }
+        await sleep(pollMs);
+    }
+}
+
+/** Is a command on PATH (or in the sbin directories root normally has)? */
+export function hasCommand(cmd: string): boolean {
+    const dirs = (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
+    return dirs.some((d) => {
+        try {
+            fs.accessSync(`${d}/${cmd}`, fs.constants.X_OK);
+            return true;
+        } catch {
+            return false;
+        }
+    });
+}

@@ -1,0 +1,282 @@
+/**
+ * `anycast lab`: the whole anycast network on this machine. Runs the stack program under mocks,
+ * boots what it rendered in network namespaces next to an emulated cloud (Vultr edges, transits,
+ * clients, the origin), measures, and prints a report (see docs/ARTIFACTS.md and issue 3).
+ *
+ * Everything lives in namespaces named `alab-*` and in /run/anycast-lab; teardown (also on
+ * Ctrl-C, on failure and via `anycast lab --down`) removes both.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { LabRuntime, nsDir } from "./boot";
+import { showProtocols, showRoutes } from "./birdc";
+import { hasCommand, nsRun, waitFor } from "./exec";
+import { EXPERIMENT_IDS, runExperiments } from "./experiments";
+import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
+import { probeOnce } from "./probe";
+import { CatchmentEntry, formatReport, LabReport, SessionReport, TransitRoute } from "./report";
+import { loadStack, LabStack } from "./stack";
+import { LAB_DIR, LAB_NS_PREFIX, planLab } from "./topology";
+import { UPSTREAM_TABLE_SIZE } from "./routers";
+
+export type { LabReport } from "./report";
+export { LAB_NS_PREFIX } from "./topology";
+
+export interface LabOptions {
+    /** A Pulumi.<stack>.yaml file. */
+    configFile: string;
+    /** Also write the report as JSON to this file. */
+    json?: string;
+    /** Leave the lab running afterwards (tear down later with teardownLab / `anycast lab --down`). */
+    keep?: boolean;
+    /** Runs of each experiment (default 5). */
+    repeats?: number;
+    /** Only these experiments (default: all). */
+    experiments?: Array<(typeof EXPERIMENT_IDS)[number]>;
+    log?: (line: string) => void;
+}
+
+/** The machine cannot run the lab; the message says what to do. */
+export class LabPreconditionError extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "LabPreconditionError";
+    }
+}
+
+const REQUIRED_TOOLS: Array<[string, string]> = [
+    ["ip", "iproute2"], ["bird", "bird2"], ["birdc", "bird2"], ["wg", "wireguard-tools"], ["wg-quick", "wireguard-tools"],
+    ["wireguard-go", "wireguard-go"], ["nginx", "nginx-light"], ["nft", "nftables"], ["curl", "curl"], ["openssl", "openssl"],
+    ["mount", "mount"],
+];
+
+/** Root and the tools; throws LabPreconditionError with what to run. */
+export function checkLabPreconditions(): void {
+    if (process.platform !== "linux") throw new LabPreconditionError("the lab needs Linux (network namespaces)");
+    if (typeof process.getuid === "function" && process.getuid() !== 0) {
+        throw new LabPreconditionError("the lab needs root (network namespaces, veth links, BIRD): run it with sudo, e.g. `sudo npx anycast lab --config Pulumi.lab.yaml`");
+    }
+    const missing = REQUIRED_TOOLS.filter(([cmd]) => !hasCommand(cmd));
+    if (missing.length > 0) {
+        const pkgs = [...new Set(missing.map(([, p]) => p))];
+        throw new LabPreconditionError(`missing tools: ${missing.map(([c]) => c).join(", ")} (Debian packages: ${pkgs.join(" ")}). ` +
+            "Install everything the lab needs with `sudo bash scripts/setup.sh`.");
+    }
+    if (!fs.existsSync(path.join(__dirname, "prober.js"))) {
+        throw new LabPreconditionError("the lab is not built: run `npm run build` first");
+    }
+}
+
+/** Kill every lab process and delete every lab namespace (`anycast lab --down`). */
+export async function teardownLab(log: (line: string) => void = console.log): Promise<void> {
+    checkLabPreconditions();
+    const before = await labNamespaces();
+    if (before.length === 0 && !fs.existsSync(LAB_DIR)) {
+        log("anycast lab: nothing to tear down");
+        return;
+    }
+    log(`anycast lab: tearing down ${before.length} namespaces (${LAB_NS_PREFIX}*)`);
+    await teardownNetwork(log);
+}
+
+/** What is left of a lab: namespaces and processes in them (for tests and --down checks). */
+export async function labLeftovers(): Promise<{ namespaces: string[]; processes: number[] }> {
+    const namespaces = await labNamespaces();
+    const processes = (await Promise.all(namespaces.map((n) => namespacePids(n)))).flat();
+    return { namespaces, processes };
+}
+
+export async function runLab(options: LabOptions): Promise<LabReport> {
+    const log = options.log ?? ((line: string) => console.log(line));
+    const repeats = options.repeats ?? 5;
+    checkLabPreconditions();
+    const started = Date.now();
+    log(`anycast lab: rendering ${options.configFile} with the stack program (Pulumi mocks)`);
+    const stack = await loadStack(options.configFile);
+    const plan = planLab(stack);
+
+    if ((await labNamespaces()).length > 0) {
+        log("  a previous lab is still there (kept or interrupted): tearing it down first");
+        await teardownNetwork(log);
+    }
+
+    const lab = new LabRuntime(plan, stack, log);
+    let interrupted: NodeJS.Signals | undefined;
+    const onSignal = (sig: NodeJS.Signals) => {
+        if (interrupted) return;
+        interrupted = sig;
+        log(`\nanycast lab: ${sig}: tearing down`);
+        void teardownNetwork(log).finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+
+    let keep = false;
+    try {
+        log(`  building ${plan.namespaces.length} namespaces, ${plan.links.length} links`);
+        await buildNetwork(plan);
+        log("  starting the emulated cloud: Vultr edges and transits (BIRD)");
+        await lab.bootRouters();
+        await lab.prepareTls();
+        log(`  starting the origin ${plan.origin.host.name} at ${plan.origin.address} (WireGuard, HTTP on [${plan.origin.meshAddress}]:${plan.origin.port})`);
+        await lab.bootOrigin(path.join(__dirname, "origin-server.js"));
+        for (const r of plan.regions) {
+            log(`  booting PoP ${r.pop.name} (${r.region}) at ${r.pop.address}: anycast-net.sh, nftables, WireGuard, BIRD, nginx, health agent`);
+            await lab.bootPop(r);
+        }
+        log("  waiting for BGP sessions and the health agents to announce");
+        await waitForAnnounced(lab);
+        const setupS = (Date.now() - started) / 1000;
+        log(`  lab is up after ${setupS.toFixed(1)} s`);
+
+        const report = await measure(lab, options, stack);
+        report.setupS = setupS;
+        if (repeats > 0) {
+            log(`  experiments, ${repeats} runs each, rotating over the PoPs`);
+            report.experiments = await runExperiments(lab, { repeats, only: options.experiments, log });
+            for (const e of report.experiments) {
+                for (const [i, run] of e.runs.entries()) {
+                    if (run.error) report.problems.push(`${e.title} run ${i + 1} (${run.pop}): ${run.error}`);
+                }
+            }
+        }
+        report.durationS = (Date.now() - started) / 1000;
+        keep = !!options.keep;
+        report.kept = keep;
+        if (keep) report.howToPoke = howToPoke(lab);
+        report.ok = report.problems.length === 0;
+        log("");
+        log(formatReport(report));
+        if (options.json) fs.writeFileSync(options.json, JSON.stringify(report, null, 2) + "\n");
+        return report;
+    } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+        if (!keep && !interrupted) {
+            log("anycast lab: tearing down");
+            await teardownNetwork(log);
+        }
+    }
+}
+
+async function waitForAnnounced(lab: LabRuntime): Promise<void> {
+    const { plan } = lab;
+    await Promise.all(plan.regions.map(async (r) => {
+        await waitFor(`the BGP session of PoP ${r.pop.name} to be established`, async () => {
+            const protos = await showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns));
+            return protos.find((p) => p.name === "pop")?.bgpState === "Established";
+        }, 30_000, 100).catch(async (e: Error) => {
+            const protos = await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns)).catch(() => []);
+            const why = protos.filter((p) => p.proto === "BGP").map((p) => `${p.name}: ${p.bgpState ?? p.info} ${p.lastError ?? ""}`).join("; ");
+            throw new Error(`${e.message} (PoP side: ${why || "no answer"})`);
+        });
+        await waitFor(`the health agent of ${r.pop.name} to announce`, async () => (await lab.agentStatus(r.pop.name))?.state === "announced", 30_000, 100)
+            .catch(async (e: Error) => {
+                const s = await lab.agentStatus(r.pop.name);
+                throw new Error(`${e.message} (agent: ${s ? `${s.state}, ${s.last_reason}` : "no status file"})`);
+            });
+    }));
+    // Each transit must have heard its own region's route before catchment is measured.
+    await Promise.all(plan.regions.map((r) => waitFor(`transit ${r.region} to prefer its own edge`, async () => {
+        const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), lab.stack.spec.prefixes[0]);
+        return routes.some((x) => x.best && x.from === r.transit.edgePeer.name);
+    }, 10_000, 100)));
+}
+
+async function measure(lab: LabRuntime, options: LabOptions, stack: LabStack): Promise<LabReport> {
+    const { plan } = lab;
+    const spec = stack.spec;
+    const log = lab.log;
+    const problems: string[] = [];
+
+    log("  reading BGP sessions");
+    const sessions: SessionReport[] = [];
+    for (const r of plan.regions) {
+        const popProtos = await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns));
+        const edgeProtos = await showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns));
+        const edgePop = edgeProtos.find((p) => p.name === "pop");
+        const bfd = await nsRun(r.edge.ns, "birdc", ["-s", lab.birdSocket(r.edge.ns), "show", "bfd", "sessions"], { allowFail: true });
+        const bfdLine = bfd.stdout.split("\n").find((l) => l.startsWith(r.pop.address));
+        for (const p of popProtos.filter((x) => x.proto === "BGP")) {
+            const established = p.bgpState === "Established";
+            sessions.push({
+                pop: r.pop.name, region: r.region, protocol: p.name, neighbor: p.neighborAddress ?? "?", neighborAs: p.neighborAs ?? "?",
+                state: p.bgpState ?? p.info, established, since: p.since, lastError: p.lastError, holdTimer: p.holdTimer?.split("/")[1],
+                bfd: r.edge.towardsPop.bfd ? (bfdLine?.split(/\s+/)[2] ?? "none") : "off",
+                exported: p.routes?.exported, edgeImported: edgePop?.routes?.imported,
+                upstreamOffered: edgePop?.routes?.exported, popImported: p.routes?.imported,
+            });
+            if (!established) problems.push(`PoP ${r.pop.name}: BGP ${p.name} is ${p.bgpState ?? p.info}${p.lastError ? ` (${p.lastError})` : ""}`);
+            if ((p.routes?.imported ?? 0) > 0) problems.push(`PoP ${r.pop.name}: imported ${p.routes?.imported} routes from its upstream (must be none)`);
+            if ((edgePop?.routes?.imported ?? 0) > spec.prefixes.length) {
+                problems.push(`PoP ${r.pop.name}: the edge accepted ${edgePop?.routes?.imported} routes from it; only ${spec.prefixes.length} configured`);
+            }
+        }
+    }
+
+    log("  reading the transits' routes");
+    const transitRoutes: TransitRoute[] = [];
+    for (const r of plan.regions) {
+        const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), spec.prefixes[0]);
+        for (const x of routes) {
+            transitRoutes.push({ region: r.region, transitAsn: r.transit.asn, from: x.from, best: x.best, asPath: x.asPath, localPref: x.localPref, communities: x.communities });
+        }
+        const best = routes.find((x) => x.best);
+        if (!best || best.from !== r.transit.edgePeer.name) problems.push(`transit ${r.region}: best route is not its own edge's (${best?.from ?? "none"})`);
+    }
+
+    log("  measuring catchment and HTTP through the anycast address");
+    const target = { address: spec.address, host: spec.frontDoor.hostname };
+    const catchment: CatchmentEntry[] = [];
+    for (const r of plan.regions) {
+        const s = await probeOnce(r.client.ns, target);
+        const entry: CatchmentEntry = { region: r.region, client: r.client.address, expectedPop: r.pop.name, servedBy: s.pop, status: s.status, ms: s.done - s.sent, error: s.error };
+        try {
+            const body = JSON.parse(s.body ?? "") as { origin?: string; headers?: Record<string, string> };
+            entry.origin = body.origin;
+            entry.hostHeader = body.headers?.host;
+            entry.xForwardedFor = body.headers?.["x-forwarded-for"];
+        } catch {
+            // not the origin's JSON: the status column says what came back
+        }
+        catchment.push(entry);
+        if (entry.servedBy !== r.pop.name) problems.push(`region ${r.region}: served by ${entry.servedBy ?? "nobody"} instead of its own PoP ${r.pop.name}`);
+        if (entry.status !== 200 || entry.origin !== spec.origin.name) problems.push(`region ${r.region}: no origin answer through the anycast address (${entry.status ?? entry.error})`);
+        if (entry.hostHeader !== spec.frontDoor.hostname) problems.push(`region ${r.region}: origin saw Host ${entry.hostHeader}, not ${spec.frontDoor.hostname}`);
+        if (!entry.xForwardedFor?.includes(r.client.address)) problems.push(`region ${r.region}: X-Forwarded-For ${entry.xForwardedFor ?? "missing"} lacks the client ${r.client.address}`);
+    }
+
+    let outsider: LabReport["outsider"];
+    {
+        const s = await probeOnce(plan.outsider.ns, target, 1000);
+        outsider = { client: plan.outsider.address, blocked: !s.ok, detail: s.ok ? `served by ${s.pop}` : (s.error ?? `status ${s.status}`) };
+        if (lab.firewallApplied && !outsider.blocked) problems.push(`the outsider ${plan.outsider.address} (outside httpSources) was served by ${s.pop}`);
+    }
+
+    return {
+        ok: false, config: options.configFile, startedAt: new Date().toISOString(), durationS: 0, problems,
+        notes: [...stack.notes, ...plan.notes, ...lab.notes,
+            `the emulated upstream offers each PoP a default route and ${UPSTREAM_TABLE_SIZE} more; a PoP must import none`],
+        rewrites: lab.rewrites,
+        firewall: lab.firewallApplied ? "rendered nftables.conf applied on every host that has one" : "not applied (see notes)",
+        tls: lab.tls.source,
+        anycast: { address: spec.address, prefixes: spec.prefixes, asn: spec.asn, hostname: spec.frontDoor.hostname },
+        topology: plan.regions.map((r) => ({ region: r.region, pop: r.pop.name, popAddress: r.pop.address, edgeNs: r.edge.ns,
+            publicAsn: r.edge.publicAsn, transitAsn: r.transit.asn, client: r.client.address })),
+        sessions, transitRoutes, catchment, outsider, experiments: [], kept: false,
+    };
+}
+
+function howToPoke(lab: LabRuntime): string[] {
+    const r = lab.plan.regions[0];
+    return [
+        "The lab is still running (--keep). Poke it:",
+        `  ip netns exec ${r.pop.ns} birdc -s ${lab.birdSocket(r.pop.ns)} show protocols all      # the PoP's BIRD`,
+        `  ip netns exec ${r.edge.ns} birdc -s ${lab.birdSocket(r.edge.ns)} show route all         # the emulated Vultr edge`,
+        `  ip netns exec ${r.transit.ns} birdc -s ${lab.birdSocket(r.transit.ns)} show route ${lab.stack.spec.prefixes[0]} all`,
+        `  ip netns exec ${r.client.ns} curl -si -H 'Host: ${lab.stack.spec.frontDoor.hostname}' http://[${lab.stack.spec.address}]/`,
+        `  ip netns exec ${r.pop.ns} env ANYCAST_HEALTH_ENV=${lab.healthEnvFile(r.pop.ns)} ${nsDir(r.pop.ns)}/anycast-health status`,
+        `  namespaces: ${lab.plan.namespaces.map((n) => n.name).join(" ")}; files and logs: ${LAB_DIR}/<namespace>/`,
+        "Tear it down with: sudo npx anycast lab --down",
+    ];
+}

@@ -1,0 +1,195 @@
+/**
+ * The lab report: its JSON shape (`--json`) and the text a network engineer reads.
+ */
+import type { Rewrite } from "./boot";
+
+export interface Stats {
+    n: number;
+    min: number;
+    median: number;
+    max: number;
+}
+
+export function stats(values: number[]): Stats | undefined {
+    if (values.length === 0) return undefined;
+    const v = [...values].sort((a, b) => a - b);
+    const mid = Math.floor(v.length / 2);
+    const median = v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+    return { n: v.length, min: v[0], median, max: v[v.length - 1] };
+}
+
+export interface SessionReport {
+    pop: string;
+    region: string;
+    protocol: string;
+    neighbor: string;
+    neighborAs: string;
+    /** BIRD's BGP state (Established, Active, Connect, ...). */
+    state: string;
+    established: boolean;
+    since: string;
+    /** Why not established (BIRD's last error), or the last error of an established session. */
+    lastError?: string;
+    bfd?: string;
+    holdTimer?: string;
+    /** Prefixes the PoP exports / the edge accepted from it. */
+    exported?: number;
+    edgeImported?: number;
+    /** Routes the upstream offered the PoP, and how many the PoP imported (must be 0). */
+    upstreamOffered?: number;
+    popImported?: number;
+}
+
+export interface TransitRoute {
+    region: string;
+    transitAsn: number;
+    from: string;
+    best: boolean;
+    asPath: string;
+    localPref?: number;
+    communities: string;
+}
+
+export interface CatchmentEntry {
+    region: string;
+    client: string;
+    expectedPop: string;
+    servedBy?: string;
+    status?: number;
+    ms?: number;
+    error?: string;
+    origin?: string;
+    hostHeader?: string;
+    xForwardedFor?: string;
+}
+
+export interface ExperimentRun {
+    pop: string;
+    region: string;
+    /** ms from the fault being in place to the first good answer from another PoP. */
+    failoverMs?: number;
+    servedBy?: string;
+    failedDuringFailover: number;
+    /** ms from the repair to the first good answer from the region's own PoP again. */
+    recoveryMs?: number;
+    failedDuringRecovery: number;
+    requests: number;
+    error?: string;
+}
+
+export interface ExperimentReport {
+    id: "crash" | "linkLoss" | "originLoss" | "drain";
+    title: string;
+    fault: string;
+    repair: string;
+    probeIntervalMs: number;
+    runs: ExperimentRun[];
+    failover?: Stats;
+    recovery?: Stats;
+    failedTotal: number;
+}
+
+export interface LabReport {
+    ok: boolean;
+    config: string;
+    startedAt: string;
+    durationS: number;
+    setupS?: number;
+    problems: string[];
+    notes: string[];
+    rewrites: Rewrite[];
+    firewall: string;
+    tls: string;
+    anycast: { address: string; prefixes: string[]; asn: number; hostname: string };
+    topology: Array<{ region: string; pop: string; popAddress: string; edgeNs: string; publicAsn: number; transitAsn: number; client: string }>;
+    sessions: SessionReport[];
+    transitRoutes: TransitRoute[];
+    catchment: CatchmentEntry[];
+    outsider?: { client: string; blocked: boolean; detail: string };
+    experiments: ExperimentReport[];
+    kept: boolean;
+    howToPoke?: string[];
+}
+
+/** Left-aligned columns; a row is an array of cells. */
+export function table(header: string[], rows: string[][], indent = "  "): string[] {
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+    const line = (cells: string[]) => indent + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd();
+    return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
+}
+
+export function ms(value: number | undefined): string {
+    if (value === undefined) return "-";
+    if (value >= 10_000) return `${(value / 1000).toFixed(1)} s`;
+    if (value >= 1000) return `${(value / 1000).toFixed(2)} s`;
+    return `${Math.round(value)} ms`;
+}
+
+function statsText(s: Stats | undefined): string {
+    return s ? `${ms(s.min)} / ${ms(s.median)} / ${ms(s.max)}` : "-";
+}
+
+export function formatReport(r: LabReport): string {
+    const out: string[] = [];
+    out.push(`anycast lab report: ${r.config}, ${r.topology.length} PoPs, AS${r.anycast.asn} announcing ${r.anycast.prefixes.join(", ")}`);
+    out.push(`  anycast address ${r.anycast.address}, clients ask for Host: ${r.anycast.hostname}; ran ${r.durationS.toFixed(0)} s` +
+        (r.setupS !== undefined ? ` (set-up ${r.setupS.toFixed(1)} s)` : ""));
+    out.push("");
+    out.push("Topology (one emulated Vultr edge and one transit per region)");
+    out.push(...table(["region", "PoP", "PoP address", "edge AS to Internet", "transit AS", "client"],
+        r.topology.map((t) => [t.region, t.pop, t.popAddress, `AS${t.publicAsn}`, `AS${t.transitAsn}`, t.client])));
+    out.push("");
+    out.push("BGP sessions (each PoP's BIRD: show protocols all; edge side for routes accepted)");
+    out.push(...table(["PoP", "protocol", "neighbour", "state", "BFD", "hold", "exported", "edge accepted", "upstream offered/imported", "last error"],
+        r.sessions.map((s) => [s.pop, s.protocol, `${s.neighbor} AS${s.neighborAs}`, s.state, s.bfd ?? "-", s.holdTimer ?? "-",
+            String(s.exported ?? "-"), String(s.edgeImported ?? "-"),
+            s.upstreamOffered !== undefined ? `${s.upstreamOffered}/${s.popImported ?? "-"}` : "-", s.lastError ?? ""])));
+    out.push("");
+    out.push(`Routes for ${r.anycast.prefixes[0]} at each region's transit (* = best)`);
+    out.push(...table(["transit", "", "AS path", "local-pref", "learned from", "communities"],
+        r.transitRoutes.map((t) => [`${t.region} AS${t.transitAsn}`, t.best ? "*" : "", t.asPath, String(t.localPref ?? "-"), t.from, t.communities])));
+    out.push("");
+    out.push(`Catchment and HTTP through the anycast address (GET http://[${r.anycast.address}]/ from each region's client)`);
+    out.push(...table(["region", "client", "served by", "status", "time", "origin answer", "Host seen by origin", "X-Forwarded-For"],
+        r.catchment.map((c) => [c.region, c.client, c.servedBy ? (c.servedBy === c.expectedPop ? `${c.servedBy} (own)` : `${c.servedBy} (NOT own ${c.expectedPop})`) : "-",
+            c.status !== undefined ? String(c.status) : (c.error ?? "failed"), ms(c.ms), c.origin ?? "-", c.hostHeader ?? "-", c.xForwardedFor ?? "-"])));
+    if (r.outsider) out.push(`  outsider ${r.outsider.client} (outside firewall.httpSources): ${r.outsider.blocked ? "blocked" : "SERVED"} (${r.outsider.detail})`);
+    out.push("");
+    if (r.experiments.length > 0) {
+        out.push("Experiments (min / median / max; times from the moment the fault or repair was in place)");
+        out.push(...table(["experiment", "runs", "failover: served by another PoP", "recovery: own PoP serves again", "failed requests"],
+            r.experiments.map((e) => [e.title, String(e.runs.length), statsText(e.failover), statsText(e.recovery), String(e.failedTotal)])));
+        for (const e of r.experiments) {
+            out.push("");
+            out.push(`${e.title}: fault = ${e.fault}; repair = ${e.repair}; client probes every ${e.probeIntervalMs} ms`);
+            out.push(...table(["run", "PoP", "failover", "served by", "failed", "recovery", "failed", "requests", "error"],
+                e.runs.map((x, i) => [String(i + 1), x.pop, ms(x.failoverMs), x.servedBy ?? "-", String(x.failedDuringFailover),
+                    ms(x.recoveryMs), String(x.failedDuringRecovery), String(x.requests), x.error ?? ""]), "    "));
+        }
+        out.push("");
+    }
+    out.push(`Firewall: ${r.firewall}`);
+    out.push(`TLS: ${r.tls}`);
+    if (r.rewrites.length > 0) {
+        out.push("Paths the lab rewrote (a namespace needs its own directory; nothing else was changed):");
+        const byWhat = new Map<string, string[]>();
+        for (const w of r.rewrites) {
+            const key = `${w.file}: ${w.what} ${w.from} -> ${w.to.replace(/alab-[a-z0-9-]+-pop/, "<ns>")}`;
+            byWhat.set(key, [...(byWhat.get(key) ?? []), w.host]);
+        }
+        for (const [what, hosts] of byWhat) out.push(`  ${what}  (${hosts.join(", ")})`);
+    }
+    for (const n of r.notes) out.push(`Note: ${n}`);
+    if (r.problems.length > 0) {
+        out.push("");
+        out.push("PROBLEMS:");
+        for (const p of r.problems) out.push(`  - ${p}`);
+    }
+    if (r.howToPoke) {
+        out.push("");
+        out.push(...r.howToPoke);
+    }
+    out.push("");
+    out.push(r.ok ? "Result: OK" : "Result: NOT OK (see problems above)");
+    return out.join("\n");
+}
