@@ -65,7 +65,12 @@ function openssl(args: string[], cwd: string): void {
     execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
 }
 
-/** Certificates made with openssl in a private temp dir (removed by `dispose`). */
+/**
+ * Certificates made with openssl in a private temp dir (removed by `dispose`).
+ * Results are cached for the life of the process by resource name and inputs, so that running
+ * the stack twice in one process (tests comparing two configs, the bench) sees the same keys and
+ * certificates, as a real stack would from its state.
+ */
 class LocalPki {
     private readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), "anycast-mockpki-"));
     private counter = 0;
@@ -130,6 +135,8 @@ class LocalPki {
     }
 }
 
+process.once("exit", () => sharedPki?.dispose());
+
 /** Deterministic bytes from a name, so keys and renders are reproducible run to run. */
 function bytesFor(name: string, length: number): Buffer {
     const out = Buffer.alloc(length);
@@ -142,15 +149,21 @@ function bytesFor(name: string, length: number): Buffer {
 
 export interface MockCloud {
     resources: MockedResource[];
+    /** URNs of everything registered: they encode the parent type chain (parentage checks). */
+    urns(): string[];
     /** The CA that played Cloudflare's Origin CA (clients of the lab verify PoPs against it). */
     originCaPem: string;
     dispose(): void;
 }
 
 /** Install Pulumi mocks for a run; returns what they record. */
+const pkiCache = new Map<string, Record<string, unknown>>();
+let sharedPki: LocalPki | undefined;
+
 export async function installMockCloud(opts: { project?: string; stack?: string; preview?: boolean } = {}): Promise<MockCloud> {
     const resources: MockedResource[] = [];
-    const pki = new LocalPki();
+    sharedPki ??= new LocalPki();
+    const pki = sharedPki;
     let instances = 0;
     const unwrapped = (v: unknown) => unwrapSecrets(v) as Record<string, unknown>;
 
@@ -159,6 +172,12 @@ export async function installMockCloud(opts: { project?: string; stack?: string;
             const inputs = args.inputs as Record<string, unknown>;
             const plain = unwrapped(inputs);
             let state: Record<string, unknown> = { ...inputs };
+            const cacheKey = `${args.type}/${args.name}/${JSON.stringify(plain)}`;
+            const cached = pkiCache.get(cacheKey);
+            if (cached) {
+                resources.push({ type: args.type, name: args.name, custom: args.custom ?? true, inputs, state: { ...state, ...cached } });
+                return { id: `${args.name}-id`, state: { ...state, ...cached } };
+            }
             switch (args.type) {
                 case "vultr:index/instance:Instance": {
                     const a = mockInstanceAddresses(++instances);
@@ -194,6 +213,9 @@ export async function installMockCloud(opts: { project?: string; stack?: string;
                     state = { ...state, certificate: pki.sign(String(plain.csr), pki.originCa.certPem, pki.originCa.keyPem, Number(plain.requestedValidity ?? 365), "server") };
                     break;
             }
+            if (args.type.startsWith("tls:") || args.type === "cloudflare:index/originCaCertificate:OriginCaCertificate") {
+                pkiCache.set(cacheKey, state);
+            }
             resources.push({ type: args.type, name: args.name, custom: args.custom ?? true, inputs, state });
             return { id: args.custom === false ? undefined : `${args.name}-id`, state };
         },
@@ -215,5 +237,13 @@ export async function installMockCloud(opts: { project?: string; stack?: string;
         },
     };
     await pulumi.runtime.setMocks(mocks, opts.project ?? "anycast", opts.stack ?? "mock", opts.preview ?? false);
-    return { resources, originCaPem: pki.originCa.certPem, dispose: () => pki.dispose() };
+    // The mock monitor is internal to the SDK; its registry is the only place parentage shows.
+    const monitor = (require("@pulumi/pulumi/runtime/settings") as { getMonitor(): { getRegisteredResources(): Map<string, unknown> } }).getMonitor();
+    return {
+        resources,
+        urns: () => [...monitor.getRegisteredResources().keys()],
+        originCaPem: pki.originCa.certPem,
+        // The PKI lives for the process (see LocalPki); its temp dir goes with the process.
+        dispose: () => undefined,
+    };
 }

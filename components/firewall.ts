@@ -8,6 +8,8 @@ import { renderNftables } from "./core/render/nftables";
 import { Connection, pushFile } from "./push";
 
 export interface HostFirewallArgs {
+    /** The host's name: its push is `<host>-push-nftables.conf`, like every other file of the host. */
+    host: string;
     role: "pop" | "origin";
     /** Anycast service addresses (PoPs). */
     anycastAddresses: string[];
@@ -44,7 +46,7 @@ export class HostFirewall extends pulumi.ComponentResource {
                 originPort: args.originPort,
                 bfd: args.bfd,
             }));
-        pushFile(name, {
+        pushFile(args.host, {
             file: "nftables.conf", remotePath: "/etc/nftables.conf", mode: "0644", content: this.ruleset,
             validate: "nft -c -f \"$new\"",
             apply: "systemctl enable nftables >/dev/null 2>&1 || true\nnft -f /etc/nftables.conf",

@@ -132,7 +132,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
             apply: "systemctl daemon-reload\nsystemctl enable anycast-health\nsystemctl restart anycast-health",
         }, agentFiles);
 
-        this.files = pulumi.secret(pulumi.all([rendered, birdConf]).apply(([r, b]) => ({ ...r, "bird.conf": b })));
+        this.files = pulumi.secret(pulumi.all([rendered, birdConf]).apply(([r, b]): Record<string, string> => ({ ...r, "bird.conf": b })));
         this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor });
     }
 }

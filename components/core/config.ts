@@ -309,7 +309,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
             c.error(`${NAMESPACE}:${key}`, "is required");
             continue;
         }
-        const result = (schema as z.ZodType).safeParse(value);
+        const result = (schema as z.ZodType).safeParse(value, { reportInput: true });
         if (result.success) {
             (parsed as Record<string, unknown>)[key] = result.data;
         } else {

@@ -73,6 +73,7 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
     };
     pops.forEach((pop, i) => new HostFirewall(`${spec.pops[i].name}-firewall`, {
         ...firewallBase,
+        host: spec.pops[i].name,
         role: "pop",
         anycastAddresses: [spec.address],
         bgpNeighbors: [spec.pops[i].bgp.neighbor, ...(spec.prefixes.some((p) => p.includes(".")) ? [spec.pops[i].bgp.neighbor4] : [])],
@@ -83,6 +84,7 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
     }));
     new HostFirewall(`${spec.origin.name}-firewall`, {
         ...firewallBase,
+        host: spec.origin.name,
         role: "origin",
         anycastAddresses: [],
         bgpNeighbors: [],

@@ -12,6 +12,7 @@
 import { familyOf } from "../addressing";
 import { PopRenderInput } from "../model";
 import { HEALTH_ENDPOINT } from "./nginx";
+import { BIRD_STATE_FILE } from "./bird";
 
 /** Where the agent's files live on a PoP; the script has the same defaults built in. */
 export const HEALTH_PATHS = {
@@ -19,7 +20,7 @@ export const HEALTH_PATHS = {
     env: "/etc/anycast/health.env",
     unit: "/etc/systemd/system/anycast-health.service",
     /** The announcement switch bird.conf includes. */
-    stateFile: "/etc/bird/anycast-state.conf",
+    stateFile: BIRD_STATE_FILE,
     /** Debian's bird2 control socket. */
     birdSocket: "/run/bird/bird.ctl",
     statusFile: "/run/anycast/health.json",
@@ -29,9 +30,6 @@ export const HEALTH_PATHS = {
 
 /** Flap damping counts withdrawals within this window (the "per hour" of maxWithdrawalsPerHour). */
 export const FLAP_WINDOW_SECONDS = 3600;
-
-/** The values of ANYCAST_STATE (see docs/ARTIFACTS.md). */
-export const ANYCAST_STATE = { withdrawn: 0, draining: 1, announced: 2 } as const;
 
 /** The agent script. Kept here as text so the package needs no asset files; see the golden copy. */
 export function renderHealthAgent(): string {
@@ -220,9 +218,10 @@ sleep_ms() {
 # --- the announcement switch ----------------------------------------------------------------
 
 STATE=withdrawn        # announced | withdrawn | draining | held-down
-APPLIED=-1             # the ANYCAST_STATE value BIRD has accepted (-1: not yet)
-WANTED=0               # the value the state machine wants
-BIRDC_FAILING=0
+WANTED=0               # the ANYCAST_STATE value the state machine wants
+WRITTEN=-1             # the value last written to STATE_FILE (-1: not yet)
+APPLIED=-1             # the value BIRD last accepted with birdc configure (-1: unknown)
+SYNC_FAILING=0
 
 state_value() {
     case $1 in
@@ -232,25 +231,37 @@ state_value() {
     esac
 }
 
-# Write STATE_FILE atomically (a reader never sees half a line) and make BIRD re-read it. On
-# failure (BIRD restarting, socket missing) APPLIED stays behind and the next tick retries.
-apply_state() {
+# Bring STATE_FILE and then BIRD to WANTED. The file is written atomically (temp + rename: a
+# reader never sees half a line) and kept apart from what BIRD accepted: if birdc fails (BIRD
+# restarting, socket missing) the file must still follow every decision, because a BIRD that
+# starts reads the file, and the next tick retries birdc.
+sync_state() {
     local tmp=$STATE_FILE.tmp.$$ out
-    if ! printf 'define ANYCAST_STATE = %d;\\n' "$WANTED" >"$tmp" || ! mv -f "$tmp" "$STATE_FILE"; then
-        ((BIRDC_FAILING++ == 0)) && log "cannot write $STATE_FILE; retrying every tick"
-        return 1
+    if ((WRITTEN != WANTED)); then
+        if ! printf 'define ANYCAST_STATE = %d;\\n' "$WANTED" >"$tmp" || ! mv -f "$tmp" "$STATE_FILE"; then
+            ((SYNC_FAILING++ == 0)) && log "cannot write $STATE_FILE, retrying every tick"
+            return 1
+        fi
+        WRITTEN=$WANTED
+        APPLIED=-1
     fi
-    if out=$(birdc -s "$BIRD_SOCKET" configure 2>&1); then
-        ((BIRDC_FAILING > 0)) && log "birdc configure works again (ANYCAST_STATE = $WANTED applied)"
-        BIRDC_FAILING=0
+    if ((APPLIED != WANTED)); then
+        if ! out=$(birdc -s "$BIRD_SOCKET" configure 2>&1); then
+            ((SYNC_FAILING++ == 0)) && log "birdc configure failed, retrying every tick: \${out//$'\\n'/ | }"
+            return 1
+        fi
         APPLIED=$WANTED
-        return 0
     fi
-    ((BIRDC_FAILING++ == 0)) && log "birdc configure failed, retrying every tick: \${out//$'\\n'/ | }"
-    return 1
+    ((SYNC_FAILING > 0)) && log "BIRD applied ANYCAST_STATE = $WANTED after $SYNC_FAILING failed attempts"
+    SYNC_FAILING=0
+    return 0
 }
 
-# Move to state $1 for reason $2; touches BIRD only when the announced value changes.
+in_sync() {
+    ((WRITTEN == WANTED && APPLIED == WANTED))
+}
+
+# Move to state $1 for reason $2; touches the file and BIRD only when the announced value changes.
 set_state() {
     [[ $1 == "$STATE" ]] && return 0
     log "$STATE -> $1: $2"
@@ -258,7 +269,7 @@ set_state() {
     SINCE_MS=$NOW_MS
     LAST_REASON=$2
     state_value "$STATE"
-    ((WANTED == APPLIED)) || apply_state
+    in_sync || sync_state
 }
 
 # --- flap damping ---------------------------------------------------------------------------
@@ -354,7 +365,7 @@ write_status() {
     json_string "$LAST_REASON" reason
     [[ $STATE == held-down ]] && held=$HELD_UNTIL_MS
     [[ -e $DRAIN_FILE ]] && drain=true
-    ((APPLIED == WANTED)) && applied=true
+    in_sync && applied=true
     printf '{"pop":%s,"state":"%s","anycast_state":%d,"healthy":%s,"proxy_ok":%s,"origin_ok":%s,"consecutive_good":%d,"consecutive_bad":%d,"withdrawals_last_hour":%d,"held_until":%s,"drain_requested":%s,"bird_applied":%s,"since":%d,"updated":%d,"last_reason":%s}\\n' \\
         "$pop" "$STATE" "$WANTED" "$HEALTHY" "$PROXY_OK" "$ORIGIN_OK" "$GOOD" "$BAD" "\${#WITHDRAWALS[@]}" \\
         "$held" "$drain" "$applied" "$SINCE_MS" "$NOW_MS" "$reason" \\
@@ -404,7 +415,7 @@ tick() {
             set_state announced "healthy, $GOOD checks in a row"
         fi
     fi
-    ((APPLIED == WANTED)) || apply_state
+    in_sync || sync_state
     write_status
 }
 
@@ -425,7 +436,7 @@ run_agent() {
     [[ -r $STATE_FILE ]] && read -r previous <"$STATE_FILE"
     # A restart (a config push restarts the agent) keeps an announced PoP announced while its checks
     # pass; the first start after boot (no status in /run yet) starts withdrawn, as a new PoP does.
-    if [[ -e $STATUS_FILE && $previous == "define ANYCAST_STATE = 2;" && ! -e $DRAIN_FILE ]]; then
+    if [[ -e $STATUS_FILE && $previous =~ ^define\\ ANYCAST_STATE\\ =\\ 2\\; && ! -e $DRAIN_FILE ]]; then
         STATE=announced
         LAST_REASON="agent restarted while announced"
         BAD=0
@@ -436,7 +447,7 @@ run_agent() {
     state_value "$STATE"
     log "starting in state $STATE (ANYCAST_STATE = $WANTED), checking $PROXY_URL and $ORIGIN_URL every \${INTERVAL}s"
     # Assert the starting state once, so BIRD and the agent agree from the first tick.
-    apply_state
+    sync_state
 
     local next=$NOW_MS
     while :; do

@@ -1,0 +1,5 @@
+/** The pure core: model, config validation, address math and renderers (no Pulumi types). */
+export * from "./model";
+export * from "./config";
+export * as addressing from "./addressing";
+export * from "./render";

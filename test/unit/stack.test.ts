@@ -1,0 +1,177 @@
+/**
+ * The whole stacks/network program under Pulumi's mocks: what it would create, with which
+ * properties and parents, that secrets stay secret, and that growing the network or changing
+ * a PoP's routing never touches the hosts.
+ */
+import { describe, it, before } from "node:test";
+import * as assert from "node:assert/strict";
+import { runStack, StackRun } from "../../cli/stackrun";
+import { isSecretValue, MockCloud, MockedResource } from "../../cli/mockcloud";
+import { ConfigError } from "../../components/core/config";
+import { rawConfigOf } from "../helpers/fixtures";
+
+const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-key-material\n-----END OPENSSH PRIVATE KEY-----\n";
+const PASSWORD = "unit-test-bgp-password";
+
+function values(mutate?: (c: Record<string, any>) => void): Record<string, unknown> {
+    const c: Record<string, any> = { ...structuredClone(rawConfigOf("Pulumi.prod.yaml")), bgpPassword: PASSWORD, sshPrivateKey: SSH_KEY };
+    mutate?.(c);
+    return c;
+}
+
+const byType = (run: StackRun, type: string): MockedResource[] => run.mocked.filter((r) => r.type === type);
+const named = (run: StackRun, name: string): MockedResource => {
+    const r = run.mocked.find((x) => x.name === name);
+    assert.ok(r, `no resource named ${name}`);
+    return r;
+};
+
+describe("stacks/network under mocks (prod example)", () => {
+    let run: StackRun;
+    before(async () => {
+        run = await runStack({ values: values() });
+    });
+
+    it("creates one IPv6 Vultr instance per PoP, bootstrapped by cloud-init", () => {
+        const instances = byType(run, "vultr:index/instance:Instance");
+        assert.deepEqual(instances.map((i) => i.name).sort(), ["ams-instance", "lax-instance", "sgp-instance"]);
+        for (const i of instances) {
+            assert.equal(i.inputs.enableIpv6, true);
+            assert.equal(i.inputs.region, i.name.replace("-instance", ""));
+            assert.equal(i.inputs.osId, 2136, "the Debian 12 id from getOs, as a number");
+            assert.match(String(i.inputs.userData), /^#cloud-config/);
+        }
+    });
+
+    it("parents every resource under its component", () => {
+        // Mock URNs carry the immediate parent's type: check each link of the chain.
+        const has = (pattern: RegExp) => assert.ok(run.urns.some((u) => pattern.test(u)), `no URN matches ${pattern}`);
+        has(/::anycast:index:AnycastPoP\$anycast:index:Host::lax$/);
+        has(/::anycast:index:Host\$vultr:index\/instance:Instance::lax-instance$/);
+        has(/::anycast:index:AnycastPoP\$command:remote:Command::lax-push-bird\.conf$/);
+        has(/::anycast:index:WireGuardMesh\$command:remote:Command::lax-push-wg0\.conf$/);
+        has(/::anycast:index:WireGuardMesh\$random:index\/randomBytes:RandomBytes::mesh-lax-key$/);
+        has(/::anycast:index:CloudflareFrontDoor\$cloudflare:index\/dnsRecord:DnsRecord::front-door-aaaa$/);
+        has(/::anycast:index:HostFirewall\$command:remote:Command::lax-push-nftables\.conf$/);
+        has(/::anycast:index:Origin\$anycast:index:Host::origin$/);
+        // Nothing but the components themselves sits at the top level.
+        const topLevel = run.urns.filter((u) => !u.split("::")[2].includes("$")).map((u) => u.split("::")[2]);
+        assert.deepEqual([...new Set(topLevel)].sort(), ["anycast:index:AnycastPoP", "anycast:index:CloudflareFrontDoor",
+            "anycast:index:HostFirewall", "anycast:index:Origin", "anycast:index:WireGuardMesh", "vultr:index/sSHKey:SSHKey"]);
+    });
+
+    it("pushes every PoP file and reloads in place", () => {
+        for (const pop of ["lax", "ams", "sgp"]) {
+            const host = run.hosts.find((h) => h.name === pop)!;
+            for (const f of ["bird.conf", "wg0.conf", "nginx.conf", "anycast-net.sh", "anycast-health", "anycast-health.env",
+                "anycast-health.service", "nftables.conf", "origin.pem", "origin.key", "origin-pull-ca.pem", "cloud-init.yaml"]) {
+                assert.ok(host.files[f], `${pop} lacks ${f}`);
+            }
+        }
+        const bird = named(run, "lax-push-bird.conf");
+        assert.match(String(bird.inputs.create), /bird -p -c/);
+        assert.match(String(bird.inputs.create), /birdc configure/);
+        assert.doesNotMatch(String(bird.inputs.create), /restart bird/, "a config change must not restart BIRD (session reset)");
+        assert.match(String(named(run, "lax-push-nginx.conf").inputs.create), /nginx -t/);
+        assert.match(String(named(run, "lax-push-wg0.conf").inputs.create), /wg syncconf/);
+        const origin = run.hosts.find((h) => h.role === "origin")!;
+        assert.deepEqual(Object.keys(origin.files).sort(), ["nftables.conf", "wg0.conf"], "an existing origin gets no cloud-init");
+    });
+
+    it("keeps secrets secret: BGP password, WireGuard keys, TLS key, SSH key", () => {
+        for (const name of ["lax-push-bird.conf", "lax-push-wg0.conf", "origin-push-wg0.conf", "lax-push-origin.key"]) {
+            const r = named(run, name);
+            assert.ok(isSecretValue(r.inputs.stdin), `${name} content is not secret`);
+            // The hash of a secret would let a password be brute-forced offline.
+            assert.ok(isSecretValue(r.inputs.triggers), `${name} content hash is not secret`);
+        }
+        assert.ok(isSecretValue(named(run, "lax-push-nginx.conf").inputs.connection), "the SSH connection carries the key");
+        // Nothing secret leaks into the plan, the outputs or the non-secret files.
+        const visible = JSON.stringify(run.resources) + JSON.stringify(run.outputs);
+        assert.ok(!visible.includes(PASSWORD), "password visible in plan or outputs");
+        assert.ok(!visible.includes("test-key-material"), "SSH key visible in plan or outputs");
+        const lax = run.hosts.find((h) => h.name === "lax")!;
+        assert.ok(lax.files["bird.conf"].includes(PASSWORD), "bird.conf is where the password belongs");
+        for (const [f, content] of Object.entries(lax.files)) {
+            if (f !== "bird.conf") assert.ok(!content.includes(PASSWORD), `${f} contains the BGP password`);
+        }
+        const privateKey = /PrivateKey = (\S+)/.exec(lax.files["wg0.conf"])?.[1];
+        assert.ok(privateKey && !visible.includes(privateKey), "WireGuard private key visible");
+    });
+
+    it("derives WireGuard public keys that match the pushed private keys", () => {
+        const keys = (run.outputs.mesh as { publicKeys: Record<string, string> }).publicKeys;
+        assert.deepEqual(Object.keys(keys).sort(), ["ams", "lax", "origin", "sgp"]);
+        const origin = run.hosts.find((h) => h.role === "origin")!.files["wg0.conf"];
+        for (const pop of ["lax", "ams", "sgp"]) assert.ok(origin.includes(`PublicKey = ${keys[pop]}`), `origin does not peer with ${pop}`);
+        // Endpoints are unicast addresses, never the anycast one.
+        assert.ok(!origin.includes("2001:db8:100::1"), "a WireGuard endpoint points at the anycast address");
+    });
+
+    it("creates the grey AAAA and the orange CNAME", () => {
+        const aaaa = named(run, "front-door-aaaa").inputs;
+        assert.equal(aaaa.type, "AAAA");
+        assert.equal(aaaa.name, "anycast.example.com");
+        assert.equal(aaaa.content, "2001:db8:100::1");
+        assert.equal(aaaa.proxied, false);
+        const cname = named(run, "front-door-cname").inputs;
+        assert.equal(cname.type, "CNAME");
+        assert.equal(cname.name, "www.example.com");
+        assert.equal(cname.content, "anycast.example.com");
+        assert.equal(cname.proxied, true);
+        assert.equal(cname.ttl, 1);
+        assert.equal(aaaa.zoneId, cname.zoneId);
+    });
+
+    it("exports addresses, neighbours, mesh addresses and DNS names", () => {
+        assert.equal(run.outputs.anycastAddress, "2001:db8:100::1");
+        const pops = run.outputs.pops as Record<string, { ipv6: string; bgpNeighbor: string; meshAddress: string }>;
+        assert.equal(pops.lax.bgpNeighbor, "2001:19f0:ffff::1");
+        assert.match(pops.lax.ipv6, /^2001:db8:ff1[1-3]::10$/);
+        assert.equal(pops.lax.meshAddress, "10.77.0.2");
+        assert.deepEqual(run.outputs.dns, { hostname: "www.example.com", anycastName: "anycast.example.com" });
+    });
+});
+
+describe("changes that must not replace or touch hosts", () => {
+    const hostInputs = (run: StackRun, pop: string) => JSON.stringify(named(run, `${pop}-instance`).inputs);
+
+    it("adding a fourth PoP leaves the three existing hosts' inputs and BGP configs unchanged", async () => {
+        const three = await runStack({ values: values() });
+        const four = await runStack({ values: values((c) => c.pops.push({ name: "fra", region: "fra" })) });
+        for (const pop of ["lax", "ams", "sgp"]) {
+            assert.equal(hostInputs(four, pop), hostInputs(three, pop), `${pop}'s instance inputs changed`);
+            const a = three.hosts.find((h) => h.name === pop)!.files;
+            const b = four.hosts.find((h) => h.name === pop)!.files;
+            assert.equal(b["bird.conf"], a["bird.conf"]);
+            assert.equal(b["nginx.conf"], a["nginx.conf"]);
+            assert.notEqual(b["wg0.conf"], a["wg0.conf"], "existing PoPs learn the new mesh peer");
+        }
+        assert.equal(byType(four, "vultr:index/instance:Instance").length, 4);
+    });
+
+    it("changing a PoP's communities and prepends changes only its bird.conf", async () => {
+        const before = await runStack({ values: values() });
+        const after = await runStack({ values: values((c) => { c.pops[1].communities = ["64601:6939"]; c.pops[1].prepend = 2; }) });
+        assert.equal(hostInputs(after, "ams"), hostInputs(before, "ams"));
+        const a = before.hosts.find((h) => h.name === "ams")!.files;
+        const b = after.hosts.find((h) => h.name === "ams")!.files;
+        assert.notEqual(b["bird.conf"], a["bird.conf"]);
+        for (const f of Object.keys(a)) if (f !== "bird.conf") assert.equal(b[f], a[f], `${f} changed`);
+    });
+
+    it("rejects a bad config before creating any resource", async () => {
+        let cloud: MockCloud | undefined;
+        await assert.rejects(runStack({
+            values: values((c) => { c.prefix = "2001:db8:100::/64"; }),
+            onMockCloud: (c) => { cloud = c; },
+        }), (e: unknown) => {
+            assert.ok(e instanceof ConfigError);
+            assert.ok(e.issues.some((i) => i.key === "anycast:prefix"));
+            return true;
+        });
+        await new Promise((r) => setTimeout(r, 50));
+        assert.ok(cloud, "the mocks were installed");
+        assert.equal(cloud.resources.length, 0, `resources created despite the error: ${cloud.resources.map((r) => r.name).join(", ")}`);
+    });
+});
