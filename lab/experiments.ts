@@ -9,8 +9,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { LabRuntime, nsDir } from "./boot";
-import { nowMs, nsRun, waitFor } from "./exec";
-import { Prober } from "./probe";
+import { nowMs, nsRun, sleep, waitFor } from "./exec";
+import { showProtocols } from "./birdc";
+import { Prober, ProbeSample } from "./probe";
 import { ExperimentReport, ExperimentRun, stats } from "./report";
 import { RegionPlan } from "./topology";
 
@@ -25,8 +26,11 @@ interface Experiment {
     repairIt(lab: LabRuntime, r: RegionPlan): Promise<void>;
     failoverTimeoutMs: number;
     recoveryTimeoutMs: number;
-    /** For the drain: the window in which lost requests count ends when the agent has withdrawn. */
-    faultSettled?(lab: LabRuntime, r: RegionPlan): Promise<void>;
+    /**
+     * Holds the fault until its consequences have played out (sessions down, agent withdrawn),
+     * so that recovery measures the whole way back, not a blip the protocols never noticed.
+     */
+    settled(lab: LabRuntime, r: RegionPlan): Promise<void>;
 }
 
 const PROBE_TIMEOUT_MS = 300;
@@ -49,6 +53,9 @@ const experiments: Experiment[] = [
         async repairIt(lab, r) {
             lab.startPopBird(r.pop.name);
         },
+        async settled(lab, r) {
+            await edgeSessionDown(lab, r);
+        },
         failoverTimeoutMs: 10_000,
         recoveryTimeoutMs: 30_000,
     },
@@ -70,6 +77,13 @@ const experiments: Experiment[] = [
         async repairIt(lab, r) {
             await nsRun(r.edge.ns, "nft", ["delete", "table", "inet", FAULT_TABLE]);
         },
+        async settled(lab, r) {
+            // Both ends notice (BFD or hold timer), and the agent loses the origin behind the dead link.
+            await edgeSessionDown(lab, r);
+            await waitFor(`PoP ${r.pop.name}'s BGP session to go down`, async () =>
+                !(await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns))).some((p) => p.proto === "BGP" && p.bgpState === "Established"), 20_000, 50);
+            await agentIn(lab, r, ["withdrawn", "held-down"], 20_000);
+        },
         failoverTimeoutMs: 20_000,
         // BIRD's error wait time (the PoP's bgp.errorWaitTime) and WireGuard's 5 s handshake retry dominate.
         recoveryTimeoutMs: 75_000,
@@ -86,6 +100,9 @@ const experiments: Experiment[] = [
         async repairIt(lab, r) {
             await lab.wgUp(r.pop.ns);
         },
+        async settled(lab, r) {
+            await agentIn(lab, r, ["withdrawn", "held-down"], 15_000);
+        },
         failoverTimeoutMs: 15_000,
         recoveryTimeoutMs: 30_000,
     },
@@ -101,9 +118,8 @@ const experiments: Experiment[] = [
         async repairIt(lab, r) {
             await lab.agent(r.pop.name, "undrain");
         },
-        async faultSettled(lab, r) {
-            await waitFor(`${r.pop.name}'s agent to finish the drain`, async () => (await lab.agentStatus(r.pop.name))?.state === "withdrawn",
-                (lab.stack.spec.health.drainSeconds + 10) * 1000, 50);
+        async settled(lab, r) {
+            await agentIn(lab, r, ["withdrawn"], (lab.stack.spec.health.drainSeconds + 10) * 1000);
         },
         failoverTimeoutMs: 15_000,
         recoveryTimeoutMs: 30_000,
@@ -111,6 +127,27 @@ const experiments: Experiment[] = [
 ];
 
 export const EXPERIMENT_IDS = experiments.map((e) => e.id);
+
+async function edgeSessionDown(lab: LabRuntime, r: RegionPlan): Promise<void> {
+    await waitFor(`the edge's session to ${r.pop.name} to go down`, async () =>
+        (await showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns))).find((p) => p.name === "pop")?.bgpState !== "Established", 20_000, 20);
+}
+
+async function agentIn(lab: LabRuntime, r: RegionPlan, states: string[], timeoutMs: number): Promise<void> {
+    await waitFor(`${r.pop.name}'s health agent to reach ${states.join(" or ")}`, async () =>
+        states.includes((await lab.agentStatus(r.pop.name))?.state ?? ""), timeoutMs, 20);
+}
+
+/** "3x timeout, 2x http 502 from sgp": what the failed requests of a phase met. */
+function failureSummary(failed: ProbeSample[]): string | undefined {
+    if (failed.length === 0) return undefined;
+    const counts = new Map<string, number>();
+    for (const s of failed) {
+        const what = s.error ?? `http ${s.status}${s.pop ? ` from ${s.pop}` : ""}`;
+        counts.set(what, (counts.get(what) ?? 0) + 1);
+    }
+    return [...counts].map(([what, n]) => `${n}x ${what}`).join(", ");
+}
 
 /** Wait until a PoP is back to normal: its agent announces and its region's client is served by it. */
 async function steady(lab: LabRuntime, r: RegionPlan, prober: Prober, timeoutMs: number): Promise<void> {
@@ -137,14 +174,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan): Promise<E
         if (!moved) throw new Error(`no other PoP served ${r.region} within ${e.failoverTimeoutMs / 1000} s`);
         run.failoverMs = moved.done - t0;
         run.servedBy = moved.pop;
-        let windowEnd = moved.done;
-        if (e.faultSettled) {
-            await e.faultSettled(lab, r);
-            // Requests still in flight when the drain completed count too.
-            await new Promise((res) => setTimeout(res, PROBE_TIMEOUT_MS + 50));
-            windowEnd = nowMs();
-        }
-        run.failedDuringFailover = prober.between(t0, windowEnd).filter((s) => !s.ok).length;
+        await e.settled(lab, r);
 
         await e.repairIt(lab, r);
         faultIn = false;
@@ -152,7 +182,15 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan): Promise<E
         const back = await prober.waitFor(t1, (s) => s.ok && s.pop === own, e.recoveryTimeoutMs);
         if (!back) throw new Error(`${own} did not serve ${r.region} again within ${e.recoveryTimeoutMs / 1000} s of the repair`);
         run.recoveryMs = back.done - t1;
-        run.failedDuringRecovery = prober.between(t1, back.done).filter((s) => !s.ok).length;
+        // A request belongs to the phase it was sent in; wait until the last ones have finished.
+        await sleep(PROBE_TIMEOUT_MS + 50);
+        const failedIn = (from: number, to: number) => prober.samples.filter((s) => !s.ok && s.sent >= from && s.sent < to);
+        // Requests sent shortly before the fault can be caught by it too.
+        const faultPhase = failedIn(t0 - PROBE_TIMEOUT_MS, t1);
+        const recoveryPhase = failedIn(t1, back.done);
+        run.failedDuringFailover = faultPhase.length;
+        run.failedDuringRecovery = recoveryPhase.length;
+        run.failures = [failureSummary(faultPhase), failureSummary(recoveryPhase)].filter((x) => x).join("; ") || undefined;
     } catch (err) {
         run.error = (err as Error).message.split("\n")[0];
         if (faultIn) await e.repairIt(lab, r).catch(() => undefined);
@@ -182,7 +220,8 @@ export async function runExperiments(lab: LabRuntime, opts: ExperimentOptions): 
             runs.push(x);
             opts.log(`  ${e.title} ${i + 1}/${opts.repeats} on ${r.pop.name}: ` + (x.error
                 ? `FAILED: ${x.error}`
-                : `served by ${x.servedBy} after ${fmt(x.failoverMs)} (${x.failedDuringFailover} failed), own PoP again after ${fmt(x.recoveryMs)} (${x.failedDuringRecovery} failed)`));
+                : `served by ${x.servedBy} after ${fmt(x.failoverMs)}, own PoP again after ${fmt(x.recoveryMs)}; ` +
+                  `failed requests ${x.failedDuringFailover} + ${x.failedDuringRecovery}${x.failures ? ` (${x.failures})` : ""}`));
             if (x.error) await dumpDiagnostics(lab, r, opts.log);
         }
         const ok = runs.filter((x) => !x.error);

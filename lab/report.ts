@@ -74,6 +74,8 @@ export interface ExperimentRun {
     recoveryMs?: number;
     failedDuringRecovery: number;
     requests: number;
+    /** What the failed requests met, e.g. "3x timeout, 2x http 502 from sgp". */
+    failures?: string;
     error?: string;
 }
 
@@ -156,15 +158,16 @@ export function formatReport(r: LabReport): string {
     if (r.outsider) out.push(`  outsider ${r.outsider.client} (outside firewall.httpSources): ${r.outsider.blocked ? "blocked" : "SERVED"} (${r.outsider.detail})`);
     out.push("");
     if (r.experiments.length > 0) {
-        out.push("Experiments (min / median / max; times from the moment the fault or repair was in place)");
+        out.push("Experiments (min / median / max; times from the moment the fault or repair was in place;");
+        out.push("a request counts in the phase it was sent in; the fault is held until sessions and agents have reacted)");
         out.push(...table(["experiment", "runs", "failover: served by another PoP", "recovery: own PoP serves again", "failed requests"],
             r.experiments.map((e) => [e.title, String(e.runs.length), statsText(e.failover), statsText(e.recovery), String(e.failedTotal)])));
         for (const e of r.experiments) {
             out.push("");
             out.push(`${e.title}: fault = ${e.fault}; repair = ${e.repair}; client probes every ${e.probeIntervalMs} ms`);
-            out.push(...table(["run", "PoP", "failover", "served by", "failed", "recovery", "failed", "requests", "error"],
+            out.push(...table(["run", "PoP", "failover", "served by", "failed in fault", "recovery", "failed in recovery", "requests", "failed requests met / error"],
                 e.runs.map((x, i) => [String(i + 1), x.pop, ms(x.failoverMs), x.servedBy ?? "-", String(x.failedDuringFailover),
-                    ms(x.recoveryMs), String(x.failedDuringRecovery), String(x.requests), x.error ?? ""]), "    "));
+                    ms(x.recoveryMs), String(x.failedDuringRecovery), String(x.requests), x.error ? `ERROR: ${x.error}` : (x.failures ?? "")]), "    "));
         }
         out.push("");
     }

@@ -1,0 +1,187 @@
+/**
+ * The lab's pure parts, without root: the network plan, the emulated cloud's BIRD configs (checked
+ * by `bird -p` when BIRD is installed), the path rewrites and the birdc output parsers.
+ */
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import { parseCidr, contains } from "../../components/core/addressing";
+import { BIRD_STATE_FILE } from "../../components/core/render/bird";
+import { rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
+import { parseProtocols, parseRoutes } from "../../lab/birdc";
+import { stats, table } from "../../lab/report";
+import { renderEdgeBird, renderTransitBird } from "../../lab/routers";
+import { LabStack } from "../../lab/stack";
+import { LAB_NS_PREFIX, planLab, subnet } from "../../lab/topology";
+import { labSpec, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
+import { REPO_ROOT } from "../helpers/golden";
+import { run, which } from "../helpers/tools";
+
+const FIXTURES = path.join(REPO_ROOT, "test", "lab", "fixtures");
+
+function labStack(): LabStack {
+    const spec = labSpec();
+    const hosts = [...spec.pops.map((p) => ({ name: p.name, role: "pop" as const, ...TEST_HOST_ADDRESSES[p.name], files: {} })),
+        { name: spec.origin.name, role: "origin" as const, ipv6: "2001:db8:ffff::10", files: {} }];
+    return { spec, hosts, notes: [] };
+}
+
+describe("lab plan", () => {
+    const stack = labStack();
+    const plan = planLab(stack);
+
+    it("builds one PoP, edge, transit and client per region, plus origin and outsider, all prefixed", () => {
+        assert.deepEqual(plan.regions.map((r) => r.region), ["lax", "ams", "sgp"]);
+        assert.equal(plan.namespaces.length, 3 * 4 + 2);
+        assert.ok(plan.namespaces.every((n) => n.name.startsWith(LAB_NS_PREFIX)));
+        assert.equal(new Set(plan.namespaces.map((n) => n.name)).size, plan.namespaces.length);
+    });
+
+    it("gives each PoP its rendered unicast address and the gateway on the edge, with the BGP neighbour on the edge's lo", () => {
+        for (const r of plan.regions) {
+            assert.equal(r.pop.address, TEST_HOST_ADDRESSES[r.pop.name].ipv6);
+            const edge = plan.namespaces.find((n) => n.name === r.edge.ns)!;
+            assert.ok(edge.addresses.some((a) => a.ifname === "to-pop" && a.cidr === `${r.pop.gateway}/64`));
+            assert.ok(edge.addresses.some((a) => a.ifname === "lo" && a.cidr === "2001:19f0:ffff::1/128"));
+            assert.equal(r.edge.towardsPop.localAsn, 64515);
+            assert.equal(r.edge.publicAsn, 20473);
+            assert.equal(r.edge.towardsPop.password, stack.spec.bgpPassword);
+            assert.deepEqual(r.edge.towardsPop.bfd, { intervalMs: 100, multiplier: 3 });
+        }
+    });
+
+    it("puts clients inside firewall.httpSources and the outsider outside", () => {
+        const sources = stack.spec.firewall.httpSources!.map((s) => parseCidr(s));
+        for (const r of plan.regions) assert.ok(sources.some((s) => contains(s, r.client.address)), r.client.address);
+        assert.ok(!sources.some((s) => contains(s, plan.outsider.address)));
+    });
+
+    it("uses every address once and interface names Linux accepts", () => {
+        const all = plan.namespaces.flatMap((n) => n.addresses.filter((a) => a.ifname !== "lo").map((a) => a.cidr.split("/")[0]));
+        assert.equal(new Set(all).size, all.length, all.join(" "));
+        for (const l of plan.links) {
+            for (const end of [l.a, l.b]) assert.ok(end.ifname.length <= 15 && !["up", "down", "dev"].includes(end.ifname), end.ifname);
+        }
+    });
+
+    it("gives transits distinct ASNs the deployment does not use, in a full mesh", () => {
+        const asns = plan.transits.map((t) => t.asn);
+        assert.equal(new Set(asns).size, asns.length);
+        for (const a of asns) assert.ok(a !== stack.spec.asn && a !== 20473 && a !== 64496, String(a));
+        for (const t of plan.transits) assert.equal(t.transitPeers.length, plan.transits.length - 1);
+    });
+
+    it("makes a region's own PoP its shortest AS path: own edge directly attached, others one transit further", () => {
+        for (const r of plan.regions) {
+            assert.equal(r.transit.edgePeer.neighborAddress, r.edge.towardsTransit.localAddress);
+            assert.equal(r.edge.towardsTransit.neighborAsn, r.transit.asn);
+        }
+    });
+
+    it("computes subnets inside a block", () => {
+        assert.equal(subnet("2001:db8:ff00::/40", 48, 1), "2001:db8:ff01::/48");
+        assert.equal(subnet("2001:db8:e000::/40", 64, 3 * 65536), "2001:db8:e003::/64");
+        assert.throws(() => subnet("2001:db8::/64", 48, 0));
+    });
+
+    it("renders edge and transit configs that BIRD accepts", (t) => {
+        if (!which("bird")) {
+            t.skip("bird is not installed (sudo bash scripts/setup.sh)");
+            return;
+        }
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lab-bird-"));
+        try {
+            const configs = [
+                ...plan.regions.map((r) => renderEdgeBird(r.edge, path.join(dir, "edge.log"))),
+                ...plan.transits.map((tr) => renderTransitBird(tr, path.join(dir, "tr.log"))),
+            ];
+            for (const [i, conf] of configs.entries()) {
+                const file = path.join(dir, `${i}.conf`);
+                fs.writeFileSync(file, conf);
+                const res = run("bird", ["-p", "-c", file]);
+                assert.equal(res.status, 0, `${res.stderr}\n${conf.split("\n").filter((l) => !l.includes("3fff:")).join("\n")}`);
+            }
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("has the edge honour GRACEFUL_SHUTDOWN and the PoP's password and timers", () => {
+        const conf = renderEdgeBird(plan.regions[0].edge, "/dev/null", 2);
+        assert.match(conf, /if \(65535, 0\) ~ bgp_community then bgp_local_pref = 0;/);
+        assert.match(conf, /password "lab-only-not-a-secret";/);
+        assert.match(conf, /bfd on;/);
+        assert.match(conf, /min rx interval 100 ms; min tx interval 100 ms; multiplier 3;/);
+        assert.match(conf, /local 2001:19f0:ffff::1 as 64515;/);
+        assert.match(conf, /neighbor 2001:db8:ff11::10 as 64500;/);
+        assert.match(conf, /route 3fff:0:2::\/48 unreachable;/);
+    });
+});
+
+describe("lab path rewrites", () => {
+    it("rewrites exact paths and records each one, leaving absent ones alone", () => {
+        const rewrites: Rewrite[] = [];
+        const out = rewritePaths("lax", "bird.conf", `include "${BIRD_STATE_FILE}";\n`, [
+            { what: "state", from: BIRD_STATE_FILE, to: "/run/x/state.conf" },
+            { what: "absent", from: "/nowhere", to: "/elsewhere" },
+        ], rewrites);
+        assert.equal(out, `include "/run/x/state.conf";\n`);
+        assert.deepEqual(rewrites.map((r) => r.what), ["state"]);
+    });
+
+    it("rewrites only the path keys of the health env, by key", () => {
+        const rewrites: Rewrite[] = [];
+        const env = "POP=lax\nSTATUS_FILE=/run/anycast/health.json\nCONTROL_DIR=/run/anycast\nORIGIN_URL=http://[fd00::1]:8080/healthz\n";
+        const out = rewriteHealthEnv("lax", env, "/run/lab/ns", rewrites);
+        assert.equal(out, "POP=lax\nSTATUS_FILE=/run/lab/ns/health.json\nCONTROL_DIR=/run/lab/ns/control\nORIGIN_URL=http://[fd00::1]:8080/healthz\n");
+        assert.equal(rewrites.length, 2);
+    });
+});
+
+describe("birdc output parsers", () => {
+    it("reads an established PoP session", () => {
+        const protos = parseProtocols(fs.readFileSync(path.join(FIXTURES, "pop-show-protocols-all.txt"), "utf8"));
+        const bgp = protos.find((p) => p.proto === "BGP")!;
+        assert.equal(bgp.name, "lax_upstream6");
+        assert.equal(bgp.bgpState, "Established");
+        assert.equal(bgp.neighborAddress, "2001:19f0:ffff::1");
+        assert.equal(bgp.neighborAs, "64515");
+        assert.equal(bgp.holdTimer?.split("/")[1], "3");
+        assert.deepEqual(bgp.routes && [bgp.routes.imported, bgp.routes.exported], [0, 1]);
+    });
+
+    it("reads a session that is down, with the reason", () => {
+        const protos = parseProtocols(fs.readFileSync(path.join(FIXTURES, "edge-show-protocols-all-pop-down.txt"), "utf8"));
+        const pop = protos.find((p) => p.name === "pop")!;
+        assert.equal(pop.bgpState, "Active");
+        assert.equal(pop.lastError, "Socket: Connection closed");
+        assert.equal(pop.state, "start");
+        const table = protos.find((p) => p.name === "upstream_table")!;
+        assert.equal(table.routes?.imported, 1001);
+    });
+
+    it("reads every route for a prefix with AS path, best flag and communities", () => {
+        const routes = parseRoutes(fs.readFileSync(path.join(FIXTURES, "transit-show-route-all.txt"), "utf8"));
+        assert.equal(routes.length, 2);
+        assert.deepEqual(routes.map((r) => [r.network, r.from, r.best, r.asPath]), [
+            ["2001:db8:100::/48", "tr_ams", true, "64509 20473 64500"],
+            ["2001:db8:100::/48", "tr_sgp", false, "64508 20473 64500"],
+        ]);
+        assert.equal(routes[1].communities, "(64600,64496)");
+        assert.equal(routes[0].localPref, 100);
+    });
+});
+
+describe("lab report helpers", () => {
+    it("computes min/median/max", () => {
+        assert.deepEqual(stats([5, 1, 3, 2]), { n: 4, min: 1, median: 2.5, max: 5 });
+        assert.equal(stats([]), undefined);
+    });
+
+    it("aligns columns", () => {
+        const lines = table(["a", "bb"], [["xxx", "y"]], "");
+        assert.deepEqual(lines, ["a    bb", "---  --", "xxx  y"]);
+    });
+});
