@@ -30,7 +30,45 @@ export class CommandError extends Error {
     }
 }
 
+/**
+ * Set on Ctrl-C: no new lab process may start, so that teardown, once the commands already
+ * running have finished, sees every process there is (one started into a namespace while it is
+ * being deleted would outlive it).
+ */
+let aborted = false;
+const inFlight = new Set<Promise<unknown>>();
+
+export class LabAborted extends Error {
+    constructor() {
+        super("the lab was interrupted");
+        this.name = "LabAborted";
+    }
+}
+
+export function abortLab(): void {
+    aborted = true;
+}
+
+export function assertNotAborted(): void {
+    if (aborted) throw new LabAborted();
+}
+
+/** Wait for every one-shot command that was already running when the lab was aborted. */
+export async function settleInFlight(): Promise<void> {
+    await Promise.allSettled([...inFlight]);
+}
+
 export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<CmdResult> {
+    if (aborted) return Promise.reject(new LabAborted());
+    const p = runUntracked(cmd, args, opts);
+    inFlight.add(p);
+    const untrack = () => { inFlight.delete(p); };
+    p.then(untrack, untrack);
+    return p;
+}
+
+/** Teardown's own commands: they must run after an abort. */
+export function runUntracked(cmd: string, args: string[], opts: RunOptions = {}): Promise<CmdResult> {
     return new Promise((resolve, reject) => {
         const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
         let stdout = "";
@@ -69,6 +107,7 @@ export function nsSh(ns: string, script: string, opts: RunOptions = {}): Promise
  * `ip netns exec` execs the command, so the returned pid is the daemon's own.
  */
 export function nsDaemon(ns: string, argv: string[], logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
+    assertNotAborted();
     const fd = fs.openSync(logFile, "a");
     try {
         const child = spawn("ip", ["netns", "exec", ns, ...argv], {
@@ -102,6 +141,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
             const value = await check();
             if (value !== undefined && value !== false) return value as T;
         } catch (e) {
+            if (e instanceof LabAborted) throw e;
             lastError = e;
         }
         if (Date.now() > deadline) {

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { LabRuntime, nsDir } from "./boot";
 import { showProtocols, showRoutes } from "./birdc";
-import { hasCommand, nsRun, waitFor } from "./exec";
+import { abortLab, hasCommand, nsRun, settleInFlight, waitFor } from "./exec";
 import { EXPERIMENT_IDS, runExperiments } from "./experiments";
 import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
 import { probeOnce } from "./probe";
@@ -79,10 +79,32 @@ export async function teardownLab(log: (line: string) => void = console.log): Pr
     await teardownNetwork(log);
 }
 
-/** What is left of a lab: namespaces and processes in them (for tests and --down checks). */
-export async function labLeftovers(): Promise<{ namespaces: string[]; processes: number[] }> {
+/**
+ * What is left of a lab: its namespaces, processes inside them, and any process anywhere whose
+ * command line names the lab's directory or scripts (one that escaped its namespace's deletion).
+ */
+export async function labLeftovers(): Promise<{ namespaces: string[]; processes: Array<{ pid: number; cmdline: string }> }> {
     const namespaces = await labNamespaces();
-    const processes = (await Promise.all(namespaces.map((n) => namespacePids(n)))).flat();
+    const pids = new Set((await Promise.all(namespaces.map((n) => namespacePids(n)))).flat());
+    const marks = [LAB_DIR, path.join(__dirname, "prober.js"), path.join(__dirname, "origin-server.js")];
+    for (const entry of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+        try {
+            const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").replace(/\0/g, " ");
+            if (marks.some((m) => cmdline.includes(m))) pids.add(Number(entry));
+        } catch {
+            // exited meanwhile
+        }
+    }
+    const processes = [...pids].map((pid) => {
+        let cmdline = "";
+        try {
+            cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim();
+        } catch {
+            // exited meanwhile
+        }
+        return { pid, cmdline };
+    }).filter((p) => p.cmdline !== "");
     return { namespaces, processes };
 }
 
@@ -101,12 +123,16 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     }
 
     const lab = new LabRuntime(plan, stack, log);
-    let interrupted: NodeJS.Signals | undefined;
+    let interrupted: Promise<never> | undefined;
     const onSignal = (sig: NodeJS.Signals) => {
         if (interrupted) return;
-        interrupted = sig;
-        log(`\nanycast lab: ${sig}: tearing down`);
-        void teardownNetwork(log).finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
+        log(`\nanycast lab: ${sig}: stopping and tearing down`);
+        abortLab();
+        // The exit code a shell expects after that signal; the process ends here, whatever the
+        // main flow was awaiting (its next command fails with LabAborted and waits for this).
+        interrupted = settleInFlight()
+            .then(() => teardownNetwork(log))
+            .finally(() => process.exit(sig === "SIGINT" ? 130 : 143)) as Promise<never>;
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
@@ -150,9 +176,10 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
         if (options.json) fs.writeFileSync(options.json, JSON.stringify(report, null, 2) + "\n");
         return report;
     } finally {
+        if (interrupted) await interrupted;
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);
-        if (!keep && !interrupted) {
+        if (!keep) {
             log("anycast lab: tearing down");
             await teardownNetwork(log);
         }

@@ -3,18 +3,18 @@
  * tears every lab namespace down again, processes first.
  */
 import * as fs from "node:fs";
-import { nsRun, run, sleep } from "./exec";
+import { nsRun, run, runUntracked, sleep } from "./exec";
 import { LAB_DIR, LAB_NS_PREFIX, LabPlan, NamespacePlan } from "./topology";
 
 /** Lab namespaces present on this machine (from this run or a kept/crashed earlier one). */
 export async function labNamespaces(): Promise<string[]> {
-    const out = await run("ip", ["netns", "list"], { allowFail: true });
+    const out = await runUntracked("ip", ["netns", "list"], { allowFail: true });
     return out.stdout.split("\n").map((l) => l.split(" ")[0]).filter((n) => n.startsWith(LAB_NS_PREFIX));
 }
 
 /** PIDs of every process inside a namespace. */
 export async function namespacePids(ns: string): Promise<number[]> {
-    const out = await run("ip", ["netns", "pids", ns], { allowFail: true });
+    const out = await runUntracked("ip", ["netns", "pids", ns], { allowFail: true });
     return out.stdout.split(/\s+/).filter((s) => /^\d+$/.test(s)).map(Number);
 }
 
@@ -49,7 +49,7 @@ export async function teardownNetwork(log: (line: string) => void = () => undefi
             await sleep(100);
         }
     }
-    for (const ns of namespaces) await run("ip", ["netns", "del", ns], { allowFail: true });
+    for (const ns of namespaces) await runUntracked("ip", ["netns", "del", ns], { allowFail: true });
     fs.rmSync(LAB_DIR, { recursive: true, force: true });
     if (namespaces.length > 0) log(`  removed ${namespaces.length} namespaces, stopped ${pids.length} processes`);
     return { namespaces: namespaces.length, processes: pids.length };

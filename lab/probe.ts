@@ -4,7 +4,7 @@
  */
 import { spawn, ChildProcess } from "node:child_process";
 import * as path from "node:path";
-import { sleep } from "./exec";
+import { assertNotAborted, sleep } from "./exec";
 import type { ProbeSample, ProberOptions } from "./prober";
 
 export type { ProbeSample };
@@ -27,6 +27,7 @@ export class Prober {
             address: target.address, port: 80, host: target.host, path: "/", intervalMs, timeoutMs, count: 0,
             body: false, maxInFlight: Math.max(4, Math.ceil((timeoutMs / intervalMs) * 2)),
         };
+        assertNotAborted();
         this.child = spawn("ip", ["netns", "exec", ns, process.execPath, PROBER_SCRIPT, JSON.stringify(opts)], {
             stdio: ["pipe", "pipe", "pipe"],
         });
@@ -92,6 +93,7 @@ export class Prober {
 /** One request from a namespace, with the body (for checks of what the origin received). */
 export async function probeOnce(ns: string, target: Target, timeoutMs = 2000, port = 80): Promise<ProbeSample> {
     const opts: ProberOptions = { address: target.address, port, host: target.host, path: "/", intervalMs: 1, timeoutMs, count: 1, body: true, maxInFlight: 1 };
+    assertNotAborted();
     return new Promise((resolve, reject) => {
         const child = spawn("ip", ["netns", "exec", ns, process.execPath, PROBER_SCRIPT, JSON.stringify(opts)], { stdio: ["ignore", "pipe", "pipe"] });
         let out = "";
