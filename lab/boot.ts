@@ -13,7 +13,7 @@ import { nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
 import { renderEdgeBird, renderTransitBird } from "./routers";
 import { LabStack } from "./stack";
 import { isCertificate, LabTls, makeLabTls } from "./tls";
-import { LAB_DIR, LabPlan, RegionPlan } from "./topology";
+import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan } from "./topology";
 
 export interface Rewrite {
     host: string;
@@ -22,6 +22,9 @@ export interface Rewrite {
     from: string;
     to: string;
 }
+
+/** Static routes every PoP namespace gets besides its own, to show that none of them leaks into BGP. */
+export const UNRELATED_POP_ROUTES = ["2001:db8:dead::/48", "2001:db8:dead:1::/64"];
 
 /** Health env keys that name paths, and where each goes inside a PoP's directory. */
 const HEALTH_ENV_PATHS: Record<string, string> = {
@@ -239,6 +242,11 @@ export class LabRuntime {
         await nsRun(ns, path.join(dir, "anycast-net.sh"), [], { env: { ...process.env, ANYCAST_STATE_FILE: stateFile, DEFAULT_ROUTE_WAIT: "5" } });
 
         await this.applyFirewall(ns, host, files["nftables.conf"]);
+
+        // A real host has other routes (a container network, a backup link): BIRD must not announce them.
+        for (const route of UNRELATED_POP_ROUTES) {
+            await nsRun(ns, "ip", ["-6", "route", "add", route, "via", r.pop.gateway, "dev", POP_UPLINK]);
+        }
 
         fs.writeFileSync(path.join(dir, "wg0.conf"), files["wg0.conf"], { mode: 0o600 });
         await this.wgUp(ns);

@@ -8,13 +8,13 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LabRuntime, nsDir } from "./boot";
+import { LabRuntime, nsDir, UNRELATED_POP_ROUTES } from "./boot";
 import { showProtocols, showRoutes } from "./birdc";
 import { abortLab, hasCommand, nsRun, settleInFlight, waitFor } from "./exec";
 import { EXPERIMENT_IDS, runExperiments } from "./experiments";
 import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
 import { probeOnce } from "./probe";
-import { CatchmentEntry, formatReport, LabReport, SessionReport, TransitRoute } from "./report";
+import { CatchmentEntry, formatReport, HttpsCheck, HttpsResult, LabReport, SessionReport, TransitRoute } from "./report";
 import { loadStack, LabStack } from "./stack";
 import { LAB_DIR, LAB_NS_PREFIX, planLab } from "./topology";
 import { UPSTREAM_TABLE_SIZE } from "./routers";
@@ -273,6 +273,15 @@ async function measure(lab: LabRuntime, options: LabOptions, stack: LabStack): P
         if (!entry.xForwardedFor?.includes(r.client.address)) problems.push(`region ${r.region}: X-Forwarded-For ${entry.xForwardedFor ?? "missing"} lacks the client ${r.client.address}`);
     }
 
+    log("  checking HTTPS with Authenticated Origin Pulls (with and without the client certificate)");
+    const https = await checkHttps(lab);
+    for (const h of https) {
+        if (h.withCert.status !== 200 || h.withCert.servedBy !== h.expectedPop) {
+            problems.push(`region ${h.region}: HTTPS with the origin-pull certificate gave ${h.withCert.status ?? h.withCert.error}`);
+        }
+        if (h.withoutCert.status === 200) problems.push(`region ${h.region}: HTTPS without a client certificate was served`);
+    }
+
     let outsider: LabReport["outsider"];
     {
         const s = await probeOnce(plan.outsider.ns, target, 1000);
@@ -283,15 +292,47 @@ async function measure(lab: LabRuntime, options: LabOptions, stack: LabStack): P
     return {
         ok: false, config: options.configFile, startedAt: new Date().toISOString(), durationS: 0, problems,
         notes: [...stack.notes, ...plan.notes, ...lab.notes,
-            `the emulated upstream offers each PoP a default route and ${UPSTREAM_TABLE_SIZE} more; a PoP must import none`],
+            `the emulated upstream offers each PoP a default route and ${UPSTREAM_TABLE_SIZE} more; a PoP must import none`,
+            `each PoP also has unrelated static routes (${UNRELATED_POP_ROUTES.join(", ")}); its edge must accept only the configured prefix`],
         rewrites: lab.rewrites,
         firewall: lab.firewallApplied ? "rendered nftables.conf applied on every host that has one" : "not applied (see notes)",
         tls: lab.tls.source,
         anycast: { address: spec.address, prefixes: spec.prefixes, asn: spec.asn, hostname: spec.frontDoor.hostname },
         topology: plan.regions.map((r) => ({ region: r.region, pop: r.pop.name, popAddress: r.pop.address, edgeNs: r.edge.ns,
             publicAsn: r.edge.publicAsn, transitAsn: r.transit.asn, client: r.client.address })),
-        sessions, transitRoutes, catchment, outsider, experiments: [], kept: false,
+        sessions, transitRoutes, catchment, https, outsider, experiments: [], kept: false,
     };
+}
+
+/** What an HTTPS request from a namespace met: status and serving PoP, or curl's error. */
+async function curlHttps(ns: string, address: string, hostname: string, tlsDir: string, withCert: boolean): Promise<HttpsResult> {
+    const args = ["-sS", "-m", "3", "-o", "/dev/null", "-D", "-", "--cacert", path.join(tlsDir, "server-ca.pem"),
+        "--resolve", `${hostname}:443:[${address}]`, `https://${hostname}/`];
+    if (withCert) args.unshift("--cert", path.join(tlsDir, "client.pem"), "--key", path.join(tlsDir, "client.key"));
+    const res = await nsRun(ns, "curl", args, { allowFail: true, timeoutMs: 5000 });
+    const status = /^HTTP\/\S+ (\d+)/m.exec(res.stdout);
+    const pop = /^x-anycast-pop: *(\S+)/im.exec(res.stdout);
+    if (!status) return { error: res.stderr.trim().replace(/^curl: /, "") || `curl exit ${res.code}` };
+    return { status: Number(status[1]), servedBy: pop?.[1] };
+}
+
+/** Cloudflare's side of "Full (strict)" + Authenticated Origin Pulls, played from each region's client. */
+async function checkHttps(lab: LabRuntime): Promise<HttpsCheck[]> {
+    const tlsDir = path.join(LAB_DIR, "cloudflare-side");
+    fs.mkdirSync(tlsDir, { recursive: true });
+    fs.writeFileSync(path.join(tlsDir, "server-ca.pem"), lab.tls.serverCaPem);
+    fs.writeFileSync(path.join(tlsDir, "client.pem"), lab.tls.pullClientCertPem);
+    fs.writeFileSync(path.join(tlsDir, "client.key"), lab.tls.pullClientKeyPem, { mode: 0o600 });
+    const spec = lab.stack.spec;
+    const out: HttpsCheck[] = [];
+    for (const r of lab.plan.regions) {
+        out.push({
+            region: r.region, expectedPop: r.pop.name,
+            withCert: await curlHttps(r.client.ns, spec.address, spec.frontDoor.hostname, tlsDir, true),
+            withoutCert: await curlHttps(r.client.ns, spec.address, spec.frontDoor.hostname, tlsDir, false),
+        });
+    }
+    return out;
 }
 
 function howToPoke(lab: LabRuntime): string[] {

@@ -63,6 +63,20 @@ export interface CatchmentEntry {
     xForwardedFor?: string;
 }
 
+export interface HttpsResult {
+    status?: number;
+    servedBy?: string;
+    error?: string;
+}
+
+export interface HttpsCheck {
+    region: string;
+    expectedPop: string;
+    /** With Cloudflare's origin-pull client certificate, verifying the PoP's certificate for the hostname. */
+    withCert: HttpsResult;
+    withoutCert: HttpsResult;
+}
+
 export interface ExperimentRun {
     pop: string;
     region: string;
@@ -107,6 +121,7 @@ export interface LabReport {
     sessions: SessionReport[];
     transitRoutes: TransitRoute[];
     catchment: CatchmentEntry[];
+    https: HttpsCheck[];
     outsider?: { client: string; blocked: boolean; detail: string };
     experiments: ExperimentReport[];
     kept: boolean;
@@ -155,6 +170,8 @@ export function formatReport(r: LabReport): string {
     out.push(...table(["region", "client", "served by", "status", "time", "origin answer", "Host seen by origin", "X-Forwarded-For"],
         r.catchment.map((c) => [c.region, c.client, c.servedBy ? (c.servedBy === c.expectedPop ? `${c.servedBy} (own)` : `${c.servedBy} (NOT own ${c.expectedPop})`) : "-",
             c.status !== undefined ? String(c.status) : (c.error ?? "failed"), ms(c.ms), c.origin ?? "-", c.hostHeader ?? "-", c.xForwardedFor ?? "-"])));
+    const httpsText = (h: HttpsResult) => h.status !== undefined ? `${h.status}${h.servedBy ? ` from ${h.servedBy}` : ""}` : `refused: ${h.error}`;
+    out.push(...r.https.map((h) => `  HTTPS from ${h.region}: with the origin-pull client certificate ${httpsText(h.withCert)}; without it ${httpsText(h.withoutCert)}`));
     if (r.outsider) out.push(`  outsider ${r.outsider.client} (outside firewall.httpSources): ${r.outsider.blocked ? "blocked" : "SERVED"} (${r.outsider.detail})`);
     out.push("");
     if (r.experiments.length > 0) {
@@ -162,6 +179,10 @@ export function formatReport(r: LabReport): string {
         out.push("a request counts in the phase it was sent in; the fault is held until sessions and agents have reacted)");
         out.push(...table(["experiment", "runs", "failover: served by another PoP", "recovery: own PoP serves again", "failed requests"],
             r.experiments.map((e) => [e.title, String(e.runs.length), statsText(e.failover), statsText(e.recovery), String(e.failedTotal)])));
+        const median = (id: ExperimentReport["id"]) => r.experiments.find((e) => e.id === id)?.failover?.median;
+        const verdict = (v: number | undefined) => (v === undefined ? "not measured" : `${ms(v)} ${v < 1000 ? "(met)" : "(NOT met)"}`);
+        out.push(`  Target: median failover under 1 s (the seeds saw ~5 s on the Internet; BFD set-ups ~0.6 s):` +
+            ` PoP crash ${verdict(median("crash"))}, link loss ${verdict(median("linkLoss"))}`);
         for (const e of r.experiments) {
             out.push("");
             out.push(`${e.title}: fault = ${e.fault}; repair = ${e.repair}; client probes every ${e.probeIntervalMs} ms`);

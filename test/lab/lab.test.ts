@@ -75,6 +75,15 @@ describe("the lab, from Pulumi.lab.yaml", { skip }, () => {
         }
     });
 
+    it("serves HTTPS only to a client presenting the origin-pull certificate, verifying the PoP's certificate", () => {
+        assert.equal(report.https.length, 3);
+        for (const h of report.https) {
+            assert.equal(h.withCert.status, 200, `${h.region}: ${h.withCert.error ?? ""}`);
+            assert.equal(h.withCert.servedBy, h.expectedPop);
+            assert.notEqual(h.withoutCert.status, 200, h.region);
+        }
+    });
+
     it("keeps a client outside httpSources out when the firewall is applied", (t) => {
         if (!report.firewall.startsWith("rendered nftables.conf applied")) {
             t.skip(`firewall not applied: ${report.firewall}`);
