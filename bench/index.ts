@@ -1,0 +1,158 @@
+/**
+ * `anycast bench` / `npm run bench`: figures, each min/median/max over repeated runs, printed
+ * and written to BENCHMARKS.md with the method.
+ *
+ * 1. Program evaluation time and resource count of stacks/network for 1, 4, 16 and 32 PoPs.
+ * 2. The lab's failover figures (crash, link loss, origin loss, drain) against the anchors.
+ * 3. The data path: requests/s and latency to the origin directly over the mesh versus through
+ *    the anycast address and a PoP, measured in the same lab run, as a ratio.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { measureEvaluation, EvaluationFigure } from "./evaluation";
+import { measureDataPath, DataPathFigures } from "./datapath";
+import { formatSummary, Summary } from "./stats";
+import type { LabReport } from "../lab/index";
+
+export interface BenchOptions {
+    configFile: string;
+    /** Only the evaluation figures (no root needed). */
+    skipLab?: boolean;
+    repeats?: number;
+    log?: (line: string) => void;
+    /** Where to write the results; default BENCHMARKS.md in the current directory. */
+    output?: string;
+}
+
+export interface BenchResult {
+    evaluation: EvaluationFigure[];
+    lab?: LabReport;
+    dataPath?: DataPathFigures;
+}
+
+/** The anchors the issue measures us against (seconds). */
+const ANCHORS = {
+    crash: "seeds: ~5 s on the real Internet when a PoP died",
+    linkLoss: "BIRD default hold time 240 s (minutes of blackhole); BFD setups ~0.6 s",
+    originLoss: "no anchor: without a health agent the route stays until someone notices",
+    drain: "target: 0 failed requests",
+};
+
+export async function runBench(opts: BenchOptions): Promise<BenchResult> {
+    const log = opts.log ?? console.log;
+    const repeats = opts.repeats ?? 5;
+    log(`anycast bench on ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, node ${process.version}`);
+    log("program evaluation (stacks/network under mocks), min / median / max:");
+    const evaluation = await measureEvaluation(opts.configFile, [1, 4, 16, 32], repeats, log);
+    const growth = growthOf(evaluation);
+    log(`  growth: ${growth}`);
+
+    let lab: LabReport | undefined;
+    let dataPath: DataPathFigures | undefined;
+    if (!opts.skipLab) {
+        const labModule = await import("../lab/index");
+        const { loadStack } = await import("../lab/stack");
+        const { planLab } = await import("../lab/topology");
+        log("lab (failover experiments, then the data path), this takes a few minutes:");
+        // Keep the lab up after its experiments, so the data path is measured on the same network.
+        lab = await labModule.runLab({ configFile: opts.configFile, repeats, keep: true, log });
+        try {
+            const plan = planLab(await loadStack(opts.configFile));
+            const region = plan.regions[0];
+            const spec = plan.origin;
+            log(`data path: wrk from ${region.pop.ns} to the origin over the mesh vs from ${region.client.ns} through the anycast address`);
+            dataPath = await measureDataPath(
+                { ns: region.pop.ns, url: `http://[${spec.meshAddress}]:${spec.port}/` },
+                { ns: region.client.ns, url: `http://[${lab.anycast.address}]/`, hostHeader: lab.anycast.hostname },
+                { repeats },
+            );
+            log(`  direct over the mesh: ${formatSummary(dataPath.direct.rps, "req/s")}, p50 ${formatSummary(dataPath.direct.p50Ms, "ms", 2)}, p99 ${formatSummary(dataPath.direct.p99Ms, "ms", 2)}`);
+            log(`  through anycast + PoP: ${formatSummary(dataPath.anycast.rps, "req/s")}, p50 ${formatSummary(dataPath.anycast.p50Ms, "ms", 2)}, p99 ${formatSummary(dataPath.anycast.p99Ms, "ms", 2)}`);
+            log(`  ratio anycast/direct: ${dataPath.rpsRatio.toFixed(2)} × throughput, ${dataPath.p50Ratio.toFixed(2)} × median latency`);
+        } finally {
+            await labModule.teardownLab(log);
+        }
+    }
+    const output = opts.output ?? "BENCHMARKS.md";
+    fs.writeFileSync(output, renderBenchmarks({ evaluation, lab, dataPath }, repeats, opts.configFile));
+    log(`wrote ${path.resolve(output)}`);
+    return { evaluation, lab, dataPath };
+}
+
+function growthOf(figures: EvaluationFigure[]): string {
+    const first = figures[0];
+    const last = figures[figures.length - 1];
+    const perPopMs = (last.ms.median - first.ms.median) / (last.pops - first.pops);
+    const perPopResources = (last.resources - first.resources) / (last.pops - first.pops);
+    return `${perPopResources.toFixed(1)} resources and ${perPopMs.toFixed(1)} ms per added PoP ` +
+        `(${last.pops}/${first.pops} PoPs: ×${(last.ms.median / first.ms.median).toFixed(1)} time, ×${(last.resources / first.resources).toFixed(1)} resources)`;
+}
+
+function renderBenchmarks(result: BenchResult, repeats: number, configFile: string): string {
+    const lines = [
+        "# Benchmarks",
+        "",
+        `Measured by \`npm run bench\` (\`anycast bench --config ${path.basename(configFile)}\`) on ` +
+            `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${os.platform()} ${os.release()}, node ${process.version}, ` +
+            `${new Date().toISOString().slice(0, 10)}. Every figure is min / median / max over ${repeats} runs. ` +
+            "The machine is shared, so read the ratios more than the absolute numbers.",
+        "",
+        "## Program evaluation",
+        "",
+        "Method: `stacks/network` runs in-process under Pulumi's mocks (`cli/stackrun.ts`), with the lab stack's",
+        "settings and N PoPs in N Vultr regions; the time covers config validation, every component, every",
+        "render and every resource registration. One warm-up run first (SDK loading).",
+        "",
+        "| PoPs | resources | evaluation time (ms) |",
+        "|---:|---:|---|",
+        ...result.evaluation.map((f) => `| ${f.pops} | ${f.resources} | ${formatSummary(f.ms, "")} |`),
+        "",
+        `Growth: ${growthOf(result.evaluation)}.`,
+        "",
+    ];
+    if (result.lab) lines.push(...renderLabSection(result.lab));
+    else lines.push("## Lab figures", "", "Not measured in this run (`--skip-lab`).", "");
+    if (result.dataPath) lines.push(...renderDataPath(result.dataPath));
+    return lines.join("\n");
+}
+
+const sec = (s: Summary | undefined) => s ? formatSummary({ ...s, min: s.min / 1000, median: s.median / 1000, max: s.max / 1000 }, "s", 2) : "n/a";
+
+function renderLabSection(lab: LabReport): string[] {
+    return [
+        "## Failover (the lab)",
+        "",
+        "Method: `anycast lab` on the lab stack (three PoPs in three regions, emulated Vultr edges with BFD,",
+        "transits, one client per region). A client in the affected region requests the anycast address",
+        "every few tens of ms; failover = first good answer from another PoP after the fault is in place;",
+        "recovery = first answer from the region's own PoP after the repair. Faults rotate over the PoPs.",
+        "",
+        "| experiment | fault | failover (min / median / max) | recovery | failed requests | anchor |",
+        "|---|---|---|---|---:|---|",
+        ...lab.experiments.map((e) => `| ${e.title} | ${e.fault} | ${sec(e.failover)} | ${sec(e.recovery)} | ${e.failedTotal} | ${ANCHORS[e.id]} |`),
+        "",
+    ];
+}
+
+function renderDataPath(d: DataPathFigures): string[] {
+    const row = (name: string, p: DataPathFigures["direct"]) =>
+        `| ${name} | ${formatSummary(p.rps, "")} | ${formatSummary(p.p50Ms, "", 2)} | ${formatSummary(p.p99Ms, "", 2)} | ${p.errors} |`;
+    return [
+        "## Data path",
+        "",
+        `Method: wrk (1 thread, ${d.connections} connections, ${d.seconds} s per run, runs alternating between the two paths)`,
+        "against the lab origin's HTTP server. Direct: from a PoP namespace over WireGuard (wireguard-go,",
+        "userspace) to the origin. Anycast: from a region's client through transit, emulated Vultr edge,",
+        "the PoP's nginx, and the same WireGuard hop. Everything shares 2 CPU cores, so this compares the",
+        "paths' costs, not what a real PoP does.",
+        "",
+        "| path | requests/s | p50 latency (ms) | p99 latency (ms) | errors |",
+        "|---|---|---|---|---:|",
+        row("direct over the mesh", d.direct),
+        row("through anycast + PoP", d.anycast),
+        "",
+        `Ratio (medians, anycast / direct): ${d.rpsRatio.toFixed(2)} × throughput, ${d.p50Ratio.toFixed(2)} × median latency.`,
+        "",
+    ];
+}
