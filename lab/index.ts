@@ -108,10 +108,68 @@ export async function labLeftovers(): Promise<{ namespaces: string[]; processes:
     return { namespaces, processes };
 }
 
+/** Held by the process running a lab; outside LAB_DIR, which teardown deletes. */
+const LOCK_FILE = "/run/anycast-lab.lock";
+
+function pidAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+/**
+ * One lab per machine: the namespaces and addresses are fixed. A second lab (another test file,
+ * a bench) waits for the first to finish instead of tearing it down under its feet; a lock left
+ * by a process that is gone (a kept lab, a crash) is taken over.
+ */
+async function acquireLabLock(log: (line: string) => void, timeoutMs = 6 * 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let told = false;
+    for (;;) {
+        try {
+            fs.writeFileSync(LOCK_FILE, String(process.pid), { flag: "wx" });
+            return;
+        } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+        }
+        const owner = Number(fs.readFileSync(LOCK_FILE, "utf8").trim());
+        if (!Number.isInteger(owner) || owner === process.pid || !pidAlive(owner)) {
+            fs.rmSync(LOCK_FILE, { force: true });
+            continue;
+        }
+        if (!told) {
+            log(`  another lab is running (pid ${owner}): waiting for it to finish`);
+            told = true;
+        }
+        if (Date.now() > deadline) throw new LabPreconditionError(`another lab (pid ${owner}) is still running; stop it or run \`anycast lab --down\``);
+        await new Promise((r) => setTimeout(r, 500));
+    }
+}
+
+function releaseLabLock(): void {
+    try {
+        if (Number(fs.readFileSync(LOCK_FILE, "utf8").trim()) === process.pid) fs.rmSync(LOCK_FILE, { force: true });
+    } catch {
+        // not held
+    }
+}
+
 export async function runLab(options: LabOptions): Promise<LabReport> {
     const log = options.log ?? ((line: string) => console.log(line));
-    const repeats = options.repeats ?? 5;
     checkLabPreconditions();
+    await acquireLabLock(log);
+    try {
+        return await runLabLocked(options, log);
+    } finally {
+        releaseLabLock();
+    }
+}
+
+async function runLabLocked(options: LabOptions, log: (line: string) => void): Promise<LabReport> {
+    const repeats = options.repeats ?? 5;
     const started = Date.now();
     log(`anycast lab: rendering ${options.configFile} with the stack program (Pulumi mocks)`);
     const stack = await loadStack(options.configFile);
@@ -132,7 +190,10 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
         // main flow was awaiting (its next command fails with LabAborted and waits for this).
         interrupted = settleInFlight()
             .then(() => teardownNetwork(log))
-            .finally(() => process.exit(sig === "SIGINT" ? 130 : 143)) as Promise<never>;
+            .finally(() => {
+                releaseLabLock();
+                process.exit(sig === "SIGINT" ? 130 : 143);
+            }) as Promise<never>;
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
