@@ -72,11 +72,13 @@ export async function teardownLab(log: (line: string) => void = console.log): Pr
     checkLabPreconditions();
     const before = await labNamespaces();
     if (before.length === 0 && !fs.existsSync(LAB_DIR)) {
+        releaseLabLock();
         log("anycast lab: nothing to tear down");
         return;
     }
     log(`anycast lab: tearing down ${before.length} namespaces (${LAB_NS_PREFIX}*)`);
     await teardownNetwork(log);
+    releaseLabLock();
 }
 
 /**
@@ -161,10 +163,15 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     const log = options.log ?? ((line: string) => console.log(line));
     checkLabPreconditions();
     await acquireLabLock(log);
+    let kept = false;
     try {
-        return await runLabLocked(options, log);
+        const report = await runLabLocked(options, log);
+        kept = report.kept;
+        return report;
     } finally {
-        releaseLabLock();
+        // A kept lab stays ours while this process lives (a bench measuring on it); teardownLab
+        // or this process's exit gives it up.
+        if (!kept) releaseLabLock();
     }
 }
 
