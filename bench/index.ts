@@ -117,7 +117,8 @@ function renderBenchmarks(result: BenchResult, repeats: number, configFile: stri
     return lines.join("\n");
 }
 
-const sec = (s: Summary | undefined) => s ? formatSummary({ ...s, min: s.min / 1000, median: s.median / 1000, max: s.max / 1000 }, "s", 2) : "n/a";
+// Milliseconds: a crash fails over in a few ms, a link-loss recovery takes seconds; one unit for both.
+const msOf = (s: Summary | undefined) => s ? formatSummary(s, "ms") : "n/a";
 
 function renderLabSection(lab: LabReport): string[] {
     return [
@@ -130,7 +131,7 @@ function renderLabSection(lab: LabReport): string[] {
         "",
         "| experiment | fault | failover (min / median / max) | recovery | failed requests | anchor |",
         "|---|---|---|---|---:|---|",
-        ...lab.experiments.map((e) => `| ${e.title} | ${e.fault} | ${sec(e.failover)} | ${sec(e.recovery)} | ${e.failedTotal} | ${ANCHORS[e.id]} |`),
+        ...lab.experiments.map((e) => `| ${e.title} | ${e.fault} | ${msOf(e.failover)} | ${msOf(e.recovery)} | ${e.failedTotal} | ${ANCHORS[e.id]} |`),
         "",
     ];
 }

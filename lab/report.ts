@@ -2,20 +2,13 @@
  * The lab report: its JSON shape (`--json`) and the text a network engineer reads.
  */
 import type { Rewrite } from "./boot";
+import { summarize, Summary } from "../bench/stats";
 
-export interface Stats {
-    n: number;
-    min: number;
-    median: number;
-    max: number;
-}
+export type Stats = Summary;
 
+/** min/median/max of the runs that produced a figure; undefined when none did. */
 export function stats(values: number[]): Stats | undefined {
-    if (values.length === 0) return undefined;
-    const v = [...values].sort((a, b) => a - b);
-    const mid = Math.floor(v.length / 2);
-    const median = v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
-    return { n: v.length, min: v[0], median, max: v[v.length - 1] };
+    return values.length === 0 ? undefined : summarize(values);
 }
 
 export interface SessionReport {

@@ -50,7 +50,7 @@ describe("renderCloudInit", () => {
         assert.match(unit, /^Type=oneshot$/m);
         assert.match(unit, /^After=network-online\.target$/m);
         assert.match(unit, /^Before=bird\.service/m);
-        assert.match(unit, /^ExecStart=\/usr\/local\/sbin\/anycast-net$/m);
+        assert.match(unit, /^ExecStart=\/usr\/local\/sbin\/anycast-net --boot$/m, "at boot the state file is reset to withdrawn");
         assert.deepEqual(doc.runcmd, [["sysctl", "--system"], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "anycast-net.service"]]);
 
         const origin = parse(renderCloudInit(originInput)) as Record<string, any>;

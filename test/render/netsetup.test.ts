@@ -109,6 +109,10 @@ describe("anycast-net in a network namespace", () => {
                 assert.equal(inNetnsOk(pop, "sysctl", ["-n", key]).trim(), "2", key);
             }
             assert.equal(fs.readdirSync(path.dirname(stateFile)).length, 1, "no temp files left behind");
+            // At boot the surviving decision is reset: nothing is announced before the agent checks.
+            const boot = inNetns(pop, "bash", [script, "--boot"], { env });
+            assert.equal(boot.status, 0, `${boot.stdout}${boot.stderr}`);
+            assert.equal(fs.readFileSync(stateFile, "utf8"), renderBirdStateInclude(0));
         } finally {
             deleteNetns(pop);
             deleteNetns(gw);

@@ -48,7 +48,7 @@ function netSetupUnit(): string {
         "[Service]",
         "Type=oneshot",
         "RemainAfterExit=yes",
-        `ExecStart=${NET_SETUP_PATH}`,
+        `ExecStart=${NET_SETUP_PATH} --boot`,
         "",
         "[Install]",
         "WantedBy=multi-user.target",

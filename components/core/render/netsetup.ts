@@ -122,8 +122,10 @@ export function renderNetSetup(input: PopRenderInput): string {
     }
     lines.push(
         "# A new host starts withdrawn; the health agent announces after enough good checks.",
-        "# Never overwrite an existing file: it holds the agent's current decision.",
-        "if [[ ! -e \"$ANYCAST_STATE_FILE\" ]]; then",
+        "# After a push, never overwrite an existing file: it holds the agent's current decision.",
+        "# At boot (--boot, from anycast-net.service) reset it: a file that survived the reboot would",
+        "# make BIRD announce before the agent has checked the proxy or the origin.",
+        "if [[ \"${1:-}\" == \"--boot\" || ! -e \"$ANYCAST_STATE_FILE\" ]]; then",
         "    mkdir -p \"$(dirname \"$ANYCAST_STATE_FILE\")\"",
         "    tmp=\"$(mktemp \"$ANYCAST_STATE_FILE.XXXXXX\")\"",
         `    printf '%s\\n' '${stateLine}' > "$tmp"`,
