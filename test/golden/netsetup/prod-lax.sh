@@ -52,8 +52,10 @@ ip -6 route replace "$BGP_NEIGHBOR/128" via "$via6" dev "$dev6"
 log "$ANYCAST_ADDRESS/128 on $ANYCAST_LOOPBACK; $BGP_NEIGHBOR/128 via $via6 dev $dev6"
 
 # A new host starts withdrawn; the health agent announces after enough good checks.
-# Never overwrite an existing file: it holds the agent's current decision.
-if [[ ! -e "$ANYCAST_STATE_FILE" ]]; then
+# After a push, never overwrite an existing file: it holds the agent's current decision.
+# At boot (--boot, from anycast-net.service) reset it: a file that survived the reboot would
+# make BIRD announce before the agent has checked the proxy or the origin.
+if [[ "${1:-}" == "--boot" || ! -e "$ANYCAST_STATE_FILE" ]]; then
     mkdir -p "$(dirname "$ANYCAST_STATE_FILE")"
     tmp="$(mktemp "$ANYCAST_STATE_FILE.XXXXXX")"
     printf '%s\n' 'define ANYCAST_STATE = 0;   # 0 = withdrawn, 1 = draining (announce with GRACEFUL_SHUTDOWN 65535:0), 2 = announced' > "$tmp"
