@@ -36,6 +36,7 @@ function requireConfig(file: string | undefined): string {
 function printNotes(run: StackRun, out: (s: string) => void): void {
     for (const n of run.notes) out(`note: ${n}`);
     for (const w of run.warnings) out(`warning: ${w.key}: ${w.message}`);
+    for (const r of run.spec.rpki) out(`rpki: ${r.prefix} from AS${run.spec.asn}: ${r.state} (${r.detail})`);
 }
 
 export async function main(argv: string[], out: (s: string) => void = console.log, err: (s: string) => void = console.error): Promise<number> {

@@ -12,8 +12,9 @@ import {
     usableHosts, Cidr, planMeshAddresses, canonical,
 } from "./addressing";
 import {
-    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, VULTR_BGP, HealthSpec,
+    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, VULTR_BGP, HealthSpec, RoaSpec, RpkiFinding,
 } from "./model";
+import { describeRoa, Roa, validateOrigin } from "./rpki";
 
 export const NAMESPACE = "anycast";
 
@@ -113,6 +114,15 @@ const healthShape = z.strictObject({
     maxWithdrawalsPerHour: z.number().int().min(1).max(1000).default(6),
 });
 
+const asnNumber = z.number().int().min(0).max(4294967295);
+
+/** A ROA as the RIR portal lists it; maxLength defaults to the prefix's length (RFC 6482). */
+const roaShape = z.strictObject({
+    prefix: z.string(),
+    maxLength: z.number().int().optional(),
+    asn: asnNumber,
+});
+
 const firewallShape = z.strictObject({
     adminCidrs: z.array(z.string()).default([]),
     httpSources: z.array(z.string()).optional(),
@@ -132,6 +142,7 @@ const topLevel = {
     frontDoor: frontDoorShape,
     health: healthShape.default(healthShape.parse({})),
     firewall: firewallShape.default(firewallShape.parse({})),
+    roas: z.array(roaShape).optional(),
 } as const;
 
 type TopLevel = { [K in keyof typeof topLevel]: z.output<(typeof topLevel)[K]> };
@@ -360,6 +371,8 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         c.warn(`${NAMESPACE}:asn`, `AS${asn} is a documentation ASN (RFC 5398): fine for the lab only`);
     }
 
+    const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, c);
+
     let address: string | undefined;
     const v6 = prefixes.find((p) => p.family === 6);
     if (parsed.address !== undefined) {
@@ -530,8 +543,73 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         frontDoor: frontDoor!,
         health: parsed.health!,
         firewall: parsed.firewall!,
+        roas,
+        rpki,
         warnings,
     };
+}
+
+/**
+ * `anycast:roas` against the announced prefixes (RFC 6811 origin validation, see rpki.ts): an
+ * announcement the listed ROAs make RPKI-invalid is an error on the ROA's key, since the ROA is
+ * what has to change (or the prefix); one no ROA covers is a warning (it still propagates, but
+ * networks that accept only RPKI-valid routes drop it).
+ */
+function checkRoas(raw: TopLevel["roas"], prefixes: Cidr[], asn: number | undefined, c: Collector): { roas: RoaSpec[]; rpki: RpkiFinding[] } {
+    if (raw === undefined) {
+        const public_ = prefixes.filter((p) => rangeOf(p.network) !== "documentation");
+        if (public_.length > 0) {
+            c.warn(`${NAMESPACE}:roas`, `is not set, so the RPKI state of ${public_.map(formatCidr).join(", ")} is not checked before deploying; ` +
+                "list the ROAs published at your RIR (prefix, maxLength, asn) to catch a max length shorter than the announcement or a wrong ASN");
+        }
+        return { roas: [], rpki: prefixes.map((p) => ({ prefix: formatCidr(p), state: "unchecked", detail: "anycast:roas not set" })) };
+    }
+    const roas: Array<Roa | undefined> = raw.map((r, i) => {
+        const key = `${NAMESPACE}:roas[${i}]`;
+        let prefix: Cidr;
+        try {
+            prefix = parseCidr(r.prefix);
+        } catch (e) {
+            c.error(`${key}.prefix`, (e as Error).message);
+            return undefined;
+        }
+        const bits = prefix.family === 6 ? 128 : 32;
+        const maxLength = r.maxLength ?? prefix.length;
+        if (maxLength < prefix.length || maxLength > bits) {
+            c.error(`${key}.maxLength`, `${maxLength} must be from the ROA prefix's length /${prefix.length} to /${bits}`);
+            return undefined;
+        }
+        return { prefix, maxLength, asn: r.asn };
+    });
+    if (asn === undefined) return { roas: [], rpki: [] };
+    const known = roas.filter((r): r is Roa => r !== undefined);
+    const rpki: RpkiFinding[] = [];
+    for (const [pi, p] of prefixes.entries()) {
+        const text = formatCidr(p);
+        const prefixKey = prefixes.length > 1 ? `${NAMESPACE}:prefix[${pi}]` : `${NAMESPACE}:prefix`;
+        const verdict = validateOrigin(p, asn, known);
+        const roaKey = (k: number) => `${NAMESPACE}:roas[${roas.indexOf(known[k])}]`;
+        if (verdict.state === "valid") {
+            rpki.push({ prefix: text, state: "valid", detail: `ROA ${describeRoa(known[verdict.matchedBy!])}` });
+        } else if (verdict.state === "not-found") {
+            rpki.push({ prefix: text, state: "not-found", detail: "no listed ROA covers it" });
+            c.warn(prefixKey, `no ROA in anycast:roas covers ${text}: the announcement is RPKI NotFound, and networks that accept only RPKI-valid routes drop it; publish a ROA for AS${asn} with max length ≥ ${p.length}`);
+        } else {
+            rpki.push({ prefix: text, state: "invalid", detail: verdict.mismatches.map((m) => `ROA ${describeRoa(known[m.roa])}: ${m.reason}`).join("; ") });
+            const why = `the announcement of ${text} by AS${asn} is RPKI-invalid, and most of the Internet drops RPKI-invalid routes`;
+            for (const m of verdict.mismatches) {
+                const roa = known[m.roa];
+                if (m.reason === "maxLength") {
+                    c.error(`${roaKey(m.roa)}.maxLength`, `/${roa.maxLength} is shorter than the announced /${p.length} (${prefixKey}): ${why}; set the ROA's max length to ${p.length} at your RIR`);
+                } else if (m.reason === "asn") {
+                    c.error(`${roaKey(m.roa)}.asn`, `AS${roa.asn} is not the origin anycast:asn AS${asn}: ${why}; publish a ROA for AS${asn}`);
+                } else {
+                    c.error(`${roaKey(m.roa)}.asn`, `an AS0 ROA (RFC 6483) says ${formatCidr(roa.prefix)} must never be announced: ${why}; remove it at your RIR`);
+                }
+            }
+        }
+    }
+    return { roas: known.map((r) => ({ prefix: formatCidr(r.prefix), maxLength: r.maxLength, asn: r.asn })), rpki };
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

@@ -131,6 +131,23 @@ export interface FirewallSpec {
     httpSources?: string[];
 }
 
+/** A ROA the user has published at their RIR (`anycast:roas`). */
+export interface RoaSpec {
+    prefix: string;
+    /** Longest prefix the ROA authorises; defaults to the ROA prefix's own length (RFC 6482). */
+    maxLength: number;
+    asn: number;
+}
+
+/** RPKI origin validation of one announced prefix against `anycast:roas` (RFC 6811). */
+export interface RpkiFinding {
+    prefix: string;
+    /** "unchecked" when no `anycast:roas` were given. */
+    state: "valid" | "invalid" | "not-found" | "unchecked";
+    /** Which ROA makes it valid, or why it is invalid / not found. */
+    detail: string;
+}
+
 /** The whole deployment after validation. */
 export interface AnycastSpec {
     asn: number;
@@ -149,6 +166,10 @@ export interface AnycastSpec {
     frontDoor: FrontDoorSpec;
     health: HealthSpec;
     firewall: FirewallSpec;
+    /** The ROAs from `anycast:roas` (empty: not checked). */
+    roas: RoaSpec[];
+    /** Each announced prefix's RPKI state against `roas`, in `prefixes` order. */
+    rpki: RpkiFinding[];
     /** Non-fatal findings (documentation resources, risky choices), shown to the user. */
     warnings: ConfigIssue[];
 }

@@ -42,7 +42,19 @@ describe("anycast CLI", () => {
             const r = await cli(["validate", "--config", path.join(REPO_ROOT, f)]);
             assert.equal(r.code, 0, r.err);
             assert.match(r.out, /valid \(3 PoPs/);
+            assert.match(r.out, /rpki: 2001:db8:100::\/48 from AS64500: valid \(ROA 2001:db8:100::\/48 max \/48 AS64500\)/);
         }
+    });
+
+    it("validate fails a stack whose ROA makes the announcement RPKI-invalid, before any resource", async () => {
+        const config: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(rawConfigOf("Pulumi.lab.yaml"))) config[`anycast:${k}`] = v;
+        config["anycast:roas"] = [{ prefix: "2001:db8::/32", maxLength: 44, asn: 64500 }];
+        const bad = path.join(dir, "Pulumi.roa.yaml");
+        fs.writeFileSync(bad, stringify({ config }));
+        const r = await cli(["validate", "--config", bad]);
+        assert.equal(r.code, 1);
+        assert.match(r.err, /anycast:roas\[0\]\.maxLength: \/44 is shorter than the announced \/48/);
     });
 
     it("validate says when secrets are placeholders", async () => {

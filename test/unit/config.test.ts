@@ -87,6 +87,13 @@ const BAD: BadCase[] = [
     { name: "zoneId malformed", mutate: (c) => { delete c.frontDoor.zone; c.frontDoor.zoneId = "xyz"; }, key: "anycast:frontDoor.zoneId", message: /32-character/ },
     { name: "admin CIDR malformed", mutate: (c) => { c.firewall.adminCidrs = ["2001:db8::/129"]; }, key: "anycast:firewall.adminCidrs[0]", message: /not a valid/ },
     { name: "health rise zero", mutate: (c) => { c.health.rise = 0; }, key: "anycast:health.rise", message: /1/ },
+    { name: "ROA max length shorter than the announced /48", mutate: (c) => { c.roas = [{ prefix: "2001:db8::/32", maxLength: 44, asn: 64500 }]; }, key: "anycast:roas[0].maxLength", message: /\/44 is shorter than the announced \/48 .*RPKI-invalid/ },
+    { name: "ROA without max length for a covering prefix", mutate: (c) => { c.roas = [{ prefix: "2001:db8::/32", asn: 64500 }]; }, key: "anycast:roas[0].maxLength", message: /\/32 is shorter than the announced \/48/ },
+    { name: "ROA for another ASN", mutate: (c) => { c.roas = [{ prefix: "2001:db8:100::/48", asn: 64511 }]; }, key: "anycast:roas[0].asn", message: /AS64511 is not the origin anycast:asn AS64500/ },
+    { name: "AS0 ROA over the prefix", mutate: (c) => { c.roas = [{ prefix: "2001:db8::/32", maxLength: 48, asn: 0 }]; }, key: "anycast:roas[0].asn", message: /AS0 ROA/ },
+    { name: "ROA max length below its own prefix", mutate: (c) => { c.roas = [{ prefix: "2001:db8:100::/48", maxLength: 40, asn: 64500 }]; }, key: "anycast:roas[0].maxLength", message: /from the ROA prefix's length \/48 to \/128/ },
+    { name: "ROA prefix malformed", mutate: (c) => { c.roas = [{ prefix: "2001:db8:100::1/48", asn: 64500 }]; }, key: "anycast:roas[0].prefix", message: /host bits/ },
+    { name: "ROA with an unknown key", mutate: (c) => { c.roas = [{ prefix: "2001:db8:100::/48", maxlength: 48, asn: 64500 }]; }, key: "anycast:roas[0]", message: /maxlength/ },
     { name: "unknown top-level key", mutate: (c) => { c.prefixes = "2001:db8:100::/48"; }, key: "anycast:prefixes", message: /unknown key/ },
 ];
 
@@ -138,6 +145,33 @@ describe("config validation rejects bad input, naming the key", () => {
         const spec = parseAnycastConfig(base());
         assert.ok(spec.warnings.some((w) => w.key === "anycast:asn" && /documentation/.test(w.message)));
         assert.ok(spec.warnings.some((w) => w.key === "anycast:prefix" && /documentation/.test(w.message)));
+    });
+
+    it("checks the announcement against anycast:roas (RFC 6811) and reports each prefix's RPKI state", () => {
+        const lab = parseAnycastConfig(base());
+        assert.deepEqual(lab.rpki, [{ prefix: "2001:db8:100::/48", state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
+
+        // A wrong ROA next to a right one: valid, as RFC 6811 says (one matching ROA suffices).
+        const both = base();
+        both.roas = [{ prefix: "2001:db8::/32", maxLength: 32, asn: 64500 }, { prefix: "2001:db8::/32", maxLength: 48, asn: 64500 }];
+        assert.equal(parseAnycastConfig(both).rpki[0].state, "valid");
+
+        // No covering ROA: NotFound is a warning, not an error.
+        const uncovered = base();
+        uncovered.roas = [{ prefix: "2001:db8:200::/48", asn: 64500 }];
+        const notFound = parseAnycastConfig(uncovered);
+        assert.equal(notFound.rpki[0].state, "not-found");
+        assert.ok(notFound.warnings.some((w) => w.key === "anycast:prefix" && /RPKI NotFound/.test(w.message)), JSON.stringify(notFound.warnings));
+
+        // Unset: unchecked, and a public prefix gets a warning saying what is not checked.
+        const unset = base();
+        delete unset.roas;
+        unset.asn = 205398;
+        unset.prefix = "2a0f:85c1:260::/48";
+        unset.firewall.httpSources = ["2a0f:85c1:ff00::/40"];
+        const unchecked = parseAnycastConfig(unset);
+        assert.equal(unchecked.rpki[0].state, "unchecked");
+        assert.ok(unchecked.warnings.some((w) => w.key === "anycast:roas" && /not checked/.test(w.message)), JSON.stringify(unchecked.warnings));
     });
 
     it("parses standard and large communities", () => {
