@@ -455,6 +455,39 @@ describe("the agent against a real BIRD (live)", () => {
         console.log(`health: flap damping (max 2 per 4 s window) re-announced ${heldMs} ms after the first withdrawal`);
         assert.ok(heldMs >= 3800, `released after ${heldMs} ms, before the window ended`);
         assert.match(agent.err, /held-down -> withdrawn: flap damping over/);
+
+        await lab.stopAgent(agent);
+    });
+
+    test("flap damping: `anycast-health release` lets a held-down PoP announce at once", async (t) => {
+        if (skipUnlessLab(t) || !lab) return;
+        for (const agent of lab.agents) if (!agent.exited) await lab.stopAgent(agent);
+        if (lab.bird?.exited) lab.startBird();
+        await lab.server("start origin");
+        await lab.server("start proxy");
+        fs.rmSync(lab.controlDir, { recursive: true, force: true });
+        fs.writeFileSync(lab.stateFile, "define ANYCAST_STATE = 0;\n");
+        // An hour's window, as deployed: without the release the PoP would stay down for an hour.
+        const env = lab.writeEnv("release.env", { MAX_WITHDRAWALS_PER_HOUR: "2" });
+        const agent = lab.startAgent(env);
+        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        for (let i = 0; i < 2; i++) {
+            await lab.server("stop origin");
+            await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+            await lab.server("start origin");
+            if (i === 0) await lab.waitState(ANYCAST_STATE.announced, 5000);
+        }
+        await until("held-down", 2000, () => lab.status().state === "held-down");
+        await sleep(500);
+        assert.equal(lab.status().healthy, true);
+        assert.equal(lab.state(), ANYCAST_STATE.withdrawn, "held down while healthy");
+
+        assert.match(lab.cli(env, "release"), /flap history cleared/);
+        const released = await lab.waitState(ANYCAST_STATE.announced, 3000);
+        console.log(`health: release -> announced in ${released} ms`);
+        await until("the release logged", 2000, () => agent.err.includes("held-down -> withdrawn: flap damping released by the operator"));
+        await until("status: history cleared and announced", 2000, () => lab.status().withdrawals_last_hour === 0 && lab.status().state === "announced");
+        assert.equal(fs.existsSync(path.join(lab.controlDir, "release")), false, "the request is consumed");
         await lab.stopAgent(agent);
     });
 });

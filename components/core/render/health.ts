@@ -114,6 +114,7 @@ const AGENT_SCRIPT = `#!/bin/bash
 #   anycast-health status    print the agent's status (JSON)
 #   anycast-health drain     announce with GRACEFUL_SHUTDOWN for DRAIN_SECONDS, then withdraw, until undrain
 #   anycast-health undrain   end a drain; the PoP announces again after RISE good checks
+#   anycast-health release   forget the flap history (after fixing the cause): a held-down PoP announces again
 #
 # Every tick it checks (a) the local proxy, nginx's health endpoint on the anycast address, and
 # (b) the origin through the WireGuard mesh. BIRD is driven only through STATE_FILE, one line
@@ -170,6 +171,9 @@ load_env
 DRAIN_FILE=$CONTROL_DIR/drain
 # Withdrawal times (epoch ms) survive agent restarts here, so a restart does not reset flap damping.
 WITHDRAWALS_FILE=$CONTROL_DIR/withdrawals
+# \`anycast-health release\` leaves this for the running agent: forget the flap history (an
+# operator who fixed the cause of the flapping), so a held-down PoP may announce again.
+RELEASE_FILE=$CONTROL_DIR/release
 
 # Decimal seconds ("0.1", "2", "2.5") to integer milliseconds in variable $1, without forking bc.
 seconds_to_ms() {
@@ -377,6 +381,12 @@ write_status() {
 tick() {
     now
     check
+    if [[ -e $RELEASE_FILE ]]; then
+        rm -f "$RELEASE_FILE"
+        WITHDRAWALS=()
+        save_withdrawals
+        [[ $STATE == held-down ]] && set_state withdrawn "flap damping released by the operator"
+    fi
     prune_withdrawals
     local drained=false
     [[ -e $DRAIN_FILE ]] && drained=true
@@ -474,8 +484,12 @@ case \${1:-} in
         rm -f "$DRAIN_FILE" || die "cannot remove $DRAIN_FILE"
         echo "undrained: $POP announces again after $RISE good checks"
         ;;
+    release)
+        { mkdir -p "$CONTROL_DIR" && : >"$RELEASE_FILE"; } || die "cannot create $RELEASE_FILE"
+        echo "flap history cleared: $POP announces again after $RISE good checks, if it is not drained"
+        ;;
     *)
-        echo "usage: anycast-health run|status|drain|undrain" >&2
+        echo "usage: anycast-health run|status|drain|undrain|release" >&2
         exit 64
         ;;
 esac
