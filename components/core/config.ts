@@ -111,7 +111,7 @@ const healthShape = z.strictObject({
     fall: z.number().int().min(1).max(100).default(2),
     timeout: seconds.max(30).default(0.5),
     drainSeconds: z.number().min(0).max(3600).default(3),
-    maxWithdrawalsPerHour: z.number().int().min(1).max(1000).default(6),
+    maxWithdrawalsPerHour: z.number().int().min(1).max(1000).default(3),
 });
 
 const asnNumber = z.number().int().min(0).max(4294967295);
@@ -528,6 +528,12 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         c.warn(`${NAMESPACE}:health.timeout`, "is much longer than the interval: a hanging check delays failover");
     }
 
+    if (health && worstFlapPenalty(health.maxWithdrawalsPerHour) >= DAMPING_SUPPRESS_THRESHOLD) {
+        c.warn(`${NAMESPACE}:health.maxWithdrawalsPerHour`, `${health.maxWithdrawalsPerHour} withdrawals in quick succession can add up to a route-flap ` +
+            `penalty of ${worstFlapPenalty(health.maxWithdrawalsPerHour)}, above the suppress threshold ${DAMPING_SUPPRESS_THRESHOLD} (RFC 7196): ` +
+            `upstreams that damp routes would suppress the prefix everywhere; ${MAX_SAFE_WITHDRAWALS} or fewer stays below it`);
+    }
+
     if (errors.length > 0) throw new ConfigError(errors);
     // Every field below was checked above; the assertions only restate that to the compiler.
     return {
@@ -611,6 +617,19 @@ function checkRoas(raw: TopLevel["roas"], prefixes: Cidr[], asn: number | undefi
     }
     return { roas: known.map((r) => ({ prefix: formatCidr(r.prefix), maxLength: r.maxLength, asn: r.asn })), rpki };
 }
+
+/**
+ * Route flap damping (RFC 2439) as upstreams that still run it configure it: each withdrawal
+ * costs a penalty of 1000 and, on Juniper, so does each re-advertisement; the route is suppressed
+ * at the threshold RFC 7196 and RIPE-580 recommend, 6000. The worst case for the health agent is
+ * all its allowed withdrawals in quick succession (no decay), each but the last followed by a
+ * re-announcement (after the last one it is held down).
+ */
+export const DAMPING_SUPPRESS_THRESHOLD = 6000;
+export function worstFlapPenalty(maxWithdrawals: number): number {
+    return maxWithdrawals * 1000 + (maxWithdrawals - 1) * 1000;
+}
+const MAX_SAFE_WITHDRAWALS = 3;
 
 function describeIssue(issue: z.core.$ZodIssue): string {
     switch (issue.code) {

@@ -309,7 +309,8 @@ describe("the agent against a real BIRD (live)", () => {
     test("rise, fall, re-announce, proxy failure, drain, BIRD restart, agent restart", async (t) => {
         if (skipUnlessLab(t) || !lab) return;
         // Lab parameters: interval 0.1 s, rise 3, fall 2, timeout 0.3 s; a 1 s drain keeps the test short.
-        const env = lab.writeEnv("health.env", { DRAIN_SECONDS: "1" });
+        // This test withdraws five times on purpose; flap damping has its own tests below.
+        const env = lab.writeEnv("health.env", { DRAIN_SECONDS: "1", MAX_WITHDRAWALS_PER_HOUR: "100" });
         const agent = lab.startAgent(env);
 
         const toAnnounce = await lab.waitState(ANYCAST_STATE.announced, 5000);

@@ -174,6 +174,15 @@ describe("config validation rejects bad input, naming the key", () => {
         assert.ok(unchecked.warnings.some((w) => w.key === "anycast:roas" && /not checked/.test(w.message)), JSON.stringify(unchecked.warnings));
     });
 
+    it("warns when the flap-damping limit could get the prefix suppressed upstream (RFC 7196)", () => {
+        assert.equal(parseAnycastConfig(base()).health.maxWithdrawalsPerHour, 3);
+        assert.ok(!parseAnycastConfig(base()).warnings.some((w) => w.key === "anycast:health.maxWithdrawalsPerHour"));
+        const loose = base();
+        loose.health.maxWithdrawalsPerHour = 4;
+        const w = parseAnycastConfig(loose).warnings.find((x) => x.key === "anycast:health.maxWithdrawalsPerHour");
+        assert.match(w?.message ?? "", /penalty of 7000, above the suppress threshold 6000/);
+    });
+
     it("parses standard and large communities", () => {
         assert.deepEqual(parseCommunity("64600:6939"), { kind: "standard", asn: 64600, value: 6939 });
         assert.deepEqual(parseCommunity("206924:1:2"), { kind: "large", global: 206924, data1: 1, data2: 2 });
