@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { BIRD_STATE_FILE } from "../components/core/render/bird";
 import { NGINX_PATHS, TLS_PATHS } from "../components/core/render/nginx";
-import { nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
+import { nowMs, nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
 import { renderEdgeBird, renderTransitBird } from "./routers";
 import { LabStack } from "./stack";
 import { isCertificate, LabTls, makeLabTls } from "./tls";
@@ -135,13 +135,34 @@ export class LabRuntime {
         return child;
     }
 
+    /**
+     * Replace a running PoP's bird.conf the way the push does (components/pop.ts): check it with
+     * `bird -p`, install it, `birdc configure`. Same path rewrite as at boot.
+     */
+    async reconfigurePopBird(popName: string, rendered: string): Promise<{ reply: string; ms: number }> {
+        const r = this.region(popName);
+        const dir = nsDir(r.pop.ns);
+        const text = rewritePaths(r.pop.name, "bird.conf", rendered,
+            [{ what: "BIRD state include", from: BIRD_STATE_FILE, to: path.join(dir, "anycast-state.conf") }], []);
+        const next = path.join(dir, "bird.conf.new");
+        fs.writeFileSync(next, text);
+        await nsRun(r.pop.ns, "bird", ["-p", "-c", next]);
+        fs.renameSync(next, path.join(dir, "bird.conf"));
+        const t0 = nowMs();
+        const res = await nsRun(r.pop.ns, "birdc", ["-s", this.birdSocket(r.pop.ns), "configure"]);
+        const reply = res.stdout.split("\n").map((l) => l.trim())
+            .filter((l) => l && !/^BIRD .* ready\.$/.test(l) && !/^Reading configuration from/.test(l)).join(" ");
+        if (!/Reconfigur/.test(reply)) throw new Error(`birdc configure on ${popName}: ${reply || res.stderr.trim()}`);
+        return { reply, ms: nowMs() - t0 };
+    }
+
     // --- health agent -----------------------------------------------------------------------
 
     healthEnvFile(ns: string): string {
         return path.join(nsDir(ns), "health.env");
     }
 
-    agent(popName: string, command: "drain" | "undrain" | "status") {
+    agent(popName: string, command: "drain" | "undrain" | "release" | "status") {
         const r = this.region(popName);
         return nsRun(r.pop.ns, path.join(nsDir(r.pop.ns), "anycast-health"), [command], {
             env: { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(r.pop.ns) },

@@ -197,6 +197,9 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan): Promise<E
     } finally {
         await prober.stop();
         run.requests = prober.samples.length;
+        // Each run is a fault the operator has dealt with: forget the PoP's flap history, so the
+        // next runs measure failover, not flap damping (which the lab shows on its own).
+        await lab.agent(own, "release").catch(() => undefined);
     }
     return run;
 }

@@ -18,6 +18,8 @@ import { CatchmentEntry, formatReport, HttpsCheck, HttpsResult, LabReport, Sessi
 import { loadStack, LabStack } from "./stack";
 import { LAB_DIR, LAB_NS_PREFIX, planLab } from "./topology";
 import { UPSTREAM_TABLE_SIZE } from "./routers";
+import { probeExposure } from "./exposure";
+import { flapDamping, policyChange, routingSafety } from "./routing";
 
 export type { LabReport } from "./report";
 export { LAB_NS_PREFIX } from "./topology";
@@ -234,6 +236,23 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
                 }
             }
         }
+        if (repeats > 0 && !options.experiments) {
+            log("  routing policy change: edit a PoP's communities and prepend, apply with birdc configure, revert");
+            const policy = await policyChange(lab, options.configFile);
+            report.policyChange = policy;
+            if (policy.error) report.problems.push(`policy change on ${policy.pop}: ${policy.error}`);
+            else if (!policy.sessionKept) report.problems.push(`policy change on ${policy.pop}: the BGP session was reset (${policy.notEstablished} of ${policy.polls} polls not Established)`);
+            const target = plan.regions[1 % plan.regions.length];
+            log(`  flap damping: flapping ${target.pop.name}'s origin path until its agent holds it down`);
+            const damping = await flapDamping(lab, target);
+            report.flapDamping = damping;
+            if (damping.error) report.problems.push(`flap damping on ${damping.pop}: ${damping.error}`);
+            else {
+                if (!damping.healthyWhileHeld) report.problems.push(`flap damping on ${damping.pop}: not held down while healthy`);
+                if (damping.edgeRoutesWhileHeld > 0) report.problems.push(`flap damping on ${damping.pop}: announced while held down`);
+                if (damping.penalty >= damping.suppressThreshold) report.problems.push(`flap damping on ${damping.pop}: a damping penalty of ${damping.penalty} would suppress the prefix`);
+            }
+        }
         report.durationS = (Date.now() - started) / 1000;
         keep = !!options.keep;
         report.kept = keep;
@@ -350,6 +369,16 @@ async function measure(lab: LabRuntime, options: LabOptions, stack: LabStack): P
         if (h.withoutCert.status === 200) problems.push(`region ${h.region}: HTTPS without a client certificate was served`);
     }
 
+    log("  probing who may reach what (TCP connects from each kind of source)");
+    const exposure = await probeExposure(lab);
+    if (lab.firewallApplied) {
+        for (const p of exposure.filter((x) => !x.ok)) problems.push(`${p.from} -> ${p.to} tcp/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
+    }
+
+    log("  checking what each PoP exports and what the transits learned from our AS");
+    const routing = await routingSafety(lab);
+    if (!routing.ok) problems.push("routing safety: a PoP imported routes, exported other than the configured prefixes, or a transit learned other prefixes from our AS");
+
     let outsider: LabReport["outsider"];
     {
         const s = await probeOnce(plan.outsider.ns, target, 1000);
@@ -368,7 +397,7 @@ async function measure(lab: LabRuntime, options: LabOptions, stack: LabStack): P
         anycast: { address: spec.address, prefixes: spec.prefixes, asn: spec.asn, hostname: spec.frontDoor.hostname },
         topology: plan.regions.map((r) => ({ region: r.region, pop: r.pop.name, popAddress: r.pop.address, edgeNs: r.edge.ns,
             publicAsn: r.edge.publicAsn, transitAsn: r.transit.asn, client: r.client.address })),
-        sessions, transitRoutes, catchment, https, outsider, experiments: [], kept: false,
+        sessions, transitRoutes, catchment, https, outsider, exposure, routing, experiments: [], kept: false,
     };
 }
 

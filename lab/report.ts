@@ -3,6 +3,8 @@
  */
 import type { Rewrite } from "./boot";
 import { summarize, Summary } from "../bench/stats";
+import type { ReachProbe } from "./exposure";
+import type { FlapDampingReport, PolicyChangeReport, RoutingSafety } from "./routing";
 
 export type Stats = Summary;
 
@@ -116,6 +118,11 @@ export interface LabReport {
     catchment: CatchmentEntry[];
     https: HttpsCheck[];
     outsider?: { client: string; blocked: boolean; detail: string };
+    /** TCP connects from each kind of source to each protected port. */
+    exposure: ReachProbe[];
+    routing: RoutingSafety;
+    policyChange?: PolicyChangeReport;
+    flapDamping?: FlapDampingReport;
     experiments: ExperimentReport[];
     kept: boolean;
     howToPoke?: string[];
@@ -167,6 +174,8 @@ export function formatReport(r: LabReport): string {
     out.push(...r.https.map((h) => `  HTTPS from ${h.region}: with the origin-pull client certificate ${httpsText(h.withCert)}; without it ${httpsText(h.withoutCert)}`));
     if (r.outsider) out.push(`  outsider ${r.outsider.client} (outside firewall.httpSources): ${r.outsider.blocked ? "blocked" : "SERVED"} (${r.outsider.detail})`);
     out.push("");
+    out.push(...formatExposure(r));
+    out.push(...formatRouting(r));
     if (r.experiments.length > 0) {
         out.push("Experiments (min / median / max; times from the moment the fault or repair was in place;");
         out.push("a request counts in the phase it was sent in; the fault is held until sessions and agents have reacted)");
@@ -185,6 +194,8 @@ export function formatReport(r: LabReport): string {
         }
         out.push("");
     }
+    if (r.policyChange) out.push(...formatPolicyChange(r.policyChange));
+    if (r.flapDamping) out.push(...formatFlapDamping(r.flapDamping));
     out.push(`Firewall: ${r.firewall}`);
     out.push(`TLS: ${r.tls}`);
     if (r.rewrites.length > 0) {
@@ -209,4 +220,48 @@ export function formatReport(r: LabReport): string {
     out.push("");
     out.push(r.ok ? "Result: OK" : "Result: NOT OK (see problems above)");
     return out.join("\n");
+}
+
+function formatExposure(r: LabReport): string[] {
+    if (r.exposure.length === 0) return [];
+    const out = ["Who may reach what (TCP connect from each source; refused = the host answered, timeout = the firewall dropped it)"];
+    out.push(...table(["from", "to", "port", "rule", "expected", "result", ""],
+        r.exposure.map((p) => [p.from, `${p.to} ${p.address}`, String(p.port), p.rule, p.expect, p.result, p.ok ? "ok" : "WRONG"])));
+    out.push("");
+    return out;
+}
+
+function formatRouting(r: LabReport): string[] {
+    const g = r.routing;
+    const out = [`Routing safety (configured: ${g.configured.join(", ")}): ${g.ok ? "exactly the configured prefixes leave each PoP; nothing imported" : "NOT SAFE"}`];
+    out.push(...table(["PoP", "session", "upstream offered", "imported", "exported", "unrelated kernel routes (not exported)"],
+        g.pops.map((p) => [p.pop, p.protocol, String(p.upstreamOffered), String(p.imported), p.exported.join(", ") || "none", p.unrelatedInKernel.join(", ") || "none"])));
+    for (const t of g.transits) out.push(`  transit ${t.region} knows from AS${r.anycast.asn}: ${t.originatedByUs.join(", ") || "nothing"}`);
+    out.push("");
+    return out;
+}
+
+function formatPolicyChange(p: PolicyChangeReport): string[] {
+    const out = [`Routing policy change on ${p.pop} without a session reset: ${p.error ? `FAILED: ${p.error}` : p.sessionKept ? "session kept" : "SESSION RESET"}`];
+    out.push(`  edit: ${p.edit}`);
+    out.push(`  the stack program re-rendered: ${Object.entries(p.changedFiles).map(([h, f]) => `${h}: ${f.join(", ")}`).join("; ") || "nothing"}`);
+    out.push(...table(["step", "birdc configure", "took", "transit saw it after", "transit AS path", "communities", "region served by"],
+        p.steps.map((s) => [s.step, s.birdReply, ms(s.configureMs), ms(s.seenAtTransitMs), s.transitAsPath ?? "-", s.transitCommunities || "-", s.servedBy ?? "-"])));
+    for (const s of p.since) out.push(`  ${s.side}: session up since ${s.before} before, ${s.after} after`);
+    out.push(`  BGP state polled ${p.polls} times on both ends through both steps: ${p.notEstablished} not Established`);
+    out.push("");
+    return out;
+}
+
+function formatFlapDamping(f: FlapDampingReport): string[] {
+    const out = [`Flap damping on ${f.pop} (health.maxWithdrawalsPerHour ${f.maxWithdrawalsPerHour}): ` +
+        (f.error ? `FAILED: ${f.error}` : f.heldDown ? "held down" : "NOT HELD DOWN")];
+    out.push(`  ${f.flaps} origin-path flaps (wg0 down/up; ${f.withdrawalsBefore} withdrawals already counted) until: ${f.heldReason ?? "-"}`);
+    out.push(`  watched ${ms(f.watchedMs)} held down with passing checks: ${f.healthyWhileHeld ? "healthy throughout" : "NOT healthy/held throughout"}; ` +
+        `routes the edge had from it: ${f.edgeRoutesWhileHeld}; region ${f.region} served by ${f.servedByWhileHeld.join(", ") || "-"}`);
+    out.push(`  the upstream received ${f.upstream.withdrawals} withdrawals and ${f.upstream.announcements} announcements: damping penalty ${f.penalty} ` +
+        `${f.penalty < f.suppressThreshold ? "<" : ">="} ${f.suppressThreshold} (RFC 7196 suppress threshold)`);
+    out.push(`  anycast-health release: own PoP serves ${f.region} again after ${ms(f.releasedAfterMs)}`);
+    out.push("");
+    return out;
 }

@@ -92,6 +92,63 @@ describe("the lab, from Pulumi.lab.yaml", { skip }, () => {
         assert.equal(report.outsider?.blocked, true, report.outsider?.detail);
     });
 
+    it("lets each kind of source reach exactly what the firewall rules allow", () => {
+        assert.equal(report.exposure.length, 12);
+        for (const p of report.exposure) assert.ok(p.ok, `${p.from} -> ${p.to} tcp/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
+        const dropped = (port: number, source: string) => report.exposure.find((p) => p.port === port && p.source === source && p.expect === "dropped");
+        // Each protected service has a refused outsider, and "dropped" means silently (no reset).
+        for (const port of [80, 443, 179, 22, 8080]) assert.equal(dropped(port, "outsider")?.result, "timeout", `tcp/${port} from the outsider`);
+        assert.equal(report.exposure.find((p) => p.source === "admin" && p.port === 22)?.result, "refused", "SSH from adminCidrs reaches the host");
+        assert.equal(report.exposure.find((p) => p.source === "pop" && p.expect === "reached")?.result, "connected", "the origin's service over the mesh");
+    });
+
+    it("exports exactly the configured prefix from every PoP, past a full table and unrelated static routes", () => {
+        assert.equal(report.routing.ok, true);
+        assert.equal(report.routing.pops.length, 3);
+        for (const p of report.routing.pops) {
+            assert.deepEqual(p.exported, report.anycast.prefixes, p.pop);
+            assert.equal(p.imported, 0, p.pop);
+            assert.ok(p.upstreamOffered > 1000, `${p.pop}: offered ${p.upstreamOffered}`);
+            assert.equal(p.unrelatedInKernel.length, 2, `${p.pop}: the unrelated routes are in its kernel table`);
+        }
+        for (const t of report.routing.transits) assert.deepEqual(t.originatedByUs, report.anycast.prefixes, t.region);
+    });
+
+    it("applies a communities and prepend change with birdc configure, and the BGP session's uptime survives", () => {
+        const p = report.policyChange;
+        assert.ok(p, "policy change missing");
+        assert.equal(p.error, undefined);
+        // The edit re-renders one file of one host: only that push would run under `pulumi up`.
+        assert.deepEqual(p.changedFiles, { [p.pop]: ["bird.conf"] });
+        const [apply, revert] = p.steps;
+        assert.match(apply.birdReply, /Reconfigured/);
+        assert.equal(apply.transitAsPath, `20473 20473 ${report.anycast.asn} ${report.anycast.asn} ${report.anycast.asn}`);
+        assert.match(apply.transitCommunities ?? "", /\(64601,\d+\)/);
+        assert.notEqual(apply.servedBy, p.pop, "the longer path moves the region to another PoP");
+        assert.equal(revert.transitAsPath, `20473 ${report.anycast.asn}`);
+        assert.equal(revert.servedBy, p.pop);
+        assert.ok(p.polls >= 10, `polled ${p.polls} times`);
+        assert.equal(p.notEstablished, 0);
+        for (const s of p.since) assert.equal(s.after, s.before, `${s.side}: the session was re-established`);
+        assert.equal(p.sessionKept, true);
+    });
+
+    it("holds a flapping PoP down while healthy, below the upstream's damping threshold, until released", () => {
+        const f = report.flapDamping;
+        assert.ok(f, "flap damping missing");
+        assert.equal(f.error, undefined);
+        assert.equal(f.heldDown, true);
+        assert.equal(f.flaps + f.withdrawalsBefore, f.maxWithdrawalsPerHour);
+        assert.equal(f.healthyWhileHeld, true);
+        assert.ok(f.watchedMs >= 2900, `watched ${f.watchedMs} ms`);
+        assert.equal(f.edgeRoutesWhileHeld, 0);
+        assert.ok(f.servedByWhileHeld.length > 0 && !f.servedByWhileHeld.includes(f.pop), `served by ${f.servedByWhileHeld.join(", ")}`);
+        assert.equal(f.upstream.withdrawals, f.flaps);
+        assert.equal(f.upstream.announcements, f.flaps - 1, "no re-announcement after the last withdrawal");
+        assert.ok(f.penalty < f.suppressThreshold, `penalty ${f.penalty}`);
+        assert.ok(f.releasedAfterMs !== undefined);
+    });
+
     for (const id of ["crash", "linkLoss", "originLoss", "drain"] as const) {
         it(`moves traffic to another PoP and back in every ${id} run`, () => {
             const e = report.experiments.find((x) => x.id === id);

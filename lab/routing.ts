@@ -1,0 +1,341 @@
+/**
+ * The lab's routing-safety demonstrations (issue "Hardening"), each on the live lab:
+ *
+ * - routingSafety: what each PoP exports, what its upstream offered and it imported, and which
+ *   prefixes originated by our AS each transit knows (exactly the configured ones: the PoP's
+ *   unrelated static routes and the upstream's table never leave it);
+ * - policyChange: edit a PoP's communities and prepend in the stack file, re-run the stack
+ *   program, apply what changed the way the push does (`bird -p`, install, `birdc configure`),
+ *   and show that the BGP session's uptime survives while the transit sees the new attributes;
+ * - flapDamping: flap a PoP's origin path until the health agent holds it down, show it stays
+ *   withdrawn while healthy, what the upstream saw, and the operator's release.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { DAMPING_SUPPRESS_THRESHOLD } from "../components/core/config";
+import { LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
+import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
+import { nowMs, nsRun, sleep, waitFor } from "./exec";
+import { Prober } from "./probe";
+import { loadStack } from "./stack";
+import { LAB_DIR, RegionPlan } from "./topology";
+
+// --- routing safety -------------------------------------------------------------------------
+
+export interface PopRoutingSafety {
+    pop: string;
+    /** BIRD's name of the PoP's session to its upstream. */
+    protocol: string;
+    /** Routes the upstream offered (a default and the full-ish table) and how many the PoP took. */
+    upstreamOffered: number;
+    imported: number;
+    /** Prefixes the PoP's BIRD exports to the upstream (`show route export`). */
+    exported: string[];
+    /** Unrelated routes present in the PoP's kernel table (each must be absent from `exported`). */
+    unrelatedInKernel: string[];
+}
+
+export interface RoutingSafety {
+    pops: PopRoutingSafety[];
+    /** Per transit: every prefix whose AS path ends in our ASN (must be exactly the configured ones). */
+    transits: Array<{ region: string; originatedByUs: string[] }>;
+    configured: string[];
+    ok: boolean;
+}
+
+/** The networks a `birdc show route ...` answer lists (one per network, first column). */
+export function networksOf(output: string): string[] {
+    const out = new Set<string>();
+    for (const line of output.split("\n")) {
+        const m = /^(\S+\/\d+)\s+(?:unicast|unreachable|blackhole|prohibited)\b/.exec(line);
+        if (m) out.add(m[1]);
+    }
+    return [...out].sort();
+}
+
+function upstreamSession(protos: ProtocolStatus[]): ProtocolStatus | undefined {
+    return protos.find((p) => p.proto === "BGP");
+}
+
+export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
+    const spec = lab.stack.spec;
+    const pops: PopRoutingSafety[] = [];
+    for (const r of lab.plan.regions) {
+        const sock = lab.birdSocket(r.pop.ns);
+        const session = upstreamSession(await showProtocols(r.pop.ns, sock));
+        const edgePop = (await showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns))).find((p) => p.name === "pop");
+        const exported = session ? networksOf(await birdc(r.pop.ns, sock, `show route export ${session.name}`)) : [];
+        const unrelatedInKernel: string[] = [];
+        for (const route of UNRELATED_POP_ROUTES) {
+            const shown = await nsRun(r.pop.ns, "ip", ["-6", "route", "show", route], { allowFail: true });
+            if (shown.stdout.trim() !== "") unrelatedInKernel.push(route);
+        }
+        pops.push({
+            pop: r.pop.name, protocol: session?.name ?? "-", upstreamOffered: edgePop?.routes?.exported ?? 0,
+            imported: session?.routes?.imported ?? 0, exported, unrelatedInKernel,
+        });
+    }
+    const transits: RoutingSafety["transits"] = [];
+    for (const r of lab.plan.regions) {
+        const out = await birdc(r.transit.ns, lab.birdSocket(r.transit.ns), `show route where bgp_path.last = ${spec.asn}`);
+        transits.push({ region: r.region, originatedByUs: networksOf(out) });
+    }
+    const configured = [...spec.prefixes].sort();
+    const same = (a: string[]) => a.length === configured.length && a.every((x, i) => x === configured[i]);
+    const ok = pops.every((p) => p.imported === 0 && same(p.exported) && p.unrelatedInKernel.length === UNRELATED_POP_ROUTES.length) &&
+        transits.every((t) => same(t.originatedByUs));
+    return { pops, transits, configured, ok };
+}
+
+// --- policy change --------------------------------------------------------------------------
+
+export interface PolicyStep {
+    step: "apply" | "revert";
+    /** What `birdc configure` answered, and how long it took. */
+    birdReply: string;
+    configureMs: number;
+    /** From `birdc configure` until the region's transit held the route with the new attributes. */
+    seenAtTransitMs?: number;
+    transitAsPath?: string;
+    transitCommunities?: string;
+    /** Who served the region's client once the transit had the new route. */
+    servedBy?: string;
+}
+
+export interface PolicyChangeReport {
+    pop: string;
+    region: string;
+    /** The edit, as a user would make it in the stack file. */
+    edit: string;
+    /** Host -> the artifacts the edited stack renders differently (what `pulumi up` would push). */
+    changedFiles: Record<string, string[]>;
+    steps: PolicyStep[];
+    /** BGP state of both ends, polled through both steps. */
+    polls: number;
+    notEstablished: number;
+    /** Each side's session "since" (last state change) before the change and after the revert. */
+    since: Array<{ side: string; before: string; after: string }>;
+    /** Every poll Established and neither "since" moved: the session was never reset. */
+    sessionKept: boolean;
+    error?: string;
+}
+
+interface SessionSample {
+    pop?: ProtocolStatus;
+    edge?: ProtocolStatus;
+}
+
+async function sampleSession(lab: LabRuntime, r: RegionPlan): Promise<SessionSample> {
+    const [pop, edge] = await Promise.all([
+        showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns)).then(upstreamSession),
+        showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns)).then((ps) => ps.find((p) => p.name === "pop")),
+    ]);
+    return { pop, edge };
+}
+
+/** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
+async function transitRouteFromEdge(lab: LabRuntime, r: RegionPlan) {
+    const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), lab.stack.spec.prefixes[0]);
+    return routes.find((x) => x.from === r.transit.edgePeer.name);
+}
+
+async function servedBy(lab: LabRuntime, r: RegionPlan, want: (pop: string | undefined) => boolean, timeoutMs: number): Promise<string | undefined> {
+    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, 300);
+    try {
+        const t0 = nowMs();
+        const hit = await prober.waitFor(t0, (s) => s.ok && want(s.pop), timeoutMs);
+        return hit?.pop ?? prober.samples.at(-1)?.pop;
+    } finally {
+        await prober.stop();
+    }
+}
+
+/** How long the session is watched after each step (the lab's hold time is 3 s; a reset shows at once). */
+const SESSION_WATCH_MS = 1500;
+
+export async function policyChange(lab: LabRuntime, configFile: string): Promise<PolicyChangeReport> {
+    const r = lab.plan.regions[0];
+    const spec = lab.stack.spec;
+    const index = spec.pops.findIndex((p) => p.name === r.pop.name);
+    const doc = parseYaml(fs.readFileSync(configFile, "utf8")) as { config: Record<string, unknown> };
+    const pops = doc.config["anycast:pops"] as Array<Record<string, unknown>>;
+    const original = { prepend: Number(pops[index].prepend ?? 0), communities: [...((pops[index].communities as string[] | undefined) ?? [])] };
+    // Vultr's "prepend once towards AS N" action community, aimed at the region's own transit,
+    // plus two prepends of our own: both must reach that transit.
+    const community = `64601:${r.transit.asn}`;
+    const edited = { prepend: Math.min(3, original.prepend + 2), communities: [...original.communities, community] };
+    const report: PolicyChangeReport = {
+        pop: r.pop.name, region: r.region,
+        edit: `anycast:pops[${index}] (${r.pop.name}): prepend ${original.prepend} -> ${edited.prepend}, ` +
+            `communities [${original.communities.join(", ")}] -> [${edited.communities.join(", ")}]`,
+        changedFiles: {}, steps: [], polls: 0, notEstablished: 0, since: [], sessionKept: false,
+    };
+
+    let polling = true;
+    const samples: SessionSample[] = [];
+    let poller: Promise<void> | undefined;
+    try {
+        pops[index] = { ...pops[index], prepend: edited.prepend, communities: edited.communities };
+        const editedFile = path.join(LAB_DIR, `Pulumi.${r.pop.name}-policy-edit.yaml`);
+        fs.writeFileSync(editedFile, stringifyYaml(doc));
+        const editedStack = await loadStack(editedFile);
+        for (const host of lab.stack.hosts) {
+            const after = editedStack.hosts.find((h) => h.name === host.name);
+            const changed = Object.keys({ ...host.files, ...after?.files }).filter((f) => host.files[f] !== after?.files[f]).sort();
+            if (changed.length > 0) report.changedFiles[host.name] = changed;
+        }
+        const newBird = editedStack.hosts.find((h) => h.name === r.pop.name)?.files["bird.conf"];
+        if (!newBird) throw new Error(`the edited stack rendered no bird.conf for ${r.pop.name}`);
+
+        const before = await sampleSession(lab, r);
+        if (before.pop?.bgpState !== "Established" || before.edge?.bgpState !== "Established") {
+            throw new Error(`${r.pop.name}'s session is not established before the change`);
+        }
+        poller = (async () => {
+            while (polling) {
+                samples.push(await sampleSession(lab, r));
+                await sleep(30);
+            }
+        })();
+
+        const ourAsn = String(spec.asn);
+        const step = async (name: PolicyStep["step"], birdConf: string, prepends: number, withCommunity: boolean): Promise<PolicyStep> => {
+            const applied = await lab.reconfigurePopBird(r.pop.name, birdConf);
+            const t0 = nowMs();
+            const route = await waitFor(`transit ${r.region} to see ${r.pop.name}'s route with ${prepends} prepends`, async () => {
+                const x = await transitRouteFromEdge(lab, r);
+                const ours = x?.asPath.split(" ").filter((a) => a === ourAsn).length ?? 0;
+                const tagged = x?.communities.includes(`(64601,${r.transit.asn})`) ?? false;
+                return x && ours === prepends + 1 && tagged === withCommunity ? x : undefined;
+            }, 15_000, 50);
+            const seen = nowMs() - t0;
+            // With the prepends the own edge's path is longer than the other transits': the client
+            // moves; after the revert it must come back.
+            const served = await servedBy(lab, r, (p) => (name === "revert" ? p === r.pop.name : p !== undefined), 10_000);
+            // A reset would show within the hold time; keep watching the session for a while.
+            await sleep(SESSION_WATCH_MS);
+            return { step: name, birdReply: applied.reply, configureMs: applied.ms, seenAtTransitMs: seen,
+                transitAsPath: route.asPath, transitCommunities: route.communities, servedBy: served };
+        };
+        report.steps.push(await step("apply", newBird, edited.prepend, true));
+        report.steps.push(await step("revert", r.pop.host.files["bird.conf"], original.prepend, false));
+
+        polling = false;
+        await poller;
+        const after = await sampleSession(lab, r);
+        report.polls = samples.length;
+        report.notEstablished = samples.filter((s) => s.pop?.bgpState !== "Established" || s.edge?.bgpState !== "Established").length;
+        report.since = [
+            { side: `PoP ${r.pop.name} (${before.pop?.name})`, before: before.pop?.since ?? "?", after: after.pop?.since ?? "?" },
+            { side: `edge ${r.region} (pop)`, before: before.edge?.since ?? "?", after: after.edge?.since ?? "?" },
+        ];
+        report.sessionKept = report.notEstablished === 0 && report.polls > 0 && report.since.every((s) => s.before === s.after);
+    } catch (e) {
+        report.error = (e as Error).message.split("\n")[0];
+        // Whatever happened, the PoP goes back to its deployed config.
+        await lab.reconfigurePopBird(r.pop.name, r.pop.host.files["bird.conf"]).catch(() => undefined);
+    } finally {
+        polling = false;
+        await poller?.catch(() => undefined);
+    }
+    return report;
+}
+
+// --- flap damping ---------------------------------------------------------------------------
+
+export interface FlapDampingReport {
+    pop: string;
+    region: string;
+    maxWithdrawalsPerHour: number;
+    /** Withdrawals already in the agent's window when the experiment started. */
+    withdrawalsBefore: number;
+    /** Origin-path flaps (wg0 down, up) it took until the agent held the PoP down. */
+    flaps: number;
+    heldDown: boolean;
+    heldReason?: string;
+    /** How long the lab watched the held-down PoP while its checks passed. */
+    watchedMs: number;
+    healthyWhileHeld: boolean;
+    /** Most routes the edge had from the PoP during the watch (0: nothing announced). */
+    edgeRoutesWhileHeld: number;
+    /** Who served the region's client during the watch. */
+    servedByWhileHeld: string[];
+    /** What the upstream received from this PoP from the first flap to the end of the watch. */
+    upstream: { announcements: number; withdrawals: number };
+    /** RFC 2439 penalty of those (1000 per withdrawal and per re-announcement, no decay). */
+    penalty: number;
+    suppressThreshold: number;
+    /** `anycast-health release` until the region's own PoP served it again. */
+    releasedAfterMs?: number;
+    error?: string;
+}
+
+/** "received" counts of the edge's import updates/withdraws from the PoP (`show protocols all`). */
+function importCounts(p: ProtocolStatus | undefined): { updates: number; withdraws: number } {
+    const first = (v: string | undefined) => Number(/^\s*(\d+)/.exec(v ?? "")?.[1] ?? 0);
+    return { updates: first(p?.details["Import updates"]), withdraws: first(p?.details["Import withdraws"]) };
+}
+
+export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapDampingReport> {
+    const max = lab.stack.spec.health.maxWithdrawalsPerHour;
+    const report: FlapDampingReport = {
+        pop: r.pop.name, region: r.region, maxWithdrawalsPerHour: max, withdrawalsBefore: 0, flaps: 0, heldDown: false,
+        watchedMs: 0, healthyWhileHeld: false, edgeRoutesWhileHeld: 0, servedByWhileHeld: [],
+        upstream: { announcements: 0, withdrawals: 0 }, penalty: 0, suppressThreshold: DAMPING_SUPPRESS_THRESHOLD,
+    };
+    const edgePop = async () => (await showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns))).find((p) => p.name === "pop");
+    const state = async () => lab.agentStatus(r.pop.name);
+    let prober: Prober | undefined;
+    try {
+        await waitFor(`${r.pop.name} to announce`, async () => (await state())?.state === "announced", 30_000, 50);
+        report.withdrawalsBefore = (await state())?.withdrawals_last_hour ?? 0;
+        const counts0 = importCounts(await edgePop());
+        for (let i = 0; i <= max && !report.heldDown; i++) {
+            await lab.wgDown(r.pop.ns);
+            await waitFor(`${r.pop.name} to withdraw`, async () => ["withdrawn", "held-down"].includes((await state())?.state ?? ""), 15_000, 20);
+            report.flaps++;
+            await lab.wgUp(r.pop.ns);
+            const next = await waitFor(`${r.pop.name} to announce again or be held down`, async () => {
+                const s = (await state())?.state;
+                return s === "announced" || s === "held-down" ? s : undefined;
+            }, 30_000, 20);
+            report.heldDown = next === "held-down";
+        }
+        if (!report.heldDown) throw new Error(`not held down after ${report.flaps} flaps (limit ${max})`);
+        report.heldReason = (await state())?.last_reason;
+
+        // Held down and healthy: nothing is announced, and the region is served elsewhere.
+        await waitFor(`${r.pop.name}'s checks to pass again`, async () => (await state())?.healthy === true, 30_000, 50);
+        prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, 300);
+        const watchMs = Math.max(3000, lab.stack.spec.health.interval * 1000 * (lab.stack.spec.health.rise + 5));
+        const t0 = nowMs();
+        let healthy = true;
+        while (nowMs() - t0 < watchMs) {
+            const s = await state();
+            healthy &&= s?.healthy === true && s.state === "held-down";
+            report.edgeRoutesWhileHeld = Math.max(report.edgeRoutesWhileHeld, (await edgePop())?.routes?.imported ?? 0);
+            await sleep(100);
+        }
+        report.watchedMs = nowMs() - t0;
+        report.healthyWhileHeld = healthy;
+        report.servedByWhileHeld = [...new Set(prober.between(t0, nowMs()).map((s) => (s.ok ? s.pop ?? "?" : s.error ?? `http ${s.status}`)))];
+        const counts1 = importCounts(await edgePop());
+        report.upstream = { announcements: counts1.updates - counts0.updates, withdrawals: counts1.withdraws - counts0.withdraws };
+        report.penalty = 1000 * (report.upstream.announcements + report.upstream.withdrawals);
+
+        // The operator fixed the cause: release, and the region's own PoP serves again.
+        await lab.agent(r.pop.name, "release");
+        const t1 = nowMs();
+        const back = await prober.waitFor(t1, (s) => s.ok && s.pop === r.pop.name, 20_000);
+        if (!back) throw new Error(`${r.pop.name} did not serve ${r.region} within 20 s of the release`);
+        report.releasedAfterMs = back.done - t1;
+    } catch (e) {
+        report.error = (e as Error).message.split("\n")[0];
+        await lab.wgUp(r.pop.ns).catch(() => undefined);
+        await lab.agent(r.pop.name, "release").catch(() => undefined);
+    } finally {
+        await prober?.stop();
+    }
+    return report;
+}
