@@ -33,6 +33,8 @@ export interface AnycastPoPArgs {
     deployment: { asn: number; prefixes: string[]; address: string };
     /** Where the proxy and the health agent reach the origin through the mesh. */
     origin: { name: string; meshAddress: string; port: number; healthPath: string };
+    /** The mesh network (mesh.cidr): traffic to it must never leave by the uplink when wg0 is down. */
+    mesh?: { cidr: string };
     health: HealthSpec;
     tls: TlsMaterial;
     /** SSH private key (secret) for pushing configs. */
@@ -67,7 +69,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
         // The bootstrap is rendered without host addresses (they do not exist yet) and only
         // runs at first boot; the Host ignores later userData changes (see host.ts).
         const bootstrapInput = (host: PopRenderInput["host"]): PopRenderInput => ({
-            deployment: args.deployment, pop, host, origin: args.origin, health: args.health,
+            deployment: args.deployment, pop, host, origin: args.origin, mesh: args.mesh, health: args.health,
             firewall: { adminCidrs: [], meshPeers: [] },
         });
         const netSetupBoot = renderNetSetup(bootstrapInput({ ipv6: "::" }));

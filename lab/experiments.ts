@@ -1,10 +1,11 @@
 /**
  * The failure experiments. Each run: a prober in the target region's client namespace is
  * started first and must see the region served by its own PoP; then the fault goes in, and
- * "failover" is the first good answer from another PoP minus the moment the fault was in place;
+ * "failover" is the first good answer from another PoP minus the start of the fault's command;
  * then the repair, and "recovery" is the first good answer from the own PoP again minus the
- * moment of the repair. Runs rotate over the PoPs, so one PoP's flap damping and BIRD's doubling
- * error wait time are not what gets measured five times over.
+ * start of the repair's command. Runs rotate over the PoPs, so BIRD's doubling error wait time
+ * is not what gets measured five times over, and each run ends by releasing the PoP's flap
+ * history (flap damping has its own section).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -167,18 +168,20 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan): Promise<E
     let faultIn = false;
     try {
         await steady(lab, r, prober, 90_000);
+        // Times count from the start of the fault's and the repair's command: `wg-quick up/down`
+        // take a while, and the fault or repair takes effect somewhere inside them.
+        const t0 = nowMs();
         await e.inject(lab, r);
         faultIn = true;
-        const t0 = nowMs();
         const moved = await prober.waitFor(t0, (s) => s.ok && s.pop !== own, e.failoverTimeoutMs);
         if (!moved) throw new Error(`no other PoP served ${r.region} within ${e.failoverTimeoutMs / 1000} s`);
         run.failoverMs = moved.done - t0;
         run.servedBy = moved.pop;
         await e.settled(lab, r);
 
+        const t1 = nowMs();
         await e.repairIt(lab, r);
         faultIn = false;
-        const t1 = nowMs();
         const back = await prober.waitFor(t1, (s) => s.ok && s.pop === own, e.recoveryTimeoutMs);
         if (!back) throw new Error(`${own} did not serve ${r.region} again within ${e.recoveryTimeoutMs / 1000} s of the repair`);
         run.recoveryMs = back.done - t1;

@@ -75,7 +75,7 @@ export interface HttpsCheck {
 export interface ExperimentRun {
     pop: string;
     region: string;
-    /** ms from the fault being in place to the first good answer from another PoP. */
+    /** ms from the start of the fault's command to the first good answer from another PoP. */
     failoverMs?: number;
     servedBy?: string;
     failedDuringFailover: number;
@@ -177,7 +177,7 @@ export function formatReport(r: LabReport): string {
     out.push(...formatExposure(r));
     out.push(...formatRouting(r));
     if (r.experiments.length > 0) {
-        out.push("Experiments (min / median / max; times from the moment the fault or repair was in place;");
+        out.push("Experiments (min / median / max; times from the start of the fault's or the repair's command;");
         out.push("a request counts in the phase it was sent in; the fault is held until sessions and agents have reacted)");
         out.push(...table(["experiment", "runs", "failover: served by another PoP", "recovery: own PoP serves again", "failed requests"],
             r.experiments.map((e) => [e.title, String(e.runs.length), statsText(e.failover), statsText(e.recovery), String(e.failedTotal)])));

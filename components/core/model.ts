@@ -218,6 +218,8 @@ export interface PopRenderInput {
     pop: PopSpec;
     host: HostAddresses;
     origin: { name: string; meshAddress: string; port: number; healthPath: string };
+    /** The WireGuard mesh network; with it, anycast-net keeps mesh traffic off the uplink when wg0 is down. */
+    mesh?: { cidr: string };
     health: HealthSpec;
     firewall: FirewallSpec & { meshPeers: string[] };
 }

@@ -39,6 +39,7 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
             name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
             healthPath: spec.origin.healthPath,
         },
+        mesh: { cidr: spec.mesh.cidr },
         health: spec.health,
         tls: frontDoor.tls,
         sshPrivateKey,

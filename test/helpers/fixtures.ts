@@ -44,6 +44,7 @@ export function popRenderInput(spec: AnycastSpec, popName: string): PopRenderInp
             name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
             healthPath: spec.origin.healthPath,
         },
+        mesh: { cidr: spec.mesh.cidr },
         health: spec.health,
         firewall: { ...spec.firewall, meshPeers: [] },
     };

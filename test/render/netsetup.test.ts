@@ -40,10 +40,16 @@ describe("renderNetSetup", () => {
         const v6only = renderNetSetup(input);
         assert.match(v6only, /ip -6 route replace "\$BGP_NEIGHBOR\/128" via "\$via6" dev "\$dev6"/);
         assert.match(v6only, /BGP_NEIGHBOR="\$\{BGP_NEIGHBOR:-2001:19f0:ffff::1\}"/);
-        assert.ok(!/BGP_NEIGHBOR4|ip -4 route/.test(v6only));
+        assert.ok(!/BGP_NEIGHBOR4|ip -4 route replace "\$BGP/.test(v6only));
         assert.match(renderNetSetup(dualStack(input)), /ip -4 route replace "\$BGP_NEIGHBOR4\/32" via "\$via4" dev "\$dev4"/);
         const noRoute = { ...input, pop: { ...input.pop, bgp: { ...input.pop.bgp, staticRouteToNeighbor: false } } };
-        assert.ok(!/route replace/.test(renderNetSetup(noRoute)));
+        assert.ok(!/route replace "\$BGP/.test(renderNetSetup(noRoute)));
+        // The mesh guard is independent of the neighbour route, and of the mesh's family.
+        assert.match(renderNetSetup(noRoute), /ip -4 route replace unreachable "\$MESH_CIDR" metric 4000/);
+        const v6Mesh = renderNetSetup({ ...input, mesh: { cidr: "fd00:a:1::/64" } });
+        assert.match(v6Mesh, /MESH_CIDR="\$\{MESH_CIDR:-fd00:a:1::\/64\}"/);
+        assert.match(v6Mesh, /ip -6 route replace unreachable "\$MESH_CIDR" metric 4000/);
+        assert.ok(!/MESH_CIDR/.test(renderNetSetup({ ...input, mesh: undefined })), "no mesh given, no guard");
         assert.match(renderNetSetup(noRoute), /ip -6 addr replace "\$ANYCAST_ADDRESS\/128"/);
     });
 
@@ -105,6 +111,17 @@ describe("anycast-net in a network namespace", () => {
             assert.match(inNetnsOk(pop, "ip", ["-6", "route", "show", "2001:19f0:ffff::1/128"]), /^2001:19f0:ffff::1 via fe80::1 dev eth0/m);
             assert.match(inNetnsOk(pop, "ip", ["-4", "route", "show", "169.254.169.254/32"]), /^169\.254\.169\.254 via 192\.0\.2\.1 dev eth0/m);
             assert.equal(fs.readFileSync(stateFile, "utf8"), renderBirdStateInclude(2));
+            // The mesh guard: one unreachable route (not two after the second run), and a tunnel's
+            // connected route for the same prefix wins over it while it exists.
+            assert.match(inNetnsOk(pop, "ip", ["-4", "route", "show", "10.77.0.0/24"]), /^unreachable 10\.77\.0\.0\/24 metric 4000 *$/m);
+            assert.match(inNetns(pop, "ip", ["-4", "route", "get", "10.77.0.1"]).stderr, /No route to host|unreachable/i);
+            inNetnsOk(pop, "ip", ["link", "add", "wg0", "type", "veth", "peer", "name", "wg0-peer"]);
+            inNetnsOk(pop, "ip", ["-4", "addr", "add", "10.77.0.2/24", "dev", "wg0"]);
+            inNetnsOk(pop, "ip", ["link", "set", "wg0", "up"]);
+            inNetnsOk(pop, "ip", ["link", "set", "wg0-peer", "up"]);
+            assert.match(inNetnsOk(pop, "ip", ["-4", "route", "get", "10.77.0.1"]), /dev wg0/);
+            inNetnsOk(pop, "ip", ["link", "del", "wg0"]);
+            assert.match(inNetns(pop, "ip", ["-4", "route", "get", "10.77.0.1"]).stderr, /No route to host|unreachable/i);
             for (const key of ["net.ipv6.conf.all.accept_ra", "net.ipv6.conf.eth0.accept_ra"]) {
                 assert.equal(inNetnsOk(pop, "sysctl", ["-n", key]).trim(), "2", key);
             }

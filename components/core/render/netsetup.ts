@@ -9,6 +9,9 @@
  *    so the route carries `dev` too;
  *  - accept_ra=2, because forwarding=1 makes Linux ignore router advertisements otherwise and
  *    the default route would silently expire;
+ *  - an unreachable route for the mesh network under wg0's own (same prefix, higher metric): when
+ *    wg0 is down, the proxy's and the health agent's traffic to the origin fails at once instead
+ *    of leaving by the default route, in clear text, and timing out somewhere upstream;
  *  - the BIRD state file with state 0 (withdrawn) if it is missing, so bird.conf's include
  *    always resolves and a fresh host starts withdrawn until the health agent says otherwise.
  *
@@ -22,6 +25,9 @@ import { BIRD_STATE_FILE, renderBirdStateInclude } from "./bird";
 
 /** Where the script is installed on a PoP (docs/ARTIFACTS.md). */
 export const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
+
+/** Metric of the mesh's unreachable route: above the kernel's connected routes (IPv6 256, IPv4 0). */
+export const MESH_GUARD_METRIC = 4000;
 
 function shellWord(value: string, what: string): string {
     // Every value here is an address, a path or a number; refuse anything that would need quoting.
@@ -57,6 +63,8 @@ export function renderNetSetup(input: PopRenderInput): string {
         `ANYCAST_STATE_FILE="\${ANYCAST_STATE_FILE:-${shellWord(BIRD_STATE_FILE, "state file")}}"`,
     ];
     if (routeV6) lines.push(`BGP_NEIGHBOR="\${BGP_NEIGHBOR:-${shellWord(canonical(bgp.neighbor), "BGP neighbour")}}"`);
+    const mesh = input.mesh ? parseCidr(input.mesh.cidr) : undefined;
+    if (mesh) lines.push(`MESH_CIDR="\${MESH_CIDR:-${shellWord(`${mesh.network}/${mesh.length}`, "mesh CIDR")}}"`);
     if (routeV4) lines.push(`BGP_NEIGHBOR4="\${BGP_NEIGHBOR4:-${shellWord(canonical(bgp.neighbor4), "BGP neighbour")}}"`);
     lines.push(
         "# How long to wait for the default route (router advertisements may still be on their way at boot).",
@@ -117,6 +125,15 @@ export function renderNetSetup(input: PopRenderInput): string {
             "read -r via4 dev4 <<< \"$gateway4\"",
             "ip -4 route replace \"$BGP_NEIGHBOR4/32\" via \"$via4\" dev \"$dev4\"",
             "log \"$BGP_NEIGHBOR4/32 via $via4 dev $dev4\"",
+            "",
+        );
+    }
+    if (mesh) {
+        lines.push(
+            "# The mesh only through wg0: wg0's connected route (metric 256) wins while the tunnel is up;",
+            "# when it is down this one answers at once (EHOSTUNREACH: nginx returns 502 without waiting,",
+            "# the agent sees the origin gone on its next check) and nothing leaves by the uplink unencrypted.",
+            `ip -${mesh.family} route replace unreachable "$MESH_CIDR" metric ${MESH_GUARD_METRIC}`,
             "",
         );
     }

@@ -9,6 +9,7 @@ ANYCAST_ADDRESS="${ANYCAST_ADDRESS:-2001:db8:100::1}"
 ANYCAST_LOOPBACK="${ANYCAST_LOOPBACK:-lo}"
 ANYCAST_STATE_FILE="${ANYCAST_STATE_FILE:-/etc/bird/anycast-state.conf}"
 BGP_NEIGHBOR="${BGP_NEIGHBOR:-2001:19f0:ffff::1}"
+MESH_CIDR="${MESH_CIDR:-10.77.0.0/24}"
 BGP_NEIGHBOR4="${BGP_NEIGHBOR4:-169.254.169.254}"
 # How long to wait for the default route (router advertisements may still be on their way at boot).
 DEFAULT_ROUTE_WAIT="${DEFAULT_ROUTE_WAIT:-60}"
@@ -59,6 +60,11 @@ fi
 read -r via4 dev4 <<< "$gateway4"
 ip -4 route replace "$BGP_NEIGHBOR4/32" via "$via4" dev "$dev4"
 log "$BGP_NEIGHBOR4/32 via $via4 dev $dev4"
+
+# The mesh only through wg0: wg0's connected route (metric 256) wins while the tunnel is up;
+# when it is down this one answers at once (EHOSTUNREACH: nginx returns 502 without waiting,
+# the agent sees the origin gone on its next check) and nothing leaves by the uplink unencrypted.
+ip -4 route replace unreachable "$MESH_CIDR" metric 4000
 
 # A new host starts withdrawn; the health agent announces after enough good checks.
 # After a push, never overwrite an existing file: it holds the agent's current decision.
