@@ -6,6 +6,8 @@
  * 2. The lab's failover figures (crash, link loss, origin loss, drain) against the anchors.
  * 3. The data path: requests/s and latency to the origin directly over the mesh versus through
  *    the anycast address and a PoP, measured in the same lab run, as a ratio.
+ * 4. Link loss per provider profile (no BFD with the default and the shortest hold time), each in
+ *    a lab of its own, next to the lab stack's BFD figure.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -13,7 +15,9 @@ import * as path from "node:path";
 import { measureEvaluation, EvaluationFigure } from "./evaluation";
 import { measureDataPath, DataPathFigures } from "./datapath";
 import { formatSummary, Summary } from "./stats";
+import { measureProfiles, ProfileFigure } from "./profiles";
 import type { LabReport } from "../lab/index";
+import { ms } from "../lab/report";
 
 export interface BenchOptions {
     configFile: string;
@@ -29,6 +33,7 @@ export interface BenchResult {
     evaluation: EvaluationFigure[];
     lab?: LabReport;
     dataPath?: DataPathFigures;
+    profiles?: ProfileFigure[];
 }
 
 /** The anchors the issue measures us against (seconds). */
@@ -50,6 +55,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
 
     let lab: LabReport | undefined;
     let dataPath: DataPathFigures | undefined;
+    let profiles: ProfileFigure[] | undefined;
     if (!opts.skipLab) {
         const labModule = await import("../lab/index");
         const { loadStack } = await import("../lab/stack");
@@ -73,11 +79,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
         } finally {
             await labModule.teardownLab(log);
         }
+        log("link loss per provider profile (a lab each):");
+        profiles = await measureProfiles(opts.configFile, repeats, log);
     }
     const output = opts.output ?? "BENCHMARKS.md";
-    fs.writeFileSync(output, renderBenchmarks({ evaluation, lab, dataPath }, repeats, opts.configFile));
+    fs.writeFileSync(output, renderBenchmarks({ evaluation, lab, dataPath, profiles }, repeats, opts.configFile));
     log(`wrote ${path.resolve(output)}`);
-    return { evaluation, lab, dataPath };
+    return { evaluation, lab, dataPath, profiles };
 }
 
 function growthOf(figures: EvaluationFigure[]): string {
@@ -113,6 +121,8 @@ function renderBenchmarks(result: BenchResult, repeats: number, configFile: stri
     ];
     if (result.lab) lines.push(...renderLabSection(result.lab));
     else lines.push("## Lab figures", "", "Not measured in this run (`--skip-lab`).", "");
+    if (result.lab && result.profiles) lines.push(...renderProfiles(result.lab, result.profiles));
+    if (result.lab) lines.push(...renderSafety(result.lab));
     if (result.dataPath) lines.push(...renderDataPath(result.dataPath));
     return lines.join("\n");
 }
@@ -134,6 +144,52 @@ function renderLabSection(lab: LabReport): string[] {
         ...lab.experiments.map((e) => `| ${e.title} | ${e.fault} | ${msOf(e.failover)} | ${msOf(e.recovery)} | ${e.failedTotal} | ${ANCHORS[e.id]} |`),
         "",
     ];
+}
+
+function renderProfiles(lab: LabReport, profiles: ProfileFigure[]): string[] {
+    const bfd = lab.experiments.find((e) => e.id === "linkLoss");
+    const rows = [
+        `| BFD 100 ms × 3, hold 3 s (the lab stack) | ${msOf(bfd?.failover)} | ${msOf(bfd?.recovery)} | ${bfd?.failedTotal ?? "n/a"} | upstreams that run BFD: your own routers, many colo and IX set-ups |`,
+        ...profiles.map((p) => p.linkLoss
+            ? `| ${p.profile.title} | ${msOf(p.linkLoss.failover)} | ${msOf(p.linkLoss.recovery)} | ${p.linkLoss.failedTotal} | ${p.profile.applies} |`
+            : `| ${p.profile.title} | not measured: ${p.error} | | | ${p.profile.applies} |`),
+    ];
+    return [
+        "## Link loss per provider profile",
+        "",
+        "Method: the link-loss experiment above (the edge silently drops everything on the PoP's link), each profile",
+        "in a lab of its own with every PoP's `bgp` block set as shown. Without BFD only the hold timer notices a",
+        "silent failure: failover is the time left on it (between 2/3 and all of the hold time, as keepalives come",
+        "every third of it) plus the upstream's reaction. A crash, an origin loss and a drain do not depend on",
+        "these timers (the TCP close and the health agent act at once).",
+        "",
+        "| profile | failover (min / median / max) | recovery | failed requests | applies to |",
+        "|---|---|---|---:|---|",
+        ...rows,
+        "",
+    ];
+}
+
+function renderSafety(lab: LabReport): string[] {
+    const out = ["## Routing changes and flap damping (the lab, one run each)", ""];
+    const p = lab.policyChange;
+    if (p) {
+        const [apply, revert] = p.steps;
+        out.push(p.error ? `- Policy change: not measured (${p.error}).` :
+            `- Policy change (${p.edit}): \`birdc configure\` ${ms(apply?.configureMs)}, the transit held the new route ` +
+            `${ms(apply?.seenAtTransitMs)} later (AS path \`${apply?.transitAsPath}\`); revert ${ms(revert?.configureMs)} + ${ms(revert?.seenAtTransitMs)}. ` +
+            `BGP session ${p.sessionKept ? "kept" : "RESET"}: ${p.notEstablished} of ${p.polls} polls not Established, uptime unchanged at both ends.`);
+    }
+    const f = lab.flapDamping;
+    if (f) {
+        out.push(f.error ? `- Flap damping: not measured (${f.error}).` :
+            `- Flap damping (maxWithdrawalsPerHour ${f.maxWithdrawalsPerHour}): held down after ${f.flaps} flaps, withdrawn for ` +
+            `${ms(f.watchedMs)} while healthy (${f.edgeRoutesWhileHeld} routes at the edge); the upstream received ${f.upstream.withdrawals} withdrawals ` +
+            `and ${f.upstream.announcements} announcements, a damping penalty of ${f.penalty} against the suppress threshold ${f.suppressThreshold}; ` +
+            `\`anycast-health release\` brought it back in ${ms(f.releasedAfterMs)}.`);
+    }
+    out.push("");
+    return out.length > 3 ? out : [];
 }
 
 function renderDataPath(d: DataPathFigures): string[] {

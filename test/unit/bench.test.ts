@@ -7,6 +7,10 @@ import { configWithPops, VULTR_REGIONS } from "../../bench/evaluation";
 import { parseAnycastConfig } from "../../components/core/config";
 import { REPO_ROOT } from "../helpers/golden";
 import * as path from "node:path";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { PROFILES, profileStackFile } from "../../bench/profiles";
+import { readStackValues } from "../../cli/stackrun";
 
 const WRK_OUTPUT = `Running 3s test @ http://[fd00:a:1::1]:8080/
   1 threads and 8 connections
@@ -46,5 +50,21 @@ describe("bench helpers", () => {
         const spec = parseAnycastConfig(configWithPops(path.join(REPO_ROOT, "Pulumi.lab.yaml"), 32));
         assert.equal(spec.pops.length, 32);
         assert.equal(new Set(spec.pops.map((p) => p.meshAddress)).size, 32);
+    });
+
+    it("derives a valid stack per provider profile, with every PoP's bgp block replaced", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anycast-profile-test-"));
+        try {
+            for (const profile of PROFILES) {
+                const values = readStackValues(profileStackFile(path.join(REPO_ROOT, "Pulumi.lab.yaml"), profile, dir));
+                const spec = parseAnycastConfig({ ...values, sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n" });
+                for (const pop of spec.pops) {
+                    assert.equal(pop.bgp.bfd, undefined, `${profile.id}: ${pop.name} has no BFD`);
+                    assert.equal(pop.bgp.holdTime, (profile.bgp.holdTime as number | undefined) ?? 9, `${profile.id}: ${pop.name}`);
+                }
+            }
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 });
