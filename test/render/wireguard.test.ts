@@ -230,7 +230,13 @@ describe("renderWireGuardConfig", () => {
             assert.match(inNetnsOk(nsA, "ip", ["link", "show", ifA]), /mtu 1420/);
             // HTTP to the peer's mesh address only works through the tunnel (no other route to 10.77.0.0/24).
             server = await startHttpServer(nsB, "10.77.0.2", 8080, "over-the-mesh");
-            const body = await waitFor("HTTP over the mesh", 10_000, () => curlFrom(nsA, "http://10.77.0.2:8080/"));
+            // Generous: on a loaded CI machine (the lab boots alongside) wireguard-go can be slow to
+            // handshake; say why when it does not work at all.
+            const body = await waitFor("HTTP over the mesh", 20_000, () => curlFrom(nsA, "http://10.77.0.2:8080/")).catch((e: Error) => {
+                const curl = inNetns(nsA, "curl", ["-sS", "-g", "--max-time", "2", "http://10.77.0.2:8080/"]);
+                throw new Error(`${e.message}\ncurl: ${curl.stderr.trim()}\n` +
+                    `wg show (A): ${inNetns(nsA, "wg", ["show", ifA]).stdout}\nwg show (B): ${inNetns(nsB, "wg", ["show", ifB]).stdout}`);
+            });
             assert.equal(body, "over-the-mesh");
             assert.match(inNetnsOk(nsA, "wg", ["show", ifA, "latest-handshakes"]), /\t[1-9]\d*$/m, "a handshake happened");
         } finally {
