@@ -3,7 +3,8 @@
  * each kind of source. A connect ends one of three ways, and the difference is the point: it
  * connects (a listener), it is refused (the host answered with a reset: the firewall let it
  * through, nothing listens, e.g. SSH in the lab), or it times out (the firewall dropped it
- * silently, which is what `policy drop` does).
+ * silently, which is what `policy drop` does). UDP has no answer to tell by, so a UDP probe
+ * reads the host firewall's final drop counter instead: it must grow by the packets sent.
  */
 import { LabRuntime } from "./boot";
 import { nsRun } from "./exec";
@@ -11,6 +12,7 @@ import { nsRun } from "./exec";
 export type ConnectResult = "connected" | "refused" | "timeout" | string;
 
 export interface ReachProbe {
+    protocol: "tcp" | "udp";
     from: string;
     source: string;
     to: string;
@@ -40,6 +42,34 @@ export async function tcpConnect(ns: string, address: string, port: number, time
     const res = await nsRun(ns, process.execPath, ["-e", CONNECT_SCRIPT, address, String(port), String(timeoutMs)],
         { allowFail: true, timeoutMs: timeoutMs + 5000 });
     return res.stdout.trim() || res.stderr.trim().split("\n")[0] || `exit ${res.code}`;
+}
+
+/** A few UDP datagrams from inside a namespace. */
+const UDP_SCRIPT = `
+const s = require("dgram").createSocket(process.argv[1].includes(":") ? "udp6" : "udp4");
+let left = Number(process.argv[3]);
+const send = () => s.send(Buffer.from("anycast-lab-probe"), Number(process.argv[2]), process.argv[1], () => (--left > 0 ? send() : s.close()));
+send();
+`;
+
+/** Packets counted by the rendered firewall's last rule (`counter drop comment "everything else"`). */
+export async function dropCounter(ns: string): Promise<number> {
+    const res = await nsRun(ns, "nft", ["list", "chain", "inet", "anycast", "input"]);
+    const m = /counter packets (\d+) bytes \d+ drop comment "everything else"/.exec(res.stdout);
+    if (!m) throw new Error(`no "everything else" drop counter in ${ns}'s firewall`);
+    return Number(m[1]);
+}
+
+export async function udpDropped(fromNs: string, toNs: string, address: string, port: number, packets = 3): Promise<string> {
+    const before = await dropCounter(toNs);
+    await nsRun(fromNs, process.execPath, ["-e", UDP_SCRIPT, address, String(port), String(packets)], { timeoutMs: 5000 });
+    // Give the packets time to arrive; the counter only grows.
+    let delta = 0;
+    for (let i = 0; i < 20 && delta < packets; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        delta = (await dropCounter(toNs)) - before;
+    }
+    return delta >= packets ? `dropped (drop counter +${delta})` : `not dropped (drop counter +${delta} of ${packets})`;
 }
 
 export function meetsExpectation(expect: ReachProbe["expect"], result: ConnectResult): boolean {
@@ -83,8 +113,19 @@ export async function probeExposure(lab: LabRuntime): Promise<ReachProbe[]> {
     return Promise.all(cases.map(async ([src, dst, port, expect, rule]) => {
         const result = await tcpConnect(sources[src].ns, targets[dst].address, port);
         return {
-            from: sources[src].label, source: src, to: targets[dst].label, address: targets[dst].address, port, expect, rule, result,
+            protocol: "tcp" as const, from: sources[src].label, source: src, to: targets[dst].label, address: targets[dst].address, port, expect, rule, result,
             ok: meetsExpectation(expect, result),
         };
     }));
+}
+
+/** WireGuard from outside the mesh: dropped by the PoP's firewall (that the mesh works shows the peers get in). */
+export async function probeUdpExposure(lab: LabRuntime): Promise<ReachProbe[]> {
+    const r = lab.plan.regions[0];
+    const port = lab.stack.spec.mesh.port;
+    const result = await udpDropped(lab.plan.outsider.ns, r.pop.ns, r.pop.address, port);
+    return [{
+        protocol: "udp", from: `outsider ${lab.plan.outsider.address}`, source: "outsider", to: `PoP ${r.pop.name}, unicast address`,
+        address: r.pop.address, port, expect: "dropped", rule: "WireGuard only from mesh peers", result, ok: result.startsWith("dropped"),
+    }];
 }

@@ -18,7 +18,7 @@ import { CatchmentEntry, formatReport, HttpsCheck, HttpsResult, LabReport, Sessi
 import { loadStack, LabStack } from "./stack";
 import { LAB_DIR, LAB_NS_PREFIX, planLab } from "./topology";
 import { UPSTREAM_TABLE_SIZE } from "./routers";
-import { probeExposure } from "./exposure";
+import { probeExposure, probeUdpExposure } from "./exposure";
 import { flapDamping, policyChange, routingSafety } from "./routing";
 
 export type { LabReport } from "./report";
@@ -371,8 +371,9 @@ async function measure(lab: LabRuntime, options: LabOptions, stack: LabStack): P
 
     log("  probing who may reach what (TCP connects from each kind of source)");
     const exposure = await probeExposure(lab);
+    if (lab.firewallApplied) exposure.push(...await probeUdpExposure(lab));
     if (lab.firewallApplied) {
-        for (const p of exposure.filter((x) => !x.ok)) problems.push(`${p.from} -> ${p.to} tcp/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
+        for (const p of exposure.filter((x) => !x.ok)) problems.push(`${p.from} -> ${p.to} ${p.protocol}/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
     }
 
     log("  checking what each PoP exports and what the transits learned from our AS");

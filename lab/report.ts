@@ -224,9 +224,9 @@ export function formatReport(r: LabReport): string {
 
 function formatExposure(r: LabReport): string[] {
     if (r.exposure.length === 0) return [];
-    const out = ["Who may reach what (TCP connect from each source; refused = the host answered, timeout = the firewall dropped it)"];
+    const out = ["Who may reach what (TCP: connected, refused = the host answered, timeout = the firewall dropped it; UDP: the firewall's drop counter)"];
     out.push(...table(["from", "to", "port", "rule", "expected", "result", ""],
-        r.exposure.map((p) => [p.from, `${p.to} ${p.address}`, String(p.port), p.rule, p.expect, p.result, p.ok ? "ok" : "WRONG"])));
+        r.exposure.map((p) => [p.from, `${p.to} ${p.address}`, `${p.protocol}/${p.port}`, p.rule, p.expect, p.result, p.ok ? "ok" : "WRONG"])));
     out.push("");
     return out;
 }

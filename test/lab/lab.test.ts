@@ -93,13 +93,15 @@ describe("the lab, from Pulumi.lab.yaml", { skip }, () => {
     });
 
     it("lets each kind of source reach exactly what the firewall rules allow", () => {
-        assert.equal(report.exposure.length, 12);
-        for (const p of report.exposure) assert.ok(p.ok, `${p.from} -> ${p.to} tcp/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
-        const dropped = (port: number, source: string) => report.exposure.find((p) => p.port === port && p.source === source && p.expect === "dropped");
+        assert.equal(report.exposure.length, 13);
+        for (const p of report.exposure) assert.ok(p.ok, `${p.from} -> ${p.to} ${p.protocol}/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
+        const dropped = (port: number, source: string) => report.exposure.find((p) => p.protocol === "tcp" && p.port === port && p.source === source && p.expect === "dropped");
         // Each protected service has a refused outsider, and "dropped" means silently (no reset).
         for (const port of [80, 443, 179, 22, 8080]) assert.equal(dropped(port, "outsider")?.result, "timeout", `tcp/${port} from the outsider`);
         assert.equal(report.exposure.find((p) => p.source === "admin" && p.port === 22)?.result, "refused", "SSH from adminCidrs reaches the host");
         assert.equal(report.exposure.find((p) => p.source === "pop" && p.expect === "reached")?.result, "connected", "the origin's service over the mesh");
+        // WireGuard from outside the mesh: every datagram counted by the firewall's final drop.
+        assert.match(report.exposure.find((p) => p.protocol === "udp")?.result ?? "", /^dropped \(drop counter \+[3-9]/);
     });
 
     it("exports exactly the configured prefix from every PoP, past a full table and unrelated static routes", () => {
