@@ -314,7 +314,7 @@ withdraw() {
     save_withdrawals
     if ((\${#WITHDRAWALS[@]} >= MAX_WITHDRAWALS_PER_HOUR)); then
         held_until_ms
-        set_state held-down "$1; \${#WITHDRAWALS[@]} withdrawals within \${FLAP_WINDOW_SECONDS}s, held down until $HELD_UNTIL_MS"
+        set_state held-down "$1; \${#WITHDRAWALS[@]} withdrawals within \${FLAP_WINDOW_SECONDS}s, held down for $(( (HELD_UNTIL_MS - NOW_MS + 999) / 1000 ))s"
     else
         set_state withdrawn "$1"
     fi
@@ -420,7 +420,7 @@ tick() {
     if [[ $STATE == withdrawn && $drained == false ]]; then
         if ((\${#WITHDRAWALS[@]} >= MAX_WITHDRAWALS_PER_HOUR)); then
             held_until_ms
-            set_state held-down "\${#WITHDRAWALS[@]} withdrawals within \${FLAP_WINDOW_SECONDS}s, held down until $HELD_UNTIL_MS"
+            set_state held-down "\${#WITHDRAWALS[@]} withdrawals within \${FLAP_WINDOW_SECONDS}s, held down for $(( (HELD_UNTIL_MS - NOW_MS + 999) / 1000 ))s"
         elif ((GOOD >= RISE)); then
             set_state announced "healthy, $GOOD checks in a row"
         fi
