@@ -212,7 +212,7 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
             const seen = nowMs() - t0;
             // With the prepends the own edge's path is longer than the other transits': the client
             // moves; after the revert it must come back.
-            const served = await servedBy(lab, r, (p) => (name === "revert" ? p === r.pop.name : p !== undefined), 10_000);
+            const served = await servedBy(lab, r, (p) => (name === "revert" ? p === r.pop.name : p !== r.pop.name), 10_000);
             // A reset would show within the hold time; keep watching the session for a while.
             await sleep(SESSION_WATCH_MS);
             return { step: name, birdReply: applied.reply, configureMs: applied.ms, seenAtTransitMs: seen,

@@ -18,3 +18,4 @@ export const pops = network.pops;
 export const origin = network.origin;
 export const mesh = network.mesh;
 export const dns = network.dns;
+export const rpki = network.rpki;

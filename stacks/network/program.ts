@@ -20,6 +20,8 @@ export interface NetworkOutputs {
     origin: pulumi.Output<{ ipv6: string; meshAddress: string }>;
     mesh: { cidr: string; addresses: Record<string, string>; publicKeys: pulumi.Output<Record<string, string>> };
     dns: { hostname: string; anycastName: string };
+    /** Each prefix's RPKI state against anycast:roas (`pulumi stack output rpki`). */
+    rpki: AnycastSpec["rpki"];
 }
 
 export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
@@ -107,5 +109,6 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
         origin: origin.ipv6.apply((ipv6) => ({ ipv6, meshAddress: spec.origin.meshAddress })),
         mesh: { cidr: spec.mesh.cidr, addresses: mesh.addresses, publicKeys: mesh.publicKeys },
         dns: { hostname: frontDoor.hostname, anycastName: frontDoor.anycastName },
+        rpki: spec.rpki,
     };
 }
