@@ -13,7 +13,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import { DAMPING_SUPPRESS_THRESHOLD } from "../components/core/config";
+import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/config";
 import { LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
@@ -272,7 +272,7 @@ export interface FlapDampingReport {
 }
 
 /** "received" counts of the edge's import updates/withdraws from the PoP (`show protocols all`). */
-function importCounts(p: ProtocolStatus | undefined): { updates: number; withdraws: number } {
+export function importCounts(p: ProtocolStatus | undefined): { updates: number; withdraws: number } {
     const first = (v: string | undefined) => Number(/^\s*(\d+)/.exec(v ?? "")?.[1] ?? 0);
     return { updates: first(p?.details["Import updates"]), withdraws: first(p?.details["Import withdraws"]) };
 }
@@ -322,7 +322,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         report.servedByWhileHeld = [...new Set(prober.between(t0, nowMs()).map((s) => (s.ok ? s.pop ?? "?" : s.error ?? `http ${s.status}`)))];
         const counts1 = importCounts(await edgePop());
         report.upstream = { announcements: counts1.updates - counts0.updates, withdrawals: counts1.withdraws - counts0.withdraws };
-        report.penalty = 1000 * (report.upstream.announcements + report.upstream.withdrawals);
+        report.penalty = flapPenalty(report.upstream.withdrawals, report.upstream.announcements);
 
         // The operator fixed the cause: release, and the region's own PoP serves again.
         await lab.agent(r.pop.name, "release");

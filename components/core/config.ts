@@ -626,8 +626,12 @@ function checkRoas(raw: TopLevel["roas"], prefixes: Cidr[], asn: number | undefi
  * re-announcement (after the last one it is held down).
  */
 export const DAMPING_SUPPRESS_THRESHOLD = 6000;
+/** The damping penalty of withdrawals and re-announcements received in quick succession. */
+export function flapPenalty(withdrawals: number, reannouncements: number): number {
+    return 1000 * (withdrawals + reannouncements);
+}
 export function worstFlapPenalty(maxWithdrawals: number): number {
-    return maxWithdrawals * 1000 + (maxWithdrawals - 1) * 1000;
+    return flapPenalty(maxWithdrawals, maxWithdrawals - 1);
 }
 const MAX_SAFE_WITHDRAWALS = 3;
 

@@ -11,6 +11,7 @@ import { parseCidr, contains } from "../../components/core/addressing";
 import { BIRD_STATE_FILE } from "../../components/core/render/bird";
 import { rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
+import { importCounts, networksOf } from "../../lab/routing";
 import { stats, table } from "../../lab/report";
 import { renderEdgeBird, renderTransitBird } from "../../lab/routers";
 import { LabStack } from "../../lab/stack";
@@ -171,6 +172,14 @@ describe("birdc output parsers", () => {
         ]);
         assert.equal(routes[1].communities, "(64600,64496)");
         assert.equal(routes[0].localPref, 100);
+        assert.deepEqual(networksOf(fs.readFileSync(path.join(FIXTURES, "transit-show-route-all.txt"), "utf8")), ["2001:db8:100::/48"]);
+    });
+
+    it("reads the updates and withdrawals a session received (the damping experiment's evidence)", () => {
+        const protos = parseProtocols(fs.readFileSync(path.join(FIXTURES, "pop-show-protocols-all.txt"), "utf8"));
+        // The PoP received the upstream's 1,001 routes (and filtered every one).
+        assert.deepEqual(importCounts(protos.find((p) => p.proto === "BGP")), { updates: 1001, withdraws: 0 });
+        assert.deepEqual(importCounts(undefined), { updates: 0, withdraws: 0 });
     });
 });
 
