@@ -9,7 +9,6 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigIssue } from "../../components/core/model";
 import { NAMESPACE, SECRET_KEYS } from "../../components/core/config";
 
-/** Keys whose values are plain strings even when they look like JSON ("12345" stays a password). */
 /**
  * Whether a config key was set with --secret. The SDK has this (runtime/config.js) but does not
  * declare it; without it a plain-text password in a stack file would go unnoticed.
@@ -18,6 +17,7 @@ const isConfigSecret: (key: string) => boolean =
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     (require("@pulumi/pulumi/runtime/config") as { isConfigSecret: (key: string) => boolean }).isConfigSecret;
 
+/** Keys whose values are plain strings even when they look like JSON ("12345" stays a password). */
 const STRING_KEYS = new Set(["bgpPassword", "sshPrivateKey", "address"]);
 
 function decode(key: string, value: string): unknown {
