@@ -171,8 +171,10 @@ function renderProfiles(lab: LabReport, profiles: ProfileFigure[]): string[] {
 }
 
 function renderSafety(lab: LabReport): string[] {
-    const out = ["## Routing changes and flap damping (the lab, one run each)", ""];
     const p = lab.policyChange;
+    const f = lab.flapDamping;
+    if (!p && !f) return [];
+    const out = ["## Routing changes and flap damping (the lab, one run each)", ""];
     if (p) {
         const [apply, revert] = p.steps;
         out.push(p.error ? `- Policy change: not measured (${p.error}).` :
@@ -180,7 +182,6 @@ function renderSafety(lab: LabReport): string[] {
             `${ms(apply?.seenAtTransitMs)} later (AS path \`${apply?.transitAsPath}\`); revert ${ms(revert?.configureMs)} + ${ms(revert?.seenAtTransitMs)}. ` +
             `BGP session ${p.sessionKept ? "kept" : "RESET"}: ${p.notEstablished} of ${p.polls} polls not Established, uptime unchanged at both ends.`);
     }
-    const f = lab.flapDamping;
     if (f) {
         out.push(f.error ? `- Flap damping: not measured (${f.error}).` :
             `- Flap damping (maxWithdrawalsPerHour ${f.maxWithdrawalsPerHour}): held down after ${f.flaps} flaps, withdrawn for ` +
@@ -189,7 +190,7 @@ function renderSafety(lab: LabReport): string[] {
             `\`anycast-health release\` brought it back in ${ms(f.releasedAfterMs)}.`);
     }
     out.push("");
-    return out.length > 3 ? out : [];
+    return out;
 }
 
 function renderDataPath(d: DataPathFigures): string[] {

@@ -371,8 +371,9 @@ async function measure(lab: LabRuntime, options: LabOptions, stack: LabStack): P
 
     log("  probing who may reach what (TCP connects from each kind of source)");
     const exposure = await probeExposure(lab);
-    if (lab.firewallApplied) exposure.push(...await probeUdpExposure(lab));
     if (lab.firewallApplied) {
+        // The UDP probe reads the firewall's own drop counter: only meaningful when it is applied.
+        exposure.push(...await probeUdpExposure(lab));
         for (const p of exposure.filter((x) => !x.ok)) problems.push(`${p.from} -> ${p.to} ${p.protocol}/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
     }
 

@@ -633,7 +633,12 @@ export function flapPenalty(withdrawals: number, reannouncements: number): numbe
 export function worstFlapPenalty(maxWithdrawals: number): number {
     return flapPenalty(maxWithdrawals, maxWithdrawals - 1);
 }
-const MAX_SAFE_WITHDRAWALS = 3;
+/** The most withdrawals an hour whose worst case stays below the threshold (3). */
+const MAX_SAFE_WITHDRAWALS = (() => {
+    let n = 1;
+    while (worstFlapPenalty(n + 1) < DAMPING_SUPPRESS_THRESHOLD) n++;
+    return n;
+})();
 
 function describeIssue(issue: z.core.$ZodIssue): string {
     switch (issue.code) {

@@ -308,13 +308,18 @@ held_until_ms() {
     HELD_UNTIL_MS=$((WITHDRAWALS[0] + WINDOW_MS))
 }
 
+# Past the limit: withdrawn until the oldest counted withdrawal leaves the window. $1: what led here.
+hold_down() {
+    held_until_ms
+    set_state held-down "$1\${#WITHDRAWALS[@]} withdrawals within \${FLAP_WINDOW_SECONDS}s, held down for $(( (HELD_UNTIL_MS - NOW_MS + 999) / 1000 ))s"
+}
+
 # A health-driven withdrawal: counted for flap damping, and held down past the limit.
 withdraw() {
     WITHDRAWALS+=("$NOW_MS")
     save_withdrawals
     if ((\${#WITHDRAWALS[@]} >= MAX_WITHDRAWALS_PER_HOUR)); then
-        held_until_ms
-        set_state held-down "$1; \${#WITHDRAWALS[@]} withdrawals within \${FLAP_WINDOW_SECONDS}s, held down for $(( (HELD_UNTIL_MS - NOW_MS + 999) / 1000 ))s"
+        hold_down "$1; "
     else
         set_state withdrawn "$1"
     fi
@@ -419,8 +424,7 @@ tick() {
     # Not an elif chain: a PoP released from hold-down in this tick may announce in the same tick.
     if [[ $STATE == withdrawn && $drained == false ]]; then
         if ((\${#WITHDRAWALS[@]} >= MAX_WITHDRAWALS_PER_HOUR)); then
-            held_until_ms
-            set_state held-down "\${#WITHDRAWALS[@]} withdrawals within \${FLAP_WINDOW_SECONDS}s, held down for $(( (HELD_UNTIL_MS - NOW_MS + 999) / 1000 ))s"
+            hold_down ""
         elif ((GOOD >= RISE)); then
             set_state announced "healthy, $GOOD checks in a row"
         fi
