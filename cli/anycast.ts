@@ -8,13 +8,13 @@
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
- * CLI or cloud account needed); see cli/stackrun.ts.
+ * CLI or cloud account needed); see harness/stackrun.ts.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError } from "../components/core/config";
-import { runStack, StackRun } from "./stackrun";
+import { runStack, StackRun } from "../harness/stackrun";
 import { formatPreview } from "./preview";
 
 const USAGE = `usage:

@@ -5,8 +5,8 @@
  */
 import { describe, it, before } from "node:test";
 import * as assert from "node:assert/strict";
-import { runStack, StackRun } from "../../cli/stackrun";
-import { isSecretValue, MockCloud, MockedResource } from "../../cli/mockcloud";
+import { runStack, StackRun } from "../../harness/stackrun";
+import { isSecretValue, MockCloud, MockedResource } from "../../harness/mockcloud";
 import { ConfigError } from "../../components/core/config";
 import { rawConfigOf } from "../helpers/fixtures";
 
