@@ -7,7 +7,7 @@
 import { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ARTIFACTS, ArtifactName, artifactsFor } from "../components/core/artifacts";
+import { ARTIFACTS, ArtifactName, artifactsFor, PushedArtifactName } from "../components/core/artifacts";
 import { BIRD_STATE_FILE } from "../components/core/render/bird";
 import { NGINX_PATHS } from "../components/core/render/nginx";
 import { nowMs, nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
@@ -56,6 +56,11 @@ export function popArtifactsBooted(): ArtifactName[] {
 
 /** The TLS files, each in the PoP directory's tls/ under its artifact name. */
 const TLS_ARTIFACTS = ["origin.pem", "origin.key", "origin-pull-ca.pem"] as const;
+
+/** Write an artifact into a namespace's directory under its own name, with the mode it has on a host. */
+function writeArtifact(dir: string, name: PushedArtifactName, content: string): void {
+    fs.writeFileSync(path.join(dir, name), content, { mode: parseInt(ARTIFACTS[name].mode, 8) });
+}
 
 export function nsDir(ns: string): string {
     return path.join(LAB_DIR, ns);
@@ -258,7 +263,7 @@ export class LabRuntime {
         const dir = nsDir(o.ns);
         const files = o.host.files;
         if (!files["wg0.conf"]) throw new Error(`the stack rendered no wg0.conf for the origin ${o.host.name}`);
-        fs.writeFileSync(path.join(dir, "wg0.conf"), files["wg0.conf"], { mode: 0o600 });
+        writeArtifact(dir, "wg0.conf", files["wg0.conf"]);
         await this.applyFirewall(o.ns, o.host.name, files["nftables.conf"]);
         await this.wgUp(o.ns);
         nsDaemon(o.ns, [process.execPath, serverScript, o.host.name, o.meshAddress, String(o.port)], path.join(dir, "origin-http.log"));
@@ -281,7 +286,7 @@ export class LabRuntime {
         fs.mkdirSync(path.join(dir, "tls"), { recursive: true });
 
         // anycast-net.sh runs unchanged; its paths are environment variables by design.
-        fs.writeFileSync(path.join(dir, "anycast-net.sh"), files["anycast-net.sh"], { mode: 0o755 });
+        writeArtifact(dir, "anycast-net.sh", files["anycast-net.sh"]);
         this.rewrites.push({ host, file: "anycast-net.sh", what: "ANYCAST_STATE_FILE (environment)", from: BIRD_STATE_FILE, to: stateFile });
         await nsRun(ns, path.join(dir, "anycast-net.sh"), [], { env: { ...process.env, ANYCAST_STATE_FILE: stateFile, DEFAULT_ROUTE_WAIT: "5" } });
 
@@ -292,7 +297,7 @@ export class LabRuntime {
             await nsRun(ns, "ip", ["-6", "route", "add", route, "via", r.pop.gateway, "dev", POP_UPLINK]);
         }
 
-        fs.writeFileSync(path.join(dir, "wg0.conf"), files["wg0.conf"], { mode: 0o600 });
+        writeArtifact(dir, "wg0.conf", files["wg0.conf"]);
         await this.wgUp(ns);
 
         const bird = rewritePaths(host, "bird.conf", files["bird.conf"], [{ what: "BIRD state include", from: BIRD_STATE_FILE, to: stateFile }], this.rewrites);
@@ -305,7 +310,7 @@ export class LabRuntime {
             "origin.pem": this.tls.serverCertPem, "origin.key": this.tls.serverKeyPem, "origin-pull-ca.pem": this.tls.pullCaPem,
         };
         for (const name of TLS_ARTIFACTS) {
-            fs.writeFileSync(path.join(dir, "tls", name), tlsContent[name], { mode: ARTIFACTS[name].secret ? 0o600 : 0o644 });
+            writeArtifact(path.join(dir, "tls"), name, tlsContent[name]);
         }
         const nginx = rewritePaths(host, "nginx.conf", files["nginx.conf"], [
             { what: "nginx pid file", from: NGINX_PATHS.pid, to: path.join(dir, "nginx.pid") },
@@ -317,7 +322,7 @@ export class LabRuntime {
         await nsRun(ns, "nginx", ["-t", "-q", "-c", path.join(dir, "nginx.conf")]);
         nsDaemon(ns, ["nginx", "-c", path.join(dir, "nginx.conf"), "-g", "daemon off;"], path.join(dir, "nginx.stderr.log"));
 
-        fs.writeFileSync(path.join(dir, "anycast-health"), files["anycast-health"], { mode: 0o755 });
+        writeArtifact(dir, "anycast-health", files["anycast-health"]);
         fs.writeFileSync(this.healthEnvFile(ns), rewriteHealthEnv(host, files["anycast-health.env"], dir, this.rewrites));
         await this.waitForBird(ns, birdChild);
         nsDaemon(ns, [path.join(dir, "anycast-health"), "run"], path.join(dir, "health.log"),
