@@ -13,11 +13,13 @@ import { REPO_ROOT } from "../helpers/golden";
 const KNOWN = [...new Set([...CONFIG_KEYS, ...SECRET_KEYS])].sort();
 
 describe("docs in sync with the config validator", () => {
-    it("Pulumi.yaml declares exactly the keys the validator knows, secrets as secret", () => {
-        const project = parseYaml(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.yaml"), "utf8")) as { config: Record<string, { secret?: boolean }> };
+    it("Pulumi.yaml declares exactly the keys the validator knows, and tells to set secrets with --secret", () => {
+        const project = parseYaml(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.yaml"), "utf8")) as { config: Record<string, { description?: string }> };
         const declared = Object.keys(project.config).filter((k) => k.startsWith(`${NAMESPACE}:`)).map((k) => k.slice(NAMESPACE.length + 1)).sort();
         assert.deepEqual(declared, KNOWN);
-        for (const key of SECRET_KEYS) assert.equal(project.config[`${NAMESPACE}:${key}`].secret, true, key);
+        // Not `secret: true`: the CLI would refuse every stack holding one in plain text (see the
+        // comment in Pulumi.yaml); the program warns instead (stacks/network/config.ts).
+        for (const key of SECRET_KEYS) assert.match(project.config[`${NAMESPACE}:${key}`].description ?? "", /pulumi config set --secret/, key);
     });
 
     it("the README's config reference has a row for every key, and no row for a key that does not exist", () => {
