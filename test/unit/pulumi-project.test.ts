@@ -18,7 +18,7 @@ import {
     applyProjectConfig, ConfigMap, loadProject, loadStackConfig, programConfig, PulumiCliError, PulumiProject,
 } from "../helpers/pulumi-cli";
 import { ConfigError, NAMESPACE, parseAnycastConfig, SECRET_KEYS } from "../../components/core/config";
-import { runStack, SECRET_PLACEHOLDERS, StackRun } from "../../cli/stackrun";
+import { runStack, SECRET_PLACEHOLDERS, StackRun } from "../../harness/stackrun";
 import { rawConfigOf } from "../helpers/fixtures";
 
 const PROJECT_FILE = path.join(REPO_ROOT, "Pulumi.yaml");
