@@ -49,8 +49,11 @@ interface Experiment {
     settled(lab: LabRuntime, r: RegionPlan, bounds: Bounds): Promise<void>;
 }
 
-/** Slack on every bound: process start-up and scheduling on a busy machine, route propagation. */
-const SLACK_MS = 8_000;
+/**
+ * Slack on every bound: process start-up, route propagation through the emulated Internet, and
+ * scheduling on a busy shared machine (stalls of a second or more were measured under load).
+ */
+const SLACK_MS = 15_000;
 /** WireGuard retries a handshake every 5 s; a tunnel that was cut needs one to come back. */
 const WIREGUARD_RETRY_MS = 5_000;
 
@@ -222,13 +225,15 @@ export class ExperimentsAborted extends Error {
  * experiment's recovery bound (the previous run's repair may still be settling). Otherwise no
  * fault on this region can be measured, and repeating runs would only wait out more timeouts.
  */
-async function steady(lab: LabRuntime, r: RegionPlan, prober: Prober, timeoutMs: number): Promise<void> {
+async function steady(lab: LabRuntime, r: RegionPlan, prober: Prober, boundMs: number): Promise<void> {
+    // The previous run's repair (maybe on another PoP) may still be settling: give it at least a minute.
+    const timeoutMs = Math.max(boundMs, 60_000);
     const agent = await waitFor(`${r.pop.name}'s agent to announce`,
         async () => (await lab.agentStatus(r.pop.name))?.state === "announced", timeoutMs, 50).catch(() => false);
     if (!agent) {
         const s = await lab.agentStatus(r.pop.name);
-        throw new ExperimentsAborted(`before the fault, PoP ${r.pop.name}'s agent is ${s ? `${s.state} (${s.last_reason})` : "not running"}` +
-            `, not announcing, after ${(timeoutMs / 1000).toFixed(0)} s`);
+        throw new ExperimentsAborted(`before the fault, PoP ${r.pop.name}'s agent is ` +
+            `${s ? `${s.state} (${s.last_reason})` : "silent (no status file)"}, not announcing, after ${(timeoutMs / 1000).toFixed(0)} s`);
     }
     if (!await prober.waitForStreak(nowMs(), 5, (s) => s.ok && s.pop === r.pop.name, timeoutMs)) {
         const last = prober.samples.slice(-3).map((s) => (s.ok ? `served by ${s.pop}` : s.error ?? `status ${s.status}`)).join(", ");

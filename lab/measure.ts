@@ -179,7 +179,8 @@ async function checkHttps(lab: LabRuntime, problems: string[]): Promise<HttpsChe
         };
         out.push(h);
         if (h.withCert.status !== 200 || h.withCert.servedBy !== h.expectedPop) {
-            problems.push(`region ${h.region}: HTTPS with the origin-pull certificate gave ${h.withCert.status ?? h.withCert.error}`);
+            problems.push(`region ${h.region}: HTTPS with the origin-pull certificate gave ${h.withCert.status ?? h.withCert.error}` +
+                ` from ${h.withCert.servedBy ?? "no PoP"}, expected 200 from its own PoP ${h.expectedPop}`);
         }
         if (h.withoutCert.status === 200) problems.push(`region ${h.region}: HTTPS without a client certificate was served`);
     }
@@ -252,7 +253,13 @@ export async function waitForAnnounced(lab: LabRuntime, timeoutMs: number): Prom
         await Promise.all(plan.regions.map((r) => waitFor(`transit ${r.region} to prefer its own edge for ${prefix}`, async () => {
             const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix);
             return routes.some((x) => x.best && x.from === edgePeerName(r.transit, family));
-        }, timeoutMs, 100)));
+        }, timeoutMs, 100).catch(async (e: Error) => {
+            const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix).catch(() => []);
+            const best = routes.find((x) => x.best);
+            const edge = await lab.edges.session(r, family).catch(() => undefined);
+            throw new Error(`${e.message.split(":")[0]}: its best route is ${best ? `from ${best.from} (${best.asPath})` : "none"}; ` +
+                `the edge's session with ${r.pop.name} is ${edge?.state ?? "unknown"}${edge?.lastError ? ` (${edge.lastError})` : ""}`);
+        })));
     }
 }
 

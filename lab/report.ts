@@ -185,11 +185,10 @@ function formatTopology(r: LabReport): string[] {
 
 function formatSessions(r: LabReport): string[] {
     return [
-        "BGP sessions (each PoP's BIRD; BFD and routes accepted and offered as the edge sees them)",
-        ...table(["PoP", "session", "neighbour", "state", "BFD", "hold", "sent", "edge took", "offered", "took", "last error"],
-            r.sessions.map((s) => [s.pop, s.protocol, `${s.neighbor} AS${s.neighborAs}`, s.state, s.bfd ?? "n/a", s.holdTimer ?? "n/a",
-                String(s.exported ?? "n/a"), String(s.edgeImported ?? "n/a"), String(s.upstreamOffered ?? "n/a"),
-                String(s.popImported ?? "n/a"), s.lastError ?? ""])),
+        "BGP sessions (each PoP's BIRD; BFD and the routes it accepted as the edge sees them)",
+        ...table(["PoP", "session", "neighbour", "AS", "state", "BFD", "hold", "edge took", "last error"],
+            r.sessions.map((s) => [s.pop, s.protocol, s.neighbor, s.neighborAs, s.state, s.bfd ?? "n/a", s.holdTimer ?? "n/a",
+                String(s.edgeImported ?? "n/a"), s.lastError ?? "none"])),
         "",
     ];
 }

@@ -50,23 +50,27 @@ function longestWord(text: string): number {
 }
 
 /**
- * Column widths that fit `width`: each column's natural width, then the column with the most to
- * give shrinks first, words kept whole while possible.
+ * Column widths that fit `room`: each column's natural width, then the widest columns shrink
+ * together (never below the next widest, so no one column takes all the cuts), first down to
+ * their longest word, then to the longest word of their label, then to a few characters.
  */
 function fitWidths(header: string[], rows: string[][], room: number): number[] {
     const cells = (i: number) => [header[i], ...rows.map((r) => r[i] ?? "")];
-    const natural = header.map((_, i) => Math.max(...cells(i).map((c) => c.length)));
-    const wordFloor = header.map((_, i) => Math.max(...cells(i).map(longestWord)));
-    const widths = [...natural];
+    const widths = header.map((_, i) => Math.max(...cells(i).map((c) => c.length)));
     const total = () => widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);
-    for (const floor of [wordFloor, header.map(() => 4)]) {
+    const floors = [
+        header.map((_, i) => Math.max(...cells(i).map(longestWord))),
+        header.map((h) => Math.max(4, longestWord(h))),
+        header.map(() => 4),
+    ];
+    for (const floor of floors) {
         while (total() > room) {
-            let pick = -1;
-            for (let i = 0; i < widths.length; i++) {
-                if (widths[i] > floor[i] && (pick < 0 || widths[i] > widths[pick])) pick = i;
-            }
-            if (pick < 0) break;
-            widths[pick] = Math.max(floor[pick], widths[pick] - (total() - room));
+            const shrinkable = widths.map((w, i) => i).filter((i) => widths[i] > floor[i]);
+            if (shrinkable.length === 0) break;
+            const widest = shrinkable.reduce((a, b) => (widths[b] > widths[a] ? b : a));
+            const next = Math.max(0, ...shrinkable.filter((i) => i !== widest).map((i) => widths[i]));
+            const target = Math.max(floor[widest], widths[widest] - (total() - room), Math.min(next, widths[widest] - 1));
+            widths[widest] = target;
         }
     }
     return widths;

@@ -40,7 +40,8 @@ export interface LabConfigChoices {
     admin?: "none" | "origin" | "own";
     existingPop?: boolean;
     dualStack?: boolean;
-    bfd?: boolean;
+    /** BFD on every PoP (with these timers, or seeded ones for `true`), or none. */
+    bfd?: boolean | { interval: number; multiplier: number };
 }
 
 export interface GeneratedConfig {
@@ -62,11 +63,13 @@ export function generateLabConfig(seed: number, choices: LabConfigChoices = {}):
     const admin = choices.admin ?? pick(["none", "origin", "own"] as const);
     const existingPop = choices.existingPop ?? chance(0.5);
     const dualStack = choices.dualStack ?? chance(0.4);
-    const bfd = choices.bfd ?? chance(0.5);
+    const bfdChoice = choices.bfd ?? chance(0.5);
+    const bfd = bfdChoice !== false;
 
     const regions = [...VULTR_REGIONS].sort(() => rnd() - 0.5).slice(0, popCount);
     const holdTime = pick([0, 3, 4, 6, 9]);
-    const bgp = () => ({ holdTime, errorWaitTime: [2, 10], ...(bfd ? { bfd: { interval: pick([100, 200, 300]), multiplier: pick([3, 4, 5]) } } : {}) });
+    const bfdTimers = () => (typeof bfdChoice === "object" ? bfdChoice : { interval: pick([100, 200, 300]), multiplier: pick([3, 4, 5]) });
+    const bgp = () => ({ holdTime, errorWaitTime: [2, 10], ...(bfd ? { bfd: bfdTimers() } : {}) });
     const pops: Array<Record<string, unknown>> = regions.map((region, i) => ({
         name: `${region}${i}`, region, bgp: bgp(), ...(i === 0 && chance(0.5) ? { prepend: 1 } : {}),
     }));

@@ -12,7 +12,8 @@ import { BIRD_STATE_FILE } from "../../components/core/render/bird";
 import { rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
 import { importCounts, networksOf } from "../../lab/routing";
-import { stats, table } from "../../lab/report";
+import { formatReport, LabReport, stats, table } from "../../lab/report";
+import { REPORT_WIDTH, wrap } from "../../lab/text";
 import { renderEdgeBird, renderTransitBird } from "../../lab/routers";
 import { LabStack } from "../../lab/stack";
 import { LAB_NS_PREFIX, planLab, subnet } from "../../lab/topology";
@@ -196,6 +197,29 @@ describe("lab report helpers", () => {
     it("aligns columns", () => {
         const lines = table(["a", "bb"], [["xxx", "y"]], "");
         assert.deepEqual(lines, ["a    bb", "---  --", "xxx  y"]);
+    });
+
+    it("wraps wide tables and prose into 100 columns, and refuses a column without a label", () => {
+        const long = "2001:db8:ffff:ffff:ffff:ffff:ffff:1 (a very long cell that has to wrap inside its own column)";
+        const lines = table(["from", "to", "rule"], [[long, long, long], ["a", "b", "c"]]);
+        assert.ok(lines.every((l) => l.length <= REPORT_WIDTH), lines.join("\n"));
+        assert.ok(lines.length > 4, "the long row wraps onto continuation lines");
+        assert.throws(() => table(["from", ""], [["a", "b"]]), /column 2 has no label/);
+        const para = wrap("word ".repeat(60).trim(), "Note: ", "  ");
+        assert.ok(para.every((l) => l.length <= REPORT_WIDTH) && para[0].startsWith("Note: ") && para[1].startsWith("  word"));
+    });
+
+    it("formats a whole report within 100 columns, every table with labelled columns", () => {
+        const report = JSON.parse(fs.readFileSync(path.join(FIXTURES, "report.json"), "utf8")) as LabReport;
+        const text = formatReport(report);
+        const over = text.split("\n").filter((l) => l.length > REPORT_WIDTH);
+        assert.deepEqual(over, []);
+        // A rule line under a header has only dashes: the header above it names every column.
+        const lines = text.split("\n");
+        lines.forEach((l, i) => {
+            if (/^\s*-+( +-+)+$/.test(l)) assert.ok(lines[i - 1].trim().length > 0, `unlabelled table at line ${i}`);
+        });
+        assert.match(text, /^Result: NOT OK/m);
     });
 });
 
