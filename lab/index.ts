@@ -230,8 +230,8 @@ async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: stri
     const probe = probeStalls();
     const adapted = adaptStackToStalls(stack, probe.maxMs);
     if (adapted.rewrites.length > 0) {
-        log(`  this machine stalled up to ${probe.maxMs} ms in a ${probe.durationMs} ms probe: BFD timers below ` +
-            `${minimumBfdDetectMs(probe.maxMs)} ms detection are raised (listed under rewrites)`);
+        log(`  this machine stalled up to ${probe.maxMs} ms in a ${probe.durationMs} ms probe: BFD detection and ` +
+            `health check timeouts below ${minimumBfdDetectMs(probe.maxMs)} ms are raised (listed under rewrites)`);
     }
     return { stack: adapted.stack, plan: planLab(adapted.stack), stallRewrites: adapted.rewrites };
 }

@@ -321,9 +321,9 @@ function formatFlapDamping(f: FlapDampingReport): string[] {
 
 function formatRewrites(r: LabReport): string[] {
     if (r.rewrites.length === 0) return [];
-    const timers = r.rewrites.some((w) => w.what.startsWith("BFD timers"));
+    const timers = r.rewrites.some((w) => w.what.includes("machine stalls"));
     const out = [timers
-        ? "What the lab rewrote (a namespace needs its own directory; BFD needs timers longer than this machine's stalls):"
+        ? "What the lab rewrote (a namespace needs its own paths; timers outlast this machine's stalls):"
         : "Paths the lab rewrote (a namespace needs its own directory; nothing else was changed):"];
     const byWhat = new Map<string, string[]>();
     for (const w of r.rewrites) {
