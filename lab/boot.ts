@@ -95,6 +95,8 @@ export function rewriteHealthEnv(host: string, text: string, dir: string, rewrit
 export class LabRuntime {
     readonly rewrites: Rewrite[] = [];
     readonly notes: string[] = [];
+    /** The longest stall the machine showed before the boot (lab/stalls.ts); a re-render adapts to it too. */
+    stallMs = 0;
     /** PoP name -> the running BIRD (restarted by the crash experiment). */
     readonly popBird = new Map<string, ChildProcess>();
     firewallApplied = false;

@@ -503,8 +503,7 @@ describe("the agent against a real BIRD (live)", () => {
 
         // Healthy again, but held: no announcement until the first withdrawal is 4 s old.
         await lab.server("start origin");
-        await sleep(800);
-        assert.equal(lab.status().healthy, true);
+        await until("healthy again (held down)", 5000, () => lab.status().healthy === true);
         assert.equal(lab.status().state, "held-down");
         assert.equal(lab.state(), ANYCAST_STATE.withdrawn);
         await lab.waitState(ANYCAST_STATE.announced, 8000);
@@ -529,8 +528,7 @@ describe("the agent against a real BIRD (live)", () => {
             if (i === 0) await lab.waitState(ANYCAST_STATE.announced, 5000);
         }
         await until("held-down", 2000, () => lab.status().state === "held-down");
-        await sleep(500);
-        assert.equal(lab.status().healthy, true);
+        await until("healthy again (held down)", 5000, () => lab.status().healthy === true);
         assert.equal(lab.state(), ANYCAST_STATE.withdrawn, "held down while healthy");
 
         assert.match(lab.cli(env, "release"), /flap history cleared/);
