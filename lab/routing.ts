@@ -21,6 +21,7 @@ import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
 import { adaptStackToStalls } from "./stalls";
+import { ms } from "./text";
 import { edgePeerName, LAB_DIR, RegionPlan } from "./topology";
 
 // --- routing safety -------------------------------------------------------------------------
@@ -285,6 +286,8 @@ export interface FlapDampingReport {
     /** How long the lab watched the held-down PoP while its checks passed. */
     watchedMs: number;
     healthyWhileHeld: boolean;
+    /** When it was not: the agent's first status that broke it (ms into the watch, state, reason). */
+    heldBreak?: string;
     /** Most routes the edge had from the PoP during the watch (0: nothing announced). */
     edgeRoutesWhileHeld: number;
     /** Who served the region's client during the watch. */
@@ -346,7 +349,9 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         let healthy = true;
         while (nowMs() - t0 < watchMs) {
             const s = await state();
-            healthy &&= s?.healthy === true && s.state === "held-down";
+            const ok = s?.healthy === true && s.state === "held-down";
+            if (!ok && healthy) report.heldBreak = `+${ms(nowMs() - t0)}: ${s ? `${s.state}, ${s.last_reason}` : "no status"}`;
+            healthy &&= ok;
             report.edgeRoutesWhileHeld = Math.max(report.edgeRoutesWhileHeld, (await lab.edges.session(r))?.accepted ?? 0);
             await sleep(100);
         }
