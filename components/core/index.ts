@@ -1,5 +1,7 @@
 /** The pure core: model, config validation, address math and renderers (no Pulumi types). */
 export * from "./model";
 export * from "./config";
+export * from "./vultr";
+export * from "./damping";
 export * as addressing from "./addressing";
 export * from "./render";
