@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { measureEvaluation, EvaluationFigure } from "./evaluation";
 import { measureDataPath, DataPathFigures } from "./datapath";
-import { formatSummary, Summary } from "./stats";
+import { formatSummary, Summary } from "../lab/stats";
 import { measureProfiles, ProfileFigure } from "./profiles";
 import type { LabReport } from "../lab/index";
 import { ms } from "../lab/report";
@@ -108,7 +108,7 @@ function renderBenchmarks(result: BenchResult, repeats: number, configFile: stri
         "",
         "## Program evaluation",
         "",
-        "Method: `stacks/network` runs in-process under Pulumi's mocks (`cli/stackrun.ts`), with the lab stack's",
+        "Method: `stacks/network` runs in-process under Pulumi's mocks (`harness/stackrun.ts`), with the lab stack's",
         "settings and N PoPs in N Vultr regions; the time covers config validation, every component, every",
         "render and every resource registration. One warm-up run first (SDK loading).",
         "",

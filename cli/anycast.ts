@@ -9,16 +9,17 @@
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab] [--repeats N]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
- * CLI or cloud account needed); see cli/stackrun.ts. Subcommands, options, per-command help and
+ * CLI or cloud account needed); see harness/stackrun.ts. Subcommands, options, per-command help and
  * "did you mean" come from commander (README.md says why). Exit codes: 0 ok, 1 the config or
  * the lab failed, 2 the command line is wrong.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option, OptionValues } from "commander";
+import { artifact } from "../components/core/artifacts";
 import { ConfigError } from "../components/core/config";
 import { StackFileError } from "../components/core/stackfile";
-import { runStack, StackRun } from "./stackrun";
+import { runStack, StackRun } from "../harness/stackrun";
 import { buildPlan, diffPlans, parsePlan, SavedPlan } from "./plan";
 import { allCreated, countsLine, formatPreview } from "./preview";
 import { OUTPUT_COLUMNS, step, table, wrap } from "./format";
@@ -310,9 +311,8 @@ export function writeRender(run: StackRun, dir: string, stack = "mock"): void {
         fs.rmSync(hostDir, { recursive: true, force: true });
         fs.mkdirSync(hostDir, { recursive: true });
         for (const [file, content] of Object.entries(host.files)) {
-            // Key material and files with passwords: owner-only, like on the hosts.
-            const secret = /\.key$|^wg0\.conf$|^bird\.conf$/.test(file);
-            fs.writeFileSync(path.join(hostDir, file), content, { mode: secret ? 0o600 : 0o644 });
+            // Key material and files with passwords (the registry's secret flag): owner-only.
+            fs.writeFileSync(path.join(hostDir, file), content, { mode: artifact(file).secret ? 0o600 : 0o644 });
         }
     }
     writePlan(buildPlan(run, stack), path.join(dir, "plan.json"));

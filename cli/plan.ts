@@ -16,8 +16,8 @@
  * certificate covers shows on the resource that requests it (hostnames, CSR inputs).
  */
 import * as crypto from "node:crypto";
-import { isSecretValue } from "./mockcloud";
-import type { StackRun } from "./stackrun";
+import { isSecretValue } from "../harness/mockcloud";
+import type { StackRun } from "../harness/stackrun";
 import type { ConfigIssue } from "../components/core/model";
 
 export const PLAN_FORMAT = "anycast-plan/1";

@@ -2,7 +2,7 @@
  * The lab report: its JSON shape (`--json`) and the text a network engineer reads.
  */
 import type { Rewrite } from "./boot";
-import { summarize, Summary } from "../bench/stats";
+import { summarize, Summary } from "./stats";
 import type { ReachProbe } from "./exposure";
 import type { FlapDampingReport, PolicyChangeReport, RoutingSafety } from "./routing";
 

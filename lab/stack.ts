@@ -1,10 +1,10 @@
 /**
  * What the lab boots: the stack program's rendered hosts, from the same code path as
- * `anycast render` (cli/stackrun.ts runs stacks/network under Pulumi's mocks). The lab has no
+ * `anycast render` (harness/stackrun.ts runs stacks/network under Pulumi's mocks). The lab has no
  * renderer of its own for PoP or origin artifacts.
  */
 import { AnycastSpec } from "../components/core/model";
-import type { RenderedHost, StackRun } from "../cli/stackrun";
+import type { RenderedHost, StackRun } from "../harness/stackrun";
 
 export type LabHost = RenderedHost;
 
@@ -21,7 +21,7 @@ export interface LabStack {
 
 export async function loadStack(configFile: string): Promise<LabStack> {
     // Loaded lazily: the Pulumi SDK is heavy, and `anycast lab --down` does not need it.
-    const { runStack } = await import("../cli/stackrun");
+    const { runStack } = await import("../harness/stackrun");
     const run: StackRun = await runStack({ configFile });
     return {
         spec: run.spec,
