@@ -22,7 +22,7 @@ import { StackFileError } from "../components/core/stackfile";
 import { runStack, StackRun } from "../harness/stackrun";
 import { buildPlan, diffPlans, parsePlan, SavedPlan } from "./plan";
 import { allCreated, countsLine, formatPreview } from "./preview";
-import { OUTPUT_COLUMNS, step, table, wrap } from "./format";
+import { elapsed, OUTPUT_COLUMNS, step, table, wrap } from "./format";
 
 /** A mistake on the command line: exit 2, with a pointer to the command's help. */
 class UsageError extends Error {}
@@ -37,6 +37,7 @@ export interface Io {
 function requireConfig(file: string | undefined): string {
     if (file === undefined) throw new UsageError("--config <file> is required: give a Pulumi.<stack>.yaml file");
     if (!fs.existsSync(file)) throw new UsageError(`config file ${file} does not exist: give a Pulumi.<stack>.yaml file with --config`);
+    if (!fs.statSync(file).isFile()) throw new UsageError(`${file} is not a file: give a Pulumi.<stack>.yaml file with --config`);
     return file;
 }
 
@@ -130,85 +131,122 @@ async function lab(opts: { config?: string; json?: string; keep?: boolean; repea
         configFile: requireConfig(opts.config), json: opts.json, keep: !!opts.keep, repeats: opts.repeats,
         edge: opts.edge, log: io.out,
     };
+    const started = Date.now();
     const report = await labModule.runLab(labOptions);
-    io.out(wrap(`lab: ${report.ok ? "ok" : "not ok"} (${opts.config}${opts.json ? `, report in ${opts.json}` : ""})`));
+    io.out(wrap(`lab: ${report.ok ? "ok" : "not ok"} in ${elapsed(Date.now() - started)} ` +
+        `(${opts.config}${opts.json ? `, report in ${opts.json}` : ""}${report.kept ? ", kept: anycast lab --down tears it down" : ""})`));
     return report.ok ? 0 : 1;
 }
 
 async function bench(opts: { config: string; skipLab?: boolean; repeats: number }, io: Io): Promise<number> {
     const benchModule = await import("../bench/index");
+    const started = Date.now();
     await benchModule.runBench({ configFile: requireConfig(opts.config), skipLab: !!opts.skipLab, repeats: opts.repeats, log: io.out });
-    io.out(wrap(`bench: ok (${opts.config}${opts.skipLab ? ", lab skipped" : ""}), figures in BENCHMARKS.md`));
+    io.out(wrap(`bench: ok in ${elapsed(Date.now() - started)} (${opts.config}${opts.skipLab ? ", lab skipped" : ""}), figures in BENCHMARKS.md`));
     return 0;
 }
 
 const configOption = (when = "required") => new Option("-c, --config <file>", `the stack file to use, a Pulumi.<stack>.yaml (${when})`);
 const repeatsOption = (what: string) => new Option("--repeats <n>", what).default(5).argParser(repeatsArg);
 
-/** One subcommand: its help (summary, options with defaults, examples, notes) and what it runs. */
+/**
+ * One subcommand: its help (a one-line summary for `anycast --help`, a description of what it
+ * does, options with defaults, examples, what it prints) and what it runs.
+ */
 interface CommandSpec {
     name: string;
     summary: string;
+    description: string;
     options: () => Option[];
     examples: string[];
-    notes?: string;
+    /** What the command prints last and its exit codes (the help's closing paragraph). */
+    result: string;
     run: (opts: never, io: Io) => Promise<number>;
 }
+
+const EXIT_CODES = "Exit codes: 0 ok, 1 failed (config errors, or the lab failed), 2 the command line is wrong.";
 
 const COMMANDS: CommandSpec[] = [
     {
         name: "validate", summary: "check a stack file: every config error at once, before any resource exists",
+        description: "Check a stack file as pulumi up would, without the Pulumi CLI or a cloud account: its YAML,\n" +
+            "every anycast: key (with a \"did you mean\" for a mistyped one), Vultr region and plan ids\n" +
+            "against the lists shipped in the package, and the announcement's RPKI state against\n" +
+            "anycast:roas. Runs the stacks/network program under Pulumi mocks; secrets the file does not\n" +
+            "hold in plain text are rendered with marked placeholders, and a note says so.",
         options: () => [configOption()],
-        examples: ["anycast validate --config Pulumi.prod.yaml"],
-        notes: "Runs the stacks/network program under Pulumi mocks; secrets the file does not hold in\n" +
-            "plain text are rendered with marked placeholders. Ends with a summary line such as\n" +
-            "  validate: ok, 3 PoPs, 70 resources, 2 warnings",
+        examples: ["anycast validate --config Pulumi.prod.yaml", "anycast validate -c Pulumi.lab.yaml"],
+        result: "Prints every error as <anycast: key>: <what is wrong and what is valid>, then a summary line:\n" +
+            "  validate: ok, 3 PoPs, 70 resources, 2 warnings (Pulumi.prod.yaml)\n" +
+            "  validate: failed, 2 config errors",
         run: validate,
     },
     {
         name: "render", summary: "write every host's files (bird.conf, wg0.conf, nginx.conf, ...) and plan.json",
+        description: "Write the files pulumi up would push to each host, as <dir>/<host>/<file> (key material and\n" +
+            "files with passwords owner-only), and <dir>/plan.json: every resource's URN, parent, type,\n" +
+            "name and inputs with secrets as [secret]. Give plan.json to anycast preview --diff later to\n" +
+            "see what a change would do. Validates the stack file first, as anycast validate does.",
         options: () => [configOption(), new Option("-o, --out <dir>", "directory for <host>/<file> and plan.json (required)")],
-        examples: ["anycast render --config Pulumi.prod.yaml --out out/", "anycast preview --config Pulumi.prod.yaml --diff out/plan.json"],
-        notes: "plan.json lists every resource (URN, parent, type, name, inputs with secrets as [secret]);\n" +
-            "give it to anycast preview --diff to see what a change would do.",
+        examples: ["anycast render --config Pulumi.prod.yaml --out out/",
+            "anycast preview --config Pulumi.prod.yaml --diff out/plan.json   # after editing the stack file"],
+        result: "Prints a table of hosts and files, then a summary line:\n  render: ok, 4 hosts, 40 files, 70 resources in out/plan.json",
         run: render,
     },
     {
         name: "preview", summary: "show what pulumi up would do, as a tree by parent, optionally against a previous plan",
+        description: "Show what pulumi up would do, laid out like pulumi preview: the resources as a tree by parent\n" +
+            "(stack, components, resources) with a marker each, then counts by type. Without --diff every\n" +
+            "resource is created (a first pulumi up). With --diff, only what changes is shown, each with\n" +
+            "the inputs that change (secrets as [secret], file contents as a line diff):\n" +
+            "  +  create   ~  update in place   +- replace (an input that forces a new resource)   -  delete",
         options: () => [
             configOption(),
-            new Option("--diff <plan.json>", "compare with a plan written by anycast render or preview --json: show + create, " +
-                "~ update, +- replace and - delete with the inputs that change (default: every resource is created)"),
+            new Option("--diff <plan.json>", "compare with a plan written by anycast render or preview --json " +
+                "(default: none, every resource is created)"),
             new Option("--json <file>", "also write this run's plan to <file>, for a later --diff (default: not written)"),
         ],
         examples: ["anycast preview --config Pulumi.prod.yaml", "anycast preview --config Pulumi.prod.yaml --json before.json",
-            "anycast preview --config Pulumi.prod.yaml --diff before.json"],
+            "anycast preview --config Pulumi.prod.yaml --diff before.json   # after editing the stack file"],
+        result: "Ends with a summary line: preview: 1 to replace, 69 unchanged against before.json",
         run: preview,
     },
     {
         name: "lab", summary: "run the stack on this machine: namespaces, BIRD, WireGuard, nginx, experiments (root)",
+        description: "Run the stack on this machine, with the files it renders and the real tools: network\n" +
+            "namespaces for the PoPs, the origin, emulated Vultr edges and transits; BIRD, WireGuard,\n" +
+            "nginx and the health agent on each PoP. Then measure and break things: a PoP crash, a lost\n" +
+            "link, a lost origin, a drain, a routing policy change, flap damping. Prints a progress line\n" +
+            "with its elapsed time for each step, and a report. Needs root and the Debian packages of\n" +
+            "scripts/setup.sh; one lab runs at a time on a machine (a second one waits).",
         options: () => [
             configOption("required unless --down"),
             new Option("--json <file>", "also write the report as JSON to <file> (default: not written)"),
-            new Option("--keep", "leave the lab running afterwards (default: torn down)"),
-            repeatsOption("runs of each experiment; 0 skips the experiments"),
+            new Option("--keep", "leave the lab running afterwards, to look around (default: torn down)"),
+            repeatsOption("runs of each experiment; 0 only builds the lab and checks it serves"),
             new Option("--edge <impl>", "BGP implementation of the emulated Vultr edges").choices(["frr", "bird"]).default("frr"),
             new Option("--down", "tear down a kept or interrupted lab and exit (default: off)"),
         ],
         examples: ["anycast lab --config Pulumi.lab.yaml",
             "anycast lab --config Pulumi.prod.yaml --edge bird --repeats 1 --json report.json",
             "anycast lab --config Pulumi.lab.yaml --keep   # then look around; later: anycast lab --down"],
-        notes: "Needs root and the Debian packages of scripts/setup.sh. Prints a report and exits 0 when it is ok.",
+        result: "Ends with a summary line: lab: ok in 140.2 s (Pulumi.lab.yaml), or lab: not ok, with the\n" +
+            "problems listed in the report above it.",
         run: lab,
     },
     {
         name: "bench", summary: "measure program evaluation and, in the lab, failover times; writes BENCHMARKS.md",
+        description: "Measure how long the stack program takes to evaluate for 1 to 32 PoPs (under mocks) and, in\n" +
+            "the lab, failover times, the data path through a PoP and link loss per provider profile.\n" +
+            "Prints each figure as it is measured (min / median / max over the runs) and writes\n" +
+            "BENCHMARKS.md. The lab part needs root, like anycast lab, and takes several minutes.",
         options: () => [
             new Option("-c, --config <file>", "the stack file to use, a Pulumi.<stack>.yaml").default("Pulumi.lab.yaml"),
             new Option("--skip-lab", "only the program evaluation figures, no root needed (default: lab included)"),
             repeatsOption("runs of each measurement"),
         ],
         examples: ["anycast bench --skip-lab", "anycast bench --config Pulumi.lab.yaml --repeats 3"],
+        result: "Ends with a summary line: bench: ok in 312.5 s (Pulumi.lab.yaml), figures in BENCHMARKS.md",
         run: bench,
     },
 ];
@@ -219,7 +257,7 @@ export function program(io: Io, done: (code: number) => void): Command {
         .description("Validate, render, preview and rehearse a pulumi-anycast stack without a cloud account.")
         .version(packageVersion(), "-V, --version", "print the version and exit")
         .helpOption("-h, --help", "show help for anycast or a command")
-        .option("--debug", "print the stack trace of an unexpected error (for a bug report)")
+        .option("--debug", "print the stack trace of an error in anycast itself or in the lab (for a bug report)")
         .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, "")), writeErr: (s) => io.err(s.replace(/\n$/, "")) })
         .configureHelp({ helpWidth: OUTPUT_COLUMNS, showGlobalOptions: true })
         .showSuggestionAfterError(true)
@@ -227,14 +265,13 @@ export function program(io: Io, done: (code: number) => void): Command {
         .exitOverride()
         .addHelpText("after", "\nExamples:\n  anycast validate --config Pulumi.prod.yaml\n" +
             "  anycast preview --config Pulumi.prod.yaml --diff out/plan.json\n  anycast lab --config Pulumi.lab.yaml\n\n" +
-            "Each command has its own help: anycast <command> --help. Exit codes: 0 ok, 1 the config or the\n" +
-            "lab failed, 2 the command line is wrong.");
+            `Each command has its own help: anycast <command> --help.\n${EXIT_CODES}`);
     for (const spec of COMMANDS) {
         const command = root.command(spec.name)
             .summary(spec.summary)
-            .description(spec.summary)
+            .description(spec.description)
             .showHelpAfterError(`(anycast ${spec.name} --help lists its options)`)
-            .addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  ${e}`).join("\n")}${spec.notes ? `\n\n${spec.notes}` : ""}`)
+            .addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  ${e}`).join("\n")}\n\n${spec.result}\n${EXIT_CODES}`)
             .action(async (_opts: OptionValues, cmd: Command) => done(await spec.run(cmd.optsWithGlobals() as never, io)));
         for (const option of spec.options()) command.addOption(option);
     }
@@ -246,8 +283,24 @@ function packageVersion(): string {
     return (JSON.parse(fs.readFileSync(file, "utf8")) as { version: string }).version;
 }
 
-/** Print an error the way its kind deserves; returns the exit code. */
-function report(e: unknown, command: string, argv: string[], io: Io): number {
+/** The most lines of an error's own message printed (a tool's stderr can be long). */
+const MESSAGE_LINES = 20;
+
+/** An error's message as indented lines within OUTPUT_COLUMNS, at most MESSAGE_LINES of them. */
+function messageLines(message: string): string[] {
+    const lines = message.trimEnd().split("\n");
+    const shown = lines.slice(0, MESSAGE_LINES).map((l) => wrap(`  ${l}`, 6));
+    if (lines.length > MESSAGE_LINES) shown.push(`  ... ${lines.length - MESSAGE_LINES} more lines (--debug shows them all)`);
+    return shown;
+}
+
+/**
+ * Print an error the way its kind deserves; returns the exit code. A user's mistake (config,
+ * stack file, command line, the lab's preconditions) is words only; an error of ours or of the
+ * lab (a tool that failed, a step that timed out) prints its whole message, and its stack trace
+ * with --debug. Every path but a usage error ends with "<command>: failed, <why>" for CI.
+ */
+export function reportError(e: unknown, command: string, argv: string[], io: Io): number {
     const debug = argv.includes("--debug");
     const error = e instanceof Error ? e : new Error(String(e));
     if (debug) io.err(error.stack ?? error.message);
@@ -270,11 +323,20 @@ function report(e: unknown, command: string, argv: string[], io: Io): number {
         return 2;
     }
     if (error.name === "LabPreconditionError") {
-        io.err(wrap(`anycast lab: ${error.message}`));
+        io.err(wrap(`anycast ${command}: ${error.message}`));
+        io.err(`${command}: failed, the lab cannot run here`);
         return 1;
     }
-    io.err(wrap(`anycast ${command}: unexpected error: ${error.message.split("\n")[0]}`));
+    if (command === "lab" || command === "bench") {
+        io.err(`anycast ${command}: the lab failed:`);
+        for (const l of messageLines(error.message)) io.err(l);
+        io.err(`${command}: failed${debug ? "" : " (--debug prints the stack trace)"}`);
+        return 1;
+    }
+    io.err(`anycast ${command}: unexpected error:`);
+    for (const l of messageLines(error.message)) io.err(l);
     if (!debug) io.err("run with --debug for the stack trace, and report it as a bug");
+    io.err(`${command}: failed, an error in anycast itself`);
     return 1;
 }
 
@@ -299,7 +361,7 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
             if (e.code === "commander.version" || (asked && ["commander.help", "commander.helpDisplayed"].includes(e.code))) return 0;
             return 2;
         }
-        return report(e, command, argv, io);
+        return reportError(e, command, argv, io);
     }
 }
 

@@ -139,19 +139,32 @@ function rowsOf(node: Node, withDiff: boolean, prefix = "", childPrefix = ""): R
     return rows;
 }
 
-/** The tree as lines of at most OUTPUT_COLUMNS: marker, type, name, plan and info columns. */
+/**
+ * The tree as lines of at most OUTPUT_COLUMNS: marker, type, name, plan and info columns. Type
+ * and name are never cut while they fit: when the widest of them leave no room for the Plan
+ * column, it goes (the marker says the same, and a legend above the tree says how), and only
+ * past that are they cut with "…".
+ */
 function treeLines(root: Node, withDiff: boolean): string[] {
     const rows = rowsOf(root, withDiff);
-    const typeW = Math.min(48, Math.max(4, ...rows.map((r) => r.tree.length)));
-    const nameW = Math.min(34, Math.max(4, ...rows.map((r) => r.name.length)));
+    const typeNeed = Math.max(4, ...rows.map((r) => r.tree.length));
+    const nameNeed = Math.max(4, ...rows.map((r) => r.name.length));
     const planW = 7;
-    const fixed = 4 + typeW + 2 + nameW + 2 + planW + 2;
+    const markerW = 4;
+    const withPlan = markerW + typeNeed + 2 + nameNeed + 2 + planW <= OUTPUT_COLUMNS;
+    const rest = OUTPUT_COLUMNS - markerW - 2 - (withPlan ? 2 + planW : 0);
+    // Past the limit the name gives way first, down to 24 columns, then the type.
+    const nameW = Math.min(nameNeed, Math.max(24, rest - typeNeed));
+    const typeW = Math.min(typeNeed, rest - nameW);
+    const fixed = markerW + typeW + 2 + nameW + (withPlan ? 2 + planW : 0) + 2;
     const line = (marker: string, tree: string, name: string, plan: string, info: string) =>
-        truncate(`${` ${marker}`.padEnd(4)}${truncate(tree, typeW).padEnd(typeW)}  ${truncate(name, nameW).padEnd(nameW)}  ` +
-            `${plan.padEnd(planW)}  ${info}`, OUTPUT_COLUMNS).trimEnd();
+        truncate(`${` ${marker}`.padEnd(markerW)}${truncate(tree, typeW).padEnd(typeW)}  ${truncate(name, nameW).padEnd(nameW)}  ` +
+            `${withPlan ? `${plan.padEnd(planW)}  ` : ""}${info}`, OUTPUT_COLUMNS).trimEnd();
     // Info that does not fit at the end of its line goes on the next one, under the type.
     const room = OUTPUT_COLUMNS - fixed;
-    const out = [line("", "Type", "Name", "Plan", room >= 8 ? "Info" : "")];
+    const out: string[] = [];
+    if (!withPlan) out.push("    (+ create, ~ update, +- replace, - delete)");
+    out.push(line("", "Type", "Name", "Plan", room >= 8 ? "Info" : ""));
     for (const r of rows) {
         const inline = r.info.length <= room;
         out.push(line(r.marker, r.tree, r.name, r.plan, inline ? r.info : ""));

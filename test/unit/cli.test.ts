@@ -11,7 +11,9 @@ import * as path from "node:path";
 import { execFileSync } from "node:child_process";
 import { stringify } from "yaml";
 import { Command } from "commander";
-import { main, program } from "../../cli/anycast";
+import { main, program, reportError } from "../../cli/anycast";
+import { CommandError } from "../../lab/exec";
+import { LabPreconditionError } from "../../lab/index";
 import { REPO_ROOT } from "../helpers/golden";
 import { rawConfigOf } from "../helpers/fixtures";
 
@@ -128,8 +130,12 @@ describe("anycast CLI", () => {
     it("preview prints the resources as a tree by parent, with + markers and counts by type", async () => {
         const r = await cli(["preview", "--config", path.join(REPO_ROOT, "Pulumi.prod.yaml")]);
         assert.equal(r.code, 0, r.err);
-        assert.match(r.out, /^ \+ {2}pulumi:pulumi:Stack +anycast-prod +create$/m);
-        assert.match(r.out, /^ \+ +├─ anycast:index:AnycastPoP +lax +create$/m);
+        assert.match(r.out, /^ \+ {2}pulumi:pulumi:Stack +anycast-prod$/m);
+        assert.match(r.out, /^ \+ +├─ anycast:index:AnycastPoP +lax$/m);
+        // The widest type and name are shown whole; the Plan column gives way to a legend.
+        assert.match(r.out, /^ \+ .*─ cloudflare:index:AuthenticatedOriginPullsCertificate +front-door-pull-cert$/m);
+        assert.match(r.out, /^ {4}\(\+ create, ~ update, \+- replace, - delete\)$/m);
+        assert.doesNotMatch(r.out, /…/);
         // Key inputs go on the line below when they do not fit at the end of the resource's line.
         assert.match(r.out, /^ \+ +│ +│ +(├|└)─ vultr:index:Instance +lax-instance +create\n {4}│ +│ +lax vc2-1c-1gb$/m);
         assert.match(r.out, /^ \+ .*cloudflare:index:DnsRecord +front-door-cname +create\n {4}│ +│ +CNAME www\.example\.com -> anycast\.example\.com proxied$/m);
@@ -139,6 +145,13 @@ describe("anycast CLI", () => {
         assertFits(r);
     });
 });
+
+/** What reportError prints for an error, and its exit code. */
+function report(e: unknown, command: string, argv: string[]): { code: number; out: string; err: string } {
+    const err: string[] = [];
+    const code = reportError(e, command, argv, { out: () => undefined, err: (s) => err.push(s) });
+    return { code, out: "", err: err.join("\n") };
+}
 
 /** Every line of a command's output within 100 columns. */
 function assertFits(r: { out: string; err: string }): void {
@@ -264,16 +277,50 @@ describe("anycast errors are plain words, never a stack trace", () => {
         assertNoStack(r);
     });
 
-    it("an unexpected error is one line and a hint; --debug adds the stack", async () => {
-        // A directory where the stack file should be: reading it fails inside our code.
-        const r = await cli(["validate", "--config", dir]);
+    it("an error of ours: its message and a hint, no stack; --debug adds the stack", () => {
+        const bug = (() => { try { (undefined as unknown as { urn: string }).urn; } catch (e) { return e; } })();
+        for (const debug of [false, true]) {
+            const r = report(bug, "preview", ["preview", "--config", "Pulumi.prod.yaml", ...(debug ? ["--debug"] : [])]);
+            assert.equal(r.code, 1);
+            assert.match(r.err, /^anycast preview: unexpected error:\n {2}Cannot read properties of undefined/m);
+            assert.match(r.err, /\npreview: failed, an error in anycast itself$/);
+            if (debug) assert.match(r.err, /^\s+at .*:\d+:\d+/m);
+            else {
+                assert.match(r.err, /run with --debug for the stack trace, and report it as a bug/);
+                assertNoStack(r);
+            }
+        }
+    });
+
+    it("a failing lab: the lab's own error in full, no stack; --debug adds the stack", () => {
+        const stderr = "bird: /etc/bird/bird.conf:12:3 syntax error\nbird: unexpected end of file";
+        const failed = new CommandError(["ip", "netns", "exec", "ac-pop-lax", "bird", "-c", "bird.conf"], { code: 1, stdout: "", stderr });
+        const r = report(failed, "lab", ["lab", "--config", "Pulumi.lab.yaml"]);
         assert.equal(r.code, 1);
-        assert.match(r.err, /^anycast validate: unexpected error: EISDIR/);
-        assert.match(r.err, /run with --debug for the stack trace/);
-        assertNoStack(r);
-        const debug = await cli(["validate", "--config", dir, "--debug"]);
-        assert.equal(debug.code, 1);
-        assert.match(debug.err, /^\s+at .*:\d+:\d+/m);
+        assert.equal(r.err, [
+            "anycast lab: the lab failed:",
+            "  command failed (exit 1): ip netns exec ac-pop-lax bird -c bird.conf",
+            "  bird: /etc/bird/bird.conf:12:3 syntax error",
+            "  bird: unexpected end of file",
+            "lab: failed (--debug prints the stack trace)",
+        ].join("\n"));
+        const debug = report(failed, "lab", ["lab", "--config", "Pulumi.lab.yaml", "--debug"]);
+        assert.match(debug.err, /^CommandError: command failed[^]*^\s+at .*:\d+:\d+/m);
+        assert.match(debug.err, /\nlab: failed$/);
+        const notRoot = report(new LabPreconditionError("the lab needs root (network namespaces, veth links, BIRD)"), "lab", ["lab"]);
+        assert.equal(notRoot.code, 1);
+        assert.match(notRoot.err, /^anycast lab: the lab needs root .*\nlab: failed, the lab cannot run here$/);
+        assertNoStack(notRoot);
+        // A long tool output is cut to 20 lines, each within 100 columns.
+        const noisy = report(new Error(Array.from({ length: 30 }, (_, i) => `line ${i} ${"x".repeat(150)}`).join("\n")), "lab", ["lab"]);
+        assert.match(noisy.err, /\.\.\. 10 more lines \(--debug shows them all\)/);
+        assertFits(noisy);
+    });
+
+    it("a config that is a directory is a usage mistake", async () => {
+        const r = await cli(["validate", "--config", dir]);
+        assert.equal(r.code, 2);
+        assert.match(r.err, /is not a file: give a Pulumi\.<stack>\.yaml file with --config/);
     });
 
     it("usage mistakes exit 2 with a pointer to the command's help", async () => {
