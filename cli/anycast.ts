@@ -20,6 +20,7 @@ import { artifact } from "../components/core/artifacts";
 import { ConfigError } from "../components/core/config";
 import { StackFileError } from "../components/core/stackfile";
 import { runStack, StackRun } from "../harness/stackrun";
+import type { EdgeKind } from "../lab/index";
 import { buildPlan, diffPlans, parsePlan, SavedPlan } from "./plan";
 import { allCreated, countsLine, formatPreview } from "./preview";
 import { elapsed, OUTPUT_COLUMNS, step, table, wrap } from "./format";
@@ -129,7 +130,7 @@ async function lab(opts: { config?: string; json?: string; keep?: boolean; repea
     // `edge` picks the emulated upstreams' BGP implementation (lab/index.ts runLab).
     const labOptions = {
         configFile: requireConfig(opts.config), json: opts.json, keep: !!opts.keep, repeats: opts.repeats,
-        edge: opts.edge, log: io.out,
+        edge: opts.edge as EdgeKind, log: io.out,
     };
     const started = Date.now();
     const report = await labModule.runLab(labOptions);
@@ -224,7 +225,8 @@ const COMMANDS: CommandSpec[] = [
             new Option("--json <file>", "also write the report as JSON to <file> (default: not written)"),
             new Option("--keep", "leave the lab running afterwards, to look around (default: torn down)"),
             repeatsOption("runs of each experiment; 0 only builds the lab and checks it serves"),
-            new Option("--edge <impl>", "BGP implementation of the emulated Vultr edges").choices(["frr", "bird"]).default("frr"),
+            new Option("--edge <impl>", "what plays the provider's BGP edges: FRR (not the PoPs' own BIRD, so " +
+                "interop faults show) or BIRD").choices(["frr", "bird"]).default("frr"),
             new Option("--down", "tear down a kept or interrupted lab and exit (default: off)"),
         ],
         examples: ["anycast lab --config Pulumi.lab.yaml",

@@ -62,20 +62,50 @@ export function changedLines(before: string, after: string, max = 8): string[] {
     return out.length > max ? [...out.slice(0, max), `… ${out.length - max} more changed lines`] : out;
 }
 
+/** One line under a resource: `indent` (the tree's continuation) then `text`, which wraps. */
+interface Detail {
+    indent: string;
+    text: string;
+    /** Continuation lines of `text` start this many columns further in. */
+    hang: number;
+}
+
 /** How one changed input is shown under its resource: one line, or a line diff for file contents. */
-function changeLines(x: InputChange, indent: string): string[] {
+function changeLines(x: InputChange, indent: string): Detail[] {
     const mark = x.replaces ? "+-" : "~ ";
     const forces = x.replaces ? " (forces replacement)" : "";
     if (!x.secret && typeof x.before === "string" && typeof x.after === "string" && (x.before + x.after).includes("\n")) {
-        return [`${indent}${mark} ${x.path}:${forces}`, ...changedLines(x.before, x.after).map((l) => `${indent}      ${l}`)];
+        return [{ indent, text: `${mark} ${x.path}:${forces}`, hang: 4 },
+            ...changedLines(x.before, x.after).map((l) => ({ indent: `${indent}      `, text: l, hang: 2 }))];
     }
-    return [`${indent}${mark} ${x.path}: ${show(x.before, x.secret)} => ${show(x.after, x.secret)}${forces}`];
+    return [{ indent, text: `${mark} ${x.path}: ${show(x.before, x.secret)} => ${show(x.after, x.secret)}${forces}`, hang: 4 }];
 }
 
+/** A value as the diff shows it; a sha256 (a push's trigger) by its first 12 digits. */
 function show(v: unknown, secret: boolean): string {
     if (secret) return "[secret]";
     if (v === undefined) return "(none)";
+    if (typeof v === "string" && /^[0-9a-f]{64}$/.test(v)) return `sha256:${v.slice(0, 12)}…`;
     return typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v) ?? String(v);
+}
+
+/** A detail as lines within `width`: wrapped at spaces (or cut where a word is too long). */
+function detailLines(d: Detail, lead: string, width: number): string[] {
+    const room = width - lead.length - d.indent.length;
+    const rest = room - d.hang;
+    if (d.text.length <= room || rest < 16) return [truncate(`${lead}${d.indent}${d.text}`, width)];
+    const out: string[] = [];
+    let text = d.text;
+    let limit = room;
+    while (text.length > limit) {
+        const space = text.lastIndexOf(" ", limit);
+        const cut = space > limit / 2 ? space : limit;
+        out.push(text.slice(0, cut).trimEnd());
+        text = text.slice(cut).trimStart();
+        limit = rest;
+    }
+    out.push(text);
+    return out.map((t, i) => `${lead}${d.indent}${i === 0 ? "" : " ".repeat(d.hang)}${t}`);
 }
 
 interface Node {
@@ -118,14 +148,15 @@ interface Row {
     info: string;
     /** Where lines under this row start (the tree's continuation plus an indent). */
     detailIndent: string;
-    details: string[];
+    details: Detail[];
 }
 
 function rowsOf(node: Node, withDiff: boolean, prefix = "", childPrefix = ""): Row[] {
     const c = node.change;
     const r = c.resource;
-    const changed = c.changes.map((x) => `~${x.path}`);
-    const info = withDiff ? (changed.length > 0 ? `[diff: ${changed.join(", ")}]` : "") : keyInput(r);
+    // Against a previous plan, the changed inputs are listed under the resource; a new one shows
+    // its key inputs, as in a first preview.
+    const info = !withDiff || c.op === "create" ? keyInput(r) : "";
     const detailIndent = `${childPrefix}${node.children.length > 0 ? "│  " : "   "}`;
     const details = withDiff ? c.changes.flatMap((x) => changeLines(x, detailIndent)) : [];
     const rows: Row[] = [{
@@ -164,26 +195,27 @@ function treeLines(root: Node, withDiff: boolean): string[] {
     const room = OUTPUT_COLUMNS - fixed;
     const out: string[] = [];
     if (!withPlan) out.push("    (+ create, ~ update, +- replace, - delete)");
-    out.push(line("", "Type", "Name", "Plan", room >= 8 ? "Info" : ""));
+    out.push(line("", "Type", "Name", "Plan", room >= 8 && rows.some((r) => r.info) ? "Info" : ""));
     for (const r of rows) {
         const inline = r.info.length <= room;
         out.push(line(r.marker, r.tree, r.name, r.plan, inline ? r.info : ""));
         if (!inline) out.push(truncate(`    ${r.detailIndent}${r.info}`, OUTPUT_COLUMNS));
-        for (const d of r.details) out.push(truncate(`    ${d}`, OUTPUT_COLUMNS));
+        for (const d of r.details) out.push(...detailLines(d, "    ", OUTPUT_COLUMNS));
     }
     return out;
 }
 
 /** Counts by type: one column per kind of change that occurs. */
-function typeSummary(changes: ResourceChange[]): string[] {
+function typeSummary(changes: ResourceChange[], withDiff: boolean): string[] {
     const ops: Array<[Op, string]> = [["create", "+ create"], ["update", "~ update"], ["replace", "+- replace"],
         ["delete", "- delete"], ["same", "unchanged"]];
     const present = ops.filter(([op]) => changes.some((c) => c.op === op));
-    const types = [...new Set(changes.map((c) => displayType(c.resource.type)))].sort();
+    // Against a previous plan, only the types with a change get a row (the total counts all).
+    const types = [...new Set(changes.filter((c) => !withDiff || c.op !== "same").map((c) => displayType(c.resource.type)))].sort();
     const rows = types.map((t) => [t, ...present.map(([op]) =>
         String(changes.filter((c) => c.op === op && displayType(c.resource.type) === t).length))]);
     rows.push(["total", ...present.map(([op]) => String(changes.filter((c) => c.op === op).length))]);
-    return table([{ header: "Type", shrink: true }, ...present.map(([, label]) => ({ header: label, right: true }))], rows)
+    return table([{ header: "Type", shrink: true }, ...present.map(([, label]) => ({ header: label, right: true }))], rows, OUTPUT_COLUMNS - 4)
         .map((l) => `    ${l}`);
 }
 
@@ -209,7 +241,7 @@ export function formatPreview(plan: SavedPlan, changes: ResourceChange[], withDi
     else lines.push("    no changes: every resource is as in the previous plan");
     const unchanged = changes.filter((c) => c.op === "same").length;
     if (withDiff && unchanged > 0 && shown) lines.push(`    (${unchanged} unchanged resources not shown)`);
-    lines.push("", "Resources:", ...typeSummary(changes), "", `    ${countsLine(changes)}`);
+    lines.push("", "Resources:", ...typeSummary(changes, withDiff), "", `    ${countsLine(changes)}`);
     return lines.join("\n");
 }
 
