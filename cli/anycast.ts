@@ -81,8 +81,7 @@ async function render(opts: { config?: string; out?: string }, io: Io): Promise<
     const rows = run.hosts.map((h) => [h.name, h.role, h.region ?? "existing host", String(Object.keys(h.files).length),
         `${path.join(dir, h.name)}/`]);
     io.out("");
-    for (const l of table([{ header: "Host" }, { header: "Role" }, { header: "Region" }, { header: "Files", right: true },
-        { header: "Written to", shrink: true }], rows)) io.out(l);
+    for (const l of table(["Host", "Role", "Region", "Files", "Written to"], rows)) io.out(l);
     const files = run.hosts.reduce((n, h) => n + Object.keys(h.files).length, 0);
     io.out(wrap(`render: ok, ${plural(run.hosts.length, "host")}, ${plural(files, "file")}, ` +
         `${plural(run.resources.length, "resource")} in ${path.join(dir, "plan.json")}`));
@@ -326,7 +325,7 @@ export function reportError(e: unknown, command: string, argv: string[], io: Io)
     }
     if (error.name === "LabPreconditionError") {
         io.err(wrap(`anycast ${command}: ${error.message}`));
-        io.err(`${command}: failed, the lab cannot run here`);
+        io.err(`${command}: failed`);
         return 1;
     }
     if (command === "lab" || command === "bench") {

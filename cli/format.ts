@@ -1,10 +1,12 @@
 /**
  * Text for people and for CI logs: everything the `anycast` command prints fits in
- * OUTPUT_COLUMNS, tables have labelled columns, and long steps report their elapsed time.
+ * OUTPUT_COLUMNS, tables have labelled columns, and long steps report their elapsed time. The
+ * layout itself is the lab report's (lab/text.ts), so the command and the lab print alike.
  */
+import { ms, REPORT_WIDTH, table as labelledTable, wrap as wrapParagraph } from "../lab/text";
 
 /** The widest line any command prints (CI logs and terminals of 100 columns show it unwrapped). */
-export const OUTPUT_COLUMNS = 100;
+export const OUTPUT_COLUMNS = REPORT_WIDTH;
 
 /** Cut `text` to `width` characters, marking the cut with "…". */
 export function truncate(text: string, width: number): string {
@@ -13,64 +15,27 @@ export function truncate(text: string, width: number): string {
 }
 
 /**
- * Wrap `text` at word boundaries to `width`, continuation lines indented by `indent` spaces.
- * Lines already in `text` are kept; a word longer than a line is cut.
+ * Wrap `text` at word boundaries to OUTPUT_COLUMNS, continuation lines indented by `indent`
+ * spaces. Lines already in `text` are kept, each with its own leading spaces.
  */
-export function wrap(text: string, indent = 4, width = OUTPUT_COLUMNS): string {
-    const out: string[] = [];
-    for (const paragraph of text.split("\n")) {
+export function wrap(text: string, indent = 4): string {
+    return text.split("\n").flatMap((paragraph) => {
         const lead = /^ */.exec(paragraph)![0];
-        let current = lead;
-        let first = true;
-        for (const word of paragraph.slice(lead.length).split(" ")) {
-            if (first) {
-                current += word;
-                first = false;
-            } else if (current.length + 1 + word.length <= width) {
-                current += ` ${word}`;
-            } else {
-                out.push(truncate(current, width));
-                current = " ".repeat(indent) + word;
-            }
-        }
-        out.push(truncate(current, width));
-    }
-    return out.join("\n");
+        return wrapParagraph(paragraph.slice(lead.length), lead, " ".repeat(Math.max(indent, lead.length)), OUTPUT_COLUMNS);
+    }).join("\n");
 }
 
-export interface Column {
-    header: string;
-    /** Right-align (numbers). */
-    right?: boolean;
-    /** This column gives way first when the table is too wide (cut with "…"). */
-    shrink?: boolean;
+/** A table with a label on every column, indented by `indent`, within OUTPUT_COLUMNS. */
+export function table(header: string[], rows: string[][], indent = ""): string[] {
+    return labelledTable(header, rows, indent, OUTPUT_COLUMNS);
 }
 
-/** A table with a header row, columns two spaces apart, at most `width` wide. */
-export function table(columns: Column[], rows: string[][], width = OUTPUT_COLUMNS): string[] {
-    const widths = columns.map((c, i) => Math.max(c.header.length, ...rows.map((r) => (r[i] ?? "").length)));
-    const total = () => widths.reduce((a, b) => a + b, 0) + 2 * (columns.length - 1);
-    const shrinkable = columns.map((c, i) => (c.shrink ? i : -1)).filter((i) => i >= 0);
-    for (const i of shrinkable) {
-        const excess = total() - width;
-        if (excess > 0) widths[i] = Math.max(columns[i].header.length, widths[i] - excess);
-    }
-    const cell = (text: string, i: number) => {
-        const t = truncate(text, widths[i]);
-        return columns[i].right ? t.padStart(widths[i]) : t.padEnd(widths[i]);
-    };
-    const line = (cells: string[]) => truncate(cells.map(cell).join("  ").trimEnd(), width);
-    return [line(columns.map((c) => c.header)), ...rows.map(line)];
-}
-
-/** "1.4 s" / "85 ms". */
-export function elapsed(ms: number): string {
-    return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
-}
+/** "85 ms", "1.40 s", "12.3 s": as the lab reports durations. */
+export const elapsed = ms;
 
 /**
  * Run one long step, printing a line when it starts and one with its elapsed time when it
- * ends, in the lab's style ("  <what> ..." then "  <what>: done in 1.4 s, <result>").
+ * ends, in the lab's style ("  <what> ..." then "  <what>: done in 1.40 s, <result>").
  */
 export async function step<T>(log: (line: string) => void, what: string, run: () => Promise<T>,
     result?: (value: T) => string): Promise<T> {

@@ -215,8 +215,7 @@ function typeSummary(changes: ResourceChange[], withDiff: boolean): string[] {
     const rows = types.map((t) => [t, ...present.map(([op]) =>
         String(changes.filter((c) => c.op === op && displayType(c.resource.type) === t).length))]);
     rows.push(["total", ...present.map(([op]) => String(changes.filter((c) => c.op === op).length))]);
-    return table([{ header: "Type", shrink: true }, ...present.map(([, label]) => ({ header: label, right: true }))], rows, OUTPUT_COLUMNS - 4)
-        .map((l) => `    ${l}`);
+    return table(["Type", ...present.map(([, label]) => label)], rows, "    ");
 }
 
 /** "3 to create, 1 to replace" (kinds that occur, in Pulumi's order), or "no changes". */
