@@ -350,6 +350,10 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
         return 2;
     }
     const command = argv.find((a) => !a.startsWith("-")) ?? "";
+    // `anycast help <typo>`: commander would print the general help and exit 0; parsing the typo
+    // as a command gets its "did you mean" and exit 2 instead.
+    const helpTopic = argv[0] === "help" ? argv[1] : undefined;
+    if (helpTopic !== undefined && !root.commands.some((c) => c.name() === helpTopic)) argv = [helpTopic];
     try {
         await root.parseAsync(argv, { from: "user" });
         return code;

@@ -4,7 +4,8 @@
  *
  * A plan lists every resource the stack declares: URN, parent URN, type, name and inputs, with
  * every secret replaced by "[secret]". So that a change inside a secret (a bird.conf holds the
- * BGP password) still shows, each secret input also gets a fingerprint: an HMAC of its value
+ * BGP password) still shows, each secret input also gets a fingerprint (and a secret file's
+ * content one per line, so a diff can name the lines that change): an HMAC of its value
  * keyed by an scrypt hash of the stack's own secrets. Two plans of the same stack compare
  * equal where the value did not change, and the file reveals nothing that guessing a weak
  * secret offline could confirm quickly.
@@ -34,6 +35,11 @@ export interface PlanResource {
     inputs: Record<string, unknown>;
     /** Fingerprint of each secret input, by its path ("stdin", "connection.privateKey"). */
     secrets: Record<string, string>;
+    /**
+     * A fingerprint per line of each secret input that is a file's content (a bird.conf with its
+     * password), so a diff can say which lines change without showing any.
+     */
+    secretLines?: Record<string, string[]>;
 }
 
 export interface SavedPlan {
@@ -63,12 +69,15 @@ function fingerprintKey(run: StackRun): Buffer {
 }
 
 /** Inputs with PEM blocks normalized and secrets replaced; secret fingerprints collected by path. */
-function planInputs(type: string, raw: Record<string, unknown>, key: Buffer): Pick<PlanResource, "inputs" | "secrets"> {
+function planInputs(type: string, raw: Record<string, unknown>, key: Buffer): Pick<PlanResource, "inputs" | "secrets" | "secretLines"> {
     const secrets: Record<string, string> = {};
+    const secretLines: Record<string, string[]> = {};
+    const hmac = (text: string, digits: number) => crypto.createHmac("sha256", key).update(text).digest("hex").slice(0, digits);
     const walk = (v: unknown, path: string): unknown => {
         if (isSecretValue(v)) {
             const plain = walk(v.value, path);
-            secrets[path] = crypto.createHmac("sha256", key).update(JSON.stringify(plain)).digest("hex").slice(0, 24);
+            secrets[path] = hmac(JSON.stringify(plain), 24);
+            if (typeof plain === "string" && plain.includes("\n")) secretLines[path] = plain.split("\n").map((l) => hmac(l, 12));
             return "[secret]";
         }
         if (typeof v === "string") return normalizePem(v);
@@ -79,7 +88,7 @@ function planInputs(type: string, raw: Record<string, unknown>, key: Buffer): Pi
         return v;
     };
     const inputs = walk(type === "command:remote:Command" ? retrigger(raw) : raw, "") as Record<string, unknown>;
-    return { inputs, secrets };
+    return { inputs, secrets, ...(Object.keys(secretLines).length > 0 ? { secretLines } : {}) };
 }
 
 /** A push's trigger is sha256(stdin) (components/push.ts); recompute it over the normalized stdin. */
@@ -139,6 +148,41 @@ export interface InputChange {
     secret: boolean;
     /** This input cannot change in place: the resource is replaced. */
     replaces: boolean;
+    /**
+     * For a secret file's content: the lines that change, by number (in the new file for added
+     * lines, in the old one for removed lines), never their text.
+     */
+    secretLines?: { added: number[]; removed: number[]; total: number };
+}
+
+/** One line of a line diff: added (`+`, numbered in the new text) or removed (`-`, in the old). */
+export interface LineEdit {
+    kind: "+" | "-";
+    line: string;
+    /** 1-based line number in the text it belongs to. */
+    at: number;
+}
+
+/** The lines that differ between two texts' lines, from their longest common subsequence. */
+export function diffLines(a: readonly string[], b: readonly string[]): LineEdit[] {
+    const lcs: number[][] = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
+    for (let i = a.length - 1; i >= 0; i--) {
+        for (let j = b.length - 1; j >= 0; j--) lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    }
+    const out: LineEdit[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < a.length || j < b.length) {
+        if (i < a.length && j < b.length && a[i] === b[j]) {
+            i++;
+            j++;
+        } else if (j < b.length && (i === a.length || lcs[i][j + 1] >= lcs[i + 1][j])) {
+            out.push({ kind: "+", line: b[j], at: ++j });
+        } else {
+            out.push({ kind: "-", line: a[i], at: ++i });
+        }
+    }
+    return out;
 }
 
 export interface ResourceChange {
@@ -185,7 +229,17 @@ function inputChanges(before: PlanResource, after: PlanResource): InputChange[] 
             ? before.secrets[path] !== after.secrets[path]
             : JSON.stringify(a.get(path)) !== JSON.stringify(b.get(path));
         if (changed) {
-            changes.push({ path, before: a.get(path), after: b.get(path), secret, replaces: forcesReplacement(after.type, path) });
+            const linesBefore = before.secretLines?.[path];
+            const linesAfter = after.secretLines?.[path];
+            const edits = linesBefore && linesAfter ? diffLines(linesBefore, linesAfter) : undefined;
+            changes.push({
+                path, before: a.get(path), after: b.get(path), secret, replaces: forcesReplacement(after.type, path),
+                ...(edits && linesAfter ? { secretLines: {
+                    added: edits.filter((e) => e.kind === "+").map((e) => e.at),
+                    removed: edits.filter((e) => e.kind === "-").map((e) => e.at),
+                    total: linesAfter.length,
+                } } : {}),
+            });
         }
     }
     return changes;

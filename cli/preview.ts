@@ -4,6 +4,7 @@
  * `-` delete), and a summary of counts by type. With a previous plan it shows only what
  * changes, each with the inputs that change (secrets as `[secret]`).
  */
+import { diffLines } from "./plan";
 import type { InputChange, Op, PlanResource, ResourceChange, SavedPlan } from "./plan";
 import { OUTPUT_COLUMNS, table, truncate } from "./format";
 
@@ -36,30 +37,34 @@ function keyInput(r: PlanResource): string {
 }
 
 /**
- * The lines that differ between two texts (a pushed file's old and new content), from their
- * longest common subsequence of lines, at most `max` of them.
+ * The lines that differ between two texts (a pushed file's old and new content), at most `max`
+ * of them.
  */
 export function changedLines(before: string, after: string, max = 8): string[] {
-    const a = before.split("\n");
-    const b = after.split("\n");
-    const lcs: number[][] = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
-    for (let i = a.length - 1; i >= 0; i--) {
-        for (let j = b.length - 1; j >= 0; j--) lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
-    }
-    const out: string[] = [];
-    let i = 0;
-    let j = 0;
-    while (i < a.length || j < b.length) {
-        if (i < a.length && j < b.length && a[i] === b[j]) {
-            i++;
-            j++;
-        } else if (j < b.length && (i === a.length || lcs[i][j + 1] >= lcs[i + 1][j])) {
-            out.push(`+ ${b[j++]}`);
-        } else {
-            out.push(`- ${a[i++]}`);
-        }
-    }
+    const out = diffLines(before.split("\n"), after.split("\n")).map((e) => `${e.kind} ${e.line}`);
     return out.length > max ? [...out.slice(0, max), `… ${out.length - max} more changed lines`] : out;
+}
+
+/** "lines 3, 7-9": line numbers as ranges. */
+function lineRanges(lines: number[]): string {
+    const ranges: string[] = [];
+    for (let i = 0; i < lines.length;) {
+        let j = i;
+        while (j + 1 < lines.length && lines[j + 1] === lines[j] + 1) j++;
+        ranges.push(i === j ? `${lines[i]}` : `${lines[i]}-${lines[j]}`);
+        i = j + 1;
+    }
+    return `line${lines.length === 1 ? "" : "s"} ${ranges.join(", ")}`;
+}
+
+/** Which lines of a secret file change, by number only: "(new lines 41-42 of 120; 1 old line gone)". */
+function secretLinesNote(x: InputChange): string {
+    const l = x.secretLines;
+    if (!l) return "";
+    const parts: string[] = [];
+    if (l.added.length > 0) parts.push(`new ${lineRanges(l.added)} of ${l.total}`);
+    if (l.removed.length > 0) parts.push(`old ${lineRanges(l.removed)} gone`);
+    return parts.length > 0 ? ` (${parts.join("; ")})` : "";
 }
 
 /** One line under a resource: `indent` (the tree's continuation) then `text`, which wraps. */
@@ -78,7 +83,7 @@ function changeLines(x: InputChange, indent: string): Detail[] {
         return [{ indent, text: `${mark} ${x.path}:${forces}`, hang: 4 },
             ...changedLines(x.before, x.after).map((l) => ({ indent: `${indent}      `, text: l, hang: 2 }))];
     }
-    return [{ indent, text: `${mark} ${x.path}: ${show(x.before, x.secret)} => ${show(x.after, x.secret)}${forces}`, hang: 4 }];
+    return [{ indent, text: `${mark} ${x.path}: ${show(x.before, x.secret)} => ${show(x.after, x.secret)}${secretLinesNote(x)}${forces}`, hang: 4 }];
 }
 
 /** A value as the diff shows it; a sha256 (a push's trigger) by its first 12 digits. */

@@ -219,6 +219,9 @@ describe("anycast --help", () => {
         const command = await cli(["valdate"]);
         assert.equal(command.code, 2);
         assert.match(command.err, /unknown command 'valdate'\n\(Did you mean validate\?\)/);
+        const help = await cli(["help", "valdate"]);
+        assert.equal(help.code, 2);
+        assert.match(help.err, /unknown command 'valdate'\n\(Did you mean validate\?\)/);
         const option = await cli(["validate", "--cofig", "Pulumi.prod.yaml"]);
         assert.equal(option.code, 2);
         assert.match(option.err, /unknown option '--cofig'\n\(Did you mean --config\?\)/);
@@ -395,6 +398,9 @@ describe("anycast preview --diff", () => {
         assert.equal(r.code, 0, r.err);
         assert.deepEqual(changed(r.out), [{ marker: "+-", type: "command:remote:Command", name: "ams-push-bird.conf", plan: "replace" }]);
         assert.match(r.out, /^ +\+- stdin: \[secret\] => \[secret\]|^ +~  stdin: \[secret\] => \[secret\]/m);
+        // bird.conf holds the BGP password: the diff names the changed line by number, never its text.
+        assert.match(r.out, /^ +~  stdin: \[secret\] => \[secret\] \(new line \d+ of \d+\)$/m);
+        assert.doesNotMatch(r.out, /64600|6939/);
         assert.match(r.out, /^ +\+- triggers.*\(forces replacement\)$/m);
         assert.match(r.out, /^preview: 1 to replace, \d+ unchanged against /m);
         assert.equal(JSON.parse(fs.readFileSync(path.join(dir, "after.json"), "utf8")).format, "anycast-plan/1");
