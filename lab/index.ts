@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LabRuntime } from "./boot";
+import { LabRuntime, Rewrite } from "./boot";
 import { EdgeKind } from "./edge";
 import { LabPreconditionError } from "./errors";
 import { abortLab, hasCommand, LabAborted, settleInFlight } from "./exec";
@@ -18,6 +18,7 @@ import { cloudNotes, howToPoke, measure, waitForAnnounced } from "./measure";
 import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
 import { formatReport, LabReport } from "./report";
 import { loadStack, LabStack } from "./stack";
+import { adaptStackToStalls, minimumBfdDetectMs, probeStalls } from "./stalls";
 import { LAB_DIR, LAB_NS_PREFIX, LabPlan, planLab } from "./topology";
 import { flapDamping, policyChange } from "./routing";
 
@@ -215,16 +216,24 @@ function checkEdge(stack: LabStack, edge: EdgeKind): void {
     }
 }
 
-async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: string) => void): Promise<{ stack: LabStack; plan: LabPlan }> {
+async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: string) => void):
+    Promise<{ stack: LabStack; plan: LabPlan; stallRewrites: Rewrite[] }> {
     log(`anycast lab: rendering ${options.configFile} with the stack program (Pulumi mocks)`);
     const stack = await loadStack(options.configFile).catch((e: Error) => {
         // A config error is the user's to fix and says so itself; anything else is one line here.
         if (e.name === "ConfigError") throw e;
         throw new LabPreconditionError(`rendering ${options.configFile} failed: ${firstLine(e)}`, { cause: e });
     });
-    const plan = planLab(stack);
     checkEdge(stack, edge);
-    return { stack, plan };
+    // This machine may stop for hundreds of ms at a time (lab/stalls.ts): BFD timers shorter than
+    // that would flap for no reason, so they are raised here, before anything reads them.
+    const probe = probeStalls();
+    const adapted = adaptStackToStalls(stack, probe.maxMs);
+    if (adapted.rewrites.length > 0) {
+        log(`  this machine stalled up to ${probe.maxMs} ms in a ${probe.durationMs} ms probe: BFD detection and ` +
+            `health check timeouts below ${minimumBfdDetectMs(probe.maxMs)} ms are raised (listed under rewrites)`);
+    }
+    return { stack: adapted.stack, plan: planLab(adapted.stack), stallRewrites: adapted.rewrites };
 }
 
 async function setUp(lab: LabRuntime): Promise<void> {
@@ -308,7 +317,7 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
     const repeats = options.repeats ?? 5;
     const edge = options.edge ?? "frr";
     const started = Date.now();
-    const { stack, plan } = await loadAndPlan(options, edge, log);
+    const { stack, plan, stallRewrites } = await loadAndPlan(options, edge, log);
 
     if ((await labNamespaces()).length > 0) {
         log("  a previous lab is still there (kept or interrupted): tearing it down first");
@@ -316,6 +325,7 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
     }
 
     const lab = new LabRuntime(plan, stack, log, edge);
+    lab.rewrites.push(...stallRewrites);
     let interrupted: Promise<never> | undefined;
     const onSignal = (sig: NodeJS.Signals) => {
         if (interrupted) return;

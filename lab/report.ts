@@ -321,7 +321,10 @@ function formatFlapDamping(f: FlapDampingReport): string[] {
 
 function formatRewrites(r: LabReport): string[] {
     if (r.rewrites.length === 0) return [];
-    const out = ["Paths the lab rewrote (a namespace needs its own directory; nothing else was changed):"];
+    const timers = r.rewrites.some((w) => w.what.includes("machine stalls"));
+    const out = [timers
+        ? "What the lab rewrote (a namespace needs its own paths; timers outlast this machine's stalls):"
+        : "Paths the lab rewrote (a namespace needs its own directory; nothing else was changed):"];
     const byWhat = new Map<string, string[]>();
     for (const w of r.rewrites) {
         const key = `${w.file}: ${w.what} ${w.from} -> ${w.to.replace(/alab-[a-z0-9_-]+-pop/, "<ns>")}`;
