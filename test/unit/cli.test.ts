@@ -49,6 +49,7 @@ describe("anycast CLI", () => {
             assert.match(r.out, /^validate: ok, 3 PoPs, \d+ resources, \d+ warnings? \(.*\)$/m);
             assert.match(r.out, /^ {2}running stacks\/network under Pulumi mocks: done in [\d.]+ m?s, \d+ resources$/m);
             assert.match(r.out, /rpki: 2001:db8:100::\/48 from AS64500: valid \(ROA 2001:db8:100::\/48 max \/48 AS64500\)/);
+            assertFits(r);
         }
     });
 
@@ -279,6 +280,7 @@ describe("anycast errors are plain words, never a stack trace", () => {
         assert.match(r.err, /^ {2}3 \| {3}anycast:prefix: "2001:db8:100::\/48\n {4}\| {37}\^$/m);
         assert.match(r.err, /validate: failed, the stack file cannot be read$/);
         assertNoStack(r);
+        assertFits(r);
     });
 
     it("an error of ours: its message and a hint, no stack; --debug adds the stack", () => {
