@@ -133,7 +133,8 @@ async function lab(opts: { config?: string; json?: string; keep?: boolean; repea
     };
     const started = Date.now();
     const report = await labModule.runLab(labOptions);
-    io.out(wrap(`lab: ${report.ok ? "ok" : "not ok"} in ${elapsed(Date.now() - started)} ` +
+    const verdict = report.ok ? "ok" : `failed, ${plural(report.problems.length, "problem")}`;
+    io.out(wrap(`lab: ${verdict} in ${elapsed(Date.now() - started)} ` +
         `(${opts.config}${opts.json ? `, report in ${opts.json}` : ""}${report.kept ? ", kept: anycast lab --down tears it down" : ""})`));
     return report.ok ? 0 : 1;
 }
@@ -231,8 +232,8 @@ const COMMANDS: CommandSpec[] = [
         examples: ["anycast lab --config Pulumi.lab.yaml",
             "anycast lab --config Pulumi.prod.yaml --edge bird --repeats 1 --json report.json",
             "anycast lab --config Pulumi.lab.yaml --keep   # then look around; later: anycast lab --down"],
-        result: "Ends with a summary line: lab: ok in 140.2 s (Pulumi.lab.yaml), or lab: not ok, with the\n" +
-            "problems listed in the report above it.",
+        result: "Ends with a summary line: lab: ok in 140.2 s (Pulumi.lab.yaml), or lab: failed, 2 problems\n" +
+            "in 151.0 s (Pulumi.lab.yaml), the problems listed in the report above it.",
         run: lab,
     },
     {
