@@ -199,7 +199,8 @@ const COMMANDS: CommandSpec[] = [
         description: "Show what pulumi up would do, laid out like pulumi preview: the resources as a tree by parent\n" +
             "(stack, components, resources) with a marker each, then counts by type. Without --diff every\n" +
             "resource is created (a first pulumi up). With --diff, only what changes is shown, each with\n" +
-            "the inputs that change (secrets as [secret], file contents as a line diff):\n" +
+            "the inputs that change: secrets as [secret], a file's content as a line diff (a secret\n" +
+            "file's changed lines by number only). The markers:\n" +
             "  +  create   ~  update in place   +- replace (an input that forces a new resource)   -  delete",
         options: () => [
             configOption(),
@@ -258,7 +259,7 @@ export function program(io: Io, done: (code: number) => void): Command {
     const root = new Command("anycast")
         .description("Validate, render, preview and rehearse a pulumi-anycast stack without a cloud account.")
         .version(packageVersion(), "-V, --version", "print the version and exit")
-        .helpOption("-h, --help", "show help for anycast or a command")
+        .helpOption("-h, --help", "show this help and exit")
         .option("--debug", "print the stack trace of an error in anycast itself or in the lab (for a bug report)")
         .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, "")), writeErr: (s) => io.err(s.replace(/\n$/, "")) })
         .configureHelp({ helpWidth: OUTPUT_COLUMNS, showGlobalOptions: true })
