@@ -20,6 +20,7 @@ import { EdgeSession } from "./edge";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
+import { adaptStackToStalls } from "./stalls";
 import { edgePeerName, LAB_DIR, RegionPlan } from "./topology";
 
 // --- routing safety -------------------------------------------------------------------------
@@ -141,6 +142,16 @@ async function sampleSession(lab: LabRuntime, r: RegionPlan): Promise<SessionSam
     return { pop, edge };
 }
 
+/**
+ * Whether a session's "since" is the same before and after. FRR reports it as epoch seconds
+ * computed at each query (now minus uptime), so the same session can read one second apart; a
+ * reset during the steps would move it by the steps' length (several seconds) instead.
+ */
+export function sameSince(before: string, after: string): boolean {
+    if (/^\d+$/.test(before) && /^\d+$/.test(after)) return Math.abs(Number(before) - Number(after)) <= 1;
+    return before === after;
+}
+
 const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s.edge?.established === true;
 
 /** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
@@ -150,7 +161,7 @@ async function transitRouteFromEdge(lab: LabRuntime, r: RegionPlan) {
 }
 
 async function servedBy(lab: LabRuntime, r: RegionPlan, want: (pop: string | undefined) => boolean, timeoutMs: number): Promise<string | undefined> {
-    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, 300);
+    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
     try {
         const t0 = nowMs();
         const hit = await prober.waitFor(t0, (s) => s.ok && want(s.pop), timeoutMs);
@@ -188,7 +199,8 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
         pops[index] = { ...pops[index], prepend: edited.prepend, communities: edited.communities };
         const editedFile = path.join(LAB_DIR, `Pulumi.${r.pop.name}-policy-edit.yaml`);
         fs.writeFileSync(editedFile, stringifyYaml(doc));
-        const editedStack = await loadStack(editedFile);
+        // Adapted to this machine's stalls as the running stack was, so that only the edit differs.
+        const editedStack = adaptStackToStalls(await loadStack(editedFile), lab.stallMs).stack;
         for (const host of lab.stack.hosts) {
             const after = editedStack.hosts.find((h) => h.name === host.name);
             const changed = Object.keys({ ...host.files, ...after?.files }).filter((f) => host.files[f] !== after?.files[f]).sort();
@@ -241,7 +253,7 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
             { side: `PoP ${r.pop.name} (${before.pop?.name})`, before: before.pop?.since ?? "?", after: after.pop?.since ?? "?" },
             { side: `edge ${r.region} (${lab.edges.kind})`, before: before.edge?.since ?? "?", after: after.edge?.since ?? "?" },
         ];
-        report.sessionKept = report.notEstablished === 0 && report.polls > 0 && report.since.every((s) => s.before === s.after);
+        report.sessionKept = report.notEstablished === 0 && report.polls > 0 && report.since.every((s) => sameSince(s.before, s.after));
     } catch (e) {
         report.error = (e as Error).message.split("\n")[0];
         // Whatever happened, the PoP goes back to its deployed config.
@@ -323,7 +335,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
 
         // Held down and healthy: nothing is announced, and the region is served elsewhere.
         await waitFor(`${r.pop.name}'s checks to pass again`, async () => (await state())?.healthy === true, 30_000, 50);
-        prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, 300);
+        prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
         const watchMs = Math.max(3000, lab.stack.spec.health.interval * 1000 * (lab.stack.spec.health.rise + 5));
         const t0 = nowMs();
         let healthy = true;
