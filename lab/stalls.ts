@@ -43,12 +43,12 @@ export function probeStalls(durationMs = 2000, sleepMs = 5): StallProbe {
 }
 
 /**
- * The shortest BFD detection time a machine that stalls for `stallMs` keeps up: two and a half
- * stalls (a probe of a few seconds may miss the longest one) and 250 ms for the packets
- * themselves. Below it, sessions flap while nothing is wrong.
+ * The shortest BFD detection time a machine that stalls for `stallMs` keeps up: three stalls (a
+ * probe of a few seconds sees a sample of them, and a busy machine adds its own waits for a CPU)
+ * and 500 ms for the packets themselves. Below it, sessions flap while nothing is wrong.
  */
 export function minimumBfdDetectMs(stallMs: number): number {
-    return Math.ceil(2.5 * stallMs + 250);
+    return stallMs <= 0 ? 0 : Math.ceil(3 * stallMs + 500);
 }
 
 /**

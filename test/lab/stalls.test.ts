@@ -25,7 +25,7 @@ function labStackWithBird(): LabStack {
 describe("BFD timers for a stalling machine", () => {
     it("keeps timers whose detection time outlasts the stalls", () => {
         assert.equal(bfdTimersForStalls({ intervalMs: 100, multiplier: 3 }, 0), undefined);
-        assert.equal(bfdTimersForStalls({ intervalMs: 300, multiplier: 3 }, 200), undefined);
+        assert.equal(bfdTimersForStalls({ intervalMs: 300, multiplier: 3 }, 100), undefined);
     });
 
     it("raises the interval in 50 ms steps, keeping the multiplier", () => {
