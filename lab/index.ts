@@ -61,14 +61,14 @@ function present(tool: string): boolean {
 export function checkLabPreconditions(edge: EdgeKind = "frr"): void {
     if (process.platform !== "linux") throw new LabPreconditionError("the lab needs Linux (network namespaces)");
     if (typeof process.getuid === "function" && process.getuid() !== 0) {
-        throw new LabPreconditionError("the lab needs root (network namespaces, veth links, BIRD): run it with sudo, e.g. `sudo npx anycast lab --config Pulumi.lab.yaml`");
+        throw new LabPreconditionError("the lab needs root (network namespaces, veth links, BIRD): run it as root, e.g. `npx anycast lab --config Pulumi.lab.yaml` in a root shell");
     }
     const required: Array<[string, string]> = [...REQUIRED_TOOLS, ...(edge === "frr" ? FRR_TOOLS.map((t): [string, string] => [t, "frr"]) : [])];
     const missing = required.filter(([cmd]) => !present(cmd));
     if (missing.length > 0) {
         const pkgs = [...new Set(missing.map(([, p]) => p))];
         throw new LabPreconditionError(`missing tools: ${missing.map(([c]) => path.basename(c)).join(", ")} (Debian packages: ` +
-            `${pkgs.join(" ")}): install everything the lab needs with \`sudo bash scripts/setup.sh\`` +
+            `${pkgs.join(" ")}): install everything the lab needs with \`bash scripts/setup.sh\` as root` +
             (edge === "frr" && pkgs.join() === "frr" ? ", or run the BIRD edge with --edge bird" : ""));
     }
     if (!fs.existsSync(path.join(__dirname, "prober.js"))) {

@@ -281,7 +281,7 @@ export function howToPoke(lab: LabRuntime): string[] {
         `  ip netns exec ${r.client.ns} curl -si -H 'Host: ${spec.frontDoor.hostname}' http://${urlHost(spec.address)}/`,
         `  ip netns exec ${r.pop.ns} env ANYCAST_HEALTH_ENV=${lab.healthEnvFile(r.pop.ns)} ${nsDir(r.pop.ns)}/anycast-health status`,
         `  files and logs: ${LAB_DIR}/<namespace>/`,
-        "Tear it down with: sudo npx anycast lab --down",
+        "Tear it down with: npx anycast lab --down (as root)",
     ];
 }
 
