@@ -20,6 +20,8 @@ export interface MeshMember {
     endpoint: pulumi.Input<string>;
     /** Where to push wg0.conf. */
     connection: pulumi.Input<Connection>;
+    /** Resource name of the member's host: its push is `<host>-push-wg0.conf`, like the host's other files. Default: name. */
+    host?: string;
     /** Resources the push must wait for (the host). */
     dependsOn?: pulumi.Resource[];
 }
@@ -71,7 +73,7 @@ export class WireGuardMesh extends pulumi.ComponentResource {
         }));
 
         for (const m of args.members) {
-            pushFile(m.name, {
+            pushFile(m.host ?? m.name, {
                 file: "wg0.conf", remotePath: "/etc/wireguard/wg0.conf", mode: "0600",
                 content: this.configs.apply((c) => c[m.name]),
                 // wg-quick insists on a file named <interface>.conf.

@@ -39,10 +39,13 @@ export interface AnycastPoPArgs {
     tls: TlsMaterial;
     /** SSH private key (secret) for pushing configs. */
     sshPrivateKey: pulumi.Input<string>;
-    /** Vultr SSH key ids for a new instance. */
-    sshKeyIds?: pulumi.Input<pulumi.Input<string>[]>;
-    /** OpenSSH public keys written into cloud-init (for a new instance). */
+    /** OpenSSH public keys that may log in: in a new instance's cloud-init, then kept current by a push. */
     sshPublicKeys?: string[];
+    /**
+     * The session's TCP-MD5 password when it is only known at deploy time (a secret Output);
+     * overrides `pop.bgp.password`.
+     */
+    bgpPassword?: pulumi.Input<string>;
 }
 
 /** The files of a PoP that do not depend on the host's addresses or secrets. */
@@ -58,50 +61,67 @@ export class AnycastPoP extends pulumi.ComponentResource {
     readonly ipv4: pulumi.Output<string | undefined>;
     /** The BGP neighbour this PoP peers with. */
     readonly bgpNeighbor: string;
-    /** Every rendered file by artifact name, exactly as pushed (secret: bird.conf holds the password). */
+    /**
+     * Every file the host receives, by artifact name, exactly as pushed (and its cloud-init.yaml);
+     * secret as a whole, since bird.conf holds the password and origin.key is a private key.
+     */
     readonly files: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: AnycastPoPArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:AnycastPoP", name, {}, opts);
-        const { pop } = args;
-        this.bgpNeighbor = pop.bgp.neighbor;
-
-        // The bootstrap is rendered without host addresses (they do not exist yet) and only
-        // runs at first boot; the Host ignores later userData changes (see host.ts).
-        const bootstrapInput = (host: PopRenderInput["host"]): PopRenderInput => ({
-            deployment: args.deployment, pop, host, origin: args.origin, mesh: args.mesh, health: args.health,
-            firewall: { adminCidrs: [], meshPeers: [] },
-        });
-        const netSetupBoot = renderNetSetup(bootstrapInput({ ipv6: "::" }));
-        this.host = new Host(name, {
-            spec: pop.host,
-            sshPrivateKey: args.sshPrivateKey,
-            sshKeyIds: args.sshKeyIds,
-            userData: pop.host.kind === "vultr"
-                ? renderCloudInit({ hostname: name, role: "pop", sshPublicKeys: args.sshPublicKeys ?? [], netSetup: netSetupBoot })
-                : undefined,
-        }, { parent: this });
+        this.bgpNeighbor = args.pop.bgp.neighbor;
+        this.host = this.createHost(name, args);
         this.ipv6 = this.host.ipv6;
         this.ipv4 = this.host.ipv4;
+        const pushed = this.pushFiles(name, args, this.renderFiles(args));
+        this.files = pulumi.secret(pulumi.all([this.host.files, pulumi.all(pushed)]).apply(([host, own]) => ({ ...host, ...own })));
+        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor, files: this.files });
+    }
 
-        const rendered = pulumi.all([this.host.ipv6, this.host.ipv4]).apply(([ipv6, ipv4]) => {
-            const input = bootstrapInput({ ipv6, ipv4 });
+    private createHost(name: string, args: AnycastPoPArgs): Host {
+        const { pop } = args;
+        // The bootstrap is rendered without host addresses (they do not exist yet) and only
+        // runs at first boot; the Host ignores later userData changes (see host.ts).
+        const netSetupBoot = renderNetSetup(renderInput(args, { ipv6: "::" }));
+        return new Host(name, {
+            spec: pop.host,
+            hostname: pop.name,
+            sshPrivateKey: args.sshPrivateKey,
+            sshPublicKeys: args.sshPublicKeys,
+            userData: pop.host.kind === "vultr"
+                ? renderCloudInit({ hostname: pop.name, role: "pop", sshPublicKeys: args.sshPublicKeys ?? [], netSetup: netSetupBoot })
+                : undefined,
+        }, { parent: this });
+    }
+
+    /** The files rendered from the host's addresses; bird.conf apart, as a secret (it carries the TCP-MD5 password). */
+    private renderFiles(args: AnycastPoPArgs): RenderedPoPFiles {
+        const addresses = pulumi.all([this.host.ipv6, this.host.ipv4]);
+        const rendered = addresses.apply(([ipv6, ipv4]) => {
+            const input = renderInput(args, { ipv6, ipv4 });
             return {
                 "anycast-net.sh": renderNetSetup(input),
-                "bird.conf": renderBirdConfig(input),
                 "nginx.conf": renderNginxConfig(input),
                 "anycast-health": renderHealthAgent(),
                 "anycast-health.env": renderHealthEnv(input),
                 "anycast-health.service": renderHealthUnit(),
             };
         });
-        // bird.conf carries the TCP-MD5 password.
-        const birdConf = pulumi.secret(rendered.apply((r) => r["bird.conf"]));
-        const file = (key: keyof typeof STATIC_FILES | "anycast-net.sh" | "nginx.conf") => rendered.apply((r) => r[key]);
+        const birdConf = pulumi.secret(pulumi.all([addresses, args.bgpPassword]).apply(([[ipv6, ipv4], password]) => {
+            const input = renderInput(args, { ipv6, ipv4 });
+            return renderBirdConfig(password === undefined ? input : { ...input, pop: { ...input.pop, bgp: { ...input.pop.bgp, password } } });
+        }));
+        return { file: (key) => rendered.apply((r) => r[key]), birdConf };
+    }
 
+    /** Push every file in dependency order; returns what was pushed, by artifact name. */
+    private pushFiles(name: string, args: AnycastPoPArgs, { file, birdConf }: RenderedPoPFiles): Record<string, pulumi.Input<string>> {
         const conn = this.host.connection;
-        const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) =>
-            pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] });
+        const pushed: Record<string, pulumi.Input<string>> = {};
+        const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) => {
+            pushed[p.file] = p.content;
+            return pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] });
+        };
 
         const netSetup = push({
             file: "anycast-net.sh", remotePath: "/usr/local/sbin/anycast-net", mode: "0755",
@@ -133,8 +153,19 @@ export class AnycastPoP extends pulumi.ComponentResource {
             file: "anycast-health.service", ...STATIC_FILES["anycast-health.service"], content: file("anycast-health.service"),
             apply: "systemctl daemon-reload\nsystemctl enable anycast-health\nsystemctl restart anycast-health",
         }, agentFiles);
-
-        this.files = pulumi.secret(pulumi.all([rendered, birdConf]).apply(([r, b]): Record<string, string> => ({ ...r, "bird.conf": b })));
-        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor });
+        return pushed;
     }
+}
+
+interface RenderedPoPFiles {
+    file(key: keyof typeof STATIC_FILES | "anycast-net.sh" | "nginx.conf"): pulumi.Output<string>;
+    birdConf: pulumi.Output<string>;
+}
+
+/** What the renderers need for this PoP on a host with these addresses. */
+function renderInput(args: AnycastPoPArgs, host: PopRenderInput["host"]): PopRenderInput {
+    return {
+        deployment: args.deployment, pop: args.pop, host, origin: args.origin, mesh: args.mesh, health: args.health,
+        firewall: { adminCidrs: [], meshPeers: [] },
+    };
 }

@@ -146,6 +146,8 @@ const topLevel = {
 } as const;
 
 type TopLevel = { [K in keyof typeof topLevel]: z.output<(typeof topLevel)[K]> };
+/** The `anycast:` config as a user writes it (namespace stripped, defaults optional): AnycastNetwork's args. */
+export type AnycastConfigInput = z.input<z.ZodObject<typeof topLevel>> & { sshPrivateKey?: string };
 
 /** The keys `anycast:` understands, for "unknown key" errors. */
 export const CONFIG_KEYS = Object.keys(topLevel);

@@ -90,7 +90,7 @@ describe("anycast CLI", () => {
         assert.ok(fs.existsSync(path.join(out, "origin", "wg0.conf")));
         assert.equal(fs.statSync(path.join(out, "lax", "wg0.conf")).mode & 0o777, 0o600);
         const plan = JSON.parse(fs.readFileSync(path.join(out, "plan.json"), "utf8"));
-        const bird = plan.resources.find((x: { name: string }) => x.name === "lax-push-bird.conf");
+        const bird = plan.resources.find((x: { name: string }) => x.name === "anycast-lax-push-bird.conf");
         assert.equal(bird.inputs.stdin, "[secret]");
         assert.ok(plan.resources.length > 40);
     });
@@ -124,8 +124,8 @@ describe("anycast CLI", () => {
     it("preview prints a table of resources", async () => {
         const r = await cli(["preview", "--config", path.join(REPO_ROOT, "Pulumi.prod.yaml")]);
         assert.equal(r.code, 0, r.err);
-        assert.match(r.out, /vultr:index\/instance:Instance\s+lax-instance\s+lax vc2-1c-1gb ipv6=true/);
-        assert.match(r.out, /DnsRecord\s+front-door-cname\s+CNAME www\.example\.com -> anycast\.example\.com proxied ttl=1/);
+        assert.match(r.out, /vultr:index\/instance:Instance\s+anycast-lax-instance\s+lax vc2-1c-1gb ipv6=true/);
+        assert.match(r.out, /DnsRecord\s+anycast-front-door-cname\s+CNAME www\.example\.com -> anycast\.example\.com proxied ttl=1/);
         assert.match(r.out, /\d+ resources to create/);
     });
 });
