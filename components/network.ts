@@ -296,10 +296,22 @@ export function planAnycastNetwork(args: AnycastNetworkArgs): NetworkPlan {
         try {
             return secretsOf(parseAnycastConfig(raw(pw, key)));
         } catch (e) {
-            throw e instanceof ConfigError ? new pulumi.RunError(e.message) : e;
+            throw e instanceof ConfigError ? deployTimeConfigError(e) : e;
         }
     });
     return { spec, secrets };
+}
+
+/**
+ * A config error found at deploy time, as the Pulumi CLI should print it: a RunError (its
+ * message, no stack trace). The SDK's serializer prefixes the message of an error raised inside
+ * an input with `error serializing property "..."` once for every property and resource it
+ * passes through (runtime/rpc.js); the message is kept as written, so the user reads the key.
+ */
+function deployTimeConfigError(e: ConfigError): pulumi.RunError {
+    const err = new pulumi.RunError(e.message);
+    Object.defineProperty(err, "message", { get: () => e.message, set: () => undefined, configurable: true });
+    return err;
 }
 
 /** The spec without its secrets (the BGP passwords and the SSH private key). */
