@@ -11,9 +11,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as vultr from "@ediri/vultr";
 import { HostSpec } from "./core/model";
-import {
-    AUTHORIZED_KEYS_PATH, installAuthorizedKeysScript, renderAuthorizedKeys, VALIDATE_AUTHORIZED_KEYS,
-} from "./core/render/sshkeys";
+import { renderAuthorizedKeys } from "./core/render/sshkeys";
 import { Connection, pushFile } from "./push";
 
 /** Debian 12: the OS the bootstrap and the pushed configs are written and tested for. */
@@ -76,10 +74,7 @@ export class Host extends pulumi.ComponentResource {
         if (spec.kind === "vultr" && args.userData !== undefined) files["cloud-init.yaml"] = args.userData;
         if (args.sshPublicKeys !== undefined) {
             files["authorized_keys"] = renderAuthorizedKeys(args.sshPublicKeys);
-            pushFile(name, {
-                file: "authorized_keys", remotePath: AUTHORIZED_KEYS_PATH, mode: "0644", content: files["authorized_keys"],
-                validate: VALIDATE_AUTHORIZED_KEYS, apply: installAuthorizedKeysScript(),
-            }, this.connection, { parent: this, dependsOn: this.instance ? [this.instance] : [] });
+            pushFile(name, { file: "authorized_keys", content: files["authorized_keys"] }, this.connection, { parent: this, dependsOn: this.instance ? [this.instance] : [] });
         }
         this.files = pulumi.all(files);
         this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, files: this.files });

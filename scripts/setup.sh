@@ -10,6 +10,8 @@ declare -A tools=(
   [bird]=bird2 [wg]=wireguard-tools [wireguard-go]=wireguard-go [nginx]=nginx-light
   [cloud-init]=cloud-init [shellcheck]=shellcheck [nft]=nftables [ip]=iproute2
   [curl]=curl [wrk]=wrk [openssl]=openssl
+  # the deploy rehearsal: a Debian rootfs, booted with systemd-nspawn, deployed to over SSH
+  [debootstrap]=debootstrap [systemd-nspawn]=systemd-container [ssh]=openssh-client
 )
 missing=()
 for cmd in "${!tools[@]}"; do

@@ -8,10 +8,9 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-    AUTHORIZED_KEYS_BEGIN, AUTHORIZED_KEYS_END, AUTHORIZED_KEYS_PATH, installAuthorizedKeysScript,
-    MERGE_AUTHORIZED_KEYS_FUNCTION, renderAuthorizedKeys, VALIDATE_AUTHORIZED_KEYS,
+    AUTHORIZED_KEYS_BEGIN, AUTHORIZED_KEYS_END, MERGE_AUTHORIZED_KEYS_FUNCTION, renderAuthorizedKeys, VALIDATE_AUTHORIZED_KEYS,
 } from "../../components/core/render/sshkeys";
-import { pushScript } from "../../components/push";
+import { ARTIFACTS, pushScript } from "../../components/core/artifacts";
 import { needTools, run, runOk, tempDir } from "../helpers/tools";
 
 const scratch = tempDir("sshkeys");
@@ -79,10 +78,7 @@ describe("authorized_keys", () => {
 
     test("the whole push script passes shellcheck", (t) => {
         if (!needTools(t, "shellcheck")) return;
-        const script = pushScript({
-            file: "authorized_keys", remotePath: AUTHORIZED_KEYS_PATH, mode: "0644",
-            validate: VALIDATE_AUTHORIZED_KEYS, apply: installAuthorizedKeysScript(),
-        });
+        const script = pushScript(ARTIFACTS["authorized_keys"]);
         const file = path.join(scratch, "push.sh");
         fs.writeFileSync(file, `#!/bin/bash\n${script}\n`);
         const result = run("shellcheck", ["--shell=bash", "--severity=style", file]);

@@ -90,7 +90,7 @@ describe("AnycastNetwork in a program of its own", () => {
         // since node's test runner fails a test on any unhandled rejection.
         const script = path.join(scratch, "bad-secret.js");
         fs.writeFileSync(script, `
-            const pulumi = require("@pulumi/pulumi");
+            const pulumi = require(${JSON.stringify(require.resolve("@pulumi/pulumi"))});
             const { AnycastNetwork } = require(${JSON.stringify(path.join(DIST, "components", "network"))});
             const { installMockCloud } = require(${JSON.stringify(path.join(DIST, "harness", "testing"))});
             const failures = new Set();
@@ -106,7 +106,9 @@ describe("AnycastNetwork in a program of its own", () => {
                 console.log(JSON.stringify({ pushes, failures: [...failures].map((e) => ({ run: pulumi.RunError.isInstance(e), message: e.message })) }));
             })();`);
         const result = run(process.execPath, [script, JSON.stringify(prodArgs({ sshPrivateKey: SSH_KEY }))], { cwd: REPO_ROOT });
-        assert.equal(result.status, 0, result.stderr);
+        // The failed registrations leave promises pending, which the SDK's leak check reports at
+        // exit with status 1, as `pulumi up` would after such an error: the verdict is the printed line.
+        assert.ok(result.stdout.trim().startsWith("{"), `no result printed (status ${result.status}):\n${result.stderr}`);
         const { pushes, failures } = JSON.parse(result.stdout) as { pushes: string[]; failures: Array<{ run: boolean; message: string }> };
         assert.deepEqual(pushes, [], "a push ran with an invalid secret");
         assert.equal(failures.length, 1, `one error, reported once: ${JSON.stringify(failures)}`);
