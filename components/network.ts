@@ -16,7 +16,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
-import { parseCidr } from "./core/addressing";
+import { hasIpv4 } from "./core/addressing";
 import { AnycastConfigInput, ConfigError, parseAnycastConfig } from "./core/config";
 import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./core/model";
 import { meshPeerNames } from "./core/render/wireguard";
@@ -201,7 +201,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const names = members.map((m) => m.name);
         const peersOf = (self: string) => meshPeerNames(self, names, spec.mesh.topology, spec.origin.name)
             .map((peer) => members.find((m) => m.name === peer)!.host.ipv6);
-        const dualStack = spec.prefixes.some((p) => parseCidr(p).family === 4);
+        const dualStack = hasIpv4(spec.prefixes);
         const common = { meshPort: spec.mesh.port, meshCidr: spec.mesh.cidr, adminCidrs: spec.firewall.adminCidrs, httpSources };
         return members.map((m) => {
             const pop = spec.pops.find((p) => p.name === m.name);

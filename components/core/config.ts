@@ -12,9 +12,10 @@ import {
     usableHosts, Cidr, planMeshAddresses, canonical,
 } from "./addressing";
 import {
-    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, VULTR_BGP, HealthSpec, RoaSpec, RpkiFinding,
+    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, HealthSpec, RoaSpec, RpkiFinding,
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
+import { forbiddenCommunity, VULTR_BGP } from "./vultr";
 
 export const NAMESPACE = "anycast";
 
@@ -391,7 +392,6 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         address = nthAddress(v6, 1);
     }
 
-    const communityAsns = new Set<number>();
     const pops: PopSpec[] = [];
     const rawPops = parsed.pops ?? [];
     const originName = parsed.origin?.name;
@@ -441,14 +441,8 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         p.communities.forEach((text, j) => {
             try {
                 const community = parseCommunity(text);
-                if (community.kind === "standard" && community.asn === 20473 && community.value === 6000) {
-                    c.error(`${key}.communities[${j}]`, "20473:6000 keeps the route inside AS20473: an anycast prefix announced with it is not reachable from the Internet");
-                } else if (community.kind === "standard" && community.asn === 20473 && community.value === 666) {
-                    c.error(`${key}.communities[${j}]`, "20473:666 blackholes the prefix: never on an anycast announcement");
-                } else if (community.kind === "standard" && community.asn === 65535 && community.value === 0) {
-                    c.error(`${key}.communities[${j}]`, "65535:0 (GRACEFUL_SHUTDOWN) is set by the health agent while draining; do not set it statically");
-                }
-                communityAsns.add(community.kind === "standard" ? community.asn : community.global);
+                const forbidden = forbiddenCommunity(community);
+                if (forbidden) c.error(`${key}.communities[${j}]`, forbidden);
                 communities.push(community);
             } catch (e) {
                 c.error(`${key}.communities[${j}]`, (e as Error).message);
@@ -547,7 +541,8 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         sshPublicKeys: parsed.sshPublicKeys ?? [],
         pops,
         origin: originSpec!,
-        mesh: parsed.mesh!,
+        // Canonical text (10.77.0.0/24, fd00:77::/64): every consumer compares and renders the same string.
+        mesh: { ...parsed.mesh!, cidr: formatCidr(meshCidr!) },
         frontDoor: frontDoor!,
         health: parsed.health!,
         firewall: parsed.firewall!,
