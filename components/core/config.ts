@@ -308,7 +308,6 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         error: (key, message) => errors.push({ key, message }),
         warn: (key, message) => warnings.push({ key, message }),
     };
-
     for (const key of Object.keys(raw)) {
         if (!(key in topLevel) && !SECRET_KEYS.includes(key)) {
             c.error(`${NAMESPACE}:${key}`, `unknown key (known: ${[...CONFIG_KEYS, ...SECRET_KEYS].join(", ")})`);
@@ -316,6 +315,59 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     }
 
     // Pass 1: shapes, key by key.
+    const parsed = parseShapes(raw, c);
+
+    // Pass 2: meaning, across keys.
+    const asn = parsed.asn;
+    if (asn !== undefined) {
+        const problem = asnProblem(asn);
+        if (problem) c.error(`${NAMESPACE}:asn`, problem);
+    }
+    const prefixes = checkPrefixes(parsed.prefix, asn, c);
+    if (asn !== undefined && isDocumentationAsn(asn)) {
+        c.warn(`${NAMESPACE}:asn`, `AS${asn} is a documentation ASN (RFC 5398): fine for the lab only`);
+    }
+
+    const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, c);
+    const address = checkAddress(parsed.address, prefixes, c);
+    const rawPops = parsed.pops ?? [];
+    const mesh = planMesh(parsed.mesh, prefixes, rawPops.length, c);
+    const pops = parsePops(parsed, asn, mesh, c);
+    const withoutPassword = rawPops.filter((p) => p.bgp.password === undefined).map((p) => p.name);
+    if (parsed.bgpPassword === undefined && withoutPassword.length > 0 && !("bgpPassword" in raw && raw.bgpPassword !== undefined)) {
+        c.error(`${NAMESPACE}:bgpPassword`, `is required for PoP(s) ${withoutPassword.join(", ")}: pulumi config set --secret ${NAMESPACE}:bgpPassword <the TCP-MD5 password> (or give each PoP bgp.password)`);
+    }
+    const originSpec = parseOrigin(parsed, mesh, c);
+    checkHostAddresses(parsed, originSpec, pops, prefixes, c);
+    const frontDoor = parsed.frontDoor ? checkFrontDoor(parsed.frontDoor, c) : undefined;
+    if (parsed.firewall) checkFirewall(parsed.firewall, c);
+    const sshPrivateKey = raw.sshPrivateKey;
+    checkSshPrivateKey(sshPrivateKey, c);
+    if (parsed.health) checkHealth(parsed.health, c);
+
+    if (errors.length > 0) throw new ConfigError(errors);
+    // Every field below was checked above; the assertions only restate that to the compiler.
+    return {
+        asn: asn!,
+        prefixes: prefixes.map(formatCidr),
+        address: address!,
+        bgpPassword: parsed.bgpPassword ?? "",
+        sshPrivateKey: String(sshPrivateKey),
+        sshPublicKeys: parsed.sshPublicKeys ?? [],
+        pops,
+        origin: originSpec!,
+        // Canonical text (10.77.0.0/24, fd00:77::/64): every consumer compares and renders the same string.
+        mesh: { ...parsed.mesh!, cidr: formatCidr(mesh.cidr!) },
+        frontDoor: frontDoor!,
+        health: parsed.health!,
+        firewall: parsed.firewall!,
+        roas,
+        rpki,
+        warnings,
+    };
+}
+
+function parseShapes(raw: Record<string, unknown>, c: Collector): Partial<TopLevel> {
     const parsed: Partial<TopLevel> = {};
     for (const [key, schema] of Object.entries(topLevel)) {
         const value = raw[key];
@@ -331,17 +383,15 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         }
     }
 
-    // Pass 2: meaning, across keys.
-    const asn = parsed.asn;
-    if (asn !== undefined) {
-        const problem = asnProblem(asn);
-        if (problem) c.error(`${NAMESPACE}:asn`, problem);
-    }
+    return parsed;
+}
 
+/** `anycast:prefix`: one prefix or a list, IPv6 first; each announceable and of a length the Internet accepts. */
+function checkPrefixes(prefix: TopLevel["prefix"] | undefined, asn: number | undefined, c: Collector): Cidr[] {
     const prefixes: Cidr[] = [];
-    if (parsed.prefix !== undefined) {
-        const list = Array.isArray(parsed.prefix) ? parsed.prefix : [parsed.prefix];
-        const keyOf = (i: number) => Array.isArray(parsed.prefix) ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`;
+    if (prefix !== undefined) {
+        const list = Array.isArray(prefix) ? prefix : [prefix];
+        const keyOf = (i: number) => Array.isArray(prefix) ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`;
         list.forEach((text, i) => {
             let p: Cidr;
             try {
@@ -370,67 +420,81 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
             c.error(keyOf(0), "the first prefix must be IPv6: it holds the anycast service address");
         }
     }
-    if (asn !== undefined && isDocumentationAsn(asn)) {
-        c.warn(`${NAMESPACE}:asn`, `AS${asn} is a documentation ASN (RFC 5398): fine for the lab only`);
-    }
 
-    const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, c);
+    return prefixes;
+}
 
+/** `anycast:address`: inside the IPv6 prefix and not its network address; by default the prefix's ::1. */
+function checkAddress(addressText: string | undefined, prefixes: Cidr[], c: Collector): string | undefined {
     let address: string | undefined;
     const v6 = prefixes.find((p) => p.family === 6);
-    if (parsed.address !== undefined) {
-        if (!isIp(parsed.address) || familyOf(parsed.address) !== 6) {
-            c.error(`${NAMESPACE}:address`, `"${parsed.address}" is not an IPv6 address`);
-        } else if (v6 && !contains(v6, parsed.address)) {
-            c.error(`${NAMESPACE}:address`, `${parsed.address} is outside the prefix ${formatCidr(v6)}`);
-        } else if (v6 && canonical(parsed.address) === v6.network) {
-            c.error(`${NAMESPACE}:address`, `${parsed.address} is the prefix's network (subnet-router anycast) address; use ::1 or another host address`);
+    if (addressText !== undefined) {
+        if (!isIp(addressText) || familyOf(addressText) !== 6) {
+            c.error(`${NAMESPACE}:address`, `"${addressText}" is not an IPv6 address`);
+        } else if (v6 && !contains(v6, addressText)) {
+            c.error(`${NAMESPACE}:address`, `${addressText} is outside the prefix ${formatCidr(v6)}`);
+        } else if (v6 && canonical(addressText) === v6.network) {
+            c.error(`${NAMESPACE}:address`, `${addressText} is the prefix's network (subnet-router anycast) address; use ::1 or another host address`);
         } else {
-            address = canonical(parsed.address);
+            address = canonical(addressText);
         }
     } else if (v6) {
         address = nthAddress(v6, 1);
     }
+    return address;
+}
 
-    const pops: PopSpec[] = [];
-    const rawPops = parsed.pops ?? [];
-    const originName = parsed.origin?.name;
-    const seen = new Map<string, number>();
-    const meshNodes = 1 + rawPops.length;
+/** The mesh CIDR parsed once, and the addresses it gives the origin (index 0) and the PoPs, in order. */
+interface MeshPlan {
+    cidr?: Cidr;
+    addresses?: string[];
+}
+
+/** `anycast:mesh.cidr`: private, clear of the prefixes, with room for the origin and every PoP. */
+function planMesh(mesh: TopLevel["mesh"] | undefined, prefixes: Cidr[], popCount: number, c: Collector): MeshPlan {
     let meshPlan: string[] | undefined;
     let meshCidr: Cidr | undefined;
-    if (parsed.mesh) {
+    const meshNodes = 1 + popCount;
+    if (mesh) {
         try {
-            meshCidr = parseCidr(parsed.mesh.cidr);
+            meshCidr = parseCidr(mesh.cidr);
         } catch (e) {
             c.error(`${NAMESPACE}:mesh.cidr`, (e as Error).message);
         }
         if (meshCidr) {
             if (!isPrivateRange(meshCidr)) {
-                c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} is not private address space (use RFC 1918 or an fd00::/8 unique local prefix)`);
+                c.error(`${NAMESPACE}:mesh.cidr`, `${mesh.cidr} is not private address space (use RFC 1918 or an fd00::/8 unique local prefix)`);
             }
             for (const p of prefixes) {
-                if (overlaps(meshCidr, p)) c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} overlaps the anycast prefix ${formatCidr(p)}`);
+                if (overlaps(meshCidr, p)) c.error(`${NAMESPACE}:mesh.cidr`, `${mesh.cidr} overlaps the anycast prefix ${formatCidr(p)}`);
             }
             if (BigInt(meshNodes) > usableHosts(meshCidr)) {
-                c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} has room for ${usableHosts(meshCidr)} hosts; the origin and ${rawPops.length} PoP(s) need ${meshNodes}`);
+                c.error(`${NAMESPACE}:mesh.cidr`, `${mesh.cidr} has room for ${usableHosts(meshCidr)} hosts; the origin and ${popCount} PoP(s) need ${meshNodes}`);
             } else {
-                meshPlan = planMeshAddresses(parsed.mesh.cidr, meshNodes);
+                meshPlan = planMeshAddresses(mesh.cidr, meshNodes);
             }
         }
     }
+    return { cidr: meshCidr, addresses: meshPlan };
+}
 
-    const meshAddressFor = (key: string, explicit: string | undefined, index: number): string => {
-        if (explicit === undefined) return meshPlan?.[index] ?? "";
+/** A host's mesh address: explicit (inside the mesh CIDR) or the plan's n-th. */
+function meshAddressFor(mesh: MeshPlan, key: string, explicit: string | undefined, index: number, c: Collector): string {
+        if (explicit === undefined) return mesh.addresses?.[index] ?? "";
         if (!isIp(explicit)) {
             c.error(`${key}.meshAddress`, `"${explicit}" is not an IP address`);
-        } else if (meshCidr && !contains(meshCidr, explicit)) {
-            c.error(`${key}.meshAddress`, `${explicit} is outside mesh.cidr ${formatCidr(meshCidr)}`);
+        } else if (mesh.cidr && !contains(mesh.cidr, explicit)) {
+            c.error(`${key}.meshAddress`, `${explicit} is outside mesh.cidr ${formatCidr(mesh.cidr)}`);
         }
         return isIp(explicit) ? canonical(explicit) : explicit;
-    };
+}
 
-    rawPops.forEach((p, i) => {
+/** `anycast:pops`: unique names, a host each, the BGP session, communities and the mesh address. */
+function parsePops(parsed: Partial<TopLevel>, asn: number | undefined, mesh: MeshPlan, c: Collector): PopSpec[] {
+    const pops: PopSpec[] = [];
+    const originName = parsed.origin?.name;
+    const seen = new Map<string, number>();
+    (parsed.pops ?? []).forEach((p, i) => {
         const key = `${NAMESPACE}:pops[${i}]`;
         if (seen.has(p.name)) c.error(`${key}.name`, `duplicate PoP name "${p.name}" (also pops[${seen.get(p.name)}])`);
         seen.set(p.name, i);
@@ -448,22 +512,28 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
                 c.error(`${key}.communities[${j}]`, (e as Error).message);
             }
         });
-        const meshAddress = meshAddressFor(key, p.meshAddress, i + 1);
+        const meshAddress = meshAddressFor(mesh, key, p.meshAddress, i + 1, c);
         if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress });
     });
+    return pops;
+}
 
-    const withoutPassword = rawPops.filter((p) => p.bgp.password === undefined).map((p) => p.name);
-    if (parsed.bgpPassword === undefined && withoutPassword.length > 0 && !("bgpPassword" in raw && raw.bgpPassword !== undefined)) {
-        c.error(`${NAMESPACE}:bgpPassword`, `is required for PoP(s) ${withoutPassword.join(", ")}: pulumi config set --secret ${NAMESPACE}:bgpPassword <the TCP-MD5 password> (or give each PoP bgp.password)`);
-    }
-
+function parseOrigin(parsed: Partial<TopLevel>, mesh: MeshPlan, c: Collector): AnycastSpec["origin"] | undefined {
     const origin = parsed.origin;
     let originSpec: AnycastSpec["origin"] | undefined;
     if (origin) {
         const host = hostSpecFor(`${NAMESPACE}:origin`, origin, parsed.sshPublicKeys ?? [], c);
-        const meshAddress = meshAddressFor(`${NAMESPACE}:origin`, origin.meshAddress, 0);
+        const meshAddress = meshAddressFor(mesh, `${NAMESPACE}:origin`, origin.meshAddress, 0, c);
         if (host) originSpec = { name: origin.name, host, port: origin.port, healthPath: origin.healthPath, meshAddress };
     }
+    return originSpec;
+}
+
+/** Mesh addresses are unique; existing hosts' unicast addresses are outside the anycast prefix. */
+function checkHostAddresses(parsed: Partial<TopLevel>, originSpec: AnycastSpec["origin"] | undefined, pops: PopSpec[],
+    prefixes: Cidr[], c: Collector): void {
+    const rawPops = parsed.pops ?? [];
+    const origin = parsed.origin;
     const meshAddresses = [originSpec?.meshAddress, ...pops.map((p) => p.meshAddress)].filter((a): a is string => !!a);
     const dup = meshAddresses.find((a, i) => meshAddresses.indexOf(a) !== i);
     if (dup) c.error(`${NAMESPACE}:mesh`, `mesh address ${dup} is assigned twice (check explicit meshAddress settings)`);
@@ -477,79 +547,62 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
                 c.error(key, `${host.address} is inside the anycast prefix; a host's unicast address must be outside it`);
             }
         });
+}
 
-    const fd = parsed.frontDoor;
-    let frontDoor: AnycastSpec["frontDoor"] | undefined;
-    if (fd) {
-        if (!!fd.zone === !!fd.zoneId) c.error(`${NAMESPACE}:frontDoor`, "set exactly one of zone (a name such as example.com) or zoneId");
-        const zone = fd.zone?.toLowerCase().replace(/\.$/, "");
-        if (zone !== undefined && !DOMAIN.test(zone)) c.error(`${NAMESPACE}:frontDoor.zone`, `"${fd.zone}" is not a domain name such as example.com`);
-        const hostname = fqdnIn(fd.hostname, zone);
-        const anycastName = fqdnIn(fd.anycastName, zone);
-        if (typeof hostname !== "string") c.error(`${NAMESPACE}:frontDoor.hostname`, hostname.error);
-        if (typeof anycastName !== "string") c.error(`${NAMESPACE}:frontDoor.anycastName`, anycastName.error);
-        if (typeof hostname === "string" && hostname === anycastName) {
-            c.error(`${NAMESPACE}:frontDoor.anycastName`, `must differ from hostname: ${hostname} is the proxied CNAME, the anycast name its unproxied AAAA target`);
-        }
-        if (typeof hostname === "string" && typeof anycastName === "string") {
-            frontDoor = { zone, zoneId: fd.zoneId, hostname, anycastName, sslMode: fd.sslMode };
-        }
+/** `anycast:frontDoor`: exactly one of zone or zoneId, and two different names inside the zone. */
+function checkFrontDoor(fd: NonNullable<TopLevel["frontDoor"]>, c: Collector): AnycastSpec["frontDoor"] | undefined {
+    if (!!fd.zone === !!fd.zoneId) c.error(`${NAMESPACE}:frontDoor`, "set exactly one of zone (a name such as example.com) or zoneId");
+    const zone = fd.zone?.toLowerCase().replace(/\.$/, "");
+    if (zone !== undefined && !DOMAIN.test(zone)) c.error(`${NAMESPACE}:frontDoor.zone`, `"${fd.zone}" is not a domain name such as example.com`);
+    const hostname = fqdnIn(fd.hostname, zone);
+    const anycastName = fqdnIn(fd.anycastName, zone);
+    if (typeof hostname !== "string") c.error(`${NAMESPACE}:frontDoor.hostname`, hostname.error);
+    if (typeof anycastName !== "string") c.error(`${NAMESPACE}:frontDoor.anycastName`, anycastName.error);
+    if (typeof hostname === "string" && hostname === anycastName) {
+        c.error(`${NAMESPACE}:frontDoor.anycastName`, `must differ from hostname: ${hostname} is the proxied CNAME, the anycast name its unproxied AAAA target`);
     }
-
-    const firewall = parsed.firewall;
-    if (firewall) {
-        const cidrList = (key: string, list: string[]) => list.forEach((t, i) => {
-            try {
-                parseCidr(t);
-            } catch (e) {
-                c.error(`${NAMESPACE}:firewall.${key}[${i}]`, (e as Error).message);
-            }
-        });
-        cidrList("adminCidrs", firewall.adminCidrs);
-        if (firewall.httpSources) cidrList("httpSources", firewall.httpSources);
-        if (firewall.adminCidrs.length === 0) {
-            c.warn(`${NAMESPACE}:firewall.adminCidrs`, "is empty: SSH is open to the whole Internet on every host");
-        }
+    if (typeof hostname === "string" && typeof anycastName === "string") {
+        return { zone, zoneId: fd.zoneId, hostname, anycastName, sslMode: fd.sslMode };
     }
+    return undefined;
+}
 
-    const sshPrivateKey = raw.sshPrivateKey;
+/** `anycast:firewall`: every CIDR parses; no adminCidrs is a warning (SSH open to all). */
+function checkFirewall(firewall: NonNullable<TopLevel["firewall"]>, c: Collector): void {
+    const cidrList = (key: string, list: string[]) => list.forEach((t, i) => {
+        try {
+            parseCidr(t);
+        } catch (e) {
+            c.error(`${NAMESPACE}:firewall.${key}[${i}]`, (e as Error).message);
+        }
+    });
+    cidrList("adminCidrs", firewall.adminCidrs);
+    if (firewall.httpSources) cidrList("httpSources", firewall.httpSources);
+    if (firewall.adminCidrs.length === 0) {
+        c.warn(`${NAMESPACE}:firewall.adminCidrs`, "is empty: SSH is open to the whole Internet on every host");
+    }
+}
+
+/** `anycast:sshPrivateKey`: present, and a private key. */
+function checkSshPrivateKey(sshPrivateKey: unknown, c: Collector): void {
     if (sshPrivateKey === undefined) {
         c.error(`${NAMESPACE}:sshPrivateKey`, `is required to push configs: pulumi config set --secret ${NAMESPACE}:sshPrivateKey < ~/.ssh/id_ed25519`);
     } else if (typeof sshPrivateKey !== "string" || !/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(sshPrivateKey.trim())) {
         c.error(`${NAMESPACE}:sshPrivateKey`, "must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)");
     }
+}
 
-    const health: HealthSpec | undefined = parsed.health;
-    if (health && health.timeout > Math.max(health.interval, 0.05) * 10) {
+/** `anycast:health`: timers that fail over in time, and a withdrawal limit upstream damping tolerates. */
+function checkHealth(health: HealthSpec, c: Collector): void {
+    if (health.timeout > Math.max(health.interval, 0.05) * 10) {
         c.warn(`${NAMESPACE}:health.timeout`, "is much longer than the interval: a hanging check delays failover");
     }
 
-    if (health && worstFlapPenalty(health.maxWithdrawalsPerHour) >= DAMPING_SUPPRESS_THRESHOLD) {
+    if (worstFlapPenalty(health.maxWithdrawalsPerHour) >= DAMPING_SUPPRESS_THRESHOLD) {
         c.warn(`${NAMESPACE}:health.maxWithdrawalsPerHour`, `${health.maxWithdrawalsPerHour} withdrawals in quick succession can add up to a route-flap ` +
             `penalty of ${worstFlapPenalty(health.maxWithdrawalsPerHour)}, above the suppress threshold ${DAMPING_SUPPRESS_THRESHOLD} (RFC 7196): ` +
             `upstreams that damp routes would suppress the prefix everywhere; ${MAX_SAFE_WITHDRAWALS} or fewer stays below it`);
     }
-
-    if (errors.length > 0) throw new ConfigError(errors);
-    // Every field below was checked above; the assertions only restate that to the compiler.
-    return {
-        asn: asn!,
-        prefixes: prefixes.map(formatCidr),
-        address: address!,
-        bgpPassword: parsed.bgpPassword ?? "",
-        sshPrivateKey: String(sshPrivateKey),
-        sshPublicKeys: parsed.sshPublicKeys ?? [],
-        pops,
-        origin: originSpec!,
-        // Canonical text (10.77.0.0/24, fd00:77::/64): every consumer compares and renders the same string.
-        mesh: { ...parsed.mesh!, cidr: formatCidr(meshCidr!) },
-        frontDoor: frontDoor!,
-        health: parsed.health!,
-        firewall: parsed.firewall!,
-        roas,
-        rpki,
-        warnings,
-    };
 }
 
 /**
