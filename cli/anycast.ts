@@ -4,7 +4,7 @@
  *   anycast validate --config Pulumi.<stack>.yaml
  *   anycast render   --config Pulumi.<stack>.yaml --out <dir>
  *   anycast preview  --config Pulumi.<stack>.yaml
- *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] | anycast lab --down
+ *   anycast lab      --config Pulumi.lab.yaml [--edge frr|bird] [--json <file>] [--keep] [--repeats N] | anycast lab --down
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
@@ -22,7 +22,7 @@ const USAGE = `usage:
   anycast validate --config <Pulumi.<stack>.yaml>
   anycast render   --config <file> --out <dir>
   anycast preview  --config <file>
-  anycast lab      --config <file> [--json <file>] [--keep] [--repeats N]
+  anycast lab      --config <file> [--edge frr|bird] [--json <file>] [--keep] [--repeats N]
   anycast lab      --down
   anycast bench    [--config <file>] [--skip-lab] [--repeats N]`;
 
@@ -53,6 +53,7 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
                 keep: { type: "boolean" },
                 down: { type: "boolean" },
                 repeats: { type: "string" },
+                edge: { type: "string" },
                 "skip-lab": { type: "boolean" },
                 help: { type: "boolean", short: "h" },
             },
@@ -100,8 +101,10 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
                     return 0;
                 }
                 const file = requireConfig(values.config as string | undefined);
+                const edge = (values.edge as string | undefined) ?? "frr";
+                if (!lab.EDGE_KINDS.includes(edge as never)) throw new UsageError(`--edge must be one of ${lab.EDGE_KINDS.join(", ")}, not "${edge}"`);
                 const report = await lab.runLab({
-                    configFile: file, json: values.json as string | undefined, keep: !!values.keep,
+                    configFile: file, json: values.json as string | undefined, keep: !!values.keep, edge: edge as "frr" | "bird",
                     repeats: values.repeats ? Number(values.repeats) : undefined, log: out,
                 });
                 return report.ok ? 0 : 1;

@@ -103,6 +103,8 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     readonly prefixes: pulumi.Output<string[]>;
     /** The proxied name visitors use and the unproxied AAAA behind it. */
     readonly dns: pulumi.Output<{ hostname: string; anycastName: string }>;
+    /** Who the firewalls let reach HTTP(S) on the anycast address: `firewall.httpSources`, or Cloudflare's ranges at deploy time. */
+    readonly httpSources: pulumi.Output<string[]>;
     /** Each announced prefix's RPKI state against `roas`. */
     readonly rpki: pulumi.Output<RpkiFinding[]>;
     /** WireGuard public key of each host, by name. */
@@ -152,6 +154,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
 
         const members = this.membersOf(name, spec);
         this.mesh = this.createMesh(name, spec, members);
+        // HTTP(S) on the anycast address only from Cloudflare (its published ranges at deploy
+        // time), unless the config names the sources (the lab does).
+        this.httpSources = spec.firewall.httpSources
+            ? pulumi.output(spec.firewall.httpSources)
+            : cloudflare.getIpRangesOutput({}, { parent: this }).apply((r) => [...r.ipv6Cidrs, ...r.ipv4Cidrs]);
         this.firewalls = this.createFirewalls(name, spec, members);
 
         this.spec = pulumi.output(withoutSecrets(spec));
@@ -167,7 +174,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         this.files = this.filesOf(spec);
         this.registerOutputs({
             spec: this.spec, warnings: this.warnings, hosts: this.hosts, files: this.files,
-            anycastAddress: this.anycastAddress, prefixes: this.prefixes, dns: this.dns, rpki: this.rpki,
+            anycastAddress: this.anycastAddress, prefixes: this.prefixes, dns: this.dns, httpSources: this.httpSources, rpki: this.rpki,
             meshPublicKeys: this.meshPublicKeys, bgpPasswords: this.bgpPasswords, originPullClient: this.originPullClient,
         });
     }
@@ -193,16 +200,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
 
     /** Each host's nftables ruleset: WireGuard only from its mesh peers, BGP only from its neighbours. */
     private createFirewalls(name: string, spec: AnycastSpec, members: NetworkMember[]): HostFirewall[] {
-        // HTTP(S) on the anycast address only from Cloudflare (its published ranges at deploy
-        // time), unless the config names the sources (the lab does).
-        const httpSources: pulumi.Output<string[]> = spec.firewall.httpSources
-            ? pulumi.output(spec.firewall.httpSources)
-            : cloudflare.getIpRangesOutput({}, { parent: this }).apply((r) => [...r.ipv6Cidrs, ...r.ipv4Cidrs]);
         const names = members.map((m) => m.name);
         const peersOf = (self: string) => meshPeerNames(self, names, spec.mesh.topology, spec.origin.name)
             .map((peer) => members.find((m) => m.name === peer)!.host.ipv6);
         const dualStack = hasIpv4(spec.prefixes);
-        const common = { meshPort: spec.mesh.port, meshCidr: spec.mesh.cidr, adminCidrs: spec.firewall.adminCidrs, httpSources };
+        const common = { meshPort: spec.mesh.port, meshCidr: spec.mesh.cidr, adminCidrs: spec.firewall.adminCidrs, httpSources: this.httpSources };
         return members.map((m) => {
             const pop = spec.pops.find((p) => p.name === m.name);
             return new HostFirewall(`${m.resource}-firewall`, {

@@ -55,6 +55,8 @@ export interface StackRun {
     originCaPem: string;
     /** The client certificate and key the front door made for Cloudflare's origin pulls. */
     originPullClient: { certPem: string; keyPem: string };
+    /** Who the rendered firewalls let reach HTTP(S) on the anycast address (AnycastNetwork.httpSources). */
+    httpSources: string[];
 }
 
 export interface StackRunOptions {
@@ -138,6 +140,7 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
         warnings: [...stack.configWarnings, ...network.warnings],
         originCaPem: cloud.originCaPem,
         originPullClient: network.originPullClient,
+        httpSources: network.httpSources,
     };
 }
 
@@ -165,11 +168,11 @@ async function stackOutputValues(stack: NetworkStack): Promise<Record<string, un
 }
 
 async function networkValues(network: AnycastNetwork) {
-    const [spec, hosts, files, warnings, bgpPasswords, originPullClient] = await Promise.all([
+    const [spec, hosts, files, warnings, bgpPasswords, originPullClient, httpSources] = await Promise.all([
         outputValue(network.spec), outputValue(network.hosts), outputValue(network.files), outputValue(network.warnings),
-        outputValue(network.bgpPasswords), outputValue(network.originPullClient),
+        outputValue(network.bgpPasswords), outputValue(network.originPullClient), outputValue(network.httpSources),
     ]);
-    return { spec, hosts, files, warnings, bgpPasswords, originPullClient };
+    return { spec, hosts, files, warnings, bgpPasswords, originPullClient, httpSources };
 }
 
 /** The full model the lab needs (it plays the upstream, so it needs the session passwords). */

@@ -1,8 +1,8 @@
 /**
- * Booting the lab: the emulated cloud (edge and transit BIRDs, the origin's HTTP service) and,
- * in each PoP namespace, exactly the artifacts the components rendered. The only changes made to
- * those artifacts are path rewrites where a namespace needs its own directory; each one is
- * recorded and printed.
+ * Booting the lab: the emulated cloud (provider edges in FRR or BIRD, transit BIRDs, the origin's
+ * HTTP service) and, in each PoP namespace, exactly the artifacts the components rendered. The
+ * only changes made to those artifacts are path rewrites where a namespace needs its own
+ * directory; each one is recorded and printed.
  */
 import { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
@@ -10,11 +10,13 @@ import * as path from "node:path";
 import { ARTIFACTS, ArtifactName, artifactsFor, PushedArtifactName } from "../components/core/artifacts";
 import { BIRD_STATE_FILE } from "../components/core/render/bird";
 import { NGINX_PATHS } from "../components/core/render/nginx";
+import { edgeRouters, EdgeKind, EdgeRouters } from "./edge";
+import { LabPreconditionError } from "./errors";
 import { nowMs, nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
-import { renderEdgeBird, renderTransitBird } from "./routers";
+import { renderTransitBird } from "./routers";
 import { LabStack } from "./stack";
 import { isCertificate, LabTls, makeLabTls } from "./tls";
-import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan } from "./topology";
+import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan, urlHost } from "./topology";
 
 export interface Rewrite {
     host: string;
@@ -94,12 +96,26 @@ export function rewriteHealthEnv(host: string, text: string, dir: string, rewrit
 export class LabRuntime {
     readonly rewrites: Rewrite[] = [];
     readonly notes: string[] = [];
+    /** The longest stall the machine showed before the boot (lab/stalls.ts); a re-render adapts to it too. */
+    stallMs = 0;
     /** PoP name -> the running BIRD (restarted by the crash experiment). */
     readonly popBird = new Map<string, ChildProcess>();
     firewallApplied = false;
     tls!: LabTls & { source: string };
+    /** The emulated provider edges (FRR by default). */
+    readonly edges: EdgeRouters;
 
-    constructor(readonly plan: LabPlan, readonly stack: LabStack, readonly log: (line: string) => void) {}
+    constructor(readonly plan: LabPlan, readonly stack: LabStack, readonly log: (line: string) => void, edge: EdgeKind = "frr") {
+        this.edges = edgeRouters(edge, {
+            birdSocket: (ns) => this.birdSocket(ns),
+            startBird: async (ns) => {
+                const child = this.startBird(ns);
+                await this.waitForBird(ns, child);
+                return child;
+            },
+            dirOf: nsDir,
+        });
+    }
 
     birdSocket(ns: string): string {
         return path.join(nsDir(ns), "bird.ctl");
@@ -143,7 +159,7 @@ export class LabRuntime {
         const dir = nsDir(ns);
         // -f: stay in the foreground, so the pid we hold is BIRD's own (the crash experiment kills it).
         return nsDaemon(ns, ["bird", "-f", "-c", path.join(dir, "bird.conf"), "-s", this.birdSocket(ns), "-P", path.join(dir, "bird.pid")],
-            path.join(dir, "bird.stderr.log"));
+            path.join(dir, "bird.stderr.log"), undefined, { controlPlane: true });
     }
 
     async waitForBird(ns: string, child?: ChildProcess): Promise<void> {
@@ -210,17 +226,13 @@ export class LabRuntime {
     // --- boot -------------------------------------------------------------------------------
 
     async bootRouters(): Promise<void> {
-        const configs: Array<[string, string]> = [];
-        for (const r of this.plan.regions) {
-            configs.push([r.edge.ns, renderEdgeBird(r.edge, path.join(nsDir(r.edge.ns), "bird.log"))]);
-        }
-        for (const t of this.plan.transits) configs.push([t.ns, renderTransitBird(t, path.join(nsDir(t.ns), "bird.log"))]);
         const started: Array<[string, ChildProcess]> = [];
-        for (const [ns, conf] of configs) {
-            fs.writeFileSync(path.join(nsDir(ns), "bird.conf"), conf);
-            await nsRun(ns, "bird", ["-p", "-c", path.join(nsDir(ns), "bird.conf")]);
-            started.push([ns, this.startBird(ns)]);
+        for (const t of this.plan.transits) {
+            fs.writeFileSync(path.join(nsDir(t.ns), "bird.conf"), renderTransitBird(t, path.join(nsDir(t.ns), "bird.log")));
+            await nsRun(t.ns, "bird", ["-p", "-c", path.join(nsDir(t.ns), "bird.conf")]);
+            started.push([t.ns, this.startBird(t.ns)]);
         }
+        await this.edges.start(this.plan.regions.map((r) => r.edge), nsDir);
         await Promise.all(started.map(([ns, child]) => this.waitForBird(ns, child)));
     }
 
@@ -267,9 +279,17 @@ export class LabRuntime {
         writeArtifact(dir, "wg0.conf", files["wg0.conf"]);
         await this.applyFirewall(o.ns, o.host.name, files["nftables.conf"]);
         await this.wgUp(o.ns);
-        nsDaemon(o.ns, [process.execPath, serverScript, o.host.name, o.meshAddress, String(o.port)], path.join(dir, "origin-http.log"));
-        await waitFor(`the origin's HTTP service on [${o.meshAddress}]:${o.port}`, async () => {
-            const r = await nsRun(o.ns, "curl", ["-sf", "-m", "1", `http://[${o.meshAddress}]:${o.port}${o.healthPath}`], { allowFail: true });
+        const logFile = path.join(dir, "origin-http.log");
+        const server = nsDaemon(o.ns, [process.execPath, serverScript, o.host.name, o.meshAddress, String(o.port)], logFile);
+        const where = `${urlHost(o.meshAddress)}:${o.port}`;
+        await waitFor(`the origin's HTTP service on ${where}`, async () => {
+            if (server.exitCode !== null) {
+                const why = fs.readFileSync(logFile, "utf8").trim().split("\n").slice(-1)[0] ?? "";
+                throw new LabPreconditionError(/EADDRINUSE/.test(why)
+                    ? `port ${o.port} is busy on the origin's mesh address ${o.meshAddress}: free it or set origin.port to another port`
+                    : `the origin's HTTP service exited: ${why}`);
+            }
+            const r = await nsRun(o.ns, "curl", ["-sf", "-m", "1", "-o", "/dev/null", `http://${where}${o.healthPath}`], { allowFail: true });
             return r.code === 0;
         }, 10_000);
     }
@@ -327,6 +347,6 @@ export class LabRuntime {
         fs.writeFileSync(this.healthEnvFile(ns), rewriteHealthEnv(host, files["anycast-health.env"], dir, this.rewrites));
         await this.waitForBird(ns, birdChild);
         nsDaemon(ns, [path.join(dir, "anycast-health"), "run"], path.join(dir, "health.log"),
-            { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(ns) });
+            { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(ns) }, { controlPlane: true });
     }
 }

