@@ -327,6 +327,10 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
     const lab = new LabRuntime(plan, stack, log, edge);
     lab.rewrites.push(...stallRewrites);
     lab.stallMs = stallMs;
+    if (lab.probeTimeoutMs > 300) {
+        lab.notes.push(`this machine stalled up to ${stallMs} ms before the boot: the lab's HTTP probes wait ` +
+            `${lab.probeTimeoutMs} ms for an answer instead of 300 ms, so a stall is not counted as a lost request`);
+    }
     let interrupted: Promise<never> | undefined;
     const onSignal = (sig: NodeJS.Signals) => {
         if (interrupted) return;

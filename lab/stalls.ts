@@ -76,6 +76,15 @@ export function healthTimeoutForStalls(timeoutS: number, stallMs: number): numbe
 }
 
 /**
+ * The lab's HTTP probe timeout: `baseMs`, or longer when the machine stalls for longer. A probe
+ * whose timer the stall expires (timers run before the reply is read) would count as a lost
+ * request although the network delivered it.
+ */
+export function probeTimeoutForStalls(baseMs: number, stallMs: number): number {
+    return Math.max(baseMs, minimumBfdDetectMs(stallMs));
+}
+
+/**
  * The stack with every PoP's BFD timers and the health check timeout raised where this machine's
  * stalls need it: the spec (which the emulated edges and the experiments' bounds read) and each
  * PoP's rendered bird.conf and anycast-health.env (which its daemons run) change together, so the
