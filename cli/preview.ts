@@ -193,16 +193,24 @@ function treeLines(root: Node, withDiff: boolean): string[] {
     const nameW = Math.min(nameNeed, Math.max(24, rest - typeNeed));
     const typeW = Math.min(typeNeed, rest - nameW);
     const fixed = markerW + typeW + 2 + nameW + (withPlan ? 2 + planW : 0) + 2;
-    const line = (marker: string, tree: string, name: string, plan: string, info: string) =>
-        truncate(`${` ${marker}`.padEnd(markerW)}${truncate(tree, typeW).padEnd(typeW)}  ${truncate(name, nameW).padEnd(nameW)}  ` +
-            `${withPlan ? `${plan.padEnd(planW)}  ` : ""}${info}`, OUTPUT_COLUMNS).trimEnd();
+    const line = (marker: string, tree: string, name: string, plan: string, info: string) => {
+        // A name longer than its column moves left into the type column's padding (so it ends by
+        // column 100) rather than being cut; only a tree and name that cannot share 100 columns
+        // are cut. Trailing padding goes before the width check: a row without info ends at its name.
+        const typePad = name.length > nameW && !info && !withPlan
+            ? Math.max(Math.min(tree.length, typeW), OUTPUT_COLUMNS - markerW - 2 - name.length)
+            : typeW;
+        const nameText = typePad === typeW ? truncate(name, nameW).padEnd(nameW) : name;
+        return truncate((`${` ${marker}`.padEnd(markerW)}${truncate(tree, typePad).padEnd(Math.min(typePad, typeW))}  ${nameText}  ` +
+            `${withPlan ? `${plan.padEnd(planW)}  ` : ""}${info}`).trimEnd(), OUTPUT_COLUMNS);
+    };
     // Info that does not fit at the end of its line goes on the next one, under the type.
     const room = OUTPUT_COLUMNS - fixed;
     const out: string[] = [];
     if (!withPlan) out.push("    (+ create, ~ update, +- replace, - delete)");
     out.push(line("", "Type", "Name", "Plan", room >= 8 && rows.some((r) => r.info) ? "Info" : ""));
     for (const r of rows) {
-        const inline = r.info.length <= room;
+        const inline = r.info.length === 0 || r.info.length <= room;
         out.push(line(r.marker, r.tree, r.name, r.plan, inline ? r.info : ""));
         if (!inline) out.push(truncate(`    ${r.detailIndent}${r.info}`, OUTPUT_COLUMNS));
         for (const d of r.details) out.push(...detailLines(d, "    ", OUTPUT_COLUMNS));

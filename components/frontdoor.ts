@@ -32,6 +32,8 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
     readonly anycastName: string;
     /** What every PoP's nginx needs for Full (strict) and Authenticated Origin Pulls. */
     readonly tls: TlsMaterial;
+    /** The client certificate Cloudflare presents on origin pulls, and its key (a secret). */
+    readonly originPullClient: { certPem: pulumi.Output<string>; keyPem: pulumi.Output<string> };
 
     constructor(name: string, args: CloudflareFrontDoorArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:CloudflareFrontDoor", name, {}, opts);
@@ -41,19 +43,27 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
         this.zoneId = fd.zoneId !== undefined
             ? pulumi.output(fd.zoneId)
             : cloudflare.getZoneOutput({ filter: { name: fd.zone } }, { parent: this }).apply((z) => z.id);
-        const child = { parent: this };
+        this.createRecords(name, fd, args.address);
+        const server = this.createOriginCertificate(name, fd);
+        const pulls = this.createOriginPulls(name, fd);
+        this.originPullClient = pulls.client;
+        this.tls = { ...server, clientCaPem: pulls.caCertPem };
+        this.registerOutputs({ zoneId: this.zoneId, hostname: this.hostname, anycastName: this.anycastName });
+    }
 
+    /** The grey AAAA the colos resolve, and the orange CNAME visitors use. */
+    private createRecords(name: string, fd: FrontDoorSpec, address: pulumi.Input<string>): void {
         const aaaa = new cloudflare.DnsRecord(`${name}-aaaa`, {
             zoneId: this.zoneId,
             name: fd.anycastName,
             type: "AAAA",
-            content: args.address,
+            content: address,
             proxied: false,
             // Short but not "auto": the grey record is what colos resolve; 300 s bounds how long a
             // changed anycast address takes to reach them.
             ttl: 300,
             comment: "pulumi-anycast: anycast service address (unproxied)",
-        }, child);
+        }, { parent: this });
         new cloudflare.DnsRecord(`${name}-cname`, {
             zoneId: this.zoneId,
             name: fd.hostname,
@@ -62,9 +72,12 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
             proxied: true,
             ttl: 1, // 1 = automatic, the only TTL a proxied record has
             comment: "pulumi-anycast: proxied front door",
-        }, { ...child, dependsOn: [aaaa] });
+        }, { parent: this, dependsOn: [aaaa] });
+    }
 
-        // Full (strict): Origin CA certificate for both names.
+    /** Full (strict): an Origin CA certificate for both names. */
+    private createOriginCertificate(name: string, fd: FrontDoorSpec): Omit<TlsMaterial, "clientCaPem"> {
+        const child = { parent: this };
         const serverKey = new tls.PrivateKey(`${name}-origin-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, child);
         const csr = new tls.CertRequest(`${name}-origin-csr`, {
             privateKeyPem: serverKey.privateKeyPem,
@@ -80,8 +93,13 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
         if (fd.sslMode === "strict") {
             new cloudflare.ZoneSetting(`${name}-ssl-strict`, { zoneId: this.zoneId, settingId: "ssl", value: "strict" }, child);
         }
+        return { certificatePem: originCert.certificate, privateKeyPem: pulumi.secret(serverKey.privateKeyPem) };
+    }
 
-        // Authenticated Origin Pulls, zone-level, with our own client CA.
+    /** Authenticated Origin Pulls, zone-level, with a client CA of our own. */
+    private createOriginPulls(name: string, fd: FrontDoorSpec):
+        { caCertPem: pulumi.Output<string>; client: CloudflareFrontDoor["originPullClient"] } {
+        const child = { parent: this };
         const caKey = new tls.PrivateKey(`${name}-pull-ca-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, child);
         const caCert = new tls.SelfSignedCert(`${name}-pull-ca`, {
             privateKeyPem: caKey.privateKeyPem,
@@ -111,12 +129,6 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
             zoneId: this.zoneId,
             enabled: true,
         }, { ...child, dependsOn: [pullCert] });
-
-        this.tls = {
-            certificatePem: originCert.certificate,
-            privateKeyPem: pulumi.secret(serverKey.privateKeyPem),
-            clientCaPem: caCert.certPem,
-        };
-        this.registerOutputs({ zoneId: this.zoneId, hostname: this.hostname, anycastName: this.anycastName });
+        return { caCertPem: caCert.certPem, client: { certPem: clientCert.certPem, keyPem: pulumi.secret(clientKey.privateKeyPem) } };
     }
 }

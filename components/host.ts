@@ -3,23 +3,32 @@
  * (for providers without a Pulumi provider, like the seeds' BuyVM or v.ps hosts).
  *
  * The Vultr instance's `userData` is the bootstrap cloud-init only. Vultr replaces an instance
- * when `userData`, `hostname`, `osId` or `region` change, so nothing that changes with the
- * deployment (PoP list, BIRD/nginx/WireGuard settings) may flow into those inputs.
+ * when `userData`, `hostname`, `osId`, `region` or `sshKeyIds` change, so nothing that changes
+ * with the deployment (PoP list, BIRD/nginx/WireGuard settings, SSH keys) may flow into those
+ * inputs. SSH keys in particular are pushed (see core/render/sshkeys.ts), never passed as Vultr
+ * key ids.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as vultr from "@ediri/vultr";
 import { HostSpec } from "./core/model";
-import { Connection } from "./push";
+import { renderAuthorizedKeys } from "./core/render/sshkeys";
+import { Connection, pushFile } from "./push";
 
 /** Debian 12: the OS the bootstrap and the pushed configs are written and tested for. */
 export const DEFAULT_OS_NAME = "Debian 12 x64 (bookworm)";
 
 export interface HostArgs {
     spec: HostSpec;
+    /** The machine's host name (Vultr hostname and label). Default: the resource name. */
+    hostname?: string;
     /** Bootstrap cloud-init for a new instance (ignored for existing hosts). */
     userData?: pulumi.Input<string>;
-    /** Vultr SSH key ids installed on a new instance. */
-    sshKeyIds?: pulumi.Input<pulumi.Input<string>[]>;
+    /**
+     * OpenSSH public keys that may log in, kept current on the host by a push of
+     * /etc/anycast/authorized_keys (a key change updates access in place, never replaces the
+     * host). Default: none managed (the host's authorized_keys is left alone).
+     */
+    sshPublicKeys?: string[];
     /** Private key (a Pulumi secret) used to push configs over SSH. */
     sshPrivateKey: pulumi.Input<string>;
 }
@@ -33,6 +42,8 @@ export class Host extends pulumi.ComponentResource {
     readonly connection: pulumi.Output<Connection>;
     /** The Vultr instance, for a Vultr-created host. */
     readonly instance?: vultr.Instance;
+    /** What this component gives the host: `cloud-init.yaml` (new instances), `authorized_keys`. */
+    readonly files: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:Host", name, {}, opts);
@@ -40,28 +51,7 @@ export class Host extends pulumi.ComponentResource {
         let user = "root";
         let port = 22;
         if (spec.kind === "vultr") {
-            const osId = spec.osId !== undefined ? pulumi.output(spec.osId)
-                : vultr.getOsOutput({ filters: [{ name: "name", values: [DEFAULT_OS_NAME] }] }, { parent: this })
-                    // getOs returns the id as a string; Instance.osId is a number.
-                    .apply((os) => Number(os.id));
-            this.instance = new vultr.Instance(`${name}-instance`, {
-                region: spec.region,
-                plan: spec.plan,
-                osId,
-                hostname: name,
-                label: `anycast-${name}`,
-                enableIpv6: true,
-                userData: args.userData,
-                sshKeyIds: args.sshKeyIds,
-                activationEmail: false,
-                backups: "disabled",
-                tags: ["anycast"],
-            }, {
-                parent: this,
-                // userData is the first-boot bootstrap only; everything after that is pushed.
-                // Without this, editing a bootstrap detail would replace a serving PoP.
-                ignoreChanges: ["userData"],
-            });
+            this.instance = this.vultrInstance(name, spec, args);
             this.ipv6 = this.instance.v6MainIp;
             this.ipv4 = this.instance.mainIp.apply((ip) => ip || undefined);
         } else {
@@ -79,6 +69,40 @@ export class Host extends pulumi.ComponentResource {
             dialErrorLimit: 30,
             perDialTimeout: 20,
         }));
-        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4 });
+
+        const files: Record<string, pulumi.Input<string>> = {};
+        if (spec.kind === "vultr" && args.userData !== undefined) files["cloud-init.yaml"] = args.userData;
+        if (args.sshPublicKeys !== undefined) {
+            files["authorized_keys"] = renderAuthorizedKeys(args.sshPublicKeys);
+            pushFile(name, { file: "authorized_keys", content: files["authorized_keys"] }, this.connection, { parent: this, dependsOn: this.instance ? [this.instance] : [] });
+        }
+        this.files = pulumi.all(files);
+        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, files: this.files });
+    }
+
+    private vultrInstance(name: string, spec: Extract<HostSpec, { kind: "vultr" }>, args: HostArgs): vultr.Instance {
+        const hostname = args.hostname ?? name;
+        const osId = spec.osId !== undefined ? pulumi.output(spec.osId)
+            : vultr.getOsOutput({ filters: [{ name: "name", values: [DEFAULT_OS_NAME] }] }, { parent: this })
+                // getOs returns the id as a string; Instance.osId is a number.
+                .apply((os) => Number(os.id));
+        return new vultr.Instance(`${name}-instance`, {
+            region: spec.region,
+            plan: spec.plan,
+            osId,
+            hostname,
+            label: `anycast-${hostname}`,
+            enableIpv6: true,
+            userData: args.userData,
+            activationEmail: false,
+            backups: "disabled",
+            tags: ["anycast"],
+        }, {
+            parent: this,
+            // userData is the first-boot bootstrap only; everything after that is pushed (SSH
+            // keys included). Without this, editing a bootstrap detail or a key would replace a
+            // serving PoP.
+            ignoreChanges: ["userData"],
+        });
     }
 }

@@ -1,7 +1,11 @@
 /**
  * pulumi-anycast: components for an IPv6 anycast edge behind Cloudflare.
- * The Pulumi components, plus the config parser they take their validated input from.
+ * AnycastNetwork builds the whole edge; the components it is made of are exported for programs
+ * that compose their own, with the config parser they take their validated input from.
  */
+export {
+    AnycastNetwork, AnycastNetworkArgs, NetworkSpec, PublicPopSpec, NetworkHost, NetworkPlan, planAnycastNetwork, withoutSecrets,
+} from "./network";
 export { AnycastPoP, AnycastPoPArgs, TlsMaterial } from "./pop";
 export { WireGuardMesh, WireGuardMeshArgs, MeshMember } from "./mesh";
 export { CloudflareFrontDoor, CloudflareFrontDoorArgs } from "./frontdoor";
@@ -9,6 +13,5 @@ export { Origin, OriginArgs } from "./origin";
 export { Host, HostArgs } from "./host";
 export { HostFirewall, HostFirewallArgs } from "./firewall";
 export { pushFile, FilePush } from "./push";
-export { parseAnycastConfig, ConfigError } from "./core/config";
+export { parseAnycastConfig, ConfigError, AnycastConfigInput } from "./core/config";
 export * from "./core/model";
-export { deployAnycastNetwork, NetworkOutputs } from "../stacks/network/program";

@@ -20,6 +20,8 @@ export interface MeshMember {
     endpoint: pulumi.Input<string>;
     /** Where to push wg0.conf. */
     connection: pulumi.Input<Connection>;
+    /** Resource name of the member's host: its push is `<host>-push-wg0.conf`, like the host's other files. Default: name. */
+    host?: string;
     /** Resources the push must wait for (the host). */
     dependsOn?: pulumi.Resource[];
 }
@@ -71,7 +73,7 @@ export class WireGuardMesh extends pulumi.ComponentResource {
         }));
 
         for (const m of args.members) {
-            pushFile(m.name, { file: "wg0.conf", content: this.configs.apply((c) => c[m.name]) },
+            pushFile(m.host ?? m.name, { file: "wg0.conf", content: this.configs.apply((c) => c[m.name]) },
                 m.connection, { parent: this, dependsOn: m.dependsOn });
         }
         this.registerOutputs({ publicKeys: this.publicKeys, addresses: this.addresses });

@@ -11,7 +11,7 @@ import { Host } from "./host";
 export interface OriginArgs {
     origin: OriginSpec;
     sshPrivateKey: pulumi.Input<string>;
-    sshKeyIds?: pulumi.Input<pulumi.Input<string>[]>;
+    /** OpenSSH public keys that may log in: in a new instance's cloud-init, then kept current by a push. */
     sshPublicKeys?: string[];
 }
 
@@ -20,21 +20,25 @@ export class Origin extends pulumi.ComponentResource {
     readonly ipv6: pulumi.Output<string>;
     readonly meshAddress: string;
     readonly port: number;
+    /** What the host receives from this component, by artifact name (its wg0.conf and firewall come from WireGuardMesh and HostFirewall). */
+    readonly files: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: OriginArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:Origin", name, {}, opts);
         const { origin } = args;
         this.host = new Host(name, {
             spec: origin.host,
+            hostname: origin.name,
             sshPrivateKey: args.sshPrivateKey,
-            sshKeyIds: args.sshKeyIds,
+            sshPublicKeys: args.sshPublicKeys,
             userData: origin.host.kind === "vultr"
-                ? renderCloudInit({ hostname: name, role: "origin", sshPublicKeys: args.sshPublicKeys ?? [] })
+                ? renderCloudInit({ hostname: origin.name, role: "origin", sshPublicKeys: args.sshPublicKeys ?? [] })
                 : undefined,
         }, { parent: this });
         this.ipv6 = this.host.ipv6;
         this.meshAddress = origin.meshAddress;
         this.port = origin.port;
-        this.registerOutputs({ ipv6: this.ipv6, meshAddress: this.meshAddress });
+        this.files = this.host.files;
+        this.registerOutputs({ ipv6: this.ipv6, meshAddress: this.meshAddress, files: this.files });
     }
 }

@@ -39,10 +39,13 @@ export interface AnycastPoPArgs {
     tls: TlsMaterial;
     /** SSH private key (secret) for pushing configs. */
     sshPrivateKey: pulumi.Input<string>;
-    /** Vultr SSH key ids for a new instance. */
-    sshKeyIds?: pulumi.Input<pulumi.Input<string>[]>;
-    /** OpenSSH public keys written into cloud-init (for a new instance). */
+    /** OpenSSH public keys that may log in: in a new instance's cloud-init, then kept current by a push. */
     sshPublicKeys?: string[];
+    /**
+     * The session's TCP-MD5 password when it is only known at deploy time (a secret Output);
+     * overrides `pop.bgp.password`.
+     */
+    bgpPassword?: pulumi.Input<string>;
 }
 
 export class AnycastPoP extends pulumi.ComponentResource {
@@ -51,50 +54,70 @@ export class AnycastPoP extends pulumi.ComponentResource {
     readonly ipv4: pulumi.Output<string | undefined>;
     /** The BGP neighbour this PoP peers with. */
     readonly bgpNeighbor: string;
-    /** Every rendered file by artifact name, exactly as pushed (secret: bird.conf holds the password). */
+    /**
+     * Every file the host receives, by artifact name, exactly as pushed (and its cloud-init.yaml);
+     * secret as a whole, since bird.conf holds the password and origin.key is a private key.
+     */
     readonly files: pulumi.Output<Record<string, string>>;
 
     constructor(name: string, args: AnycastPoPArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:AnycastPoP", name, {}, opts);
-        const { pop } = args;
-        this.bgpNeighbor = pop.bgp.neighbor;
-
-        // The bootstrap is rendered without host addresses (they do not exist yet) and only
-        // runs at first boot; the Host ignores later userData changes (see host.ts).
-        const bootstrapInput = (host: PopRenderInput["host"]): PopRenderInput => ({
-            deployment: args.deployment, pop, host, origin: args.origin, mesh: args.mesh, health: args.health,
-            firewall: { adminCidrs: [], meshPeers: [] },
-        });
-        const netSetupBoot = renderNetSetup(bootstrapInput({ ipv6: "::" }));
-        this.host = new Host(name, {
-            spec: pop.host,
-            sshPrivateKey: args.sshPrivateKey,
-            sshKeyIds: args.sshKeyIds,
-            userData: pop.host.kind === "vultr"
-                ? renderCloudInit({ hostname: name, role: "pop", sshPublicKeys: args.sshPublicKeys ?? [], netSetup: netSetupBoot })
-                : undefined,
-        }, { parent: this });
+        this.bgpNeighbor = args.pop.bgp.neighbor;
+        this.host = this.createHost(name, args);
         this.ipv6 = this.host.ipv6;
         this.ipv4 = this.host.ipv4;
+        const pushed = this.pushFiles(name, args, this.renderFiles(args));
+        this.files = pulumi.secret(pulumi.all([this.host.files, pulumi.all(pushed)]).apply(([host, own]) => ({ ...host, ...own })));
+        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor, files: this.files });
+    }
 
-        const rendered = pulumi.all([this.host.ipv6, this.host.ipv4]).apply(([ipv6, ipv4]) => {
-            const input = bootstrapInput({ ipv6, ipv4 });
+    private createHost(name: string, args: AnycastPoPArgs): Host {
+        const { pop } = args;
+        // The bootstrap is rendered without host addresses (they do not exist yet) and only
+        // runs at first boot; the Host ignores later userData changes (see host.ts).
+        const netSetupBoot = renderNetSetup(renderInput(args, { ipv6: "::" }));
+        return new Host(name, {
+            spec: pop.host,
+            hostname: pop.name,
+            sshPrivateKey: args.sshPrivateKey,
+            sshPublicKeys: args.sshPublicKeys,
+            userData: pop.host.kind === "vultr"
+                ? renderCloudInit({ hostname: pop.name, role: "pop", sshPublicKeys: args.sshPublicKeys ?? [], netSetup: netSetupBoot })
+                : undefined,
+        }, { parent: this });
+    }
+
+    /** The files rendered from the host's addresses; bird.conf apart, as a secret (it carries the TCP-MD5 password). */
+    private renderFiles(args: AnycastPoPArgs): RenderedPoPFiles {
+        const addresses = pulumi.all([this.host.ipv6, this.host.ipv4]);
+        const rendered = addresses.apply(([ipv6, ipv4]) => {
+            const input = renderInput(args, { ipv6, ipv4 });
             return {
                 "anycast-net.sh": renderNetSetup(input),
-                "bird.conf": renderBirdConfig(input),
                 "nginx.conf": renderNginxConfig(input),
                 "anycast-health": renderHealthAgent(),
                 "anycast-health.env": renderHealthEnv(input),
                 "anycast-health.service": renderHealthUnit(),
             };
         });
-        const file = (key: keyof pulumi.Unwrap<typeof rendered>) => rendered.apply((r) => r[key]);
+        const birdConf = pulumi.secret(pulumi.all([addresses, args.bgpPassword]).apply(([[ipv6, ipv4], password]) => {
+            const input = renderInput(args, { ipv6, ipv4 });
+            return renderBirdConfig(password === undefined ? input : { ...input, pop: { ...input.pop, bgp: { ...input.pop.bgp, password } } });
+        }));
+        return { file: (key) => rendered.apply((r) => r[key]), birdConf };
+    }
 
-        // Paths, modes, checks, reloads and which files are secret (bird.conf: the TCP-MD5 password)
-        // come from components/core/artifacts.ts; the order is decided here.
+    /**
+     * Push every file in dependency order; returns what was pushed, by artifact name. Paths, modes,
+     * checks, reloads and which files are secret come from components/core/artifacts.ts.
+     */
+    private pushFiles(name: string, args: AnycastPoPArgs, { file, birdConf }: RenderedPoPFiles): Record<string, pulumi.Input<string>> {
         const conn = this.host.connection;
-        const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) =>
-            pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] });
+        const pushed: Record<string, pulumi.Input<string>> = {};
+        const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) => {
+            pushed[p.file] = p.content;
+            return pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] });
+        };
 
         const netSetup = push({ file: "anycast-net.sh", content: file("anycast-net.sh") });
         const tls = [
@@ -104,13 +127,24 @@ export class AnycastPoP extends pulumi.ComponentResource {
         ];
         // BIRD reaches its neighbour over the route anycast-net pins; nginx binds the anycast address
         // it puts on lo and needs the TLS files; the agent checks nginx and drives BIRD.
-        const bird = push({ file: "bird.conf", content: file("bird.conf") }, [netSetup]);
+        const bird = push({ file: "bird.conf", content: birdConf }, [netSetup]);
         const nginx = push({ file: "nginx.conf", content: file("nginx.conf") }, [netSetup, ...tls]);
         const agentFiles = (["anycast-health", "anycast-health.env"] as const).map((key) =>
             push({ file: key, content: file(key) }, [bird, nginx]));
         push({ file: "anycast-health.service", content: file("anycast-health.service") }, agentFiles);
-
-        this.files = pulumi.secret(rendered.apply((r): Record<string, string> => ({ ...r })));
-        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor });
+        return pushed;
     }
+}
+
+interface RenderedPoPFiles {
+    file(key: "anycast-net.sh" | "nginx.conf" | "anycast-health" | "anycast-health.env" | "anycast-health.service"): pulumi.Output<string>;
+    birdConf: pulumi.Output<string>;
+}
+
+/** What the renderers need for this PoP on a host with these addresses. */
+function renderInput(args: AnycastPoPArgs, host: PopRenderInput["host"]): PopRenderInput {
+    return {
+        deployment: args.deployment, pop: args.pop, host, origin: args.origin, mesh: args.mesh, health: args.health,
+        firewall: { adminCidrs: [], meshPeers: [] },
+    };
 }

@@ -31,12 +31,16 @@ export interface MockedResource {
     type: string;
     name: string;
     custom: boolean;
+    /** Inputs as the provider would receive them (secrets wrapped: see isSecretValue, unwrapSecrets). */
     inputs: Record<string, unknown>;
+    /** Inputs plus what the mock cloud computed (addresses, keys, certificates). */
     state: Record<string, unknown>;
-    /** The resource's URN as the mock monitor names it. */
+    /** The resource's URN as the mock monitor names it (the same as the engine's). */
     urn: string;
-    /** The parent's URN; undefined for a resource at the top of the stack. */
-    parent?: string;
+    /** URN of the parent resource ("" for none). */
+    parent: string;
+    /** The resource's `ignoreChanges` option: inputs whose changes the engine would not act on. */
+    ignoreChanges: string[];
 }
 
 /** Pulumi's wire marker for a secret value inside deserialized inputs. */
@@ -58,6 +62,12 @@ export function mapSecrets(v: unknown, replacement: (value: unknown) => unknown)
 }
 
 export const unwrapSecrets = (v: unknown): unknown => mapSecrets(v, (x) => unwrapSecrets(x));
+
+/** The value of an Output once known, or its failure (an apply that threw, e.g. a secret that failed validation). */
+export function outputValue<T>(o: pulumi.Input<T>): Promise<T> {
+    // Output.promise() is the SDK's own (hidden from its typings); apply() never reports a failure.
+    return (pulumi.output(o) as unknown as { promise(): Promise<T> }).promise();
+}
 
 /** Unicast addresses the mocks give the n-th Vultr instance (1-based): documentation space. */
 export function mockInstanceAddresses(n: number): { ipv6: string; ipv4: string; gateway6: string; network6: string } {
@@ -152,7 +162,10 @@ function bytesFor(name: string, length: number): Buffer {
 }
 
 export interface MockCloud {
+    /** Every resource registered so far, in registration order. */
     resources: MockedResource[];
+    /** Resolves once registrations have stopped arriving (resources that wait on outputs register late). */
+    settled(): Promise<void>;
     /** URNs of everything registered: they encode the parent type chain (parentage checks). */
     urns(): string[];
     /** The CA that played Cloudflare's Origin CA (clients of the lab verify PoPs against it). */
@@ -160,112 +173,129 @@ export interface MockCloud {
     dispose(): void;
 }
 
-/** The parts of the SDK's mock monitor (runtime/mocks.js) used here. */
-interface MockMonitor {
-    getRegisteredResources(): Map<string, unknown>;
-    newUrn(parent: string, type: string, name: string): string;
-    registerResource(req: { getType(): string; getName(): string; getParent(): string }, callback: unknown): unknown;
-}
-
-/** Install Pulumi mocks for a run; returns what they record. */
 const pkiCache = new Map<string, Record<string, unknown>>();
 let sharedPki: LocalPki | undefined;
 
+const plainOf = (v: unknown) => unwrapSecrets(v) as Record<string, unknown>;
+
+/** What the cloud computes for a new resource: the state the provider would return beyond its inputs. */
+function computedState(type: string, name: string, plain: Record<string, unknown>, pki: LocalPki, instance: () => number): Record<string, unknown> {
+    const subject = (plain.subject ?? {}) as { commonName?: string };
+    const days = Math.ceil(Number(plain.validityPeriodHours ?? 24) / 24);
+    switch (type) {
+        case "vultr:index/instance:Instance": {
+            const a = mockInstanceAddresses(instance());
+            return { v6MainIp: a.ipv6, mainIp: a.ipv4, v6Network: a.network6, v6NetworkSize: 64, gatewayV4: "192.0.2.1", status: "active", powerStatus: "running" };
+        }
+        case "random:index/randomBytes:RandomBytes": {
+            const b = bytesFor(name, Number(plain.length ?? 32));
+            return { base64: b.toString("base64"), hex: b.toString("hex") };
+        }
+        case "tls:index/privateKey:PrivateKey":
+            return { privateKeyPem: pki.newKey() };
+        case "tls:index/certRequest:CertRequest":
+            return { certRequestPem: pki.csr(String(plain.privateKeyPem), subject.commonName ?? name, (plain.dnsNames as string[] | undefined) ?? []) };
+        case "tls:index/selfSignedCert:SelfSignedCert":
+            return { certPem: pki.selfSigned(String(plain.privateKeyPem), subject.commonName ?? name, days, !!plain.isCaCertificate) };
+        case "tls:index/locallySignedCert:LocallySignedCert": {
+            const usage = ((plain.allowedUses as string[]) ?? []).includes("client_auth") ? "client" : "server";
+            return { certPem: pki.sign(String(plain.certRequestPem), String(plain.caCertPem), String(plain.caPrivateKeyPem), days, usage) };
+        }
+        case "cloudflare:index/originCaCertificate:OriginCaCertificate":
+            return { certificate: pki.sign(String(plain.csr), pki.originCa.certPem, pki.originCa.keyPem, Number(plain.requestedValidity ?? 365), "server") };
+        default:
+            return {};
+    }
+}
+
+/** Data sources: Debian 12's id, a zone id derived from its name, Cloudflare's ranges (snapshot). */
+function callResult(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+    const inputs = args.inputs as Record<string, unknown>;
+    switch (args.token) {
+        case "vultr:index/getOs:getOs":
+            return { id: "2136", name: "Debian 12 x64 (bookworm)", arch: "x64", family: "debian", filters: inputs.filters };
+        case "cloudflare:index/getZone:getZone": {
+            const name = ((inputs.filter ?? {}) as { name?: string }).name ?? "example.com";
+            const id = crypto.createHash("md5").update(name).digest("hex");
+            return { id, zoneId: id, name, status: "active" };
+        }
+        case "cloudflare:index/getIpRanges:getIpRanges":
+            return { ...CLOUDFLARE_RANGES_SNAPSHOT, jdcloudCidrs: [], etag: "snapshot" };
+        default:
+            return inputs;
+    }
+}
+
+/** The registration options the mocks' newResource does not see: parent and ignoreChanges. */
+interface RegistrationRequest { getParent(): string; getIgnorechangesList(): string[] }
+interface SdkMockMonitor {
+    getRegisteredResources(): Map<string, unknown>;
+    newUrn(parent: string, type: string, name: string): string;
+    registerResource(req: RegistrationRequest, callback: unknown): Promise<void>;
+}
+
+/**
+ * Install Pulumi mocks for a run (call it before the code under test creates resources) and
+ * return what they record. Every run of a process shares one PKI and caches certificates by
+ * resource name and inputs, so two runs see the same keys, as a real stack would from its state.
+ */
 export async function installMockCloud(opts: { project?: string; stack?: string; preview?: boolean } = {}): Promise<MockCloud> {
     const resources: MockedResource[] = [];
-    sharedPki ??= new LocalPki();
-    const pki = sharedPki;
+    const pki = sharedPki ??= new LocalPki();
     let instances = 0;
-    const unwrapped = (v: unknown) => unwrapSecrets(v) as Record<string, unknown>;
+    let request: RegistrationRequest | undefined;
+    let monitor: SdkMockMonitor | undefined;
 
-    // MockResourceArgs carries no parent; the monitor's request does (see the wrapper below).
-    const parents = new Map<string, string>();
-    let monitor: MockMonitor | undefined;
     const mocks: pulumi.runtime.Mocks = {
         newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
-            const parent = parents.get(`${args.type}::${args.name}`) || undefined;
-            const lineage = { parent, urn: monitor?.newUrn(parent ?? "", args.type, args.name) ?? "" };
             const inputs = args.inputs as Record<string, unknown>;
-            const plain = unwrapped(inputs);
-            let state: Record<string, unknown> = { ...inputs };
+            const plain = plainOf(inputs);
             const cacheKey = `${args.type}/${args.name}/${JSON.stringify(plain)}`;
-            const cached = pkiCache.get(cacheKey);
-            if (cached) {
-                resources.push({ type: args.type, name: args.name, custom: args.custom ?? true, inputs, state: { ...state, ...cached }, ...lineage });
-                return { id: `${args.name}-id`, state: { ...state, ...cached } };
-            }
-            switch (args.type) {
-                case "vultr:index/instance:Instance": {
-                    const a = mockInstanceAddresses(++instances);
-                    state = { ...state, v6MainIp: a.ipv6, mainIp: a.ipv4, v6Network: a.network6, v6NetworkSize: 64, gatewayV4: "192.0.2.1", status: "active", powerStatus: "running" };
-                    break;
-                }
-                case "random:index/randomBytes:RandomBytes": {
-                    const b = bytesFor(args.name, Number(plain.length ?? 32));
-                    state = { ...state, base64: b.toString("base64"), hex: b.toString("hex") };
-                    break;
-                }
-                case "tls:index/privateKey:PrivateKey":
-                    state = { ...state, privateKeyPem: pki.newKey() };
-                    break;
-                case "tls:index/certRequest:CertRequest": {
-                    const subject = (plain.subject ?? {}) as { commonName?: string };
-                    state = { ...state, certRequestPem: pki.csr(String(plain.privateKeyPem), subject.commonName ?? args.name, (plain.dnsNames as string[] | undefined) ?? []) };
-                    break;
-                }
-                case "tls:index/selfSignedCert:SelfSignedCert": {
-                    const subject = (plain.subject ?? {}) as { commonName?: string };
-                    const days = Math.ceil(Number(plain.validityPeriodHours ?? 24) / 24);
-                    state = { ...state, certPem: pki.selfSigned(String(plain.privateKeyPem), subject.commonName ?? args.name, days, !!plain.isCaCertificate) };
-                    break;
-                }
-                case "tls:index/locallySignedCert:LocallySignedCert": {
-                    const days = Math.ceil(Number(plain.validityPeriodHours ?? 24) / 24);
-                    const usage = ((plain.allowedUses as string[]) ?? []).includes("client_auth") ? "client" : "server";
-                    state = { ...state, certPem: pki.sign(String(plain.certRequestPem), String(plain.caCertPem), String(plain.caPrivateKeyPem), days, usage) };
-                    break;
-                }
-                case "cloudflare:index/originCaCertificate:OriginCaCertificate":
-                    state = { ...state, certificate: pki.sign(String(plain.csr), pki.originCa.certPem, pki.originCa.keyPem, Number(plain.requestedValidity ?? 365), "server") };
-                    break;
-            }
-            if (args.type.startsWith("tls:") || args.type === "cloudflare:index/originCaCertificate:OriginCaCertificate") {
-                pkiCache.set(cacheKey, state);
-            }
-            resources.push({ type: args.type, name: args.name, custom: args.custom ?? true, inputs, state, ...lineage });
+            const pkiType = args.type.startsWith("tls:") || args.type === "cloudflare:index/originCaCertificate:OriginCaCertificate";
+            const computed = pkiCache.get(cacheKey) ?? computedState(args.type, args.name, plain, pki, () => ++instances);
+            if (pkiType) pkiCache.set(cacheKey, computed);
+            const state = { ...inputs, ...computed };
+            const parent = request?.getParent() ?? "";
+            resources.push({
+                type: args.type, name: args.name, custom: args.custom ?? true, inputs, state,
+                urn: monitor?.newUrn(parent, args.type, args.name) ?? "", parent, ignoreChanges: request?.getIgnorechangesList() ?? [],
+            });
             return { id: args.custom === false ? undefined : `${args.name}-id`, state };
         },
-        call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
-            const inputs = args.inputs as Record<string, unknown>;
-            switch (args.token) {
-                case "vultr:index/getOs:getOs":
-                    return { id: "2136", name: "Debian 12 x64 (bookworm)", arch: "x64", family: "debian", filters: inputs.filters };
-                case "cloudflare:index/getZone:getZone": {
-                    const name = ((inputs.filter ?? {}) as { name?: string }).name ?? "example.com";
-                    const id = crypto.createHash("md5").update(name).digest("hex");
-                    return { id, zoneId: id, name, status: "active" };
-                }
-                case "cloudflare:index/getIpRanges:getIpRanges":
-                    return { ...CLOUDFLARE_RANGES_SNAPSHOT, jdcloudCidrs: [], etag: "snapshot" };
-                default:
-                    return inputs;
-            }
-        },
+        call: callResult,
     };
     await pulumi.runtime.setMocks(mocks, opts.project ?? "anycast", opts.stack ?? "mock", opts.preview ?? false);
-    // The mock monitor is internal to the SDK; only its requests carry each resource's parent.
-    const mockMonitor = (require("@pulumi/pulumi/runtime/settings") as { getMonitor(): MockMonitor }).getMonitor();
-    monitor = mockMonitor;
-    const registerResource = mockMonitor.registerResource.bind(mockMonitor);
-    mockMonitor.registerResource = (req, callback) => {
-        parents.set(`${req.getType()}::${req.getName()}`, req.getParent());
-        return registerResource(req, callback);
+    // The mock monitor is internal to the SDK; its registry is the only place parentage shows, and
+    // its requests the only place resource options do. Its registerResource calls newResource
+    // synchronously, before its first await, so the request is the one being registered.
+    const sdkMonitor = (require("@pulumi/pulumi/runtime/settings") as { getMonitor(): SdkMockMonitor }).getMonitor();
+    monitor = sdkMonitor;
+    const register = sdkMonitor.registerResource.bind(sdkMonitor);
+    sdkMonitor.registerResource = (req, callback) => {
+        request = req;
+        try {
+            return register(req, callback);
+        } finally {
+            request = undefined;
+        }
     };
     return {
         resources,
-        urns: () => [...mockMonitor.getRegisteredResources().keys()],
+        settled: () => registrationsSettled(resources),
+        urns: () => [...sdkMonitor.getRegisteredResources().keys()],
         originCaPem: pki.originCa.certPem,
         // The PKI lives for the process (see LocalPki); its temp dir goes with the process.
         dispose: () => undefined,
     };
+}
+
+async function registrationsSettled(resources: MockedResource[]): Promise<void> {
+    // Registrations resolve over several turns of the event loop; settle when the count stops moving.
+    let last = -1;
+    for (let stable = 0; stable < 5;) {
+        await new Promise((r) => setImmediate(r));
+        await new Promise((r) => setTimeout(r, 5));
+        if (resources.length === last) stable++;
+        else { stable = 0; last = resources.length; }
+    }
 }

@@ -1,8 +1,9 @@
 /**
  * Run the real `stacks/network` program under Pulumi's mocks and collect what `pulumi up`
- * would do: every resource with its inputs, and per host every file it would push, exactly
- * as the components rendered it. `anycast render`, `preview`, `lab` and `bench` all start here,
- * so there is one code path from config to artifacts.
+ * would do: every resource with its inputs, and from the AnycastNetwork's outputs the validated
+ * spec, its warnings and per host every file it would receive, exactly as the components
+ * rendered it. `anycast render`, `preview`, `lab` and `bench` all start here, so there is one
+ * code path from config to artifacts.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -10,7 +11,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { AnycastSpec, ConfigIssue } from "../components/core/model";
 import { NAMESPACE, SECRET_KEYS } from "../components/core/config";
 import { parseStackFile } from "../components/core/stackfile";
-import { installMockCloud, isSecretValue, mapSecrets, MockCloud, MockedResource, unwrapSecrets } from "./mockcloud";
+import { AnycastNetwork, NetworkSpec } from "../components/network";
+import { deployNetworkStack, NetworkStack } from "../stacks/network/stack";
+import { installMockCloud, isSecretValue, mapSecrets, MockCloud, MockedResource, outputValue } from "./mockcloud";
 
 /** Stand-ins for secrets that a stack file holds encrypted or not at all. */
 export const SECRET_PLACEHOLDERS: Record<string, string> = {
@@ -53,6 +56,10 @@ export interface StackRun {
     warnings: ConfigIssue[];
     /** The CA that played Cloudflare's Origin CA. */
     originCaPem: string;
+    /** The client certificate and key the front door made for Cloudflare's origin pulls. */
+    originPullClient: { certPem: string; keyPem: string };
+    /** Who the rendered firewalls let reach HTTP(S) on the anycast address (AnycastNetwork.httpSources). */
+    httpSources: string[];
 }
 
 export interface StackRunOptions {
@@ -110,100 +117,82 @@ function valuesToConfig(values: Record<string, unknown>): { config: Record<strin
     return { config, secretKeys: SECRET_KEYS.map((k) => `${NAMESPACE}:${k}`).filter((k) => k in config) };
 }
 
-function awaitOutput<T>(o: pulumi.Input<T>): Promise<T> {
-    return new Promise((resolve) => pulumi.output(o).apply((v) => { resolve(v as T); return v; }));
-}
-
-const PROGRAM = path.join(__dirname, "..", "stacks", "network", "index.js");
-
-/** Run stacks/network under mocks. Throws ConfigError (from the program) on invalid config. */
+/** Run stacks/network under mocks. Throws ConfigError (from AnycastNetwork) on invalid config. */
 export async function runStack(opts: StackRunOptions): Promise<StackRun> {
-    let loaded: { config: Record<string, string>; secretKeys: string[]; notes: string[] };
-    if (opts.configFile) loaded = loadStackFile(opts.configFile);
-    else loaded = { ...valuesToConfig(opts.values ?? {}), notes: [] };
-
+    const loaded = opts.configFile ? loadStackFile(opts.configFile) : { ...valuesToConfig(opts.values ?? {}), notes: [] };
     const cloud = await installMockCloud({ stack: opts.configFile ? path.basename(opts.configFile).replace(/^Pulumi\.|\.yaml$/g, "") : "mock" });
     opts.onMockCloud?.(cloud);
+    pulumi.runtime.setAllConfig(loaded.config, loaded.secretKeys);
+    const stack = withoutSdkWarnings(() => deployNetworkStack());
+    const [outputs, network] = await Promise.all([stackOutputValues(stack), networkValues(stack.network)]);
+    // Wait until every registration has reached the mocks (pushes depend on late outputs).
+    await cloud.settled();
+    const secrets = { bgpPassword: loaded.config[`${NAMESPACE}:bgpPassword`], sshPrivateKey: loaded.config[`${NAMESPACE}:sshPrivateKey`] };
+    return {
+        spec: withSecrets(network.spec, network.bgpPasswords, secrets),
+        hosts: network.hosts.map((h): RenderedHost => ({
+            name: h.name, role: h.role, ...(h.region ? { region: h.region } : {}), ipv6: h.ipv6, ...(h.ipv4 ? { ipv4: h.ipv4 } : {}),
+            files: network.files[h.name] ?? {},
+        })),
+        resources: cloud.resources.map((r) => ({
+            type: r.type, name: r.name, urn: r.urn, ...(r.parent ? { parent: r.parent } : {}), inputs: redact(r.inputs),
+        })),
+        mocked: [...cloud.resources],
+        outputs,
+        urns: cloud.urns(),
+        notes: loaded.notes,
+        warnings: [...stack.configWarnings, ...network.warnings],
+        originCaPem: cloud.originCaPem,
+        originPullClient: network.originPullClient,
+        httpSources: network.httpSources,
+    };
+}
+
+/**
+ * Under mocks the SDK prints each warning to stderr itself; the runner returns them structured
+ * instead (StackRun.warnings), and the CLI prints them once.
+ */
+function withoutSdkWarnings<T>(build: () => T): T {
+    const log = pulumi.log as { warn: typeof pulumi.log.warn };
+    const original = log.warn;
+    log.warn = async () => undefined;
     try {
-        pulumi.runtime.setAllConfig(loaded.config, loaded.secretKeys);
-        // The program validates and builds at module load, as under `pulumi up`: load it fresh.
-        delete require.cache[require.resolve(PROGRAM)];
-        const warnings: ConfigIssue[] = [];
-        const originalWarn = pulumi.log.warn;
-        (pulumi.log as { warn: typeof pulumi.log.warn }).warn = async (msg: string) => {
-            const m = /^([^ ]+): (.*)$/s.exec(msg);
-            warnings.push(m ? { key: m[1], message: m[2] } : { key: "", message: msg });
-        };
-        let program: Record<string, unknown>;
-        try {
-            program = require(PROGRAM) as Record<string, unknown>;
-        } finally {
-            (pulumi.log as { warn: typeof pulumi.log.warn }).warn = originalWarn;
-        }
-        const outputs: Record<string, unknown> = {};
-        for (const [k, v] of Object.entries(program)) outputs[k] = unwrapSecrets(await awaitOutput(v as pulumi.Input<unknown>));
-        // Wait until every registration has reached the mocks (pushes depend on late outputs).
-        await waitForRegistrations(cloud.resources);
-
-        const { parseAnycastConfig } = await import("../components/core/config");
-        const { readStackConfig } = await import("../stacks/network/config");
-        const spec = parseAnycastConfig(readStackConfig().values);
-        const hosts = collectHosts(spec, cloud.resources, outputs);
-        const resources = cloud.resources.map((r) => ({ type: r.type, name: r.name, urn: r.urn, parent: r.parent, inputs: redact(r.inputs) }));
-        return {
-            spec, hosts, resources, mocked: [...cloud.resources], outputs, urns: cloud.urns(), notes: loaded.notes, warnings,
-            originCaPem: cloud.originCaPem,
-        };
+        return build();
     } finally {
-        cloud.dispose();
+        log.warn = original;
     }
 }
 
-async function waitForRegistrations(resources: MockedResource[]): Promise<void> {
-    // Registrations resolve over several turns of the event loop; settle when the count stops moving.
-    let last = -1;
-    for (let stable = 0; stable < 5;) {
-        await new Promise((r) => setImmediate(r));
-        await new Promise((r) => setTimeout(r, 5));
-        if (resources.length === last) stable++;
-        else { stable = 0; last = resources.length; }
-    }
+async function stackOutputValues(stack: NetworkStack): Promise<Record<string, unknown>> {
+    const { mesh, ...rest } = stack.outputs;
+    const values: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(rest)) values[k] = await outputValue(v as pulumi.Output<unknown>);
+    values.mesh = await outputValue(pulumi.output(mesh));
+    return values;
 }
 
-/** Secrets become "[secret]"; long file contents pushed on stdin are summarised. */
+async function networkValues(network: AnycastNetwork) {
+    const [spec, hosts, files, warnings, bgpPasswords, originPullClient, httpSources] = await Promise.all([
+        outputValue(network.spec), outputValue(network.hosts), outputValue(network.files), outputValue(network.warnings),
+        outputValue(network.bgpPasswords), outputValue(network.originPullClient), outputValue(network.httpSources),
+    ]);
+    return { spec, hosts, files, warnings, bgpPasswords, originPullClient, httpSources };
+}
+
+/** The full model the lab needs (it plays the upstream, so it needs the session passwords). */
+function withSecrets(spec: NetworkSpec, bgpPasswords: Record<string, string>,
+    secrets: { bgpPassword?: string; sshPrivateKey?: string }): AnycastSpec {
+    return {
+        ...spec,
+        bgpPassword: secrets.bgpPassword ?? "",
+        sshPrivateKey: secrets.sshPrivateKey ?? "",
+        pops: spec.pops.map((p) => ({ ...p, bgp: { ...p.bgp, password: bgpPasswords[p.name] } })),
+    };
+}
+
+/** Secrets become "[secret]". */
 export function redact(inputs: Record<string, unknown>): Record<string, unknown> {
     return mapSecrets(inputs, () => "[secret]") as Record<string, unknown>;
-}
-
-const PUSH = /^(.+)-push-(.+)$/;
-
-function collectHosts(spec: AnycastSpec, resources: MockedResource[], outputs: Record<string, unknown>): RenderedHost[] {
-    const pops = (outputs.pops ?? {}) as Record<string, { ipv6: string; ipv4?: string }>;
-    const origin = (outputs.origin ?? {}) as { ipv6: string };
-    const hosts: RenderedHost[] = [
-        ...spec.pops.map((p): RenderedHost => ({
-            name: p.name, role: "pop", region: p.host.kind === "vultr" ? p.host.region : undefined,
-            ipv6: pops[p.name]?.ipv6, ipv4: pops[p.name]?.ipv4, files: {},
-        })),
-        {
-            name: spec.origin.name, role: "origin",
-            region: spec.origin.host.kind === "vultr" ? spec.origin.host.region : undefined,
-            ipv6: origin.ipv6, ipv4: spec.origin.host.kind === "existing" ? spec.origin.host.address4 : undefined, files: {},
-        },
-    ];
-    const byName = new Map(hosts.map((h) => [h.name, h]));
-    for (const r of resources) {
-        if (r.type === "command:remote:Command") {
-            const m = PUSH.exec(r.name);
-            const host = m && byName.get(m[1]);
-            if (host && m) host.files[m[2]] = String(unwrapSecrets(r.inputs.stdin));
-        } else if (r.type === "vultr:index/instance:Instance") {
-            const host = byName.get(r.name.replace(/-instance$/, ""));
-            const userData = unwrapSecrets(r.inputs.userData);
-            if (host && typeof userData === "string") host.files["cloud-init.yaml"] = userData;
-        }
-    }
-    return hosts;
 }
 
 export { isSecretValue };

@@ -47,6 +47,7 @@ export const POP_ARTIFACTS_NOT_BOOTED: Partial<Record<ArtifactName, string>> = {
     "cloud-init.yaml": "the namespace stands for the host; anycast-net.sh runs directly",
     "anycast-health.service": "the agent runs as a child process of the lab, not under systemd",
     "nftables.conf": "applied when rendered and it loads in the namespace, reported otherwise",
+    "authorized_keys": "nobody logs in to a namespace; the deploy rehearsal (lab/deploy) pushes it over SSH",
     "origin.pem": "the stack's certificate when it is a real one, else the lab's own CA",
     "origin.key": "the stack's key with the stack's certificate, else the lab's own CA",
     "origin-pull-ca.pem": "the stack's CA when it is a real certificate, else the lab's own CA",

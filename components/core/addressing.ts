@@ -37,8 +37,18 @@ export function isIp(text: string): boolean {
         (ipaddr.IPv4.isValidFourPartDecimal(text) || ipaddr.IPv6.isValid(text));
 }
 
-export function familyOf(address: string): Family {
-    return ipaddr.parse(address).kind() === "ipv4" ? 4 : 6;
+/**
+ * The address family of an address or a prefix (`2001:db8::1`, `10.77.0.0/24`): the one place
+ * that decides it. Throws on text that is neither.
+ */
+export function familyOf(addressOrPrefix: string): Family {
+    const address = addressOrPrefix.includes("/") ? ipaddr.parseCIDR(addressOrPrefix)[0] : ipaddr.parse(addressOrPrefix);
+    return address.kind() === "ipv4" ? 4 : 6;
+}
+
+/** True when any of the prefixes or addresses is IPv4 (a dual-stack deployment announces an IPv4 /24). */
+export function hasIpv4(addressesOrPrefixes: readonly string[]): boolean {
+    return addressesOrPrefixes.some((a) => familyOf(a) === 4);
 }
 
 /** Canonical (RFC 5952) text of an address. */
@@ -61,7 +71,7 @@ export function parseCidr(text: string, strict = true): Cidr {
         throw new Error(`"${text}" is not a valid IPv4 or IPv6 prefix`);
     }
     const [addr, length] = parsed;
-    const family: Family = addr.kind() === "ipv4" ? 4 : 6;
+    const family = familyOf(text);
     if (family === 4 && !ipaddr.IPv4.isValidFourPartDecimal(text.split("/")[0])) {
         throw new Error(`"${text}" is not a valid IPv4 prefix`);
     }
@@ -80,8 +90,8 @@ export function formatCidr(c: Cidr): string {
 }
 
 export function contains(prefix: Cidr, address: string): boolean {
+    if (familyOf(address) !== prefix.family) return false;
     const addr = ipaddr.parse(address);
-    if ((addr.kind() === "ipv4" ? 4 : 6) !== prefix.family) return false;
     return addr.match(ipaddr.parse(prefix.network), prefix.length);
 }
 

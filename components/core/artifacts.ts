@@ -10,6 +10,8 @@
  * (`npm run docs`; test/unit/artifacts.test.ts fails when the committed doc differs).
  */
 
+import { AUTHORIZED_KEYS_PATH, installAuthorizedKeysScript, VALIDATE_AUTHORIZED_KEYS } from "./render/sshkeys";
+
 /** The artifact names, in the order docs/ARTIFACTS.md lists them. */
 export const ARTIFACT_NAMES = [
     "cloud-init.yaml",
@@ -21,6 +23,7 @@ export const ARTIFACT_NAMES = [
     "anycast-health.env",
     "anycast-health.service",
     "nftables.conf",
+    "authorized_keys",
     "origin.pem",
     "origin.key",
     "origin-pull-ca.pem",
@@ -158,6 +161,16 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         description: "The host firewall: input dropped by default, each service opened only to the sources that use it.",
         validate: "nft -c -f \"$new\"",
         apply: `systemctl enable nftables >/dev/null 2>&1 || true\nnft -f ${NFTABLES_PATH}`,
+    },
+    "authorized_keys": {
+        name: "authorized_keys", delivery: "push", roles: ["pop", "origin"], secret: false, ...PUBLIC,
+        source: "components/core/render/sshkeys.ts",
+        remotePath: AUTHORIZED_KEYS_PATH,
+        description: "anycast:sshPublicKeys, one per line. The apply step merges them into the SSH login user's " +
+            "authorized_keys as a managed block (removed keys are revoked, the host's own keys kept), so a key change " +
+            "never replaces an instance.",
+        validate: VALIDATE_AUTHORIZED_KEYS,
+        apply: installAuthorizedKeysScript(),
     },
     "origin.pem": {
         name: "origin.pem", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,

@@ -13,11 +13,11 @@ import {
     usableHosts, Cidr, planMeshAddresses, canonical,
 } from "./addressing";
 import {
-    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, VULTR_BGP, HealthSpec, RoaSpec, RpkiFinding,
+    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, HealthSpec, RoaSpec, RpkiFinding,
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
 import { accepts, describeShapeIssue, showValue, unknownKeyMessage, validPhrase } from "./config-issues";
-import { communityProblem, VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
+import { communityProblem, VULTR_BGP, VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
 import { DAMPING_SUPPRESS_THRESHOLD, MAX_SAFE_WITHDRAWALS, worstFlapPenalty } from "./damping";
 
 export { DAMPING_SUPPRESS_THRESHOLD, flapPenalty, worstFlapPenalty } from "./damping";
@@ -165,6 +165,8 @@ const topLevel = {
 } as const;
 
 type TopLevel = { [K in keyof typeof topLevel]: z.output<(typeof topLevel)[K]> };
+/** The `anycast:` config as a user writes it (namespace stripped, defaults optional): AnycastNetwork's args. */
+export type AnycastConfigInput = z.input<z.ZodObject<typeof topLevel>> & { sshPrivateKey?: string };
 type PopFields = z.output<typeof popShape>;
 /**
  * What pass 1 accepted. `pops` holds each PoP that parsed, by its index (undefined where it did
@@ -244,7 +246,8 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         sshPublicKeys: parsed.sshPublicKeys ?? [],
         pops,
         origin: origin!,
-        mesh: parsed.mesh!,
+        // Canonical (`10.77.0.0/24`, never `10.77.0.7/24` or upper-case IPv6): parsed once, here.
+        mesh: { ...parsed.mesh!, cidr: formatCidr(mesh.cidr!) },
         frontDoor: frontDoor!,
         health: parsed.health!,
         firewall: parsed.firewall!,

@@ -1,5 +1,6 @@
 /** The pure core: model, config validation, address math, renderers and the registry of pushed files (no Pulumi types). */
 export * from "./model";
+export * from "./vultr";
 export * from "./config";
 export * from "./vultr";
 export * from "./damping";

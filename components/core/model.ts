@@ -8,14 +8,6 @@
  * data that unit tests and golden files can pin down.
  */
 
-/** Vultr's BGP facts (see DESIGN.md); they are the defaults for a PoP's `bgp` block. */
-export const VULTR_BGP = {
-    neighbor: "2001:19f0:ffff::1",
-    neighbor4: "169.254.169.254",
-    remoteAsn: 64515,
-    multihop: 2,
-} as const;
-
 /** A BGP community as the user wrote it, classified. */
 export type Community =
     | { kind: "standard"; asn: number; value: number }

@@ -56,6 +56,20 @@ export function vultrPlanProblem(plan: string): string | undefined {
 // 20473:666 blackhole.
 // ---------------------------------------------------------------------------------------------
 
+/** Vultr's BGP session facts: the defaults of a PoP's `bgp` block. */
+export const VULTR_BGP = {
+    neighbor: "2001:19f0:ffff::1",
+    neighbor4: "169.254.169.254",
+    remoteAsn: 64515,
+    multihop: 2,
+} as const;
+
+/** Vultr's own ASN, the one its informational and action communities are scoped to. */
+export const VULTR_ASN = 20473;
+
+/** RFC 8326 GRACEFUL_SHUTDOWN (65535:0): the health agent sets it while draining. */
+export const GRACEFUL_SHUTDOWN = { asn: 65535, value: 0 } as const;
+
 /** What a Vultr action community does, for bird.conf comments; undefined for other communities. */
 export function vultrCommunityMeaning(c: Community): string | undefined {
     if (c.kind !== "standard") return undefined;
@@ -64,8 +78,8 @@ export function vultrCommunityMeaning(c: Community): string | undefined {
         const times = c.asn - 64600;
         return `Vultr: prepend ${times}x when announcing to AS${c.value}`;
     }
-    if (c.asn === 20473 && c.value === 6000) return "Vultr: do not export outside AS20473";
-    if (c.asn === 20473 && c.value === 666) return "Vultr: blackhole";
+    if (c.asn === VULTR_ASN && c.value === 6000) return `Vultr: do not export outside AS${VULTR_ASN}`;
+    if (c.asn === VULTR_ASN && c.value === 666) return "Vultr: blackhole";
     return undefined;
 }
 
@@ -76,11 +90,11 @@ export function vultrCommunityMeaning(c: Community): string | undefined {
  */
 export function communityProblem(c: Community): string | undefined {
     if (c.kind !== "standard") return undefined;
-    if (c.asn === 20473 && c.value === 6000) {
-        return "keeps the route inside AS20473: an anycast prefix announced with it is not reachable from the Internet";
+    if (c.asn === VULTR_ASN && c.value === 6000) {
+        return `keeps the route inside AS${VULTR_ASN}: an anycast prefix announced with it is not reachable from the Internet`;
     }
-    if (c.asn === 20473 && c.value === 666) return "blackholes the prefix: never on an anycast announcement";
-    if (c.asn === 65535 && c.value === 0) {
+    if (c.asn === VULTR_ASN && c.value === 666) return "blackholes the prefix: never on an anycast announcement";
+    if (c.asn === GRACEFUL_SHUTDOWN.asn && c.value === GRACEFUL_SHUTDOWN.value) {
         return "is GRACEFUL_SHUTDOWN, which the health agent sets while draining; do not set it statically";
     }
     return undefined;

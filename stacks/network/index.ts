@@ -1,21 +1,15 @@
 /**
- * Pulumi program `stacks/network`: validate the whole `anycast:` config first (every error at
- * once, before any resource exists), then deploy the network.
+ * Pulumi program `stacks/network`: the stack's `anycast:` config -> `new AnycastNetwork(...)`
+ * (validated first: every error at once, before any resource exists) -> the stack outputs.
  */
-import * as pulumi from "@pulumi/pulumi";
-import { parseAnycastConfig } from "../../components/core/config";
-import { readStackConfig } from "./config";
-import { deployAnycastNetwork } from "./program";
+import { deployNetworkStack } from "./stack";
 
-const raw = readStackConfig();
-const spec = parseAnycastConfig(raw.values);
-for (const w of [...raw.warnings, ...spec.warnings]) pulumi.log.warn(`${w.key}: ${w.message}`);
-const network = deployAnycastNetwork(spec);
+const { outputs } = deployNetworkStack();
 
-export const anycastAddress = network.anycastAddress;
-export const prefixes = network.prefixes;
-export const pops = network.pops;
-export const origin = network.origin;
-export const mesh = network.mesh;
-export const dns = network.dns;
-export const rpki = network.rpki;
+export const anycastAddress = outputs.anycastAddress;
+export const prefixes = outputs.prefixes;
+export const pops = outputs.pops;
+export const origin = outputs.origin;
+export const mesh = outputs.mesh;
+export const dns = outputs.dns;
+export const rpki = outputs.rpki;

@@ -56,8 +56,8 @@ describe("artifact registry", () => {
             if (a.secret) assert.equal(parseInt(a.mode, 8) & 0o007, 0, `${a.name} is secret but readable by others`);
             if (a.validate) assert.match(a.validate, /"\$new"/, `${a.name}: the check must look at the new file`);
         }
-        assert.deepEqual(artifactsFor("origin", { createdOnVultr: false }).map((a) => a.name), ["wg0.conf", "nftables.conf"]);
-        assert.deepEqual(artifactsFor("origin", { createdOnVultr: true }).map((a) => a.name), ["cloud-init.yaml", "wg0.conf", "nftables.conf"]);
+        assert.deepEqual(artifactsFor("origin", { createdOnVultr: false }).map((a) => a.name), ["wg0.conf", "nftables.conf", "authorized_keys"]);
+        assert.deepEqual(artifactsFor("origin", { createdOnVultr: true }).map((a) => a.name), ["cloud-init.yaml", "wg0.conf", "nftables.conf", "authorized_keys"]);
     });
 
     it("shellcheck accepts every push script", (t) => {

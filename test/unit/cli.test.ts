@@ -97,7 +97,7 @@ describe("anycast CLI", () => {
         assert.ok(fs.existsSync(path.join(out, "origin", "wg0.conf")));
         assert.equal(fs.statSync(path.join(out, "lax", "wg0.conf")).mode & 0o777, 0o600);
         const plan = JSON.parse(fs.readFileSync(path.join(out, "plan.json"), "utf8"));
-        const bird = plan.resources.find((x: { name: string }) => x.name === "lax-push-bird.conf");
+        const bird = plan.resources.find((x: { name: string }) => x.name === "anycast-lax-push-bird.conf");
         assert.equal(bird.inputs.stdin, "[secret]");
         assert.ok(plan.resources.length > 40);
     });
@@ -132,14 +132,15 @@ describe("anycast CLI", () => {
         const r = await cli(["preview", "--config", path.join(REPO_ROOT, "Pulumi.prod.yaml")]);
         assert.equal(r.code, 0, r.err);
         assert.match(r.out, /^ \+ {2}pulumi:pulumi:Stack +anycast-prod$/m);
-        assert.match(r.out, /^ \+ +├─ anycast:index:AnycastPoP +lax$/m);
+        assert.match(r.out, /^ \+ +└─ anycast:index:AnycastNetwork +anycast$/m);
+        assert.match(r.out, /^ \+ +├─ anycast:index:AnycastPoP +anycast-lax$/m);
         // The widest type and name are shown whole; the Plan column gives way to a legend.
-        assert.match(r.out, /^ \+ .*─ cloudflare:index:AuthenticatedOriginPullsCertificate +front-door-pull-cert$/m);
+        assert.match(r.out, /^ \+ .*─ cloudflare:index:AuthenticatedOriginPullsCertificate +anycast-front-door-pull-cert$/m);
         assert.match(r.out, /^ {4}\(\+ create, ~ update, \+- replace, - delete\)$/m);
         assert.doesNotMatch(r.out, /…/);
         // Key inputs go on the line below when they do not fit at the end of the resource's line.
-        assert.match(r.out, /^ \+ +│ +│ +(├|└)─ vultr:index:Instance +lax-instance\n {4}│ +│ +lax vc2-1c-1gb$/m);
-        assert.match(r.out, /^ \+ .*cloudflare:index:DnsRecord +front-door-cname\n {4}│ +│ +CNAME www\.example\.com -> anycast\.example\.com proxied$/m);
+        assert.match(r.out, /^ \+ +│ +│ +(├|└)─ vultr:index:Instance +anycast-lax-instance\n {4}( +│){3} +lax vc2-1c-1gb$/m);
+        assert.match(r.out, /^ \+ .*cloudflare:index:DnsRecord +anycast-front-door-cname\n {4}( +│){2} +CNAME www\.example\.com -> anycast\.example\.com proxied$/m);
         assert.match(r.out, /^ {4}Type +\+ create$/m);
         assert.match(r.out, /^ {4}vultr:index:Instance +3$/m);
         assert.match(r.out, /^preview: \d+ to create$/m);
@@ -379,8 +380,8 @@ describe("anycast preview --diff", () => {
     it("the saved plan has each resource's URN, parent, type, name and redacted inputs", () => {
         const plan = JSON.parse(fs.readFileSync(before0, "utf8"));
         assert.equal(plan.format, "anycast-plan/1");
-        const bird = plan.resources.find((r: { name: string }) => r.name === "ams-push-bird.conf");
-        assert.match(bird.urn, /^urn:pulumi:prod::anycast::.*command:remote:Command::ams-push-bird\.conf$/);
+        const bird = plan.resources.find((r: { name: string }) => r.name === "anycast-ams-push-bird.conf");
+        assert.match(bird.urn, /^urn:pulumi:prod::anycast::.*command:remote:Command::anycast-ams-push-bird\.conf$/);
         assert.ok(plan.resources.some((r: { urn: string; name: string }) => r.urn === bird.parent), "its parent is in the plan");
         assert.equal(bird.inputs.stdin, "[secret]");
         assert.match(bird.secrets.stdin, /^[0-9a-f]{24}$/);
@@ -398,7 +399,7 @@ describe("anycast preview --diff", () => {
         const file = variant("Pulumi.prod.yaml", (c) => { c.pops[1].communities = ["64600:6939"]; });
         const r = await cli(["preview", "--config", file, "--diff", before0, "--json", path.join(dir, "after.json")]);
         assert.equal(r.code, 0, r.err);
-        assert.deepEqual(changed(r.out), [{ marker: "+-", type: "command:remote:Command", name: "ams-push-bird.conf", plan: "replace" }]);
+        assert.deepEqual(changed(r.out), [{ marker: "+-", type: "command:remote:Command", name: "anycast-ams-push-bird.conf", plan: "replace" }]);
         assert.match(r.out, /^ +\+- stdin: \[secret\] => \[secret\]|^ +~  stdin: \[secret\] => \[secret\]/m);
         // bird.conf holds the BGP password: the diff names the changed line by number, never its text.
         assert.match(r.out, /^ +~  stdin: \[secret\] => \[secret\] \(new line \d+ of \d+\)$/m);
@@ -415,14 +416,14 @@ describe("anycast preview --diff", () => {
         assert.equal(r.code, 0, r.err);
         const changes = changed(r.out);
         const created = changes.filter((c) => c.marker === "+");
-        assert.ok(created.some((c) => c.type === "vultr:index:Instance" && c.name === "fra-instance"), r.out);
-        assert.ok(created.every((c) => c.name.startsWith("fra") || c.name.includes("-fra")), JSON.stringify(created));
+        assert.ok(created.some((c) => c.type === "vultr:index:Instance" && c.name === "anycast-fra-instance"), r.out);
+        assert.ok(created.every((c) => c.name.startsWith("anycast-fra") || c.name.includes("-fra")), JSON.stringify(created));
         for (const c of changes.filter((x) => x.marker !== "+")) {
             assert.ok(["+-", "~"].includes(c.marker), `nothing deleted: ${JSON.stringify(c)}`);
             assert.equal(c.type, "command:remote:Command", `only pushes change: ${JSON.stringify(c)}`);
-            assert.match(c.name, /^(lax|ams|sgp|origin)-push-/);
+            assert.match(c.name, /^anycast-(lax|ams|sgp|origin)-push-/);
         }
-        assert.ok(changes.some((c) => c.name === "origin-push-wg0.conf"), "the origin's wg0.conf gains the new peer");
+        assert.ok(changes.some((c) => c.name === "anycast-origin-push-wg0.conf"), "the origin's wg0.conf gains the new peer");
         assertFits(r);
     });
 });

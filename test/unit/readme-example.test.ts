@@ -26,7 +26,10 @@ function typeErrors(source: string): string[] {
         strict: true, noEmit: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS,
         moduleResolution: ts.ModuleResolutionKind.Node10, esModuleInterop: true, skipLibCheck: true, types: ["node"],
         baseUrl: REPO_ROOT,
-        paths: { "pulumi-anycast": ["components/index.ts"], "pulumi-anycast/core": ["components/core/index.ts"] },
+        paths: {
+            "pulumi-anycast": ["components/index.ts"], "pulumi-anycast/core": ["components/core/index.ts"],
+            "pulumi-anycast/testing": ["harness/testing.ts"],
+        },
     };
     const host = ts.createCompilerHost(options);
     const { fileExists, readFile, getSourceFile } = host;
@@ -51,11 +54,10 @@ describe("README library example", () => {
     });
 
     it("gives a Vultr PoP a key the pushes can log in with", () => {
-        // Without sshKeyIds/sshPublicKeys the instance boots with no key for sshPrivateKey's pair.
-        for (const example of readmeExamples().filter((e) => /new AnycastPoP\(/.test(e))) {
-            assert.match(example, /sshKeyIds:/);
-            assert.match(example, /sshPublicKeys:/);
-        }
+        // Without sshPublicKeys a new instance boots with no key for sshPrivateKey's pair.
+        const deploying = readmeExamples().filter((e) => /new (AnycastPoP|AnycastNetwork)\(/.test(e) && !/installMockCloud/.test(e));
+        assert.equal(deploying.length, 2, "the AnycastNetwork example and the separate components example");
+        for (const example of deploying) assert.match(example, /sshPublicKeys:/);
     });
 
     it("the check fails on an example that does not compile (so the check above means something)", () => {

@@ -14,6 +14,7 @@ import { rawConfigOf } from "../helpers/fixtures";
 
 const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-key-material\n-----END OPENSSH PRIVATE KEY-----\n";
 const PASSWORD = "unit-test-bgp-password";
+const NEW_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJflOuMxyZTI3xuPoTgjdWNOhp8shGECml0NKRF+KEKg new@example";
 
 function values(mutate?: (c: Record<string, any>) => void): Record<string, unknown> {
     const c: Record<string, any> = { ...structuredClone(rawConfigOf("Pulumi.prod.yaml")), bgpPassword: PASSWORD, sshPrivateKey: SSH_KEY };
@@ -36,10 +37,11 @@ describe("stacks/network under mocks (prod example)", () => {
 
     it("creates one IPv6 Vultr instance per PoP, bootstrapped by cloud-init", () => {
         const instances = byType(run, "vultr:index/instance:Instance");
-        assert.deepEqual(instances.map((i) => i.name).sort(), ["ams-instance", "lax-instance", "sgp-instance"]);
+        assert.deepEqual(instances.map((i) => i.name).sort(), ["anycast-ams-instance", "anycast-lax-instance", "anycast-sgp-instance"]);
         for (const i of instances) {
             assert.equal(i.inputs.enableIpv6, true);
-            assert.equal(i.inputs.region, i.name.replace("-instance", ""));
+            assert.equal(i.inputs.region, i.name.replace(/^anycast-|-instance$/g, ""));
+            assert.equal(i.inputs.hostname, i.inputs.region, "the host name is the PoP's name, not the resource name");
             assert.equal(i.inputs.osId, 2136, "the Debian 12 id from getOs, as a number");
             assert.match(String(i.inputs.userData), /^#cloud-config/);
         }
@@ -48,18 +50,24 @@ describe("stacks/network under mocks (prod example)", () => {
     it("parents every resource under its component", () => {
         // Mock URNs carry the immediate parent's type: check each link of the chain.
         const has = (pattern: RegExp) => assert.ok(run.urns.some((u) => pattern.test(u)), `no URN matches ${pattern}`);
-        has(/::anycast:index:AnycastPoP\$anycast:index:Host::lax$/);
-        has(/::anycast:index:Host\$vultr:index\/instance:Instance::lax-instance$/);
-        has(/::anycast:index:AnycastPoP\$command:remote:Command::lax-push-bird\.conf$/);
-        has(/::anycast:index:WireGuardMesh\$command:remote:Command::lax-push-wg0\.conf$/);
-        has(/::anycast:index:WireGuardMesh\$random:index\/randomBytes:RandomBytes::mesh-lax-key$/);
-        has(/::anycast:index:CloudflareFrontDoor\$cloudflare:index\/dnsRecord:DnsRecord::front-door-aaaa$/);
-        has(/::anycast:index:HostFirewall\$command:remote:Command::lax-push-nftables\.conf$/);
-        has(/::anycast:index:Origin\$anycast:index:Host::origin$/);
-        // Nothing but the components themselves sits at the top level.
+        has(/::anycast:index:AnycastNetwork\$anycast:index:AnycastPoP::anycast-lax$/);
+        has(/::anycast:index:AnycastNetwork\$anycast:index:Origin::anycast-origin$/);
+        has(/::anycast:index:AnycastNetwork\$anycast:index:WireGuardMesh::anycast-mesh$/);
+        has(/::anycast:index:AnycastNetwork\$anycast:index:CloudflareFrontDoor::anycast-front-door$/);
+        has(/::anycast:index:AnycastNetwork\$anycast:index:HostFirewall::anycast-lax-firewall$/);
+        has(/::anycast:index:AnycastPoP\$anycast:index:Host::anycast-lax$/);
+        has(/::anycast:index:Host\$vultr:index\/instance:Instance::anycast-lax-instance$/);
+        has(/::anycast:index:Host\$command:remote:Command::anycast-lax-push-authorized_keys$/);
+        has(/::anycast:index:AnycastPoP\$command:remote:Command::anycast-lax-push-bird\.conf$/);
+        has(/::anycast:index:WireGuardMesh\$command:remote:Command::anycast-lax-push-wg0\.conf$/);
+        has(/::anycast:index:WireGuardMesh\$random:index\/randomBytes:RandomBytes::anycast-mesh-lax-key$/);
+        has(/::anycast:index:CloudflareFrontDoor\$cloudflare:index\/dnsRecord:DnsRecord::anycast-front-door-aaaa$/);
+        has(/::anycast:index:HostFirewall\$command:remote:Command::anycast-lax-push-nftables\.conf$/);
+        has(/::anycast:index:Origin\$anycast:index:Host::anycast-origin$/);
+        // One resource at the top: the network owns everything else.
         const topLevel = run.urns.filter((u) => !u.split("::")[2].includes("$")).map((u) => u.split("::")[2]);
-        assert.deepEqual([...new Set(topLevel)].sort(), ["anycast:index:AnycastPoP", "anycast:index:CloudflareFrontDoor",
-            "anycast:index:HostFirewall", "anycast:index:Origin", "anycast:index:WireGuardMesh", "vultr:index/sSHKey:SSHKey"]);
+        assert.deepEqual(topLevel, ["anycast:index:AnycastNetwork"]);
+        assert.deepEqual(run.mocked.filter((r) => r.parent === "").map((r) => r.name), ["anycast"]);
     });
 
     it("pushes every PoP file and reloads in place", () => {
@@ -71,20 +79,20 @@ describe("stacks/network under mocks (prod example)", () => {
             assert.deepEqual(Object.keys(host.files).sort(), namesFor("pop", true), `${pop}'s files`);
             for (const [f, content] of Object.entries(host.files)) assert.ok(content, `${pop}'s ${f} is empty`);
         }
-        const bird = named(run, "lax-push-bird.conf");
+        const bird = named(run, "anycast-lax-push-bird.conf");
         assert.match(String(bird.inputs.create), /bird -p -c/);
         assert.match(String(bird.inputs.create), /birdc configure/);
         assert.doesNotMatch(String(bird.inputs.create), /restart bird/, "a config change must not restart BIRD (session reset)");
-        assert.match(String(named(run, "lax-push-nginx.conf").inputs.create), /nginx -t/);
-        assert.match(String(named(run, "lax-push-wg0.conf").inputs.create), /wg syncconf/);
+        assert.match(String(named(run, "anycast-lax-push-nginx.conf").inputs.create), /nginx -t/);
+        assert.match(String(named(run, "anycast-lax-push-wg0.conf").inputs.create), /wg syncconf/);
         const origin = run.hosts.find((h) => h.role === "origin")!;
         assert.deepEqual(Object.keys(origin.files).sort(), namesFor("origin", false), "an existing origin gets no cloud-init");
-        assert.deepEqual(namesFor("origin", false), ["nftables.conf", "wg0.conf"]);
+        assert.deepEqual(namesFor("origin", false), ["authorized_keys", "nftables.conf", "wg0.conf"]);
     });
 
     it("runs each file's push script from the artifact registry, secret where the registry says so", () => {
         const pushes = byType(run, "command:remote:Command").filter((r) => /-push-/.test(r.name));
-        assert.ok(pushes.length >= 3 * 11 + 2, `${pushes.length} pushes`);
+        assert.ok(pushes.length >= 3 * 12 + 3, `${pushes.length} pushes`);
         for (const r of pushes) {
             const file = artifact(r.name.replace(/^.+?-push-/, ""));
             assert.equal(file.delivery, "push", r.name);
@@ -95,13 +103,13 @@ describe("stacks/network under mocks (prod example)", () => {
     });
 
     it("keeps secrets secret: BGP password, WireGuard keys, TLS key, SSH key", () => {
-        for (const name of ["lax-push-bird.conf", "lax-push-wg0.conf", "origin-push-wg0.conf", "lax-push-origin.key"]) {
+        for (const name of ["anycast-lax-push-bird.conf", "anycast-lax-push-wg0.conf", "anycast-origin-push-wg0.conf", "anycast-lax-push-origin.key"]) {
             const r = named(run, name);
             assert.ok(isSecretValue(r.inputs.stdin), `${name} content is not secret`);
             // The hash of a secret would let a password be brute-forced offline.
             assert.ok(isSecretValue(r.inputs.triggers), `${name} content hash is not secret`);
         }
-        assert.ok(isSecretValue(named(run, "lax-push-nginx.conf").inputs.connection), "the SSH connection carries the key");
+        assert.ok(isSecretValue(named(run, "anycast-lax-push-nginx.conf").inputs.connection), "the SSH connection carries the key");
         // Nothing secret leaks into the plan, the outputs or the non-secret files.
         const visible = JSON.stringify(run.resources) + JSON.stringify(run.outputs);
         assert.ok(!visible.includes(PASSWORD), "password visible in plan or outputs");
@@ -125,12 +133,12 @@ describe("stacks/network under mocks (prod example)", () => {
     });
 
     it("creates the grey AAAA and the orange CNAME", () => {
-        const aaaa = named(run, "front-door-aaaa").inputs;
+        const aaaa = named(run, "anycast-front-door-aaaa").inputs;
         assert.equal(aaaa.type, "AAAA");
         assert.equal(aaaa.name, "anycast.example.com");
         assert.equal(aaaa.content, "2001:db8:100::1");
         assert.equal(aaaa.proxied, false);
-        const cname = named(run, "front-door-cname").inputs;
+        const cname = named(run, "anycast-front-door-cname").inputs;
         assert.equal(cname.type, "CNAME");
         assert.equal(cname.name, "www.example.com");
         assert.equal(cname.content, "anycast.example.com");
@@ -151,7 +159,7 @@ describe("stacks/network under mocks (prod example)", () => {
 });
 
 describe("changes that must not replace or touch hosts", () => {
-    const hostInputs = (run: StackRun, pop: string) => JSON.stringify(named(run, `${pop}-instance`).inputs);
+    const hostInputs = (run: StackRun, pop: string) => JSON.stringify(named(run, `anycast-${pop}-instance`).inputs);
 
     it("adding a fourth PoP leaves the three existing hosts' inputs and BGP configs unchanged", async () => {
         const three = await runStack({ values: values() });
@@ -175,6 +183,27 @@ describe("changes that must not replace or touch hosts", () => {
         const b = after.hosts.find((h) => h.name === "ams")!.files;
         assert.notEqual(b["bird.conf"], a["bird.conf"]);
         for (const f of Object.keys(a)) if (f !== "bird.conf") assert.equal(b[f], a[f], `${f} changed`);
+    });
+
+    it("changing sshPublicKeys replaces no instance and updates access on every host", async () => {
+        const before = await runStack({ values: values() });
+        const after = await runStack({ values: values((c) => { c.sshPublicKeys = [NEW_KEY]; }) });
+        assert.equal(byType(after, "vultr:index/sSHKey:SSHKey").length, 0, "Vultr key ids would replace instances when they change");
+        for (const instance of byType(after, "vultr:index/instance:Instance")) {
+            const old = named(before, instance.name).inputs;
+            assert.ok(!("sshKeyIds" in instance.inputs), `${instance.name} takes Vultr key ids`);
+            const changed = Object.keys({ ...old, ...instance.inputs })
+                .filter((k) => JSON.stringify(old[k]) !== JSON.stringify(instance.inputs[k]));
+            assert.deepEqual(changed, ["userData"], `${instance.name}: only the first-boot userData differs`);
+            assert.ok(instance.ignoreChanges.includes("userData"), `${instance.name}: a userData change would replace it`);
+        }
+        for (const host of after.hosts) {
+            const old = before.hosts.find((h) => h.name === host.name)!.files;
+            assert.equal(host.files["authorized_keys"], `${NEW_KEY}\n`, `${host.name} does not get the new key`);
+            for (const f of Object.keys(old)) {
+                if (f !== "authorized_keys" && f !== "cloud-init.yaml") assert.equal(host.files[f], old[f], `${host.name}: ${f} changed`);
+            }
+        }
     });
 
     it("rejects a bad config before creating any resource", async () => {

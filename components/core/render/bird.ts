@@ -11,7 +11,7 @@
 import * as ipaddr from "ipaddr.js";
 import { canonical, familyOf, Family, isIp, parseCidr } from "../addressing";
 import { BfdSettings, BgpSettings, Community, PopRenderInput } from "../model";
-import { vultrCommunityMeaning } from "../vultr";
+import { GRACEFUL_SHUTDOWN as GRACEFUL_SHUTDOWN_COMMUNITY, vultrCommunityMeaning } from "../vultr";
 
 /** Where bird.conf includes the announcement switch from; the health agent owns this file. */
 export const BIRD_STATE_FILE = "/etc/bird/anycast-state.conf";
@@ -42,7 +42,7 @@ export function birdIdentifier(name: string): string {
 }
 
 /** RFC 8326 GRACEFUL_SHUTDOWN: receivers lower the route's preference, so traffic leaves before the withdraw. */
-const GRACEFUL_SHUTDOWN = "(65535, 0)";
+const GRACEFUL_SHUTDOWN = `(${GRACEFUL_SHUTDOWN_COMMUNITY.asn}, ${GRACEFUL_SHUTDOWN_COMMUNITY.value})`;
 
 /**
  * A deterministic BGP router id. The host's IPv4 when it has one; otherwise the low 32 bits of

@@ -24,7 +24,7 @@
  * rendered before they exist). Every path and address is an environment variable defaulting
  * to the real value, so the lab runs the same script inside a network namespace.
  */
-import { canonical, familyOf, isIp, parseCidr } from "../addressing";
+import { canonical, familyOf, hasIpv4, isIp, parseCidr } from "../addressing";
 import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { BIRD_STATE_FILE, renderBirdStateInclude } from "./bird";
@@ -53,7 +53,7 @@ export function renderNetSetup(input: PopRenderInput): string {
     if (!isIp(deployment.address) || familyOf(deployment.address) !== 6) {
         throw new Error(`anycast address "${deployment.address}" is not an IPv6 address`);
     }
-    const hasV4Prefix = deployment.prefixes.some((p) => parseCidr(p).family === 4);
+    const hasV4Prefix = hasIpv4(deployment.prefixes);
     const bgp = pop.bgp;
     const hopLimit = ` hoplimit ${BFD_NEIGHBOR_HOP_LIMIT}`;
     const routeV6 = bgp.staticRouteToNeighbor;

@@ -41,9 +41,17 @@ export function formatEndpoint(address: string, port: number): string {
 }
 
 /**
- * Who peers with whom. "full": every node with every other, each peer's AllowedIPs its own
- * mesh address. "hub": the hub peers with everyone; a spoke peers only with the hub and routes
- * the whole mesh CIDR to it, so spoke-to-spoke traffic crosses the hub (which must forward).
+ * Who peers with whom, the one place this rule lives (the plan below and the firewalls, which
+ * accept WireGuard only from a host's peers, both use it). "full": every node with every other;
+ * "hub": the hub with everyone, a spoke only with the hub.
+ */
+export function meshPeerNames(self: string, members: readonly string[], topology: MeshTopology, hub?: string): string[] {
+    return members.filter((m) => m !== self && (topology === "full" || m === hub || self === hub));
+}
+
+/**
+ * The mesh plan. "full": each peer's AllowedIPs is its own mesh address. "hub": a spoke routes
+ * the whole mesh CIDR to the hub, so spoke-to-spoke traffic crosses the hub (which must forward).
  */
 export function planWireGuardMesh(members: MeshMember[], opts: MeshPlanOptions): Record<string, PlannedNode> {
     const cidr = parseCidr(opts.cidr);
@@ -75,13 +83,10 @@ export function planWireGuardMesh(members: MeshMember[], opts: MeshPlanOptions):
 
     const plan: Record<string, PlannedNode> = {};
     for (const self of members) {
-        let peers: WireGuardPeer[];
-        if (opts.topology === "full" || self.name === opts.hubName) {
-            peers = members.filter((m) => m.name !== self.name).map((m) => peerOf(m, [hostRoute(m.meshAddress)]));
-        } else {
-            const hub = members.find((m) => m.name === opts.hubName)!;
-            peers = [peerOf(hub, [formatCidr(cidr)])];
-        }
+        const peerNames = meshPeerNames(self.name, members.map((m) => m.name), opts.topology, opts.hubName);
+        const spoke = opts.topology === "hub" && self.name !== opts.hubName;
+        const peers = members.filter((m) => peerNames.includes(m.name))
+            .map((m) => peerOf(m, spoke ? [formatCidr(cidr)] : [hostRoute(m.meshAddress)]));
         plan[self.name] = {
             name: self.name,
             address: withLength(canonical(self.meshAddress), opts.cidr),

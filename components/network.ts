@@ -1,0 +1,326 @@
+/**
+ * AnycastNetwork: the whole edge as one resource. Origin, PoPs, the WireGuard mesh between
+ * them, every host's firewall, the Cloudflare front door and the SSH keys, all as its children.
+ *
+ *     const network = new AnycastNetwork("anycast", { asn, prefix, pops, origin, mesh, frontDoor,
+ *         bgpPassword, sshPrivateKey, sshPublicKeys });
+ *
+ * The args are the `anycast:` stack config without the namespace (README.md, "Config
+ * reference", documents every field and its default). `stacks/network` is this one line on top
+ * of the stack's config; a program of your own can make the same call.
+ *
+ * Like pulumi-eks's Cluster: the args are validated into a plan (parseAnycastConfig, pure and
+ * tested apart) before anything is registered, children are named `<name>-<role>`, and the
+ * outputs are typed: the validated spec, each host's addresses and files, DNS names, RPKI
+ * states, mesh public keys and the config warnings.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as cloudflare from "@pulumi/cloudflare";
+import { hasIpv4 } from "./core/addressing";
+import { AnycastConfigInput, ConfigError, parseAnycastConfig } from "./core/config";
+import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./core/model";
+import { meshPeerNames } from "./core/render/wireguard";
+import { HostFirewall } from "./firewall";
+import { CloudflareFrontDoor } from "./frontdoor";
+import { Host } from "./host";
+import { WireGuardMesh } from "./mesh";
+import { Origin } from "./origin";
+import { AnycastPoP } from "./pop";
+
+type Config = AnycastConfigInput;
+
+/**
+ * The stack config's shape without the `anycast:` prefix. Defaults are parseAnycastConfig's
+ * (README.md, "Config reference"). Everything but the secrets is a plain value: it decides which
+ * resources exist, and it is validated before any of them is registered.
+ */
+export interface AnycastNetworkArgs {
+    /** Your ASN, the origin of every announcement. */
+    readonly asn: number;
+    /** The announced prefix or prefixes: IPv6 first (a /48 or shorter), optionally an IPv4 /24. */
+    readonly prefix: Config["prefix"];
+    /** The anycast service address, inside the IPv6 prefix. Default: the prefix's `::1`. */
+    readonly address?: string;
+    /** The PoPs, in mesh-address order (append new ones at the end). At least one. */
+    readonly pops: Config["pops"];
+    /** The server behind the mesh: `{name, port, host: {address, ...}}` or `{name, port, region}`. */
+    readonly origin: Config["origin"];
+    /** The WireGuard mesh: `cidr` (private space) required; port 51820, topology "full", MTU 1420 by default. */
+    readonly mesh: Config["mesh"];
+    /** The Cloudflare zone and names: `{zone or zoneId, hostname, anycastName = "anycast", sslMode = "strict"}`. */
+    readonly frontDoor: Config["frontDoor"];
+    /** Health agent timers and flap damping. Default: 0.2 s checks, rise 3, fall 2, 3 withdrawals an hour. */
+    readonly health?: Config["health"];
+    /** Who may SSH (`adminCidrs`, default anyone, with a warning) and reach HTTP(S) (`httpSources`, default Cloudflare). */
+    readonly firewall?: Config["firewall"];
+    /** The ROAs published at your RIR; the announcements are checked against them (RFC 6811). Default: unchecked. */
+    readonly roas?: Config["roas"];
+    /**
+     * TCP-MD5 password of every BGP session without its own `bgp.password` (at most 80 bytes, no
+     * quotes or backslashes). A plain string, kept secret from here on, or a secret Output.
+     */
+    readonly bgpPassword?: pulumi.Input<string>;
+    /** The private key the pushes log in with (a plain string, kept secret from here on, or a secret Output). */
+    readonly sshPrivateKey: pulumi.Input<string>;
+    /**
+     * OpenSSH public keys that may log in to every host: in a new instance's cloud-init, then kept
+     * current by a push, so changing them never replaces a host. Keep the deploy key's own public
+     * key in the list, or the pushes lock themselves out. Default: none.
+     */
+    readonly sshPublicKeys?: string[];
+}
+
+/** A PoP of the validated model without its BGP password (NetworkSpec). */
+export type PublicPopSpec = Omit<PopSpec, "bgp"> & { bgp: Omit<BgpSettings, "password"> };
+
+/** The validated model without secrets: the BGP passwords are `bgpPasswords`, the SSH key stays an input. */
+export type NetworkSpec = Omit<AnycastSpec, "bgpPassword" | "sshPrivateKey" | "pops"> & { pops: PublicPopSpec[] };
+
+/** One host of the network once the cloud has created it. */
+export interface NetworkHost {
+    name: string;
+    role: "pop" | "origin";
+    /** Vultr region of a Vultr-created host. */
+    region?: string;
+    /** Unicast IPv6: BGP source, WireGuard endpoint, SSH target. */
+    ipv6: string;
+    ipv4?: string;
+    meshAddress: string;
+    /** A PoP's BGP neighbour. */
+    bgpNeighbor?: string;
+}
+
+export class AnycastNetwork extends pulumi.ComponentResource {
+    /** The validated model, without secrets. */
+    readonly spec: pulumi.Output<NetworkSpec>;
+    /** Non-fatal findings of validation (also logged as warnings on this resource). */
+    readonly warnings: pulumi.Output<ConfigIssue[]>;
+    /** Every PoP, then the origin, with the addresses the cloud gave them. */
+    readonly hosts: pulumi.Output<NetworkHost[]>;
+    /** Host name -> artifact name -> exact content it receives (docs/ARTIFACTS.md). Secret: every host holds a key. */
+    readonly files: pulumi.Output<Record<string, Record<string, string>>>;
+    readonly anycastAddress: pulumi.Output<string>;
+    readonly prefixes: pulumi.Output<string[]>;
+    /** The proxied name visitors use and the unproxied AAAA behind it. */
+    readonly dns: pulumi.Output<{ hostname: string; anycastName: string }>;
+    /** Who the firewalls let reach HTTP(S) on the anycast address: `firewall.httpSources`, or Cloudflare's ranges at deploy time. */
+    readonly httpSources: pulumi.Output<string[]>;
+    /** Each announced prefix's RPKI state against `roas`. */
+    readonly rpki: pulumi.Output<RpkiFinding[]>;
+    /** WireGuard public key of each host, by name. */
+    readonly meshPublicKeys: pulumi.Output<Record<string, string>>;
+    /** Each PoP's TCP-MD5 password (secret), for the upstream's side of the session. */
+    readonly bgpPasswords: pulumi.Output<Record<string, string>>;
+    /** The client certificate Cloudflare presents on origin pulls, and its key (secret). */
+    readonly originPullClient: pulumi.Output<{ certPem: string; keyPem: string }>;
+
+    /** The children, for programs that need more than the outputs. */
+    readonly pops: AnycastPoP[];
+    readonly origin: Origin;
+    readonly mesh: WireGuardMesh;
+    readonly frontDoor: CloudflareFrontDoor;
+    readonly firewalls: HostFirewall[];
+
+    constructor(name: string, args: AnycastNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
+        // Validated before super(): a bad config registers nothing, not even this component.
+        const plan = planAnycastNetwork(args);
+        super("anycast:index:AnycastNetwork", name, {}, opts);
+        const spec = plan.spec;
+        for (const w of spec.warnings) void pulumi.log.warn(`${w.key}: ${w.message}`, this);
+
+        const secrets = pulumi.secret(plan.secrets);
+        this.bgpPasswords = secrets.apply((s) => s.bgpPasswords);
+        const sshPrivateKey = secrets.apply((s) => s.sshPrivateKey);
+        const child = { parent: this };
+
+        this.frontDoor = new CloudflareFrontDoor(`${name}-front-door`, { frontDoor: spec.frontDoor, address: spec.address }, child);
+        this.origin = new Origin(`${name}-${spec.origin.name}`, {
+            origin: spec.origin, sshPrivateKey, sshPublicKeys: spec.sshPublicKeys,
+        }, child);
+        this.pops = spec.pops.map((pop) => new AnycastPoP(`${name}-${pop.name}`, {
+            pop,
+            deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
+            origin: {
+                name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
+                healthPath: spec.origin.healthPath,
+            },
+            mesh: { cidr: spec.mesh.cidr },
+            health: spec.health,
+            tls: this.frontDoor.tls,
+            sshPrivateKey,
+            sshPublicKeys: spec.sshPublicKeys,
+            bgpPassword: this.bgpPasswords.apply((p) => p[pop.name]),
+        }, child));
+
+        const members = this.membersOf(name, spec);
+        this.mesh = this.createMesh(name, spec, members);
+        // HTTP(S) on the anycast address only from Cloudflare (its published ranges at deploy
+        // time), unless the config names the sources (the lab does).
+        this.httpSources = spec.firewall.httpSources
+            ? pulumi.output(spec.firewall.httpSources)
+            : cloudflare.getIpRangesOutput({}, { parent: this }).apply((r) => [...r.ipv6Cidrs, ...r.ipv4Cidrs]);
+        this.firewalls = this.createFirewalls(name, spec, members);
+
+        this.spec = pulumi.output(withoutSecrets(spec));
+        this.warnings = pulumi.output(spec.warnings);
+        this.anycastAddress = pulumi.output(spec.address);
+        this.prefixes = pulumi.output(spec.prefixes);
+        this.dns = pulumi.output({ hostname: this.frontDoor.hostname, anycastName: this.frontDoor.anycastName });
+        this.rpki = pulumi.output(spec.rpki);
+        this.meshPublicKeys = this.mesh.publicKeys;
+        const pull = this.frontDoor.originPullClient;
+        this.originPullClient = pulumi.secret(pulumi.all([pull.certPem, pull.keyPem]).apply(([certPem, keyPem]) => ({ certPem, keyPem })));
+        this.hosts = this.hostsOf(spec);
+        this.files = this.filesOf(spec);
+        this.registerOutputs({
+            spec: this.spec, warnings: this.warnings, hosts: this.hosts, files: this.files,
+            anycastAddress: this.anycastAddress, prefixes: this.prefixes, dns: this.dns, httpSources: this.httpSources, rpki: this.rpki,
+            meshPublicKeys: this.meshPublicKeys, bgpPasswords: this.bgpPasswords, originPullClient: this.originPullClient,
+        });
+    }
+
+    /** The origin first, then the PoPs: the mesh-address order. */
+    private membersOf(name: string, spec: AnycastSpec): NetworkMember[] {
+        return [
+            { name: spec.origin.name, resource: `${name}-${spec.origin.name}`, meshAddress: spec.origin.meshAddress, host: this.origin.host },
+            ...spec.pops.map((p, i) => ({ name: p.name, resource: `${name}-${p.name}`, meshAddress: p.meshAddress, host: this.pops[i].host })),
+        ];
+    }
+
+    private createMesh(name: string, spec: AnycastSpec, members: NetworkMember[]): WireGuardMesh {
+        return new WireGuardMesh(`${name}-mesh`, {
+            cidr: spec.mesh.cidr, port: spec.mesh.port, topology: spec.mesh.topology, hub: spec.origin.name,
+            mtu: spec.mesh.mtu, persistentKeepalive: spec.mesh.persistentKeepalive,
+            members: members.map((m) => ({
+                name: m.name, host: m.resource, meshAddress: m.meshAddress, endpoint: m.host.ipv6,
+                connection: m.host.connection, dependsOn: [m.host],
+            })),
+        }, { parent: this });
+    }
+
+    /** Each host's nftables ruleset: WireGuard only from its mesh peers, BGP only from its neighbours. */
+    private createFirewalls(name: string, spec: AnycastSpec, members: NetworkMember[]): HostFirewall[] {
+        const names = members.map((m) => m.name);
+        const peersOf = (self: string) => meshPeerNames(self, names, spec.mesh.topology, spec.origin.name)
+            .map((peer) => members.find((m) => m.name === peer)!.host.ipv6);
+        const dualStack = hasIpv4(spec.prefixes);
+        const common = { meshPort: spec.mesh.port, meshCidr: spec.mesh.cidr, adminCidrs: spec.firewall.adminCidrs, httpSources: this.httpSources };
+        return members.map((m) => {
+            const pop = spec.pops.find((p) => p.name === m.name);
+            return new HostFirewall(`${m.resource}-firewall`, {
+                ...common,
+                host: m.resource,
+                role: pop ? "pop" : "origin",
+                anycastAddresses: pop ? [spec.address] : [],
+                bgpNeighbors: pop ? [pop.bgp.neighbor, ...(dualStack ? [pop.bgp.neighbor4] : [])] : [],
+                meshPeerEndpoints: peersOf(m.name),
+                originPort: pop ? undefined : spec.origin.port,
+                bfd: pop ? pop.bgp.bfd !== undefined : false,
+                connection: m.host.connection,
+                dependsOn: [m.host],
+            }, { parent: this });
+        });
+    }
+
+    private hostsOf(spec: AnycastSpec): pulumi.Output<NetworkHost[]> {
+        const regionOf = (h: PopSpec["host"]) => (h.kind === "vultr" ? { region: h.region } : {});
+        const entry = (host: Host, fixed: Omit<NetworkHost, "ipv6" | "ipv4">) =>
+            pulumi.all([host.ipv6, host.ipv4]).apply(([ipv6, ipv4]): NetworkHost => ({ ...fixed, ipv6, ...(ipv4 ? { ipv4 } : {}) }));
+        return pulumi.all([
+            ...spec.pops.map((p, i) => entry(this.pops[i].host, {
+                name: p.name, role: "pop", ...regionOf(p.host), meshAddress: p.meshAddress, bgpNeighbor: p.bgp.neighbor,
+            })),
+            entry(this.origin.host, { name: spec.origin.name, role: "origin", ...regionOf(spec.origin.host), meshAddress: spec.origin.meshAddress }),
+        ]);
+    }
+
+    private filesOf(spec: AnycastSpec): pulumi.Output<Record<string, Record<string, string>>> {
+        const hostFiles = (own: pulumi.Output<Record<string, string>>, host: string, i: number) =>
+            pulumi.all([own, this.mesh.configs, this.firewalls[i].ruleset]).apply(([files, wg, nft]): Record<string, string> =>
+                ({ ...files, "wg0.conf": wg[host], "nftables.conf": nft }));
+        // Firewalls are in member order: the origin first, then the PoPs.
+        const byHost: Record<string, pulumi.Output<Record<string, string>>> = {
+            ...Object.fromEntries(spec.pops.map((p, i) => [p.name, hostFiles(this.pops[i].files, p.name, i + 1)])),
+            [spec.origin.name]: hostFiles(this.origin.files, spec.origin.name, 0),
+        };
+        return pulumi.secret(pulumi.all(byHost) as pulumi.Output<Record<string, Record<string, string>>>);
+    }
+}
+
+interface NetworkMember {
+    name: string;
+    /** The resource name of the member's component and host (`<network>-<name>`). */
+    resource: string;
+    meshAddress: string;
+    host: Host;
+}
+
+/** What the constructor validated, and the secrets as the children consume them. */
+export interface NetworkPlan {
+    spec: AnycastSpec;
+    secrets: pulumi.Output<{ sshPrivateKey: string; bgpPasswords: Record<string, string> }>;
+}
+
+/** Stand-ins that pass validation, for secrets whose value is only known at deploy time. */
+const DEFERRED = {
+    bgpPassword: "deferred-secret",
+    sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\ndeferred-secret\n-----END OPENSSH PRIVATE KEY-----\n",
+};
+
+/**
+ * Validate the args (parseAnycastConfig: every rule lives there). A ConfigError lists every
+ * problem by its `anycast:` key.
+ *
+ * Validation needs the secrets' plain values (the password's length and characters, the key's
+ * form). A plain string, which is what stacks/network passes, is validated with everything else,
+ * here, before any resource exists, and is kept secret from then on. A secret Output (e.g. from
+ * `config.requireSecret`) has no value until the deployment runs: the rest is validated here
+ * with a stand-in, and the same function validates the real value inside the apply that every
+ * push and every bird.conf depend on. A bad value then fails the update with the same message
+ * naming the key, as a pulumi.RunError (no stack trace), before anything is pushed; resources
+ * that do not depend on it (instances, DNS records) may exist by then.
+ */
+export function planAnycastNetwork(args: AnycastNetworkArgs): NetworkPlan {
+    // Known now: anything but an Output or a promise (a wrong type is the validator's to report).
+    const known = (v: pulumi.Input<string> | undefined): v is string | undefined =>
+        !pulumi.Output.isInstance(v) && !(v instanceof Promise);
+    const { bgpPassword, sshPrivateKey, ...plain } = args;
+    const raw = (pw: string | undefined, key: string | undefined): Record<string, unknown> =>
+        ({ ...plain, ...(pw !== undefined ? { bgpPassword: pw } : {}), ...(key !== undefined ? { sshPrivateKey: key } : {}) });
+    const spec = parseAnycastConfig(raw(known(bgpPassword) ? bgpPassword : DEFERRED.bgpPassword,
+        known(sshPrivateKey) ? sshPrivateKey : DEFERRED.sshPrivateKey));
+    const secretsOf = (s: AnycastSpec) => ({
+        sshPrivateKey: s.sshPrivateKey,
+        bgpPasswords: Object.fromEntries(s.pops.map((p) => [p.name, p.bgp.password])),
+    });
+    if (known(bgpPassword) && known(sshPrivateKey)) return { spec, secrets: pulumi.output(secretsOf(spec)) };
+    const secrets = pulumi.all([bgpPassword, sshPrivateKey]).apply(([pw, key]) => {
+        try {
+            return secretsOf(parseAnycastConfig(raw(pw, key)));
+        } catch (e) {
+            throw e instanceof ConfigError ? deployTimeConfigError(e) : e;
+        }
+    });
+    return { spec, secrets };
+}
+
+/**
+ * A config error found at deploy time, as the Pulumi CLI should print it: a RunError (its
+ * message, no stack trace). The SDK's serializer prefixes the message of an error raised inside
+ * an input with `error serializing property "..."` once for every property and resource it
+ * passes through (runtime/rpc.js); the message is kept as written, so the user reads the key.
+ */
+function deployTimeConfigError(e: ConfigError): pulumi.RunError {
+    const err = new pulumi.RunError(e.message);
+    Object.defineProperty(err, "message", { get: () => e.message, set: () => undefined, configurable: true });
+    return err;
+}
+
+/** The spec without its secrets (the BGP passwords and the SSH private key). */
+export function withoutSecrets(spec: AnycastSpec): NetworkSpec {
+    const { bgpPassword: _password, sshPrivateKey: _key, pops, ...rest } = spec;
+    return {
+        ...rest,
+        pops: pops.map(({ bgp: { password: _popPassword, ...bgp }, ...pop }) => ({ ...pop, bgp })),
+    };
+}
