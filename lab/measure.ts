@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Family, nthAddress, parseCidr } from "../components/core/addressing";
+import { familyOf, Family, nthAddress, parseCidr } from "../components/core/addressing";
 import { LabRuntime, nsDir, UNRELATED_POP_ROUTES } from "./boot";
 import { showProtocols, showRoutes } from "./birdc";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
@@ -31,7 +31,7 @@ async function readSessions(lab: LabRuntime, problems: string[]): Promise<Sessio
     for (const r of lab.plan.regions) {
         const popProtos = (await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns))).filter((x) => x.proto === "BGP");
         for (const p of popProtos) {
-            const family: Family = p.neighborAddress?.includes(":") === false ? 4 : 6;
+            const family: Family = p.neighborAddress && familyOf(p.neighborAddress) === 4 ? 4 : 6;
             const edge = await lab.edges.session(r, family);
             const established = p.bgpState === "Established";
             sessions.push({
@@ -119,7 +119,7 @@ async function catchCounter(r: RegionPlan): Promise<number> {
  * PoP namespace.
  */
 async function measureCatchment4(lab: LabRuntime, problems: string[]): Promise<Catchment4Entry[] | undefined> {
-    const prefix = lab.stack.spec.prefixes.find((p) => parseCidr(p).family === 4);
+    const prefix = lab.stack.spec.prefixes.find((p) => familyOf(p) === 4);
     if (!prefix) return undefined;
     const target = nthAddress(parseCidr(prefix), 1);
     for (const r of lab.plan.regions) {

@@ -149,12 +149,17 @@ async function sampleSession(lab: LabRuntime, r: RegionPlan): Promise<SessionSam
 }
 
 /**
- * Whether a session's "since" is the same before and after. FRR reports it as epoch seconds
- * computed at each query (now minus uptime), so the same session can read one second apart; a
- * reset during the steps would move it by the steps' length (several seconds) instead.
+ * Whether a session's "since" is the same before and after. Both daemons derive it at each query
+ * from a monotonic clock and the current wall-clock time, so the same session reads a little
+ * apart: FRR in epoch seconds (one second apart), BIRD with milliseconds (one millisecond apart).
+ * A reset during the steps would move it by the steps' length (seconds) instead.
  */
 export function sameSince(before: string, after: string): boolean {
     if (/^\d+$/.test(before) && /^\d+$/.test(after)) return Math.abs(Number(before) - Number(after)) <= 1;
+    const at = (t: string) => Date.parse(/^\d{4}-/.test(t) ? t.replace(" ", "T") : `1970-01-01T${t}`);
+    const a = at(before);
+    const b = at(after);
+    if (Number.isFinite(a) && Number.isFinite(b)) return Math.abs(a - b) <= 50;
     return before === after;
 }
 

@@ -21,7 +21,7 @@
  * What the lab cannot build for a config stops planLab with a LabPreconditionError that says why.
  */
 import * as ipaddr from "ipaddr.js";
-import { canonical, contains, familyOf, Family, formatCidr, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
+import { canonical, contains, familyOf, Family, formatCidr, hasIpv4, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
 import { AnycastSpec, PopSpec } from "../components/core/model";
 import { LabPreconditionError } from "./errors";
 import { LabHost, LabStack } from "./stack";
@@ -617,7 +617,7 @@ function planAdmin(b: PlanBuilder, transit: TransitPlan, originAddress: string):
 
 export function planLab(stack: LabStack): LabPlan {
     const spec: AnycastSpec = stack.spec;
-    const families: Family[] = spec.prefixes.some((p) => parseCidr(p).family === 4) ? [6, 4] : [6];
+    const families: Family[] = hasIpv4(spec.prefixes) ? [6, 4] : [6];
     checkEmulatable(stack, families);
     const b = new PlanBuilder(stack, families);
     const httpSources = stack.httpSources;

@@ -12,10 +12,10 @@ import { AnycastSpec } from "../../components/core/model";
 import { mockInstanceAddresses } from "../../harness/mockcloud";
 import { LabStack } from "../../lab/stack";
 import { TEST_SSH_PRIVATE_KEY } from "./fixtures";
+import { VULTR_REGIONS as VULTR_REGION_LIST } from "../../components/core/vultr";
 
-/** Vultr's region ids (the API's /regions list). */
-export const VULTR_REGIONS = ["ams", "atl", "blr", "bom", "cdg", "del", "dfw", "ewr", "fra", "hnl", "icn", "itm", "jnb", "lax",
-    "lhr", "mad", "man", "mel", "mex", "mia", "nrt", "ord", "osa", "sao", "scl", "sea", "sgp", "sjc", "sto", "syd", "tlv", "waw", "yto"];
+/** Vultr's region ids: the list the package ships and validation checks against. */
+export const VULTR_REGIONS = VULTR_REGION_LIST.map((r) => r.id);
 
 /** mulberry32: a small, well-known seeded PRNG (uniform floats in [0, 1)). */
 export function prng(seed: number): () => number {

@@ -5,6 +5,7 @@
 import * as assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { renderBirdConfig } from "../../components/core/render/bird";
+import { sameSince } from "../../lab/routing";
 import { LabStack } from "../../lab/stack";
 import { renderHealthEnv } from "../../components/core/render/health";
 import { adaptStackToStalls, bfdTimersForStalls, healthTimeoutForStalls, minimumBfdDetectMs, probeStalls } from "../../lab/stalls";
@@ -73,5 +74,19 @@ describe("BFD timers for a stalling machine", () => {
     it("measures stalls as a non-negative number of ms", () => {
         const probe = probeStalls(100, 5);
         assert.ok(probe.samples > 0 && probe.maxMs >= 0 && probe.durationMs >= 100);
+    });
+});
+
+describe("a session's 'since' before and after a change", () => {
+    it("is the same across the daemons' own jitter: FRR's epoch seconds, BIRD's milliseconds", () => {
+        assert.ok(sameSince("1795361420", "1795361421"));
+        assert.ok(sameSince("17:27:00.394", "17:27:00.395"));
+        assert.ok(sameSince("2026-11-22 15:30:19.780", "2026-11-22 15:30:19.781"));
+    });
+    it("moves on a reset", () => {
+        assert.ok(!sameSince("1795361420", "1795361425"));
+        assert.ok(!sameSince("17:27:00.394", "17:27:03.100"));
+        assert.ok(!sameSince("2026-11-22 15:30:19.780", "2026-11-22 15:30:24.000"));
+        assert.ok(!sameSince("?", "17:27:00.394"));
     });
 });

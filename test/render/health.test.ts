@@ -365,7 +365,7 @@ describe("the agent against a real BIRD (live)", () => {
         const env = lab.writeEnv("health.env", { DRAIN_SECONDS: "1", MAX_WITHDRAWALS_PER_HOUR: "100" });
         const agent = lab.startAgent(env);
 
-        const toAnnounce = await lab.waitState(ANYCAST_STATE.announced, 5000);
+        const toAnnounce = await lab.waitState(ANYCAST_STATE.announced, 15_000);
         console.log(`health: start -> announced in ${toAnnounce} ms (rise 3 x 0.1 s)`);
         assert.match(agent.err, /withdrawn -> announced: healthy, 3 checks in a row/);
         await lab.expectRoute("plain");
@@ -386,7 +386,7 @@ describe("the agent against a real BIRD (live)", () => {
 
         // The origin stops: withdrawn after 2 bad checks.
         await lab.server("stop origin");
-        const toWithdraw = await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        const toWithdraw = await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         console.log(`health: origin stop -> ANYCAST_STATE 0 in ${toWithdraw} ms (fall 2 x 0.1 s)`);
         assert.match(agent.err, /announced -> withdrawn: origin check failed \(http 000, curl exit 7\), 2 checks in a row/);
         await lab.expectRoute(undefined);
@@ -398,16 +398,16 @@ describe("the agent against a real BIRD (live)", () => {
 
         // The origin comes back: announced after 3 good checks.
         await lab.server("start origin");
-        const toReannounce = await lab.waitState(ANYCAST_STATE.announced, 5000);
+        const toReannounce = await lab.waitState(ANYCAST_STATE.announced, 15_000);
         console.log(`health: origin back -> ANYCAST_STATE 2 in ${toReannounce} ms (rise 3 x 0.1 s)`);
         await lab.expectRoute("plain");
 
         // The proxy (nginx) stops answering: withdrawn too.
         await lab.server("stop proxy");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         assert.match(agent.err, /announced -> withdrawn: proxy check failed/);
         await lab.server("start proxy");
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
 
         // Drain: GRACEFUL_SHUTDOWN (1) for DRAIN_SECONDS, then withdrawn (0), held there while healthy.
         assert.match(lab.cli(env, "drain"), /drain requested/);
@@ -417,7 +417,7 @@ describe("the agent against a real BIRD (live)", () => {
         await until("status draining", 2000, () => lab.status().state === "draining");
         const drainStarted = lab.status().since as number;
         await lab.expectRoute("graceful-shutdown");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         await until("status withdrawn", 2000, () => lab.status().state === "withdrawn");
         const drainedMs = (lab.status().since as number) - drainStarted;
         console.log(`health: drain announced GRACEFUL_SHUTDOWN for ${drainedMs} ms (DRAIN_SECONDS 1), then withdrew`);
@@ -437,19 +437,19 @@ describe("the agent against a real BIRD (live)", () => {
         lab.bird!.child.kill("SIGTERM");
         await until("BIRD exit", 5000, () => lab.bird!.exited);
         await lab.server("stop origin");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         await until("birdc failure logged", 3000, () => agent.err.includes("birdc configure failed, retrying every tick"));
         await until("status: BIRD has not applied the withdrawal", 2000, () => lab.status().bird_applied === false);
         await lab.server("start origin");
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await lab.server("stop origin");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         lab.startBird();
         await until("BIRD applies the withdrawal", 5000, () => agent.err.includes("BIRD applied ANYCAST_STATE = 0 after"));
         await until("status: BIRD applied", 2000, () => lab.status().bird_applied === true);
         await lab.expectRoute(undefined);
         await lab.server("start origin");
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await lab.expectRoute("plain");
         assert.equal(agent.exited, false, "BIRD going away never stops the agent");
 
@@ -482,18 +482,18 @@ describe("the agent against a real BIRD (live)", () => {
         await lab.freshStart();
         const env = lab.writeEnv("flap.env", { MAX_WITHDRAWALS_PER_HOUR: "2", FLAP_WINDOW_SECONDS: String(WINDOW_S) });
         const agent = lab.startAgent(env);
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
 
         // Wall-clock bounds that a late observer cannot break (this machine may stall): the first
         // withdrawal happened after the origin was stopped and before the test saw it.
         const originStopped = Date.now();
         await lab.server("stop origin");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         const firstWithdrawalSeen = Date.now();
         await lab.server("start origin");
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await lab.server("stop origin");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         await until("held-down", 2000, () => lab.status().state === "held-down");
         const held = lab.status();
         assert.equal(held.withdrawals_last_hour, 2);
@@ -523,12 +523,12 @@ describe("the agent against a real BIRD (live)", () => {
         // An hour's window, as deployed: without the release the PoP would stay down for an hour.
         const env = lab.writeEnv("release.env", { MAX_WITHDRAWALS_PER_HOUR: "2" });
         const agent = lab.startAgent(env);
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         for (let i = 0; i < 2; i++) {
             await lab.server("stop origin");
-            await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+            await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
             await lab.server("start origin");
-            if (i === 0) await lab.waitState(ANYCAST_STATE.announced, 5000);
+            if (i === 0) await lab.waitState(ANYCAST_STATE.announced, 15_000);
         }
         await until("held-down", 2000, () => lab.status().state === "held-down");
         await until("healthy again (held down)", 5000, () => lab.status().healthy === true);
