@@ -321,6 +321,14 @@ class Lab {
     }
 }
 
+/**
+ * The agent logs a transition before it writes the state file, but its stderr reaches this
+ * process through a pipe that node reads later than a poll sees the file: wait for the line.
+ */
+async function logged(proc: Proc, pattern: RegExp, timeoutMs = 3000): Promise<void> {
+    await until(`log line ${pattern}`, timeoutMs, () => pattern.test(proc.err)).catch(() => assert.match(proc.err, pattern));
+}
+
 async function until(what: string, timeoutMs: number, check: () => boolean, pollMs = 20): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!check()) {
@@ -367,7 +375,7 @@ describe("the agent against a real BIRD (live)", () => {
 
         const toAnnounce = await lab.waitState(ANYCAST_STATE.announced, 15_000);
         console.log(`health: start -> announced in ${toAnnounce} ms (rise 3 x 0.1 s)`);
-        assert.match(agent.err, /withdrawn -> announced: healthy, 3 checks in a row/);
+        await logged(agent, /withdrawn -> announced: healthy, 3 checks in a row/);
         await lab.expectRoute("plain");
 
         // Steady state: the switch is not rewritten (same inode) and the agent is cheap.
@@ -388,7 +396,7 @@ describe("the agent against a real BIRD (live)", () => {
         await lab.server("stop origin");
         const toWithdraw = await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         console.log(`health: origin stop -> ANYCAST_STATE 0 in ${toWithdraw} ms (fall 2 x 0.1 s)`);
-        assert.match(agent.err, /announced -> withdrawn: origin check failed \(http 000, curl exit 7\), 2 checks in a row/);
+        await logged(agent, /announced -> withdrawn: origin check failed \(http 000, curl exit 7\), 2 checks in a row/);
         await lab.expectRoute(undefined);
         await until("status withdrawn", 2000, () => lab.status().state === "withdrawn");
         const down = lab.status();
@@ -405,7 +413,7 @@ describe("the agent against a real BIRD (live)", () => {
         // The proxy (nginx) stops answering: withdrawn too.
         await lab.server("stop proxy");
         await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
-        assert.match(agent.err, /announced -> withdrawn: proxy check failed/);
+        await logged(agent, /announced -> withdrawn: proxy check failed/);
         await lab.server("start proxy");
         await lab.waitState(ANYCAST_STATE.announced, 15_000);
 
@@ -463,7 +471,7 @@ describe("the agent against a real BIRD (live)", () => {
             assert.equal(lab.state(), ANYCAST_STATE.announced, "the restart must not withdraw a healthy PoP");
             await sleep(5);
         }
-        assert.match(restarted.err, /starting in state announced/);
+        await logged(restarted, /starting in state announced/);
         await lab.stopAgent(restarted);
 
         const status = JSON.parse(lab.cli(env, "status")) as Record<string, unknown>;
@@ -513,7 +521,7 @@ describe("the agent against a real BIRD (live)", () => {
         const announcedSeen = Date.now();
         console.log(`health: flap damping (max 2 per ${WINDOW_S} s window) re-announced, seen ${announcedSeen - originStopped} ms after the origin first stopped`);
         assert.ok(announcedSeen >= heldUntil, `re-announced ${heldUntil - announcedSeen} ms before held_until`);
-        assert.match(agent.err, /held-down -> withdrawn: flap damping over/);
+        await logged(agent, /held-down -> withdrawn: flap damping over/);
         await lab.stopAgent(agent);
     });
 
