@@ -15,6 +15,7 @@ import {
     AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, VULTR_BGP, HealthSpec, RoaSpec, RpkiFinding,
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
+import { checkFailover, checkOriginPreferences, extraOriginMeshAddress, failoverShape, originEntries } from "./origins";
 
 export const NAMESPACE = "anycast";
 
@@ -76,6 +77,8 @@ const popShape = z.strictObject({
     communities: z.array(z.string()).default([]),
     prepend: z.number().int().min(0).max(3).default(0),
     meshAddress: z.string().optional(),
+    /** Origin names in this PoP's order of preference (origins.ts). */
+    origins: z.array(z.string()).optional(),
 });
 
 const originShape = z.strictObject({
@@ -137,7 +140,9 @@ const topLevel = {
     sshPublicKeys: z.array(z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$/,
         "must be an OpenSSH public key line")).default([]),
     pops: z.array(popShape).min(1, "needs at least one PoP"),
-    origin: originShape,
+    origin: originShape.optional(),
+    origins: z.array(originShape).min(1, "needs at least one origin").optional(),
+    failover: failoverShape.default(failoverShape.parse({})),
     mesh: meshShape,
     frontDoor: frontDoorShape,
     health: healthShape.default(healthShape.parse({})),
@@ -392,9 +397,10 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const communityAsns = new Set<number>();
     const pops: PopSpec[] = [];
     const rawPops = parsed.pops ?? [];
-    const originName = parsed.origin?.name;
+    const rawOrigins = originEntries({ origin: raw.origin !== undefined, origins: raw.origins !== undefined }, parsed.origin, parsed.origins, c);
+    const originNames = rawOrigins.map((o) => o.raw.name);
     const seen = new Map<string, number>();
-    const meshNodes = 1 + rawPops.length;
+    const meshNodes = Math.max(1, rawOrigins.length) + rawPops.length;
     let meshPlan: string[] | undefined;
     let meshCidr: Cidr | undefined;
     if (parsed.mesh) {
@@ -411,9 +417,9 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
                 if (overlaps(meshCidr, p)) c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} overlaps the anycast prefix ${formatCidr(p)}`);
             }
             if (BigInt(meshNodes) > usableHosts(meshCidr)) {
-                c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} has room for ${usableHosts(meshCidr)} hosts; the origin and ${rawPops.length} PoP(s) need ${meshNodes}`);
+                c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} has room for ${usableHosts(meshCidr)} hosts; the origin(s) and ${rawPops.length} PoP(s) need ${meshNodes}`);
             } else {
-                meshPlan = planMeshAddresses(parsed.mesh.cidr, meshNodes);
+                meshPlan = planMeshAddresses(parsed.mesh.cidr, 1 + rawPops.length);
             }
         }
     }
@@ -432,7 +438,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         const key = `${NAMESPACE}:pops[${i}]`;
         if (seen.has(p.name)) c.error(`${key}.name`, `duplicate PoP name "${p.name}" (also pops[${seen.get(p.name)}])`);
         seen.set(p.name, i);
-        if (p.name === originName) c.error(`${key}.name`, `"${p.name}" is also the origin's name`);
+        if (originNames.includes(p.name)) c.error(`${key}.name`, `"${p.name}" is also an origin's name`);
         const host = hostSpecFor(key, p, parsed.sshPublicKeys ?? [], c);
         const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn ?? 0, parsed.bgpPassword, c);
         const communities: Community[] = [];
@@ -453,7 +459,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
             }
         });
         const meshAddress = meshAddressFor(key, p.meshAddress, i + 1);
-        if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress });
+        if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress, originPreference: p.origins ?? [] });
     });
 
     const withoutPassword = rawPops.filter((p) => p.bgp.password === undefined).map((p) => p.name);
@@ -461,21 +467,24 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         c.error(`${NAMESPACE}:bgpPassword`, `is required for PoP(s) ${withoutPassword.join(", ")}: pulumi config set --secret ${NAMESPACE}:bgpPassword <the TCP-MD5 password> (or give each PoP bgp.password)`);
     }
 
-    const origin = parsed.origin;
-    let originSpec: AnycastSpec["origin"] | undefined;
-    if (origin) {
-        const host = hostSpecFor(`${NAMESPACE}:origin`, origin, parsed.sshPublicKeys ?? [], c);
-        const meshAddress = meshAddressFor(`${NAMESPACE}:origin`, origin.meshAddress, 0);
-        if (host) originSpec = { name: origin.name, host, port: origin.port, healthPath: origin.healthPath, meshAddress };
-    }
-    const meshAddresses = [originSpec?.meshAddress, ...pops.map((p) => p.meshAddress)].filter((a): a is string => !!a);
+    const origins: AnycastSpec["origins"] = [];
+    rawOrigins.forEach(({ key, raw: o }, k) => {
+        const host = hostSpecFor(key, o, parsed.sshPublicKeys ?? [], c);
+        // The first origin takes the mesh's first address, further ones count down from its end (origins.ts).
+        const meshAddress = k === 0 || o.meshAddress !== undefined ? meshAddressFor(key, o.meshAddress, 0)
+            : meshCidr && meshPlan ? extraOriginMeshAddress(meshCidr, k) : "";
+        if (host) origins.push({ name: o.name, host, port: o.port, healthPath: o.healthPath, meshAddress });
+    });
+    checkOriginPreferences(rawPops.map((p) => p.origins), originNames, c);
+    const failover = parsed.failover && checkFailover(parsed.failover, parsed.mesh?.topology, origins, rawPops.length, c);
+    const meshAddresses = [...origins.map((o) => o.meshAddress), ...pops.map((p) => p.meshAddress)].filter((a): a is string => !!a);
     const dup = meshAddresses.find((a, i) => meshAddresses.indexOf(a) !== i);
     if (dup) c.error(`${NAMESPACE}:mesh`, `mesh address ${dup} is assigned twice (check explicit meshAddress settings)`);
 
     // Unicast addresses of existing hosts must not be inside the anycast prefix: WireGuard and SSH
     // to them would follow the anycast route to the nearest PoP instead of the host.
     [...rawPops.map((p, i) => ({ key: `${NAMESPACE}:pops[${i}].host.address`, host: p.host })),
-        { key: `${NAMESPACE}:origin.host.address`, host: origin?.host }]
+        ...rawOrigins.map(({ key, raw: o }) => ({ key: `${key}.host.address`, host: o.host }))]
         .forEach(({ key, host }) => {
             if (host && isIp(host.address) && prefixes.some((p) => contains(p, host.address))) {
                 c.error(key, `${host.address} is inside the anycast prefix; a host's unicast address must be outside it`);
@@ -544,7 +553,9 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         sshPrivateKey: String(sshPrivateKey),
         sshPublicKeys: parsed.sshPublicKeys ?? [],
         pops,
-        origin: originSpec!,
+        origin: origins[0],
+        origins,
+        failover: failover!,
         mesh: parsed.mesh!,
         frontDoor: frontDoor!,
         health: parsed.health!,
