@@ -177,17 +177,17 @@ const PUSH = /^(.+)-push-(.+)$/;
 
 function collectHosts(spec: AnycastSpec, resources: MockedResource[], outputs: Record<string, unknown>): RenderedHost[] {
     const pops = (outputs.pops ?? {}) as Record<string, { ipv6: string; ipv4?: string }>;
-    const origin = (outputs.origin ?? {}) as { ipv6: string };
+    const origins = (outputs.origins ?? {}) as Record<string, { ipv6: string }>;
     const hosts: RenderedHost[] = [
         ...spec.pops.map((p): RenderedHost => ({
             name: p.name, role: "pop", region: p.host.kind === "vultr" ? p.host.region : undefined,
             ipv6: pops[p.name]?.ipv6, ipv4: pops[p.name]?.ipv4, files: {},
         })),
-        {
-            name: spec.origin.name, role: "origin",
-            region: spec.origin.host.kind === "vultr" ? spec.origin.host.region : undefined,
-            ipv6: origin.ipv6, ipv4: spec.origin.host.kind === "existing" ? spec.origin.host.address4 : undefined, files: {},
-        },
+        ...spec.origins.map((o): RenderedHost => ({
+            name: o.name, role: "origin",
+            region: o.host.kind === "vultr" ? o.host.region : undefined,
+            ipv6: origins[o.name]?.ipv6, ipv4: o.host.kind === "existing" ? o.host.address4 : undefined, files: {},
+        })),
     ];
     const byName = new Map(hosts.map((h) => [h.name, h]));
     for (const r of resources) {

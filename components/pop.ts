@@ -8,12 +8,12 @@
  * never touches this one's inputs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { HealthSpec, PopRenderInput, PopSpec } from "./core/model";
+import { FailoverSpec, HealthSpec, OriginEndpoint, PopRenderInput, PopSpec } from "./core/model";
 import { renderBirdConfig } from "./core/render/bird";
 import { renderCloudInit } from "./core/render/cloudinit";
 import { renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./core/render/health";
 import { renderNetSetup } from "./core/render/netsetup";
-import { renderNginxConfig, TLS_PATHS } from "./core/render/nginx";
+import { NGINX_PATHS, renderNginxConfig, renderNginxUpstreams, TLS_PATHS } from "./core/render/nginx";
 import { Host } from "./host";
 import { FilePush, pushFile } from "./push";
 
@@ -31,8 +31,14 @@ export interface AnycastPoPArgs {
     pop: PopSpec;
     /** What every PoP announces and serves. */
     deployment: { asn: number; prefixes: string[]; address: string };
-    /** Where the proxy and the health agent reach the origin through the mesh. */
-    origin: { name: string; meshAddress: string; port: number; healthPath: string };
+    /** Where the proxy and the health agent reach the (first) origin through the mesh. */
+    origin: OriginEndpoint;
+    /** Every origin, first one first (default: [origin]). */
+    origins?: OriginEndpoint[];
+    /** The other PoPs, which the health agent asks for their view of the origins and relays through. */
+    peers?: Array<{ name: string; meshAddress: string }>;
+    /** What happens when origins fail (relay, the 503, a stale cache); default: no relay, no cache. */
+    failover?: FailoverSpec;
     /** The mesh network (mesh.cidr): traffic to it must never leave by the uplink when wg0 is down. */
     mesh?: { cidr: string };
     health: HealthSpec;
@@ -69,7 +75,8 @@ export class AnycastPoP extends pulumi.ComponentResource {
         // The bootstrap is rendered without host addresses (they do not exist yet) and only
         // runs at first boot; the Host ignores later userData changes (see host.ts).
         const bootstrapInput = (host: PopRenderInput["host"]): PopRenderInput => ({
-            deployment: args.deployment, pop, host, origin: args.origin, mesh: args.mesh, health: args.health,
+            deployment: args.deployment, pop, host, origin: args.origin, origins: args.origins, peers: args.peers,
+            failover: args.failover, mesh: args.mesh, health: args.health,
             firewall: { adminCidrs: [], meshPeers: [] },
         });
         const netSetupBoot = renderNetSetup(bootstrapInput({ ipv6: "::" }));
@@ -90,6 +97,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
                 "anycast-net.sh": renderNetSetup(input),
                 "bird.conf": renderBirdConfig(input),
                 "nginx.conf": renderNginxConfig(input),
+                "nginx-upstreams.conf": renderNginxUpstreams(input),
                 "anycast-health": renderHealthAgent(),
                 "anycast-health.env": renderHealthEnv(input),
                 "anycast-health.service": renderHealthUnit(),
@@ -97,7 +105,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
         });
         // bird.conf carries the TCP-MD5 password.
         const birdConf = pulumi.secret(rendered.apply((r) => r["bird.conf"]));
-        const file = (key: keyof typeof STATIC_FILES | "anycast-net.sh" | "nginx.conf") => rendered.apply((r) => r[key]);
+        const file = (key: keyof typeof STATIC_FILES | "anycast-net.sh" | "nginx.conf" | "nginx-upstreams.conf") => rendered.apply((r) => r[key]);
 
         const conn = this.host.connection;
         const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) =>
@@ -119,11 +127,17 @@ export class AnycastPoP extends pulumi.ComponentResource {
             apply: "chgrp bird /etc/bird/bird.conf 2>/dev/null || true\n" +
                 "if birdc show status >/dev/null 2>&1; then birdc configure; else systemctl enable --now bird; fi",
         }, [netSetup]);
+        // The paths to the origins as a starting point; the health agent rewrites the file from its
+        // checks. Re-pushed when origins or PoPs change, and the agent restarted with them decides again.
+        const upstreams = push({
+            file: "nginx-upstreams.conf", remotePath: NGINX_PATHS.upstreams, mode: "0644", content: file("nginx-upstreams.conf"),
+            apply: "if systemctl is-active --quiet nginx; then nginx -t -q && systemctl reload nginx; fi",
+        });
         const nginx = push({
             file: "nginx.conf", remotePath: "/etc/nginx/nginx.conf", mode: "0644", content: file("nginx.conf"),
             validate: "nginx -t -q -c \"$new\"",
             apply: "systemctl enable nginx >/dev/null 2>&1 || true\nsystemctl reload nginx || systemctl restart nginx",
-        }, [netSetup, ...tls]);
+        }, [netSetup, upstreams, ...tls]);
         const agentFiles = (["anycast-health", "anycast-health.env"] as const).map((key) => push({
             file: key, ...STATIC_FILES[key], content: file(key),
             validate: key === "anycast-health" ? "bash -n \"$new\"" : undefined,

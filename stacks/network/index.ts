@@ -16,6 +16,7 @@ export const anycastAddress = network.anycastAddress;
 export const prefixes = network.prefixes;
 export const pops = network.pops;
 export const origin = network.origin;
+export const origins = network.origins;
 export const mesh = network.mesh;
 export const dns = network.dns;
 export const rpki = network.rpki;

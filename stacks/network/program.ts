@@ -18,6 +18,8 @@ export interface NetworkOutputs {
     prefixes: string[];
     pops: pulumi.Output<Record<string, { ipv6: string; ipv4?: string; bgpNeighbor: string; meshAddress: string }>>;
     origin: pulumi.Output<{ ipv6: string; meshAddress: string }>;
+    /** Every origin by name (the first is `origin`). */
+    origins: pulumi.Output<Record<string, { ipv6: string; meshAddress: string }>>;
     mesh: { cidr: string; addresses: Record<string, string>; publicKeys: pulumi.Output<Record<string, string>> };
     dns: { hostname: string; anycastName: string };
     /** Each prefix's RPKI state against anycast:roas (`pulumi stack output rpki`). */
@@ -31,16 +33,19 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
     const sshKeyIds = sshKeys.map((k) => k.id);
 
     const frontDoor = new CloudflareFrontDoor("front-door", { frontDoor: spec.frontDoor, address: spec.address });
-    const origin = new Origin(spec.origin.name, {
-        origin: spec.origin, sshPrivateKey, sshKeyIds, sshPublicKeys: spec.sshPublicKeys,
-    });
+    const origins = spec.origins.map((o) => new Origin(o.name, {
+        origin: o, sshPrivateKey, sshKeyIds, sshPublicKeys: spec.sshPublicKeys,
+    }));
+    const origin = origins[0];
+    const originEndpoints = spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath }));
     const pops = spec.pops.map((pop) => new AnycastPoP(pop.name, {
         pop,
         deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
-        origin: {
-            name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
-            healthPath: spec.origin.healthPath,
-        },
+        origin: originEndpoints[0],
+        origins: originEndpoints,
+        // Every other PoP: the agents exchange their view of the origins with them, and relay through them.
+        peers: spec.pops.filter((p) => p.name !== pop.name).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
+        failover: spec.failover,
         mesh: { cidr: spec.mesh.cidr },
         health: spec.health,
         tls: frontDoor.tls,
@@ -50,7 +55,7 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
     }));
 
     const members = [
-        { name: spec.origin.name, meshAddress: spec.origin.meshAddress, host: origin.host },
+        ...origins.map((o, i) => ({ name: spec.origins[i].name, meshAddress: spec.origins[i].meshAddress, host: o.host })),
         ...pops.map((p, i) => ({ name: spec.pops[i].name, meshAddress: spec.pops[i].meshAddress, host: p.host })),
     ];
     const mesh = new WireGuardMesh("mesh", {
@@ -81,22 +86,23 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
         anycastAddresses: [spec.address],
         bgpNeighbors: [spec.pops[i].bgp.neighbor, ...(spec.prefixes.some((p) => p.includes(".")) ? [spec.pops[i].bgp.neighbor4] : [])],
         meshPeerEndpoints: peersOf(spec.pops[i].name),
+        relayPort: spec.failover.relayPort,
         bfd: spec.pops[i].bgp.bfd !== undefined,
         connection: pop.host.connection,
         dependsOn: [pop.host],
     }));
-    new HostFirewall(`${spec.origin.name}-firewall`, {
+    origins.forEach((o, i) => new HostFirewall(`${spec.origins[i].name}-firewall`, {
         ...firewallBase,
-        host: spec.origin.name,
+        host: spec.origins[i].name,
         role: "origin",
         anycastAddresses: [],
         bgpNeighbors: [],
-        meshPeerEndpoints: peersOf(spec.origin.name),
-        originPort: spec.origin.port,
+        meshPeerEndpoints: peersOf(spec.origins[i].name),
+        originPort: spec.origins[i].port,
         bfd: false,
-        connection: origin.host.connection,
-        dependsOn: [origin.host],
-    });
+        connection: o.host.connection,
+        dependsOn: [o.host],
+    }));
 
     return {
         anycastAddress: spec.address,
@@ -107,6 +113,8 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
                 bgpNeighbor: pop.bgp.neighbor, meshAddress: pop.meshAddress,
             }]))),
         origin: origin.ipv6.apply((ipv6) => ({ ipv6, meshAddress: spec.origin.meshAddress })),
+        origins: pulumi.all(origins.map((o) => o.ipv6)).apply((addrs) =>
+            Object.fromEntries(spec.origins.map((o, i) => [o.name, { ipv6: addrs[i], meshAddress: o.meshAddress }]))),
         mesh: { cidr: spec.mesh.cidr, addresses: mesh.addresses, publicKeys: mesh.publicKeys },
         dns: { hostname: frontDoor.hostname, anycastName: frontDoor.anycastName },
         rpki: spec.rpki,
