@@ -13,6 +13,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { artifact } from "../components/core/artifacts";
 import { ConfigError } from "../components/core/config";
 import { runStack, StackRun } from "./stackrun";
 import { formatPreview } from "./preview";
@@ -144,9 +145,8 @@ export function writeRender(run: StackRun, dir: string): void {
         fs.rmSync(hostDir, { recursive: true, force: true });
         fs.mkdirSync(hostDir, { recursive: true });
         for (const [file, content] of Object.entries(host.files)) {
-            // Key material and files with passwords: owner-only, like on the hosts.
-            const secret = /\.key$|^wg0\.conf$|^bird\.conf$/.test(file);
-            fs.writeFileSync(path.join(hostDir, file), content, { mode: secret ? 0o600 : 0o644 });
+            // Key material and files with passwords (the registry's secret flag): owner-only.
+            fs.writeFileSync(path.join(hostDir, file), content, { mode: artifact(file).secret ? 0o600 : 0o644 });
         }
     }
     const plan = {

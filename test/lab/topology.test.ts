@@ -9,7 +9,8 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { parseCidr, contains } from "../../components/core/addressing";
 import { BIRD_STATE_FILE } from "../../components/core/render/bird";
-import { rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
+import { artifactsFor } from "../../components/core/artifacts";
+import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted, rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
 import { importCounts, networksOf } from "../../lab/routing";
 import { stats, table } from "../../lab/report";
@@ -138,6 +139,15 @@ describe("lab path rewrites", () => {
         const out = rewriteHealthEnv("lax", env, "/run/lab/ns", rewrites);
         assert.equal(out, "POP=lax\nSTATUS_FILE=/run/lab/ns/health.json\nCONTROL_DIR=/run/lab/ns/control\nORIGIN_URL=http://[fd00::1]:8080/healthz\n");
         assert.equal(rewrites.length, 2);
+    });
+});
+
+describe("lab boot: the PoP files it takes from the stack", () => {
+    it("boots these files from the stack and accounts for every other PoP artifact", () => {
+        assert.deepEqual(popArtifactsBooted().sort(),
+            ["anycast-health", "anycast-health.env", "anycast-net.sh", "bird.conf", "nginx.conf", "wg0.conf"]);
+        const popFiles: string[] = artifactsFor("pop", { createdOnVultr: true }).map((a) => a.name);
+        for (const name of Object.keys(POP_ARTIFACTS_NOT_BOOTED)) assert.ok(popFiles.includes(name), `${name} is not a PoP artifact`);
     });
 });
 

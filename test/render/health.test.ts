@@ -1,7 +1,8 @@
 /**
- * The health agent: goldens for the env file, the unit and the script; shellcheck and
- * systemd-analyze on them; and the real agent driving a real BIRD in a network namespace, with
- * tiny node HTTP servers standing for nginx's health endpoint and the origin.
+ * The health agent: goldens for the env file and the unit; the script file itself (shellcheck,
+ * its settings against the renderer's); systemd-analyze on the unit; and the real agent driving
+ * a real BIRD in a network namespace, with tiny node HTTP servers standing for nginx's health
+ * endpoint and the origin.
  */
 import { test, describe, after, before, TestContext } from "node:test";
 import * as assert from "node:assert/strict";
@@ -9,11 +10,12 @@ import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-    renderHealthAgent, renderHealthEnv, renderHealthUnit, HEALTH_PATHS,
+    renderHealthAgent, renderHealthEnv, renderHealthUnit, HEALTH_AGENT_FILE, HEALTH_PATHS,
 } from "../../components/core/render/health";
+import { ARTIFACTS } from "../../components/core/artifacts";
 import { ANYCAST_STATE, renderBirdStateInclude } from "../../components/core/render/bird";
 import { HEALTH_ENDPOINT } from "../../components/core/render/nginx";
-import { assertGolden } from "../helpers/golden";
+import { assertGolden, REPO_ROOT } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
 import {
     createNetns, deleteNetns, inNetnsOk, isRoot, needRoot, needTools, run, tempDir, uniqueNetnsName, which,
@@ -23,7 +25,11 @@ describe("health agent artifacts", () => {
     test("golden: env lab lax", () => assertGolden("health/lab-lax.env", renderHealthEnv(popRenderInput(labSpec(), "lax"))));
     test("golden: env prod lax", () => assertGolden("health/prod-lax.env", renderHealthEnv(popRenderInput(prodSpec(), "lax"))));
     test("golden: unit", () => assertGolden("health/anycast-health.service", renderHealthUnit()));
-    test("golden: agent script", () => assertGolden("health/anycast-health", renderHealthAgent()));
+    test("the agent is the repo's script file, pushed as it is", () => {
+        assert.equal(HEALTH_AGENT_FILE, path.join(REPO_ROOT, "components", "core", "render", "anycast-health.sh"));
+        assert.equal(renderHealthAgent(), fs.readFileSync(HEALTH_AGENT_FILE, "utf8"));
+        assert.ok(renderHealthAgent().startsWith("#!/bin/bash\n"));
+    });
 
     test("env: the URLs the agent checks, bracketing only IPv6", () => {
         const lab = envValues(renderHealthEnv(popRenderInput(labSpec(), "lax")));
@@ -43,17 +49,50 @@ describe("health agent artifacts", () => {
         assert.throws(() => renderHealthEnv(input), /line break/);
     });
 
-    test("every key the env file sets has a default in the script", () => {
+    test("the script requires exactly the settings the env file sets, and has no defaults for them", () => {
         const script = renderHealthAgent();
-        for (const key of Object.keys(envValues(renderHealthEnv(popRenderInput(labSpec(), "lax"))))) {
-            assert.match(script, new RegExp(`: "\\$\\{${key}:=`), `${key} has a default`);
-            assert.ok(script.includes(` ${key} `), `${key} is a known env key`);
+        const list = /^SETTINGS=\(([^)]*)\)/m.exec(script);
+        assert.ok(list, "the script declares its SETTINGS");
+        const settings = list[1].split(/\s+/).filter(Boolean);
+        assert.deepEqual(settings, Object.keys(envValues(renderHealthEnv(popRenderInput(labSpec(), "lax")))));
+        for (const key of settings) {
+            assert.doesNotMatch(script, new RegExp(`\\$\\{${key}:[-=]`), `the script has a default for ${key}`);
         }
     });
 
-    test("shellcheck accepts the agent", (t) => {
+    test("the script's fallback env file is the env artifact's path", () => {
+        assert.ok(renderHealthAgent().includes(`ENV_FILE=\${ANYCAST_HEALTH_ENV:-${ARTIFACTS["anycast-health.env"].remotePath}}\n`));
+        assert.equal(HEALTH_PATHS.env, ARTIFACTS["anycast-health.env"].remotePath);
+    });
+
+    test("the agent refuses to run without every setting, naming the missing ones", (t) => {
+        if (!needTools(t, "bash")) return;
+        const dir = tempDir("health-settings");
+        try {
+            const env = renderHealthEnv(popRenderInput(labSpec(), "lax"));
+            const partial = path.join(dir, "partial.env");
+            fs.writeFileSync(partial, env.replace(/^MAX_WITHDRAWALS_PER_HOUR=.*\n/m, "").replace(/^TIMEOUT=.*$/m, "TIMEOUT="));
+            for (const command of ["run", "status", "drain"]) {
+                const result = run("bash", [HEALTH_AGENT_FILE, command], { env: { ...process.env, ANYCAST_HEALTH_ENV: partial } });
+                assert.equal(result.status, 2, `${command}: ${result.stderr}`);
+                assert.match(result.stderr, /does not set TIMEOUT MAX_WITHDRAWALS_PER_HOUR \(every setting is required\)/);
+            }
+            const missing = run("bash", [HEALTH_AGENT_FILE, "status"], { env: { ...process.env, ANYCAST_HEALTH_ENV: path.join(dir, "none.env") } });
+            assert.equal(missing.status, 2);
+            assert.match(missing.stderr, /cannot read the settings file .*none\.env/);
+            // The process environment never stands in for the file.
+            const fromEnvironment = run("bash", [HEALTH_AGENT_FILE, "status"], {
+                env: { ...process.env, ANYCAST_HEALTH_ENV: partial, TIMEOUT: "1", MAX_WITHDRAWALS_PER_HOUR: "3" },
+            });
+            assert.equal(fromEnvironment.status, 2);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    test("shellcheck accepts the agent's file", (t) => {
         if (!needTools(t, "shellcheck")) return;
-        const result = run("shellcheck", ["--shell=bash", "-"], { input: renderHealthAgent() });
+        const result = run("shellcheck", [HEALTH_AGENT_FILE]);
         assert.equal(result.status, 0, result.stdout + result.stderr);
     });
 

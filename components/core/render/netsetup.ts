@@ -5,8 +5,8 @@
  *  - the anycast address as a /128 on `lo` (nginx binds it; BIRD only announces the prefix);
  *  - the static host route to the BGP neighbour via the current default gateway: Vultr's
  *    neighbour is multihop, and once routes are learned the session must not follow them
- *    (DESIGN.md, seed asn-part4). The gateway is usually a link-local RA-learned address,
- *    so the route carries `dev` too;
+ *    (`staticRouteToNeighbor` in components/core/model.ts). The gateway is usually a
+ *    link-local RA-learned address, so the route carries `dev` too;
  *  - accept_ra=2, because forwarding=1 makes Linux ignore router advertisements otherwise and
  *    the default route would silently expire;
  *  - an unreachable route for the mesh network under wg0's own (same prefix, higher metric): when
@@ -20,11 +20,12 @@
  * to the real value, so the lab runs the same script inside a network namespace.
  */
 import { canonical, familyOf, isIp, parseCidr } from "../addressing";
+import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { BIRD_STATE_FILE, renderBirdStateInclude } from "./bird";
 
-/** Where the script is installed on a PoP (docs/ARTIFACTS.md). */
-export const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
+/** Where the script is installed on a PoP (components/core/artifacts.ts). */
+export const NET_SETUP_PATH = ARTIFACTS["anycast-net.sh"].remotePath;
 
 /** Metric of the mesh's unreachable route: above the kernel's connected routes (IPv6 256, IPv4 0). */
 export const MESH_GUARD_METRIC = 4000;

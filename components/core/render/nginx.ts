@@ -18,16 +18,17 @@
  * (the `http2 on;` directive only exists from 1.25.1).
  */
 import { familyOf, formatCidr, parseCidr } from "../addressing";
+import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { DEFAULT_FAILOVER } from "../origins";
 
-/** Where the TLS material lands on a PoP (pushed by the AnycastPoP component). */
+/** Where the TLS material lands on a PoP (pushed by the AnycastPoP component; paths from the artifact registry). */
 export const TLS_PATHS = {
     /** The origin certificate Cloudflare sees (for example a Cloudflare Origin CA certificate). */
-    certificate: "/etc/anycast/tls/origin.pem",
-    key: "/etc/anycast/tls/origin.key",
+    certificate: ARTIFACTS["origin.pem"].remotePath,
+    key: ARTIFACTS["origin.key"].remotePath,
     /** The CA that signs Cloudflare's Authenticated Origin Pulls client certificate. */
-    clientCa: "/etc/anycast/tls/origin-pull-ca.pem",
+    clientCa: ARTIFACTS["origin-pull-ca.pem"].remotePath,
 } as const;
 
 /** Answered by nginx itself; the health agent on the host asks it to know the proxy is serving. */
@@ -38,8 +39,8 @@ export const NGINX_PATHS = {
     pid: "/run/nginx.pid",
     errorLog: "/var/log/nginx/error.log",
     accessLog: "/var/log/nginx/access.log",
-    /** The paths to the origins (upstream blocks): rendered once, then rewritten by the health agent. */
-    upstreams: "/etc/anycast/nginx-upstreams.conf",
+    /** The paths to the origins (upstream blocks): pushed once, then rewritten by the health agent. */
+    upstreams: ARTIFACTS["nginx-upstreams.conf"].remotePath,
     /** The health agent's status, served to the other PoPs over the mesh. */
     agentStatus: "/run/anycast/health.json",
     /** The stale-content cache (failover.staleCache). */
