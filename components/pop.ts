@@ -8,7 +8,7 @@
  * never touches this one's inputs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { FailoverSpec, HealthSpec, OriginEndpoint, PopRenderInput, PopSpec } from "./core/model";
+import { FailoverSpec, HealthSpec, MeshTopology, OriginEndpoint, PopRenderInput, PopSpec } from "./core/model";
 import { renderBirdConfig } from "./core/render/bird";
 import { renderCloudInit } from "./core/render/cloudinit";
 import { renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./core/render/health";
@@ -40,7 +40,7 @@ export interface AnycastPoPArgs {
     /** What happens when origins fail (relay, the 503, a stale cache); default: no relay, no cache. */
     failover?: FailoverSpec;
     /** The mesh network (mesh.cidr): traffic to it must never leave by the uplink when wg0 is down. */
-    mesh?: { cidr: string };
+    mesh?: { cidr: string; topology?: MeshTopology };
     health: HealthSpec;
     tls: TlsMaterial;
     /** SSH private key (secret) for pushing configs. */

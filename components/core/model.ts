@@ -263,8 +263,11 @@ export interface PopRenderInput {
     peers?: Array<{ name: string; meshAddress: string }>;
     /** Origin failover settings; default DEFAULT_FAILOVER (origins.ts). */
     failover?: FailoverSpec;
-    /** The WireGuard mesh network; with it, anycast-net keeps mesh traffic off the uplink when wg0 is down. */
-    mesh?: { cidr: string };
+    /**
+     * The WireGuard mesh network; with it, anycast-net keeps mesh traffic off the uplink when wg0 is
+     * down. Its topology tells the health agent whether a PoP cut off from the mesh can know it (full).
+     */
+    mesh?: { cidr: string; topology?: MeshTopology };
     health: HealthSpec;
     firewall: FirewallSpec & { meshPeers: string[] };
 }

@@ -46,7 +46,7 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
         // Every other PoP: the agents exchange their view of the origins with them, and relay through them.
         peers: spec.pops.filter((p) => p.name !== pop.name).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
         failover: spec.failover,
-        mesh: { cidr: spec.mesh.cidr },
+        mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
         health: spec.health,
         tls: frontDoor.tls,
         sshPrivateKey,

@@ -47,7 +47,7 @@ export function popRenderInput(spec: AnycastSpec, popName: string): PopRenderInp
         origins: spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath })),
         peers: spec.pops.filter((p) => p.name !== popName).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
         failover: spec.failover,
-        mesh: { cidr: spec.mesh.cidr },
+        mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
         health: spec.health,
         firewall: { ...spec.firewall, meshPeers: [] },
     };
