@@ -12,6 +12,7 @@ import { LabRuntime, nsDir, UNRELATED_POP_ROUTES } from "./boot";
 import { showProtocols, showRoutes } from "./birdc";
 import { abortLab, hasCommand, nsRun, settleInFlight, waitFor } from "./exec";
 import { EXPERIMENT_IDS, runExperiments } from "./experiments";
+import { ORIGIN_EXPERIMENT_IDS, OriginExperimentId, originFailoverProblems, runOriginExperiments } from "./origin-experiments";
 import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
 import { probeOnce } from "./probe";
 import { CatchmentEntry, formatReport, HttpsCheck, HttpsResult, LabReport, SessionReport, TransitRoute } from "./report";
@@ -34,7 +35,7 @@ export interface LabOptions {
     /** Runs of each experiment (default 5). */
     repeats?: number;
     /** Only these experiments (default: all). */
-    experiments?: Array<(typeof EXPERIMENT_IDS)[number]>;
+    experiments?: Array<(typeof EXPERIMENT_IDS)[number] | OriginExperimentId>;
     log?: (line: string) => void;
 }
 
@@ -214,8 +215,8 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
         log("  starting the emulated cloud: Vultr edges and transits (BIRD)");
         await lab.bootRouters();
         await lab.prepareTls();
-        log(`  starting the origin ${plan.origin.host.name} at ${plan.origin.address} (WireGuard, HTTP on [${plan.origin.meshAddress}]:${plan.origin.port})`);
-        await lab.bootOrigin(path.join(__dirname, "origin-server.js"));
+        for (const o of plan.origins) log(`  starting the origin ${o.host.name} at ${o.address} (WireGuard, HTTP on [${o.meshAddress}]:${o.port})`);
+        await lab.bootOrigins(path.join(__dirname, "origin-server.js"));
         for (const r of plan.regions) {
             log(`  booting PoP ${r.pop.name} (${r.region}) at ${r.pop.address}: anycast-net.sh, nftables, WireGuard, BIRD, nginx, health agent`);
             await lab.bootPop(r);
@@ -229,12 +230,19 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
         report.setupS = setupS;
         if (repeats > 0) {
             log(`  experiments, ${repeats} runs each, rotating over the PoPs`);
-            report.experiments = await runExperiments(lab, { repeats, only: options.experiments, log });
+            const only = options.experiments?.filter((id): id is (typeof EXPERIMENT_IDS)[number] => (EXPERIMENT_IDS as readonly string[]).includes(id));
+            report.experiments = await runExperiments(lab, { repeats, only, log });
             for (const e of report.experiments) {
                 for (const [i, run] of e.runs.entries()) {
                     if (run.error) report.problems.push(`${e.title} run ${i + 1} (${run.pop}): ${run.error}`);
                 }
             }
+        }
+        const originOnly = options.experiments?.filter((id): id is OriginExperimentId => (ORIGIN_EXPERIMENT_IDS as readonly string[]).includes(id));
+        if (repeats > 0 && (!originOnly || originOnly.length > 0)) {
+            log(`  origin failover, ${repeats} runs each: every origin down, a PoP's tunnels to the origins cut, one of the origins down`);
+            report.originFailover = await runOriginExperiments(lab, { repeats, only: originOnly, log });
+            report.problems.push(...originFailoverProblems(report.originFailover));
         }
         if (repeats > 0 && !options.experiments) {
             log("  routing policy change: edit a PoP's communities and prepend, apply with birdc configure, revert");
@@ -355,7 +363,7 @@ async function measure(lab: LabRuntime, options: LabOptions, stack: LabStack): P
         }
         catchment.push(entry);
         if (entry.servedBy !== r.pop.name) problems.push(`region ${r.region}: served by ${entry.servedBy ?? "nobody"} instead of its own PoP ${r.pop.name}`);
-        if (entry.status !== 200 || entry.origin !== spec.origin.name) problems.push(`region ${r.region}: no origin answer through the anycast address (${entry.status ?? entry.error})`);
+        if (entry.status !== 200 || !spec.origins.some((o) => o.name === entry.origin)) problems.push(`region ${r.region}: no origin answer through the anycast address (${entry.status ?? entry.error})`);
         if (entry.hostHeader !== spec.frontDoor.hostname) problems.push(`region ${r.region}: origin saw Host ${entry.hostHeader}, not ${spec.frontDoor.hostname}`);
         if (!entry.xForwardedFor?.includes(r.client.address)) problems.push(`region ${r.region}: X-Forwarded-For ${entry.xForwardedFor ?? "missing"} lacks the client ${r.client.address}`);
     }

@@ -5,6 +5,7 @@ import type { Rewrite } from "./boot";
 import { summarize, Summary } from "../bench/stats";
 import type { ReachProbe } from "./exposure";
 import type { FlapDampingReport, PolicyChangeReport, RoutingSafety } from "./routing";
+import { formatOriginFailover, OriginFailoverReport } from "./origin-experiments";
 
 export type Stats = Summary;
 
@@ -124,6 +125,8 @@ export interface LabReport {
     policyChange?: PolicyChangeReport;
     flapDamping?: FlapDampingReport;
     experiments: ExperimentReport[];
+    /** Origin failover: every origin down, a PoP's tunnels cut, one origin down (lab/origin-experiments.ts). */
+    originFailover?: OriginFailoverReport;
     kept: boolean;
     howToPoke?: string[];
 }
@@ -194,6 +197,7 @@ export function formatReport(r: LabReport): string {
         }
         out.push("");
     }
+    out.push(...formatOriginFailover(r.originFailover));
     if (r.policyChange) out.push(...formatPolicyChange(r.policyChange));
     if (r.flapDamping) out.push(...formatFlapDamping(r.flapDamping));
     out.push(`Firewall: ${r.firewall}`);

@@ -124,13 +124,27 @@ export interface RegionPlan {
     client: ClientPlan;
 }
 
+export interface OriginPlan {
+    ns: string;
+    host: LabHost;
+    address: string;
+    network: string;
+    gateway: string;
+    meshAddress: string;
+    port: number;
+    healthPath: string;
+    transitRegion: string;
+}
+
 export interface LabPlan {
     namespaces: NamespacePlan[];
     links: LinkPlan[];
     regions: RegionPlan[];
     transits: TransitPlan[];
-    origin: { ns: string; host: LabHost; address: string; network: string; gateway: string; meshAddress: string;
-        port: number; healthPath: string; transitRegion: string };
+    /** The first origin (origins[0]). */
+    origin: OriginPlan;
+    /** Every origin of the stack, each in its own namespace behind a transit. */
+    origins: OriginPlan[];
     outsider: ClientPlan & { transitRegion: string };
     /** Client network block inside the allowed HTTP sources. */
     clientBlock: string;
@@ -325,19 +339,27 @@ export function planLab(stack: LabStack): LabPlan {
             neighborAddress: aAddr, neighborAsn: ta.asn, peerRegion: ta.region });
     }
 
-    // The origin: an existing host in its own /64 behind the first region's transit.
-    const originHost = hostByName.get(spec.origin.name);
-    if (!originHost) throw new Error(`the stack rendered no host for the origin ${spec.origin.name}`);
-    const originNs = ns("origin", "origin", false);
-    const originAddress = canonical(originHost.ipv6);
-    const originNet = network64(originAddress);
-    const originGw = gatewayFor(originAddress);
-    const originTransit = transits[0];
-    originNs.addresses.push({ ifname: "eth0", cidr: `${originAddress}/64` });
-    originNs.routes.push(["::/0", "via", originGw, "dev", "eth0"]);
-    namespaces.get(originTransit.ns)!.addresses.push({ ifname: "to-origin", cidr: `${originGw}/64` });
-    originTransit.customerIfaces.push("to-origin");
-    link(originNs, "eth0", namespaces.get(originTransit.ns)!, "to-origin");
+    // The origins: existing hosts, each in its own /64. The first behind the first region's transit,
+    // further ones behind the last regions' (so that origins and PoPs are spread over the map).
+    const origins: OriginPlan[] = spec.origins.map((o, k) => {
+        const originHost = hostByName.get(o.name);
+        if (!originHost) throw new Error(`the stack rendered no host for the origin ${o.name}`);
+        const originNs = ns(k === 0 ? "origin" : `origin${k + 1}`, "origin", false);
+        const originAddress = canonical(originHost.ipv6);
+        const originNet = network64(originAddress);
+        const originGw = gatewayFor(originAddress);
+        const originTransit = transits[k === 0 ? 0 : (transits.length - (k % transits.length)) % transits.length];
+        const ifname = k === 0 ? "to-origin" : `to-origin${k + 1}`;
+        originNs.addresses.push({ ifname: "eth0", cidr: `${originAddress}/64` });
+        originNs.routes.push(["::/0", "via", originGw, "dev", "eth0"]);
+        namespaces.get(originTransit.ns)!.addresses.push({ ifname, cidr: `${originGw}/64` });
+        originTransit.customerIfaces.push(ifname);
+        link(originNs, "eth0", namespaces.get(originTransit.ns)!, ifname);
+        return {
+            ns: originNs.name, host: originHost, address: originAddress, network: originNet, gateway: originGw,
+            meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath, transitRegion: originTransit.region,
+        };
+    });
 
     // The outsider: a client outside httpSources, behind the last transit.
     const outsiderNs = ns("outsider", "outsider", false);
@@ -364,9 +386,7 @@ export function planLab(stack: LabStack): LabPlan {
 
     return {
         namespaces: [...namespaces.values()], links, regions, transits,
-        origin: { ns: originNs.name, host: originHost, address: originAddress, network: originNet, gateway: originGw,
-            meshAddress: spec.origin.meshAddress, port: spec.origin.port, healthPath: spec.origin.healthPath,
-            transitRegion: originTransit.region },
+        origin: origins[0], origins,
         outsider: { ns: outsiderNs.name, network: outsiderNet, address: outsiderAddr, transitRegion: outsiderTransit.region },
         clientBlock, notes,
     };
