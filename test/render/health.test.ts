@@ -466,7 +466,7 @@ describe("the agent against a real BIRD (live)", () => {
         const env = lab.writeEnv("health.env", { DRAIN_SECONDS: "1", MAX_WITHDRAWALS_PER_HOUR: "100" });
         const agent = lab.startAgent(env);
 
-        const toAnnounce = await lab.waitState(ANYCAST_STATE.announced, 5000);
+        const toAnnounce = await lab.waitState(ANYCAST_STATE.announced, 15_000);
         console.log(`health: start -> announced in ${toAnnounce} ms (rise 3 x 0.1 s)`);
         assert.match(agent.err, /withdrawn -> announced: healthy, 3 checks in a row/);
         await lab.expectRoute("plain");
@@ -483,12 +483,13 @@ describe("the agent against a real BIRD (live)", () => {
         assert.equal(steady.state, "announced");
         assert.equal(steady.healthy, true);
         assert.equal(steady.fault, "none");
-        assert.ok((steady.consecutive_good as number) >= 20, `consecutive_good ${steady.consecutive_good}`);
+        // At most 30 ticks in 3 s; a loaded machine runs fewer (curl starts slowly), never none.
+        assert.ok((steady.consecutive_good as number) >= 5, `consecutive_good ${steady.consecutive_good}`);
 
         // Both origins stop while ams, announced, still reaches one: a fault of this PoP's own.
         // Withdrawn once the agent has waited long enough for a shared fault to show at ams too.
         await lab.origins("stop");
-        const toWithdraw = await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        const toWithdraw = await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         console.log(`health: origins stop -> ANYCAST_STATE 0 in ${toWithdraw} ms (paths fall 2 x 0.1 s, then 0.6 s to confirm at ams, then fall 2)`);
         assert.match(agent.err, /announced -> withdrawn: no origin reachable from here \(.*\) while ams reaches one and is announced, 2 checks in a row/);
         await lab.expectRoute(undefined);
@@ -501,24 +502,24 @@ describe("the agent against a real BIRD (live)", () => {
 
         // The origins come back: announced after 3 good checks.
         await lab.origins("start");
-        const toReannounce = await lab.waitState(ANYCAST_STATE.announced, 5000);
+        const toReannounce = await lab.waitState(ANYCAST_STATE.announced, 15_000);
         console.log(`health: origins back -> ANYCAST_STATE 2 in ${toReannounce} ms (rise 3 x 0.1 s)`);
-        assert.ok(toReannounce < 3000 && toWithdraw < 3000, "loose bound: both well under 3 s");
+        assert.ok(toReannounce < 10_000 && toWithdraw < 10_000, "loose bound: seconds, not the flap-damping hold or a timeout");
         await lab.expectRoute("plain");
 
         // The proxy (nginx) stops answering: withdrawn too, whatever the other PoPs see.
         await lab.server("stop proxy");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         assert.match(agent.err, /announced -> withdrawn: proxy check failed/);
         await lab.server("start proxy");
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
 
         // Drain: GRACEFUL_SHUTDOWN (1) for DRAIN_SECONDS, then withdrawn (0), held there while healthy.
         assert.match(lab.cli(env, "drain"), /drain requested/);
         await lab.waitState(ANYCAST_STATE.draining, 2000);
         const drainStarted = performance.now();
         await lab.expectRoute("graceful-shutdown");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         const drainedMs = Math.round(performance.now() - drainStarted);
         console.log(`health: drain announced GRACEFUL_SHUTDOWN for ${drainedMs} ms (DRAIN_SECONDS 1), then withdrew`);
         assert.ok(drainedMs >= 800 && drainedMs < 3000, `drain lasted ${drainedMs} ms`);
@@ -537,19 +538,19 @@ describe("the agent against a real BIRD (live)", () => {
         lab.bird!.child.kill("SIGTERM");
         await until("BIRD exit", 5000, () => lab.bird!.exited);
         await lab.origins("stop");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         await until("birdc failure logged", 3000, () => agent.err.includes("birdc configure failed, retrying every tick"));
         await until("status: BIRD has not applied the withdrawal", 2000, () => lab.status().bird_applied === false);
         await lab.origins("start");
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await lab.origins("stop");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         lab.startBird();
         await until("BIRD applies the withdrawal", 5000, () => agent.err.includes("BIRD applied ANYCAST_STATE = 0 after"));
         await until("status: BIRD applied", 2000, () => lab.status().bird_applied === true);
         await lab.expectRoute(undefined);
         await lab.origins("start");
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await lab.expectRoute("plain");
         assert.equal(agent.exited, false, "BIRD going away never stops the agent");
 
@@ -579,7 +580,7 @@ describe("the agent against a real BIRD (live)", () => {
         await lab.freshStart();
         const env = lab.writeEnv("paths.env", {});
         const agent = lab.startAgent(env);
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         // Every path up: the same server lines as the renderer's pushed starting point (RELAY=no here).
         const input = popRenderInput(labSpec(), "lax");
         const pushed = renderNginxUpstreams({ ...input, failover: { ...input.failover!, relay: false } });
@@ -595,7 +596,7 @@ describe("the agent against a real BIRD (live)", () => {
         await until("origin2 primary", 5000, () => lab.upstreams().origin2 === "primary");
         assert.deepEqual(lab.upstreams(), { origin: "down", origin2: "primary" });
         assert.deepEqual(lab.upstreams("origin_direct"), { origin: "down", origin2: "primary" });
-        assert.ok(lab.reloads() > reloadsSteady, "nginx reloaded");
+        await until("nginx reloaded", 3000, () => lab.reloads() > reloadsSteady);
         assert.equal(lab.status().healthy, true);
         assert.equal(lab.status().primary, "origin2");
         assert.equal(lab.state(), ANYCAST_STATE.announced);
@@ -620,7 +621,7 @@ describe("the agent against a real BIRD (live)", () => {
         await lab.freshStart();
         const env = lab.writeEnv("global.env", { MAX_WITHDRAWALS_PER_HOUR: "2" });
         const agent = lab.startAgent(env);
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         for (let outage = 1; outage <= 3; outage++) {
             await lab.holds(ANYCAST_STATE.announced, async () => {
                 // ams loses the origins too: it says so.
@@ -647,7 +648,7 @@ describe("the agent against a real BIRD (live)", () => {
         if (skipUnlessLab(t) || !lab) return;
         await lab.freshStart();
         const agent = lab.startAgent(lab.writeEnv("relay.env", { RELAY: "yes" }));
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await until("via ams a backup", 3000, () => lab.upstreams()["via ams"] === "backup");
         // sgp never answers: its relay path is down from the start.
         await until("via sgp down", 3000, () => lab.upstreams()["via sgp"] === "down");
@@ -674,18 +675,18 @@ describe("the agent against a real BIRD (live)", () => {
         if (skipUnlessLab(t) || !lab) return;
         await lab.freshStart();
         const full = lab.startAgent(lab.writeEnv("isolated.env", {}));
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await sleep(500);
         await lab.server("stop ams");
         await lab.origins("stop");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         assert.match(full.err, /announced -> withdrawn: no origin reachable from here .* while ams \(before this PoP lost the mesh\) reaches one and is announced/);
         assert.equal(lab.status().fault, "local");
         await lab.stopAgent(full);
 
         await lab.freshStart();
         const hub = lab.startAgent(lab.writeEnv("hub.env", { MESH_TOPOLOGY: "hub" }));
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await sleep(500);
         await lab.holds(ANYCAST_STATE.announced, async () => {
             await lab.server("stop ams");
@@ -698,7 +699,7 @@ describe("the agent against a real BIRD (live)", () => {
         // The last announced PoP: ams reaches an origin but is withdrawn, so it cannot take the traffic.
         await lab.freshStart();
         const last = lab.startAgent(lab.writeEnv("last.env", {}));
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await lab.server("view withdrawn");
         await lab.holds(ANYCAST_STATE.announced, async () => {
             await lab.origins("stop");
@@ -714,15 +715,15 @@ describe("the agent against a real BIRD (live)", () => {
         await lab.freshStart();
         const env = lab.writeEnv("flap.env", { MAX_WITHDRAWALS_PER_HOUR: "2", FLAP_WINDOW_SECONDS: "4" });
         const agent = lab.startAgent(env);
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
 
         await lab.origins("stop");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         const firstWithdrawal = performance.now();
         await lab.origins("start");
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await lab.origins("stop");
-        await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         await until("held-down", 2000, () => lab.status().state === "held-down");
         const held = lab.status();
         assert.equal(held.withdrawals_last_hour, 2);
@@ -748,12 +749,12 @@ describe("the agent against a real BIRD (live)", () => {
         // An hour's window, as deployed: without the release the PoP would stay down for an hour.
         const env = lab.writeEnv("release.env", { MAX_WITHDRAWALS_PER_HOUR: "2" });
         const agent = lab.startAgent(env);
-        await lab.waitState(ANYCAST_STATE.announced, 5000);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
         for (let i = 0; i < 2; i++) {
             await lab.origins("stop");
-            await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
+            await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
             await lab.origins("start");
-            if (i === 0) await lab.waitState(ANYCAST_STATE.announced, 5000);
+            if (i === 0) await lab.waitState(ANYCAST_STATE.announced, 15_000);
         }
         await until("held-down", 2000, () => lab.status().state === "held-down");
         await until("healthy", 3000, () => lab.status().healthy === true);

@@ -142,6 +142,9 @@ validate_settings() {
     # reaches an origin: long enough for a peer sharing the fault to have noticed it too (its
     # FALL checks, one more tick, and one timeout), so a global fault never passes for a local one.
     CONFIRM_MS=$(((FALL + 1) * INTERVAL_MS + TIMEOUT_MS))
+    # How long no other PoP may answer at all before this PoP counts itself cut off from the mesh:
+    # longer than a peer's view stays fresh, so a few slow or lost status fetches are not enough.
+    ISOLATION_MS=$((VIEW_MAX_AGE_MS > CONFIRM_MS ? VIEW_MAX_AGE_MS : CONFIRM_MS))
 }
 
 # --- time -------------------------------------------------------------------------------------
@@ -527,7 +530,7 @@ read_peer() {
     [[ $line =~ \"serving\":(true|false) ]] && PEER_SERVING[j]=${BASH_REMATCH[1]}
     [[ $line =~ \"direct_up\":([0-9]+) ]] && PEER_DIRECT_UP[j]=${BASH_REMATCH[1]}
     [[ $line =~ \"best_us\":(-?[0-9]+) ]] && PEER_BEST_US[j]=${BASH_REMATCH[1]}
-    PEER_FETCHED[j]=1
+    PEER_FETCHED[j]=1 LAST_ANSWER_MS=$NOW_MS
     seconds_to_us "PEER_RTT[$j]" "$2"
     if peer_fresh "$j"; then
         PEER_LAST_MS[j]=$NOW_MS
@@ -596,10 +599,11 @@ assess() {
 }
 
 # No path from here: local when another PoP is announced and reaches an origin (its view is newer
-# than this fault plus CONFIRM_MS), or, cut off from the whole mesh (no origin and no peer
-# answers), when one was so just before. Otherwise global: every PoP would lose the same
-# origins, and the last announced PoP never withdraws for an origin fault. In a hub mesh a PoP
-# cut off from the hub cannot tell that from the hub being down: it counts as global.
+# than this fault plus CONFIRM_MS), or, cut off from the whole mesh (no peer has answered since
+# this PoP lost its paths, for ISOLATION_MS), when one was so just before. Otherwise global:
+# every PoP would lose the same origins, and the last announced PoP never withdraws for an origin
+# fault. In a hub mesh a PoP cut off from the hub cannot tell that from the hub being down: it
+# counts as global.
 classify_origin_fault() {
     local j confirmed=$((NOT_SERVING_SINCE_MS + CONFIRM_MS)) answered=0
     FAULT=global TAKEOVER=""
@@ -612,7 +616,8 @@ classify_origin_fault() {
             return 0
         fi
     done
-    ((answered == 0 && N_PEERS > 0 && NOW_MS >= confirmed)) && [[ $MESH_TOPOLOGY == full ]] || return 0
+    ((answered == 0 && N_PEERS > 0 && LAST_ANSWER_MS < NOT_SERVING_SINCE_MS && NOW_MS >= NOT_SERVING_SINCE_MS + ISOLATION_MS)) &&
+        [[ $MESH_TOPOLOGY == full ]] || return 0
     for ((j = 0; j < N_PEERS; j++)); do
         if ((PEER_LAST_TAKES_OVER[j] && PEER_LAST_MS[j] >= NOT_SERVING_SINCE_MS - VIEW_MAX_AGE_MS)); then
             FAULT=local TAKEOVER="${PEER_NAMES[j]} (before this PoP lost the mesh)"
@@ -739,7 +744,7 @@ preflight() {
 restore_state() {
     local previous=""
     GOOD=0 BAD=0 HEALTHY=false PROXY_OK=false SERVING=false BAD_REASON="" FAULT=none SEQ=0
-    NOT_SERVING_SINCE_MS=0 DIRECT_UP=0 BEST_US=-1
+    NOT_SERVING_SINCE_MS=0 DIRECT_UP=0 BEST_US=-1 LAST_ANSWER_MS=0
     setup_paths
     now
     SINCE_MS=$NOW_MS
