@@ -22,6 +22,8 @@ export interface HostFirewallArgs {
     meshCidr: string;
     adminCidrs: string[];
     originPort?: number;
+    /** A PoP's relay and status port (failover.relayPort), open to the mesh only. */
+    relayPort?: number;
     bfd: boolean;
     connection: pulumi.Input<Connection>;
     dependsOn?: pulumi.Resource[];
@@ -44,6 +46,7 @@ export class HostFirewall extends pulumi.ComponentResource {
                 meshCidr: args.meshCidr,
                 adminCidrs: args.adminCidrs,
                 originPort: args.originPort,
+                relayPort: args.relayPort,
                 bfd: args.bfd,
             }));
         pushFile(args.host, { file: "nftables.conf", content: this.ruleset }, args.connection,

@@ -5,6 +5,9 @@
  *     const network = new AnycastNetwork("anycast", { asn, prefix, pops, origin, mesh, frontDoor,
  *         bgpPassword, sshPrivateKey, sshPublicKeys });
  *
+ * With several origins (`origins` instead of `origin`), every PoP reaches each of them over the
+ * mesh, and `failover` says what the PoPs do when origins fail (components/core/origins.ts).
+ *
  * The args are the `anycast:` stack config without the namespace (README.md, "Config
  * reference", documents every field and its default). `stacks/network` is this one line on top
  * of the stack's config; a program of your own can make the same call.
@@ -43,8 +46,12 @@ export interface AnycastNetworkArgs {
     readonly address?: string;
     /** The PoPs, in mesh-address order (append new ones at the end). At least one. */
     readonly pops: Config["pops"];
-    /** The server behind the mesh: `{name, port, host: {address, ...}}` or `{name, port, region}`. */
-    readonly origin: Config["origin"];
+    /** The server behind the mesh: `{name, port, host: {address, ...}}` or `{name, port, region}`. Set this or `origins`. */
+    readonly origin?: Config["origin"];
+    /** Several origins, each like `origin`; the PoPs fail over between them. Set this or `origin`. */
+    readonly origins?: Config["origins"];
+    /** What the PoPs do when origins fail: relay through another PoP, the 503's Retry-After, a stale cache. */
+    readonly failover?: Config["failover"];
     /** The WireGuard mesh: `cidr` (private space) required; port 51820, topology "full", MTU 1420 by default. */
     readonly mesh: Config["mesh"];
     /** The Cloudflare zone and names: `{zone or zoneId, hostname, anycastName = "anycast", sslMode = "strict"}`. */
@@ -95,7 +102,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     readonly spec: pulumi.Output<NetworkSpec>;
     /** Non-fatal findings of validation (also logged as warnings on this resource). */
     readonly warnings: pulumi.Output<ConfigIssue[]>;
-    /** Every PoP, then the origin, with the addresses the cloud gave them. */
+    /** Every PoP, then every origin, with the addresses the cloud gave them. */
     readonly hosts: pulumi.Output<NetworkHost[]>;
     /** Host name -> artifact name -> exact content it receives (docs/ARTIFACTS.md). Secret: every host holds a key. */
     readonly files: pulumi.Output<Record<string, Record<string, string>>>;
@@ -116,7 +123,10 @@ export class AnycastNetwork extends pulumi.ComponentResource {
 
     /** The children, for programs that need more than the outputs. */
     readonly pops: AnycastPoP[];
+    /** The first origin (the hub of a hub mesh). */
     readonly origin: Origin;
+    /** Every origin, in config order. */
+    readonly origins: Origin[];
     readonly mesh: WireGuardMesh;
     readonly frontDoor: CloudflareFrontDoor;
     readonly firewalls: HostFirewall[];
@@ -134,17 +144,20 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const child = { parent: this };
 
         this.frontDoor = new CloudflareFrontDoor(`${name}-front-door`, { frontDoor: spec.frontDoor, address: spec.address }, child);
-        this.origin = new Origin(`${name}-${spec.origin.name}`, {
-            origin: spec.origin, sshPrivateKey, sshPublicKeys: spec.sshPublicKeys,
-        }, child);
+        this.origins = spec.origins.map((o) => new Origin(`${name}-${o.name}`, {
+            origin: o, sshPrivateKey, sshPublicKeys: spec.sshPublicKeys,
+        }, child));
+        this.origin = this.origins[0];
+        const originEndpoints = spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath }));
         this.pops = spec.pops.map((pop) => new AnycastPoP(`${name}-${pop.name}`, {
             pop,
             deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
-            origin: {
-                name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
-                healthPath: spec.origin.healthPath,
-            },
-            mesh: { cidr: spec.mesh.cidr },
+            origin: originEndpoints[0],
+            origins: originEndpoints,
+            // Every other PoP: the agents exchange their view of the origins with them, and relay through them.
+            peers: spec.pops.filter((p) => p.name !== pop.name).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
+            failover: spec.failover,
+            mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
             health: spec.health,
             tls: this.frontDoor.tls,
             sshPrivateKey,
@@ -179,10 +192,10 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         });
     }
 
-    /** The origin first, then the PoPs: the mesh-address order. */
+    /** The origins first, then the PoPs. */
     private membersOf(name: string, spec: AnycastSpec): NetworkMember[] {
         return [
-            { name: spec.origin.name, resource: `${name}-${spec.origin.name}`, meshAddress: spec.origin.meshAddress, host: this.origin.host },
+            ...spec.origins.map((o, i) => ({ name: o.name, resource: `${name}-${o.name}`, meshAddress: o.meshAddress, host: this.origins[i].host })),
             ...spec.pops.map((p, i) => ({ name: p.name, resource: `${name}-${p.name}`, meshAddress: p.meshAddress, host: this.pops[i].host })),
         ];
     }
@@ -198,7 +211,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         }, { parent: this });
     }
 
-    /** Each host's nftables ruleset: WireGuard only from its mesh peers, BGP only from its neighbours. */
+    /** Each host's nftables ruleset: WireGuard only from its mesh peers, BGP only from its neighbours, the relay port only from the mesh. */
     private createFirewalls(name: string, spec: AnycastSpec, members: NetworkMember[]): HostFirewall[] {
         const names = members.map((m) => m.name);
         const peersOf = (self: string) => meshPeerNames(self, names, spec.mesh.topology, spec.origin.name)
@@ -207,6 +220,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const common = { meshPort: spec.mesh.port, meshCidr: spec.mesh.cidr, adminCidrs: spec.firewall.adminCidrs, httpSources: this.httpSources };
         return members.map((m) => {
             const pop = spec.pops.find((p) => p.name === m.name);
+            const origin = spec.origins.find((o) => o.name === m.name);
             return new HostFirewall(`${m.resource}-firewall`, {
                 ...common,
                 host: m.resource,
@@ -214,7 +228,8 @@ export class AnycastNetwork extends pulumi.ComponentResource {
                 anycastAddresses: pop ? [spec.address] : [],
                 bgpNeighbors: pop ? [pop.bgp.neighbor, ...(dualStack ? [pop.bgp.neighbor4] : [])] : [],
                 meshPeerEndpoints: peersOf(m.name),
-                originPort: pop ? undefined : spec.origin.port,
+                originPort: origin?.port,
+                relayPort: pop ? spec.failover.relayPort : undefined,
                 bfd: pop ? pop.bgp.bfd !== undefined : false,
                 connection: m.host.connection,
                 dependsOn: [m.host],
@@ -230,7 +245,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
             ...spec.pops.map((p, i) => entry(this.pops[i].host, {
                 name: p.name, role: "pop", ...regionOf(p.host), meshAddress: p.meshAddress, bgpNeighbor: p.bgp.neighbor,
             })),
-            entry(this.origin.host, { name: spec.origin.name, role: "origin", ...regionOf(spec.origin.host), meshAddress: spec.origin.meshAddress }),
+            ...spec.origins.map((o, i) => entry(this.origins[i].host, { name: o.name, role: "origin", ...regionOf(o.host), meshAddress: o.meshAddress })),
         ]);
     }
 
@@ -238,10 +253,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const hostFiles = (own: pulumi.Output<Record<string, string>>, host: string, i: number) =>
             pulumi.all([own, this.mesh.configs, this.firewalls[i].ruleset]).apply(([files, wg, nft]): Record<string, string> =>
                 ({ ...files, "wg0.conf": wg[host], "nftables.conf": nft }));
-        // Firewalls are in member order: the origin first, then the PoPs.
+        // Firewalls are in member order: the origins first, then the PoPs.
+        const n = spec.origins.length;
         const byHost: Record<string, pulumi.Output<Record<string, string>>> = {
-            ...Object.fromEntries(spec.pops.map((p, i) => [p.name, hostFiles(this.pops[i].files, p.name, i + 1)])),
-            [spec.origin.name]: hostFiles(this.origin.files, spec.origin.name, 0),
+            ...Object.fromEntries(spec.pops.map((p, i) => [p.name, hostFiles(this.pops[i].files, p.name, n + i)])),
+            ...Object.fromEntries(spec.origins.map((o, i) => [o.name, hostFiles(this.origins[i].files, o.name, i)])),
         };
         return pulumi.secret(pulumi.all(byHost) as pulumi.Output<Record<string, Record<string, string>>>);
     }

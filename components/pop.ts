@@ -8,12 +8,12 @@
  * never touches this one's inputs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { HealthSpec, PopRenderInput, PopSpec } from "./core/model";
+import { FailoverSpec, HealthSpec, MeshTopology, OriginEndpoint, PopRenderInput, PopSpec } from "./core/model";
 import { renderBirdConfig } from "./core/render/bird";
 import { renderCloudInit } from "./core/render/cloudinit";
 import { renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./core/render/health";
 import { renderNetSetup } from "./core/render/netsetup";
-import { renderNginxConfig } from "./core/render/nginx";
+import { renderNginxConfig, renderNginxUpstreams } from "./core/render/nginx";
 import { Host } from "./host";
 import { FilePush, pushFile } from "./push";
 
@@ -31,10 +31,16 @@ export interface AnycastPoPArgs {
     pop: PopSpec;
     /** What every PoP announces and serves. */
     deployment: { asn: number; prefixes: string[]; address: string };
-    /** Where the proxy and the health agent reach the origin through the mesh. */
-    origin: { name: string; meshAddress: string; port: number; healthPath: string };
+    /** Where the proxy and the health agent reach the (first) origin through the mesh. */
+    origin: OriginEndpoint;
+    /** Every origin, first one first (default: [origin]). */
+    origins?: OriginEndpoint[];
+    /** The other PoPs, which the health agent asks for their view of the origins and relays through. */
+    peers?: Array<{ name: string; meshAddress: string }>;
+    /** What happens when origins fail (relay, the 503, a stale cache); default: no relay, no cache. */
+    failover?: FailoverSpec;
     /** The mesh network (mesh.cidr): traffic to it must never leave by the uplink when wg0 is down. */
-    mesh?: { cidr: string };
+    mesh?: { cidr: string; topology?: MeshTopology };
     health: HealthSpec;
     tls: TlsMaterial;
     /** SSH private key (secret) for pushing configs. */
@@ -95,6 +101,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
             return {
                 "anycast-net.sh": renderNetSetup(input),
                 "nginx.conf": renderNginxConfig(input),
+                "nginx-upstreams.conf": renderNginxUpstreams(input),
                 "anycast-health": renderHealthAgent(),
                 "anycast-health.env": renderHealthEnv(input),
                 "anycast-health.service": renderHealthUnit(),
@@ -128,7 +135,11 @@ export class AnycastPoP extends pulumi.ComponentResource {
         // BIRD reaches its neighbour over the route anycast-net pins; nginx binds the anycast address
         // it puts on lo and needs the TLS files; the agent checks nginx and drives BIRD.
         const bird = push({ file: "bird.conf", content: birdConf }, [netSetup]);
-        const nginx = push({ file: "nginx.conf", content: file("nginx.conf") }, [netSetup, ...tls]);
+        // The paths to the origins as a starting point, before the nginx.conf that includes them; from
+        // then on the health agent rewrites the file from its checks (re-pushed when origins or PoPs
+        // change, and the agent, restarted with its new settings, decides again).
+        const upstreams = push({ file: "nginx-upstreams.conf", content: file("nginx-upstreams.conf") }, [netSetup]);
+        const nginx = push({ file: "nginx.conf", content: file("nginx.conf") }, [netSetup, upstreams, ...tls]);
         const agentFiles = (["anycast-health", "anycast-health.env"] as const).map((key) =>
             push({ file: key, content: file(key) }, [bird, nginx]));
         push({ file: "anycast-health.service", content: file("anycast-health.service") }, agentFiles);
@@ -137,14 +148,15 @@ export class AnycastPoP extends pulumi.ComponentResource {
 }
 
 interface RenderedPoPFiles {
-    file(key: "anycast-net.sh" | "nginx.conf" | "anycast-health" | "anycast-health.env" | "anycast-health.service"): pulumi.Output<string>;
+    file(key: "anycast-net.sh" | "nginx.conf" | "nginx-upstreams.conf" | "anycast-health" | "anycast-health.env" | "anycast-health.service"): pulumi.Output<string>;
     birdConf: pulumi.Output<string>;
 }
 
 /** What the renderers need for this PoP on a host with these addresses. */
 function renderInput(args: AnycastPoPArgs, host: PopRenderInput["host"]): PopRenderInput {
     return {
-        deployment: args.deployment, pop: args.pop, host, origin: args.origin, mesh: args.mesh, health: args.health,
+        deployment: args.deployment, pop: args.pop, host, origin: args.origin, origins: args.origins, peers: args.peers,
+        failover: args.failover, mesh: args.mesh, health: args.health,
         firewall: { adminCidrs: [], meshPeers: [] },
     };
 }

@@ -91,7 +91,7 @@ async function measureCatchment(lab: LabRuntime, problems: string[]): Promise<Ca
         }
         catchment.push(entry);
         if (entry.servedBy !== r.pop.name) problems.push(`region ${r.region}: served by ${entry.servedBy ?? "nobody"} instead of its own PoP ${r.pop.name}`);
-        if (entry.status !== 200 || entry.origin !== spec.origin.name) {
+        if (entry.status !== 200 || !spec.origins.some((o) => o.name === entry.origin)) {
             problems.push(`region ${r.region}: no origin answer through the anycast address (${entry.status ?? entry.error})`);
         }
         if (entry.hostHeader !== spec.frontDoor.hostname) problems.push(`region ${r.region}: origin saw Host ${entry.hostHeader}, not ${spec.frontDoor.hostname}`);

@@ -8,6 +8,7 @@ import type { EdgeKind } from "./edge";
 import type { ReachProbe } from "./exposure";
 import type { FlapDampingReport, PolicyChangeReport, RoutingSafety } from "./routing";
 import { ms, table, wrap } from "./text";
+import { formatOriginFailover, OriginFailoverReport } from "./origin-experiments";
 
 export { ms, table } from "./text";
 
@@ -153,6 +154,8 @@ export interface LabReport {
     experiments: ExperimentReport[];
     /** Why the experiments stopped before the end. */
     experimentsAborted?: string;
+    /** Origin failover: every origin down, a PoP's tunnels cut, one origin down (lab/origin-experiments.ts). */
+    originFailover?: OriginFailoverReport;
     kept: boolean;
     howToPoke?: string[];
 }
@@ -337,7 +340,7 @@ function formatRewrites(r: LabReport): string[] {
 export function formatReport(r: LabReport): string {
     const out: string[] = [
         ...formatHeader(r), ...formatTopology(r), ...formatSessions(r), ...formatTransitRoutes(r), ...formatCatchment(r),
-        ...formatExposure(r), ...formatRouting(r), ...formatExperiments(r),
+        ...formatExposure(r), ...formatRouting(r), ...formatExperiments(r), ...formatOriginFailover(r.originFailover),
     ];
     if (r.policyChange) out.push(...formatPolicyChange(r.policyChange));
     if (r.flapDamping) out.push(...formatFlapDamping(r.flapDamping));

@@ -167,6 +167,19 @@ export interface RegionPlan {
     client: ClientPlan;
 }
 
+/** An origin: an existing host in its own /64 behind a transit. */
+export interface OriginPlan {
+    ns: string;
+    host: LabHost;
+    address: string;
+    network: string;
+    gateway: string;
+    meshAddress: string;
+    port: number;
+    healthPath: string;
+    transitRegion: string;
+}
+
 /** Who plays the admin network (firewall.adminCidrs) in the exposure probes. */
 export type AdminPlan =
     | { kind: "anyone"; why: string }
@@ -181,8 +194,10 @@ export interface LabPlan {
     transits: TransitPlan[];
     /** 6, and 4 when the stack announces an IPv4 prefix. */
     families: Family[];
-    origin: { ns: string; host: LabHost; address: string; network: string; gateway: string; meshAddress: string;
-        port: number; healthPath: string; transitRegion: string };
+    /** The first origin (origins[0]). */
+    origin: OriginPlan;
+    /** Every origin of the stack, each in its own namespace behind a transit. */
+    origins: OriginPlan[];
     outsider: ClientPlan & { transitRegion: string };
     admin: AdminPlan;
     /** The HTTP sources the rendered firewall allows (the clients are inside them). */
@@ -560,21 +575,35 @@ function connectTransits(b: PlanBuilder, transits: TransitPlan[]): void {
     }
 }
 
-/** The origin: an existing host in its own /64 behind the first region's transit. */
-function planOrigin(b: PlanBuilder, transit: TransitPlan): LabPlan["origin"] {
-    const spec = b.stack.spec;
-    const host = b.stack.hosts.find((h) => h.name === spec.origin.name);
-    if (!host) throw new LabPreconditionError(`the stack rendered no host for the origin ${spec.origin.name}`);
-    const ns = b.ns("origin", "origin", false);
-    const address = canonical(host.ipv6);
-    const gateway = gatewayFor(address);
-    ns.addresses.push({ ifname: "eth0", cidr: `${address}/64` });
-    ns.routes.push(["::/0", "via", gateway, "dev", "eth0"]);
-    b.get(transit.ns).addresses.push({ ifname: "to-origin", cidr: `${gateway}/64` });
-    transit.customerIfaces.push("to-origin");
-    b.link(ns, "eth0", b.get(transit.ns), "to-origin");
-    return { ns: ns.name, host, address, network: linkNetworkOf(address), gateway, meshAddress: spec.origin.meshAddress,
-        port: spec.origin.port, healthPath: spec.origin.healthPath, transitRegion: transit.region };
+/**
+ * The origins: existing hosts, each in its own /64. The first behind the first region's transit,
+ * further ones behind the last regions' transits, so that origins and PoPs spread over the map.
+ */
+function planOrigins(b: PlanBuilder, transits: TransitPlan[]): OriginPlan[] {
+    const networks = new Map<string, string>();
+    return b.stack.spec.origins.map((o, k) => {
+        const host = b.stack.hosts.find((h) => h.name === o.name);
+        if (!host) throw new LabPreconditionError(`the stack rendered no host for the origin ${o.name}`);
+        const address = canonical(host.ipv6);
+        const network = linkNetworkOf(address);
+        const other = networks.get(network);
+        if (other) {
+            throw new LabPreconditionError(`origins ${other} and ${o.name} share the network ${network}; the lab puts each origin ` +
+                "behind a transit of its own: give them host.address values in different /64s");
+        }
+        networks.set(network, o.name);
+        const transit = transits[k === 0 ? 0 : (transits.length - (k % transits.length)) % transits.length];
+        const ns = b.ns(k === 0 ? "origin" : `origin${k + 1}`, "origin", false);
+        const ifname = k === 0 ? "to-origin" : `to-origin${k + 1}`;
+        const gateway = gatewayFor(address);
+        ns.addresses.push({ ifname: "eth0", cidr: `${address}/64` });
+        ns.routes.push(["::/0", "via", gateway, "dev", "eth0"]);
+        b.get(transit.ns).addresses.push({ ifname, cidr: `${gateway}/64` });
+        transit.customerIfaces.push(ifname);
+        b.link(ns, "eth0", b.get(transit.ns), ifname);
+        return { ns: ns.name, host, address, network, gateway, meshAddress: o.meshAddress,
+            port: o.port, healthPath: o.healthPath, transitRegion: transit.region };
+    });
 }
 
 /** A client outside the HTTP sources and admin networks when there is room, behind the last transit. */
@@ -626,7 +655,8 @@ export function planLab(stack: LabStack): LabPlan {
     const regions = spec.pops.map((pop, i) => planRegion(b, pop, i, names[i], clients));
     const transits = regions.map((r) => r.transit);
     connectTransits(b, transits);
-    const origin = planOrigin(b, transits[0]);
+    const origins = planOrigins(b, transits);
+    const origin = origins[0];
     const outsider = planOutsider(b, transits[transits.length - 1], httpSources);
     const admin = planAdmin(b, transits[Math.min(1, transits.length - 1)], origin.address);
     if (families.includes(4)) {
@@ -635,7 +665,7 @@ export function planLab(stack: LabStack): LabPlan {
             "by where a client's IPv4 packets to the prefix arrive");
     }
     return {
-        namespaces: [...b.namespaces.values()], links: b.links, regions, transits, families, origin, outsider, admin,
+        namespaces: [...b.namespaces.values()], links: b.links, regions, transits, families, origin, origins, outsider, admin,
         httpSources, notes: b.notes,
     };
 }

@@ -19,6 +19,7 @@ export const ARTIFACT_NAMES = [
     "bird.conf",
     "wg0.conf",
     "nginx.conf",
+    "nginx-upstreams.conf",
     "anycast-health",
     "anycast-health.env",
     "anycast-health.service",
@@ -129,6 +130,16 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
             "to the origin through the mesh, and the health endpoint the agent checks.",
         validate: "nginx -t -q -c \"$new\"",
         apply: "systemctl enable nginx >/dev/null 2>&1 || true\nsystemctl reload nginx || systemctl restart nginx",
+    },
+    "nginx-upstreams.conf": {
+        name: "nginx-upstreams.conf", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/core/render/nginx.ts",
+        remotePath: "/etc/anycast/nginx-upstreams.conf",
+        description: "The paths to the origins that nginx.conf includes: every origin directly over the mesh and through " +
+            "the other PoPs' relays. Pushed as the starting point (the preferred origin primary); the health agent " +
+            "rewrites it from its checks (primary path, broken paths down) and reloads nginx.",
+        // Checked with the live nginx.conf that includes it; the first push comes before nginx.conf's.
+        apply: "if systemctl is-active --quiet nginx; then nginx -t -q && systemctl reload nginx; fi",
     },
     "anycast-health": {
         name: "anycast-health", delivery: "push", roles: ["pop"], secret: false, ...PROGRAM,

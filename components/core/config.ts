@@ -13,12 +13,13 @@ import {
     usableHosts, Cidr, planMeshAddresses, canonical,
 } from "./addressing";
 import {
-    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, HealthSpec, RoaSpec, RpkiFinding,
+    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, OriginSpec, PopSpec, HealthSpec, RoaSpec, RpkiFinding,
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
 import { accepts, describeShapeIssue, showValue, unknownKeyMessage, validPhrase } from "./config-issues";
 import { communityProblem, VULTR_BGP, VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
 import { DAMPING_SUPPRESS_THRESHOLD, MAX_SAFE_WITHDRAWALS, worstFlapPenalty } from "./damping";
+import { checkFailover, checkOriginPreferences, extraOriginMeshAddress, failoverShape, originEntries } from "./origins";
 
 export { DAMPING_SUPPRESS_THRESHOLD, flapPenalty, worstFlapPenalty } from "./damping";
 
@@ -93,7 +94,10 @@ const popShape = accepts(z.strictObject({
     communities: accepts(z.array(accepts(z.string(), `a community such as "64600:6939" (ASN:VALUE) or "206924:1:2" (large)`)),
         `a list of communities such as ["64600:6939"]`).default([]),
     prepend: accepts(z.number().int().min(0).max(3), "0 to 3 extra prepends").default(0),
-}), "{name, region or host, bgp?, communities?, prepend?, ...}");
+    /** Origin names in this PoP's order of preference (origins.ts). */
+    origins: accepts(z.array(accepts(z.string(), "the name of an origin")), "a list of origin names, most preferred first, such as [origin, origin2]")
+        .optional(),
+}), "{name, region or host, bgp?, communities?, prepend?, origins?, ...}");
 
 const originShape = accepts(z.strictObject({
     name,
@@ -156,7 +160,9 @@ const topLevel = {
     sshPublicKeys: accepts(z.array(accepts(z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$/),
         `an OpenSSH public key line such as "ssh-ed25519 AAAA... you@host"`)), "a list of OpenSSH public key lines").default([]),
     pops: accepts(z.array(popShape).min(1), "a list of at least one PoP {name, region or host}"),
-    origin: originShape,
+    origin: originShape.optional(),
+    origins: accepts(z.array(originShape).min(1), "a list of at least one origin {name, host or region, port, healthPath?}").optional(),
+    failover: failoverShape.default(failoverShape.parse({})),
     mesh: meshShape,
     frontDoor: frontDoorShape,
     health: healthShape.default(healthShape.parse({})),
@@ -224,12 +230,16 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const prefixes = checkPrefixes(parsed.prefix, asn, c);
     const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, c);
     const address = checkAddress(parsed.address, prefixes, c);
-    const mesh = planMesh(parsed.mesh, parsed.pops.length, prefixes, c);
+    const rawOrigins = originEntries({ origin: raw.origin !== undefined, origins: raw.origins !== undefined }, parsed.origin, parsed.origins, c);
+    const mesh = planMesh(parsed.mesh, rawOrigins.length, parsed.pops.length, prefixes, c);
     checkBgpPassword(raw, parsed, c);
-    const pops = checkPops(parsed, asn ?? 0, mesh, c);
-    const origin = checkOrigin(parsed, mesh, c);
-    checkMeshAddressesUnique(origin, pops, c);
-    checkHostsOutsidePrefixes(parsed, prefixes, c);
+    const originNames = rawOrigins.map((o) => o.raw.name);
+    const pops = checkPops(parsed, asn ?? 0, originNames, mesh, c);
+    const origins = checkOrigins(rawOrigins, parsed.sshPublicKeys ?? [], mesh, c);
+    checkOriginPreferences(parsed.pops.map((p) => p?.origins), originNames, c);
+    const failover = parsed.failover && checkFailover(parsed.failover, parsed.mesh?.topology, origins, parsed.pops.length, c);
+    checkMeshAddressesUnique(origins, pops, c);
+    checkHostsOutsidePrefixes(parsed, rawOrigins, prefixes, c);
     const frontDoor = checkFrontDoor(parsed.frontDoor, c);
     checkFirewall(parsed.firewall, c);
     checkSshPrivateKey(raw.sshPrivateKey, c);
@@ -245,7 +255,9 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         sshPrivateKey: String(raw.sshPrivateKey),
         sshPublicKeys: parsed.sshPublicKeys ?? [],
         pops,
-        origin: origin!,
+        origin: origins[0],
+        origins,
+        failover: failover!,
         // Canonical (`10.77.0.0/24`, never `10.77.0.7/24` or upper-case IPv6): parsed once, here.
         mesh: { ...parsed.mesh!, cidr: formatCidr(mesh.cidr!) },
         frontDoor: frontDoor!,
@@ -366,11 +378,11 @@ function checkAddress(text: string | undefined, prefixes: Cidr[], c: Collector):
 
 interface MeshPlan {
     cidr?: Cidr;
-    /** Planned addresses: the origin's first, then each PoP's in list order. */
+    /** Planned addresses: the first origin's first, then each PoP's in list order (further origins: origins.ts). */
     addresses?: string[];
 }
 
-function planMesh(mesh: TopLevel["mesh"] | undefined, popCount: number, prefixes: Cidr[], c: Collector): MeshPlan {
+function planMesh(mesh: TopLevel["mesh"] | undefined, originCount: number, popCount: number, prefixes: Cidr[], c: Collector): MeshPlan {
     if (!mesh) return {};
     const key = `${NAMESPACE}:mesh.cidr`;
     let cidr: Cidr;
@@ -386,12 +398,13 @@ function planMesh(mesh: TopLevel["mesh"] | undefined, popCount: number, prefixes
     for (const p of prefixes) {
         if (overlaps(cidr, p)) c.error(key, `${mesh.cidr} overlaps the anycast prefix ${formatCidr(p)}: use private address space outside it`);
     }
-    const nodes = 1 + popCount;
+    const nodes = Math.max(1, originCount) + popCount;
     if (BigInt(nodes) > usableHosts(cidr)) {
-        c.error(key, `${mesh.cidr} has room for ${usableHosts(cidr)} hosts; the origin and ${popCount} PoP(s) need ${nodes}: use a larger CIDR`);
+        const origins = originCount > 1 ? `${originCount} origins` : "the origin";
+        c.error(key, `${mesh.cidr} has room for ${usableHosts(cidr)} hosts; ${origins} and ${popCount} PoP(s) need ${nodes}: use a larger CIDR`);
         return { cidr };
     }
-    return { cidr, addresses: planMeshAddresses(mesh.cidr, nodes) };
+    return { cidr, addresses: planMeshAddresses(mesh.cidr, 1 + popCount) };
 }
 
 /** A node's mesh address: the explicit one (checked) or the planned one. */
@@ -554,7 +567,7 @@ function communitiesFor(key: string, texts: string[], c: Collector): Community[]
     return communities;
 }
 
-function checkPops(parsed: Parsed, asn: number, mesh: MeshPlan, c: Collector): PopSpec[] {
+function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: MeshPlan, c: Collector): PopSpec[] {
     const pops: PopSpec[] = [];
     const seen = new Map<string, number>();
     parsed.pops.forEach((p, i) => {
@@ -563,27 +576,32 @@ function checkPops(parsed: Parsed, asn: number, mesh: MeshPlan, c: Collector): P
         const first = seen.get(p.name);
         if (first !== undefined) c.error(`${key}.name`, `"${p.name}" is a duplicate PoP name (also pops[${first}]): give each PoP its own name`);
         seen.set(p.name, i);
-        if (p.name === parsed.origin?.name) c.error(`${key}.name`, `"${p.name}" is also the origin's name: give the PoP another name`);
+        if (originNames.includes(p.name)) c.error(`${key}.name`, `"${p.name}" is also an origin's name: give the PoP another name`);
         const host = hostSpecFor(key, p, parsed.sshPublicKeys ?? [], c);
         const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn, parsed.bgpPassword, c);
         const communities = communitiesFor(key, p.communities, c);
         const meshAddress = meshAddressFor(key, p.meshAddress, i + 1, mesh, c);
-        if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress });
+        if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress, originPreference: p.origins ?? [] });
     });
     return pops;
 }
 
-function checkOrigin(parsed: Parsed, mesh: MeshPlan, c: Collector): AnycastSpec["origin"] | undefined {
-    const origin = parsed.origin;
-    if (!origin) return undefined;
-    const key = `${NAMESPACE}:origin`;
-    const host = hostSpecFor(key, origin, parsed.sshPublicKeys ?? [], c);
-    const meshAddress = meshAddressFor(key, origin.meshAddress, 0, mesh, c);
-    return host && { name: origin.name, host, port: origin.port, healthPath: origin.healthPath, meshAddress };
+type OriginFields = z.output<typeof originShape>;
+
+/** Each origin's host and mesh address: the first origin takes the mesh's first address, further ones count down from its end (origins.ts). */
+function checkOrigins(entries: Array<{ key: string; raw: OriginFields }>, sshKeys: string[], mesh: MeshPlan, c: Collector): OriginSpec[] {
+    const origins: OriginSpec[] = [];
+    entries.forEach(({ key, raw: o }, k) => {
+        const host = hostSpecFor(key, o, sshKeys, c);
+        const meshAddress = k === 0 || o.meshAddress !== undefined ? meshAddressFor(key, o.meshAddress, 0, mesh, c)
+            : mesh.cidr && mesh.addresses ? extraOriginMeshAddress(mesh.cidr, k) : "";
+        if (host) origins.push({ name: o.name, host, port: o.port, healthPath: o.healthPath, meshAddress });
+    });
+    return origins;
 }
 
-function checkMeshAddressesUnique(origin: AnycastSpec["origin"] | undefined, pops: PopSpec[], c: Collector): void {
-    const addresses = [origin?.meshAddress, ...pops.map((p) => p.meshAddress)].filter((a): a is string => !!a);
+function checkMeshAddressesUnique(origins: OriginSpec[], pops: PopSpec[], c: Collector): void {
+    const addresses = [...origins.map((o) => o.meshAddress), ...pops.map((p) => p.meshAddress)].filter((a): a is string => !!a);
     const dup = addresses.find((a, i) => addresses.indexOf(a) !== i);
     if (dup) c.error(`${NAMESPACE}:mesh`, `mesh address ${dup} is assigned twice: check the explicit meshAddress settings`);
 }
@@ -592,10 +610,10 @@ function checkMeshAddressesUnique(origin: AnycastSpec["origin"] | undefined, pop
  * Unicast addresses of existing hosts must not be inside the anycast prefix: WireGuard and SSH
  * to them would follow the anycast route to the nearest PoP instead of the host.
  */
-function checkHostsOutsidePrefixes(parsed: Parsed, prefixes: Cidr[], c: Collector): void {
+function checkHostsOutsidePrefixes(parsed: Parsed, origins: Array<{ key: string; raw: OriginFields }>, prefixes: Cidr[], c: Collector): void {
     const hosts = [
         ...parsed.pops.map((p, i) => ({ key: `${NAMESPACE}:pops[${i}].host.address`, host: p?.host })),
-        { key: `${NAMESPACE}:origin.host.address`, host: parsed.origin?.host },
+        ...origins.map(({ key, raw }) => ({ key: `${key}.host.address`, host: raw.host })),
     ];
     for (const { key, host } of hosts) {
         if (host && isIp(host.address) && prefixes.some((p) => contains(p, host.address))) {

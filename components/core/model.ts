@@ -65,6 +65,11 @@ export interface PopSpec {
     prepend: number;
     /** This PoP's address inside the WireGuard mesh. */
     meshAddress: string;
+    /**
+     * Origin names in this PoP's order of preference (`pops[].origins`); empty: the health agent
+     * prefers the origin with the shortest measured mesh round-trip time.
+     */
+    originPreference?: string[];
 }
 
 export interface OriginSpec {
@@ -75,6 +80,36 @@ export interface OriginSpec {
     /** Path the health agents request on the origin through the mesh. */
     healthPath: string;
     meshAddress: string;
+}
+
+/** The part of an origin the PoPs' proxy and health agent need: where to reach it over the mesh. */
+export interface OriginEndpoint {
+    name: string;
+    meshAddress: string;
+    port: number;
+    healthPath: string;
+}
+
+/** A stale-content cache on every PoP, served while no origin answers (`failover.staleCache`). */
+export interface StaleCacheSpec {
+    /** Disk the cache may use on each PoP, in megabytes. */
+    maxSizeMb: number;
+    /** Seconds a response without caching headers counts as fresh (0: only what the origin's Cache-Control allows is cached). */
+    validSeconds: number;
+    /** Seconds an entry is kept after its last use: how old stale content may get. */
+    keepSeconds: number;
+}
+
+/** What the PoPs do when origins fail (`anycast:failover`, see origins.ts). */
+export interface FailoverSpec {
+    /** Relay through another PoP over the mesh when this PoP cannot reach an origin itself (full mesh only). */
+    relay: boolean;
+    /** TCP port of each PoP's relay and status endpoint on its mesh address. */
+    relayPort: number;
+    /** The Retry-After (seconds) of the 503 every PoP answers while no origin is reachable from anywhere. */
+    retryAfter: number;
+    /** Serve stale content from a small cache on each PoP while no origin answers; undefined: no cache. */
+    staleCache?: StaleCacheSpec;
 }
 
 export type MeshTopology = "full" | "hub";
@@ -153,7 +188,11 @@ export interface AnycastSpec {
     /** OpenSSH public keys installed on new Vultr instances. */
     sshPublicKeys: string[];
     pops: PopSpec[];
+    /** The first origin: the hub of a hub mesh, and the one stacks with a single origin have. */
     origin: OriginSpec;
+    /** Every origin (`anycast:origins`, or the single `anycast:origin`), origin first. */
+    origins: OriginSpec[];
+    failover: FailoverSpec;
     mesh: MeshSpec;
     frontDoor: FrontDoorSpec;
     health: HealthSpec;
@@ -209,9 +248,18 @@ export interface PopRenderInput {
     deployment: { asn: number; prefixes: string[]; address: string };
     pop: PopSpec;
     host: HostAddresses;
-    origin: { name: string; meshAddress: string; port: number; healthPath: string };
-    /** The WireGuard mesh network; with it, anycast-net keeps mesh traffic off the uplink when wg0 is down. */
-    mesh?: { cidr: string };
+    origin: OriginEndpoint;
+    /** Every origin, in the order of the config; default [origin]. */
+    origins?: OriginEndpoint[];
+    /** The other PoPs: the health agent exchanges its view of the origins with them, and relays through them (failover.relay). */
+    peers?: Array<{ name: string; meshAddress: string }>;
+    /** Origin failover settings; default DEFAULT_FAILOVER (origins.ts). */
+    failover?: FailoverSpec;
+    /**
+     * The WireGuard mesh network; with it, anycast-net keeps mesh traffic off the uplink when wg0 is
+     * down. Its topology tells the health agent whether a PoP cut off from the mesh can know it (full).
+     */
+    mesh?: { cidr: string; topology?: MeshTopology };
     health: HealthSpec;
     firewall: FirewallSpec & { meshPeers: string[] };
 }

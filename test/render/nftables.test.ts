@@ -30,6 +30,7 @@ function popFirewall(spec: AnycastSpec, popName: string, httpSources: string[]):
         meshPort: spec.mesh.port,
         meshCidr: spec.mesh.cidr,
         adminCidrs: spec.firewall.adminCidrs,
+        relayPort: spec.failover.relayPort,
         bfd: pop.bgp.bfd !== undefined,
     };
 }
@@ -59,6 +60,13 @@ describe("renderNftables", () => {
     for (const [name, input] of CASES) {
         test(`golden ${name}`, () => assertGolden(`nftables/${name}.conf`, renderNftables(input())));
     }
+
+    test("a PoP opens its relay and status port to the mesh only, on wg0", () => {
+        const text = renderNftables(popFirewall(labSpec(), "lax", labSpec().firewall.httpSources!));
+        assert.match(text, /^\s+iifname "wg0" ip6 saddr fd00:a:1::\/64 tcp dport 8081 accept comment "relay and status for the other PoPs, over the mesh only"$/m);
+        assert.match(renderNftables(popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES)), /iifname "wg0" ip saddr 10\.77\.0\.0\/24 tcp dport 8081 accept/);
+        assert.ok(!renderNftables(originFirewall(prodSpec())).includes("8081"), "not on an origin");
+    });
 
     test("mixed-family lists become one interval set per family", () => {
         const text = renderNftables(popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES));

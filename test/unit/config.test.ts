@@ -87,8 +87,19 @@ const BAD: BadCase[] = [
     { name: "mesh CIDR missing", mutate: (c) => { delete c.mesh.cidr; }, key: "anycast:mesh.cidr", message: /required/ },
     { name: "mesh address outside the mesh", mutate: (c) => { c.pops[0].meshAddress = "fd00:b::2"; }, key: "anycast:pops[0].meshAddress", message: /outside mesh.cidr/ },
     { name: "mesh topology unknown", mutate: (c) => { c.mesh.topology = "star"; }, key: "anycast:mesh.topology", message: /full|hub/ },
-    { name: "origin port out of range", mutate: (c) => { c.origin.port = 70000; }, key: "anycast:origin.port", message: /65535/ },
-    { name: "origin missing", mutate: (c) => { delete c.origin; }, key: "anycast:origin", message: /required/ },
+    { name: "origin port out of range", mutate: (c) => { c.origins[0].port = 70000; }, key: "anycast:origins[0].port", message: /65535/ },
+    { name: "origin missing", mutate: (c) => { delete c.origins; }, key: "anycast:origin", message: /required.*anycast:origins/ },
+    { name: "origin and origins both", mutate: (c) => { c.origin = c.origins[0]; }, key: "anycast:origins", message: /not both/ },
+    { name: "origins empty", mutate: (c) => { c.origins = []; }, key: "anycast:origins", message: /at least one/ },
+    { name: "duplicate origin names", mutate: (c) => { c.origins[1].name = "origin"; }, key: "anycast:origins[1].name", message: /duplicate origin name "origin" \(also anycast:origins\[0\]\)/ },
+    { name: "PoP named like the second origin", mutate: (c) => { c.pops[0].name = "origin2"; }, key: "anycast:pops[0].name", message: /origin's name/ },
+    { name: "second origin inside the anycast prefix", mutate: (c) => { c.origins[1].host.address = "2001:db8:100::7"; }, key: "anycast:origins[1].host.address", message: /inside the anycast prefix/ },
+    { name: "PoP preferring an unknown origin", mutate: (c) => { c.pops[0].origins = ["origin3"]; }, key: "anycast:pops[0].origins[0]", message: /"origin3" is not an origin \(origins: origin, origin2\)/ },
+    { name: "PoP preferring an origin twice", mutate: (c) => { c.pops[0].origins = ["origin", "origin"]; }, key: "anycast:pops[0].origins[1]", message: /twice/ },
+    { name: "relay in a hub mesh", mutate: (c) => { c.mesh.topology = "hub"; c.failover = { relay: true }; }, key: "anycast:failover.relay", message: /needs mesh.topology full/ },
+    { name: "relay port taken", mutate: (c) => { c.failover = { relayPort: 443 }; }, key: "anycast:failover.relayPort", message: /taken/ },
+    { name: "negative Retry-After", mutate: (c) => { c.failover = { retryAfter: -1 }; }, key: "anycast:failover.retryAfter", message: /0/ },
+    { name: "stale cache with an unknown key", mutate: (c) => { c.failover = { staleCache: { size: 10 } }; }, key: "anycast:failover.staleCache", message: /size|union|Invalid/ },
     { name: "zone and zoneId both", mutate: (c) => { c.frontDoor.zoneId = "0123456789abcdef0123456789abcdef"; }, key: "anycast:frontDoor", message: /exactly one/ },
     { name: "zone not a domain", mutate: (c) => { c.frontDoor.zone = "localhost"; }, key: "anycast:frontDoor.zone", message: /domain/ },
     { name: "hostname outside the zone", mutate: (c) => { c.frontDoor.hostname = "www.example.org"; }, key: "anycast:frontDoor.hostname", message: /not inside the zone/ },
@@ -252,6 +263,52 @@ describe("config validation rejects bad input, naming the key", () => {
         loose.health.maxWithdrawalsPerHour = 4;
         const w = parseAnycastConfig(loose).warnings.find((x) => x.key === "anycast:health.maxWithdrawalsPerHour");
         assert.match(w?.message ?? "", /penalty of 7000, above the suppress threshold 6000 .*; 3 or fewer stays below it/);
+    });
+
+    it("keeps a single anycast:origin working, as stacks have had it", () => {
+        const prod = parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "pw", sshPrivateKey: SSH_KEY });
+        assert.deepEqual(prod.origins.map((o) => o.name), ["origin"]);
+        assert.equal(prod.origin, prod.origins[0]);
+        assert.equal(prod.origin.meshAddress, "10.77.0.1");
+        assert.deepEqual(prod.pops.map((p) => p.originPreference), [[], [], []]);
+    });
+
+    it("plans further origins from the end of the mesh, so appending a PoP moves no origin", () => {
+        const lab = parseAnycastConfig(base());
+        assert.deepEqual(lab.origins.map((o) => [o.name, o.meshAddress]), [["origin", "fd00:a:1::1"], ["origin2", "fd00:a:1:0:ffff:ffff:ffff:ffff"]]);
+        assert.deepEqual(lab.pops.find((p) => p.name === "sgp")!.originPreference, ["origin2", "origin"]);
+        const more = base();
+        more.pops.push({ name: "fra", region: "fra" });
+        more.origins.push({ name: "origin3", host: { address: "2001:db8:fffd::10" }, port: 8080 });
+        const grown = parseAnycastConfig(more);
+        assert.deepEqual(grown.origins.map((o) => o.meshAddress), ["fd00:a:1::1", "fd00:a:1:0:ffff:ffff:ffff:ffff", "fd00:a:1:0:ffff:ffff:ffff:fffe"]);
+        assert.deepEqual(grown.pops.map((p) => p.meshAddress), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4", "fd00:a:1::5"]);
+        // IPv4: the last address before the broadcast one.
+        const v4 = base();
+        v4.mesh.cidr = "10.77.0.0/24";
+        assert.deepEqual(parseAnycastConfig(v4).origins.map((o) => o.meshAddress), ["10.77.0.1", "10.77.0.254"]);
+        // A /29 has 6 hosts: two origins and three PoPs fit, a fourth PoP would not.
+        const tight = base();
+        tight.mesh.cidr = "10.77.0.0/29";
+        tight.pops.push({ name: "fra", region: "fra" }, { name: "nyc", region: "ewr" });
+        assert.ok(errorsOf(tight).some((e) => e.key === "anycast:mesh.cidr" && /the origin\(s\) and 5 PoP\(s\) need 7/.test(e.message)));
+    });
+
+    it("failover defaults: relay through the other PoPs in a full mesh, not in a hub; a 5 s Retry-After; no cache unless asked", () => {
+        assert.deepEqual(parseAnycastConfig(base()).failover, { relay: true, relayPort: 8081, retryAfter: 5 });
+        const hub = base();
+        hub.mesh.topology = "hub";
+        const hubSpec = parseAnycastConfig(hub);
+        assert.equal(hubSpec.failover.relay, false);
+        assert.ok(hubSpec.warnings.some((w) => w.key === "anycast:origins" && /through the hub origin: when it is down, so are they/.test(w.message)));
+        const cached = base();
+        cached.failover = { staleCache: true, retryAfter: 30 };
+        assert.deepEqual(parseAnycastConfig(cached).failover, {
+            relay: true, relayPort: 8081, retryAfter: 30, staleCache: { maxSizeMb: 256, validSeconds: 0, keepSeconds: 86400 },
+        });
+        const sized = base();
+        sized.failover = { staleCache: { maxSize: 64, validSeconds: 10 } };
+        assert.deepEqual(parseAnycastConfig(sized).failover.staleCache, { maxSizeMb: 64, validSeconds: 10, keepSeconds: 86400 });
     });
 
     it("parses standard and large communities", () => {

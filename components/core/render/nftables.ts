@@ -25,6 +25,8 @@ export interface NftablesInput {
     adminCidrs: string[];
     /** The origin's HTTP port, reachable only over wg0 from the mesh. */
     originPort?: number;
+    /** A PoP's relay and status port (failover.relayPort), reachable only over wg0 from the mesh. */
+    relayPort?: number;
     bfd: boolean;
     /** SSH port (default 22), for existing hosts whose sshd listens elsewhere. */
     sshPort?: number;
@@ -132,6 +134,9 @@ export function renderNftables(input: NftablesInput): string {
         if (httpRules === 0) {
             // An empty list would silently close the site; "from anywhere" would bypass Cloudflare.
             throw new Error("a PoP firewall needs httpSources of the same family as an anycast address (resolve Cloudflare's ranges first)");
+        }
+        if (input.relayPort !== undefined) {
+            rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${formatCidr(mesh)} tcp dport ${port(input.relayPort, "relayPort")} accept comment "relay and status for the other PoPs, over the mesh only"`);
         }
     } else if (input.originPort !== undefined) {
         rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${formatCidr(mesh)} tcp dport ${port(input.originPort, "originPort")} accept comment "the origin service, over the mesh only"`);
