@@ -15,7 +15,8 @@
 import { LabRuntime } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober, ProbeSample } from "./probe";
-import { ms, stats, Stats, table } from "./report";
+import { stats, Summary as Stats } from "./stats";
+import { ms, table } from "./text";
 import { RegionPlan } from "./topology";
 
 export const ORIGIN_EXPERIMENT_IDS = ["originOutage", "tunnelCut", "originDown"] as const;

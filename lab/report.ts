@@ -3,7 +3,7 @@
  * the text fits in 100 columns (lab/text.ts), and every table column has a label.
  */
 import type { Rewrite } from "./boot";
-import { summarize, Summary } from "./stats";
+import type { Summary } from "./stats";
 import type { EdgeKind } from "./edge";
 import type { ReachProbe } from "./exposure";
 import type { FlapDampingReport, PolicyChangeReport, RoutingSafety } from "./routing";
@@ -14,10 +14,7 @@ export { ms, table } from "./text";
 
 export type Stats = Summary;
 
-/** min/median/max of the runs that produced a figure; undefined when none did. */
-export function stats(values: number[]): Stats | undefined {
-    return values.length === 0 ? undefined : summarize(values);
-}
+export { stats } from "./stats";
 
 export interface SessionReport {
     pop: string;

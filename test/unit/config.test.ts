@@ -68,8 +68,8 @@ const BAD: BadCase[] = [
     { name: "an unknown region, allowed, still shaped like one", mutate: (c) => { c.pops[0].region = "Los Angeles"; c.pops[0].allowUnknownRegion = true; }, key: "anycast:pops[0].region", message: /does not look like a Vultr region id/ },
     { name: "a plan that does not exist", mutate: (c) => { c.pops[2].plan = "vc2-1c-1gbb"; }, key: "anycast:pops[2].plan", message: /^"vc2-1c-1gbb" is not a Vultr plan id: did you mean vc2-1c-1gb\?$/ },
     { name: "a plan with no near match", mutate: (c) => { c.pops[2].plan = "huge"; }, key: "anycast:pops[2].plan", message: /use a plan such as vc2-1c-1gb .* set pops\[2\]\.allowUnknownPlan: true\)$/ },
-    { name: "an origin region that does not exist", mutate: (c) => { delete c.origin.host; c.origin.region = "fran"; }, key: "anycast:origin.region", message: /^"fran" is not a Vultr region id: did you mean fra \(Frankfurt\)\?$/ },
-    { name: "an origin region unlike any", mutate: (c) => { delete c.origin.host; c.origin.region = "qqq"; }, key: "anycast:origin.region", message: /set origin\.allowUnknownRegion: true\)$/ },
+    { name: "an origin region that does not exist", mutate: (c) => { delete c.origins[0].host; c.origins[0].region = "fran"; }, key: "anycast:origins[0].region", message: /^"fran" is not a Vultr region id: did you mean fra \(Frankfurt\)\?$/ },
+    { name: "an origin region unlike any", mutate: (c) => { delete c.origins[0].host; c.origins[0].region = "qqq"; }, key: "anycast:origins[0].region", message: /set origins\[0\]\.allowUnknownRegion: true\)$/ },
     { name: "community syntax", mutate: (c) => { c.pops[0].communities = ["64600-6939"]; }, key: "anycast:pops[0].communities[0]", message: /not a community/ },
     { name: "community half over 16 bits", mutate: (c) => { c.pops[0].communities = ["206924:1"]; }, key: "anycast:pops[0].communities[0]", message: /16-bit/ },
     { name: "20473:6000 on an anycast prefix", mutate: (c) => { c.pops[0].communities = ["20473:6000"]; }, key: "anycast:pops[0].communities[0]", message: /inside AS20473/ },
@@ -91,15 +91,17 @@ const BAD: BadCase[] = [
     { name: "origin missing", mutate: (c) => { delete c.origins; }, key: "anycast:origin", message: /required.*anycast:origins/ },
     { name: "origin and origins both", mutate: (c) => { c.origin = c.origins[0]; }, key: "anycast:origins", message: /not both/ },
     { name: "origins empty", mutate: (c) => { c.origins = []; }, key: "anycast:origins", message: /at least one/ },
-    { name: "duplicate origin names", mutate: (c) => { c.origins[1].name = "origin"; }, key: "anycast:origins[1].name", message: /duplicate origin name "origin" \(also anycast:origins\[0\]\)/ },
+    { name: "duplicate origin names", mutate: (c) => { c.origins[1].name = "origin"; }, key: "anycast:origins[1].name", message: /^"origin" is a duplicate origin name \(also origins\[0\]\): give each origin its own name$/ },
     { name: "PoP named like the second origin", mutate: (c) => { c.pops[0].name = "origin2"; }, key: "anycast:pops[0].name", message: /origin's name/ },
     { name: "second origin inside the anycast prefix", mutate: (c) => { c.origins[1].host.address = "2001:db8:100::7"; }, key: "anycast:origins[1].host.address", message: /inside the anycast prefix/ },
-    { name: "PoP preferring an unknown origin", mutate: (c) => { c.pops[0].origins = ["origin3"]; }, key: "anycast:pops[0].origins[0]", message: /"origin3" is not an origin \(origins: origin, origin2\)/ },
+    { name: "PoP preferring an unknown origin", mutate: (c) => { c.pops[0].origins = ["origin3"]; }, key: "anycast:pops[0].origins[0]", message: /^"origin3" is not an origin: use one of origin, origin2$/ },
     { name: "PoP preferring an origin twice", mutate: (c) => { c.pops[0].origins = ["origin", "origin"]; }, key: "anycast:pops[0].origins[1]", message: /twice/ },
     { name: "relay in a hub mesh", mutate: (c) => { c.mesh.topology = "hub"; c.failover = { relay: true }; }, key: "anycast:failover.relay", message: /needs mesh.topology full/ },
     { name: "relay port taken", mutate: (c) => { c.failover = { relayPort: 443 }; }, key: "anycast:failover.relayPort", message: /taken/ },
     { name: "negative Retry-After", mutate: (c) => { c.failover = { retryAfter: -1 }; }, key: "anycast:failover.retryAfter", message: /0/ },
-    { name: "stale cache with an unknown key", mutate: (c) => { c.failover = { staleCache: { size: 10 } }; }, key: "anycast:failover.staleCache", message: /size|union|Invalid/ },
+    { name: "stale cache with an unknown key", mutate: (c) => { c.failover = { staleCache: { size: 10 } }; }, key: "anycast:failover.staleCache.size", message: /known keys here: maxSize, validSeconds, keepSeconds/ },
+    { name: "a misspelt failover key", mutate: (c) => { c.failover = { retryafter: 5 }; }, key: "anycast:failover.retryafter", message: /did you mean retryAfter/ },
+    { name: "a misspelt top-level origins key", mutate: (c) => { c.orgins = c.origins; delete c.origins; }, key: "anycast:orgins", message: /did you mean origins/ },
     { name: "zone and zoneId both", mutate: (c) => { c.frontDoor.zoneId = "0123456789abcdef0123456789abcdef"; }, key: "anycast:frontDoor", message: /exactly one/ },
     { name: "zone not a domain", mutate: (c) => { c.frontDoor.zone = "localhost"; }, key: "anycast:frontDoor.zone", message: /domain/ },
     { name: "hostname outside the zone", mutate: (c) => { c.frontDoor.hostname = "www.example.org"; }, key: "anycast:frontDoor.hostname", message: /not inside the zone/ },
@@ -291,7 +293,7 @@ describe("config validation rejects bad input, naming the key", () => {
         const tight = base();
         tight.mesh.cidr = "10.77.0.0/29";
         tight.pops.push({ name: "fra", region: "fra" }, { name: "nyc", region: "ewr" });
-        assert.ok(errorsOf(tight).some((e) => e.key === "anycast:mesh.cidr" && /the origin\(s\) and 5 PoP\(s\) need 7/.test(e.message)));
+        assert.ok(errorsOf(tight).some((e) => e.key === "anycast:mesh.cidr" && /2 origins and 5 PoP\(s\) need 7/.test(e.message)));
     });
 
     it("failover defaults: relay through the other PoPs in a full mesh, not in a hub; a 5 s Retry-After; no cache unless asked", () => {
