@@ -58,7 +58,6 @@ describe("renderNginxConfig", () => {
         const conf = labLax();
         assert.match(conf, new RegExp(`^    include ${NGINX_PATHS.upstreams};$`, "m"));
         for (const header of [
-            "proxy_set_header Host $host;",
             "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
             "proxy_set_header X-Real-IP $remote_addr;",
             "proxy_set_header X-Forwarded-Proto $scheme;",
@@ -336,6 +335,9 @@ describe("nginx accepts and runs the rendered config", () => {
         if (!needRoot(t, "network namespace for the anycast address") || !needTools(t, "nginx", "openssl", "ip", "curl")) return;
         const dir = tempDir("nginx-stale");
         cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+        // The cache lives under it and nginx's workers (www-data) write it: mkdtemp's 0700 would
+        // keep them out, and every cacheable request would end in a 500.
+        fs.chmodSync(dir, 0o755);
         const tls = makeTls(dir);
         const input = cachedInput();
         const conf = path.join(dir, "nginx.conf");
