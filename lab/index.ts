@@ -27,6 +27,9 @@ export type { LabReport } from "./report";
 export type { EdgeKind } from "./edge";
 export { EDGE_KINDS } from "./edge";
 export { LAB_NS_PREFIX } from "./topology";
+
+/** Every experiment `experiments` may name (LabOptions). */
+export const LAB_EXPERIMENT_IDS: ReadonlyArray<(typeof EXPERIMENT_IDS)[number] | OriginExperimentId> = [...EXPERIMENT_IDS, ...ORIGIN_EXPERIMENT_IDS];
 export { LabPreconditionError } from "./errors";
 
 export interface LabOptions {

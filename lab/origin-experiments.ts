@@ -16,13 +16,12 @@ import { LabRuntime } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober, ProbeSample } from "./probe";
 import { stats, Summary as Stats } from "./stats";
-import { ms, table } from "./text";
+import { ms, table, wrap } from "./text";
 import { RegionPlan } from "./topology";
 
 export const ORIGIN_EXPERIMENT_IDS = ["originOutage", "tunnelCut", "originDown"] as const;
 export type OriginExperimentId = (typeof ORIGIN_EXPERIMENT_IDS)[number];
 
-const PROBE_TIMEOUT_MS = 300;
 /** How long each fault is held once its effect is in place. */
 const OUTAGE_MS = 3000;
 const CUT_HOLD_MS = 2500;
@@ -96,6 +95,8 @@ export interface OriginFailoverReport {
     };
     tunnelCut?: { runs: TunnelCutRun[]; reroute?: Stats; added?: Stats; relayed?: Stats; failedTotal: number };
     originDown?: { runs: OriginDownRun[]; switchTime?: Stats; recovery?: Stats; failedTotal: number };
+    /** Experiments this config cannot run, and why (one origin, no relay). */
+    skipped: Array<{ id: OriginExperimentId; why: string }>;
 }
 
 function median(values: number[]): number | undefined {
@@ -145,7 +146,7 @@ async function withdrawalsNow(lab: LabRuntime): Promise<number> {
 
 function probersFor(lab: LabRuntime, regions: RegionPlan[], intervalMs: number): Prober[] {
     const target = { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname };
-    return regions.map((r) => new Prober(r.client.ns, target, intervalMs, PROBE_TIMEOUT_MS));
+    return regions.map((r) => new Prober(r.client.ns, target, intervalMs, lab.probeTimeoutMs));
 }
 
 /** Every region steadily served (5 in a row) by its own PoP, matching `also`. */
@@ -188,8 +189,8 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
             return { t1, end: Math.max(...backs.map((s) => s!.done)) };
         });
         run.notAnnounced = watched.notAnnounced;
-        await sleep(PROBE_TIMEOUT_MS + 50);
-        const during = probers.flatMap((p) => p.samples.filter((s) => s.sent >= t0 - PROBE_TIMEOUT_MS && s.sent < watched.result.end));
+        await sleep(lab.probeTimeoutMs + 50);
+        const during = probers.flatMap((p) => p.samples.filter((s) => s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result.end));
         const answers503 = during.filter((s) => s.status === 503);
         run.answered503 = answers503.length;
         run.answer503Ms = median(answers503.map((s) => s.done - s.sent));
@@ -252,8 +253,8 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
             return back.done;
         });
         run.stayedAnnounced = !watched.notAnnounced.includes(r.pop.name);
-        await sleep(PROBE_TIMEOUT_MS + 50);
-        run.failed = prober.samples.filter((s) => !s.ok && s.sent >= t0 - PROBE_TIMEOUT_MS && s.sent < watched.result).length;
+        await sleep(lab.probeTimeoutMs + 50);
+        run.failed = prober.samples.filter((s) => !s.ok && s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result).length;
     } catch (err) {
         run.error = (err as Error).message.split("\n")[0];
     } finally {
@@ -302,8 +303,8 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
             return nowMs();
         });
         run.notAnnounced = watched.notAnnounced;
-        await sleep(PROBE_TIMEOUT_MS + 50);
-        run.failed = probers.flatMap((p) => p.samples.filter((s) => !s.ok && s.sent >= t0 - PROBE_TIMEOUT_MS && s.sent < watched.result)).length;
+        await sleep(lab.probeTimeoutMs + 50);
+        run.failed = probers.flatMap((p) => p.samples.filter((s) => !s.ok && s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result)).length;
     } catch (err) {
         run.error = (err as Error).message.split("\n")[0];
     } finally {
@@ -320,7 +321,8 @@ export interface OriginExperimentOptions {
 }
 
 export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperimentOptions): Promise<OriginFailoverReport> {
-    const report: OriginFailoverReport = {};
+    const report: OriginFailoverReport = { skipped: [] };
+    const spec = lab.stack.spec;
     const wanted = (id: OriginExperimentId) => !opts.only || opts.only.includes(id);
     const regions = lab.plan.regions;
     if (wanted("originOutage")) {
@@ -356,7 +358,11 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
             servesAfter: servesAfter && heldDown.length === 0, heldDown,
         };
     }
-    if (wanted("tunnelCut")) {
+    const noRelay = !spec.failover.relay ? `failover.relay is off${spec.mesh.topology === "hub" ? " (a hub mesh has no tunnels between PoPs)" : ""}`
+        : regions.length < 2 ? "a single PoP has no peer to relay through" : undefined;
+    if (wanted("tunnelCut") && noRelay) report.skipped.push({ id: "tunnelCut", why: `${noRelay}: a PoP without its tunnels withdraws instead` });
+    if (wanted("originDown") && lab.plan.origins.length < 2) report.skipped.push({ id: "originDown", why: "the config has one origin" });
+    if (wanted("tunnelCut") && !noRelay) {
         const runs: TunnelCutRun[] = [];
         for (let i = 0; i < opts.repeats; i++) {
             const r = regions[i % regions.length];
@@ -375,7 +381,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
             failedTotal: runs.reduce((n, r) => n + r.failed, 0),
         };
     }
-    if (wanted("originDown") && lab.plan.origins.length > 1) {
+    if (wanted("originDown") && lab.plan.origins.length >= 2) {
         const runs: OriginDownRun[] = [];
         for (let i = 0; i < opts.repeats; i++) {
             const run = await originDownRun(lab);
@@ -398,7 +404,7 @@ export function originFailoverProblems(r: OriginFailoverReport): string[] {
     const problems: string[] = [];
     for (const [i, run] of (r.outage?.runs ?? []).entries()) {
         if (run.error) problems.push(`global origin outage run ${i + 1}: ${run.error}`);
-        if (run.notAnnounced.length > 0) problems.push(`global origin outage run ${i + 1}: ${run.notAnnounced.join(", ")} left announced`);
+        if (run.notAnnounced.length > 0) problems.push(`global origin outage run ${i + 1}: ${run.notAnnounced.join(", ")} withdrew`);
         if (run.withdrawals > 0) problems.push(`global origin outage run ${i + 1}: ${run.withdrawals} withdrawals (flap damping would count them)`);
     }
     if (r.outage && !r.outage.servesAfter) problems.push(`after the global outages the network does not serve (held down: ${r.outage.heldDown.join(", ") || "none"})`);
@@ -408,46 +414,48 @@ export function originFailoverProblems(r: OriginFailoverReport): string[] {
     }
     for (const [i, run] of (r.originDown?.runs ?? []).entries()) {
         if (run.error) problems.push(`origin down run ${i + 1} (${run.origin}): ${run.error}`);
-        if (run.notAnnounced.length > 0) problems.push(`origin down run ${i + 1}: ${run.notAnnounced.join(", ")} left announced`);
+        if (run.notAnnounced.length > 0) problems.push(`origin down run ${i + 1}: ${run.notAnnounced.join(", ")} withdrew`);
     }
     return problems;
 }
 
 function statsText(s: Stats | undefined): string {
-    return s ? `${ms(s.min)} / ${ms(s.median)} / ${ms(s.max)}` : "-";
+    if (!s) return "n/a";
+    return s.n === 1 ? `${ms(s.median)} (one run)` : `${ms(s.min)} / ${ms(s.median)} / ${ms(s.max)}`;
 }
 
 export function formatOriginFailover(r: OriginFailoverReport | undefined): string[] {
-    if (!r || (!r.outage && !r.tunnelCut && !r.originDown)) return [];
-    const out = ["Origin failover (min / median / max; times from the start of the fault's or the repair's command)"];
+    if (!r || (!r.outage && !r.tunnelCut && !r.originDown && r.skipped.length === 0)) return [];
+    const out = wrap("Origin failover (min / median / max; times from the start of the fault's or the repair's command)");
+    const line = (text: string) => out.push(...wrap(text, "  ", "    "));
     if (r.outage) {
         const o = r.outage;
-        out.push(`  Global origin outage: every origin's HTTP service frozen for ${OUTAGE_MS / 1000} s, ${o.runs.length} times; ` +
-            `the first three within ${o.firstThreeWithinS?.toFixed(1) ?? "-"} s`);
-        out.push(`    503 from every region's own PoP after ${statsText(o.first503)}; a 503 took ${statsText(o.answer503)}; ` +
-            `served again after ${statsText(o.recovery)}`);
-        out.push(`    withdrawals: ${o.withdrawals}; no answer (caught in flight by the freeze): ${o.noAnswerTotal}; ` +
-            `after the last outage: ${o.servesAfter ? "every region served by its own PoP, none held down" : `NOT serving (held down: ${o.heldDown.join(", ") || "none"})`}`);
-        out.push(...table(["run", "at", "first 503", "503 answered in", "503s", "no answer", "recovery", "withdrawals", "left announced / error"],
+        line(`Global origin outage: every origin's HTTP service frozen for ${OUTAGE_MS / 1000} s, ${o.runs.length} times; ` +
+            `the first three within ${o.firstThreeWithinS?.toFixed(1) ?? "n/a"} s. 503 from every region's own PoP after ` +
+            `${statsText(o.first503)}; a 503 took ${statsText(o.answer503)}; served again after ${statsText(o.recovery)}; ` +
+            `withdrawals ${o.withdrawals}; no answer (caught in flight by the freeze) ${o.noAnswerTotal}; after the last outage: ` +
+            (o.servesAfter ? "every region served by its own PoP, none held down" : `NOT serving (held down: ${o.heldDown.join(", ") || "none"})`));
+        out.push(...table(["run", "at", "first 503", "503 took", "503s", "no answer", "recovery", "withdrawals", "withdrew / error"],
             o.runs.map((x, i) => [String(i + 1), `+${(x.startedAtMs / 1000).toFixed(1)} s`, ms(x.first503Ms), ms(x.answer503Ms), String(x.answered503),
-                String(x.noAnswer), ms(x.recoveryMs), String(x.withdrawals), x.error ? `ERROR: ${x.error}` : x.notAnnounced.join(", ")]), "    "));
+                String(x.noAnswer), ms(x.recoveryMs), String(x.withdrawals), x.error ? `ERROR: ${x.error}` : x.notAnnounced.join(", ") || "none"]), "    "));
     }
     if (r.tunnelCut) {
         const t = r.tunnelCut;
-        out.push(`  A PoP's tunnels to every origin cut (WireGuard silently dropped, origins up): reroute through another PoP ${statsText(t.reroute)}; ` +
-            `added latency ${statsText(t.added)} (relayed requests ${statsText(t.relayed)}); failed requests ${t.failedTotal}`);
-        out.push(...table(["run", "PoP", "reroute", "via", "direct", "relayed", "other PoPs answered", "stayed announced", "failed", "direct again", "error"],
-            t.runs.map((x, i) => [String(i + 1), x.pop, ms(x.rerouteMs), x.relayedBy ?? "-", ms(x.directMs), ms(x.relayedMs), String(x.servedByOthers),
-                x.stayedAnnounced ? "yes" : "NO", String(x.failed), ms(x.recoveryMs), x.error ? `ERROR: ${x.error}` : ""]), "    "));
+        line(`A PoP's tunnels to every origin cut (WireGuard silently dropped, origins up): reroute through another PoP ` +
+            `${statsText(t.reroute)}; added latency ${statsText(t.added)} (relayed requests ${statsText(t.relayed)}); failed requests ${t.failedTotal}`);
+        out.push(...table(["run", "PoP", "reroute", "via", "direct", "relayed", "others answered", "announced", "failed", "direct again", "error"],
+            t.runs.map((x, i) => [String(i + 1), x.pop, ms(x.rerouteMs), x.relayedBy ?? "none", ms(x.directMs), ms(x.relayedMs), String(x.servedByOthers),
+                x.stayedAnnounced ? "yes" : "NO", String(x.failed), ms(x.recoveryMs), x.error ? `ERROR: ${x.error}` : "none"]), "    "));
     }
     if (r.originDown) {
         const d = r.originDown;
-        out.push(`  One of two origins down (its HTTP service frozen): every region served from the other after ${statsText(d.switchTime)}; ` +
+        line(`One of two origins down (its HTTP service frozen): every region served from the other after ${statsText(d.switchTime)}; ` +
             `paths up again ${statsText(d.recovery)} after the thaw; failed requests ${d.failedTotal}`);
-        out.push(...table(["run", "origin down", "regions it served", "switch", "served by", "failed", "paths up again", "left announced / error"],
-            d.runs.map((x, i) => [String(i + 1), x.origin, x.affected.join(", ") || "-", ms(x.switchMs), x.servedBy.join(", ") || "-",
-                String(x.failed), ms(x.recoveryMs), x.error ? `ERROR: ${x.error}` : x.notAnnounced.join(", ")]), "    "));
+        out.push(...table(["run", "origin down", "regions it served", "switch", "served by", "failed", "paths up again", "withdrew / error"],
+            d.runs.map((x, i) => [String(i + 1), x.origin, x.affected.join(", ") || "none", ms(x.switchMs), x.servedBy.join(", ") || "none",
+                String(x.failed), ms(x.recoveryMs), x.error ? `ERROR: ${x.error}` : x.notAnnounced.join(", ") || "none"]), "    "));
     }
+    for (const s of r.skipped) line(`${s.id} not run: ${s.why}`);
     out.push("");
     return out;
 }

@@ -79,6 +79,8 @@ function urlHost(address: string): string {
 /** A list setting: space-separated, "-" for none (the agent refuses empty settings). */
 function list(items: string[]): string {
     for (const item of items) {
+        // A line break would inject another key; a blank would split the item in two.
+        if (/[\r\n]/.test(item)) throw new Error(`health env list item contains a line break: ${JSON.stringify(item)}`);
         if (item === "" || /\s/.test(item) || item === "-") throw new Error(`health env list item ${JSON.stringify(item)} cannot be written`);
     }
     return items.length === 0 ? "-" : items.join(" ");
