@@ -85,7 +85,8 @@ export async function dropCounter(ns: string): Promise<number> {
 
 export async function udpDropped(fromNs: string, toNs: string, address: string, port: number, packets = 3): Promise<string> {
     const before = await dropCounter(toNs);
-    await nsRun(fromNs, process.execPath, ["-e", UDP_SCRIPT, address, String(port), String(packets)], { timeoutMs: 5000 });
+    // Most of the time is node starting up, which takes seconds on a loaded machine (as tcpConnects allows).
+    await nsRun(fromNs, process.execPath, ["-e", UDP_SCRIPT, address, String(port), String(packets)], { timeoutMs: 20_000 });
     // Give the packets time to arrive; the counter only grows.
     let delta = 0;
     for (let i = 0; i < 20 && delta < packets; i++) {
