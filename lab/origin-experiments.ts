@@ -99,6 +99,16 @@ export interface OriginFailoverReport {
     skipped: Array<{ id: OriginExperimentId; why: string }>;
 }
 
+/**
+ * How long the agents may take to act on a fault: `fall` failed checks of up to interval +
+ * timeout each, two more ticks, and a margin for a stalling machine. From the running stack's
+ * health settings, which the lab widens on a machine that stalls (lab/stalls.ts).
+ */
+function decideMs(lab: LabRuntime): number {
+    const h = lab.stack.spec.health;
+    return Math.round((h.fall + 2) * (h.interval + h.timeout) * 1000) + 10_000;
+}
+
 function median(values: number[]): number | undefined {
     if (values.length === 0) return undefined;
     const sorted = [...values].sort((a, b) => a - b);
@@ -174,9 +184,10 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, origins, true);
             frozen = true;
-            const firsts = await Promise.all(regions.map((r, i) => probers[i].waitFor(t0, (s) => s.status === 503 && s.pop === r.pop.name, 10_000)));
+            const bound = decideMs(lab);
+            const firsts = await Promise.all(regions.map((r, i) => probers[i].waitFor(t0, (s) => s.status === 503 && s.pop === r.pop.name, bound)));
             const missing = regions.filter((_, i) => !firsts[i]).map((r) => r.region);
-            if (missing.length > 0) throw new Error(`no 503 from the own PoP in ${missing.join(", ")} within 10 s of the outage`);
+            if (missing.length > 0) throw new Error(`no 503 from the own PoP in ${missing.join(", ")} within ${ms(bound)} of the outage`);
             run.first503Ms = Math.max(...firsts.map((s) => s!.done - t0));
             await sleep(Math.max(0, t0 + OUTAGE_MS - nowMs()));
             const t1 = nowMs();
@@ -236,8 +247,9 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
         const watched = await watchAnnounced(lab, async () => {
             await cutTunnels(lab, r, true);
             cut = true;
-            const relayed = await prober.waitFor(t0, (s) => s.ok && s.pop === r.pop.name && s.relay !== undefined, 15_000);
-            if (!relayed) throw new Error(`${r.pop.name} did not serve through another PoP within 15 s of the cut`);
+            const bound = decideMs(lab);
+            const relayed = await prober.waitFor(t0, (s) => s.ok && s.pop === r.pop.name && s.relay !== undefined, bound);
+            if (!relayed) throw new Error(`${r.pop.name} did not serve through another PoP within ${ms(bound)} of the cut`);
             run.rerouteMs = relayed.done - t0;
             run.relayedBy = relayed.relay;
             await sleep(CUT_HOLD_MS);
@@ -282,10 +294,11 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, [run.origin], true);
             frozen = true;
+            const bound = decideMs(lab);
             const switched = await Promise.all(regions.map((r) => probers[regions.indexOf(r)]
-                .waitFor(t0, (s) => s.ok && s.pop === r.pop.name && s.origin !== undefined && s.origin !== run.origin, 15_000)));
+                .waitFor(t0, (s) => s.ok && s.pop === r.pop.name && s.origin !== undefined && s.origin !== run.origin, bound)));
             const missing = regions.filter((_, i) => !switched[i]).map((r) => r.region);
-            if (missing.length > 0) throw new Error(`${missing.join(", ")} not served by another origin within 15 s`);
+            if (missing.length > 0) throw new Error(`${missing.join(", ")} not served by another origin within ${ms(bound)}`);
             run.servedBy = [...new Set(switched.map((s) => s!.origin!))];
             run.switchMs = Math.max(0, ...affected.map((r) => switched[regions.indexOf(r)]!.done - t0));
             await sleep(DOWN_HOLD_MS);
