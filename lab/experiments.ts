@@ -62,6 +62,16 @@ function agentMs(spec: AnycastSpec, checks: number): number {
     return checks * spec.health.interval * 1000 + spec.health.timeout * 1000;
 }
 
+/**
+ * How long the health agent takes to withdraw a PoP cut off from the whole mesh (no origin and
+ * no other PoP answers): its paths fall, then it waits ISOLATION_MS (the time a peer's view stays
+ * fresh, 4 x (interval + timeout), components/core/render/anycast-health.sh) to tell that from
+ * a fault every PoP shares, then `fall` checks more.
+ */
+function isolationMs(spec: AnycastSpec): number {
+    return agentMs(spec, spec.health.fall) + 4 * (spec.health.interval + spec.health.timeout) * 1000 + agentMs(spec, spec.health.fall + 1);
+}
+
 /** How long the upstream takes to notice a silent PoP: BFD, else the hold time; undefined: never. */
 export function silentDetectionMs(pop: PopSpec): { ms?: number; basis: string } {
     const bfd = pop.bgp.bfd;
@@ -140,7 +150,8 @@ const experiments: Experiment[] = [
             await waitFor(`PoP ${r.pop.name}'s BGP session to go down`, async () =>
                 !(await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns))).some((p) => p.proto === "BGP" && p.bgpState === "Established"),
                 bounds.failoverMs, 50);
-            await agentIn(lab, r, ["withdrawn", "held-down"], bounds.failoverMs);
+            // The agent sees the mesh gone, not the session: it withdraws once it counts itself cut off.
+            await agentIn(lab, r, ["withdrawn", "held-down"], Math.max(bounds.failoverMs, isolationMs(lab.stack.spec) + SLACK_MS));
         },
     },
     {
@@ -156,9 +167,10 @@ const experiments: Experiment[] = [
             await lab.wgUp(r.pop.ns);
         },
         bounds: (spec) => ({
-            failoverMs: agentMs(spec, spec.health.fall + 1) + SLACK_MS,
+            // With wg0 down no origin and no other PoP answers: the agent withdraws once it counts itself cut off.
+            failoverMs: isolationMs(spec) + SLACK_MS,
             recoveryMs: WIREGUARD_RETRY_MS + agentMs(spec, spec.health.rise + 1) + 2 * SLACK_MS,
-            basis: `health interval ${spec.health.interval} s, fall ${spec.health.fall}, rise ${spec.health.rise}`,
+            basis: `health interval ${spec.health.interval} s, timeout ${spec.health.timeout} s, fall ${spec.health.fall}, rise ${spec.health.rise}`,
         }),
         async settled(lab, r, bounds) {
             await agentIn(lab, r, ["withdrawn", "held-down"], bounds.failoverMs);

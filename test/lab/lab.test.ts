@@ -72,7 +72,8 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
 
     before(async () => {
         report = await runLab({ configFile: CONFIG, repeats: 5, keep: true, log: (line) => console.log(line) });
-    }, { timeout: 600_000 });
+        // Five runs of every experiment, the origin faults' three among them.
+    }, { timeout: 1_200_000 });
 
     // Whatever happens above, nothing of the lab survives this file.
     after(async () => {

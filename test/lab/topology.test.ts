@@ -31,7 +31,8 @@ const FIXTURES = path.join(REPO_ROOT, "test", "lab", "fixtures");
 function labStack(): LabStack {
     const spec = labSpec();
     const hosts = [...spec.pops.map((p) => ({ name: p.name, role: "pop" as const, ...TEST_HOST_ADDRESSES[p.name], files: {} })),
-        { name: spec.origin.name, role: "origin" as const, ipv6: "2001:db8:ffff::10", files: {} }];
+        // Each origin in a /64 of its own, as Pulumi.lab.yaml has them.
+        ...spec.origins.map((o, k) => ({ name: o.name, role: "origin" as const, ipv6: `2001:db8:${(0xffff - k).toString(16)}::10`, files: {} }))];
     return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources! };
 }
 
@@ -150,7 +151,7 @@ describe("lab path rewrites", () => {
 describe("lab boot: the PoP files it takes from the stack", () => {
     it("boots these files from the stack and accounts for every other PoP artifact", () => {
         assert.deepEqual(popArtifactsBooted().sort(),
-            ["anycast-health", "anycast-health.env", "anycast-net.sh", "bird.conf", "nginx.conf", "wg0.conf"]);
+            ["anycast-health", "anycast-health.env", "anycast-net.sh", "bird.conf", "nginx-upstreams.conf", "nginx.conf", "wg0.conf"]);
         const popFiles: string[] = artifactsFor("pop", { createdOnVultr: true }).map((a) => a.name);
         for (const name of Object.keys(POP_ARTIFACTS_NOT_BOOTED)) assert.ok(popFiles.includes(name), `${name} is not a PoP artifact`);
     });
