@@ -174,6 +174,58 @@ async function chroot(root: string, script: string, timeoutMs = 120_000): Promis
     });
 }
 
+/**
+ * Everything after debootstrap: the WireGuard stand-in package, the locale, cloud-init's
+ * configuration, the existing-host packages (downloaded to `extrasDir`), this machine's Debian
+ * sources, and nothing host-specific left in the image.
+ */
+export async function customizeRootfs(root: string, extrasDir: string, sources: DebianSources): Promise<void> {
+    // The stand-in for the kernel's WireGuard module, built with dpkg-deb and installed.
+    const pkgDir = path.join(path.dirname(root), "wireguard-modules");
+    fs.mkdirSync(path.join(pkgDir, "DEBIAN"), { recursive: true });
+    fs.writeFileSync(path.join(pkgDir, "DEBIAN", "control"), WIREGUARD_MODULES_CONTROL);
+    await run("dpkg-deb", ["--root-owner-group", "--build", pkgDir, path.join(root, "tmp", "wireguard-modules.deb")], { timeoutMs: 60_000 });
+    fs.rmSync(pkgDir, { recursive: true, force: true });
+
+    // apt in the chroot (this machine's network) resolves names the way this machine does.
+    fs.rmSync(path.join(root, "etc", "resolv.conf"), { force: true });
+    fs.copyFileSync("/etc/resolv.conf", path.join(root, "etc", "resolv.conf"));
+    fs.writeFileSync(path.join(root, "etc", "locale.gen"), "en_US.UTF-8 UTF-8\n");
+    fs.writeFileSync(path.join(root, "etc", "cloud", "cloud.cfg.d", "90_anycast_rehearsal.cfg"), CLOUD_CFG);
+    await chroot(root, [
+        "dpkg -i /tmp/wireguard-modules.deb",
+        "rm -f /tmp/wireguard-modules.deb",
+        "locale-gen",
+        // Existing hosts' packages, downloaded now against this exact base, installed offline
+        // later; debootstrap's own downloads go first, so only these are left in the archive.
+        "apt-get clean",
+        `apt-get install --download-only --no-install-recommends -y -q ${EXISTING_HOST_PACKAGES.join(" ")}`,
+    ].join("\n"), 10 * 60_000);
+    const archives = path.join(root, "var", "cache", "apt", "archives");
+    for (const f of fs.readdirSync(archives).filter((n) => n.endsWith(".deb"))) {
+        fs.renameSync(path.join(archives, f), path.join(extrasDir, f));
+    }
+
+    // This machine's Debian mirror (release, updates, security) as the image's own sources.
+    fs.rmSync(path.join(root, "etc", "apt", "sources.list"), { force: true });
+    fs.writeFileSync(path.join(root, "etc", "apt", "sources.list.d", "debian.sources"), sources.deb822);
+    await chroot(root, "apt-get clean\nrm -rf /var/lib/apt/lists/*\nmkdir -p /var/lib/apt/lists/partial");
+
+    // Nothing host-specific stays in the image: every host gets its own machine id (systemd
+    // makes one on first boot), SSH host keys (hosts.ts / cloud-init), hostname and resolver.
+    for (const name of fs.readdirSync(path.join(root, "etc", "ssh")).filter((n) => n.startsWith("ssh_host_"))) {
+        fs.rmSync(path.join(root, "etc", "ssh", name));
+    }
+    fs.writeFileSync(path.join(root, "etc", "machine-id"), "");
+    fs.rmSync(path.join(root, "var", "lib", "dbus", "machine-id"), { force: true });
+    fs.writeFileSync(path.join(root, "etc", "hostname"), "debian\n");
+    fs.writeFileSync(path.join(root, "etc", "hosts"), HOSTS_FILE);
+    fs.rmSync(path.join(root, "etc", "resolv.conf"), { force: true });
+    fs.writeFileSync(path.join(root, "etc", "resolv.conf"), "");
+    // debootstrap's logs are no part of an image.
+    fs.rmSync(path.join(root, "debootstrap"), { recursive: true, force: true });
+}
+
 async function build(cacheDir: string, version: string, sources: DebianSources, log: (line: string) => void): Promise<Manifest> {
     fs.mkdirSync(cacheDir, { recursive: true });
     const tmp = path.join(cacheDir, `.build-${version}-${process.pid}`);
@@ -190,47 +242,7 @@ async function build(cacheDir: string, version: string, sources: DebianSources, 
         const debootstrapSeconds = (Date.now() - started) / 1000;
         log(`  debootstrap: ${debootstrapSeconds.toFixed(1)} s`);
 
-        // The stand-in for the kernel's WireGuard module, built with dpkg-deb and installed.
-        const pkgDir = path.join(tmp, "wireguard-modules");
-        fs.mkdirSync(path.join(pkgDir, "DEBIAN"), { recursive: true });
-        fs.writeFileSync(path.join(pkgDir, "DEBIAN", "control"), WIREGUARD_MODULES_CONTROL);
-        await run("dpkg-deb", ["--root-owner-group", "--build", pkgDir, path.join(root, "tmp", "wireguard-modules.deb")], { timeoutMs: 60_000 });
-        fs.rmSync(pkgDir, { recursive: true, force: true });
-
-        fs.writeFileSync(path.join(root, "etc", "locale.gen"), "en_US.UTF-8 UTF-8\n");
-        fs.writeFileSync(path.join(root, "etc", "cloud", "cloud.cfg.d", "90_anycast_rehearsal.cfg"), CLOUD_CFG);
-        await chroot(root, [
-            "dpkg -i /tmp/wireguard-modules.deb",
-            "rm -f /tmp/wireguard-modules.deb",
-            "locale-gen",
-            // Existing hosts' packages, downloaded now against this exact base, installed offline later.
-            `apt-get install --download-only --no-install-recommends -y -q ${EXISTING_HOST_PACKAGES.join(" ")}`,
-        ].join("\n"), 10 * 60_000);
-        const archives = path.join(root, "var", "cache", "apt", "archives");
-        for (const f of fs.readdirSync(archives).filter((n) => n.endsWith(".deb"))) {
-            fs.renameSync(path.join(archives, f), path.join(extrasDir, f));
-        }
-
-        // This machine's Debian mirror (release, updates, security) as the image's own sources.
-        fs.rmSync(path.join(root, "etc", "apt", "sources.list"), { force: true });
-        fs.writeFileSync(path.join(root, "etc", "apt", "sources.list.d", "debian.sources"), sources.deb822);
-        await chroot(root, "apt-get clean\nrm -rf /var/lib/apt/lists/*\nmkdir -p /var/lib/apt/lists/partial");
-
-        // Nothing host-specific stays in the image: every host gets its own machine id (systemd
-        // makes one on first boot), SSH host keys (hosts.ts / cloud-init), hostname and resolver.
-        for (const f of ["etc/ssh"]) {
-            for (const name of fs.readdirSync(path.join(root, f)).filter((n) => n.startsWith("ssh_host_"))) {
-                fs.rmSync(path.join(root, f, name));
-            }
-        }
-        fs.writeFileSync(path.join(root, "etc", "machine-id"), "");
-        fs.rmSync(path.join(root, "var", "lib", "dbus", "machine-id"), { force: true });
-        fs.writeFileSync(path.join(root, "etc", "hostname"), "debian\n");
-        fs.writeFileSync(path.join(root, "etc", "hosts"), HOSTS_FILE);
-        fs.rmSync(path.join(root, "etc", "resolv.conf"), { force: true });
-        fs.writeFileSync(path.join(root, "etc", "resolv.conf"), "");
-        // debootstrap's logs are no part of an image.
-        fs.rmSync(path.join(root, "debootstrap"), { recursive: true, force: true });
+        await customizeRootfs(root, extrasDir, sources);
 
         const du = await run("du", ["-sx", "--block-size=1", root], { timeoutMs: 120_000 });
         const sizeBytes = Number(du.stdout.split(/\s+/)[0]);
