@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { summarize, Summary } from "./stats";
+import { summarize, Summary } from "../lab/stats";
 
 const execFileAsync = promisify(execFile);
 

@@ -3,8 +3,8 @@
  * resources it declares, as the number of PoPs grows (Vultr has ~32 regions).
  */
 import { performance } from "node:perf_hooks";
-import { readStackValues, runStack } from "../cli/stackrun";
-import { summarize, Summary } from "./stats";
+import { readStackValues, runStack } from "../harness/stackrun";
+import { summarize, Summary } from "../lab/stats";
 
 /** Vultr's regions (32), used to fan a benchmark stack out. */
 export const VULTR_REGIONS = [

@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { measureEvaluation, EvaluationFigure } from "./evaluation";
 import { measureDataPath, DataPathFigures } from "./datapath";
-import { formatSummary, Summary } from "./stats";
+import { formatSummary, Summary } from "../lab/stats";
 import { measureProfiles, ProfileFigure } from "./profiles";
 import type { LabReport } from "../lab/index";
 import { ms } from "../lab/report";
@@ -59,7 +59,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     if (!opts.skipLab) {
         const labModule = await import("../lab/index");
         const { loadStack } = await import("../lab/stack");
-        const { planLab } = await import("../lab/topology");
+        const { planLab, urlHost } = await import("../lab/topology");
         log("lab (failover experiments, then the data path), this takes a few minutes:");
         // Keep the lab up after its experiments, so the data path is measured on the same network.
         lab = await labModule.runLab({ configFile: opts.configFile, repeats, keep: true, log });
@@ -69,8 +69,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
             const spec = plan.origin;
             log(`data path: wrk from ${region.pop.ns} to the origin over the mesh vs from ${region.client.ns} through the anycast address`);
             dataPath = await measureDataPath(
-                { ns: region.pop.ns, url: `http://[${spec.meshAddress}]:${spec.port}/` },
-                { ns: region.client.ns, url: `http://[${lab.anycast.address}]/`, hostHeader: lab.anycast.hostname },
+                { ns: region.pop.ns, url: `http://${urlHost(spec.meshAddress)}:${spec.port}/` },
+                { ns: region.client.ns, url: `http://${urlHost(lab.anycast.address)}/`, hostHeader: lab.anycast.hostname },
                 { repeats },
             );
             log(`  direct over the mesh: ${formatSummary(dataPath.direct.rps, "req/s")}, p50 ${formatSummary(dataPath.direct.p50Ms, "ms", 2)}, p99 ${formatSummary(dataPath.direct.p99Ms, "ms", 2)}`);
@@ -108,7 +108,7 @@ function renderBenchmarks(result: BenchResult, repeats: number, configFile: stri
         "",
         "## Program evaluation",
         "",
-        "Method: `stacks/network` runs in-process under Pulumi's mocks (`cli/stackrun.ts`), with the lab stack's",
+        "Method: `stacks/network` runs in-process under Pulumi's mocks (`harness/stackrun.ts`), with the lab stack's",
         "settings and N PoPs in N Vultr regions; the time covers config validation, every component, every",
         "render and every resource registration. One warm-up run first (SDK loading).",
         "",

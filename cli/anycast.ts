@@ -4,24 +4,25 @@
  *   anycast validate --config Pulumi.<stack>.yaml
  *   anycast render   --config Pulumi.<stack>.yaml --out <dir>
  *   anycast preview  --config Pulumi.<stack>.yaml
- *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] | anycast lab --down
+ *   anycast lab      --config Pulumi.lab.yaml [--edge frr|bird] [--json <file>] [--keep] [--repeats N] | anycast lab --down
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
- * CLI or cloud account needed); see cli/stackrun.ts.
+ * CLI or cloud account needed); see harness/stackrun.ts.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { artifact } from "../components/core/artifacts";
 import { ConfigError } from "../components/core/config";
-import { runStack, StackRun } from "./stackrun";
+import { runStack, StackRun } from "../harness/stackrun";
 import { formatPreview } from "./preview";
 
 const USAGE = `usage:
   anycast validate --config <Pulumi.<stack>.yaml>
   anycast render   --config <file> --out <dir>
   anycast preview  --config <file>
-  anycast lab      --config <file> [--json <file>] [--keep] [--repeats N]
+  anycast lab      --config <file> [--edge frr|bird] [--json <file>] [--keep] [--repeats N]
   anycast lab      --down
   anycast bench    [--config <file>] [--skip-lab] [--repeats N]`;
 
@@ -52,6 +53,7 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
                 keep: { type: "boolean" },
                 down: { type: "boolean" },
                 repeats: { type: "string" },
+                edge: { type: "string" },
                 "skip-lab": { type: "boolean" },
                 help: { type: "boolean", short: "h" },
             },
@@ -99,8 +101,10 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
                     return 0;
                 }
                 const file = requireConfig(values.config as string | undefined);
+                const edge = (values.edge as string | undefined) ?? "frr";
+                if (!lab.EDGE_KINDS.includes(edge as never)) throw new UsageError(`--edge must be one of ${lab.EDGE_KINDS.join(", ")}, not "${edge}"`);
                 const report = await lab.runLab({
-                    configFile: file, json: values.json as string | undefined, keep: !!values.keep,
+                    configFile: file, json: values.json as string | undefined, keep: !!values.keep, edge: edge as "frr" | "bird",
                     repeats: values.repeats ? Number(values.repeats) : undefined, log: out,
                 });
                 return report.ok ? 0 : 1;
@@ -144,9 +148,8 @@ export function writeRender(run: StackRun, dir: string): void {
         fs.rmSync(hostDir, { recursive: true, force: true });
         fs.mkdirSync(hostDir, { recursive: true });
         for (const [file, content] of Object.entries(host.files)) {
-            // Key material and files with passwords: owner-only, like on the hosts.
-            const secret = /\.key$|^wg0\.conf$|^bird\.conf$/.test(file);
-            fs.writeFileSync(path.join(hostDir, file), content, { mode: secret ? 0o600 : 0o644 });
+            // Key material and files with passwords (the registry's secret flag): owner-only.
+            fs.writeFileSync(path.join(hostDir, file), content, { mode: artifact(file).secret ? 0o600 : 0o644 });
         }
     }
     const plan = {

@@ -2,7 +2,7 @@
  * `anycast preview`: the resources the stack would create, as a readable table, grouped by the
  * component they belong to (the `<host>-` prefix of their names).
  */
-import { StackRun } from "./stackrun";
+import { StackRun } from "../harness/stackrun";
 
 /** The one input worth a column for each resource type. */
 function keyInput(type: string, inputs: Record<string, unknown>): string {

@@ -46,11 +46,8 @@ export class HostFirewall extends pulumi.ComponentResource {
                 originPort: args.originPort,
                 bfd: args.bfd,
             }));
-        pushFile(args.host, {
-            file: "nftables.conf", remotePath: "/etc/nftables.conf", mode: "0644", content: this.ruleset,
-            validate: "nft -c -f \"$new\"",
-            apply: "systemctl enable nftables >/dev/null 2>&1 || true\nnft -f /etc/nftables.conf",
-        }, args.connection, { parent: this, dependsOn: args.dependsOn });
+        pushFile(args.host, { file: "nftables.conf", content: this.ruleset }, args.connection,
+            { parent: this, dependsOn: args.dependsOn });
         this.registerOutputs({ ruleset: this.ruleset });
     }
 }

@@ -71,16 +71,8 @@ export class WireGuardMesh extends pulumi.ComponentResource {
         }));
 
         for (const m of args.members) {
-            pushFile(m.name, {
-                file: "wg0.conf", remotePath: "/etc/wireguard/wg0.conf", mode: "0600",
-                content: this.configs.apply((c) => c[m.name]),
-                // wg-quick insists on a file named <interface>.conf.
-                validate: "d=$(mktemp -d)\ncp \"$new\" \"$d/wg0.conf\"\nwg-quick strip \"$d/wg0.conf\" >/dev/null\nrm -rf \"$d\"",
-                // syncconf applies peer changes without tearing the interface down; the first
-                // push brings it up.
-                apply: "systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true\n" +
-                    "if ip link show wg0 >/dev/null 2>&1; then wg syncconf wg0 <(wg-quick strip wg0); else systemctl start wg-quick@wg0; fi",
-            }, m.connection, { parent: this, dependsOn: m.dependsOn });
+            pushFile(m.name, { file: "wg0.conf", content: this.configs.apply((c) => c[m.name]) },
+                m.connection, { parent: this, dependsOn: m.dependsOn });
         }
         this.registerOutputs({ publicKeys: this.publicKeys, addresses: this.addresses });
     }

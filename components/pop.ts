@@ -13,7 +13,7 @@ import { renderBirdConfig } from "./core/render/bird";
 import { renderCloudInit } from "./core/render/cloudinit";
 import { renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./core/render/health";
 import { renderNetSetup } from "./core/render/netsetup";
-import { renderNginxConfig, TLS_PATHS } from "./core/render/nginx";
+import { renderNginxConfig } from "./core/render/nginx";
 import { Host } from "./host";
 import { FilePush, pushFile } from "./push";
 
@@ -44,13 +44,6 @@ export interface AnycastPoPArgs {
     /** OpenSSH public keys written into cloud-init (for a new instance). */
     sshPublicKeys?: string[];
 }
-
-/** The files of a PoP that do not depend on the host's addresses or secrets. */
-const STATIC_FILES = {
-    "anycast-health": { remotePath: "/usr/local/sbin/anycast-health", mode: "0755" },
-    "anycast-health.env": { remotePath: "/etc/anycast/health.env", mode: "0644" },
-    "anycast-health.service": { remotePath: "/etc/systemd/system/anycast-health.service", mode: "0644" },
-} as const;
 
 export class AnycastPoP extends pulumi.ComponentResource {
     readonly host: Host;
@@ -95,46 +88,29 @@ export class AnycastPoP extends pulumi.ComponentResource {
                 "anycast-health.service": renderHealthUnit(),
             };
         });
-        // bird.conf carries the TCP-MD5 password.
-        const birdConf = pulumi.secret(rendered.apply((r) => r["bird.conf"]));
-        const file = (key: keyof typeof STATIC_FILES | "anycast-net.sh" | "nginx.conf") => rendered.apply((r) => r[key]);
+        const file = (key: keyof pulumi.Unwrap<typeof rendered>) => rendered.apply((r) => r[key]);
 
+        // Paths, modes, checks, reloads and which files are secret (bird.conf: the TCP-MD5 password)
+        // come from components/core/artifacts.ts; the order is decided here.
         const conn = this.host.connection;
         const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) =>
             pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] });
 
-        const netSetup = push({
-            file: "anycast-net.sh", remotePath: "/usr/local/sbin/anycast-net", mode: "0755",
-            content: file("anycast-net.sh"), validate: "bash -n \"$new\"", apply: "/usr/local/sbin/anycast-net",
-        });
+        const netSetup = push({ file: "anycast-net.sh", content: file("anycast-net.sh") });
         const tls = [
-            push({ file: "origin.pem", remotePath: TLS_PATHS.certificate, mode: "0644", content: args.tls.certificatePem }),
-            push({ file: "origin.key", remotePath: TLS_PATHS.key, mode: "0600", content: pulumi.secret(args.tls.privateKeyPem) }),
-            push({ file: "origin-pull-ca.pem", remotePath: TLS_PATHS.clientCa, mode: "0644", content: args.tls.clientCaPem }),
+            push({ file: "origin.pem", content: args.tls.certificatePem }),
+            push({ file: "origin.key", content: args.tls.privateKeyPem }),
+            push({ file: "origin-pull-ca.pem", content: args.tls.clientCaPem }),
         ];
-        const bird = push({
-            file: "bird.conf", remotePath: "/etc/bird/bird.conf", mode: "0640", content: birdConf,
-            validate: "bird -p -c \"$new\"",
-            // `birdc configure` re-evaluates filters without resetting sessions; start BIRD if it is not running.
-            apply: "chgrp bird /etc/bird/bird.conf 2>/dev/null || true\n" +
-                "if birdc show status >/dev/null 2>&1; then birdc configure; else systemctl enable --now bird; fi",
-        }, [netSetup]);
-        const nginx = push({
-            file: "nginx.conf", remotePath: "/etc/nginx/nginx.conf", mode: "0644", content: file("nginx.conf"),
-            validate: "nginx -t -q -c \"$new\"",
-            apply: "systemctl enable nginx >/dev/null 2>&1 || true\nsystemctl reload nginx || systemctl restart nginx",
-        }, [netSetup, ...tls]);
-        const agentFiles = (["anycast-health", "anycast-health.env"] as const).map((key) => push({
-            file: key, ...STATIC_FILES[key], content: file(key),
-            validate: key === "anycast-health" ? "bash -n \"$new\"" : undefined,
-            apply: "systemctl try-restart anycast-health || true",
-        }, [bird, nginx]));
-        push({
-            file: "anycast-health.service", ...STATIC_FILES["anycast-health.service"], content: file("anycast-health.service"),
-            apply: "systemctl daemon-reload\nsystemctl enable anycast-health\nsystemctl restart anycast-health",
-        }, agentFiles);
+        // BIRD reaches its neighbour over the route anycast-net pins; nginx binds the anycast address
+        // it puts on lo and needs the TLS files; the agent checks nginx and drives BIRD.
+        const bird = push({ file: "bird.conf", content: file("bird.conf") }, [netSetup]);
+        const nginx = push({ file: "nginx.conf", content: file("nginx.conf") }, [netSetup, ...tls]);
+        const agentFiles = (["anycast-health", "anycast-health.env"] as const).map((key) =>
+            push({ file: key, content: file(key) }, [bird, nginx]));
+        push({ file: "anycast-health.service", content: file("anycast-health.service") }, agentFiles);
 
-        this.files = pulumi.secret(pulumi.all([rendered, birdConf]).apply(([r, b]): Record<string, string> => ({ ...r, "bird.conf": b })));
+        this.files = pulumi.secret(rendered.apply((r): Record<string, string> => ({ ...r })));
         this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor });
     }
 }

@@ -108,7 +108,10 @@ export function parseRoutes(text: string): RouteEntry[] {
 
 export async function birdc(ns: string, socket: string, command: string, timeoutMs = 5000): Promise<string> {
     const res = await nsRun(ns, "birdc", ["-s", socket, ...command.split(" ")], { timeoutMs, allowFail: true });
-    if (res.code !== 0) throw new Error(`birdc ${command} in ${ns}: ${(res.stderr || res.stdout).trim()}`);
+    if (res.code !== 0) {
+        const why = (res.stderr || res.stdout).split("\n").map((l) => l.trim()).filter((l) => l && !/^BIRD .* ready\.$/.test(l));
+        throw new Error(`birdc ${command} in ${ns}: ${why.join(" ") || `exit ${res.code}`}`);
+    }
     return res.stdout;
 }
 
@@ -117,5 +120,11 @@ export async function showProtocols(ns: string, socket: string): Promise<Protoco
 }
 
 export async function showRoutes(ns: string, socket: string, prefix: string): Promise<RouteEntry[]> {
-    return parseRoutes(await birdc(ns, socket, `show route ${prefix} all`));
+    try {
+        return parseRoutes(await birdc(ns, socket, `show route ${prefix} all`));
+    } catch (e) {
+        // birdc exits 1 for a network with no route at all: that is an answer, not a failure.
+        if (/Network not found/.test((e as Error).message)) return [];
+        throw e;
+    }
 }

@@ -1,19 +1,22 @@
 /**
- * Booting the lab: the emulated cloud (edge and transit BIRDs, the origin's HTTP service) and,
- * in each PoP namespace, exactly the artifacts the components rendered. The only changes made to
- * those artifacts are path rewrites where a namespace needs its own directory; each one is
- * recorded and printed.
+ * Booting the lab: the emulated cloud (provider edges in FRR or BIRD, transit BIRDs, the origin's
+ * HTTP service) and, in each PoP namespace, exactly the artifacts the components rendered. The
+ * only changes made to those artifacts are path rewrites where a namespace needs its own
+ * directory; each one is recorded and printed.
  */
 import { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { ARTIFACTS, ArtifactName, artifactsFor, PushedArtifactName } from "../components/core/artifacts";
 import { BIRD_STATE_FILE } from "../components/core/render/bird";
-import { NGINX_PATHS, TLS_PATHS } from "../components/core/render/nginx";
+import { NGINX_PATHS } from "../components/core/render/nginx";
+import { edgeRouters, EdgeKind, EdgeRouters } from "./edge";
+import { LabPreconditionError } from "./errors";
 import { nowMs, nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
-import { renderEdgeBird, renderTransitBird } from "./routers";
+import { renderTransitBird } from "./routers";
 import { LabStack } from "./stack";
 import { isCertificate, LabTls, makeLabTls } from "./tls";
-import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan } from "./topology";
+import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan, urlHost } from "./topology";
 
 export interface Rewrite {
     host: string;
@@ -33,6 +36,33 @@ const HEALTH_ENV_PATHS: Record<string, string> = {
     STATUS_FILE: "health.json",
     CONTROL_DIR: "control",
 };
+
+/**
+ * The PoP artifacts (components/core/artifacts.ts) the lab does not take from the stack as they
+ * are, and what it does instead. Every other PoP artifact must have been rendered, or the boot
+ * stops: a file added to the registry is booted, or listed here with the reason.
+ */
+export const POP_ARTIFACTS_NOT_BOOTED: Partial<Record<ArtifactName, string>> = {
+    "cloud-init.yaml": "the namespace stands for the host; anycast-net.sh runs directly",
+    "anycast-health.service": "the agent runs as a child process of the lab, not under systemd",
+    "nftables.conf": "applied when rendered and it loads in the namespace, reported otherwise",
+    "origin.pem": "the stack's certificate when it is a real one, else the lab's own CA",
+    "origin.key": "the stack's key with the stack's certificate, else the lab's own CA",
+    "origin-pull-ca.pem": "the stack's CA when it is a real certificate, else the lab's own CA",
+};
+
+/** The artifacts a PoP must have been rendered for the lab to boot it. */
+export function popArtifactsBooted(): ArtifactName[] {
+    return artifactsFor("pop", { createdOnVultr: true }).map((a) => a.name).filter((name) => !(name in POP_ARTIFACTS_NOT_BOOTED));
+}
+
+/** The TLS files, each in the PoP directory's tls/ under its artifact name. */
+const TLS_ARTIFACTS = ["origin.pem", "origin.key", "origin-pull-ca.pem"] as const;
+
+/** Write an artifact into a namespace's directory under its own name, with the mode it has on a host. */
+function writeArtifact(dir: string, name: PushedArtifactName, content: string): void {
+    fs.writeFileSync(path.join(dir, name), content, { mode: parseInt(ARTIFACTS[name].mode, 8) });
+}
 
 export function nsDir(ns: string): string {
     return path.join(LAB_DIR, ns);
@@ -69,8 +99,20 @@ export class LabRuntime {
     readonly popBird = new Map<string, ChildProcess>();
     firewallApplied = false;
     tls!: LabTls & { source: string };
+    /** The emulated provider edges (FRR by default). */
+    readonly edges: EdgeRouters;
 
-    constructor(readonly plan: LabPlan, readonly stack: LabStack, readonly log: (line: string) => void) {}
+    constructor(readonly plan: LabPlan, readonly stack: LabStack, readonly log: (line: string) => void, edge: EdgeKind = "frr") {
+        this.edges = edgeRouters(edge, {
+            birdSocket: (ns) => this.birdSocket(ns),
+            startBird: async (ns) => {
+                const child = this.startBird(ns);
+                await this.waitForBird(ns, child);
+                return child;
+            },
+            dirOf: nsDir,
+        });
+    }
 
     birdSocket(ns: string): string {
         return path.join(nsDir(ns), "bird.ctl");
@@ -114,7 +156,7 @@ export class LabRuntime {
         const dir = nsDir(ns);
         // -f: stay in the foreground, so the pid we hold is BIRD's own (the crash experiment kills it).
         return nsDaemon(ns, ["bird", "-f", "-c", path.join(dir, "bird.conf"), "-s", this.birdSocket(ns), "-P", path.join(dir, "bird.pid")],
-            path.join(dir, "bird.stderr.log"));
+            path.join(dir, "bird.stderr.log"), undefined, { controlPlane: true });
     }
 
     async waitForBird(ns: string, child?: ChildProcess): Promise<void> {
@@ -181,17 +223,13 @@ export class LabRuntime {
     // --- boot -------------------------------------------------------------------------------
 
     async bootRouters(): Promise<void> {
-        const configs: Array<[string, string]> = [];
-        for (const r of this.plan.regions) {
-            configs.push([r.edge.ns, renderEdgeBird(r.edge, path.join(nsDir(r.edge.ns), "bird.log"))]);
-        }
-        for (const t of this.plan.transits) configs.push([t.ns, renderTransitBird(t, path.join(nsDir(t.ns), "bird.log"))]);
         const started: Array<[string, ChildProcess]> = [];
-        for (const [ns, conf] of configs) {
-            fs.writeFileSync(path.join(nsDir(ns), "bird.conf"), conf);
-            await nsRun(ns, "bird", ["-p", "-c", path.join(nsDir(ns), "bird.conf")]);
-            started.push([ns, this.startBird(ns)]);
+        for (const t of this.plan.transits) {
+            fs.writeFileSync(path.join(nsDir(t.ns), "bird.conf"), renderTransitBird(t, path.join(nsDir(t.ns), "bird.log")));
+            await nsRun(t.ns, "bird", ["-p", "-c", path.join(nsDir(t.ns), "bird.conf")]);
+            started.push([t.ns, this.startBird(t.ns)]);
         }
+        await this.edges.start(this.plan.regions.map((r) => r.edge), nsDir);
         await Promise.all(started.map(([ns, child]) => this.waitForBird(ns, child)));
     }
 
@@ -235,12 +273,20 @@ export class LabRuntime {
         const dir = nsDir(o.ns);
         const files = o.host.files;
         if (!files["wg0.conf"]) throw new Error(`the stack rendered no wg0.conf for the origin ${o.host.name}`);
-        fs.writeFileSync(path.join(dir, "wg0.conf"), files["wg0.conf"], { mode: 0o600 });
+        writeArtifact(dir, "wg0.conf", files["wg0.conf"]);
         await this.applyFirewall(o.ns, o.host.name, files["nftables.conf"]);
         await this.wgUp(o.ns);
-        nsDaemon(o.ns, [process.execPath, serverScript, o.host.name, o.meshAddress, String(o.port)], path.join(dir, "origin-http.log"));
-        await waitFor(`the origin's HTTP service on [${o.meshAddress}]:${o.port}`, async () => {
-            const r = await nsRun(o.ns, "curl", ["-sf", "-m", "1", `http://[${o.meshAddress}]:${o.port}${o.healthPath}`], { allowFail: true });
+        const logFile = path.join(dir, "origin-http.log");
+        const server = nsDaemon(o.ns, [process.execPath, serverScript, o.host.name, o.meshAddress, String(o.port)], logFile);
+        const where = `${urlHost(o.meshAddress)}:${o.port}`;
+        await waitFor(`the origin's HTTP service on ${where}`, async () => {
+            if (server.exitCode !== null) {
+                const why = fs.readFileSync(logFile, "utf8").trim().split("\n").slice(-1)[0] ?? "";
+                throw new LabPreconditionError(/EADDRINUSE/.test(why)
+                    ? `port ${o.port} is busy on the origin's mesh address ${o.meshAddress}: free it or set origin.port to another port`
+                    : `the origin's HTTP service exited: ${why}`);
+            }
+            const r = await nsRun(o.ns, "curl", ["-sf", "-m", "1", "-o", "/dev/null", `http://${where}${o.healthPath}`], { allowFail: true });
             return r.code === 0;
         }, 10_000);
     }
@@ -250,7 +296,7 @@ export class LabRuntime {
         const dir = nsDir(ns);
         const host = r.pop.name;
         const files = r.pop.host.files;
-        for (const name of ["bird.conf", "anycast-net.sh", "wg0.conf", "nginx.conf", "anycast-health", "anycast-health.env"]) {
+        for (const name of popArtifactsBooted()) {
             if (files[name] === undefined) throw new Error(`the stack rendered no ${name} for PoP ${host}`);
         }
         const stateFile = path.join(dir, "anycast-state.conf");
@@ -258,7 +304,7 @@ export class LabRuntime {
         fs.mkdirSync(path.join(dir, "tls"), { recursive: true });
 
         // anycast-net.sh runs unchanged; its paths are environment variables by design.
-        fs.writeFileSync(path.join(dir, "anycast-net.sh"), files["anycast-net.sh"], { mode: 0o755 });
+        writeArtifact(dir, "anycast-net.sh", files["anycast-net.sh"]);
         this.rewrites.push({ host, file: "anycast-net.sh", what: "ANYCAST_STATE_FILE (environment)", from: BIRD_STATE_FILE, to: stateFile });
         await nsRun(ns, path.join(dir, "anycast-net.sh"), [], { env: { ...process.env, ANYCAST_STATE_FILE: stateFile, DEFAULT_ROUTE_WAIT: "5" } });
 
@@ -269,7 +315,7 @@ export class LabRuntime {
             await nsRun(ns, "ip", ["-6", "route", "add", route, "via", r.pop.gateway, "dev", POP_UPLINK]);
         }
 
-        fs.writeFileSync(path.join(dir, "wg0.conf"), files["wg0.conf"], { mode: 0o600 });
+        writeArtifact(dir, "wg0.conf", files["wg0.conf"]);
         await this.wgUp(ns);
 
         const bird = rewritePaths(host, "bird.conf", files["bird.conf"], [{ what: "BIRD state include", from: BIRD_STATE_FILE, to: stateFile }], this.rewrites);
@@ -278,26 +324,26 @@ export class LabRuntime {
         await nsRun(ns, "bird", ["-p", "-c", path.join(dir, "bird.conf")]);
         const birdChild = this.startPopBird(host);
 
-        const tlsFiles = { certificate: "origin.pem", key: "origin.key", clientCa: "origin-pull-ca.pem" } as const;
-        fs.writeFileSync(path.join(dir, "tls", tlsFiles.certificate), this.tls.serverCertPem);
-        fs.writeFileSync(path.join(dir, "tls", tlsFiles.key), this.tls.serverKeyPem, { mode: 0o600 });
-        fs.writeFileSync(path.join(dir, "tls", tlsFiles.clientCa), this.tls.pullCaPem);
+        const tlsContent: Record<(typeof TLS_ARTIFACTS)[number], string> = {
+            "origin.pem": this.tls.serverCertPem, "origin.key": this.tls.serverKeyPem, "origin-pull-ca.pem": this.tls.pullCaPem,
+        };
+        for (const name of TLS_ARTIFACTS) {
+            writeArtifact(path.join(dir, "tls"), name, tlsContent[name]);
+        }
         const nginx = rewritePaths(host, "nginx.conf", files["nginx.conf"], [
             { what: "nginx pid file", from: NGINX_PATHS.pid, to: path.join(dir, "nginx.pid") },
             { what: "nginx error log", from: NGINX_PATHS.errorLog, to: path.join(dir, "nginx-error.log") },
             { what: "nginx access log", from: NGINX_PATHS.accessLog, to: path.join(dir, "nginx-access.log") },
-            ...(Object.keys(tlsFiles) as Array<keyof typeof tlsFiles>).map((k) => ({
-                what: `TLS ${k}`, from: TLS_PATHS[k], to: path.join(dir, "tls", tlsFiles[k]),
-            })),
+            ...TLS_ARTIFACTS.map((name) => ({ what: `TLS ${name}`, from: ARTIFACTS[name].remotePath, to: path.join(dir, "tls", name) })),
         ], this.rewrites);
         fs.writeFileSync(path.join(dir, "nginx.conf"), nginx);
         await nsRun(ns, "nginx", ["-t", "-q", "-c", path.join(dir, "nginx.conf")]);
         nsDaemon(ns, ["nginx", "-c", path.join(dir, "nginx.conf"), "-g", "daemon off;"], path.join(dir, "nginx.stderr.log"));
 
-        fs.writeFileSync(path.join(dir, "anycast-health"), files["anycast-health"], { mode: 0o755 });
+        writeArtifact(dir, "anycast-health", files["anycast-health"]);
         fs.writeFileSync(this.healthEnvFile(ns), rewriteHealthEnv(host, files["anycast-health.env"], dir, this.rewrites));
         await this.waitForBird(ns, birdChild);
         nsDaemon(ns, [path.join(dir, "anycast-health"), "run"], path.join(dir, "health.log"),
-            { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(ns) });
+            { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(ns) }, { controlPlane: true });
     }
 }

@@ -7,6 +7,7 @@
  */
 import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
+import { LabPreconditionError } from "./errors";
 
 export interface CmdResult {
     code: number;
@@ -102,15 +103,24 @@ export function nsSh(ns: string, script: string, opts: RunOptions = {}): Promise
 }
 
 /**
+ * Nice value of the lab's control plane (routing daemons, BFD, health agents): a router gives
+ * its control plane priority, and on a busy shared machine 100 ms BFD timers otherwise see
+ * scheduling gaps of a second that no real link has.
+ */
+const CONTROL_PLANE_NICE = "-10";
+
+/**
  * Start a long-running process inside a namespace, detached (own process group, so a Ctrl-C
  * on the terminal reaches only us and we decide the order of teardown), output to `logFile`.
- * `ip netns exec` execs the command, so the returned pid is the daemon's own.
+ * `ip netns exec` (and `nice`) exec the command, so the returned pid is the daemon's own.
  */
-export function nsDaemon(ns: string, argv: string[], logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
+export function nsDaemon(ns: string, argv: string[], logFile: string, env?: NodeJS.ProcessEnv,
+    opts: { controlPlane?: boolean } = {}): ChildProcess {
     assertNotAborted();
     const fd = fs.openSync(logFile, "a");
     try {
-        const child = spawn("ip", ["netns", "exec", ns, ...argv], {
+        const command = opts.controlPlane ? ["nice", "-n", CONTROL_PLANE_NICE, ...argv] : argv;
+        const child = spawn("ip", ["netns", "exec", ns, ...command], {
             env: env ?? process.env, detached: true, stdio: ["ignore", fd, fd],
         });
         child.on("error", () => undefined);
@@ -141,7 +151,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
             const value = await check();
             if (value !== undefined && value !== false) return value as T;
         } catch (e) {
-            if (e instanceof LabAborted) throw e;
+            if (e instanceof LabAborted || e instanceof LabPreconditionError) throw e;
             lastError = e;
         }
         if (Date.now() > deadline) {

@@ -6,15 +6,31 @@
  * start of the repair's command. Runs rotate over the PoPs, so BIRD's doubling error wait time
  * is not what gets measured five times over, and each run ends by releasing the PoP's flap
  * history (flap damping has its own section).
+ *
+ * Every bound comes from the config being run (BFD or hold time, error wait, health timers,
+ * drain), so a stack with a 9 s hold time gets 9 s plus slack, not the lab stack's figures. A
+ * region that is not served by its own PoP before a fault stops all experiments with that reason.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { AnycastSpec, PopSpec } from "../components/core/model";
 import { LabRuntime, nsDir } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { showProtocols } from "./birdc";
 import { Prober, ProbeSample } from "./probe";
 import { ExperimentReport, ExperimentRun, stats } from "./report";
 import { RegionPlan } from "./topology";
+import { ms, wrap } from "./text";
+
+/** How long a fault may take to be noticed and routed around, and why: from the PoP's config. */
+export interface Bounds {
+    failoverMs: number;
+    recoveryMs: number;
+    /** What the bounds were derived from, for the report. */
+    basis: string;
+    /** Set when the config gives the fault no way to be noticed: the experiment is skipped. */
+    skip?: string;
+}
 
 interface Experiment {
     id: ExperimentReport["id"];
@@ -25,13 +41,38 @@ interface Experiment {
     /** Put the fault in place; resolves when it is. */
     inject(lab: LabRuntime, r: RegionPlan): Promise<void>;
     repairIt(lab: LabRuntime, r: RegionPlan): Promise<void>;
-    failoverTimeoutMs: number;
-    recoveryTimeoutMs: number;
+    bounds(spec: AnycastSpec, pop: PopSpec): Bounds;
     /**
      * Holds the fault until its consequences have played out (sessions down, agent withdrawn),
      * so that recovery measures the whole way back, not a blip the protocols never noticed.
      */
-    settled(lab: LabRuntime, r: RegionPlan): Promise<void>;
+    settled(lab: LabRuntime, r: RegionPlan, bounds: Bounds): Promise<void>;
+}
+
+/**
+ * Slack on every bound: process start-up, route propagation through the emulated Internet, and
+ * scheduling on a busy shared machine (stalls of a second or more were measured under load).
+ */
+const SLACK_MS = 15_000;
+/** WireGuard retries a handshake every 5 s; a tunnel that was cut needs one to come back. */
+const WIREGUARD_RETRY_MS = 5_000;
+
+/** How long the health agent takes to notice a broken check (fall) or a good one again (rise). */
+function agentMs(spec: AnycastSpec, checks: number): number {
+    return checks * spec.health.interval * 1000 + spec.health.timeout * 1000;
+}
+
+/** How long the upstream takes to notice a silent PoP: BFD, else the hold time; undefined: never. */
+export function silentDetectionMs(pop: PopSpec): { ms?: number; basis: string } {
+    const bfd = pop.bgp.bfd;
+    if (bfd) return { ms: bfd.intervalMs * bfd.multiplier, basis: `BFD ${bfd.intervalMs} ms x ${bfd.multiplier}` };
+    if (pop.bgp.holdTime > 0) return { ms: pop.bgp.holdTime * 1000, basis: `hold time ${pop.bgp.holdTime} s, no BFD` };
+    return { basis: "hold time 0 and no BFD" };
+}
+
+/** The PoP's BGP reconnect after an error: its error wait's maximum and a connect retry. */
+function reconnectMs(pop: PopSpec): number {
+    return (pop.bgp.errorWaitTime[1] + pop.bgp.connectRetryTime) * 1000;
 }
 
 const PROBE_TIMEOUT_MS = 300;
@@ -54,11 +95,15 @@ const experiments: Experiment[] = [
         async repairIt(lab, r) {
             lab.startPopBird(r.pop.name);
         },
-        async settled(lab, r) {
-            await edgeSessionDown(lab, r);
+        bounds: (spec, pop) => ({
+            // The kernel closes the dead BIRD's TCP session: the edge withdraws at once.
+            failoverMs: SLACK_MS,
+            recoveryMs: reconnectMs(pop) + agentMs(spec, spec.health.rise) + SLACK_MS,
+            basis: `session closed at once; back within errorWaitTime ${pop.bgp.errorWaitTime[1]} s + rise`,
+        }),
+        async settled(lab, r, bounds) {
+            await edgeSessionDown(lab, r, bounds.failoverMs);
         },
-        failoverTimeoutMs: 10_000,
-        recoveryTimeoutMs: 30_000,
     },
     {
         id: "linkLoss",
@@ -78,16 +123,26 @@ const experiments: Experiment[] = [
         async repairIt(lab, r) {
             await nsRun(r.edge.ns, "nft", ["delete", "table", "inet", FAULT_TABLE]);
         },
-        async settled(lab, r) {
-            // Both ends notice (BFD or hold timer), and the agent loses the origin behind the dead link.
-            await edgeSessionDown(lab, r);
-            await waitFor(`PoP ${r.pop.name}'s BGP session to go down`, async () =>
-                !(await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns))).some((p) => p.proto === "BGP" && p.bgpState === "Established"), 20_000, 50);
-            await agentIn(lab, r, ["withdrawn", "held-down"], 20_000);
+        bounds: (spec, pop) => {
+            const detect = silentDetectionMs(pop);
+            return {
+                failoverMs: (detect.ms ?? 0) + SLACK_MS,
+                // BIRD's error wait time (bgp.errorWaitTime) and WireGuard's handshake retry dominate.
+                recoveryMs: reconnectMs(pop) + WIREGUARD_RETRY_MS + agentMs(spec, spec.health.rise) + 2 * SLACK_MS,
+                basis: `${detect.basis}; back within errorWaitTime ${pop.bgp.errorWaitTime[1]} s + a WireGuard handshake`,
+                skip: detect.ms === undefined
+                    ? `PoP ${pop.name} has bgp.holdTime 0 and no BFD: a silent link loss is never noticed, there is no failover to measure`
+                    : undefined,
+            };
         },
-        failoverTimeoutMs: 20_000,
-        // BIRD's error wait time (the PoP's bgp.errorWaitTime) and WireGuard's 5 s handshake retry dominate.
-        recoveryTimeoutMs: 75_000,
+        async settled(lab, r, bounds) {
+            // Both ends notice (BFD or hold timer), and the agent loses the origin behind the dead link.
+            await edgeSessionDown(lab, r, bounds.failoverMs);
+            await waitFor(`PoP ${r.pop.name}'s BGP session to go down`, async () =>
+                !(await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns))).some((p) => p.proto === "BGP" && p.bgpState === "Established"),
+                bounds.failoverMs, 50);
+            await agentIn(lab, r, ["withdrawn", "held-down"], bounds.failoverMs);
+        },
     },
     {
         id: "originLoss",
@@ -101,11 +156,14 @@ const experiments: Experiment[] = [
         async repairIt(lab, r) {
             await lab.wgUp(r.pop.ns);
         },
-        async settled(lab, r) {
-            await agentIn(lab, r, ["withdrawn", "held-down"], 15_000);
+        bounds: (spec) => ({
+            failoverMs: agentMs(spec, spec.health.fall + 1) + SLACK_MS,
+            recoveryMs: WIREGUARD_RETRY_MS + agentMs(spec, spec.health.rise + 1) + 2 * SLACK_MS,
+            basis: `health interval ${spec.health.interval} s, fall ${spec.health.fall}, rise ${spec.health.rise}`,
+        }),
+        async settled(lab, r, bounds) {
+            await agentIn(lab, r, ["withdrawn", "held-down"], bounds.failoverMs);
         },
-        failoverTimeoutMs: 15_000,
-        recoveryTimeoutMs: 30_000,
     },
     {
         id: "drain",
@@ -119,19 +177,23 @@ const experiments: Experiment[] = [
         async repairIt(lab, r) {
             await lab.agent(r.pop.name, "undrain");
         },
+        bounds: (spec) => ({
+            // GRACEFUL_SHUTDOWN moves traffic at once; the withdrawal follows after drainSeconds.
+            failoverMs: SLACK_MS,
+            recoveryMs: agentMs(spec, spec.health.rise + 1) + 2 * SLACK_MS,
+            basis: `GRACEFUL_SHUTDOWN, then withdrawn after drainSeconds ${spec.health.drainSeconds} s`,
+        }),
         async settled(lab, r) {
-            await agentIn(lab, r, ["withdrawn"], (lab.stack.spec.health.drainSeconds + 10) * 1000);
+            await agentIn(lab, r, ["withdrawn"], (lab.stack.spec.health.drainSeconds * 1000) + SLACK_MS);
         },
-        failoverTimeoutMs: 15_000,
-        recoveryTimeoutMs: 30_000,
     },
 ];
 
 export const EXPERIMENT_IDS = experiments.map((e) => e.id);
 
-async function edgeSessionDown(lab: LabRuntime, r: RegionPlan): Promise<void> {
+async function edgeSessionDown(lab: LabRuntime, r: RegionPlan, timeoutMs: number): Promise<void> {
     await waitFor(`the edge's session to ${r.pop.name} to go down`, async () =>
-        (await showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns))).find((p) => p.name === "pop")?.bgpState !== "Established", 20_000, 20);
+        (await lab.edges.session(r))?.established !== true, timeoutMs, 20);
 }
 
 async function agentIn(lab: LabRuntime, r: RegionPlan, states: string[], timeoutMs: number): Promise<void> {
@@ -150,40 +212,61 @@ function failureSummary(failed: ProbeSample[]): string | undefined {
     return [...counts].map(([what, n]) => `${n}x ${what}`).join(", ");
 }
 
-/** Wait until a PoP is back to normal: its agent announces and its region's client is served by it. */
-async function steady(lab: LabRuntime, r: RegionPlan, prober: Prober, timeoutMs: number): Promise<void> {
-    await waitFor(`${r.pop.name}'s agent to announce`, async () => (await lab.agentStatus(r.pop.name))?.state === "announced", timeoutMs, 50);
-    const since = nowMs();
-    if (!await prober.waitForStreak(since, 5, (s) => s.ok && s.pop === r.pop.name, timeoutMs)) {
-        const last = prober.samples.slice(-3).map((s) => (s.ok ? `served by ${s.pop}` : s.error ?? `status ${s.status}`)).join(", ");
-        throw new Error(`region ${r.region} is not steadily served by its own PoP ${r.pop.name} (last: ${last || "no answers"})`);
+/** Stops every experiment: the lab is not in a state where a fault can be measured. */
+export class ExperimentsAborted extends Error {
+    constructor(message: string) {
+        super(message);
+        this.name = "ExperimentsAborted";
     }
 }
 
-async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan): Promise<ExperimentRun> {
+/**
+ * Before a fault: the PoP's agent announces and its region's client is served by it, within the
+ * experiment's recovery bound (the previous run's repair may still be settling). Otherwise no
+ * fault on this region can be measured, and repeating runs would only wait out more timeouts.
+ */
+async function steady(lab: LabRuntime, r: RegionPlan, prober: Prober, boundMs: number): Promise<void> {
+    // The previous run's repair (maybe on another PoP) may still be settling: give it at least a minute.
+    const timeoutMs = Math.max(boundMs, 60_000);
+    const agent = await waitFor(`${r.pop.name}'s agent to announce`,
+        async () => (await lab.agentStatus(r.pop.name))?.state === "announced", timeoutMs, 50).catch(() => false);
+    if (!agent) {
+        const s = await lab.agentStatus(r.pop.name);
+        throw new ExperimentsAborted(`before the fault, PoP ${r.pop.name}'s agent is ` +
+            `${s ? `${s.state} (${s.last_reason})` : "silent (no status file)"}, not announcing, after ${(timeoutMs / 1000).toFixed(0)} s`);
+    }
+    if (!await prober.waitForStreak(nowMs(), 5, (s) => s.ok && s.pop === r.pop.name, timeoutMs)) {
+        const last = prober.samples.slice(-3).map((s) => (s.ok ? `served by ${s.pop}` : s.error ?? `status ${s.status}`)).join(", ");
+        throw new ExperimentsAborted(`before the fault, region ${r.region} is not served by its own PoP ${r.pop.name} ` +
+            `(last answers: ${last || "none"}), so no failover from it can be measured`);
+    }
+}
+
+async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bounds): Promise<ExperimentRun> {
     const own = r.pop.name;
-    const run: ExperimentRun = { pop: own, region: r.region, failedDuringFailover: 0, failedDuringRecovery: 0, requests: 0 };
+    const run: ExperimentRun = { pop: own, region: r.region, failedDuringFailover: 0, failedDuringRecovery: 0, requests: 0,
+        bounds: { failoverMs: bounds.failoverMs, recoveryMs: bounds.recoveryMs, basis: bounds.basis } };
     const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname },
         e.probeIntervalMs, PROBE_TIMEOUT_MS);
     let faultIn = false;
     try {
-        await steady(lab, r, prober, 90_000);
+        await steady(lab, r, prober, bounds.recoveryMs);
         // Times count from the start of the fault's and the repair's command: `wg-quick up/down`
         // take a while, and the fault or repair takes effect somewhere inside them.
         const t0 = nowMs();
         await e.inject(lab, r);
         faultIn = true;
-        const moved = await prober.waitFor(t0, (s) => s.ok && s.pop !== own, e.failoverTimeoutMs);
-        if (!moved) throw new Error(`no other PoP served ${r.region} within ${e.failoverTimeoutMs / 1000} s`);
+        const moved = await prober.waitFor(t0, (s) => s.ok && s.pop !== own, bounds.failoverMs);
+        if (!moved) throw new Error(`no other PoP served ${r.region} within ${bounds.failoverMs / 1000} s (${bounds.basis})`);
         run.failoverMs = moved.done - t0;
         run.servedBy = moved.pop;
-        await e.settled(lab, r);
+        await e.settled(lab, r, bounds);
 
         const t1 = nowMs();
         await e.repairIt(lab, r);
         faultIn = false;
-        const back = await prober.waitFor(t1, (s) => s.ok && s.pop === own, e.recoveryTimeoutMs);
-        if (!back) throw new Error(`${own} did not serve ${r.region} again within ${e.recoveryTimeoutMs / 1000} s of the repair`);
+        const back = await prober.waitFor(t1, (s) => s.ok && s.pop === own, bounds.recoveryMs);
+        if (!back) throw new Error(`${own} did not serve ${r.region} again within ${bounds.recoveryMs / 1000} s of the repair`);
         run.recoveryMs = back.done - t1;
         // A request belongs to the phase it was sent in; wait until the last ones have finished.
         await sleep(PROBE_TIMEOUT_MS + 50);
@@ -195,6 +278,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan): Promise<E
         run.failedDuringRecovery = recoveryPhase.length;
         run.failures = [failureSummary(faultPhase), failureSummary(recoveryPhase)].filter((x) => x).join("; ") || undefined;
     } catch (err) {
+        if (err instanceof ExperimentsAborted) throw err;
         run.error = (err as Error).message.split("\n")[0];
         if (faultIn) await e.repairIt(lab, r).catch(() => undefined);
     } finally {
@@ -213,45 +297,75 @@ export interface ExperimentOptions {
     log: (line: string) => void;
 }
 
-export async function runExperiments(lab: LabRuntime, opts: ExperimentOptions): Promise<ExperimentReport[]> {
+export interface ExperimentsResult {
+    reports: ExperimentReport[];
+    /** Why the experiments stopped early (a region not served by its own PoP before a fault). */
+    aborted?: string;
+}
+
+function runLine(e: Experiment, i: number, repeats: number, r: RegionPlan, x: ExperimentRun): string[] {
+    const what = x.error
+        ? `FAILED: ${x.error}`
+        : `served by ${x.servedBy} after ${ms(x.failoverMs)}, own PoP again after ${ms(x.recoveryMs)}; ` +
+          `failed requests ${x.failedDuringFailover} + ${x.failedDuringRecovery}${x.failures ? ` (${x.failures})` : ""}`;
+    return wrap(`${e.title} ${i + 1}/${repeats} on ${r.pop.name}: ${what}`, "  ", "      ");
+}
+
+function summary(e: Experiment, runs: ExperimentRun[], skipped?: string): ExperimentReport {
+    const ok = runs.filter((x) => !x.error);
+    return {
+        id: e.id, title: e.title, fault: e.fault, repair: e.repair, probeIntervalMs: e.probeIntervalMs, runs, skipped,
+        failover: stats(ok.map((x) => x.failoverMs!)), recovery: stats(ok.map((x) => x.recoveryMs!)),
+        failedTotal: runs.reduce((n, x) => n + x.failedDuringFailover + x.failedDuringRecovery, 0),
+    };
+}
+
+export async function runExperiments(lab: LabRuntime, opts: ExperimentOptions): Promise<ExperimentsResult> {
     const reports: ExperimentReport[] = [];
-    const regions = lab.plan.regions;
+    const spec = lab.stack.spec;
     let rotation = 0;
     for (const e of experiments.filter((x) => !opts.only || opts.only.includes(x.id))) {
+        if (lab.plan.regions.length < 2) {
+            reports.push(summary(e, [], "one PoP: no other PoP can take its traffic over"));
+            continue;
+        }
+        // Only PoPs whose config gives the fault a way to be noticed (link loss needs BFD or a hold time).
+        const eligible = lab.plan.regions.filter((r) => !e.bounds(spec, r.pop.spec).skip);
+        if (eligible.length === 0) {
+            reports.push(summary(e, [], e.bounds(spec, lab.plan.regions[0].pop.spec).skip));
+            continue;
+        }
         const runs: ExperimentRun[] = [];
         for (let i = 0; i < opts.repeats; i++) {
             // Continue the rotation across experiments so each PoP gets its share of every kind.
-            const r = regions[rotation++ % regions.length];
-            const x = await runOnce(lab, e, r);
+            const r = eligible[rotation++ % eligible.length];
+            const bounds = e.bounds(spec, r.pop.spec);
+            let x: ExperimentRun;
+            try {
+                x = await runOnce(lab, e, r, bounds);
+            } catch (err) {
+                if (!(err instanceof ExperimentsAborted)) throw err;
+                reports.push(summary(e, runs));
+                return { reports, aborted: `${e.title} run ${i + 1} on ${r.pop.name}: ${err.message}` };
+            }
             runs.push(x);
-            opts.log(`  ${e.title} ${i + 1}/${opts.repeats} on ${r.pop.name}: ` + (x.error
-                ? `FAILED: ${x.error}`
-                : `served by ${x.servedBy} after ${fmt(x.failoverMs)}, own PoP again after ${fmt(x.recoveryMs)}; ` +
-                  `failed requests ${x.failedDuringFailover} + ${x.failedDuringRecovery}${x.failures ? ` (${x.failures})` : ""}`));
+            for (const line of runLine(e, i, opts.repeats, r, x)) opts.log(line);
             if (x.error) await dumpDiagnostics(lab, r, opts.log);
         }
-        const ok = runs.filter((x) => !x.error);
-        reports.push({
-            id: e.id, title: e.title, fault: e.fault, repair: e.repair, probeIntervalMs: e.probeIntervalMs, runs,
-            failover: stats(ok.map((x) => x.failoverMs!)), recovery: stats(ok.map((x) => x.recoveryMs!)),
-            failedTotal: runs.reduce((n, x) => n + x.failedDuringFailover + x.failedDuringRecovery, 0),
-        });
+        reports.push(summary(e, runs));
     }
-    return reports;
-}
-
-function fmt(v: number | undefined): string {
-    return v === undefined ? "-" : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${Math.round(v)} ms`;
+    return { reports };
 }
 
 /** After a failed run: what the agent and BIRD say, so the report explains itself. */
 async function dumpDiagnostics(lab: LabRuntime, r: RegionPlan, log: (line: string) => void): Promise<void> {
     const status = await lab.agentStatus(r.pop.name);
-    if (status) log(`    agent: ${status.state} (${status.last_reason})`);
+    const say = (text: string) => wrap(text, "    ", "      ").forEach((l) => log(l));
+    if (status) say(`agent: ${status.state} (${status.last_reason})`);
     const proto = await nsRun(r.pop.ns, "birdc", ["-s", lab.birdSocket(r.pop.ns), "show", "protocols"], { allowFail: true });
-    for (const line of proto.stdout.split("\n").filter((l) => / BGP /.test(l))) log(`    pop BIRD: ${line.trim()}`);
+    for (const line of proto.stdout.split("\n").filter((l) => / BGP /.test(l))) say(`pop BIRD: ${line.trim().replace(/\s+/g, " ")}`);
     const healthLog = path.join(nsDir(r.pop.ns), "health.log");
     if (fs.existsSync(healthLog)) {
-        for (const line of fs.readFileSync(healthLog, "utf8").trim().split("\n").slice(-3)) log(`    agent log: ${line}`);
+        for (const line of fs.readFileSync(healthLog, "utf8").trim().split("\n").slice(-3)) say(`agent log: ${line}`);
     }
 }

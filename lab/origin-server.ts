@@ -1,8 +1,8 @@
 /**
  * The origin's HTTP service in the lab (the user's application, not our product): answers every
  * request with 200 and a JSON body naming the origin and echoing the request headers it received,
- * so the lab can check what a PoP forwarded (Host kept, X-Forwarded-For added). `/healthz`
- * answers "ok" for the health agents.
+ * so the lab can check what a PoP forwarded (Host kept, X-Forwarded-For added). Every path
+ * answers, so the health agents' origin.healthPath does too, whatever its value.
  *
  *   node origin-server.js <name> <listen address> <port>
  *
@@ -21,11 +21,6 @@ function main(): void {
         // Drain the request body so keepalive connections from the PoPs stay usable.
         req.resume();
         req.on("end", () => {
-            if (req.url === "/healthz") {
-                res.writeHead(200, { "content-type": "text/plain" });
-                res.end("ok\n");
-                return;
-            }
             const body = JSON.stringify({
                 origin: name, method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress,
                 headers: req.headers,
@@ -35,7 +30,11 @@ function main(): void {
         });
     });
     server.keepAliveTimeout = 75_000;
-    server.listen(port, address, () => process.stdout.write(`origin ${name} listening on [${address}]:${port}\n`));
+    server.on("error", (e: NodeJS.ErrnoException) => {
+        process.stdout.write(`origin ${name}: cannot listen on ${address} port ${port}: ${e.code ?? e.message}\n`);
+        process.exit(70);
+    });
+    server.listen(port, address, () => process.stdout.write(`origin ${name} listening on ${address} port ${port}\n`));
     const stop = () => server.close(() => process.exit(0));
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);

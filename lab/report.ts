@@ -1,10 +1,15 @@
 /**
- * The lab report: its JSON shape (`--json`) and the text a network engineer reads.
+ * The lab report: its JSON shape (`--json`) and the text a network engineer reads. Every line of
+ * the text fits in 100 columns (lab/text.ts), and every table column has a label.
  */
 import type { Rewrite } from "./boot";
-import { summarize, Summary } from "../bench/stats";
+import { summarize, Summary } from "./stats";
+import type { EdgeKind } from "./edge";
 import type { ReachProbe } from "./exposure";
 import type { FlapDampingReport, PolicyChangeReport, RoutingSafety } from "./routing";
+import { ms, table, wrap } from "./text";
+
+export { ms, table } from "./text";
 
 export type Stats = Summary;
 
@@ -16,6 +21,7 @@ export function stats(values: number[]): Stats | undefined {
 export interface SessionReport {
     pop: string;
     region: string;
+    family: 4 | 6;
     protocol: string;
     neighbor: string;
     neighborAs: string;
@@ -25,6 +31,7 @@ export interface SessionReport {
     since: string;
     /** Why not established (BIRD's last error), or the last error of an established session. */
     lastError?: string;
+    /** BFD as the edge sees it ("Up", "Down", "off" when the PoP runs none). */
     bfd?: string;
     holdTimer?: string;
     /** Prefixes the PoP exports / the edge accepted from it. */
@@ -37,6 +44,7 @@ export interface SessionReport {
 
 export interface TransitRoute {
     region: string;
+    prefix: string;
     transitAsn: number;
     from: string;
     best: boolean;
@@ -56,6 +64,15 @@ export interface CatchmentEntry {
     origin?: string;
     hostHeader?: string;
     xForwardedFor?: string;
+}
+
+/** Where a region's IPv4 packets to the IPv4 prefix arrived (the PoPs serve HTTP on IPv6 only). */
+export interface Catchment4Entry {
+    region: string;
+    client: string;
+    target: string;
+    expectedPop: string;
+    arrivedAt: string[];
 }
 
 export interface HttpsResult {
@@ -85,6 +102,8 @@ export interface ExperimentRun {
     requests: number;
     /** What the failed requests met, e.g. "3x timeout, 2x http 502 from sgp". */
     failures?: string;
+    /** The bounds this run was held to, from the PoP's config. */
+    bounds: { failoverMs: number; recoveryMs: number; basis: string };
     error?: string;
 }
 
@@ -95,6 +114,8 @@ export interface ExperimentReport {
     repair: string;
     probeIntervalMs: number;
     runs: ExperimentRun[];
+    /** Why the experiment did not run (one PoP; no BFD and hold time 0 for link loss). */
+    skipped?: string;
     failover?: Stats;
     recovery?: Stats;
     failedTotal: number;
@@ -103,6 +124,8 @@ export interface ExperimentReport {
 export interface LabReport {
     ok: boolean;
     config: string;
+    /** The BGP implementation that played the provider edges. */
+    edge: EdgeKind;
     startedAt: string;
     durationS: number;
     setupS?: number;
@@ -111,157 +134,220 @@ export interface LabReport {
     rewrites: Rewrite[];
     firewall: string;
     tls: string;
+    /** Who played firewall.adminCidrs, and why. */
+    admin: string;
     anycast: { address: string; prefixes: string[]; asn: number; hostname: string };
-    topology: Array<{ region: string; pop: string; popAddress: string; edgeNs: string; publicAsn: number; transitAsn: number; client: string }>;
+    topology: Array<{ region: string; pop: string; popAddress: string; popAddress4?: string; edgeNs: string; publicAsn: number;
+        transitAsn: number; client: string; client4?: string }>;
     sessions: SessionReport[];
     transitRoutes: TransitRoute[];
     catchment: CatchmentEntry[];
+    catchment4?: Catchment4Entry[];
     https: HttpsCheck[];
-    outsider?: { client: string; blocked: boolean; detail: string };
+    outsider?: { client: string; blocked: boolean; expectBlocked: boolean; detail: string };
     /** TCP connects from each kind of source to each protected port. */
     exposure: ReachProbe[];
     routing: RoutingSafety;
     policyChange?: PolicyChangeReport;
     flapDamping?: FlapDampingReport;
     experiments: ExperimentReport[];
+    /** Why the experiments stopped before the end. */
+    experimentsAborted?: string;
     kept: boolean;
     howToPoke?: string[];
 }
 
-/** Left-aligned columns; a row is an array of cells. */
-export function table(header: string[], rows: string[][], indent = "  "): string[] {
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-    const line = (cells: string[]) => indent + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd();
-    return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
-}
-
-export function ms(value: number | undefined): string {
-    if (value === undefined) return "-";
-    if (value >= 10_000) return `${(value / 1000).toFixed(1)} s`;
-    if (value >= 1000) return `${(value / 1000).toFixed(2)} s`;
-    return `${Math.round(value)} ms`;
-}
-
 function statsText(s: Stats | undefined): string {
-    return s ? `${ms(s.min)} / ${ms(s.median)} / ${ms(s.max)}` : "-";
+    if (!s) return "n/a";
+    return s.n === 1 ? `${ms(s.median)} (one run)` : `${ms(s.min)} / ${ms(s.median)} / ${ms(s.max)}`;
 }
 
-export function formatReport(r: LabReport): string {
+function formatHeader(r: LabReport): string[] {
+    return [
+        ...wrap(`anycast lab report: ${r.config}, ${r.topology.length} PoP${r.topology.length === 1 ? "" : "s"}, ` +
+            `AS${r.anycast.asn} announcing ${r.anycast.prefixes.join(", ")}`),
+        ...wrap(`anycast address ${r.anycast.address}, clients ask for Host: ${r.anycast.hostname}; ` +
+            `provider edges: ${r.edge === "frr" ? "FRR" : "BIRD"}; ran ${r.durationS.toFixed(0)} s` +
+            (r.setupS !== undefined ? ` (set-up ${r.setupS.toFixed(1)} s)` : ""), "  ", "    "),
+        "",
+    ];
+}
+
+function formatTopology(r: LabReport): string[] {
+    return [
+        "Topology (one emulated provider edge and one transit per region; clients play Cloudflare colos)",
+        ...table(["region", "PoP", "PoP address", "edge AS", "transit AS", "client"],
+            r.topology.map((t) => [t.region, t.pop, [t.popAddress, t.popAddress4].filter((x) => x).join(" "), `AS${t.publicAsn}`,
+                `AS${t.transitAsn}`, [t.client, t.client4].filter((x) => x).join(" ")])),
+        "",
+    ];
+}
+
+function formatSessions(r: LabReport): string[] {
+    return [
+        "BGP sessions (each PoP's BIRD; BFD and the routes it accepted as the edge sees them)",
+        ...table(["PoP", "session", "neighbour", "AS", "state", "BFD", "hold", "edge took", "last error"],
+            r.sessions.map((s) => [s.pop, s.protocol, s.neighbor, s.neighborAs, s.state, s.bfd ?? "n/a", s.holdTimer ?? "n/a",
+                String(s.edgeImported ?? "n/a"), s.lastError ?? "none"])),
+        "",
+    ];
+}
+
+function formatTransitRoutes(r: LabReport): string[] {
     const out: string[] = [];
-    out.push(`anycast lab report: ${r.config}, ${r.topology.length} PoPs, AS${r.anycast.asn} announcing ${r.anycast.prefixes.join(", ")}`);
-    out.push(`  anycast address ${r.anycast.address}, clients ask for Host: ${r.anycast.hostname}; ran ${r.durationS.toFixed(0)} s` +
-        (r.setupS !== undefined ? ` (set-up ${r.setupS.toFixed(1)} s)` : ""));
-    out.push("");
-    out.push("Topology (one emulated Vultr edge and one transit per region)");
-    out.push(...table(["region", "PoP", "PoP address", "edge AS to Internet", "transit AS", "client"],
-        r.topology.map((t) => [t.region, t.pop, t.popAddress, `AS${t.publicAsn}`, `AS${t.transitAsn}`, t.client])));
-    out.push("");
-    out.push("BGP sessions (each PoP's BIRD: show protocols all; edge side for routes accepted)");
-    out.push(...table(["PoP", "protocol", "neighbour", "state", "BFD", "hold", "exported", "edge accepted", "upstream offered/imported", "last error"],
-        r.sessions.map((s) => [s.pop, s.protocol, `${s.neighbor} AS${s.neighborAs}`, s.state, s.bfd ?? "-", s.holdTimer ?? "-",
-            String(s.exported ?? "-"), String(s.edgeImported ?? "-"),
-            s.upstreamOffered !== undefined ? `${s.upstreamOffered}/${s.popImported ?? "-"}` : "-", s.lastError ?? ""])));
-    out.push("");
-    out.push(`Routes for ${r.anycast.prefixes[0]} at each region's transit (* = best)`);
-    out.push(...table(["transit", "", "AS path", "local-pref", "learned from", "communities"],
-        r.transitRoutes.map((t) => [`${t.region} AS${t.transitAsn}`, t.best ? "*" : "", t.asPath, String(t.localPref ?? "-"), t.from, t.communities])));
-    out.push("");
-    out.push(`Catchment and HTTP through the anycast address (GET http://[${r.anycast.address}]/ from each region's client)`);
-    out.push(...table(["region", "client", "served by", "status", "time", "origin answer", "Host seen by origin", "X-Forwarded-For"],
-        r.catchment.map((c) => [c.region, c.client, c.servedBy ? (c.servedBy === c.expectedPop ? `${c.servedBy} (own)` : `${c.servedBy} (NOT own ${c.expectedPop})`) : "-",
-            c.status !== undefined ? String(c.status) : (c.error ?? "failed"), ms(c.ms), c.origin ?? "-", c.hostHeader ?? "-", c.xForwardedFor ?? "-"])));
-    const httpsText = (h: HttpsResult) => h.status !== undefined ? `${h.status}${h.servedBy ? ` from ${h.servedBy}` : ""}` : `refused: ${h.error}`;
-    out.push(...r.https.map((h) => `  HTTPS from ${h.region}: with the origin-pull client certificate ${httpsText(h.withCert)}; without it ${httpsText(h.withoutCert)}`));
-    if (r.outsider) out.push(`  outsider ${r.outsider.client} (outside firewall.httpSources): ${r.outsider.blocked ? "blocked" : "SERVED"} (${r.outsider.detail})`);
-    out.push("");
-    out.push(...formatExposure(r));
-    out.push(...formatRouting(r));
-    if (r.experiments.length > 0) {
-        out.push("Experiments (min / median / max; times from the start of the fault's or the repair's command;");
-        out.push("a request counts in the phase it was sent in; the fault is held until sessions and agents have reacted)");
-        out.push(...table(["experiment", "runs", "failover: served by another PoP", "recovery: own PoP serves again", "failed requests"],
-            r.experiments.map((e) => [e.title, String(e.runs.length), statsText(e.failover), statsText(e.recovery), String(e.failedTotal)])));
-        const median = (id: ExperimentReport["id"]) => r.experiments.find((e) => e.id === id)?.failover?.median;
-        const verdict = (v: number | undefined) => (v === undefined ? "not measured" : `${ms(v)} ${v < 1000 ? "(met)" : "(NOT met)"}`);
-        out.push(`  Target: median failover under 1 s (the seeds saw ~5 s on the Internet; BFD set-ups ~0.6 s):` +
-            ` PoP crash ${verdict(median("crash"))}, link loss ${verdict(median("linkLoss"))}`);
-        for (const e of r.experiments) {
-            out.push("");
-            out.push(`${e.title}: fault = ${e.fault}; repair = ${e.repair}; client probes every ${e.probeIntervalMs} ms`);
-            out.push(...table(["run", "PoP", "failover", "served by", "failed in fault", "recovery", "failed in recovery", "requests", "failed requests met / error"],
-                e.runs.map((x, i) => [String(i + 1), x.pop, ms(x.failoverMs), x.servedBy ?? "-", String(x.failedDuringFailover),
-                    ms(x.recoveryMs), String(x.failedDuringRecovery), String(x.requests), x.error ? `ERROR: ${x.error}` : (x.failures ?? "")]), "    "));
-        }
+    for (const prefix of r.anycast.prefixes) {
+        out.push(`Routes for ${prefix} at each region's transit`);
+        out.push(...table(["transit", "best", "AS path", "local-pref", "learned from", "communities"],
+            r.transitRoutes.filter((t) => t.prefix === prefix).map((t) => [`${t.region} AS${t.transitAsn}`, t.best ? "yes" : "no",
+                t.asPath, String(t.localPref ?? "n/a"), t.from, t.communities || "none"])));
         out.push("");
     }
-    if (r.policyChange) out.push(...formatPolicyChange(r.policyChange));
-    if (r.flapDamping) out.push(...formatFlapDamping(r.flapDamping));
-    out.push(`Firewall: ${r.firewall}`);
-    out.push(`TLS: ${r.tls}`);
-    if (r.rewrites.length > 0) {
-        out.push("Paths the lab rewrote (a namespace needs its own directory; nothing else was changed):");
-        const byWhat = new Map<string, string[]>();
-        for (const w of r.rewrites) {
-            const key = `${w.file}: ${w.what} ${w.from} -> ${w.to.replace(/alab-[a-z0-9-]+-pop/, "<ns>")}`;
-            byWhat.set(key, [...(byWhat.get(key) ?? []), w.host]);
-        }
-        for (const [what, hosts] of byWhat) out.push(`  ${what}  (${hosts.join(", ")})`);
-    }
-    for (const n of r.notes) out.push(`Note: ${n}`);
-    if (r.problems.length > 0) {
-        out.push("");
-        out.push("PROBLEMS:");
-        for (const p of r.problems) out.push(`  - ${p}`);
-    }
-    if (r.howToPoke) {
-        out.push("");
-        out.push(...r.howToPoke);
-    }
-    out.push("");
-    out.push(r.ok ? "Result: OK" : "Result: NOT OK (see problems above)");
-    return out.join("\n");
+    return out;
 }
 
-function formatExposure(r: LabReport): string[] {
-    if (r.exposure.length === 0) return [];
-    const out = ["Who may reach what (TCP: connected, refused = the host answered, timeout = the firewall dropped it; UDP: the firewall's drop counter)"];
-    out.push(...table(["from", "to", "port", "rule", "expected", "result", ""],
-        r.exposure.map((p) => [p.from, `${p.to} ${p.address}`, `${p.protocol}/${p.port}`, p.rule, p.expect, p.result, p.ok ? "ok" : "WRONG"])));
+function formatCatchment(r: LabReport): string[] {
+    const served = (c: CatchmentEntry) => (c.servedBy ? (c.servedBy === c.expectedPop ? `${c.servedBy} (own)` : `${c.servedBy} (NOT ${c.expectedPop})`) : "nobody");
+    const out = [
+        ...wrap(`Catchment and HTTP through the anycast address (GET / on ${r.anycast.address} from each region's client)`),
+        ...table(["region", "client", "served by", "status", "time", "origin", "Host seen", "X-Forwarded-For"],
+            r.catchment.map((c) => [c.region, c.client, served(c), c.status !== undefined ? String(c.status) : (c.error ?? "failed"),
+                ms(c.ms), c.origin ?? "none", c.hostHeader ?? "none", c.xForwardedFor ?? "none"])),
+    ];
+    if (r.catchment4) {
+        out.push("", "IPv4 catchment (UDP to the IPv4 prefix, counted where it arrives; HTTP is served on IPv6)");
+        out.push(...table(["region", "client", "to", "arrived at"],
+            r.catchment4.map((c) => [c.region, c.client, c.target, c.arrivedAt.length === 0 ? "no PoP"
+                : c.arrivedAt.map((p) => (p === c.expectedPop ? `${p} (own)` : `${p} (NOT ${c.expectedPop})`)).join(", ")])));
+    }
+    const httpsText = (h: HttpsResult) => (h.status !== undefined ? `${h.status}${h.servedBy ? ` from ${h.servedBy}` : ""}` : `refused: ${h.error}`);
+    for (const h of r.https) {
+        out.push(...wrap(`HTTPS from ${h.region}: with the origin-pull client certificate ${httpsText(h.withCert)}; ` +
+            `without it ${httpsText(h.withoutCert)}`, "  ", "    "));
+    }
+    if (r.outsider) {
+        out.push(...wrap(`outsider ${r.outsider.client}: ${r.outsider.blocked ? "blocked" : "SERVED"} (${r.outsider.detail}); ` +
+            `the config says ${r.outsider.expectBlocked ? "blocked" : "served"}`, "  ", "    "));
+    }
     out.push("");
     return out;
 }
 
+function formatExposure(r: LabReport): string[] {
+    if (r.exposure.length === 0) return [];
+    const rules = [...new Set(r.exposure.map((p) => p.rule))];
+    return [
+        ...wrap("Who may reach what (TCP: connected, refused = the host answered, timeout = the firewall dropped it; " +
+            "UDP: the firewall's drop counter). Expected from the config's httpSources and adminCidrs."),
+        ...wrap(`admin source: ${r.admin}`, "  ", "    "),
+        ...table(["from", "to", "port", "expected", "result", "verdict", "rule"],
+            r.exposure.map((p) => [p.from, `${p.to} ${p.address}`, `${p.protocol}/${p.port}`, p.expect, p.result, p.ok ? "ok" : "WRONG",
+                String(rules.indexOf(p.rule) + 1)])),
+        ...rules.flatMap((rule, i) => wrap(rule, `  rule ${i + 1}: `, "    ")),
+        "",
+    ];
+}
+
 function formatRouting(r: LabReport): string[] {
     const g = r.routing;
-    const out = [`Routing safety (configured: ${g.configured.join(", ")}): ${g.ok ? "exactly the configured prefixes leave each PoP; nothing imported" : "NOT SAFE"}`];
-    out.push(...table(["PoP", "session", "upstream offered", "imported", "exported", "unrelated kernel routes (not exported)"],
-        g.pops.map((p) => [p.pop, p.protocol, String(p.upstreamOffered), String(p.imported), p.exported.join(", ") || "none", p.unrelatedInKernel.join(", ") || "none"])));
-    for (const t of g.transits) out.push(`  transit ${t.region} knows from AS${r.anycast.asn}: ${t.originatedByUs.join(", ") || "nothing"}`);
+    const out = wrap(`Routing safety (configured: ${g.configured.join(", ")}): ` +
+        (g.ok ? "exactly the configured prefixes leave each PoP; nothing imported" : "NOT SAFE"));
+    out.push(...table(["PoP", "sessions", "offered", "imported", "exported", "unrelated kernel routes (not exported)"],
+        g.pops.map((p) => [p.pop, p.protocol, String(p.upstreamOffered), String(p.imported), p.exported.join(", ") || "none",
+            p.unrelatedInKernel.join(", ") || "none"])));
+    for (const t of g.transits) out.push(...wrap(`transit ${t.region} knows from AS${r.anycast.asn}: ${t.originatedByUs.join(", ") || "nothing"}`, "  ", "    "));
+    out.push("");
+    return out;
+}
+
+function formatExperiments(r: LabReport): string[] {
+    if (r.experiments.length === 0 && !r.experimentsAborted) return [];
+    const out = [
+        ...wrap("Experiments (min / median / max; times from the start of the fault's or the repair's command; a request " +
+            "counts in the phase it was sent in; the fault is held until sessions and agents have reacted)"),
+        ...table(["experiment", "runs", "failover: another PoP serves", "recovery: own PoP again", "failed requests"],
+            r.experiments.map((e) => [e.title, e.skipped ? "skipped" : String(e.runs.length), statsText(e.failover), statsText(e.recovery),
+                String(e.failedTotal)])),
+    ];
+    if (r.experimentsAborted) out.push(...wrap(`ABORTED: ${r.experimentsAborted}`, "  ", "    "));
+    for (const e of r.experiments) {
+        out.push("");
+        out.push(...wrap(`${e.title}: fault = ${e.fault}; repair = ${e.repair}; client probes every ${e.probeIntervalMs} ms`));
+        if (e.skipped) {
+            out.push(...wrap(`skipped: ${e.skipped}`, "  ", "    "));
+            continue;
+        }
+        const bases = [...new Set(e.runs.map((x) => `${x.pop}: ${x.bounds.basis}, bounds ${ms(x.bounds.failoverMs)} / ${ms(x.bounds.recoveryMs)}`))];
+        for (const b of bases) out.push(...wrap(`bounds (failover / recovery) from the config, ${b}`, "  ", "    "));
+        out.push(...table(["run", "PoP", "failover", "served by", "lost (fault)", "recovery", "lost (recovery)", "requests"],
+            e.runs.map((x, i) => [String(i + 1), x.pop, ms(x.failoverMs), x.servedBy ?? "nobody", String(x.failedDuringFailover),
+                ms(x.recoveryMs), String(x.failedDuringRecovery), String(x.requests)]), "    "));
+        e.runs.forEach((x, i) => {
+            if (x.error) out.push(...wrap(`run ${i + 1} ERROR: ${x.error}`, "    ", "      "));
+            else if (x.failures) out.push(...wrap(`run ${i + 1} failed requests met: ${x.failures}`, "    ", "      "));
+        });
+    }
     out.push("");
     return out;
 }
 
 function formatPolicyChange(p: PolicyChangeReport): string[] {
-    const out = [`Routing policy change on ${p.pop} without a session reset: ${p.error ? `FAILED: ${p.error}` : p.sessionKept ? "session kept" : "SESSION RESET"}`];
-    out.push(`  edit: ${p.edit}`);
-    out.push(`  the stack program re-rendered: ${Object.entries(p.changedFiles).map(([h, f]) => `${h}: ${f.join(", ")}`).join("; ") || "nothing"}`);
+    const out = wrap(`Routing policy change on ${p.pop} without a session reset: ` +
+        (p.error ? `FAILED: ${p.error}` : p.sessionKept ? "session kept" : "SESSION RESET"));
+    out.push(...wrap(`edit: ${p.edit}`, "  ", "    "));
+    out.push(...wrap(`the stack program re-rendered: ${Object.entries(p.changedFiles).map(([h, f]) => `${h}: ${f.join(", ")}`).join("; ") || "nothing"}`,
+        "  ", "    "));
     out.push(...table(["step", "birdc configure", "took", "transit saw it after", "transit AS path", "communities", "region served by"],
-        p.steps.map((s) => [s.step, s.birdReply, ms(s.configureMs), ms(s.seenAtTransitMs), s.transitAsPath ?? "-", s.transitCommunities || "-", s.servedBy ?? "-"])));
-    for (const s of p.since) out.push(`  ${s.side}: session up since ${s.before} before, ${s.after} after`);
-    out.push(`  BGP state polled ${p.polls} times on both ends through both steps: ${p.notEstablished} not Established`);
+        p.steps.map((s) => [s.step, s.birdReply, ms(s.configureMs), ms(s.seenAtTransitMs), s.transitAsPath ?? "n/a", s.transitCommunities || "none",
+            s.servedBy ?? "nobody"])));
+    for (const s of p.since) out.push(...wrap(`${s.side}: session up since ${s.before} before, ${s.after} after`, "  ", "    "));
+    out.push(...wrap(`BGP state polled ${p.polls} times on both ends through both steps: ${p.notEstablished} not Established`, "  ", "    "));
     out.push("");
     return out;
 }
 
 function formatFlapDamping(f: FlapDampingReport): string[] {
-    const out = [`Flap damping on ${f.pop} (health.maxWithdrawalsPerHour ${f.maxWithdrawalsPerHour}): ` +
-        (f.error ? `FAILED: ${f.error}` : f.heldDown ? "held down" : "NOT HELD DOWN")];
-    out.push(`  ${f.flaps} origin-path flaps (wg0 down/up; ${f.withdrawalsBefore} withdrawals already counted) until: ${f.heldReason ?? "-"}`);
-    out.push(`  watched ${ms(f.watchedMs)} held down with passing checks: ${f.healthyWhileHeld ? "healthy throughout" : "NOT healthy/held throughout"}; ` +
-        `routes the edge had from it: ${f.edgeRoutesWhileHeld}; region ${f.region} served by ${f.servedByWhileHeld.join(", ") || "-"}`);
-    out.push(`  the upstream received ${f.upstream.withdrawals} withdrawals and ${f.upstream.announcements} announcements: damping penalty ${f.penalty} ` +
-        `${f.penalty < f.suppressThreshold ? "<" : ">="} ${f.suppressThreshold} (RFC 7196 suppress threshold)`);
-    out.push(`  anycast-health release: own PoP serves ${f.region} again after ${ms(f.releasedAfterMs)}`);
+    const out = wrap(`Flap damping on ${f.pop} (health.maxWithdrawalsPerHour ${f.maxWithdrawalsPerHour}): ` +
+        (f.error ? `FAILED: ${f.error}` : f.heldDown ? "held down" : "NOT HELD DOWN"));
+    const line = (text: string) => out.push(...wrap(text, "  ", "    "));
+    line(`${f.flaps} origin-path flaps (wg0 down/up; ${f.withdrawalsBefore} withdrawals already counted) until: ${f.heldReason ?? "n/a"}`);
+    line(`watched ${ms(f.watchedMs)} held down with passing checks: ${f.healthyWhileHeld ? "healthy throughout" : "NOT healthy/held throughout"}; ` +
+        `routes the edge had from it: ${f.edgeRoutesWhileHeld}; region ${f.region} served by ${f.servedByWhileHeld.join(", ") || "nobody"}`);
+    line(`the Internet (the region's transit) received ${f.upstream.withdrawals} withdrawals and ${f.upstream.announcements} ` +
+        `announcements: damping penalty ${f.penalty} ${f.penalty < f.suppressThreshold ? "<" : ">="} ${f.suppressThreshold} (RFC 7196 suppress threshold)`);
+    line(`anycast-health release: own PoP serves ${f.region} again after ${ms(f.releasedAfterMs)}`);
     out.push("");
     return out;
+}
+
+function formatRewrites(r: LabReport): string[] {
+    if (r.rewrites.length === 0) return [];
+    const timers = r.rewrites.some((w) => w.what.startsWith("BFD timers"));
+    const out = [timers
+        ? "What the lab rewrote (a namespace needs its own directory; BFD needs timers longer than this machine's stalls):"
+        : "Paths the lab rewrote (a namespace needs its own directory; nothing else was changed):"];
+    const byWhat = new Map<string, string[]>();
+    for (const w of r.rewrites) {
+        const key = `${w.file}: ${w.what} ${w.from} -> ${w.to.replace(/alab-[a-z0-9_-]+-pop/, "<ns>")}`;
+        byWhat.set(key, [...(byWhat.get(key) ?? []), w.host]);
+    }
+    for (const [what, hosts] of byWhat) out.push(...wrap(`${what} (${hosts.join(", ")})`, "  ", "    "));
+    return out;
+}
+
+export function formatReport(r: LabReport): string {
+    const out: string[] = [
+        ...formatHeader(r), ...formatTopology(r), ...formatSessions(r), ...formatTransitRoutes(r), ...formatCatchment(r),
+        ...formatExposure(r), ...formatRouting(r), ...formatExperiments(r),
+    ];
+    if (r.policyChange) out.push(...formatPolicyChange(r.policyChange));
+    if (r.flapDamping) out.push(...formatFlapDamping(r.flapDamping));
+    out.push(...wrap(`Firewall: ${r.firewall}`), ...wrap(`TLS: ${r.tls}`), ...formatRewrites(r));
+    for (const n of r.notes) out.push(...wrap(n, "Note: ", "  "));
+    if (r.problems.length > 0) {
+        out.push("", "PROBLEMS:");
+        for (const p of r.problems) out.push(...wrap(p, "  - ", "    "));
+    }
+    if (r.howToPoke) out.push("", ...r.howToPoke.flatMap((l) => wrap(l.trimStart(), l.startsWith("  ") ? "  " : "", "      ")));
+    out.push("", r.ok ? "Result: OK" : "Result: NOT OK (see problems above)");
+    return out.join("\n");
 }

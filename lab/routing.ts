@@ -16,16 +16,17 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/config";
 import { LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
+import { EdgeSession } from "./edge";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
-import { LAB_DIR, RegionPlan } from "./topology";
+import { edgePeerName, LAB_DIR, RegionPlan } from "./topology";
 
 // --- routing safety -------------------------------------------------------------------------
 
 export interface PopRoutingSafety {
     pop: string;
-    /** BIRD's name of the PoP's session to its upstream. */
+    /** BIRD's names of the PoP's sessions to its upstream (one per address family). */
     protocol: string;
     /** Routes the upstream offered (a default and the full-ish table) and how many the PoP took. */
     upstreamOffered: number;
@@ -54,28 +55,34 @@ export function networksOf(output: string): string[] {
     return [...out].sort();
 }
 
-function upstreamSession(protos: ProtocolStatus[]): ProtocolStatus | undefined {
-    return protos.find((p) => p.proto === "BGP");
+/** The PoP's BGP session of a family (the one towards its upstream), or its IPv6 one. */
+function upstreamSession(protos: ProtocolStatus[], family: 4 | 6 = 6): ProtocolStatus | undefined {
+    const bgp = protos.filter((p) => p.proto === "BGP");
+    return bgp.find((p) => p.name.endsWith(`upstream${family}`)) ?? bgp[0];
+}
+
+async function popRoutingSafety(lab: LabRuntime, r: RegionPlan): Promise<PopRoutingSafety> {
+    const sock = lab.birdSocket(r.pop.ns);
+    const sessions = (await showProtocols(r.pop.ns, sock)).filter((p) => p.proto === "BGP");
+    const exported = new Set<string>();
+    for (const s of sessions) for (const n of networksOf(await birdc(r.pop.ns, sock, `show route export ${s.name}`))) exported.add(n);
+    const edge = await Promise.all(lab.plan.families.map((f) => lab.edges.session(r, f)));
+    const unrelatedInKernel: string[] = [];
+    for (const route of UNRELATED_POP_ROUTES) {
+        const shown = await nsRun(r.pop.ns, "ip", ["-6", "route", "show", route], { allowFail: true });
+        if (shown.stdout.trim() !== "") unrelatedInKernel.push(route);
+    }
+    return {
+        pop: r.pop.name, protocol: sessions.map((s) => s.name).join(", ") || "none",
+        upstreamOffered: edge.reduce((n, e) => n + (e?.offered ?? 0), 0),
+        imported: sessions.reduce((n, s) => n + (s.routes?.imported ?? 0), 0), exported: [...exported].sort(), unrelatedInKernel,
+    };
 }
 
 export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
     const spec = lab.stack.spec;
     const pops: PopRoutingSafety[] = [];
-    for (const r of lab.plan.regions) {
-        const sock = lab.birdSocket(r.pop.ns);
-        const session = upstreamSession(await showProtocols(r.pop.ns, sock));
-        const edgePop = (await showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns))).find((p) => p.name === "pop");
-        const exported = session ? networksOf(await birdc(r.pop.ns, sock, `show route export ${session.name}`)) : [];
-        const unrelatedInKernel: string[] = [];
-        for (const route of UNRELATED_POP_ROUTES) {
-            const shown = await nsRun(r.pop.ns, "ip", ["-6", "route", "show", route], { allowFail: true });
-            if (shown.stdout.trim() !== "") unrelatedInKernel.push(route);
-        }
-        pops.push({
-            pop: r.pop.name, protocol: session?.name ?? "-", upstreamOffered: edgePop?.routes?.exported ?? 0,
-            imported: session?.routes?.imported ?? 0, exported, unrelatedInKernel,
-        });
-    }
+    for (const r of lab.plan.regions) pops.push(await popRoutingSafety(lab, r));
     const transits: RoutingSafety["transits"] = [];
     for (const r of lab.plan.regions) {
         const out = await birdc(r.transit.ns, lab.birdSocket(r.transit.ns), `show route where bgp_path.last = ${spec.asn}`);
@@ -123,21 +130,23 @@ export interface PolicyChangeReport {
 
 interface SessionSample {
     pop?: ProtocolStatus;
-    edge?: ProtocolStatus;
+    edge?: EdgeSession;
 }
 
 async function sampleSession(lab: LabRuntime, r: RegionPlan): Promise<SessionSample> {
     const [pop, edge] = await Promise.all([
-        showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns)).then(upstreamSession),
-        showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns)).then((ps) => ps.find((p) => p.name === "pop")),
+        showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns)).then((ps) => upstreamSession(ps)),
+        lab.edges.session(r),
     ]);
     return { pop, edge };
 }
 
+const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s.edge?.established === true;
+
 /** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
 async function transitRouteFromEdge(lab: LabRuntime, r: RegionPlan) {
     const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), lab.stack.spec.prefixes[0]);
-    return routes.find((x) => x.from === r.transit.edgePeer.name);
+    return routes.find((x) => x.from === edgePeerName(r.transit));
 }
 
 async function servedBy(lab: LabRuntime, r: RegionPlan, want: (pop: string | undefined) => boolean, timeoutMs: number): Promise<string | undefined> {
@@ -188,10 +197,12 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
         const newBird = editedStack.hosts.find((h) => h.name === r.pop.name)?.files["bird.conf"];
         if (!newBird) throw new Error(`the edited stack rendered no bird.conf for ${r.pop.name}`);
 
-        const before = await sampleSession(lab, r);
-        if (before.pop?.bgpState !== "Established" || before.edge?.bgpState !== "Established") {
-            throw new Error(`${r.pop.name}'s session is not established before the change`);
-        }
+        // After the experiments a session may still be coming back: give it its reconnect time.
+        const reconnectMs = (r.pop.spec.bgp.errorWaitTime[1] + r.pop.spec.bgp.connectRetryTime + 10) * 1000;
+        const before = await waitFor(`${r.pop.name}'s session to be established before the change`, async () => {
+            const s = await sampleSession(lab, r);
+            return established(s) && (await lab.agentStatus(r.pop.name))?.state === "announced" ? s : undefined;
+        }, reconnectMs, 100);
         poller = (async () => {
             while (polling) {
                 samples.push(await sampleSession(lab, r));
@@ -225,10 +236,10 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
         await poller;
         const after = await sampleSession(lab, r);
         report.polls = samples.length;
-        report.notEstablished = samples.filter((s) => s.pop?.bgpState !== "Established" || s.edge?.bgpState !== "Established").length;
+        report.notEstablished = samples.filter((s) => !established(s)).length;
         report.since = [
             { side: `PoP ${r.pop.name} (${before.pop?.name})`, before: before.pop?.since ?? "?", after: after.pop?.since ?? "?" },
-            { side: `edge ${r.region} (pop)`, before: before.edge?.since ?? "?", after: after.edge?.since ?? "?" },
+            { side: `edge ${r.region} (${lab.edges.kind})`, before: before.edge?.since ?? "?", after: after.edge?.since ?? "?" },
         ];
         report.sessionKept = report.notEstablished === 0 && report.polls > 0 && report.since.every((s) => s.before === s.after);
     } catch (e) {
@@ -261,7 +272,10 @@ export interface FlapDampingReport {
     edgeRoutesWhileHeld: number;
     /** Who served the region's client during the watch. */
     servedByWhileHeld: string[];
-    /** What the upstream received from this PoP from the first flap to the end of the watch. */
+    /**
+     * What the Internet received of this PoP's route from the first flap to the end of the watch:
+     * the updates and withdrawals the region's transit got from the PoP's edge.
+     */
     upstream: { announcements: number; withdrawals: number };
     /** RFC 2439 penalty of those (1000 per withdrawal and per re-announcement, no decay). */
     penalty: number;
@@ -271,7 +285,7 @@ export interface FlapDampingReport {
     error?: string;
 }
 
-/** "received" counts of the edge's import updates/withdraws from the PoP (`show protocols all`). */
+/** "received" counts of a BIRD session's import updates/withdraws (`show protocols all`). */
 export function importCounts(p: ProtocolStatus | undefined): { updates: number; withdraws: number } {
     const first = (v: string | undefined) => Number(/^\s*(\d+)/.exec(v ?? "")?.[1] ?? 0);
     return { updates: first(p?.details["Import updates"]), withdraws: first(p?.details["Import withdraws"]) };
@@ -284,13 +298,15 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         watchedMs: 0, healthyWhileHeld: false, edgeRoutesWhileHeld: 0, servedByWhileHeld: [],
         upstream: { announcements: 0, withdrawals: 0 }, penalty: 0, suppressThreshold: DAMPING_SUPPRESS_THRESHOLD,
     };
-    const edgePop = async () => (await showProtocols(r.edge.ns, lab.birdSocket(r.edge.ns))).find((p) => p.name === "pop");
+    // The transit's session with the PoP's edge carries exactly this PoP's route (the edge imports
+    // nothing else that it passes on), so its counters are what the Internet saw of the flaps.
+    const fromEdge = async () => (await showProtocols(r.transit.ns, lab.birdSocket(r.transit.ns))).find((p) => p.name === edgePeerName(r.transit));
     const state = async () => lab.agentStatus(r.pop.name);
     let prober: Prober | undefined;
     try {
         await waitFor(`${r.pop.name} to announce`, async () => (await state())?.state === "announced", 30_000, 50);
         report.withdrawalsBefore = (await state())?.withdrawals_last_hour ?? 0;
-        const counts0 = importCounts(await edgePop());
+        const counts0 = importCounts(await fromEdge());
         for (let i = 0; i <= max && !report.heldDown; i++) {
             await lab.wgDown(r.pop.ns);
             await waitFor(`${r.pop.name} to withdraw`, async () => ["withdrawn", "held-down"].includes((await state())?.state ?? ""), 15_000, 20);
@@ -314,13 +330,13 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         while (nowMs() - t0 < watchMs) {
             const s = await state();
             healthy &&= s?.healthy === true && s.state === "held-down";
-            report.edgeRoutesWhileHeld = Math.max(report.edgeRoutesWhileHeld, (await edgePop())?.routes?.imported ?? 0);
+            report.edgeRoutesWhileHeld = Math.max(report.edgeRoutesWhileHeld, (await lab.edges.session(r))?.accepted ?? 0);
             await sleep(100);
         }
         report.watchedMs = nowMs() - t0;
         report.healthyWhileHeld = healthy;
         report.servedByWhileHeld = [...new Set(prober.between(t0, nowMs()).map((s) => (s.ok ? s.pop ?? "?" : s.error ?? `http ${s.status}`)))];
-        const counts1 = importCounts(await edgePop());
+        const counts1 = importCounts(await fromEdge());
         report.upstream = { announcements: counts1.updates - counts0.updates, withdrawals: counts1.withdraws - counts0.withdraws };
         report.penalty = flapPenalty(report.upstream.withdrawals, report.upstream.announcements);
 

@@ -1,10 +1,10 @@
 /**
  * What the lab boots: the stack program's rendered hosts, from the same code path as
- * `anycast render` (cli/stackrun.ts runs stacks/network under Pulumi's mocks). The lab has no
+ * `anycast render` (harness/stackrun.ts runs stacks/network under Pulumi's mocks). The lab has no
  * renderer of its own for PoP or origin artifacts.
  */
 import { AnycastSpec } from "../components/core/model";
-import type { RenderedHost, StackRun } from "../cli/stackrun";
+import type { RenderedHost, StackRun } from "../harness/stackrun";
 
 export type LabHost = RenderedHost;
 
@@ -16,18 +16,25 @@ export interface LabStack {
     originPullClient?: { certPem: string; keyPem: string };
     /** The CA that signed the PoPs' origin certificate (plays Cloudflare's Origin CA). */
     originCaPem?: string;
+    /**
+     * Who the rendered firewalls let reach HTTP(S) on the anycast address: firewall.httpSources,
+     * or Cloudflare's published ranges as the stack resolved them (the mock cloud's snapshot).
+     */
+    httpSources: string[];
     notes: string[];
 }
 
 export async function loadStack(configFile: string): Promise<LabStack> {
     // Loaded lazily: the Pulumi SDK is heavy, and `anycast lab --down` does not need it.
-    const { runStack } = await import("../cli/stackrun");
+    const { runStack } = await import("../harness/stackrun");
+    const { CLOUDFLARE_RANGES_SNAPSHOT: cloudflare } = await import("../harness/mockcloud");
     const run: StackRun = await runStack({ configFile });
     return {
         spec: run.spec,
         hosts: run.hosts,
         originPullClient: originPullClientOf(run),
         originCaPem: run.originCaPem,
+        httpSources: run.spec.firewall.httpSources ?? [...cloudflare.ipv6Cidrs, ...cloudflare.ipv4Cidrs],
         notes: run.notes,
     };
 }
@@ -48,4 +55,3 @@ function originPullClientOf(run: StackRun): { certPem: string; keyPem: string } 
     const keyPem = plain(key?.state.privateKeyPem);
     return certPem && keyPem ? { certPem, keyPem } : undefined;
 }
-

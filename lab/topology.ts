@@ -6,17 +6,24 @@
  * Shape of the emulated Internet (per region r, 1-based index i):
  *
  *   client-r ── transit-r (AS T_i) ══ eBGP mesh/ring with the other transits
- *                  │ eBGP (AS 20473 ⇄ T_i)
- *               edge-r  (the emulated Vultr edge: AS 64515 to the PoP, 20473 to the Internet)
- *                  │ multihop eBGP from 2001:19f0:ffff::1 (edge lo) to the PoP's unicast
+ *                  │ eBGP (the edge's public AS ⇄ T_i)
+ *               edge-r  (the emulated provider edge: for Vultr AS 64515 to the PoP, 20473 outward)
+ *                  │ eBGP from bgp.neighbor (on the edge) to the PoP's unicast address
  *               pop-r   (runs exactly what the components rendered)
  *
- * A region's own PoP is two AS hops from its transit ("20473 <our ASN>"); every other PoP is at
- * least three, so catchment follows region. The origin and the outsider client hang off
- * transits like any other customer network.
+ * A region's own PoP is two AS hops from its transit; every other PoP is at least three, so
+ * catchment follows region. The clients play Cloudflare colos: their addresses come from the
+ * HTTP sources the rendered firewall allows (Cloudflare's published ranges by default). The
+ * origin, the outsider and (when the config names one) the admin network hang off transits like
+ * any other customer. A stack that announces an IPv4 prefix gets an IPv4 Internet beside the
+ * IPv6 one: IPv4 links, sessions and clients.
+ *
+ * What the lab cannot build for a config stops planLab with a LabPreconditionError that says why.
  */
-import { canonical, contains, formatCidr, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
+import * as ipaddr from "ipaddr.js";
+import { canonical, contains, familyOf, Family, formatCidr, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
 import { AnycastSpec, PopSpec } from "../components/core/model";
+import { LabPreconditionError } from "./errors";
 import { LabHost, LabStack } from "./stack";
 
 /** Every lab namespace starts with this, so teardown finds them all (also from another process). */
@@ -25,21 +32,30 @@ export const LAB_NS_PREFIX = "alab-";
 export const LAB_DIR = "/run/anycast-lab";
 /** The AS Vultr's edge shows to the Internet; Vultr's route server AS (64515) stays private. */
 export const VULTR_PUBLIC_ASN = 20473;
+/** Vultr's route-server AS, the default bgp.remoteAsn. */
+const VULTR_EDGE_ASN = 64515;
 /** Interface name of a PoP's uplink, as on a Vultr instance. */
 export const POP_UPLINK = "enp1s0";
-/** The block router-to-router links are numbered from (documentation space, one /64 per link). */
-const LINK_BLOCK = "2001:db8:e000::/40";
-/** Candidate networks for the client outside the allowed HTTP sources. */
-const OUTSIDER_CANDIDATES = ["2001:db8:bad::/64", "2001:db8:bad:1::/64", "3fff:bad::/64"];
-/** Where the lab's clients live when the config leaves httpSources to Cloudflare's ranges. */
-const DEFAULT_CLIENT_BLOCK = "2001:db8:fe00::/40";
-/** Documentation ASNs for the transits, tried in order (skipping any the deployment uses). */
-const TRANSIT_ASN_POOL = [64510, 64509, 64508, 64507, 64506, 64505, 64504, 64503, 64502, 64501, 64511,
+/** Router-to-router links: one /64 (IPv6, documentation space) or /24 (IPv4, RFC 6598) per link. */
+const LINK_BLOCK: Record<Family, { block: string; length: number; step: number }> = {
+    6: { block: "2001:db8:e000::/40", length: 64, step: 65536 },
+    4: { block: "100.64.0.0/10", length: 24, step: 1 },
+};
+/** The subnet a customer (client, outsider) gets when its block is large enough. */
+const CUSTOMER_LENGTH: Record<Family, number> = { 6: 64, 4: 24 };
+/** Networks the outsider may take: outside the allowed HTTP sources and admin networks. */
+const OUTSIDER_CANDIDATES = ["2001:db8:bad::/64", "2001:db8:bad:1::/64", "3fff:bad::/64", "3fff:bad:1::/64"];
+/** Client blocks for a family the firewall's HTTP sources leave empty (routing only, never served). */
+const FALLBACK_CLIENT_BLOCK: Record<Family, string> = { 6: "2001:db8:fe00::/40", 4: "198.19.0.0/16" };
+/** Documentation ASNs for transits and private upstreams, tried in order (skipping any the deployment uses). */
+const ASN_POOL = [64510, 64509, 64508, 64507, 64506, 64505, 64504, 64503, 64502, 64501, 64511,
     65536, 65537, 65538, 65539, 65540, 65541, 65542, 65543, 65544, 65545, 65546, 65547, 65548, 65549, 65550, 65551];
 /** A full mesh of transits up to this many regions, a ring beyond (n² links get expensive). */
 const FULL_MESH_MAX = 5;
+/** How many PoPs the lab builds (namespaces, ASNs and router ids are sized for this). */
+export const LAB_MAX_POPS = 8;
 
-export type NsRole = "pop" | "edge" | "transit" | "client" | "origin" | "outsider";
+export type NsRole = "pop" | "edge" | "transit" | "client" | "origin" | "outsider" | "admin";
 
 export interface IfaceAddress {
     ifname: string;
@@ -53,7 +69,7 @@ export interface NamespacePlan {
     /** Routers forward; hosts do not (a PoP's own anycast-net.sh decides for itself). */
     forwarding: boolean;
     addresses: IfaceAddress[];
-    /** `ip -6 route add` argument lists applied after the addresses. */
+    /** `ip route add` argument lists applied after the addresses (the address says the family). */
     routes: string[][];
 }
 
@@ -63,14 +79,29 @@ export interface LinkPlan {
 }
 
 export interface BgpPeerPlan {
-    /** BIRD protocol name. */
+    /** BIRD protocol name on this side. */
     name: string;
+    family: Family;
     localAddress: string;
     localAsn: number;
     neighborAddress: string;
     neighborAsn: number;
-    /** Region of the transit or PoP on the other side. */
+    /** Region of the router on the other side. */
     peerRegion: string;
+}
+
+/** One address family of the edge's session with its PoP. */
+export interface EdgePopSession {
+    family: Family;
+    /** The edge's address the PoP dials (bgp.neighbor / neighbor4); BGP and BFD come from it. */
+    neighbor: string;
+    /** The PoP's unicast address, its session source. */
+    popAddress: string;
+    /** The PoP's default gateway, held by the edge on the PoP link. */
+    gateway: string;
+    popNetwork: string;
+    /** BIRD protocol name on the BIRD edge. */
+    name: string;
 }
 
 export interface EdgePlan {
@@ -80,21 +111,27 @@ export interface EdgePlan {
     /** The PoP-facing side, as the PoP's config expects it. */
     towardsPop: {
         ifname: string;
-        /** The PoP's default gateway, held by the edge on the PoP link. */
-        gateway: string;
-        popNetwork: string;
-        /** The BGP neighbour address the PoP dials (Vultr: 2001:19f0:ffff::1), on the edge's lo. */
-        neighbor: string;
         localAsn: number;
-        popAddress: string;
         popAsn: number;
         multihop: number;
         password: string;
         bfd?: { intervalMs: number; multiplier: number };
+        /**
+         * Lowest TTL the edge accepts on multihop BFD packets (FRR's minimum-ttl); undefined keeps
+         * FRR's default of 254 (one hop from a sender using 255).
+         */
+        bfdMinimumTtl?: number;
+        sessions: EdgePopSession[];
     };
-    towardsTransit: BgpPeerPlan & { ifname: string };
+    towardsTransit: { ifname: string; peers: BgpPeerPlan[] };
     /** The AS the transit sees this edge as (20473 for Vultr). */
     publicAsn: number;
+}
+
+/** A route a transit originates for a customer attached by a host route rather than a subnet. */
+export interface CustomerRoute {
+    prefix: string;
+    ifname: string;
 }
 
 export interface TransitPlan {
@@ -104,36 +141,52 @@ export interface TransitPlan {
     routerId: string;
     /** Interfaces whose connected networks this transit originates (its customers). */
     customerIfaces: string[];
-    edgePeer: BgpPeerPlan;
+    customerRoutes: CustomerRoute[];
+    /** The session with its own region's edge, one per family. */
+    edgePeers: BgpPeerPlan[];
     transitPeers: BgpPeerPlan[];
 }
 
 export interface ClientPlan {
     ns: string;
     region?: string;
-    network: string;
+    /** Its IPv6 address (always) and IPv4 address (dual-stack labs). */
     address: string;
+    address4?: string;
 }
 
 export interface RegionPlan {
     region: string;
     index: number;
-    pop: { name: string; ns: string; spec: PopSpec; host: LabHost; address: string; gateway: string; network: string };
+    pop: {
+        name: string; ns: string; spec: PopSpec; host: LabHost; address: string; gateway: string; network: string;
+        address4?: string; gateway4?: string;
+    };
     edge: EdgePlan;
     transit: TransitPlan;
     client: ClientPlan;
 }
+
+/** Who plays the admin network (firewall.adminCidrs) in the exposure probes. */
+export type AdminPlan =
+    | { kind: "anyone"; why: string }
+    | { kind: "origin"; why: string }
+    | { kind: "namespace"; client: ClientPlan; transitRegion: string; why: string }
+    | { kind: "none"; why: string };
 
 export interface LabPlan {
     namespaces: NamespacePlan[];
     links: LinkPlan[];
     regions: RegionPlan[];
     transits: TransitPlan[];
+    /** 6, and 4 when the stack announces an IPv4 prefix. */
+    families: Family[];
     origin: { ns: string; host: LabHost; address: string; network: string; gateway: string; meshAddress: string;
         port: number; healthPath: string; transitRegion: string };
     outsider: ClientPlan & { transitRegion: string };
-    /** Client network block inside the allowed HTTP sources. */
-    clientBlock: string;
+    admin: AdminPlan;
+    /** The HTTP sources the rendered firewall allows (the clients are inside them). */
+    httpSources: string[];
     /** Things the plan had to decide that a user should know about. */
     notes: string[];
 }
@@ -151,232 +204,445 @@ function hostIn(network: string, n: number): string {
     return nthAddress(parseCidr(network), n);
 }
 
-function network64(address: string): string {
-    return formatCidr(parseCidr(`${canonical(address)}/64`, false));
+/** The host's on-link network: its /64 (IPv6) or /24 (IPv4). */
+export function linkNetworkOf(address: string): string {
+    const family = familyOf(address);
+    return formatCidr(parseCidr(`${canonical(address)}/${CUSTOMER_LENGTH[family]}`, false));
 }
 
-function gatewayFor(address: string): string {
-    const net = network64(address);
+/** The host's default gateway: the network's first address, or its second when the host has the first. */
+export function gatewayFor(address: string): string {
+    const net = linkNetworkOf(address);
     const one = hostIn(net, 1);
     return canonical(address) === one ? hostIn(net, 2) : one;
 }
 
-function regionOf(pop: PopSpec): string {
-    return pop.host.kind === "vultr" ? pop.host.region : pop.name;
+function hostLength(family: Family): number {
+    return family === 6 ? 128 : 32;
+}
+
+/** A URL host part: IPv6 in brackets, IPv4 as is. */
+export function urlHost(address: string): string {
+    return familyOf(address) === 6 ? `[${address}]` : address;
+}
+
+/** A region name usable in BIRD protocol names. */
+function ident(text: string): string {
+    return text.replace(/[^a-zA-Z0-9_]/g, "_");
+}
+
+function isPrivateAsn(asn: number): boolean {
+    return (asn >= 64512 && asn <= 65534) || (asn >= 4200000000 && asn <= 4294967294);
+}
+
+/** A prefix as a range of integers, so the planner's many overlap checks stay cheap. */
+interface Range {
+    family: Family;
+    lo: bigint;
+    hi: bigint;
+}
+
+function rangeOf(net: string): Range {
+    const c: Cidr = parseCidr(net, false);
+    const bits = c.family === 6 ? 128 : 32;
+    const lo = BigInt(`0x${ipaddr.parse(c.network).toByteArray().map((x) => x.toString(16).padStart(2, "0")).join("")}`);
+    return { family: c.family, lo, hi: lo + (1n << BigInt(bits - c.length)) - 1n };
+}
+
+/** The planner's working state: what is taken, and builders for namespaces and links. */
+class PlanBuilder {
+    readonly notes: string[] = [];
+    readonly namespaces = new Map<string, NamespacePlan>();
+    readonly links: LinkPlan[] = [];
+    private readonly taken: Range[] = [];
+    private readonly linkCounter: Record<Family, number> = { 6: 0, 4: 0 };
+    private readonly asns: number[];
+
+    constructor(readonly stack: LabStack, readonly families: Family[]) {
+        const spec = stack.spec;
+        for (const p of spec.prefixes) this.take(p);
+        this.take(spec.mesh.cidr);
+        for (const h of stack.hosts) {
+            this.take(linkNetworkOf(h.ipv6));
+            if (h.ipv4 && families.includes(4)) this.take(linkNetworkOf(h.ipv4));
+        }
+        const used = new Set<number>([spec.asn, VULTR_PUBLIC_ASN, ...spec.pops.map((p) => p.bgp.remoteAsn)]);
+        for (const p of spec.pops) {
+            for (const c of p.communities) used.add(c.kind === "standard" ? c.value : c.data2);
+        }
+        this.asns = ASN_POOL.filter((a) => !used.has(a));
+    }
+
+    take(net: string): void {
+        this.taken.push(rangeOf(net));
+    }
+
+    clashes(net: string): boolean {
+        const c = rangeOf(net);
+        return this.taken.some((t) => t.family === c.family && t.lo <= c.hi && c.lo <= t.hi);
+    }
+
+    /** A documentation ASN nobody in the deployment uses. */
+    nextAsn(what: string): number {
+        const asn = this.asns.shift();
+        if (asn === undefined) throw new LabPreconditionError(`the lab ran out of documentation ASNs for ${what}; use fewer PoPs`);
+        return asn;
+    }
+
+    nextLink(family: Family): string {
+        const { block, length, step } = LINK_BLOCK[family];
+        for (;;) {
+            const net = subnet(block, length, ++this.linkCounter[family] * step);
+            if (!this.clashes(net)) {
+                this.take(net);
+                return net;
+            }
+        }
+    }
+
+    ns(name: string, role: NsRole, forwarding: boolean): NamespacePlan {
+        const plan: NamespacePlan = { name: LAB_NS_PREFIX + name, role, forwarding, addresses: [], routes: [] };
+        if (this.namespaces.has(plan.name)) throw new Error(`namespace ${plan.name} planned twice (bug)`);
+        this.namespaces.set(plan.name, plan);
+        return plan;
+    }
+
+    get(name: string): NamespacePlan {
+        const n = this.namespaces.get(name);
+        if (!n) throw new Error(`no namespace ${name} (bug)`);
+        return n;
+    }
+
+    link(a: NamespacePlan, aIf: string, b: NamespacePlan, bIf: string): void {
+        this.links.push({ a: { ns: a.name, ifname: aIf }, b: { ns: b.name, ifname: bIf } });
+    }
+
+    /** A router-to-router link with one /64 (and /24) per family; returns each side's addresses. */
+    routerLink(a: NamespacePlan, aIf: string, b: NamespacePlan, bIf: string): Array<{ family: Family; a: string; b: string }> {
+        this.link(a, aIf, b, bIf);
+        return this.families.map((family) => {
+            const net = this.nextLink(family);
+            const len = LINK_BLOCK[family].length;
+            const [aAddr, bAddr] = [hostIn(net, 1), hostIn(net, 2)];
+            a.addresses.push({ ifname: aIf, cidr: `${aAddr}/${len}` });
+            b.addresses.push({ ifname: bIf, cidr: `${bAddr}/${len}` });
+            return { family, a: aAddr, b: bAddr };
+        });
+    }
+
+    /**
+     * Attach a customer host (`ns`, interface eth0) to a transit, with an address inside `block`.
+     * A block of a /64 (/24) or more gives the customer a subnet of its own; a smaller one (an
+     * admin's /128 or /32) puts just the address on eth0, reached through a link network and a
+     * host route the transit originates.
+     */
+    attachCustomer(customer: NamespacePlan, transit: TransitPlan, ifname: string, block: string, nth: number): string {
+        const b = parseCidr(block, false);
+        const family = b.family;
+        const len = CUSTOMER_LENGTH[family];
+        const tr = this.get(transit.ns);
+        const subnets = b.length <= len ? 2 ** Math.min(30, len - b.length) : 0;
+        for (let k = nth; k < subnets; k++) {
+            const net = subnet(formatCidr(b), len, k);
+            if (this.clashes(net)) continue;
+            this.take(net);
+            const address = hostIn(net, 16);
+            customer.addresses.push({ ifname: "eth0", cidr: `${address}/${len}` });
+            customer.routes.push([family === 6 ? "::/0" : "0.0.0.0/0", "via", hostIn(net, 1), "dev", "eth0"]);
+            tr.addresses.push({ ifname, cidr: `${hostIn(net, 1)}/${len}` });
+            if (!transit.customerIfaces.includes(ifname)) transit.customerIfaces.push(ifname);
+            return address;
+        }
+        // No subnet of its own in the block: an address of the block (a different one per
+        // customer while the block has them), reached through a link network and a host route.
+        const size = 2 ** Math.min(30, hostLength(family) - b.length);
+        const address = size <= 2 ? b.network : hostIn(formatCidr(b), 1 + ((16 + nth) % (size - 2)));
+        const link = this.nextLink(family);
+        const gateway = hostIn(link, 1);
+        customer.addresses.push({ ifname: "eth0", cidr: `${address}/${hostLength(family)}` });
+        customer.routes.push([gateway, "dev", "eth0"], [family === 6 ? "::/0" : "0.0.0.0/0", "via", gateway, "dev", "eth0"]);
+        tr.addresses.push({ ifname, cidr: `${gateway}/${LINK_BLOCK[family].length}` });
+        const prefix = `${address}/${hostLength(family)}`;
+        tr.routes.push([prefix, "dev", ifname]);
+        transit.customerRoutes.push({ prefix, ifname });
+        return address;
+    }
+}
+
+/** One region per PoP: its Vultr region, or the PoP's name for an existing host; never twice. */
+function regionNames(spec: AnycastSpec): string[] {
+    const names: string[] = [];
+    spec.pops.forEach((pop, i) => {
+        const candidates = [pop.host.kind === "vultr" ? pop.host.region : pop.name, pop.name, `${pop.name}-${i + 1}`];
+        names.push(candidates.find((c) => !names.includes(c))!);
+    });
+    return names;
+}
+
+/** Checks that stop the lab before anything is built: what it cannot emulate, and why. */
+function checkEmulatable(stack: LabStack, families: Family[]): void {
+    const spec = stack.spec;
+    if (spec.pops.length > LAB_MAX_POPS) {
+        throw new LabPreconditionError(`the lab builds at most ${LAB_MAX_POPS} PoPs, the config has ${spec.pops.length}: ` +
+            `rehearse a stack file with ${LAB_MAX_POPS} or fewer of them`);
+    }
+    for (const h of stack.hosts) {
+        if (!h.ipv6 || familyOf(h.ipv6) !== 6) {
+            throw new LabPreconditionError(`${h.role} ${h.name} has no IPv6 address (${h.ipv6 ?? "none"}); ` +
+                "the lab's Internet and the mesh run over IPv6: give the host an IPv6 host.address");
+        }
+        if (families.includes(4) && h.role === "pop" && !h.ipv4) {
+            throw new LabPreconditionError(`PoP ${h.name} has no IPv4 address for the IPv4 prefix's session: set its host.address4`);
+        }
+    }
+    for (const pop of spec.pops) {
+        const host = stack.hosts.find((h) => h.name === pop.name);
+        if (!host) throw new LabPreconditionError(`the stack rendered no host for PoP ${pop.name}`);
+        const neighbors: Array<[string, string]> = [[pop.bgp.neighbor, host.ipv6]];
+        if (families.includes(4)) neighbors.push([pop.bgp.neighbor4, host.ipv4!]);
+        for (const [neighbor, own] of neighbors) {
+            if (familyOf(neighbor) === 6 && contains(parseCidr("fe80::/10"), neighbor)) {
+                throw new LabPreconditionError(`PoP ${pop.name}: bgp.neighbor ${neighbor} is link-local; the lab emulates ` +
+                    "neighbours with global addresses only: use the upstream's global address");
+            }
+            if (canonical(neighbor) === canonical(own)) {
+                throw new LabPreconditionError(`PoP ${pop.name}: the BGP neighbour ${neighbor} is the host's own address`);
+            }
+            if (pop.bgp.multihop === 0 && !contains(parseCidr(linkNetworkOf(own)), neighbor)) {
+                throw new LabPreconditionError(`PoP ${pop.name}: bgp.multihop is 0 (a directly connected neighbour) but ` +
+                    `${neighbor} is outside the host's network ${linkNetworkOf(own)}, so the session cannot come up: ` +
+                    "set bgp.multihop (Vultr: 2) or the neighbour on the host's network");
+            }
+        }
+    }
+}
+
+/** The client blocks per family: the firewall's HTTP sources (the clients play Cloudflare colos). */
+function clientBlocks(plan: PlanBuilder, httpSources: string[]): Record<Family, string[]> {
+    const blocks: Record<Family, string[]> = { 6: [], 4: [] };
+    for (const s of httpSources) blocks[parseCidr(s, false).family].push(formatCidr(parseCidr(s, false)));
+    for (const family of plan.families) {
+        if (blocks[family].length === 0) {
+            blocks[family] = [FALLBACK_CLIENT_BLOCK[family]];
+            plan.notes.push(`the firewall allows HTTP from no IPv${family} source: IPv${family} clients take ` +
+                `${FALLBACK_CLIENT_BLOCK[family]} (for routing only)`);
+        }
+    }
+    return blocks;
+}
+
+/** Region i's client block: the sources in turn, so clients spread over the ranges like colos do. */
+function clientBlockFor(blocks: string[], i: number): { block: string; nth: number } {
+    return { block: blocks[i % blocks.length], nth: 1 + Math.floor(i / blocks.length) };
+}
+
+function planPopLink(b: PlanBuilder, popNs: NamespacePlan, edgeNs: NamespacePlan, pop: PopSpec, host: LabHost): EdgePopSession[] {
+    b.link(popNs, POP_UPLINK, edgeNs, "to-pop");
+    const sessions: EdgePopSession[] = [];
+    for (const family of b.families) {
+        const address = canonical(family === 6 ? host.ipv6 : host.ipv4!);
+        const neighbor = canonical(family === 6 ? pop.bgp.neighbor : pop.bgp.neighbor4);
+        const network = linkNetworkOf(address);
+        const len = CUSTOMER_LENGTH[family];
+        const gateway = gatewayFor(address);
+        popNs.addresses.push({ ifname: POP_UPLINK, cidr: `${address}/${len}` });
+        popNs.routes.push([family === 6 ? "::/0" : "0.0.0.0/0", "via", gateway, "dev", POP_UPLINK]);
+        edgeNs.addresses.push({ ifname: "to-pop", cidr: `${gateway}/${len}` });
+        // The neighbour lives on the PoP's network when it is in it (a direct session), else on
+        // the edge's lo, a hop away as on Vultr.
+        if (contains(parseCidr(network), neighbor)) {
+            if (neighbor !== gateway) edgeNs.addresses.push({ ifname: "to-pop", cidr: `${neighbor}/${len}` });
+        } else {
+            edgeNs.addresses.push({ ifname: "lo", cidr: `${neighbor}/${hostLength(family)}` });
+        }
+        sessions.push({ family, neighbor, popAddress: address, gateway, popNetwork: network, name: family === 6 ? "pop" : "pop4" });
+    }
+    return sessions;
+}
+
+/** The AS the Internet sees the PoP's upstream as: Vultr's 20473, a public remote AS itself, or a stand-in. */
+function publicAsnFor(b: PlanBuilder, pop: PopSpec): number {
+    const remote = pop.bgp.remoteAsn;
+    if (remote === VULTR_EDGE_ASN) return VULTR_PUBLIC_ASN;
+    if (!isPrivateAsn(remote)) return remote;
+    const stand = b.nextAsn(`PoP ${pop.name}'s upstream`);
+    b.notes.push(`PoP ${pop.name}'s upstream AS${remote} is private: the lab shows it to the Internet as AS${stand}`);
+    return stand;
+}
+
+function planEdgeBfd(b: PlanBuilder, pop: PopSpec): { bfd?: EdgePlan["towardsPop"]["bfd"]; bfdMinimumTtl?: number } {
+    if (!pop.bgp.bfd) return {};
+    if (pop.bgp.multihop > 0 && !pop.bgp.staticRouteToNeighbor) {
+        // anycast-net.sh raises the hop limit on its pinned route to the neighbour; without that
+        // route BIRD 2.0.12 sends multihop BFD with the system default of 64.
+        b.notes.push(`PoP ${pop.name}: bgp.staticRoute is off, so its multihop BFD packets leave with TTL 64; ` +
+            "the emulated edge accepts them with minimum-ttl 64, as a real peer must be told to (README, Failover)");
+        return { bfd: pop.bgp.bfd, bfdMinimumTtl: 64 };
+    }
+    return { bfd: pop.bgp.bfd };
+}
+
+function planRegion(b: PlanBuilder, pop: PopSpec, i: number, region: string, clients: Record<Family, string[]>): RegionPlan {
+    const spec = b.stack.spec;
+    const host = b.stack.hosts.find((h) => h.name === pop.name)!;
+    const index = i + 1;
+    const popNs = b.ns(`${region}-pop`, "pop", false);
+    const edgeNs = b.ns(`${region}-edge`, "edge", true);
+    const trNs = b.ns(`${region}-tr`, "transit", true);
+    const cliNs = b.ns(`${region}-cli`, "client", false);
+
+    const sessions = planPopLink(b, popNs, edgeNs, pop, host);
+    const publicAsn = publicAsnFor(b, pop);
+    const transitAsn = b.nextAsn(`the transit of ${region}`);
+    const ends = b.routerLink(edgeNs, "to-tr", trNs, "to-edge");
+    const transit: TransitPlan = {
+        ns: trNs.name, region, asn: transitAsn, routerId: `198.51.100.${100 + index}`,
+        customerIfaces: [], customerRoutes: [], transitPeers: [],
+        edgePeers: ends.map((e) => ({
+            name: `edge_${ident(region)}${e.family === 4 ? "4" : ""}`, family: e.family, localAddress: e.b, localAsn: transitAsn,
+            neighborAddress: e.a, neighborAsn: publicAsn, peerRegion: region,
+        })),
+    };
+    // The edge reaches the Internet by static defaults through its transit; it imports nothing.
+    for (const e of ends) edgeNs.routes.push([e.family === 6 ? "::/0" : "0.0.0.0/0", "via", e.b, "dev", "to-tr"]);
+    const edge: EdgePlan = {
+        ns: edgeNs.name, region, routerId: `198.51.100.${10 + index}`, publicAsn,
+        towardsPop: {
+            ifname: "to-pop", localAsn: pop.bgp.remoteAsn, popAsn: spec.asn, multihop: pop.bgp.multihop,
+            password: pop.bgp.password, ...planEdgeBfd(b, pop), sessions,
+        },
+        towardsTransit: {
+            ifname: "to-tr",
+            peers: ends.map((e) => ({
+                name: `tr_${ident(region)}${e.family === 4 ? "4" : ""}`, family: e.family, localAddress: e.a, localAsn: publicAsn,
+                neighborAddress: e.b, neighborAsn: transitAsn, peerRegion: region,
+            })),
+        },
+    };
+
+    const client: ClientPlan = { ns: cliNs.name, region, address: "" };
+    for (const family of b.families) {
+        const { block, nth } = clientBlockFor(clients[family], i);
+        const address = b.attachCustomer(cliNs, transit, "to-cli", block, nth);
+        if (family === 6) client.address = address;
+        else client.address4 = address;
+    }
+    b.link(cliNs, "eth0", trNs, "to-cli");
+    const v6 = sessions.find((s) => s.family === 6)!;
+    const v4 = sessions.find((s) => s.family === 4);
+    return {
+        region, index, edge, transit, client,
+        pop: { name: pop.name, ns: popNs.name, spec: pop, host, address: v6.popAddress, gateway: v6.gateway, network: v6.popNetwork,
+            address4: v4?.popAddress, gateway4: v4?.gateway },
+    };
+}
+
+/** eBGP between neighbouring transits: a full mesh for a few regions, a ring beyond. */
+function connectTransits(b: PlanBuilder, transits: TransitPlan[]): void {
+    const pairs: Array<[number, number]> = [];
+    if (transits.length <= FULL_MESH_MAX) {
+        for (let a = 0; a < transits.length; a++) for (let c = a + 1; c < transits.length; c++) pairs.push([a, c]);
+    } else {
+        for (let a = 0; a < transits.length; a++) pairs.push([a, (a + 1) % transits.length]);
+        b.notes.push(`${transits.length} regions: transits form a ring rather than a full mesh`);
+    }
+    for (const [ai, ci] of pairs) {
+        const [ta, tb] = [transits[ai], transits[ci]];
+        const aIf = `tr-${ident(tb.region)}`.length <= 15 ? `tr-${ident(tb.region)}` : `tr-r${ci + 1}`;
+        const bIf = `tr-${ident(ta.region)}`.length <= 15 ? `tr-${ident(ta.region)}` : `tr-r${ai + 1}`;
+        for (const e of b.routerLink(b.get(ta.ns), aIf, b.get(tb.ns), bIf)) {
+            const suffix = e.family === 4 ? "4" : "";
+            ta.transitPeers.push({ name: `tr_${ident(tb.region)}${suffix}`, family: e.family, localAddress: e.a, localAsn: ta.asn,
+                neighborAddress: e.b, neighborAsn: tb.asn, peerRegion: tb.region });
+            tb.transitPeers.push({ name: `tr_${ident(ta.region)}${suffix}`, family: e.family, localAddress: e.b, localAsn: tb.asn,
+                neighborAddress: e.a, neighborAsn: ta.asn, peerRegion: ta.region });
+        }
+    }
+}
+
+/** The origin: an existing host in its own /64 behind the first region's transit. */
+function planOrigin(b: PlanBuilder, transit: TransitPlan): LabPlan["origin"] {
+    const spec = b.stack.spec;
+    const host = b.stack.hosts.find((h) => h.name === spec.origin.name);
+    if (!host) throw new LabPreconditionError(`the stack rendered no host for the origin ${spec.origin.name}`);
+    const ns = b.ns("origin", "origin", false);
+    const address = canonical(host.ipv6);
+    const gateway = gatewayFor(address);
+    ns.addresses.push({ ifname: "eth0", cidr: `${address}/64` });
+    ns.routes.push(["::/0", "via", gateway, "dev", "eth0"]);
+    b.get(transit.ns).addresses.push({ ifname: "to-origin", cidr: `${gateway}/64` });
+    transit.customerIfaces.push("to-origin");
+    b.link(ns, "eth0", b.get(transit.ns), "to-origin");
+    return { ns: ns.name, host, address, network: linkNetworkOf(address), gateway, meshAddress: spec.origin.meshAddress,
+        port: spec.origin.port, healthPath: spec.origin.healthPath, transitRegion: transit.region };
+}
+
+/** A client outside the HTTP sources and admin networks when there is room, behind the last transit. */
+function planOutsider(b: PlanBuilder, transit: TransitPlan, httpSources: string[]): LabPlan["outsider"] {
+    const spec = b.stack.spec;
+    const inside = (net: string, list: string[]) => list.some((s) => overlaps(parseCidr(s, false), parseCidr(net)));
+    const free = OUTSIDER_CANDIDATES.filter((n) => !b.clashes(n));
+    const net = free.find((n) => !inside(n, httpSources) && !inside(n, spec.firewall.adminCidrs)) ?? free[0];
+    if (!net) throw new LabPreconditionError(`the lab found no network for its outsider client (tried ${OUTSIDER_CANDIDATES.join(", ")})`);
+    if (inside(net, httpSources) || inside(net, spec.firewall.adminCidrs)) {
+        b.notes.push(`the allowed sources cover all of ${OUTSIDER_CANDIDATES.join(", ")}: the outsider ${net} is inside them`);
+    }
+    const ns = b.ns("outsider", "outsider", false);
+    b.link(ns, "eth0", b.get(transit.ns), "to-outsider");
+    const address = b.attachCustomer(ns, transit, "to-outsider", net, 0);
+    return { ns: ns.name, address, transitRegion: transit.region };
+}
+
+/** Who plays firewall.adminCidrs: nobody needs to (empty: SSH open), the origin, or a host of its own. */
+function planAdmin(b: PlanBuilder, transit: TransitPlan, originAddress: string): AdminPlan {
+    const cidrs = b.stack.spec.firewall.adminCidrs;
+    if (cidrs.length === 0) return { kind: "anyone", why: "firewall.adminCidrs is empty: SSH is open to every source" };
+    if (cidrs.some((c) => contains(parseCidr(c, false), originAddress))) {
+        return { kind: "origin", why: `the origin ${originAddress} is inside firewall.adminCidrs` };
+    }
+    const v6 = cidrs.filter((c) => parseCidr(c, false).family === 6);
+    const block = v6.find((c) => {
+        const p = parseCidr(c, false);
+        return p.length > CUSTOMER_LENGTH[6] || [0, 1, 2, 3].some((k) => !b.clashes(subnet(formatCidr(p), CUSTOMER_LENGTH[6], k)));
+    });
+    if (!block) {
+        return { kind: "none", why: "firewall.adminCidrs has no IPv6 network the lab can place a host in, and the lab reaches hosts over IPv6" };
+    }
+    const ns = b.ns("admin", "admin", false);
+    b.link(ns, "eth0", b.get(transit.ns), "to-admin");
+    const address = b.attachCustomer(ns, transit, "to-admin", block, 0);
+    return { kind: "namespace", client: { ns: ns.name, address }, transitRegion: transit.region,
+        why: `an admin host at ${address} inside firewall.adminCidrs ${block}` };
 }
 
 export function planLab(stack: LabStack): LabPlan {
     const spec: AnycastSpec = stack.spec;
-    const notes: string[] = [];
-    const hostByName = new Map(stack.hosts.map((h) => [h.name, h]));
-    const taken: Cidr[] = [...spec.prefixes.map((p) => parseCidr(p)), parseCidr(spec.mesh.cidr)];
-    for (const h of stack.hosts) taken.push(parseCidr(network64(h.ipv6)));
-    const clashes = (net: string) => taken.some((t) => overlaps(t, parseCidr(net)));
-
-    // One region per PoP. Two PoPs in one Vultr region would share an edge in reality; in the lab
-    // each gets its own edge named after the PoP so that each has its own client to measure from.
-    const regionNames: string[] = [];
-    for (const pop of spec.pops) {
-        const r = regionOf(pop);
-        regionNames.push(regionNames.includes(r) ? pop.name : r);
-    }
-
-    const httpSources = spec.firewall.httpSources;
-    const clientBlock = httpSources?.find((s) => parseCidr(s).family === 6 && parseCidr(s).length <= 64) ?? DEFAULT_CLIENT_BLOCK;
-    if (!httpSources) notes.push(`firewall.httpSources is not set (Cloudflare's ranges at deploy time): lab clients use ${DEFAULT_CLIENT_BLOCK}`);
-    const clientNets: string[] = [];
-    {
-        const block = parseCidr(clientBlock);
-        // Prefer one /48 per region (2001:db8:fe01::/64, ...fe02::/64 for a /40), falling back to /64s.
-        const step = block.length <= 48 ? 48 : 64;
-        for (let k = 1; clientNets.length < spec.pops.length; k++) {
-            const net = subnet(subnet(clientBlock, step, k), 64, 0);
-            if (!clashes(net)) {
-                clientNets.push(net);
-                taken.push(parseCidr(net));
-            }
-        }
-    }
-    const outsiderNet = OUTSIDER_CANDIDATES.find((n) => !clashes(n) && !(httpSources ?? [clientBlock]).some((s) => overlaps(parseCidr(s), parseCidr(n))));
-    if (!outsiderNet) throw new Error(`no network for the outsider client outside firewall.httpSources (tried ${OUTSIDER_CANDIDATES.join(", ")})`);
-    taken.push(parseCidr(outsiderNet));
-
-    let linkCounter = 0;
-    const nextLinkNet = (): string => {
-        for (;;) {
-            // One /48 per link (2001:db8:e001::/64, e002::/64, ...): readable in traceroutes.
-            const net = subnet(LINK_BLOCK, 64, ++linkCounter * 65536);
-            if (!clashes(net)) return net;
-        }
-    };
-
-    const usedAsns = new Set<number>([spec.asn, VULTR_PUBLIC_ASN, ...spec.pops.map((p) => p.bgp.remoteAsn)]);
-    for (const p of spec.pops) {
-        for (const c of p.communities) usedAsns.add(c.kind === "standard" ? c.value : c.data2);
-    }
-    const transitAsns = TRANSIT_ASN_POOL.filter((a) => !usedAsns.has(a));
-    if (transitAsns.length < spec.pops.length) throw new Error(`the lab has ASNs for ${transitAsns.length} transits, ${spec.pops.length} needed`);
-
-    const namespaces = new Map<string, NamespacePlan>();
-    const ns = (name: string, role: NsRole, forwarding: boolean): NamespacePlan => {
-        const plan = { name: LAB_NS_PREFIX + name, role, forwarding, addresses: [], routes: [] };
-        namespaces.set(plan.name, plan);
-        return plan;
-    };
-    const links: LinkPlan[] = [];
-    const link = (a: NamespacePlan, aIf: string, b: NamespacePlan, bIf: string) => {
-        links.push({ a: { ns: a.name, ifname: aIf }, b: { ns: b.name, ifname: bIf } });
-    };
-
-    const regions: RegionPlan[] = [];
-    spec.pops.forEach((popSpec, i) => {
-        const region = regionNames[i];
-        const host = hostByName.get(popSpec.name);
-        if (!host) throw new Error(`the stack rendered no host for PoP ${popSpec.name}`);
-        const index = i + 1;
-        const popNs = ns(`${region}-pop`, "pop", false);
-        const edgeNs = ns(`${region}-edge`, "edge", true);
-        const trNs = ns(`${region}-tr`, "transit", true);
-        const cliNs = ns(`${region}-cli`, "client", false);
-
-        const popAddress = canonical(host.ipv6);
-        const popNetwork = network64(popAddress);
-        const gateway = gatewayFor(popAddress);
-        popNs.addresses.push({ ifname: POP_UPLINK, cidr: `${popAddress}/64` });
-        popNs.routes.push(["::/0", "via", gateway, "dev", POP_UPLINK]);
-        edgeNs.addresses.push({ ifname: "to-pop", cidr: `${gateway}/64` });
-        edgeNs.addresses.push({ ifname: "lo", cidr: `${canonical(popSpec.bgp.neighbor)}/128` });
-        link(popNs, POP_UPLINK, edgeNs, "to-pop");
-
-        const edgeLink = nextLinkNet();
-        const trEdgeAddr = hostIn(edgeLink, 1);
-        const edgeTrAddr = hostIn(edgeLink, 2);
-        edgeNs.addresses.push({ ifname: "to-tr", cidr: `${edgeTrAddr}/64` });
-        trNs.addresses.push({ ifname: "to-edge", cidr: `${trEdgeAddr}/64` });
-        edgeNs.routes.push(["::/0", "via", trEdgeAddr, "dev", "to-tr"]);
-        link(edgeNs, "to-tr", trNs, "to-edge");
-
-        const clientNet = clientNets[i];
-        const clientAddr = hostIn(clientNet, 0x10);
-        cliNs.addresses.push({ ifname: "eth0", cidr: `${clientAddr}/64` });
-        cliNs.routes.push(["::/0", "via", hostIn(clientNet, 1), "dev", "eth0"]);
-        trNs.addresses.push({ ifname: "to-cli", cidr: `${hostIn(clientNet, 1)}/64` });
-        link(cliNs, "eth0", trNs, "to-cli");
-
-        // A Vultr PoP talks to AS 64515 and is seen by the Internet behind 20473; an existing host's
-        // upstream is built from its own bgp settings (private upstream ASNs are hidden the same way).
-        const isVultrNeighbor = popSpec.bgp.remoteAsn === 64515;
-        const publicAsn = isVultrNeighbor || isPrivate(popSpec.bgp.remoteAsn) ? VULTR_PUBLIC_ASN : popSpec.bgp.remoteAsn;
-        const transitAsn = transitAsns[i];
-        const edge: EdgePlan = {
-            ns: edgeNs.name, region, routerId: `198.51.100.${10 + index}`, publicAsn,
-            towardsPop: {
-                ifname: "to-pop", gateway, popNetwork, neighbor: canonical(popSpec.bgp.neighbor),
-                localAsn: popSpec.bgp.remoteAsn, popAddress, popAsn: spec.asn, multihop: popSpec.bgp.multihop,
-                password: popSpec.bgp.password, bfd: popSpec.bgp.bfd,
-            },
-            towardsTransit: {
-                name: `tr_${ident(region)}`, ifname: "to-tr", localAddress: edgeTrAddr, localAsn: publicAsn,
-                neighborAddress: trEdgeAddr, neighborAsn: transitAsn, peerRegion: region,
-            },
-        };
-        if (popSpec.bgp.multihop === 0) {
-            notes.push(`PoP ${popSpec.name}: bgp.multihop is 0 but the lab's upstream is one hop away on lo; the session may not come up`);
-        }
-        const transit: TransitPlan = {
-            ns: trNs.name, region, asn: transitAsn, routerId: `198.51.100.${100 + index}`,
-            customerIfaces: ["to-cli"],
-            edgePeer: {
-                name: `edge_${ident(region)}`, localAddress: trEdgeAddr, localAsn: transitAsn,
-                neighborAddress: edgeTrAddr, neighborAsn: publicAsn, peerRegion: region,
-            },
-            transitPeers: [],
-        };
-        regions.push({
-            region, index,
-            pop: { name: popSpec.name, ns: popNs.name, spec: popSpec, host, address: popAddress, gateway, network: popNetwork },
-            edge, transit, client: { ns: cliNs.name, region, network: clientNet, address: clientAddr },
-        });
-    });
-
-    // Transit interconnection: eBGP between neighbouring transits.
+    const families: Family[] = spec.prefixes.some((p) => parseCidr(p).family === 4) ? [6, 4] : [6];
+    checkEmulatable(stack, families);
+    const b = new PlanBuilder(stack, families);
+    const httpSources = stack.httpSources;
+    const clients = clientBlocks(b, httpSources);
+    const names = regionNames(spec);
+    const regions = spec.pops.map((pop, i) => planRegion(b, pop, i, names[i], clients));
     const transits = regions.map((r) => r.transit);
-    const pairs: Array<[number, number]> = [];
-    if (transits.length <= FULL_MESH_MAX) {
-        for (let a = 0; a < transits.length; a++) for (let b = a + 1; b < transits.length; b++) pairs.push([a, b]);
-    } else {
-        for (let a = 0; a < transits.length; a++) pairs.push([a, (a + 1) % transits.length]);
-        notes.push(`${transits.length} regions: transits form a ring rather than a full mesh`);
+    connectTransits(b, transits);
+    const origin = planOrigin(b, transits[0]);
+    const outsider = planOutsider(b, transits[transits.length - 1], httpSources);
+    const admin = planAdmin(b, transits[Math.min(1, transits.length - 1)], origin.address);
+    if (families.includes(4)) {
+        b.notes.push("IPv4: the PoPs' IPv4 sessions, routes and catchment are emulated; HTTP is served on the " +
+            "IPv6 anycast address only (Cloudflare reaches the PoPs over IPv6), so IPv4 catchment is measured " +
+            "by where a client's IPv4 packets to the prefix arrive");
     }
-    for (const [a, b] of pairs) {
-        const ta = transits[a];
-        const tb = transits[b];
-        const net = nextLinkNet();
-        const aAddr = hostIn(net, 1);
-        const bAddr = hostIn(net, 2);
-        const aIf = `to-${ident(tb.region)}`.slice(0, 15);
-        const bIf = `to-${ident(ta.region)}`.slice(0, 15);
-        namespaces.get(ta.ns)!.addresses.push({ ifname: aIf, cidr: `${aAddr}/64` });
-        namespaces.get(tb.ns)!.addresses.push({ ifname: bIf, cidr: `${bAddr}/64` });
-        link(namespaces.get(ta.ns)!, aIf, namespaces.get(tb.ns)!, bIf);
-        ta.transitPeers.push({ name: `tr_${ident(tb.region)}`, localAddress: aAddr, localAsn: ta.asn,
-            neighborAddress: bAddr, neighborAsn: tb.asn, peerRegion: tb.region });
-        tb.transitPeers.push({ name: `tr_${ident(ta.region)}`, localAddress: bAddr, localAsn: tb.asn,
-            neighborAddress: aAddr, neighborAsn: ta.asn, peerRegion: ta.region });
-    }
-
-    // The origin: an existing host in its own /64 behind the first region's transit.
-    const originHost = hostByName.get(spec.origin.name);
-    if (!originHost) throw new Error(`the stack rendered no host for the origin ${spec.origin.name}`);
-    const originNs = ns("origin", "origin", false);
-    const originAddress = canonical(originHost.ipv6);
-    const originNet = network64(originAddress);
-    const originGw = gatewayFor(originAddress);
-    const originTransit = transits[0];
-    originNs.addresses.push({ ifname: "eth0", cidr: `${originAddress}/64` });
-    originNs.routes.push(["::/0", "via", originGw, "dev", "eth0"]);
-    namespaces.get(originTransit.ns)!.addresses.push({ ifname: "to-origin", cidr: `${originGw}/64` });
-    originTransit.customerIfaces.push("to-origin");
-    link(originNs, "eth0", namespaces.get(originTransit.ns)!, "to-origin");
-
-    // The outsider: a client outside httpSources, behind the last transit.
-    const outsiderNs = ns("outsider", "outsider", false);
-    const outsiderTransit = transits[transits.length - 1];
-    const outsiderAddr = hostIn(outsiderNet, 0x10);
-    outsiderNs.addresses.push({ ifname: "eth0", cidr: `${outsiderAddr}/64` });
-    outsiderNs.routes.push(["::/0", "via", hostIn(outsiderNet, 1), "dev", "eth0"]);
-    namespaces.get(outsiderTransit.ns)!.addresses.push({ ifname: "to-outsider", cidr: `${hostIn(outsiderNet, 1)}/64` });
-    outsiderTransit.customerIfaces.push("to-outsider");
-    link(outsiderNs, "eth0", namespaces.get(outsiderTransit.ns)!, "to-outsider");
-
-    for (const h of stack.hosts) {
-        if (h.ipv4) {
-            notes.push("the lab emulates the IPv6 Internet only: IPv4 addresses and sessions are not built");
-            break;
-        }
-    }
-    if (spec.prefixes.some((p) => parseCidr(p).family === 4)) {
-        notes.push("IPv4 prefixes are announced by the config, but the lab has no IPv4 upstream: their sessions stay down");
-    }
-    for (const r of regions) {
-        if (!contains(parseCidr(clientBlock), r.client.address)) throw new Error("client outside its block (bug)");
-    }
-
     return {
-        namespaces: [...namespaces.values()], links, regions, transits,
-        origin: { ns: originNs.name, host: originHost, address: originAddress, network: originNet, gateway: originGw,
-            meshAddress: spec.origin.meshAddress, port: spec.origin.port, healthPath: spec.origin.healthPath,
-            transitRegion: originTransit.region },
-        outsider: { ns: outsiderNs.name, network: outsiderNet, address: outsiderAddr, transitRegion: outsiderTransit.region },
-        clientBlock, notes,
+        namespaces: [...b.namespaces.values()], links: b.links, regions, transits, families, origin, outsider, admin,
+        httpSources, notes: b.notes,
     };
 }
 
-function isPrivate(asn: number): boolean {
-    return (asn >= 64512 && asn <= 65534) || (asn >= 4200000000 && asn <= 4294967294);
-}
-
-/** A region name usable in BIRD protocol names and interface names. */
-function ident(text: string): string {
-    return text.replace(/[^a-zA-Z0-9_]/g, "_");
+/** The transit's BIRD protocol name for its own edge's session of a family. */
+export function edgePeerName(transit: TransitPlan, family: Family = 6): string {
+    const peer = transit.edgePeers.find((p) => p.family === family);
+    if (!peer) throw new Error(`transit ${transit.region} has no IPv${family} edge session`);
+    return peer.name;
 }

@@ -10,6 +10,8 @@ declare -A tools=(
   [bird]=bird2 [wg]=wireguard-tools [wireguard-go]=wireguard-go [nginx]=nginx-light
   [cloud-init]=cloud-init [shellcheck]=shellcheck [nft]=nftables [ip]=iproute2
   [curl]=curl [wrk]=wrk [openssl]=openssl
+  # the lab's default provider edge (FRR's bgpd and bfdd, driven through vtysh)
+  [vtysh]=frr
   # the deploy rehearsal: a Debian rootfs, booted with systemd-nspawn, deployed to over SSH
   [debootstrap]=debootstrap [systemd-nspawn]=systemd-container [ssh]=openssh-client
 )
@@ -26,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # policy-rc.d keeps the packages' own services (bird, nginx) from starting on this machine:
+  # policy-rc.d keeps the packages' own services (bird, nginx, frr) from starting on this machine:
   # the lab runs its own instances inside network namespaces.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,5 +1,6 @@
-/** The pure core: model, config validation, address math and renderers (no Pulumi types). */
+/** The pure core: model, config validation, address math, renderers and the registry of pushed files (no Pulumi types). */
 export * from "./model";
 export * from "./config";
 export * as addressing from "./addressing";
 export * from "./render";
+export * from "./artifacts";

@@ -35,12 +35,19 @@ export interface RawConfig {
     warnings: ConfigIssue[];
 }
 
+/**
+ * Every `anycast:` key, as Pulumi hands it to the program: the CLI merges Pulumi.yaml's defaults
+ * in before the program starts (pulumi/pulumi sdk/go/common/workspace/config.go, mergeConfig), so
+ * a key the stack leaves out arrives with its project default, rendered as text ({} as "{}").
+ * Pulumi.yaml uses "" as the default of keys whose absence no value can express (address, roas,
+ * the secrets), so an empty string reads as "not set", the same as a key the stack file omits.
+ */
 export function readStackConfig(): RawConfig {
     const values: Record<string, unknown> = {};
     const warnings: ConfigIssue[] = [];
     for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {
         const [ns, key] = fullKey.split(":", 2);
-        if (ns !== NAMESPACE || key === undefined) continue;
+        if (ns !== NAMESPACE || key === undefined || value === "") continue;
         values[key] = decode(key, value);
         if (SECRET_KEYS.includes(key) && !isConfigSecret(fullKey)) {
             warnings.push({ key: fullKey, message: `is stored in plain text; use pulumi config set --secret ${fullKey}` });

@@ -3,7 +3,7 @@
  * fixtures cannot drift from what a user's config produces.
  */
 import * as path from "node:path";
-import { readStackValues } from "../../cli/stackrun";
+import { readStackValues } from "../../harness/stackrun";
 import { parseAnycastConfig } from "../../components/core/config";
 import { AnycastSpec, PopRenderInput } from "../../components/core/model";
 import { REPO_ROOT } from "./golden";

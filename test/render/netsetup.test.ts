@@ -53,6 +53,17 @@ describe("renderNetSetup", () => {
         assert.match(renderNetSetup(noRoute), /ip -6 addr replace "\$ANYCAST_ADDRESS\/128"/);
     });
 
+    test("pins the neighbour route with hop limit 255, the same with or without BFD", () => {
+        const input = popRenderInput(prodSpec(), "lax");
+        const withBfd = (multihop: number, bfd: boolean) => dualStack({ ...input, pop: { ...input.pop,
+            bgp: { ...input.pop.bgp, multihop, bfd: bfd ? { intervalMs: 100, multiplier: 3 } : undefined } } });
+        const text = renderNetSetup(withBfd(2, true));
+        assert.match(text, /ip -6 route replace "\$BGP_NEIGHBOR\/128" via "\$via6" dev "\$dev6" hoplimit 255$/m);
+        assert.match(text, /ip -4 route replace "\$BGP_NEIGHBOR4\/32" via "\$via4" dev "\$dev4" hoplimit 255$/m);
+        // The script is part of userData: a BFD or multihop change must not change it.
+        assert.equal(renderNetSetup(withBfd(0, false)), text);
+    });
+
     test("every path and address has an environment override defaulting to the real value", () => {
         const text = renderNetSetup(popRenderInput(prodSpec(), "lax"));
         assert.match(text, /^ANYCAST_STATE_FILE="\$\{ANYCAST_STATE_FILE:-\/etc\/bird\/anycast-state\.conf\}"$/m);
@@ -66,6 +77,7 @@ describe("renderNetSetup", () => {
             ["prod-lax", popRenderInput(prodSpec(), "lax")],
             ["prod-lax-dualstack", dualStack(popRenderInput(prodSpec(), "lax"))],
             ["lab-lax", popRenderInput(labSpec(), "lax")],
+            ["lab-lax-dualstack", dualStack(popRenderInput(labSpec(), "lax"))],
         ] as const) {
             const file = writeScript(`${name}.sh`, renderNetSetup(input));
             const result = run("shellcheck", ["--shell=bash", "--severity=style", file]);
@@ -130,6 +142,13 @@ describe("anycast-net in a network namespace", () => {
             const boot = inNetns(pop, "bash", [script, "--boot"], { env });
             assert.equal(boot.status, 0, `${boot.stdout}${boot.stderr}`);
             assert.equal(fs.readFileSync(stateFile, "utf8"), renderBirdStateInclude(0));
+            // With multihop BFD (the lab stack) the pinned routes carry hop limit 255, which the
+            // kernel applies to BFD's packets (BIRD leaves their TTL to the system).
+            const bfd = writeScript("live-bfd.sh", renderNetSetup(dualStack(popRenderInput(labSpec(), "lax"))));
+            const withBfd = inNetns(pop, "bash", [bfd], { env });
+            assert.equal(withBfd.status, 0, `${withBfd.stdout}${withBfd.stderr}`);
+            assert.match(inNetnsOk(pop, "ip", ["-6", "route", "show", "2001:19f0:ffff::1/128"]), /via fe80::1 dev eth0 .*hoplimit 255/);
+            assert.match(inNetnsOk(pop, "ip", ["-4", "route", "show", "169.254.169.254/32"]), /via 192\.0\.2\.1 dev eth0 .*hoplimit 255/);
         } finally {
             deleteNetns(pop);
             deleteNetns(gw);

@@ -2,7 +2,7 @@
 import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
 import { parseWrk } from "../../bench/datapath";
-import { summarize } from "../../bench/stats";
+import { summarize } from "../../lab/stats";
 import { configWithPops, VULTR_REGIONS } from "../../bench/evaluation";
 import { parseAnycastConfig } from "../../components/core/config";
 import { REPO_ROOT } from "../helpers/golden";
@@ -10,7 +10,7 @@ import * as path from "node:path";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { PROFILES, profileStackFile } from "../../bench/profiles";
-import { readStackValues } from "../../cli/stackrun";
+import { readStackValues } from "../../harness/stackrun";
 
 const WRK_OUTPUT = `Running 3s test @ http://[fd00:a:1::1]:8080/
   1 threads and 8 connections

@@ -5,9 +5,11 @@
  */
 import { describe, it, before } from "node:test";
 import * as assert from "node:assert/strict";
-import { runStack, StackRun } from "../../cli/stackrun";
-import { isSecretValue, MockCloud, MockedResource } from "../../cli/mockcloud";
+import { runStack, StackRun } from "../../harness/stackrun";
+import { isSecretValue, MockCloud, MockedResource } from "../../harness/mockcloud";
+import { artifact, artifactsFor, pushScript } from "../../components/core/artifacts";
 import { ConfigError } from "../../components/core/config";
+import { shellQuote } from "../../components/push";
 import { rawConfigOf } from "../helpers/fixtures";
 
 const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-key-material\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -61,12 +63,13 @@ describe("stacks/network under mocks (prod example)", () => {
     });
 
     it("pushes every PoP file and reloads in place", () => {
+        // Exactly the registry's files for each role: Vultr-created PoPs, and an existing origin.
+        const namesFor = (role: "pop" | "origin", createdOnVultr: boolean) =>
+            artifactsFor(role, { createdOnVultr }).map((a) => a.name).sort();
         for (const pop of ["lax", "ams", "sgp"]) {
             const host = run.hosts.find((h) => h.name === pop)!;
-            for (const f of ["bird.conf", "wg0.conf", "nginx.conf", "anycast-net.sh", "anycast-health", "anycast-health.env",
-                "anycast-health.service", "nftables.conf", "origin.pem", "origin.key", "origin-pull-ca.pem", "cloud-init.yaml"]) {
-                assert.ok(host.files[f], `${pop} lacks ${f}`);
-            }
+            assert.deepEqual(Object.keys(host.files).sort(), namesFor("pop", true), `${pop}'s files`);
+            for (const [f, content] of Object.entries(host.files)) assert.ok(content, `${pop}'s ${f} is empty`);
         }
         const bird = named(run, "lax-push-bird.conf");
         assert.match(String(bird.inputs.create), /bird -p -c/);
@@ -75,7 +78,20 @@ describe("stacks/network under mocks (prod example)", () => {
         assert.match(String(named(run, "lax-push-nginx.conf").inputs.create), /nginx -t/);
         assert.match(String(named(run, "lax-push-wg0.conf").inputs.create), /wg syncconf/);
         const origin = run.hosts.find((h) => h.role === "origin")!;
-        assert.deepEqual(Object.keys(origin.files).sort(), ["nftables.conf", "wg0.conf"], "an existing origin gets no cloud-init");
+        assert.deepEqual(Object.keys(origin.files).sort(), namesFor("origin", false), "an existing origin gets no cloud-init");
+        assert.deepEqual(namesFor("origin", false), ["nftables.conf", "wg0.conf"]);
+    });
+
+    it("runs each file's push script from the artifact registry, secret where the registry says so", () => {
+        const pushes = byType(run, "command:remote:Command").filter((r) => /-push-/.test(r.name));
+        assert.ok(pushes.length >= 3 * 11 + 2, `${pushes.length} pushes`);
+        for (const r of pushes) {
+            const file = artifact(r.name.replace(/^.+?-push-/, ""));
+            assert.equal(file.delivery, "push", r.name);
+            if (file.delivery !== "push") continue;
+            assert.equal(r.inputs.create, `bash -c ${shellQuote(pushScript(file))}`, r.name);
+            assert.equal(isSecretValue(r.inputs.stdin), file.secret, `${r.name}: stdin secret`);
+        }
     });
 
     it("keeps secrets secret: BGP password, WireGuard keys, TLS key, SSH key", () => {

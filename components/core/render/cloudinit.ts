@@ -9,6 +9,7 @@
  * is pushed over SSH afterwards and reloaded in place.
  */
 import { stringify } from "yaml";
+import { ARTIFACTS } from "../artifacts";
 import { NET_SETUP_PATH } from "./netsetup";
 
 export interface CloudInitInput {
@@ -71,9 +72,14 @@ export function renderCloudInit(input: CloudInitInput): string {
     ];
     const runcmd: string[][] = [["sysctl", "--system"]];
     if (input.netSetup !== undefined) {
+        // The same file, path, owner and mode as its push (components/core/artifacts.ts).
+        const netSetupFile = ARTIFACTS["anycast-net.sh"];
         if (!input.netSetup.startsWith("#!")) throw new Error("netSetup must be a script starting with #!");
         writeFiles.push(
-            { path: NET_SETUP_PATH, owner: "root:root", permissions: "0755", content: input.netSetup },
+            {
+                path: NET_SETUP_PATH, owner: `${netSetupFile.owner}:${netSetupFile.group}`, permissions: netSetupFile.mode,
+                content: input.netSetup,
+            },
             { path: `/etc/systemd/system/${NET_SETUP_UNIT}`, owner: "root:root", permissions: "0644", content: netSetupUnit() },
         );
         runcmd.push(["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", NET_SETUP_UNIT]);

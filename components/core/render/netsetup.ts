@@ -5,8 +5,13 @@
  *  - the anycast address as a /128 on `lo` (nginx binds it; BIRD only announces the prefix);
  *  - the static host route to the BGP neighbour via the current default gateway: Vultr's
  *    neighbour is multihop, and once routes are learned the session must not follow them
- *    (DESIGN.md, seed asn-part4). The gateway is usually a link-local RA-learned address,
- *    so the route carries `dev` too;
+ *    (`staticRouteToNeighbor` in components/core/model.ts). The gateway is usually a
+ *    link-local RA-learned address, so the route carries `dev` too. The route also sets a hop
+ *    limit of 255: BIRD 2.0.12 sends multihop BFD with the system default (64) and has no option
+ *    to change it, while FRR's bfdd by default drops multihop packets that arrive with a TTL
+ *    below 254. BGP is not affected (BIRD sets the session's TTL from `multihop` on its socket),
+ *    and the route is the same with or without BFD, so a BFD change never touches the
+ *    bootstrap script in userData (which would replace the host);
  *  - accept_ra=2, because forwarding=1 makes Linux ignore router advertisements otherwise and
  *    the default route would silently expire;
  *  - an unreachable route for the mesh network under wg0's own (same prefix, higher metric): when
@@ -20,14 +25,22 @@
  * to the real value, so the lab runs the same script inside a network namespace.
  */
 import { canonical, familyOf, isIp, parseCidr } from "../addressing";
+import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { BIRD_STATE_FILE, renderBirdStateInclude } from "./bird";
 
-/** Where the script is installed on a PoP (docs/ARTIFACTS.md). */
-export const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
+/** Where the script is installed on a PoP (components/core/artifacts.ts). */
+export const NET_SETUP_PATH = ARTIFACTS["anycast-net.sh"].remotePath;
 
 /** Metric of the mesh's unreachable route: above the kernel's connected routes (IPv6 256, IPv4 0). */
 export const MESH_GUARD_METRIC = 4000;
+
+/**
+ * Hop limit of packets to the BGP neighbour: 255, what RFC 5883 multihop BFD senders use and what
+ * FRR's default `minimum-ttl 254` expects one hop away. BGP itself is not affected: BIRD sets the
+ * session's TTL from `multihop` on its socket.
+ */
+export const BFD_NEIGHBOR_HOP_LIMIT = 255;
 
 function shellWord(value: string, what: string): string {
     // Every value here is an address, a path or a number; refuse anything that would need quoting.
@@ -42,6 +55,7 @@ export function renderNetSetup(input: PopRenderInput): string {
     }
     const hasV4Prefix = deployment.prefixes.some((p) => parseCidr(p).family === 4);
     const bgp = pop.bgp;
+    const hopLimit = ` hoplimit ${BFD_NEIGHBOR_HOP_LIMIT}`;
     const routeV6 = bgp.staticRouteToNeighbor;
     const routeV4 = bgp.staticRouteToNeighbor && hasV4Prefix;
     if (routeV6 && (!isIp(bgp.neighbor) || familyOf(bgp.neighbor) !== 6)) throw new Error(`BGP neighbour "${bgp.neighbor}" is not an IPv6 address`);
@@ -109,7 +123,8 @@ export function renderNetSetup(input: PopRenderInput): string {
             "# The slash form of the name copes with interface names that contain dots (VLANs).",
         "sysctl -q -w \"net/ipv6/conf/$dev6/accept_ra=2\"",
             "# The multihop BGP session must reach the neighbour via the gateway even after routes are learned.",
-            "ip -6 route replace \"$BGP_NEIGHBOR/128\" via \"$via6\" dev \"$dev6\"",
+            "# hoplimit: multihop BFD leaves with TTL 255 (BIRD sends the system default of 64 otherwise).",
+            `ip -6 route replace "$BGP_NEIGHBOR/128" via "$via6" dev "$dev6"${hopLimit}`,
             "log \"$ANYCAST_ADDRESS/128 on $ANYCAST_LOOPBACK; $BGP_NEIGHBOR/128 via $via6 dev $dev6\"",
             "",
         );
@@ -123,7 +138,7 @@ export function renderNetSetup(input: PopRenderInput): string {
             "    exit 1",
             "fi",
             "read -r via4 dev4 <<< \"$gateway4\"",
-            "ip -4 route replace \"$BGP_NEIGHBOR4/32\" via \"$via4\" dev \"$dev4\"",
+            `ip -4 route replace "$BGP_NEIGHBOR4/32" via "$via4" dev "$dev4"${hopLimit}`,
             "log \"$BGP_NEIGHBOR4/32 via $via4 dev $dev4\"",
             "",
         );

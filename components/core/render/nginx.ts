@@ -11,15 +11,16 @@
  * (the `http2 on;` directive only exists from 1.25.1).
  */
 import { familyOf } from "../addressing";
+import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 
-/** Where the TLS material lands on a PoP (pushed by the AnycastPoP component). */
+/** Where the TLS material lands on a PoP (pushed by the AnycastPoP component; paths from the artifact registry). */
 export const TLS_PATHS = {
     /** The origin certificate Cloudflare sees (for example a Cloudflare Origin CA certificate). */
-    certificate: "/etc/anycast/tls/origin.pem",
-    key: "/etc/anycast/tls/origin.key",
+    certificate: ARTIFACTS["origin.pem"].remotePath,
+    key: ARTIFACTS["origin.key"].remotePath,
     /** The CA that signs Cloudflare's Authenticated Origin Pulls client certificate. */
-    clientCa: "/etc/anycast/tls/origin-pull-ca.pem",
+    clientCa: ARTIFACTS["origin-pull-ca.pem"].remotePath,
 } as const;
 
 /** Answered by nginx itself; the health agent on the host asks it to know the proxy is serving. */

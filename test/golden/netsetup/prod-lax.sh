@@ -49,7 +49,8 @@ read -r via6 dev6 <<< "$gateway6"
 # The slash form of the name copes with interface names that contain dots (VLANs).
 sysctl -q -w "net/ipv6/conf/$dev6/accept_ra=2"
 # The multihop BGP session must reach the neighbour via the gateway even after routes are learned.
-ip -6 route replace "$BGP_NEIGHBOR/128" via "$via6" dev "$dev6"
+# hoplimit: multihop BFD leaves with TTL 255 (BIRD sends the system default of 64 otherwise).
+ip -6 route replace "$BGP_NEIGHBOR/128" via "$via6" dev "$dev6" hoplimit 255
 log "$ANYCAST_ADDRESS/128 on $ANYCAST_LOOPBACK; $BGP_NEIGHBOR/128 via $via6 dev $dev6"
 
 # The mesh only through wg0: wg0's connected route (metric 256) wins while the tunnel is up;

@@ -1,6 +1,6 @@
 #!/bin/bash
 # anycast-health: keeps this PoP's anycast prefix announced only while the PoP can serve.
-# Rendered by pulumi-anycast; the same script on every PoP, its parameters in the env file.
+# Shipped by pulumi-anycast: the same script on every PoP, its settings in the env file.
 #
 #   anycast-health run       the agent (systemd: anycast-health.service)
 #   anycast-health status    print the agent's status (JSON)
@@ -18,54 +18,53 @@ set -u
 # EPOCHREALTIME uses the locale's decimal separator; C makes it a '.'.
 export LC_ALL=C
 
+# Where the settings are: the unit sets ANYCAST_HEALTH_ENV; the fallback lets an operator run
+# `anycast-health drain` on the host as is. It is the env file's path in the artifact registry
+# (components/core/artifacts.ts), and test/render/health.test.ts fails if the two differ.
 ENV_FILE=${ANYCAST_HEALTH_ENV:-/etc/anycast/health.env}
-KNOWN_KEYS=" POP ANYCAST_ADDRESS PROXY_URL ORIGIN_URL INTERVAL RISE FALL TIMEOUT DRAIN_SECONDS MAX_WITHDRAWALS_PER_HOUR FLAP_WINDOW_SECONDS STATE_FILE BIRD_SOCKET STATUS_FILE CONTROL_DIR "
+
+# Every setting, all required: the renderer (components/core/render/health.ts, renderHealthEnv)
+# writes each one from the stack's config, and the script has no defaults of its own to drift
+# from the config's.
+SETTINGS=(POP ANYCAST_ADDRESS PROXY_URL ORIGIN_URL INTERVAL RISE FALL TIMEOUT DRAIN_SECONDS
+    MAX_WITHDRAWALS_PER_HOUR FLAP_WINDOW_SECONDS STATE_FILE BIRD_SOCKET STATUS_FILE CONTROL_DIR)
 
 die() {
     printf 'anycast-health: %s\n' "$*" >&2
     exit 2
 }
 
-# The env file is KEY=value lines read as data, never sourced: a value (a URL path, say) is not code.
-# Its values win over the process environment, which wins over the defaults below.
-load_env() {
-    local line key
-    [[ -r $ENV_FILE ]] || return 0
+# --- settings ---------------------------------------------------------------------------------
+
+# The env file is KEY=value lines read as data, never sourced: a value (a URL path, say) is not
+# code. Only its values count, never the process environment's.
+load_settings() {
+    local line key missing=()
+    local -A seen=()
+    [[ -r $ENV_FILE ]] || die "cannot read the settings file $ENV_FILE"
     while IFS= read -r line || [[ -n $line ]]; do
         line=${line%$'\r'}
         [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
         key=${line%%=*}
-        if [[ $line != *=* || $KNOWN_KEYS != *" $key "* ]]; then
+        if [[ $line != *=* || " ${SETTINGS[*]} " != *" $key "* ]]; then
             printf 'anycast-health: %s: ignoring line: %s\n' "$ENV_FILE" "$line" >&2
             continue
         fi
         printf -v "$key" '%s' "${line#*=}"
+        [[ -n ${!key} ]] && seen[$key]=1
     done <"$ENV_FILE"
+    for key in "${SETTINGS[@]}"; do
+        [[ -n ${seen[$key]:-} ]] || missing+=("$key")
+    done
+    ((${#missing[@]} == 0)) || die "$ENV_FILE does not set ${missing[*]} (every setting is required)"
+
+    DRAIN_FILE=$CONTROL_DIR/drain
+    # Withdrawal times (epoch ms) survive agent restarts here, so a restart does not reset flap damping.
+    WITHDRAWALS_FILE=$CONTROL_DIR/withdrawals
+    # `anycast-health release` leaves this for the running agent: forget the flap history (an
+    # operator who fixed the cause of the flapping), so a held-down PoP may announce again.
+    RELEASE_FILE=$CONTROL_DIR/release
 }
-load_env
-
-: "${POP:=$HOSTNAME}"
-: "${ANYCAST_ADDRESS:=}"
-: "${PROXY_URL:=http://[$ANYCAST_ADDRESS]/.well-known/anycast-health}"
-: "${ORIGIN_URL:=}"
-: "${INTERVAL:=0.2}"
-: "${RISE:=3}"
-: "${FALL:=2}"
-: "${TIMEOUT:=0.5}"
-: "${DRAIN_SECONDS:=3}"
-: "${MAX_WITHDRAWALS_PER_HOUR:=6}"
-: "${FLAP_WINDOW_SECONDS:=3600}"
-: "${STATE_FILE:=/etc/bird/anycast-state.conf}"
-: "${BIRD_SOCKET:=/run/bird/bird.ctl}"
-: "${STATUS_FILE:=/run/anycast/health.json}"
-: "${CONTROL_DIR:=/run/anycast}"
-
-DRAIN_FILE=$CONTROL_DIR/drain
-# Withdrawal times (epoch ms) survive agent restarts here, so a restart does not reset flap damping.
-WITHDRAWALS_FILE=$CONTROL_DIR/withdrawals
-# `anycast-health release` leaves this for the running agent: forget the flap history (an
-# operator who fixed the cause of the flapping), so a held-down PoP may announce again.
-RELEASE_FILE=$CONTROL_DIR/release
 
 # Decimal seconds ("0.1", "2", "2.5") to integer milliseconds in variable $1, without forking bc.
 seconds_to_ms() {
@@ -80,9 +79,8 @@ positive_int() {
     [[ $1 =~ ^[1-9][0-9]*$ ]] || die "$2 must be a positive integer, got '$1'"
 }
 
-validate() {
-    [[ -n $ORIGIN_URL ]] || die "ORIGIN_URL is not set (in $ENV_FILE)"
-    [[ -n $ANYCAST_ADDRESS || $PROXY_URL != *'[]'* ]] || die "ANYCAST_ADDRESS or PROXY_URL must be set (in $ENV_FILE)"
+# The numeric settings, checked and converted once before the agent runs.
+validate_settings() {
     seconds_to_ms INTERVAL_MS "$INTERVAL" INTERVAL
     ((INTERVAL_MS > 0)) || die "INTERVAL must be above 0"
     seconds_to_ms TIMEOUT_MS "$TIMEOUT" TIMEOUT
@@ -93,6 +91,8 @@ validate() {
     positive_int "$FALL" FALL
     positive_int "$MAX_WITHDRAWALS_PER_HOUR" MAX_WITHDRAWALS_PER_HOUR
 }
+
+# --- time -------------------------------------------------------------------------------------
 
 log() {
     printf 'anycast-health[%s]: %s\n' "$POP" "$*" >&2
@@ -111,7 +111,7 @@ sleep_ms() {
     read -r -t "$secs" -u "$SLEEP_FD" _ || true
 }
 
-# --- the announcement switch ----------------------------------------------------------------
+# --- the announcement switch ------------------------------------------------------------------
 
 STATE=withdrawn        # announced | withdrawn | draining | held-down
 WANTED=0               # the ANYCAST_STATE value the state machine wants
@@ -168,7 +168,7 @@ set_state() {
     in_sync || sync_state
 }
 
-# --- flap damping ---------------------------------------------------------------------------
+# --- flap damping -----------------------------------------------------------------------------
 
 WITHDRAWALS=()
 
@@ -217,10 +217,21 @@ withdraw() {
     fi
 }
 
-# --- checks ---------------------------------------------------------------------------------
+# `anycast-health release` asked to forget the flap history.
+apply_release() {
+    [[ -e $RELEASE_FILE ]] || return 0
+    rm -f "$RELEASE_FILE"
+    WITHDRAWALS=()
+    save_withdrawals
+    [[ $STATE == held-down ]] && set_state withdrawn "flap damping released by the operator"
+    return 0
+}
 
-# One curl for both checks, in parallel, so a tick costs one process and at most TIMEOUT.
-check() {
+# --- checks -----------------------------------------------------------------------------------
+
+# Measure: one curl for both checks, in parallel, so a tick costs one process and at most TIMEOUT.
+# Sets PROXY_OK / ORIGIN_OK and what each check saw.
+probe() {
     local out num code rc
     PROXY_OK=false ORIGIN_OK=false
     PROXY_DETAIL="no answer" ORIGIN_DETAIL="no answer"
@@ -238,21 +249,25 @@ check() {
                 ;;
         esac
     done <<<"$out"
+}
+
+# Judge: from what probe saw, is this PoP healthy, and if not, why. Counts checks in a row.
+assess() {
     if [[ $PROXY_OK == true && $ORIGIN_OK == true ]]; then
         HEALTHY=true
         ((GOOD++, BAD = 0))
+        return 0
+    fi
+    HEALTHY=false
+    ((BAD++, GOOD = 0))
+    if [[ $PROXY_OK == false ]]; then
+        BAD_REASON="proxy check failed ($PROXY_DETAIL)"
     else
-        HEALTHY=false
-        ((BAD++, GOOD = 0))
-        if [[ $PROXY_OK == false ]]; then
-            BAD_REASON="proxy check failed ($PROXY_DETAIL)"
-        else
-            BAD_REASON="origin check failed ($ORIGIN_DETAIL)"
-        fi
+        BAD_REASON="origin check failed ($ORIGIN_DETAIL)"
     fi
 }
 
-# --- status ---------------------------------------------------------------------------------
+# --- status -----------------------------------------------------------------------------------
 
 json_string() {
     local s=${1//\\/\\\\}
@@ -273,85 +288,100 @@ write_status() {
         >"$tmp" && mv -f "$tmp" "$STATUS_FILE"
 }
 
-# --- the agent ------------------------------------------------------------------------------
+# --- the state machine, one tick --------------------------------------------------------------
+
+# $1: whether a drain is requested.
+step_announced() {
+    if [[ $1 == true ]]; then
+        DRAIN_UNTIL_MS=$((NOW_MS + DRAIN_MS))
+        set_state draining "drain requested: GRACEFUL_SHUTDOWN for ${DRAIN_SECONDS}s, then withdraw"
+    elif ((BAD >= FALL)); then
+        withdraw "$BAD_REASON, $BAD checks in a row"
+    fi
+}
+
+step_draining() {
+    if [[ $1 == false ]]; then
+        set_state announced "undrained before the drain ended"
+    elif ((BAD >= FALL)); then
+        set_state withdrawn "drained; $BAD_REASON, $BAD checks in a row"
+    elif ((NOW_MS >= DRAIN_UNTIL_MS)); then
+        set_state withdrawn "drained"
+    fi
+}
+
+step_held_down() {
+    if ((${#WITHDRAWALS[@]} < MAX_WITHDRAWALS_PER_HOUR)); then
+        set_state withdrawn "flap damping over: ${#WITHDRAWALS[@]} withdrawals within ${FLAP_WINDOW_SECONDS}s"
+    else
+        held_until_ms
+    fi
+}
+
+# Withdrawn and not drained: announce after RISE good checks, unless flap damping holds it down.
+step_withdrawn() {
+    [[ $1 == false ]] || return 0
+    if ((${#WITHDRAWALS[@]} >= MAX_WITHDRAWALS_PER_HOUR)); then
+        hold_down ""
+    elif ((GOOD >= RISE)); then
+        set_state announced "healthy, $GOOD checks in a row"
+    fi
+}
 
 tick() {
-    now
-    check
-    if [[ -e $RELEASE_FILE ]]; then
-        rm -f "$RELEASE_FILE"
-        WITHDRAWALS=()
-        save_withdrawals
-        [[ $STATE == held-down ]] && set_state withdrawn "flap damping released by the operator"
-    fi
-    prune_withdrawals
     local drained=false
+    now
+    probe
+    assess
+    apply_release
+    prune_withdrawals
     [[ -e $DRAIN_FILE ]] && drained=true
     case $STATE in
-        announced)
-            if [[ $drained == true ]]; then
-                DRAIN_UNTIL_MS=$((NOW_MS + DRAIN_MS))
-                set_state draining "drain requested: GRACEFUL_SHUTDOWN for ${DRAIN_SECONDS}s, then withdraw"
-            elif ((BAD >= FALL)); then
-                withdraw "$BAD_REASON, $BAD checks in a row"
-            fi
-            ;;
-        draining)
-            if [[ $drained == false ]]; then
-                set_state announced "undrained before the drain ended"
-            elif ((BAD >= FALL)); then
-                set_state withdrawn "drained; $BAD_REASON, $BAD checks in a row"
-            elif ((NOW_MS >= DRAIN_UNTIL_MS)); then
-                set_state withdrawn "drained"
-            fi
-            ;;
-        held-down)
-            if ((${#WITHDRAWALS[@]} < MAX_WITHDRAWALS_PER_HOUR)); then
-                set_state withdrawn "flap damping over: ${#WITHDRAWALS[@]} withdrawals within ${FLAP_WINDOW_SECONDS}s"
-            else
-                held_until_ms
-            fi
-            ;;
+        announced) step_announced "$drained" ;;
+        draining) step_draining "$drained" ;;
+        held-down) step_held_down ;;
     esac
-    # Not an elif chain: a PoP released from hold-down in this tick may announce in the same tick.
-    if [[ $STATE == withdrawn && $drained == false ]]; then
-        if ((${#WITHDRAWALS[@]} >= MAX_WITHDRAWALS_PER_HOUR)); then
-            hold_down ""
-        elif ((GOOD >= RISE)); then
-            set_state announced "healthy, $GOOD checks in a row"
-        fi
-    fi
+    # Not part of the case: a PoP released from hold-down in this tick may announce in the same tick.
+    [[ $STATE == withdrawn ]] && step_withdrawn "$drained"
     in_sync || sync_state
     write_status
 }
 
-run_agent() {
-    validate
+# --- the agent --------------------------------------------------------------------------------
+
+preflight() {
+    validate_settings
     command -v curl >/dev/null || die "curl is not installed"
     command -v birdc >/dev/null || die "birdc is not installed"
     mkdir -p "$CONTROL_DIR" "${STATUS_FILE%/*}" || die "cannot create $CONTROL_DIR"
-    exec {SLEEP_FD}<> <(:)
-    trap 'log "stopping; the announcement stays as it is"; exit 0' TERM INT
+}
 
+# A restart (a config push restarts the agent) keeps an announced PoP announced while its checks
+# pass; the first start after boot (no status in /run yet) starts withdrawn, as a new PoP does.
+restore_state() {
+    local previous=""
     GOOD=0 BAD=0 HEALTHY=false PROXY_OK=false ORIGIN_OK=false BAD_REASON=""
     now
     SINCE_MS=$NOW_MS
     load_withdrawals
     prune_withdrawals
-    local previous=""
     [[ -r $STATE_FILE ]] && read -r previous <"$STATE_FILE"
-    # A restart (a config push restarts the agent) keeps an announced PoP announced while its checks
-    # pass; the first start after boot (no status in /run yet) starts withdrawn, as a new PoP does.
     if [[ -e $STATUS_FILE && $previous =~ ^define\ ANYCAST_STATE\ =\ 2\; && ! -e $DRAIN_FILE ]]; then
         STATE=announced
         LAST_REASON="agent restarted while announced"
-        BAD=0
     else
         STATE=withdrawn
         LAST_REASON="agent started"
     fi
     state_value "$STATE"
-    log "starting in state $STATE (ANYCAST_STATE = $WANTED), checking $PROXY_URL and $ORIGIN_URL every ${INTERVAL}s"
+}
+
+run_agent() {
+    preflight
+    exec {SLEEP_FD}<> <(:)
+    trap 'log "stopping; the announcement stays as it is"; exit 0' TERM INT
+    restore_state
+    log "starting in state $STATE (ANYCAST_STATE = $WANTED) for $ANYCAST_ADDRESS, checking $PROXY_URL and $ORIGIN_URL every ${INTERVAL}s"
     # Assert the starting state once, so BIRD and the agent agree from the first tick.
     sync_state
 
@@ -366,26 +396,40 @@ run_agent() {
     done
 }
 
+# --- the operator's commands ------------------------------------------------------------------
+
+show_status() {
+    local line
+    [[ -r $STATUS_FILE ]] || die "no status in $STATUS_FILE: is anycast-health running?"
+    read -r line <"$STATUS_FILE" && printf '%s\n' "$line"
+}
+
+request_drain() {
+    { mkdir -p "$CONTROL_DIR" && : >"$DRAIN_FILE"; } || die "cannot create $DRAIN_FILE"
+    echo "drain requested: $POP announces with GRACEFUL_SHUTDOWN for ${DRAIN_SECONDS}s, then withdraws until 'anycast-health undrain'"
+}
+
+end_drain() {
+    rm -f "$DRAIN_FILE" || die "cannot remove $DRAIN_FILE"
+    echo "undrained: $POP announces again after $RISE good checks"
+}
+
+request_release() {
+    { mkdir -p "$CONTROL_DIR" && : >"$RELEASE_FILE"; } || die "cannot create $RELEASE_FILE"
+    echo "flap history cleared: $POP announces again after $RISE good checks, if it is not drained"
+}
+
 case ${1:-} in
-    run) run_agent ;;
-    status)
-        [[ -r $STATUS_FILE ]] || die "no status in $STATUS_FILE: is anycast-health running?"
-        read -r line <"$STATUS_FILE" && printf '%s\n' "$line"
-        ;;
-    drain)
-        { mkdir -p "$CONTROL_DIR" && : >"$DRAIN_FILE"; } || die "cannot create $DRAIN_FILE"
-        echo "drain requested: $POP announces with GRACEFUL_SHUTDOWN for ${DRAIN_SECONDS}s, then withdraws until 'anycast-health undrain'"
-        ;;
-    undrain)
-        rm -f "$DRAIN_FILE" || die "cannot remove $DRAIN_FILE"
-        echo "undrained: $POP announces again after $RISE good checks"
-        ;;
-    release)
-        { mkdir -p "$CONTROL_DIR" && : >"$RELEASE_FILE"; } || die "cannot create $RELEASE_FILE"
-        echo "flap history cleared: $POP announces again after $RISE good checks, if it is not drained"
-        ;;
+    run | status | drain | undrain | release) load_settings ;;
     *)
         echo "usage: anycast-health run|status|drain|undrain|release" >&2
         exit 64
         ;;
+esac
+case $1 in
+    run) run_agent ;;
+    status) show_status ;;
+    drain) request_drain ;;
+    undrain) end_drain ;;
+    release) request_release ;;
 esac

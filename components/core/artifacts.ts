@@ -1,0 +1,217 @@
+/**
+ * Every file that lands on a host, in one place: its artifact name, where it goes, who owns it,
+ * whether it is secret, which hosts get it, the command that checks it on the host before it
+ * replaces the live file, and the command that applies it in place.
+ *
+ * Everything that needs one of these facts reads it from here: the pushes (components/push.ts
+ * and the components that call it), cloud-init's copy of anycast-net, the health unit's paths,
+ * nginx's TLS paths, `anycast render` (file modes), the lab (which files a PoP must have, and
+ * which paths it relocates), and docs/ARTIFACTS.md, which is generated from this file
+ * (`npm run docs`; test/unit/artifacts.test.ts fails when the committed doc differs).
+ */
+
+/** The artifact names, in the order docs/ARTIFACTS.md lists them. */
+export const ARTIFACT_NAMES = [
+    "cloud-init.yaml",
+    "anycast-net.sh",
+    "bird.conf",
+    "wg0.conf",
+    "nginx.conf",
+    "anycast-health",
+    "anycast-health.env",
+    "anycast-health.service",
+    "nftables.conf",
+    "origin.pem",
+    "origin.key",
+    "origin-pull-ca.pem",
+] as const;
+
+export type ArtifactName = (typeof ARTIFACT_NAMES)[number];
+
+export type HostRole = "pop" | "origin";
+
+interface ArtifactFacts {
+    name: ArtifactName;
+    /** One line: what the file is for. */
+    description: string;
+    /** Where its content comes from (a repo path). */
+    source: string;
+    /** The roles whose hosts get it. */
+    roles: readonly HostRole[];
+    /** Holds key material or a password: a Pulumi secret when pushed, owner-only when rendered. */
+    secret: boolean;
+}
+
+/** Written over SSH by a `remote.Command` (components/push.ts). */
+export interface PushedArtifact extends ArtifactFacts {
+    delivery: "push";
+    remotePath: string;
+    owner: string;
+    group: string;
+    /** Octal, as `install -m` takes it. */
+    mode: string;
+    /** Shell run on the host with the new file at "$new" before it is installed; a failure keeps the old file. */
+    validate?: string;
+    /** Shell run on the host after the file is installed: applies it in place. */
+    apply?: string;
+}
+
+/** Vultr's `userData` of an instance this stack creates; cloud-init runs it at first boot only. */
+export interface UserDataArtifact extends ArtifactFacts {
+    delivery: "user-data";
+}
+
+export type Artifact = PushedArtifact | UserDataArtifact;
+
+export type PushedArtifactName = Exclude<ArtifactName, "cloud-init.yaml">;
+
+const ROOT = { owner: "root", group: "root" } as const;
+const PROGRAM = { ...ROOT, mode: "0755" } as const;
+const PUBLIC = { ...ROOT, mode: "0644" } as const;
+const OWNER_ONLY = { ...ROOT, mode: "0600" } as const;
+
+const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
+const NFTABLES_PATH = "/etc/nftables.conf";
+
+/**
+ * Every push of an agent file restarts a running agent: it reads its script and settings once,
+ * at start. try-restart leaves an agent that is not running yet alone (the unit's push starts it).
+ */
+const RESTART_AGENT = "systemctl try-restart anycast-health || true";
+
+export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifactName ? PushedArtifact & { name: N } : UserDataArtifact & { name: N } } = {
+    "cloud-init.yaml": {
+        name: "cloud-init.yaml", delivery: "user-data", roles: ["pop", "origin"], secret: false,
+        source: "components/core/render/cloudinit.ts",
+        description: "First-boot bootstrap of a host this stack creates on Vultr: packages, sysctls, SSH keys and, on a PoP, " +
+            "anycast-net with its boot unit. Vultr replaces an instance whose user data changes, so nothing in it depends " +
+            "on the rest of the deployment.",
+    },
+    "anycast-net.sh": {
+        name: "anycast-net.sh", delivery: "push", roles: ["pop"], secret: false, ...PROGRAM,
+        source: "components/core/render/netsetup.ts",
+        remotePath: NET_SETUP_PATH,
+        description: "Puts the anycast address on lo, pins the route to the BGP neighbour, guards the mesh route and seeds " +
+            "BIRD's state file; idempotent, run at boot by anycast-net.service and after every push.",
+        validate: "bash -n \"$new\"",
+        apply: NET_SETUP_PATH,
+    },
+    "bird.conf": {
+        name: "bird.conf", delivery: "push", roles: ["pop"], secret: true,
+        owner: "root", group: "bird", mode: "0640",
+        source: "components/core/render/bird.ts",
+        remotePath: "/etc/bird/bird.conf",
+        description: "BIRD 2: the BGP session to the upstream (with its TCP-MD5 password) and the prefixes, announced as " +
+            "the health agent's switch says.",
+        validate: "bird -p -c \"$new\"",
+        // `birdc configure` re-evaluates filters without resetting sessions; start BIRD if it is not running.
+        apply: "if birdc show status >/dev/null 2>&1; then birdc configure; else systemctl enable --now bird; fi",
+    },
+    "wg0.conf": {
+        name: "wg0.conf", delivery: "push", roles: ["pop", "origin"], secret: true, ...OWNER_ONLY,
+        source: "components/core/render/wireguard.ts",
+        remotePath: "/etc/wireguard/wg0.conf",
+        description: "The WireGuard mesh interface: this host's private key and mesh address, and its peers.",
+        // wg-quick insists on a file named <interface>.conf.
+        validate: "d=$(mktemp -d)\ncp \"$new\" \"$d/wg0.conf\"\nwg-quick strip \"$d/wg0.conf\" >/dev/null\nrm -rf \"$d\"",
+        // syncconf applies peer changes without tearing the interface down; the first push brings it up.
+        apply: "systemctl enable wg-quick@wg0 >/dev/null 2>&1 || true\n" +
+            "if ip link show wg0 >/dev/null 2>&1; then wg syncconf wg0 <(wg-quick strip wg0); else systemctl start wg-quick@wg0; fi",
+    },
+    "nginx.conf": {
+        name: "nginx.conf", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/core/render/nginx.ts",
+        remotePath: "/etc/nginx/nginx.conf",
+        description: "The reverse proxy on the anycast address: HTTPS only for Cloudflare's pulls of this zone, proxied " +
+            "to the origin through the mesh, and the health endpoint the agent checks.",
+        validate: "nginx -t -q -c \"$new\"",
+        apply: "systemctl enable nginx >/dev/null 2>&1 || true\nsystemctl reload nginx || systemctl restart nginx",
+    },
+    "anycast-health": {
+        name: "anycast-health", delivery: "push", roles: ["pop"], secret: false, ...PROGRAM,
+        source: "components/core/render/anycast-health.sh",
+        remotePath: "/usr/local/sbin/anycast-health",
+        description: "The health agent, the same script on every PoP: announces the prefix only while the local proxy and " +
+            "the origin answer, with rise/fall, drain and flap damping, by moving BIRD's announcement switch.",
+        validate: "bash -n \"$new\"",
+        apply: RESTART_AGENT,
+    },
+    "anycast-health.env": {
+        name: "anycast-health.env", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/core/render/health.ts",
+        remotePath: "/etc/anycast/health.env",
+        description: "The agent's settings for this PoP: KEY=value lines the agent reads as data (never sources); " +
+            "every key is required, the agent has no defaults.",
+        apply: RESTART_AGENT,
+    },
+    "anycast-health.service": {
+        name: "anycast-health.service", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/core/render/health.ts",
+        remotePath: "/etc/systemd/system/anycast-health.service",
+        description: "The systemd unit of the agent: restarts it a second after any exit.",
+        apply: "systemctl daemon-reload\nsystemctl enable anycast-health\nsystemctl restart anycast-health",
+    },
+    "nftables.conf": {
+        name: "nftables.conf", delivery: "push", roles: ["pop", "origin"], secret: false, ...PUBLIC,
+        source: "components/core/render/nftables.ts",
+        remotePath: NFTABLES_PATH,
+        description: "The host firewall: input dropped by default, each service opened only to the sources that use it.",
+        validate: "nft -c -f \"$new\"",
+        apply: `systemctl enable nftables >/dev/null 2>&1 || true\nnft -f ${NFTABLES_PATH}`,
+    },
+    "origin.pem": {
+        name: "origin.pem", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/frontdoor.ts",
+        remotePath: "/etc/anycast/tls/origin.pem",
+        description: "The certificate nginx serves on 443 (a Cloudflare Origin CA certificate, for Full (strict)).",
+    },
+    "origin.key": {
+        name: "origin.key", delivery: "push", roles: ["pop"], secret: true, ...OWNER_ONLY,
+        source: "components/frontdoor.ts",
+        remotePath: "/etc/anycast/tls/origin.key",
+        description: "The private key of origin.pem.",
+    },
+    "origin-pull-ca.pem": {
+        name: "origin-pull-ca.pem", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/frontdoor.ts",
+        remotePath: "/etc/anycast/tls/origin-pull-ca.pem",
+        description: "The CA that signs the client certificate Cloudflare presents (Authenticated Origin Pulls).",
+    },
+};
+
+/** The registry entry of a name, or an error naming it (for names that come from outside the type system). */
+export function artifact(name: string): Artifact {
+    if (!(ARTIFACT_NAMES as readonly string[]).includes(name)) {
+        throw new Error(`"${name}" is not an artifact in components/core/artifacts.ts`);
+    }
+    return ARTIFACTS[name as ArtifactName];
+}
+
+/** Every artifact, in registry order. */
+export function allArtifacts(): Artifact[] {
+    return ARTIFACT_NAMES.map((n) => ARTIFACTS[n]);
+}
+
+/** The artifacts a host of this role gets, in registry order; user data only when the stack creates the host. */
+export function artifactsFor(role: HostRole, options: { createdOnVultr: boolean }): Artifact[] {
+    return allArtifacts().filter((a) => a.roles.includes(role) && (a.delivery === "push" || options.createdOnVultr));
+}
+
+/**
+ * The shell a push runs on the host (bash, the file on stdin): it receives the file into a
+ * private temporary file, validates it there, installs it atomically with its owner and mode,
+ * and applies it. A failed check leaves the live file alone.
+ */
+export function pushScript(artifact: PushedArtifact): string {
+    const lines = [
+        "set -eu",
+        `new=$(mktemp "/tmp/anycast-${artifact.name.replace(/[^A-Za-z0-9._-]/g, "_")}.XXXXXX")`,
+        "trap 'rm -f \"$new\"' EXIT",
+        "umask 077",
+        "cat > \"$new\"",
+    ];
+    if (artifact.validate) lines.push(artifact.validate);
+    lines.push(`install -D -o ${artifact.owner} -g ${artifact.group} -m ${artifact.mode} "$new" ${artifact.remotePath}`);
+    if (artifact.apply) lines.push(artifact.apply);
+    return lines.join("\n");
+}

@@ -1,0 +1,288 @@
+/**
+ * What the lab measures once every PoP announces: the BGP sessions from both ends, the routes
+ * each transit holds, the catchment (which PoP each region's client reaches, over HTTP on the
+ * anycast address and, for an IPv4 prefix, by where its packets arrive), HTTPS with and without
+ * the origin-pull certificate, who may reach what, and routing safety. Each part adds the
+ * problems it finds; expectations come from the config being run.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Family, nthAddress, parseCidr } from "../components/core/addressing";
+import { LabRuntime, nsDir, UNRELATED_POP_ROUTES } from "./boot";
+import { showProtocols, showRoutes } from "./birdc";
+import { nsRun, sleep, waitFor } from "./exec";
+import { allowedBy, probeExposure, probeUdpExposure } from "./exposure";
+import { probeOnce } from "./probe";
+import {
+    Catchment4Entry, CatchmentEntry, HttpsCheck, HttpsResult, LabReport, SessionReport, TransitRoute,
+} from "./report";
+import { UPSTREAM_TABLE_SIZE } from "./routers";
+import { routingSafety } from "./routing";
+import { edgePeerName, LAB_DIR, RegionPlan, urlHost } from "./topology";
+
+/** The parts of the report `measure` fills in. */
+export type Measured = Pick<LabReport, "sessions" | "transitRoutes" | "catchment" | "catchment4" | "https" | "outsider" |
+    "exposure" | "routing" | "problems">;
+
+/** Every PoP session from the PoP's BIRD, with the edge's side (routes accepted and offered, BFD). */
+async function readSessions(lab: LabRuntime, problems: string[]): Promise<SessionReport[]> {
+    const spec = lab.stack.spec;
+    const sessions: SessionReport[] = [];
+    for (const r of lab.plan.regions) {
+        const popProtos = (await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns))).filter((x) => x.proto === "BGP");
+        for (const p of popProtos) {
+            const family: Family = p.neighborAddress?.includes(":") === false ? 4 : 6;
+            const edge = await lab.edges.session(r, family);
+            const established = p.bgpState === "Established";
+            sessions.push({
+                pop: r.pop.name, region: r.region, family, protocol: p.name, neighbor: p.neighborAddress ?? "?", neighborAs: p.neighborAs ?? "?",
+                state: p.bgpState ?? p.info, established, since: p.since, lastError: p.lastError, holdTimer: p.holdTimer?.split("/")[1],
+                bfd: edge?.bfd ?? "?", exported: p.routes?.exported, edgeImported: edge?.accepted,
+                upstreamOffered: edge?.offered, popImported: p.routes?.imported,
+            });
+            const prefixes = spec.prefixes.filter((x) => parseCidr(x).family === family).length;
+            if (!established) problems.push(`PoP ${r.pop.name}: BGP ${p.name} is ${p.bgpState ?? p.info}${p.lastError ? ` (${p.lastError})` : ""}`);
+            if (r.edge.towardsPop.bfd && edge?.bfd !== "Up") problems.push(`PoP ${r.pop.name}: BFD on ${p.name} is ${edge?.bfd ?? "unknown"}, not Up`);
+            if ((p.routes?.imported ?? 0) > 0) problems.push(`PoP ${r.pop.name}: imported ${p.routes?.imported} routes from its upstream (must be none)`);
+            if ((edge?.accepted ?? 0) > prefixes) {
+                problems.push(`PoP ${r.pop.name}: the edge accepted ${edge?.accepted} IPv${family} routes from it; only ${prefixes} configured`);
+            }
+        }
+    }
+    return sessions;
+}
+
+/** Every route each transit holds for each announced prefix; the best must be its own edge's. */
+async function readTransitRoutes(lab: LabRuntime, problems: string[]): Promise<TransitRoute[]> {
+    const out: TransitRoute[] = [];
+    for (const prefix of lab.stack.spec.prefixes) {
+        const family = parseCidr(prefix).family;
+        for (const r of lab.plan.regions) {
+            const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix);
+            for (const x of routes) {
+                out.push({ region: r.region, prefix, transitAsn: r.transit.asn, from: x.from, best: x.best, asPath: x.asPath,
+                    localPref: x.localPref, communities: x.communities });
+            }
+            const best = routes.find((x) => x.best);
+            if (!best || best.from !== edgePeerName(r.transit, family)) {
+                problems.push(`transit ${r.region}: best route for ${prefix} is not its own edge's (${best?.from ?? "none"})`);
+            }
+        }
+    }
+    return out;
+}
+
+/** GET / on the anycast address from each region's client: who serves, and what reaches the origin. */
+async function measureCatchment(lab: LabRuntime, problems: string[]): Promise<CatchmentEntry[]> {
+    const spec = lab.stack.spec;
+    const target = { address: spec.address, host: spec.frontDoor.hostname };
+    const catchment: CatchmentEntry[] = [];
+    for (const r of lab.plan.regions) {
+        const s = await probeOnce(r.client.ns, target);
+        const entry: CatchmentEntry = { region: r.region, client: r.client.address, expectedPop: r.pop.name, servedBy: s.pop,
+            status: s.status, ms: s.done - s.sent, error: s.error };
+        try {
+            const body = JSON.parse(s.body ?? "") as { origin?: string; headers?: Record<string, string> };
+            entry.origin = body.origin;
+            entry.hostHeader = body.headers?.host;
+            entry.xForwardedFor = body.headers?.["x-forwarded-for"];
+        } catch {
+            // not the origin's JSON: the status column says what came back
+        }
+        catchment.push(entry);
+        if (entry.servedBy !== r.pop.name) problems.push(`region ${r.region}: served by ${entry.servedBy ?? "nobody"} instead of its own PoP ${r.pop.name}`);
+        if (entry.status !== 200 || entry.origin !== spec.origin.name) {
+            problems.push(`region ${r.region}: no origin answer through the anycast address (${entry.status ?? entry.error})`);
+        }
+        if (entry.hostHeader !== spec.frontDoor.hostname) problems.push(`region ${r.region}: origin saw Host ${entry.hostHeader}, not ${spec.frontDoor.hostname}`);
+        if (!entry.xForwardedFor?.includes(r.client.address)) {
+            problems.push(`region ${r.region}: X-Forwarded-For ${entry.xForwardedFor ?? "missing"} lacks the client ${r.client.address}`);
+        }
+    }
+    return catchment;
+}
+
+/** The lab's own counter (not part of the rendered firewall) of packets to the IPv4 prefix. */
+const CATCH_TABLE = "anycast_lab_catchment";
+
+async function catchCounter(r: RegionPlan): Promise<number> {
+    const res = await nsRun(r.pop.ns, "nft", ["list", "table", "ip", CATCH_TABLE], { allowFail: true });
+    return Number(/counter packets (\d+)/.exec(res.stdout)?.[1] ?? 0);
+}
+
+/**
+ * IPv4 catchment: the PoPs serve HTTP on the IPv6 anycast address only, so a client's UDP
+ * datagrams to the IPv4 prefix are counted where they arrive, by a counter the lab adds in each
+ * PoP namespace.
+ */
+async function measureCatchment4(lab: LabRuntime, problems: string[]): Promise<Catchment4Entry[] | undefined> {
+    const prefix = lab.stack.spec.prefixes.find((p) => parseCidr(p).family === 4);
+    if (!prefix) return undefined;
+    const target = nthAddress(parseCidr(prefix), 1);
+    for (const r of lab.plan.regions) {
+        await nsRun(r.pop.ns, "nft", ["-f", "-"], { input: `table ip ${CATCH_TABLE} {\n chain pre {\n  type filter hook prerouting ` +
+            `priority -300; policy accept;\n  ip daddr ${prefix} counter\n }\n}\n` });
+    }
+    const out: Catchment4Entry[] = [];
+    for (const r of lab.plan.regions) {
+        const before = await Promise.all(lab.plan.regions.map(catchCounter));
+        await nsRun(r.client.ns, process.execPath, ["-e", UDP_BURST, target, "9", "5"], { timeoutMs: 5000 });
+        let arrived: string[] = [];
+        for (let i = 0; i < 20 && arrived.length === 0; i++) {
+            await sleep(50);
+            const after = await Promise.all(lab.plan.regions.map(catchCounter));
+            arrived = lab.plan.regions.filter((_, k) => after[k] - before[k] >= 5).map((x) => x.pop.name);
+        }
+        out.push({ region: r.region, client: r.client.address4 ?? "?", target, expectedPop: r.pop.name, arrivedAt: arrived });
+        if (arrived.length !== 1 || arrived[0] !== r.pop.name) {
+            problems.push(`region ${r.region}: IPv4 packets to ${prefix} arrived at ${arrived.join(", ") || "no PoP"}, not its own PoP ${r.pop.name}`);
+        }
+    }
+    for (const r of lab.plan.regions) await nsRun(r.pop.ns, "nft", ["delete", "table", "ip", CATCH_TABLE], { allowFail: true });
+    return out;
+}
+
+/** A few UDP datagrams to an address (node's dgram: no tool quirks per family). */
+const UDP_BURST = `
+const s = require("dgram").createSocket(process.argv[1].includes(":") ? "udp6" : "udp4");
+let left = Number(process.argv[3]);
+const send = () => s.send(Buffer.from("anycast-lab-catchment"), Number(process.argv[2]), process.argv[1], () => (--left > 0 ? send() : s.close()));
+send();
+`;
+
+/** What an HTTPS request from a namespace met: status and serving PoP, or curl's error. */
+async function curlHttps(ns: string, address: string, hostname: string, tlsDir: string, withCert: boolean): Promise<HttpsResult> {
+    const args = ["-sS", "-m", "3", "-o", "/dev/null", "-D", "-", "--cacert", path.join(tlsDir, "server-ca.pem"),
+        "--resolve", `${hostname}:443:${urlHost(address)}`, `https://${hostname}/`];
+    if (withCert) args.unshift("--cert", path.join(tlsDir, "client.pem"), "--key", path.join(tlsDir, "client.key"));
+    const res = await nsRun(ns, "curl", args, { allowFail: true, timeoutMs: 5000 });
+    const status = /^HTTP\/\S+ (\d+)/m.exec(res.stdout);
+    const pop = /^x-anycast-pop: *(\S+)/im.exec(res.stdout);
+    if (!status) return { error: res.stderr.trim().replace(/^curl: /, "") || `curl exit ${res.code}` };
+    return { status: Number(status[1]), servedBy: pop?.[1] };
+}
+
+/** Cloudflare's side of "Full (strict)" + Authenticated Origin Pulls, played from each region's client. */
+async function checkHttps(lab: LabRuntime, problems: string[]): Promise<HttpsCheck[]> {
+    const tlsDir = path.join(LAB_DIR, "cloudflare-side");
+    fs.mkdirSync(tlsDir, { recursive: true });
+    fs.writeFileSync(path.join(tlsDir, "server-ca.pem"), lab.tls.serverCaPem);
+    fs.writeFileSync(path.join(tlsDir, "client.pem"), lab.tls.pullClientCertPem);
+    fs.writeFileSync(path.join(tlsDir, "client.key"), lab.tls.pullClientKeyPem, { mode: 0o600 });
+    const spec = lab.stack.spec;
+    const out: HttpsCheck[] = [];
+    for (const r of lab.plan.regions) {
+        const h: HttpsCheck = {
+            region: r.region, expectedPop: r.pop.name,
+            withCert: await curlHttps(r.client.ns, spec.address, spec.frontDoor.hostname, tlsDir, true),
+            withoutCert: await curlHttps(r.client.ns, spec.address, spec.frontDoor.hostname, tlsDir, false),
+        };
+        out.push(h);
+        if (h.withCert.status !== 200 || h.withCert.servedBy !== h.expectedPop) {
+            problems.push(`region ${h.region}: HTTPS with the origin-pull certificate gave ${h.withCert.status ?? h.withCert.error}` +
+                ` from ${h.withCert.servedBy ?? "no PoP"}, expected 200 from its own PoP ${h.expectedPop}`);
+        }
+        if (h.withoutCert.status === 200) problems.push(`region ${h.region}: HTTPS without a client certificate was served`);
+    }
+    return out;
+}
+
+/** The outsider asks for the site: what the config says about its address decides the verdict. */
+async function checkOutsider(lab: LabRuntime, problems: string[]): Promise<LabReport["outsider"]> {
+    const { plan } = lab;
+    const spec = lab.stack.spec;
+    const s = await probeOnce(plan.outsider.ns, { address: spec.address, host: spec.frontDoor.hostname }, 1000);
+    const allowed = allowedBy(spec, plan.httpSources, plan.outsider.address).http;
+    const outsider = { client: plan.outsider.address, blocked: !s.ok, expectBlocked: !allowed,
+        detail: s.ok ? `served by ${s.pop}` : (s.error ?? `status ${s.status}`) };
+    if (lab.firewallApplied && outsider.blocked !== outsider.expectBlocked) {
+        problems.push(`the outsider ${plan.outsider.address} was ${outsider.blocked ? "blocked" : `served by ${s.pop}`}; ` +
+            `the config ${allowed ? "allows" : "does not allow"} it`);
+    }
+    return outsider;
+}
+
+export async function measure(lab: LabRuntime): Promise<Measured> {
+    const log = lab.log;
+    const problems: string[] = [];
+    log("  reading BGP sessions (the PoPs' BIRD and the edges)");
+    const sessions = await readSessions(lab, problems);
+    log("  reading the transits' routes");
+    const transitRoutes = await readTransitRoutes(lab, problems);
+    log("  measuring catchment and HTTP through the anycast address");
+    const catchment = await measureCatchment(lab, problems);
+    const catchment4 = await measureCatchment4(lab, problems);
+    log("  checking HTTPS with Authenticated Origin Pulls (with and without the client certificate)");
+    const https = await checkHttps(lab, problems);
+    log("  probing who may reach what (TCP connects from each kind of source)");
+    const exposure = await probeExposure(lab);
+    if (lab.firewallApplied) {
+        // The UDP probe reads the firewall's own drop counter: only meaningful when it is applied.
+        exposure.push(...await probeUdpExposure(lab));
+        for (const p of exposure.filter((x) => !x.ok)) problems.push(`${p.from} -> ${p.to} ${p.protocol}/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
+    }
+    log("  checking what each PoP exports and what the transits learned from our AS");
+    const routing = await routingSafety(lab);
+    if (!routing.ok) problems.push("routing safety: a PoP imported routes, exported other than the configured prefixes, or a transit learned other prefixes from our AS");
+    const outsider = await checkOutsider(lab, problems);
+    return { sessions, transitRoutes, catchment, catchment4, https, outsider, exposure, routing, problems };
+}
+
+/** Wait until every PoP's sessions are up, its agent announces, and each transit prefers its own edge. */
+export async function waitForAnnounced(lab: LabRuntime, timeoutMs: number): Promise<void> {
+    const { plan } = lab;
+    await Promise.all(plan.regions.map(async (r) => {
+        for (const family of plan.families) {
+            await waitFor(`the IPv${family} BGP session of PoP ${r.pop.name} to be established`,
+                async () => (await lab.edges.session(r, family))?.established, timeoutMs, 100)
+                .catch(async (e: Error) => {
+                    const protos = await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns)).catch(() => []);
+                    const why = protos.filter((p) => p.proto === "BGP").map((p) => `${p.name}: ${p.bgpState ?? p.info} ${p.lastError ?? ""}`.trim());
+                    throw new Error(`${e.message} (PoP side: ${why.join("; ") || "no answer"})`);
+                });
+        }
+        await waitFor(`the health agent of ${r.pop.name} to announce`, async () => (await lab.agentStatus(r.pop.name))?.state === "announced",
+            timeoutMs, 100).catch(async (e: Error) => {
+            const s = await lab.agentStatus(r.pop.name);
+            throw new Error(`${e.message} (agent: ${s ? `${s.state}, ${s.last_reason}` : "no status file"})`);
+        });
+    }));
+    // Each transit must have heard its own region's routes before catchment is measured.
+    for (const prefix of lab.stack.spec.prefixes) {
+        const family = parseCidr(prefix).family;
+        await Promise.all(plan.regions.map((r) => waitFor(`transit ${r.region} to prefer its own edge for ${prefix}`, async () => {
+            const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix);
+            return routes.some((x) => x.best && x.from === edgePeerName(r.transit, family));
+        }, timeoutMs, 100).catch(async (e: Error) => {
+            const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix).catch(() => []);
+            const best = routes.find((x) => x.best);
+            const edge = await lab.edges.session(r, family).catch(() => undefined);
+            throw new Error(`${e.message.split(":")[0]}: its best route is ${best ? `from ${best.from} (${best.asPath})` : "none"}; ` +
+                `the edge's session with ${r.pop.name} is ${edge?.state ?? "unknown"}${edge?.lastError ? ` (${edge.lastError})` : ""}`);
+        })));
+    }
+}
+
+export function howToPoke(lab: LabRuntime): string[] {
+    const r = lab.plan.regions[0];
+    const spec = lab.stack.spec;
+    return [
+        "The lab is still running (--keep). Poke it:",
+        `  ip netns exec ${r.pop.ns} birdc -s ${lab.birdSocket(r.pop.ns)} show protocols all`,
+        ...lab.edges.howToPoke(r).map((c) => `  ${c}`),
+        `  ip netns exec ${r.transit.ns} birdc -s ${lab.birdSocket(r.transit.ns)} show route ${spec.prefixes[0]} all`,
+        `  ip netns exec ${r.client.ns} curl -si -H 'Host: ${spec.frontDoor.hostname}' http://${urlHost(spec.address)}/`,
+        `  ip netns exec ${r.pop.ns} env ANYCAST_HEALTH_ENV=${lab.healthEnvFile(r.pop.ns)} ${nsDir(r.pop.ns)}/anycast-health status`,
+        `  files and logs: ${LAB_DIR}/<namespace>/`,
+        "Tear it down with: sudo npx anycast lab --down",
+    ];
+}
+
+/** Notes every report carries about what the emulated cloud does. */
+export function cloudNotes(lab: LabRuntime): string[] {
+    return [
+        `the emulated upstream offers each PoP a default route and ${UPSTREAM_TABLE_SIZE} more; a PoP must import none`,
+        `each PoP also has unrelated static routes (${UNRELATED_POP_ROUTES.join(", ")}); its edge must accept only the configured prefix`,
+        `the provider edges run ${lab.edges.kind === "frr" ? "FRR (Debian frr): not the PoPs' own BGP implementation" : "BIRD (--edge bird)"}`,
+    ];
+}

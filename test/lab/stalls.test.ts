@@ -1,0 +1,61 @@
+/**
+ * The lab's answer to a machine that stops: BFD timers raised only when the stalls need it, in the
+ * spec and in the PoP's bird.conf together, each change listed.
+ */
+import * as assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { renderBirdConfig } from "../../components/core/render/bird";
+import { LabStack } from "../../lab/stack";
+import { adaptStackToStalls, bfdTimersForStalls, minimumBfdDetectMs, probeStalls } from "../../lab/stalls";
+import { labSpec, popRenderInput, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
+
+function labStackWithBird(): LabStack {
+    const spec = labSpec();
+    const hosts = spec.pops.map((p) => ({
+        name: p.name, role: "pop" as const, ...TEST_HOST_ADDRESSES[p.name],
+        files: { "bird.conf": renderBirdConfig(popRenderInput(spec, p.name)) },
+    }));
+    return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources! };
+}
+
+describe("BFD timers for a stalling machine", () => {
+    it("keeps timers whose detection time outlasts the stalls", () => {
+        assert.equal(bfdTimersForStalls({ intervalMs: 100, multiplier: 3 }, 0), undefined);
+        assert.equal(bfdTimersForStalls({ intervalMs: 300, multiplier: 3 }, 200), undefined);
+    });
+
+    it("raises the interval in 50 ms steps, keeping the multiplier", () => {
+        const raised = bfdTimersForStalls({ intervalMs: 100, multiplier: 3 }, 700)!;
+        assert.equal(raised.multiplier, 3);
+        assert.equal(raised.intervalMs % 50, 0);
+        assert.ok(raised.intervalMs * 3 >= minimumBfdDetectMs(700));
+        assert.ok((raised.intervalMs - 50) * 3 < minimumBfdDetectMs(700), "the smallest step that is enough");
+    });
+
+    it("changes nothing in the stack on a machine that does not stall", () => {
+        const stack = labStackWithBird();
+        const { stack: same, rewrites } = adaptStackToStalls(stack, 0);
+        assert.equal(same, stack);
+        assert.deepEqual(rewrites, []);
+    });
+
+    it("rewrites the spec and every PoP's bird.conf together, and lists each change", () => {
+        const stack = labStackWithBird();
+        const { stack: adapted, rewrites } = adaptStackToStalls(stack, 700);
+        assert.deepEqual(rewrites.map((r) => r.host), ["lax", "ams", "sgp"]);
+        for (const pop of adapted.spec.pops) {
+            const bfd = pop.bgp.bfd!;
+            assert.ok(bfd.intervalMs * bfd.multiplier >= minimumBfdDetectMs(700));
+            const conf = adapted.hosts.find((h) => h.name === pop.name)!.files["bird.conf"];
+            // What the PoP's BIRD runs is what the spec (edges, failover bounds) says.
+            assert.equal(conf, renderBirdConfig(popRenderInput(adapted.spec, pop.name)));
+        }
+        // The input is not modified: the report's "configured" values stay the user's.
+        assert.equal(stack.spec.pops[0].bgp.bfd!.intervalMs, 100);
+    });
+
+    it("measures stalls as a non-negative number of ms", () => {
+        const probe = probeStalls(100, 5);
+        assert.ok(probe.samples > 0 && probe.maxMs >= 0 && probe.durationMs >= 100);
+    });
+});
