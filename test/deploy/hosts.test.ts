@@ -15,7 +15,8 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pushScript, shellQuote } from "../../components/push";
+import { PushedArtifact, pushScript } from "../../components/core/artifacts";
+import { shellQuote } from "../../components/push";
 import {
     DeployCloud, deployPreconditionProblem, EXISTING_SERVICE, existingServerState, slotLeftovers, teardownStaleSlots,
 } from "../../lab/deploy/hosts";
@@ -137,7 +138,10 @@ describe("deploy rehearsal hosts", { skip }, () => {
         const origin = c.connection("origin", 4);
         // The stack's own push script: file on stdin, validated, installed, applied.
         const push = (file: string, validate: string, apply: string) =>
-            `bash -c ${shellQuote(pushScript({ file, remotePath: `/etc/anycast/${file}`, mode: "0644", validate, apply }))}`;
+            `bash -c ${shellQuote(pushScript({
+                name: "nginx.conf", delivery: "push", roles: ["pop"], secret: false, description: "", source: "",
+                owner: "root", group: "root", mode: "0644", remotePath: `/etc/anycast/${file}`, validate, apply,
+            } as PushedArtifact))}`;
         const specs: RemoteCommandSpec[] = [
             { name: "pop1-ready", connection: pop, create: "cloud-init status --wait >/dev/null && echo ready" },
             // As the non-root user through sudo: stdin passes through sudo to the script.
