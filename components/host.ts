@@ -7,9 +7,11 @@
  * deployment (PoP list, BIRD/nginx/WireGuard settings) may flow into those inputs.
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
 import * as vultr from "@ediri/vultr";
 import { HostSpec } from "./core/model";
-import { Connection } from "./push";
+import { renderCloudInitWait } from "./core/render/bootstrap";
+import { asRoot, Connection, sha256 } from "./push";
 
 /** Debian 12: the OS the bootstrap and the pushed configs are written and tested for. */
 export const DEFAULT_OS_NAME = "Debian 12 x64 (bookworm)";
@@ -22,6 +24,8 @@ export interface HostArgs {
     sshKeyIds?: pulumi.Input<pulumi.Input<string>[]>;
     /** Private key (a Pulumi secret) used to push configs over SSH. */
     sshPrivateKey: pulumi.Input<string>;
+    /** An existing server's bootstrap (renderBootstrap): run as root before any push (ignored for new instances). */
+    bootstrap?: string;
 }
 
 export class Host extends pulumi.ComponentResource {
@@ -33,6 +37,13 @@ export class Host extends pulumi.ComponentResource {
     readonly connection: pulumi.Output<Connection>;
     /** The Vultr instance, for a Vultr-created host. */
     readonly instance?: vultr.Instance;
+    /** The SSH login user: pushes run through sudo when it is not root. */
+    readonly user: string;
+    /**
+     * The host is ready for pushes: cloud-init finished on a new instance, the bootstrap ran on an
+     * existing server. A child of the Host, so every push that depends on the Host waits for it.
+     */
+    readonly ready: command.remote.Command;
 
     constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:Host", name, {}, opts);
@@ -70,7 +81,12 @@ export class Host extends pulumi.ComponentResource {
             user = spec.user;
             port = spec.port;
         }
-        this.connection = pulumi.all([this.ipv6, pulumi.secret(args.sshPrivateKey)]).apply(([host, privateKey]) => ({
+        this.user = user;
+        // SSH over the family the deployer can reach (anycast:deploy.sshFamily): CI runners often have no IPv6.
+        const sshAddress = spec.sshFamily === 4
+            ? pulumi.all([this.ipv4, this.ipv6]).apply(([v4, v6]) => v4 ?? v6)
+            : this.ipv6;
+        this.connection = pulumi.all([sshAddress, pulumi.secret(args.sshPrivateKey)]).apply(([host, privateKey]) => ({
             host,
             port,
             user,
@@ -79,6 +95,15 @@ export class Host extends pulumi.ComponentResource {
             dialErrorLimit: 30,
             perDialTimeout: 20,
         }));
+        const readyScript = spec.kind === "vultr" ? renderCloudInitWait() : args.bootstrap;
+        if (readyScript === undefined) throw new Error(`host ${name}: an existing server needs its bootstrap script`);
+        this.ready = new command.remote.Command(`${name}-ready`, {
+            connection: this.connection,
+            create: asRoot(readyScript, user),
+            // Runs again only when the script changes (new packages, a new unit), never on a plain update.
+            triggers: [sha256(readyScript)],
+            logging: "stderr",
+        }, { parent: this, dependsOn: this.instance ? [this.instance] : [] });
         this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4 });
     }
 }

@@ -10,6 +10,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { HealthSpec, PopRenderInput, PopSpec } from "./core/model";
 import { renderBirdConfig } from "./core/render/bird";
+import { renderBootstrap } from "./core/render/bootstrap";
 import { renderCloudInit } from "./core/render/cloudinit";
 import { renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./core/render/health";
 import { renderNetSetup } from "./core/render/netsetup";
@@ -73,6 +74,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
             userData: pop.host.kind === "vultr"
                 ? renderCloudInit({ hostname: name, role: "pop", sshPublicKeys: args.sshPublicKeys ?? [], netSetup: netSetupBoot })
                 : undefined,
+            bootstrap: pop.host.kind === "existing" ? renderBootstrap({ role: "pop" }) : undefined,
         }, { parent: this });
         this.ipv6 = this.host.ipv6;
         this.ipv4 = this.host.ipv4;
@@ -94,7 +96,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
         // come from components/core/artifacts.ts; the order is decided here.
         const conn = this.host.connection;
         const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) =>
-            pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] });
+            pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] }, this.host.user);
 
         const netSetup = push({ file: "anycast-net.sh", content: file("anycast-net.sh") });
         const tls = [

@@ -9,6 +9,8 @@
  * which paths it relocates), and docs/ARTIFACTS.md, which is generated from this file
  * (`npm run docs`; test/unit/artifacts.test.ts fails when the committed doc differs).
  */
+import { FIREWALL_UNIT, NFTABLES_PATH, NFTABLES_TABLE, renderFirewallUnit } from "./render/nftables";
+
 
 /** The artifact names, in the order docs/ARTIFACTS.md lists them. */
 export const ARTIFACT_NAMES = [
@@ -71,7 +73,6 @@ const PUBLIC = { ...ROOT, mode: "0644" } as const;
 const OWNER_ONLY = { ...ROOT, mode: "0600" } as const;
 
 const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
-const NFTABLES_PATH = "/etc/nftables.conf";
 
 /**
  * Every push of an agent file restarts a running agent: it reads its script and settings once,
@@ -105,7 +106,9 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
             "the health agent's switch says.",
         validate: "bird -p -c \"$new\"",
         // `birdc configure` re-evaluates filters without resetting sessions; start BIRD if it is not running.
-        apply: "if birdc show status >/dev/null 2>&1; then birdc configure; else systemctl enable --now bird; fi",
+        // Enabled every time: a PoP must come back announcing after a reboot.
+        apply: "systemctl enable bird >/dev/null 2>&1 || true\n" +
+            "if birdc show status >/dev/null 2>&1; then birdc configure; else systemctl start bird; fi",
     },
     "wg0.conf": {
         name: "wg0.conf", delivery: "push", roles: ["pop", "origin"], secret: true, ...OWNER_ONLY,
@@ -155,9 +158,12 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         name: "nftables.conf", delivery: "push", roles: ["pop", "origin"], secret: false, ...PUBLIC,
         source: "components/core/render/nftables.ts",
         remotePath: NFTABLES_PATH,
-        description: "The host firewall: input dropped by default, each service opened only to the sources that use it.",
+        description: `The host firewall, one table of its own (${NFTABLES_TABLE}; never flush ruleset): on a created host input ` +
+            "is dropped by default, each service opened only to the sources that use it; on an existing server only the " +
+            `deployment's own services are guarded. Loaded at boot by ${FIREWALL_UNIT}, which the push installs and enables.`,
         validate: "nft -c -f \"$new\"",
-        apply: `systemctl enable nftables >/dev/null 2>&1 || true\nnft -f ${NFTABLES_PATH}`,
+        apply: `printf '%s' ${shellSingleQuote(renderFirewallUnit())} > /etc/systemd/system/${FIREWALL_UNIT}\n` +
+            `systemctl daemon-reload\nsystemctl enable ${FIREWALL_UNIT} >/dev/null 2>&1\nnft -f ${NFTABLES_PATH}`,
     },
     "origin.pem": {
         name: "origin.pem", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
@@ -178,6 +184,11 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         description: "The CA that signs the client certificate Cloudflare presents (Authenticated Origin Pulls).",
     },
 };
+
+/** Quote a string for POSIX shells (a copy of components/push.ts's shellQuote: core has no Pulumi imports). */
+function shellSingleQuote(text: string): string {
+    return `'${text.replace(/'/g, `'\\''`)}'`;
+}
 
 /** The registry entry of a name, or an error naming it (for names that come from outside the type system). */
 export function artifact(name: string): Artifact {

@@ -12,7 +12,7 @@ import {
     usableHosts, Cidr, planMeshAddresses, canonical,
 } from "./addressing";
 import {
-    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, PopSpec, VULTR_BGP, HealthSpec, RoaSpec, RpkiFinding,
+    AnycastSpec, BgpSettings, Community, ConfigIssue, DeploySpec, HostSpec, PopSpec, VULTR_BGP, HealthSpec, RoaSpec, RpkiFinding,
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
 
@@ -128,6 +128,11 @@ const firewallShape = z.strictObject({
     httpSources: z.array(z.string()).optional(),
 });
 
+const deployShape = z.strictObject({
+    sshFamily: z.enum(["auto", "ipv6", "ipv4"]).default("auto"),
+    deployerAddress: z.string().optional(),
+});
+
 /** Each top-level key, validated on its own so one broken key does not mask the others. */
 const topLevel = {
     asn: z.number().int(),
@@ -142,6 +147,7 @@ const topLevel = {
     frontDoor: frontDoorShape,
     health: healthShape.default(healthShape.parse({})),
     firewall: firewallShape.default(firewallShape.parse({})),
+    deploy: deployShape.default(deployShape.parse({})),
     roas: z.array(roaShape).optional(),
 } as const;
 
@@ -226,9 +232,51 @@ interface Collector {
     warn(key: string, message: string): void;
 }
 
+/** Name of the environment variable that gives the deployer's address when the stack does not (stacks/network/config.ts). */
+export const DEPLOYER_ADDRESS_ENV = "ANYCAST_DEPLOYER_ADDRESS";
+
+/**
+ * `anycast:deploy`: the SSH family, and the lock-out check. The firewall opens SSH only to
+ * adminCidrs on the hosts this stack creates, and every push after the firewall's comes from the
+ * deployer, so a deployer outside adminCidrs would lose the hosts in the middle of an update.
+ */
+function deploySpecFor(raw: z.output<typeof deployShape> | undefined, adminCidrs: string[], c: Collector): DeploySpec | undefined {
+    if (!raw) return undefined;
+    const key = `${NAMESPACE}:deploy.deployerAddress`;
+    let deployerAddress: string | undefined;
+    if (raw.deployerAddress !== undefined) {
+        if (!isIp(raw.deployerAddress)) {
+            c.error(key, `"${raw.deployerAddress}" is not an IP address (set it, or ${DEPLOYER_ADDRESS_ENV}, to the address the hosts see your SSH come from)`);
+        } else {
+            deployerAddress = canonical(raw.deployerAddress);
+        }
+    }
+    const family: 4 | 6 = raw.sshFamily === "ipv4" ? 4 : raw.sshFamily === "ipv6" ? 6
+        : deployerAddress !== undefined ? familyOf(deployerAddress) : 6;
+    if (deployerAddress !== undefined) {
+        if (familyOf(deployerAddress) !== family) {
+            c.error(key, `${deployerAddress} is an IPv${familyOf(deployerAddress)} address, but ${NAMESPACE}:deploy.sshFamily is ${raw.sshFamily}: ` +
+                "give the address the hosts see over the family SSH uses");
+        } else {
+            const cidrs = adminCidrs.flatMap((t) => {
+                try {
+                    return [parseCidr(t)];
+                } catch {
+                    return []; // reported on firewall.adminCidrs
+                }
+            });
+            if (adminCidrs.length > 0 && !cidrs.some((cidr) => contains(cidr, deployerAddress!))) {
+                c.error(key, `${deployerAddress} is outside ${NAMESPACE}:firewall.adminCidrs (${adminCidrs.join(", ")}): the firewall ` +
+                    "would shut this deployer out of every host it creates in the middle of the update; add its network to adminCidrs");
+            }
+        }
+    }
+    return { sshFamily: family, deployerAddress };
+}
+
 function hostSpecFor(
     key: string, raw: { region?: string; plan: string; osId?: number; host?: z.output<typeof hostShape> },
-    sshKeys: string[], c: Collector,
+    sshKeys: string[], c: Collector, sshFamily: 4 | 6 = 6,
 ): HostSpec | undefined {
     if (raw.region && raw.host) {
         c.error(key, "set either region (a new Vultr instance) or host (an existing server), not both");
@@ -243,9 +291,12 @@ function hostSpecFor(
         if (h.address4 !== undefined && !(isIp(h.address4) && familyOf(h.address4) === 4)) {
             c.error(`${key}.host.address4`, `"${h.address4}" is not an IPv4 address`);
         }
-        return { kind: "existing", address: canonical(h.address), address4: h.address4, user: h.user, port: h.port };
+        if (sshFamily === 4 && familyOf(h.address) !== 4 && h.address4 === undefined) {
+            c.error(`${key}.host.address4`, `is required: ${NAMESPACE}:deploy.sshFamily is IPv4, and SSH to this host needs its IPv4 address`);
+        }
+        return { kind: "existing", address: canonical(h.address), address4: h.address4, user: h.user, port: h.port, sshFamily };
     }
-    if (raw.region) return { kind: "vultr", region: raw.region, plan: raw.plan, osId: raw.osId, sshKeys };
+    if (raw.region) return { kind: "vultr", region: raw.region, plan: raw.plan, osId: raw.osId, sshKeys, sshFamily };
     c.error(key, "needs either region (a new Vultr instance) or host (an existing server reached over SSH)");
     return undefined;
 }
@@ -329,6 +380,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     }
 
     // Pass 2: meaning, across keys.
+    const deploy = deploySpecFor(parsed.deploy, parsed.firewall?.adminCidrs ?? [], c);
     const asn = parsed.asn;
     if (asn !== undefined) {
         const problem = asnProblem(asn);
@@ -433,7 +485,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         if (seen.has(p.name)) c.error(`${key}.name`, `duplicate PoP name "${p.name}" (also pops[${seen.get(p.name)}])`);
         seen.set(p.name, i);
         if (p.name === originName) c.error(`${key}.name`, `"${p.name}" is also the origin's name`);
-        const host = hostSpecFor(key, p, parsed.sshPublicKeys ?? [], c);
+        const host = hostSpecFor(key, p, parsed.sshPublicKeys ?? [], c, deploy?.sshFamily);
         const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn ?? 0, parsed.bgpPassword, c);
         const communities: Community[] = [];
         p.communities.forEach((text, j) => {
@@ -464,7 +516,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const origin = parsed.origin;
     let originSpec: AnycastSpec["origin"] | undefined;
     if (origin) {
-        const host = hostSpecFor(`${NAMESPACE}:origin`, origin, parsed.sshPublicKeys ?? [], c);
+        const host = hostSpecFor(`${NAMESPACE}:origin`, origin, parsed.sshPublicKeys ?? [], c, deploy?.sshFamily);
         const meshAddress = meshAddressFor(`${NAMESPACE}:origin`, origin.meshAddress, 0);
         if (host) originSpec = { name: origin.name, host, port: origin.port, healthPath: origin.healthPath, meshAddress };
     }
@@ -549,6 +601,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         frontDoor: frontDoor!,
         health: parsed.health!,
         firewall: parsed.firewall!,
+        deploy: deploy!,
         roas,
         rpki,
         warnings,

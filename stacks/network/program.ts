@@ -58,7 +58,7 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
         mtu: spec.mesh.mtu, persistentKeepalive: spec.mesh.persistentKeepalive,
         members: members.map((m) => ({
             name: m.name, meshAddress: m.meshAddress, endpoint: m.host.ipv6, connection: m.host.connection,
-            dependsOn: [m.host],
+            dependsOn: [m.host], user: m.host.user,
         })),
     });
 
@@ -83,7 +83,10 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
         meshPeerEndpoints: peersOf(spec.pops[i].name),
         bfd: spec.pops[i].bgp.bfd !== undefined,
         connection: pop.host.connection,
-        dependsOn: [pop.host],
+        user: pop.host.user,
+        existingHost: spec.pops[i].host.kind === "existing",
+        // Last of the host's pushes (its PoP's and its wg0.conf): nothing pushed after it could be cut off.
+        dependsOn: [pop.host, pop, mesh],
     }));
     new HostFirewall(`${spec.origin.name}-firewall`, {
         ...firewallBase,
@@ -95,7 +98,9 @@ export function deployAnycastNetwork(spec: AnycastSpec): NetworkOutputs {
         originPort: spec.origin.port,
         bfd: false,
         connection: origin.host.connection,
-        dependsOn: [origin.host],
+        user: origin.host.user,
+        existingHost: spec.origin.host.kind === "existing",
+        dependsOn: [origin.host, origin, mesh],
     });
 
     return {
