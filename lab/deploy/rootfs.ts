@@ -29,6 +29,10 @@ export const SUITE = "bookworm";
 export const BASE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "cloud-init",
     "python3-cffi-backend", "ca-certificates", "locales",
+    // The hosts share this machine's kernel, which has no WireGuard module: wg-quick falls back
+    // to wireguard-go when `ip link add type wireguard` fails. It plays the kernel's part, like
+    // the stand-in package below, so a wg0.conf push runs unchanged.
+    "wireguard-go",
 ];
 
 /**
