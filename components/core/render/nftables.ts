@@ -184,7 +184,7 @@ export function renderNftables(input: NftablesInput): string {
         guard
             ? "# An existing server: only the deployment's own services are guarded; SSH and the server's services are left to its own tables."
             : "# Input is default-drop; output and forward are not filtered (a hub origin forwards over wg0).",
-        "# Only this table is replaced (declared, deleted, redefined): no flush ruleset, other tables stay.",
+        "# Only this table is replaced (declared, deleted, redefined): the ruleset is never flushed, other tables stay.",
         `table ${NFTABLES_TABLE}`,
         `delete table ${NFTABLES_TABLE}`,
         "",
