@@ -5,6 +5,7 @@
  *   anycast render   --config Pulumi.<stack>.yaml --out <dir>
  *   anycast preview  --config Pulumi.<stack>.yaml
  *   anycast lab      --config Pulumi.lab.yaml [--edge frr|bird] [--json <file>] [--keep] [--repeats N] | anycast lab --down
+ *   anycast lab      --deploy --config Pulumi.<stack>.yaml   (the deploy rehearsal: lab/deploy/rehearsal.ts)
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
@@ -24,6 +25,7 @@ const USAGE = `usage:
   anycast preview  --config <file>
   anycast lab      --config <file> [--edge frr|bird] [--json <file>] [--keep] [--repeats N]
   anycast lab      --down
+  anycast lab      --deploy --config <file>
   anycast bench    [--config <file>] [--skip-lab] [--repeats N]`;
 
 class UsageError extends Error {}
@@ -52,6 +54,7 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
                 json: { type: "string" },
                 keep: { type: "boolean" },
                 down: { type: "boolean" },
+                deploy: { type: "boolean" },
                 repeats: { type: "string" },
                 edge: { type: "string" },
                 "skip-lab": { type: "boolean" },
@@ -101,6 +104,12 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
                     return 0;
                 }
                 const file = requireConfig(values.config as string | undefined);
+                if (values.deploy) {
+                    const rehearsal = await import("../lab/deploy/rehearsal");
+                    const report = await rehearsal.rehearseDeploy({ configFile: file, log: out });
+                    for (const line of rehearsal.formatRehearsal(report)) out(line);
+                    return report.ok ? 0 : 1;
+                }
                 const edge = (values.edge as string | undefined) ?? "frr";
                 if (!lab.EDGE_KINDS.includes(edge as never)) throw new UsageError(`--edge must be one of ${lab.EDGE_KINDS.join(", ")}, not "${edge}"`);
                 const report = await lab.runLab({

@@ -71,13 +71,17 @@ export const EXISTING_SERVICE = { unit: "site.service", port: 8080, body: "an ex
  * a systemd unit), its own nftables table loaded at boot by nftables.service, sudo and nftables
  * installed, and optionally a non-root login user with sudo.
  */
-export function existingServerState(options: { user?: string } = {}): ExistingHostState {
-    const { unit, port, body, nftTable } = EXISTING_SERVICE;
+export function existingServerState(options: { user?: string; port?: number; healthPath?: string } = {}): ExistingHostState {
+    const { unit, body, nftTable } = EXISTING_SERVICE;
+    const port = options.port ?? EXISTING_SERVICE.port;
+    // The site is what the stack's origin serves: its health path answers too.
+    const health = options.healthPath && options.healthPath !== "/" ? [{ path: `/srv/site${options.healthPath.split("?")[0]}`, content: "ok\n" }] : [];
     return {
         user: options.user,
         packages: [...EXISTING_HOST_PACKAGES],
         files: [
             { path: "/srv/site/index.html", content: body },
+            ...health,
             {
                 path: `/etc/systemd/system/${unit}`,
                 content: [
