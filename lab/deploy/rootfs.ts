@@ -242,7 +242,8 @@ async function build(cacheDir: string, version: string, sources: DebianSources, 
         await run("debootstrap", [
             "--variant=minbase", `--include=${BASE_PACKAGES.join(",")}`, "--components=main",
             SUITE, root, sources.mirror,
-        ], { timeoutMs: 20 * 60_000 });
+        // Generous: on a loaded machine debootstrap has taken over 20 minutes (85 s when quiet).
+        ], { timeoutMs: 60 * 60_000 });
         const debootstrapSeconds = (Date.now() - started) / 1000;
         log(`  debootstrap: ${debootstrapSeconds.toFixed(1)} s`);
 
@@ -257,8 +258,22 @@ async function build(cacheDir: string, version: string, sources: DebianSources, 
         log(`  rootfs built in ${buildSeconds.toFixed(1)} s (debootstrap ${debootstrapSeconds.toFixed(1)} s), ${(sizeBytes / 1e6).toFixed(0)} MB`);
         return manifest;
     } catch (e) {
+        await unmountUnder(tmp);
         fs.rmSync(tmp, { recursive: true, force: true });
         throw e;
+    }
+}
+
+/**
+ * Unmount whatever an interrupted debootstrap left mounted in the build (its /proc, /sys), deepest
+ * first, so removing the build never descends into this machine's /proc.
+ */
+async function unmountUnder(dir: string): Promise<void> {
+    const mounts = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4])
+        .filter((m): m is string => m !== undefined && m.startsWith(dir + "/")).sort((a, b) => b.length - a.length);
+    for (const m of mounts) {
+        const r = await run("umount", [m], { timeoutMs: 30_000, allowFail: true });
+        if (r.code !== 0) await run("umount", ["-l", m], { timeoutMs: 30_000, allowFail: true });
     }
 }
 

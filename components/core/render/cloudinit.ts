@@ -71,7 +71,8 @@ export function renderCloudInit(input: CloudInitInput): string {
     const writeFiles: Array<Record<string, string>> = [
         { path: SYSCTL_FILE, owner: "root:root", permissions: "0644", content: SYSCTL_CONTENT },
     ];
-    const runcmd: string[][] = [["sysctl", "--system"]];
+    // Only our file: `sysctl --system` would also re-apply every other file, and fail on any key a host cannot set.
+    const runcmd: string[][] = [["sysctl", "-p", SYSCTL_FILE]];
     if (input.netSetup !== undefined) {
         // The same file, path, owner and mode as its push (components/core/artifacts.ts).
         const netSetupFile = ARTIFACTS["anycast-net.sh"];
