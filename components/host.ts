@@ -10,7 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import * as vultr from "@ediri/vultr";
 import { HostSpec } from "./core/model";
-import { renderCloudInitWait } from "./core/render/bootstrap";
+import { renderBootstrap, renderCloudInitWait } from "./core/render/bootstrap";
 import { asRoot, Connection, sha256 } from "./push";
 
 /** Debian 12: the OS the bootstrap and the pushed configs are written and tested for. */
@@ -95,8 +95,8 @@ export class Host extends pulumi.ComponentResource {
             dialErrorLimit: 30,
             perDialTimeout: 20,
         }));
-        const readyScript = spec.kind === "vultr" ? renderCloudInitWait() : args.bootstrap;
-        if (readyScript === undefined) throw new Error(`host ${name}: an existing server needs its bootstrap script`);
+        // An existing server without a role-specific bootstrap gets what every mesh member needs.
+        const readyScript = spec.kind === "vultr" ? renderCloudInitWait() : args.bootstrap ?? renderBootstrap({ role: "origin" });
         this.ready = new command.remote.Command(`${name}-ready`, {
             connection: this.connection,
             create: asRoot(readyScript, user),

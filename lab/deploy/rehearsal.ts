@@ -247,7 +247,9 @@ async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], pa
     for (const n of neighbors) {
         await runUntracked("ip", ["-n", cloud.cloudNs, "addr", "add", `${n}/128`, "dev", "lo"], { timeoutMs: 10_000 });
     }
-    const lines = ["router id 10.255.255.1;", `log "${path.join(dir, "edge.log")}" all;`, "protocol device {}", ""];
+    // The hosts' networks as direct routes: BGP resolves the PoPs' (multihop) next hops through them.
+    const lines = ["router id 10.255.255.1;", `log "${path.join(dir, "edge.log")}" all;`, "protocol device {}",
+        "protocol direct { ipv6; }", ""];
     for (const p of spec.pops) {
         const addr = cloud.host(p.name).ipv6!;
         const pw = (p.bgp.password ?? password).replace(/["\\]/g, "");
