@@ -120,7 +120,8 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
         const spec = plan.run.spec;
 
         // The emulated provider edge: every PoP's neighbour address, on the cloud namespace's lo.
-        edgePid = await startEdge(cloud, spec, values.bgpPassword as string);
+        const popAddress = (name: string) => String(addressing[name]!.ipv6).split("/")[0];
+        edgePid = await startEdge(cloud, spec, values.bgpPassword as string, popAddress);
         log(`  emulated edge: BIRD in ${s.cloudNs} at ${[...new Set(spec.pops.map((p) => p.bgp.neighbor))].join(", ")} (AS${spec.pops[0].bgp.remoteAsn})`);
 
         const originPort = spec.origin.port;
@@ -229,7 +230,8 @@ async function session(cloud: DeployCloud, pop: string): Promise<{ state: string
     const out = await birdc(cloud, ["show", "protocols", edgeProto(pop)]);
     const line = out.split("\n").find((l) => l.startsWith(edgeProto(pop) + " ")) ?? "";
     const f = line.trim().split(/\s+/);
-    return { state: f.slice(5).join(" ") || f[3] || "unknown", since: `${f[4] ?? ""} ${f[5] ?? ""}`.trim() };
+    // Name Proto Table State Since Info: "pop_lax BGP --- up 16:40:01.234 Established".
+    return { state: f.slice(5).join(" ") || f[3] || "unknown", since: f[4] ?? "" };
 }
 
 async function diagnose(cloud: DeployCloud, pop: string): Promise<string> {
@@ -240,7 +242,7 @@ async function diagnose(cloud: DeployCloud, pop: string): Promise<string> {
 }
 
 /** BIRD in the cloud namespace, one session per PoP at the neighbour address the PoP's config names. */
-async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], password: string): Promise<number> {
+async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], password: string, popAddress: (name: string) => string): Promise<number> {
     const dir = path.join(cloud.slotDir, "edge");
     fs.mkdirSync(dir, { recursive: true });
     const neighbors = [...new Set(spec.pops.map((p) => p.bgp.neighbor))];
@@ -251,7 +253,7 @@ async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], pa
     const lines = ["router id 10.255.255.1;", `log "${path.join(dir, "edge.log")}" all;`, "protocol device {}",
         "protocol direct { ipv6; }", ""];
     for (const p of spec.pops) {
-        const addr = cloud.host(p.name).ipv6!;
+        const addr = popAddress(p.name);
         const pw = (p.bgp.password ?? password).replace(/["\\]/g, "");
         lines.push(
             `protocol bgp ${edgeProto(p.name)} {`,
