@@ -173,7 +173,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             if (await waitUntil(() => announces(cloud, p.name, prefix), timeout)) announcedAfter[p.name] = (Date.now() - t0) / 1000;
         }));
         const missing = spec.pops.filter((p) => announcedAfter[p.name] === undefined).map((p) => p.name);
-        totalSeconds = Math.max(...Object.values(announcedAfter));
+        totalSeconds = missing.length === 0 ? Math.max(...Object.values(announcedAfter)) : NaN;
         checks.push({
             name: "every PoP announces after the first deploy", ok: missing.length === 0,
             detail: missing.length === 0
@@ -236,7 +236,15 @@ async function session(cloud: DeployCloud, pop: string): Promise<{ state: string
 
 async function diagnose(cloud: DeployCloud, pop: string): Promise<string> {
     const sess = await session(cloud, pop).catch(() => ({ state: "?", since: "" }));
-    const agent = await cloud.exec(pop, ["sh", "-c", "systemctl is-active bird nginx anycast-health wg-quick@wg0 anycast-net 2>&1 | tr '\\n' ' '; journalctl -u anycast-health -n 3 --no-pager 2>&1 | tail -3"], { allowFail: true })
+    const script = [
+        "echo units: $(systemctl is-active bird nginx anycast-health wg-quick@wg0 anycast-net 2>&1)",
+        ". /etc/anycast/health.env 2>/dev/null; echo local: $(curl -s -o /dev/null -w '%{http_code}' -m 3 \"$PROXY_URL\" 2>&1) origin: $(curl -s -o /dev/null -w '%{http_code}' -m 3 \"$ORIGIN_URL\" 2>&1)",
+        "echo wg: $(wg show wg0 latest-handshakes 2>&1 | tr '\\n' ' ')",
+        "echo state: $(cat /run/anycast/state /var/lib/anycast/state 2>/dev/null | tr '\\n' ' ')",
+        "echo bird: $(birdc show route export $(birdc show protocols | awk '$2==\"BGP\"{print $1; exit}') 2>&1 | tail -n +2 | tr '\\n' ' ')",
+        "journalctl -u anycast-health -n 4 --no-pager -o cat 2>&1 | tail -4",
+    ].join("; ");
+    const agent = await cloud.exec(pop, ["sh", "-c", script], { allowFail: true })
         .catch((e: Error) => ({ stdout: e.message }));
     return `edge session ${sess.state}; on ${pop}: ${agent.stdout.replace(/\s+/g, " ").trim()}`;
 }
