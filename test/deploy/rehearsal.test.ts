@@ -35,7 +35,7 @@ describe("anycast lab --deploy", { skip: problem }, () => {
         const file = path.join(dir, "Pulumi.rehearsal.yaml");
         fs.writeFileSync(file, stringify(doc));
 
-        const report = await rehearseDeploy({ configFile: file, log });
+        const report = await rehearseDeploy({ configFile: file, log, announceTimeoutMs: 150_000 });
         for (const line of formatRehearsal(report)) log(line);
         assert.equal(report.deploy.ok, true, formatSteps(report.deploy).join("\n"));
         for (const c of report.checks) assert.ok(c.ok, `${c.name}: ${c.detail}`);
