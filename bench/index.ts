@@ -48,8 +48,16 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const log = opts.log ?? console.log;
     const repeats = opts.repeats ?? 5;
     log(`anycast bench on ${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, node ${process.version}`);
-    log("program evaluation (stacks/network under mocks), min / median / max:");
-    const evaluation = await measureEvaluation(opts.configFile, [1, 4, 16, 32], repeats, log);
+    // Each part is a long step: a line when it starts, and one with its elapsed time when it ends.
+    const timed = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
+        const started = Date.now();
+        log(`${what}:`);
+        const value = await run();
+        log(`  ${what.replace(/,.*$/, "")}: done in ${ms(Date.now() - started)}`);
+        return value;
+    };
+    const evaluation = await timed("program evaluation (stacks/network under mocks), min / median / max",
+        () => measureEvaluation(opts.configFile, [1, 4, 16, 32], repeats, log));
     const growth = growthOf(evaluation);
     log(`  growth: ${growth}`);
 
@@ -60,27 +68,29 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
         const labModule = await import("../lab/index");
         const { loadStack } = await import("../lab/stack");
         const { planLab, urlHost } = await import("../lab/topology");
-        log("lab (failover experiments, then the data path), this takes a few minutes:");
         // Keep the lab up after its experiments, so the data path is measured on the same network.
-        lab = await labModule.runLab({ configFile: opts.configFile, repeats, keep: true, log });
+        const labReport = await timed("lab (failover experiments, then the data path), this takes a few minutes",
+            () => labModule.runLab({ configFile: opts.configFile, repeats, keep: true, log }));
+        lab = labReport;
         try {
             const plan = planLab(await loadStack(opts.configFile));
             const region = plan.regions[0];
             const spec = plan.origin;
-            log(`data path: wrk from ${region.pop.ns} to the origin over the mesh vs from ${region.client.ns} through the anycast address`);
-            dataPath = await measureDataPath(
-                { ns: region.pop.ns, url: `http://${urlHost(spec.meshAddress)}:${spec.port}/` },
-                { ns: region.client.ns, url: `http://${urlHost(lab.anycast.address)}/`, hostHeader: lab.anycast.hostname },
-                { repeats },
-            );
+            dataPath = await timed("data path, wrk to the origin: over the mesh vs through the anycast address", () => {
+                log(`  from ${region.pop.ns} over the mesh, from ${region.client.ns} through the anycast address`);
+                return measureDataPath(
+                    { ns: region.pop.ns, url: `http://${urlHost(spec.meshAddress)}:${spec.port}/` },
+                    { ns: region.client.ns, url: `http://${urlHost(labReport.anycast.address)}/`, hostHeader: labReport.anycast.hostname },
+                    { repeats },
+                );
+            });
             log(`  direct over the mesh: ${formatSummary(dataPath.direct.rps, "req/s")}, p50 ${formatSummary(dataPath.direct.p50Ms, "ms", 2)}, p99 ${formatSummary(dataPath.direct.p99Ms, "ms", 2)}`);
             log(`  through anycast + PoP: ${formatSummary(dataPath.anycast.rps, "req/s")}, p50 ${formatSummary(dataPath.anycast.p50Ms, "ms", 2)}, p99 ${formatSummary(dataPath.anycast.p99Ms, "ms", 2)}`);
             log(`  ratio anycast/direct: ${dataPath.rpsRatio.toFixed(2)} × throughput, ${dataPath.p50Ratio.toFixed(2)} × median latency`);
         } finally {
             await labModule.teardownLab(log);
         }
-        log("link loss per provider profile (a lab each):");
-        profiles = await measureProfiles(opts.configFile, repeats, log);
+        profiles = await timed("link loss per provider profile, a lab each", () => measureProfiles(opts.configFile, repeats, log));
     }
     const output = opts.output ?? "BENCHMARKS.md";
     fs.writeFileSync(output, renderBenchmarks({ evaluation, lab, dataPath, profiles }, repeats, opts.configFile));

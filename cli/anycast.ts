@@ -3,154 +3,386 @@
  *
  *   anycast validate --config Pulumi.<stack>.yaml
  *   anycast render   --config Pulumi.<stack>.yaml --out <dir>
- *   anycast preview  --config Pulumi.<stack>.yaml
- *   anycast lab      --config Pulumi.lab.yaml [--edge frr|bird] [--json <file>] [--keep] [--repeats N] | anycast lab --down
+ *   anycast preview  --config Pulumi.<stack>.yaml [--diff <plan.json>] [--json <file>]
+ *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] [--edge frr|bird]
+ *   anycast lab      --down
  *   anycast lab      --deploy --config Pulumi.<stack>.yaml   (the deploy rehearsal: lab/deploy/rehearsal.ts)
- *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab]
+ *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab] [--repeats N]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
- * CLI or cloud account needed); see harness/stackrun.ts.
+ * CLI or cloud account needed); see harness/stackrun.ts. Subcommands, options, per-command help and
+ * "did you mean" come from commander (README.md says why). Exit codes: 0 ok, 1 the config or
+ * the lab failed, 2 the command line is wrong.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
+import { Command, CommanderError, InvalidArgumentError, Option, OptionValues } from "commander";
 import { artifact } from "../components/core/artifacts";
 import { ConfigError } from "../components/core/config";
+import { StackFileError } from "../components/core/stackfile";
 import { runStack, StackRun } from "../harness/stackrun";
-import { formatPreview } from "./preview";
+import type { EdgeKind } from "../lab/index";
+import { buildPlan, diffPlans, parsePlan, SavedPlan } from "./plan";
+import { allCreated, countsLine, formatPreview } from "./preview";
+import { elapsed, OUTPUT_COLUMNS, step, table, wrap } from "./format";
 
-const USAGE = `usage:
-  anycast validate --config <Pulumi.<stack>.yaml>
-  anycast render   --config <file> --out <dir>
-  anycast preview  --config <file>
-  anycast lab      --config <file> [--edge frr|bird] [--json <file>] [--keep] [--repeats N]
-  anycast lab      --down
-  anycast lab      --deploy --config <file>
-  anycast bench    [--config <file>] [--skip-lab] [--repeats N]`;
-
+/** A mistake on the command line: exit 2, with a pointer to the command's help. */
 class UsageError extends Error {}
 
+export interface Io {
+    out: (line: string) => void;
+    err: (line: string) => void;
+}
+
+// --config is checked here rather than made mandatory in commander, which would report a
+// missing --config before an unknown option such as --cofig, and so never suggest --config.
 function requireConfig(file: string | undefined): string {
-    if (!file) throw new UsageError("--config <Pulumi.<stack>.yaml> is required");
-    if (!fs.existsSync(file)) throw new UsageError(`config file ${file} does not exist`);
+    if (file === undefined) throw new UsageError("--config <file> is required: give a Pulumi.<stack>.yaml file");
+    if (!fs.existsSync(file)) throw new UsageError(`config file ${file} does not exist: give a Pulumi.<stack>.yaml file with --config`);
+    if (!fs.statSync(file).isFile()) throw new UsageError(`${file} is not a file: give a Pulumi.<stack>.yaml file with --config`);
     return file;
 }
 
-function printNotes(run: StackRun, out: (s: string) => void): void {
-    for (const n of run.notes) out(`note: ${n}`);
-    for (const w of run.warnings) out(`warning: ${w.key}: ${w.message}`);
-    for (const r of run.spec.rpki) out(`rpki: ${r.prefix} from AS${run.spec.asn}: ${r.state} (${r.detail})`);
+/** The stack's name as Pulumi derives it from the file name (Pulumi.prod.yaml -> prod). */
+function stackName(file: string): string {
+    return path.basename(file).replace(/^Pulumi\./, "").replace(/\.ya?ml$/, "");
+}
+
+function repeatsArg(value: string): number {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("use a whole number, 0 or more");
+    return n;
+}
+
+/** Run the stack program under mocks, reporting progress and what the run noticed. */
+async function runConfig(file: string, io: Io): Promise<StackRun> {
+    const run = await step(io.out, "running stacks/network under Pulumi mocks", () => runStack({ configFile: file }),
+        (r) => `${r.resources.length} resources`);
+    for (const n of run.notes) io.out(wrap(`note: ${n}`));
+    for (const w of run.warnings) io.out(wrap(`warning: ${w.key}: ${w.message}`));
+    for (const r of run.spec.rpki) io.out(wrap(`rpki: ${r.prefix} from AS${run.spec.asn}: ${r.state} (${r.detail})`));
+    return run;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+async function validate(opts: { config?: string }, io: Io): Promise<number> {
+    const run = await runConfig(requireConfig(opts.config), io);
+    io.out(wrap(`validate: ok, ${plural(run.spec.pops.length, "PoP")}, ${plural(run.resources.length, "resource")}, ` +
+        `${plural(run.warnings.length, "warning")} (${opts.config})`));
+    return 0;
+}
+
+async function render(opts: { config?: string; out?: string }, io: Io): Promise<number> {
+    const config = requireConfig(opts.config);
+    const dir = opts.out;
+    if (dir === undefined) throw new UsageError("--out <dir> is required: the directory to write the files to");
+    const run = await runConfig(config, io);
+    writeRender(run, dir, stackName(config));
+    const rows = run.hosts.map((h) => [h.name, h.role, h.region ?? "existing host", String(Object.keys(h.files).length),
+        `${path.join(dir, h.name)}/`]);
+    io.out("");
+    for (const l of table(["Host", "Role", "Region", "Files", "Written to"], rows)) io.out(l);
+    const files = run.hosts.reduce((n, h) => n + Object.keys(h.files).length, 0);
+    io.out(wrap(`render: ok, ${plural(run.hosts.length, "host")}, ${plural(files, "file")}, ` +
+        `${plural(run.resources.length, "resource")} in ${path.join(dir, "plan.json")}`));
+    return 0;
+}
+
+async function preview(opts: { config?: string; diff?: string; json?: string }, io: Io): Promise<number> {
+    // Read the previous plan first: a wrong --diff file should fail before the stack runs.
+    const previous = opts.diff !== undefined ? readPlan(opts.diff) : undefined;
+    const config = requireConfig(opts.config);
+    const run = await runConfig(config, io);
+    const plan = buildPlan(run, stackName(config));
+    const changes = previous ? diffPlans(previous, plan) : allCreated(plan);
+    if (previous && previous.stack !== plan.stack) {
+        io.out(wrap(`note: ${opts.diff} is a plan of stack ${previous.stack}, this is ${plan.stack}: URNs differ, so every resource shows as replaced by a new one`));
+    }
+    io.out("");
+    io.out(wrap(`Previewing stack ${plan.stack}${previous ? ` against ${opts.diff}` : " (a first pulumi up)"}:`));
+    io.out("");
+    io.out(formatPreview(plan, changes, previous !== undefined));
+    if (opts.json) {
+        writePlan(plan, opts.json);
+        io.out(wrap(`wrote the plan to ${opts.json} (compare a later preview with --diff ${opts.json})`));
+    }
+    io.out(wrap(`preview: ${countsLine(changes)}${previous ? ` against ${opts.diff}` : ""}`));
+    return 0;
+}
+
+function readPlan(file: string): SavedPlan {
+    if (!fs.existsSync(file)) throw new UsageError(`${file} does not exist: give a plan.json written by anycast render or anycast preview --json`);
+    try {
+        return parsePlan(fs.readFileSync(file, "utf8"), file);
+    } catch (e) {
+        throw new UsageError((e as Error).message);
+    }
+}
+
+async function lab(opts: { config?: string; json?: string; keep?: boolean; repeats: number; down?: boolean; deploy?: boolean; edge: string }, io: Io): Promise<number> {
+    if (opts.deploy) {
+        const rehearsal = await import("../lab/deploy/rehearsal");
+        const report = await rehearsal.rehearseDeploy({ configFile: requireConfig(opts.config), log: io.out });
+        for (const line of rehearsal.formatRehearsal(report)) io.out(line);
+        return report.ok ? 0 : 1;
+    }
+    const labModule = await import("../lab/index");
+    if (opts.down) {
+        await labModule.teardownLab(io.out);
+        return 0;
+    }
+    if (!opts.config) throw new UsageError("--config <file> is required (or --down to tear a kept lab down)");
+    // `edge` picks the emulated upstreams' BGP implementation (lab/index.ts runLab).
+    const labOptions = {
+        configFile: requireConfig(opts.config), json: opts.json, keep: !!opts.keep, repeats: opts.repeats,
+        edge: opts.edge as EdgeKind, log: io.out,
+    };
+    const started = Date.now();
+    const report = await labModule.runLab(labOptions);
+    const verdict = report.ok ? "ok" : `failed, ${plural(report.problems.length, "problem")}`;
+    io.out(wrap(`lab: ${verdict} in ${elapsed(Date.now() - started)} ` +
+        `(${opts.config}${opts.json ? `, report in ${opts.json}` : ""}${report.kept ? ", kept: anycast lab --down tears it down" : ""})`));
+    return report.ok ? 0 : 1;
+}
+
+async function bench(opts: { config: string; skipLab?: boolean; repeats: number }, io: Io): Promise<number> {
+    const benchModule = await import("../bench/index");
+    const started = Date.now();
+    await benchModule.runBench({ configFile: requireConfig(opts.config), skipLab: !!opts.skipLab, repeats: opts.repeats, log: io.out });
+    io.out(wrap(`bench: ok in ${elapsed(Date.now() - started)} (${opts.config}${opts.skipLab ? ", lab skipped" : ""}), figures in BENCHMARKS.md`));
+    return 0;
+}
+
+const configOption = (when = "required") => new Option("-c, --config <file>", `the stack file to use, a Pulumi.<stack>.yaml (${when})`);
+const repeatsOption = (what: string) => new Option("--repeats <n>", what).default(5).argParser(repeatsArg);
+
+/**
+ * One subcommand: its help (a one-line summary for `anycast --help`, a description of what it
+ * does, options with defaults, examples, what it prints) and what it runs.
+ */
+interface CommandSpec {
+    name: string;
+    summary: string;
+    description: string;
+    options: () => Option[];
+    examples: string[];
+    /** What the command prints last and its exit codes (the help's closing paragraph). */
+    result: string;
+    run: (opts: never, io: Io) => Promise<number>;
+}
+
+const EXIT_CODES = "Exit codes: 0 ok, 1 failed (config errors, or the lab failed), 2 the command line is wrong.";
+
+const COMMANDS: CommandSpec[] = [
+    {
+        name: "validate", summary: "check a stack file: every config error at once, before any resource exists",
+        description: "Check a stack file as pulumi up would, without the Pulumi CLI or a cloud account: its YAML,\n" +
+            "every anycast: key (with a \"did you mean\" for a mistyped one), Vultr region and plan ids\n" +
+            "against the lists shipped in the package, and the announcement's RPKI state against\n" +
+            "anycast:roas. Runs the stacks/network program under Pulumi mocks; secrets the file does not\n" +
+            "hold in plain text are rendered with marked placeholders, and a note says so.",
+        options: () => [configOption()],
+        examples: ["anycast validate --config Pulumi.prod.yaml", "anycast validate -c Pulumi.lab.yaml"],
+        result: "Prints every error as <anycast: key>: <what is wrong and what is valid>, then a summary line:\n" +
+            "  validate: ok, 3 PoPs, 70 resources, 2 warnings (Pulumi.prod.yaml)\n" +
+            "  validate: failed, 2 config errors",
+        run: validate,
+    },
+    {
+        name: "render", summary: "write every host's files (bird.conf, wg0.conf, nginx.conf, ...) and plan.json",
+        description: "Write the files pulumi up would push to each host, as <dir>/<host>/<file> (key material and\n" +
+            "files with passwords owner-only), and <dir>/plan.json: every resource's URN, parent, type,\n" +
+            "name and inputs with secrets as [secret]. Give plan.json to anycast preview --diff later to\n" +
+            "see what a change would do. Validates the stack file first, as anycast validate does.",
+        options: () => [configOption(), new Option("-o, --out <dir>", "directory for <host>/<file> and plan.json (required)")],
+        examples: ["anycast render --config Pulumi.prod.yaml --out out/",
+            "anycast preview --config Pulumi.prod.yaml --diff out/plan.json   # after editing the stack file"],
+        result: "Prints a table of hosts and files, then a summary line:\n  render: ok, 4 hosts, 40 files, 70 resources in out/plan.json",
+        run: render,
+    },
+    {
+        name: "preview", summary: "show what pulumi up would do, as a tree by parent, optionally against a previous plan",
+        description: "Show what pulumi up would do, laid out like pulumi preview: the resources as a tree by parent\n" +
+            "(stack, components, resources) with a marker each, then counts by type. Without --diff every\n" +
+            "resource is created (a first pulumi up). With --diff, only what changes is shown, each with\n" +
+            "the inputs that change: secrets as [secret], a file's content as a line diff (a secret\n" +
+            "file's changed lines by number only). The markers:\n" +
+            "  +  create   ~  update in place   +- replace (an input that forces a new resource)   -  delete",
+        options: () => [
+            configOption(),
+            new Option("--diff <plan.json>", "compare with a plan written by anycast render or preview --json " +
+                "(default: none, every resource is created)"),
+            new Option("--json <file>", "also write this run's plan to <file>, for a later --diff (default: not written)"),
+        ],
+        examples: ["anycast preview --config Pulumi.prod.yaml", "anycast preview --config Pulumi.prod.yaml --json before.json",
+            "anycast preview --config Pulumi.prod.yaml --diff before.json   # after editing the stack file"],
+        result: "Ends with a summary line: preview: 1 to replace, 69 unchanged against before.json",
+        run: preview,
+    },
+    {
+        name: "lab", summary: "run the stack on this machine: namespaces, BIRD, WireGuard, nginx, experiments (root)",
+        description: "Run the stack on this machine, with the files it renders and the real tools: network\n" +
+            "namespaces for the PoPs, the origin, emulated Vultr edges and transits; BIRD, WireGuard,\n" +
+            "nginx and the health agent on each PoP. Then measure and break things: a PoP crash, a lost\n" +
+            "link, a lost origin, a drain, a routing policy change, flap damping. Prints a progress line\n" +
+            "with its elapsed time for each step, and a report. Needs root and the Debian packages of\n" +
+            "scripts/setup.sh; one lab runs at a time on a machine (a second one waits).",
+        options: () => [
+            configOption("required unless --down"),
+            new Option("--json <file>", "also write the report as JSON to <file> (default: not written)"),
+            new Option("--keep", "leave the lab running afterwards, to look around (default: torn down)"),
+            repeatsOption("runs of each experiment; 0 only builds the lab and checks it serves"),
+            new Option("--edge <impl>", "what plays the provider's BGP edges: FRR (not the PoPs' own BIRD, so " +
+                "interop faults show) or BIRD").choices(["frr", "bird"]).default("frr"),
+            new Option("--down", "tear down a kept or interrupted lab and exit (default: off)"),
+            new Option("--deploy", "the deploy rehearsal instead: the stack's own remote commands over SSH to fresh " +
+                "Debian 12 hosts (systemd-nspawn), then its checks (default: off)"),
+        ],
+        examples: ["anycast lab --config Pulumi.lab.yaml",
+            "anycast lab --config Pulumi.prod.yaml --edge bird --repeats 1 --json report.json",
+            "anycast lab --config Pulumi.lab.yaml --keep   # then look around; later: anycast lab --down"],
+        result: "Ends with a summary line: lab: ok in 140.2 s (Pulumi.lab.yaml), or lab: failed, 2 problems\n" +
+            "in 151.0 s (Pulumi.lab.yaml), the problems listed in the report above it.",
+        run: lab,
+    },
+    {
+        name: "bench", summary: "measure program evaluation and, in the lab, failover times; writes BENCHMARKS.md",
+        description: "Measure how long the stack program takes to evaluate for 1 to 32 PoPs (under mocks) and, in\n" +
+            "the lab, failover times, the data path through a PoP and link loss per provider profile.\n" +
+            "Prints each figure as it is measured (min / median / max over the runs) and writes\n" +
+            "BENCHMARKS.md. The lab part needs root, like anycast lab, and takes several minutes.",
+        options: () => [
+            new Option("-c, --config <file>", "the stack file to use, a Pulumi.<stack>.yaml").default("Pulumi.lab.yaml"),
+            new Option("--skip-lab", "only the program evaluation figures, no root needed (default: lab included)"),
+            repeatsOption("runs of each measurement"),
+        ],
+        examples: ["anycast bench --skip-lab", "anycast bench --config Pulumi.lab.yaml --repeats 3"],
+        result: "Ends with a summary line: bench: ok in 312.5 s (Pulumi.lab.yaml), figures in BENCHMARKS.md",
+        run: bench,
+    },
+];
+
+/** The program: the root command with global options, and one subcommand per COMMANDS entry. */
+export function program(io: Io, done: (code: number) => void): Command {
+    const root = new Command("anycast")
+        .description("Validate, render, preview and rehearse a pulumi-anycast stack without a cloud account.")
+        .version(packageVersion(), "-V, --version", "print the version and exit")
+        .helpOption("-h, --help", "show this help and exit")
+        .option("--debug", "print the stack trace of an error in anycast itself or in the lab (for a bug report)")
+        .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, "")), writeErr: (s) => io.err(s.replace(/\n$/, "")) })
+        .configureHelp({ helpWidth: OUTPUT_COLUMNS, showGlobalOptions: true })
+        .showSuggestionAfterError(true)
+        .showHelpAfterError("(anycast --help lists the commands)")
+        .exitOverride()
+        .addHelpText("after", "\nExamples:\n  anycast validate --config Pulumi.prod.yaml\n" +
+            "  anycast preview --config Pulumi.prod.yaml --diff out/plan.json\n  anycast lab --config Pulumi.lab.yaml\n\n" +
+            `Each command has its own help: anycast <command> --help.\n${EXIT_CODES}`);
+    for (const spec of COMMANDS) {
+        const command = root.command(spec.name)
+            .summary(spec.summary)
+            .description(spec.description)
+            .showHelpAfterError(`(anycast ${spec.name} --help lists its options)`)
+            .addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  ${e}`).join("\n")}\n\n${spec.result}\n${EXIT_CODES}`)
+            .action(async (_opts: OptionValues, cmd: Command) => done(await spec.run(cmd.optsWithGlobals() as never, io)));
+        for (const option of spec.options()) command.addOption(option);
+    }
+    return root;
+}
+
+function packageVersion(): string {
+    const file = path.join(__dirname, "..", "..", "package.json");
+    return (JSON.parse(fs.readFileSync(file, "utf8")) as { version: string }).version;
+}
+
+/** The most lines of an error's own message printed (a tool's stderr can be long). */
+const MESSAGE_LINES = 20;
+
+/** An error's message as indented lines within OUTPUT_COLUMNS, at most MESSAGE_LINES of them. */
+function messageLines(message: string): string[] {
+    const lines = message.trimEnd().split("\n");
+    const shown = lines.slice(0, MESSAGE_LINES).map((l) => wrap(`  ${l}`, 6));
+    if (lines.length > MESSAGE_LINES) shown.push(`  ... ${lines.length - MESSAGE_LINES} more lines (--debug shows them all)`);
+    return shown;
+}
+
+/**
+ * Print an error the way its kind deserves; returns the exit code. A user's mistake (config,
+ * stack file, command line, the lab's preconditions) is words only; an error of ours or of the
+ * lab (a tool that failed, a step that timed out) prints its whole message, and its stack trace
+ * with --debug. Every path but a usage error ends with "<command>: failed, <why>" for CI.
+ */
+export function reportError(e: unknown, command: string, argv: string[], io: Io): number {
+    const debug = argv.includes("--debug");
+    const error = e instanceof Error ? e : new Error(String(e));
+    if (debug) io.err(error.stack ?? error.message);
+    if (error instanceof ConfigError) {
+        const at = argv.findIndex((a) => a === "-c" || a === "--config");
+        const file = at >= 0 ? argv[at + 1] : argv.find((a) => a.startsWith("--config="))?.slice(9);
+        io.err(wrap(`anycast ${command}: ${file ?? "the config"} has ${plural(error.issues.length, "error")}:`));
+        for (const i of error.issues) io.err(wrap(`  ${i.key}: ${i.message}`, 6));
+        io.err(`${command}: failed, ${plural(error.issues.length, "config error")}`);
+        return 1;
+    }
+    if (error instanceof StackFileError) {
+        io.err(wrap(error.message));
+        io.err(`${command}: failed, the stack file cannot be read`);
+        return 1;
+    }
+    if (error instanceof UsageError) {
+        io.err(wrap(`anycast ${command}: ${error.message}`));
+        io.err(`(anycast ${command} --help lists its options)`);
+        return 2;
+    }
+    if (error.name === "LabPreconditionError") {
+        io.err(wrap(`anycast ${command}: ${error.message}`));
+        io.err(`${command}: failed`);
+        return 1;
+    }
+    if (command === "lab" || command === "bench") {
+        io.err(`anycast ${command}: the lab failed:`);
+        for (const l of messageLines(error.message)) io.err(l);
+        io.err(`${command}: failed${debug ? "" : " (--debug prints the stack trace)"}`);
+        return 1;
+    }
+    io.err(`anycast ${command}: unexpected error:`);
+    for (const l of messageLines(error.message)) io.err(l);
+    if (!debug) io.err("run with --debug for the stack trace, and report it as a bug");
+    io.err(`${command}: failed, an error in anycast itself`);
+    return 1;
 }
 
 export async function main(argv: string[], out: (s: string) => void = console.log, err: (s: string) => void = console.error): Promise<number> {
-    const [command, ...rest] = argv;
-    let values: Record<string, string | boolean | undefined>;
-    try {
-        ({ values } = parseArgs({
-            args: rest,
-            options: {
-                config: { type: "string", short: "c" },
-                out: { type: "string", short: "o" },
-                json: { type: "string" },
-                keep: { type: "boolean" },
-                down: { type: "boolean" },
-                deploy: { type: "boolean" },
-                repeats: { type: "string" },
-                edge: { type: "string" },
-                "skip-lab": { type: "boolean" },
-                help: { type: "boolean", short: "h" },
-            },
-            strict: true,
-        }));
-    } catch (e) {
-        err(`anycast: ${(e as Error).message}\n${USAGE}`);
+    const io: Io = { out, err };
+    let code = 0;
+    const root = program(io, (c) => { code = c; });
+    if (argv.length === 0) {
+        root.outputHelp({ error: true });
         return 2;
     }
-    if (!command || values.help || command === "help") {
-        out(USAGE);
-        return command ? 0 : 2;
-    }
+    const command = argv.find((a) => !a.startsWith("-")) ?? "";
+    // `anycast help <typo>`: commander would print the general help and exit 0; parsing the typo
+    // as a command gets its "did you mean" and exit 2 instead.
+    const helpTopic = argv[0] === "help" ? argv[1] : undefined;
+    if (helpTopic !== undefined && !root.commands.some((c) => c.name() === helpTopic)) argv = [helpTopic];
     try {
-        switch (command) {
-            case "validate": {
-                const file = requireConfig(values.config as string | undefined);
-                const run = await runStack({ configFile: file });
-                printNotes(run, out);
-                out(`${file}: valid (${run.spec.pops.length} PoPs, ${run.resources.length} resources)`);
-                return 0;
-            }
-            case "render": {
-                const file = requireConfig(values.config as string | undefined);
-                const dir = values.out as string | undefined;
-                if (!dir) throw new UsageError("--out <dir> is required");
-                const run = await runStack({ configFile: file });
-                printNotes(run, out);
-                writeRender(run, dir);
-                for (const h of run.hosts) out(`${path.join(dir, h.name)}/: ${Object.keys(h.files).sort().join(", ")}`);
-                out(`${path.join(dir, "plan.json")}: ${run.resources.length} resources`);
-                return 0;
-            }
-            case "preview": {
-                const file = requireConfig(values.config as string | undefined);
-                const run = await runStack({ configFile: file });
-                printNotes(run, out);
-                out(formatPreview(run));
-                return 0;
-            }
-            case "lab": {
-                const lab = await import("../lab/index");
-                if (values.down) {
-                    await lab.teardownLab(out);
-                    return 0;
-                }
-                const file = requireConfig(values.config as string | undefined);
-                if (values.deploy) {
-                    const rehearsal = await import("../lab/deploy/rehearsal");
-                    const report = await rehearsal.rehearseDeploy({ configFile: file, log: out });
-                    for (const line of rehearsal.formatRehearsal(report)) out(line);
-                    return report.ok ? 0 : 1;
-                }
-                const edge = (values.edge as string | undefined) ?? "frr";
-                if (!lab.EDGE_KINDS.includes(edge as never)) throw new UsageError(`--edge must be one of ${lab.EDGE_KINDS.join(", ")}, not "${edge}"`);
-                const report = await lab.runLab({
-                    configFile: file, json: values.json as string | undefined, keep: !!values.keep, edge: edge as "frr" | "bird",
-                    repeats: values.repeats ? Number(values.repeats) : undefined, log: out,
-                });
-                return report.ok ? 0 : 1;
-            }
-            case "bench": {
-                const bench = await import("../bench/index");
-                await bench.runBench({
-                    configFile: (values.config as string | undefined) ?? "Pulumi.lab.yaml",
-                    skipLab: !!values["skip-lab"],
-                    repeats: values.repeats ? Number(values.repeats) : undefined,
-                    log: out,
-                });
-                return 0;
-            }
-            default:
-                err(`anycast: unknown command "${command}"\n${USAGE}`);
-                return 2;
-        }
+        await root.parseAsync(argv, { from: "user" });
+        return code;
     } catch (e) {
-        if (e instanceof ConfigError) {
-            err(e.message);
-            return 1;
-        }
-        if (e instanceof UsageError) {
-            err(`anycast: ${e.message}\n${USAGE}`);
+        if (e instanceof CommanderError) {
+            // Help the user asked for, and the version, exit 0 (commander's own exit code for help
+            // follows process.exitCode); help shown because no command was given, and every other
+            // commander error, is a usage mistake.
+            const asked = argv.some((a) => a === "help" || a === "-h" || a === "--help");
+            if (e.code === "commander.version" || (asked && ["commander.help", "commander.helpDisplayed"].includes(e.code))) return 0;
             return 2;
         }
-        if ((e as Error).name === "LabPreconditionError") {
-            err(`anycast lab: ${(e as Error).message}`);
-            return 1;
-        }
-        throw e;
+        return reportError(e, command, argv, io);
     }
 }
 
 /** Write `<dir>/<host>/<file>` for every pushed file, and `<dir>/plan.json`. */
-export function writeRender(run: StackRun, dir: string): void {
+export function writeRender(run: StackRun, dir: string, stack = "mock"): void {
     fs.mkdirSync(dir, { recursive: true });
     for (const host of run.hosts) {
         const hostDir = path.join(dir, host.name);
@@ -161,18 +393,18 @@ export function writeRender(run: StackRun, dir: string): void {
             fs.writeFileSync(path.join(hostDir, file), content, { mode: artifact(file).secret ? 0o600 : 0o644 });
         }
     }
-    const plan = {
-        notes: run.notes,
-        warnings: run.warnings,
-        hosts: run.hosts.map((h) => ({ name: h.name, role: h.role, region: h.region, ipv6: h.ipv6, ipv4: h.ipv4, files: Object.keys(h.files).sort() })),
-        resources: run.resources,
-    };
-    fs.writeFileSync(path.join(dir, "plan.json"), JSON.stringify(plan, null, 2) + "\n");
+    writePlan(buildPlan(run, stack), path.join(dir, "plan.json"));
+}
+
+function writePlan(plan: SavedPlan, file: string): void {
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(plan, null, 2) + "\n");
 }
 
 if (require.main === module) {
+    // main() reports every error itself; this catches only a failure to report one.
     main(process.argv.slice(2)).then((code) => process.exit(code), (e) => {
-        console.error(e instanceof Error ? e.stack : e);
+        console.error(`anycast: ${e instanceof Error ? e.message : String(e)}`);
         process.exit(1);
     });
 }

@@ -33,6 +33,10 @@ export interface MockedResource {
     custom: boolean;
     inputs: Record<string, unknown>;
     state: Record<string, unknown>;
+    /** The resource's URN as the mock monitor names it. */
+    urn: string;
+    /** The parent's URN; undefined for a resource at the top of the stack. */
+    parent?: string;
 }
 
 /** Pulumi's wire marker for a secret value inside deserialized inputs. */
@@ -156,6 +160,13 @@ export interface MockCloud {
     dispose(): void;
 }
 
+/** The parts of the SDK's mock monitor (runtime/mocks.js) used here. */
+interface MockMonitor {
+    getRegisteredResources(): Map<string, unknown>;
+    newUrn(parent: string, type: string, name: string): string;
+    registerResource(req: { getType(): string; getName(): string; getParent(): string }, callback: unknown): unknown;
+}
+
 /** Install Pulumi mocks for a run; returns what they record. */
 const pkiCache = new Map<string, Record<string, unknown>>();
 let sharedPki: LocalPki | undefined;
@@ -167,15 +178,20 @@ export async function installMockCloud(opts: { project?: string; stack?: string;
     let instances = 0;
     const unwrapped = (v: unknown) => unwrapSecrets(v) as Record<string, unknown>;
 
+    // MockResourceArgs carries no parent; the monitor's request does (see the wrapper below).
+    const parents = new Map<string, string>();
+    let monitor: MockMonitor | undefined;
     const mocks: pulumi.runtime.Mocks = {
         newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
+            const parent = parents.get(`${args.type}::${args.name}`) || undefined;
+            const lineage = { parent, urn: monitor?.newUrn(parent ?? "", args.type, args.name) ?? "" };
             const inputs = args.inputs as Record<string, unknown>;
             const plain = unwrapped(inputs);
             let state: Record<string, unknown> = { ...inputs };
             const cacheKey = `${args.type}/${args.name}/${JSON.stringify(plain)}`;
             const cached = pkiCache.get(cacheKey);
             if (cached) {
-                resources.push({ type: args.type, name: args.name, custom: args.custom ?? true, inputs, state: { ...state, ...cached } });
+                resources.push({ type: args.type, name: args.name, custom: args.custom ?? true, inputs, state: { ...state, ...cached }, ...lineage });
                 return { id: `${args.name}-id`, state: { ...state, ...cached } };
             }
             switch (args.type) {
@@ -216,7 +232,7 @@ export async function installMockCloud(opts: { project?: string; stack?: string;
             if (args.type.startsWith("tls:") || args.type === "cloudflare:index/originCaCertificate:OriginCaCertificate") {
                 pkiCache.set(cacheKey, state);
             }
-            resources.push({ type: args.type, name: args.name, custom: args.custom ?? true, inputs, state });
+            resources.push({ type: args.type, name: args.name, custom: args.custom ?? true, inputs, state, ...lineage });
             return { id: args.custom === false ? undefined : `${args.name}-id`, state };
         },
         call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
@@ -237,11 +253,17 @@ export async function installMockCloud(opts: { project?: string; stack?: string;
         },
     };
     await pulumi.runtime.setMocks(mocks, opts.project ?? "anycast", opts.stack ?? "mock", opts.preview ?? false);
-    // The mock monitor is internal to the SDK; its registry is the only place parentage shows.
-    const monitor = (require("@pulumi/pulumi/runtime/settings") as { getMonitor(): { getRegisteredResources(): Map<string, unknown> } }).getMonitor();
+    // The mock monitor is internal to the SDK; only its requests carry each resource's parent.
+    const mockMonitor = (require("@pulumi/pulumi/runtime/settings") as { getMonitor(): MockMonitor }).getMonitor();
+    monitor = mockMonitor;
+    const registerResource = mockMonitor.registerResource.bind(mockMonitor);
+    mockMonitor.registerResource = (req, callback) => {
+        parents.set(`${req.getType()}::${req.getName()}`, req.getParent());
+        return registerResource(req, callback);
+    };
     return {
         resources,
-        urns: () => [...monitor.getRegisteredResources().keys()],
+        urns: () => [...mockMonitor.getRegisteredResources().keys()],
         originCaPem: pki.originCa.certPem,
         // The PKI lives for the process (see LocalPki); its temp dir goes with the process.
         dispose: () => undefined,

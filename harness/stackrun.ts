@@ -7,9 +7,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { parse as parseYaml } from "yaml";
 import { AnycastSpec, ConfigIssue } from "../components/core/model";
 import { NAMESPACE, SECRET_KEYS } from "../components/core/config";
+import { parseStackFile } from "../components/core/stackfile";
 import { installMockCloud, isSecretValue, mapSecrets, MockCloud, MockedResource, unwrapSecrets } from "./mockcloud";
 
 /** Stand-ins for secrets that a stack file holds encrypted or not at all. */
@@ -32,6 +32,9 @@ export interface RenderedHost {
 export interface PlannedResource {
     type: string;
     name: string;
+    urn: string;
+    /** The parent's URN; undefined at the top of the stack. */
+    parent?: string;
     /** Inputs with every secret replaced by "[secret]". */
     inputs: Record<string, unknown>;
 }
@@ -63,11 +66,11 @@ export interface StackRunOptions {
 
 /** Read a stack file into Pulumi's config map format (`ns:key` -> string), noting secrets it cannot use. */
 export function loadStackFile(file: string): { config: Record<string, string>; secretKeys: string[]; notes: string[] } {
-    const doc = parseYaml(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> } | null;
+    const stackConfig = parseStackFile(fs.readFileSync(file, "utf8"), file);
     const config: Record<string, string> = {};
     const secretKeys: string[] = [];
     const notes: string[] = [];
-    for (const [key, value] of Object.entries(doc?.config ?? {})) {
+    for (const [key, value] of Object.entries(stackConfig)) {
         if (typeof value === "object" && value !== null && "secure" in value) {
             const short = key.split(":")[1];
             if (key.startsWith(`${NAMESPACE}:`) && SECRET_PLACEHOLDERS[short] !== undefined) {
@@ -93,9 +96,8 @@ export function loadStackFile(file: string): { config: Record<string, string>; s
 
 /** The plain `anycast:` values of a stack file, namespace stripped (secure: values left out). */
 export function readStackValues(file: string): Record<string, unknown> {
-    const doc = parseYaml(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> } | null;
     const values: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(doc?.config ?? {})) {
+    for (const [key, value] of Object.entries(parseStackFile(fs.readFileSync(file, "utf8"), file))) {
         const secure = typeof value === "object" && value !== null && "secure" in value;
         if (key.startsWith(`${NAMESPACE}:`) && !secure) values[key.slice(NAMESPACE.length + 1)] = value;
     }
@@ -147,7 +149,7 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
         const { readStackConfig } = await import("../stacks/network/config");
         const spec = parseAnycastConfig(readStackConfig().values);
         const hosts = collectHosts(spec, cloud.resources, outputs);
-        const resources = cloud.resources.map((r) => ({ type: r.type, name: r.name, inputs: redact(r.inputs) }));
+        const resources = cloud.resources.map((r) => ({ type: r.type, name: r.name, urn: r.urn, parent: r.parent, inputs: redact(r.inputs) }));
         return {
             spec, hosts, resources, mocked: [...cloud.resources], outputs, urns: cloud.urns(), notes: loaded.notes, warnings,
             originCaPem: cloud.originCaPem,

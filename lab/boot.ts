@@ -15,6 +15,7 @@ import { LabPreconditionError } from "./errors";
 import { nowMs, nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
 import { renderTransitBird } from "./routers";
 import { LabStack } from "./stack";
+import { probeTimeoutForStalls } from "./stalls";
 import { isCertificate, LabTls, makeLabTls } from "./tls";
 import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan, urlHost } from "./topology";
 
@@ -95,6 +96,13 @@ export function rewriteHealthEnv(host: string, text: string, dir: string, rewrit
 export class LabRuntime {
     readonly rewrites: Rewrite[] = [];
     readonly notes: string[] = [];
+    /** The longest stall the machine showed before the boot (lab/stalls.ts); a re-render adapts to it too. */
+    stallMs = 0;
+
+    /** How long an HTTP probe waits for its answer: 300 ms, longer on a machine that stalls. */
+    get probeTimeoutMs(): number {
+        return probeTimeoutForStalls(300, this.stallMs);
+    }
     /** PoP name -> the running BIRD (restarted by the crash experiment). */
     readonly popBird = new Map<string, ChildProcess>();
     firewallApplied = false;

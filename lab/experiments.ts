@@ -75,7 +75,6 @@ function reconnectMs(pop: PopSpec): number {
     return (pop.bgp.errorWaitTime[1] + pop.bgp.connectRetryTime) * 1000;
 }
 
-const PROBE_TIMEOUT_MS = 300;
 const FAULT_TABLE = "anycast_lab_fault";
 
 const experiments: Experiment[] = [
@@ -247,7 +246,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
     const run: ExperimentRun = { pop: own, region: r.region, failedDuringFailover: 0, failedDuringRecovery: 0, requests: 0,
         bounds: { failoverMs: bounds.failoverMs, recoveryMs: bounds.recoveryMs, basis: bounds.basis } };
     const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname },
-        e.probeIntervalMs, PROBE_TIMEOUT_MS);
+        e.probeIntervalMs, lab.probeTimeoutMs);
     let faultIn = false;
     try {
         await steady(lab, r, prober, bounds.recoveryMs);
@@ -269,10 +268,10 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         if (!back) throw new Error(`${own} did not serve ${r.region} again within ${bounds.recoveryMs / 1000} s of the repair`);
         run.recoveryMs = back.done - t1;
         // A request belongs to the phase it was sent in; wait until the last ones have finished.
-        await sleep(PROBE_TIMEOUT_MS + 50);
+        await sleep(lab.probeTimeoutMs + 50);
         const failedIn = (from: number, to: number) => prober.samples.filter((s) => !s.ok && s.sent >= from && s.sent < to);
         // Requests sent shortly before the fault can be caught by it too.
-        const faultPhase = failedIn(t0 - PROBE_TIMEOUT_MS, t1);
+        const faultPhase = failedIn(t0 - lab.probeTimeoutMs, t1);
         const recoveryPhase = failedIn(t1, back.done);
         run.failedDuringFailover = faultPhase.length;
         run.failedDuringRecovery = recoveryPhase.length;

@@ -61,14 +61,14 @@ function present(tool: string): boolean {
 export function checkLabPreconditions(edge: EdgeKind = "frr"): void {
     if (process.platform !== "linux") throw new LabPreconditionError("the lab needs Linux (network namespaces)");
     if (typeof process.getuid === "function" && process.getuid() !== 0) {
-        throw new LabPreconditionError("the lab needs root (network namespaces, veth links, BIRD): run it with sudo, e.g. `sudo npx anycast lab --config Pulumi.lab.yaml`");
+        throw new LabPreconditionError("the lab needs root (network namespaces, veth links, BIRD): run it as root, e.g. `npx anycast lab --config Pulumi.lab.yaml` in a root shell");
     }
     const required: Array<[string, string]> = [...REQUIRED_TOOLS, ...(edge === "frr" ? FRR_TOOLS.map((t): [string, string] => [t, "frr"]) : [])];
     const missing = required.filter(([cmd]) => !present(cmd));
     if (missing.length > 0) {
         const pkgs = [...new Set(missing.map(([, p]) => p))];
         throw new LabPreconditionError(`missing tools: ${missing.map(([c]) => path.basename(c)).join(", ")} (Debian packages: ` +
-            `${pkgs.join(" ")}): install everything the lab needs with \`sudo bash scripts/setup.sh\`` +
+            `${pkgs.join(" ")}): install everything the lab needs with \`bash scripts/setup.sh\` as root` +
             (edge === "frr" && pkgs.join() === "frr" ? ", or run the BIRD edge with --edge bird" : ""));
     }
     if (!fs.existsSync(path.join(__dirname, "prober.js"))) {
@@ -217,7 +217,7 @@ function checkEdge(stack: LabStack, edge: EdgeKind): void {
 }
 
 async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: string) => void):
-    Promise<{ stack: LabStack; plan: LabPlan; stallRewrites: Rewrite[] }> {
+    Promise<{ stack: LabStack; plan: LabPlan; stallMs: number; stallRewrites: Rewrite[] }> {
     log(`anycast lab: rendering ${options.configFile} with the stack program (Pulumi mocks)`);
     const stack = await loadStack(options.configFile).catch((e: Error) => {
         // A config error is the user's to fix and says so itself; anything else is one line here.
@@ -230,10 +230,10 @@ async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: stri
     const probe = probeStalls();
     const adapted = adaptStackToStalls(stack, probe.maxMs);
     if (adapted.rewrites.length > 0) {
-        log(`  this machine stalled up to ${probe.maxMs} ms in a ${probe.durationMs} ms probe: BFD timers below ` +
-            `${minimumBfdDetectMs(probe.maxMs)} ms detection are raised (listed under rewrites)`);
+        log(`  this machine stalled up to ${probe.maxMs} ms in a ${probe.durationMs} ms probe: BFD detection and ` +
+            `health check timeouts below ${minimumBfdDetectMs(probe.maxMs)} ms are raised (listed under rewrites)`);
     }
-    return { stack: adapted.stack, plan: planLab(adapted.stack), stallRewrites: adapted.rewrites };
+    return { stack: adapted.stack, plan: planLab(adapted.stack), stallMs: probe.maxMs, stallRewrites: adapted.rewrites };
 }
 
 async function setUp(lab: LabRuntime): Promise<void> {
@@ -317,7 +317,7 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
     const repeats = options.repeats ?? 5;
     const edge = options.edge ?? "frr";
     const started = Date.now();
-    const { stack, plan, stallRewrites } = await loadAndPlan(options, edge, log);
+    const { stack, plan, stallMs, stallRewrites } = await loadAndPlan(options, edge, log);
 
     if ((await labNamespaces()).length > 0) {
         log("  a previous lab is still there (kept or interrupted): tearing it down first");
@@ -326,6 +326,11 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
 
     const lab = new LabRuntime(plan, stack, log, edge);
     lab.rewrites.push(...stallRewrites);
+    lab.stallMs = stallMs;
+    if (lab.probeTimeoutMs > 300) {
+        lab.notes.push(`this machine stalled up to ${stallMs} ms before the boot: the lab's HTTP probes wait ` +
+            `${lab.probeTimeoutMs} ms for an answer instead of 300 ms, so a stall is not counted as a lost request`);
+    }
     let interrupted: Promise<never> | undefined;
     const onSignal = (sig: NodeJS.Signals) => {
         if (interrupted) return;

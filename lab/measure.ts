@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { Family, nthAddress, parseCidr } from "../components/core/addressing";
 import { LabRuntime, nsDir, UNRELATED_POP_ROUTES } from "./boot";
 import { showProtocols, showRoutes } from "./birdc";
-import { nsRun, sleep, waitFor } from "./exec";
+import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { allowedBy, probeExposure, probeUdpExposure } from "./exposure";
 import { probeOnce } from "./probe";
 import {
@@ -102,6 +102,9 @@ async function measureCatchment(lab: LabRuntime, problems: string[]): Promise<Ca
     return catchment;
 }
 
+/** How long IPv4 catchment keeps sending bursts while none arrives anywhere. */
+const CATCHMENT4_WAIT_MS = 10_000;
+
 /** The lab's own counter (not part of the rendered firewall) of packets to the IPv4 prefix. */
 const CATCH_TABLE = "anycast_lab_catchment";
 
@@ -125,13 +128,17 @@ async function measureCatchment4(lab: LabRuntime, problems: string[]): Promise<C
     }
     const out: Catchment4Entry[] = [];
     for (const r of lab.plan.regions) {
-        const before = await Promise.all(lab.plan.regions.map(catchCounter));
-        await nsRun(r.client.ns, process.execPath, ["-e", UDP_BURST, target, "9", "5"], { timeoutMs: 5000 });
+        // A burst, then a second of counting; again while nothing arrived, for up to 10 s: the IPv4
+        // routes may still be on their way to the transits (the lab waits for the IPv6 ones).
         let arrived: string[] = [];
-        for (let i = 0; i < 20 && arrived.length === 0; i++) {
-            await sleep(50);
-            const after = await Promise.all(lab.plan.regions.map(catchCounter));
-            arrived = lab.plan.regions.filter((_, k) => after[k] - before[k] >= 5).map((x) => x.pop.name);
+        for (const deadline = nowMs() + CATCHMENT4_WAIT_MS; arrived.length === 0 && nowMs() < deadline;) {
+            const before = await Promise.all(lab.plan.regions.map(catchCounter));
+            await nsRun(r.client.ns, process.execPath, ["-e", UDP_BURST, target, "9", "5"], { timeoutMs: 5000 });
+            for (let i = 0; i < 20 && arrived.length === 0; i++) {
+                await sleep(50);
+                const after = await Promise.all(lab.plan.regions.map(catchCounter));
+                arrived = lab.plan.regions.filter((_, k) => after[k] - before[k] >= 5).map((x) => x.pop.name);
+            }
         }
         out.push({ region: r.region, client: r.client.address4 ?? "?", target, expectedPop: r.pop.name, arrivedAt: arrived });
         if (arrived.length !== 1 || arrived[0] !== r.pop.name) {
@@ -274,7 +281,7 @@ export function howToPoke(lab: LabRuntime): string[] {
         `  ip netns exec ${r.client.ns} curl -si -H 'Host: ${spec.frontDoor.hostname}' http://${urlHost(spec.address)}/`,
         `  ip netns exec ${r.pop.ns} env ANYCAST_HEALTH_ENV=${lab.healthEnvFile(r.pop.ns)} ${nsDir(r.pop.ns)}/anycast-health status`,
         `  files and logs: ${LAB_DIR}/<namespace>/`,
-        "Tear it down with: sudo npx anycast lab --down",
+        "Tear it down with: npx anycast lab --down (as root)",
     ];
 }
 

@@ -70,6 +70,9 @@ async function sysctls(ns: NamespacePlan): Promise<void> {
         "net.ipv6.conf.default.accept_ra=0",
     ];
     if (ns.forwarding) values.push("net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.forwarding=1");
+    // Always explicit: a new namespace inherits IPv4 forwarding from the machine's own setting
+    // (net.core.devconf_inherit_init_net = 0), which differs between machines.
+    values.push(`net.ipv4.ip_forward=${ns.forwarding ? 1 : 0}`);
     await nsRun(ns.name, "sysctl", ["-q", "-w", ...values]);
 }
 

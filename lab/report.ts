@@ -310,7 +310,7 @@ function formatFlapDamping(f: FlapDampingReport): string[] {
         (f.error ? `FAILED: ${f.error}` : f.heldDown ? "held down" : "NOT HELD DOWN"));
     const line = (text: string) => out.push(...wrap(text, "  ", "    "));
     line(`${f.flaps} origin-path flaps (wg0 down/up; ${f.withdrawalsBefore} withdrawals already counted) until: ${f.heldReason ?? "n/a"}`);
-    line(`watched ${ms(f.watchedMs)} held down with passing checks: ${f.healthyWhileHeld ? "healthy throughout" : "NOT healthy/held throughout"}; ` +
+    line(`watched ${ms(f.watchedMs)} held down with passing checks: ${f.healthyWhileHeld ? "healthy throughout" : `NOT healthy/held throughout (${f.heldBreak})`}; ` +
         `routes the edge had from it: ${f.edgeRoutesWhileHeld}; region ${f.region} served by ${f.servedByWhileHeld.join(", ") || "nobody"}`);
     line(`the Internet (the region's transit) received ${f.upstream.withdrawals} withdrawals and ${f.upstream.announcements} ` +
         `announcements: damping penalty ${f.penalty} ${f.penalty < f.suppressThreshold ? "<" : ">="} ${f.suppressThreshold} (RFC 7196 suppress threshold)`);
@@ -321,9 +321,9 @@ function formatFlapDamping(f: FlapDampingReport): string[] {
 
 function formatRewrites(r: LabReport): string[] {
     if (r.rewrites.length === 0) return [];
-    const timers = r.rewrites.some((w) => w.what.startsWith("BFD timers"));
+    const timers = r.rewrites.some((w) => w.what.includes("machine stalls"));
     const out = [timers
-        ? "What the lab rewrote (a namespace needs its own directory; BFD needs timers longer than this machine's stalls):"
+        ? "What the lab rewrote (a namespace needs its own paths; timers outlast this machine's stalls):"
         : "Paths the lab rewrote (a namespace needs its own directory; nothing else was changed):"];
     const byWhat = new Map<string, string[]>();
     for (const w of r.rewrites) {

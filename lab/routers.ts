@@ -76,6 +76,17 @@ export function renderEdgeBird(edge: EdgePlan, logFile: string, tableSize = UPST
         "}",
         "",
     );
+    if (families.includes(4)) {
+        lines.push(
+            "# The IPv4 link network too, or a multihop IPv4 session's next hop (the PoP's address) does",
+            "# not resolve and its routes stay unreachable. Never exported (to_internet4 takes only the PoP's).",
+            "protocol direct pop_link4 {",
+            "    ipv4;",
+            `    interface "${p.ifname}";`,
+            "}",
+            "",
+        );
+    }
     for (const family of families) {
         lines.push(
             `# What the upstream offers the PoP: a default route and ${tableSize} more. A PoP must import none of it.`,

@@ -20,6 +20,8 @@ import { EdgeSession } from "./edge";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
+import { adaptStackToStalls } from "./stalls";
+import { ms } from "./text";
 import { edgePeerName, LAB_DIR, RegionPlan } from "./topology";
 
 // --- routing safety -------------------------------------------------------------------------
@@ -65,7 +67,12 @@ async function popRoutingSafety(lab: LabRuntime, r: RegionPlan): Promise<PopRout
     const sock = lab.birdSocket(r.pop.ns);
     const sessions = (await showProtocols(r.pop.ns, sock)).filter((p) => p.proto === "BGP");
     const exported = new Set<string>();
-    for (const s of sessions) for (const n of networksOf(await birdc(r.pop.ns, sock, `show route export ${s.name}`))) exported.add(n);
+    for (const s of sessions) {
+        // A session that is down has no export table ("No valid tables"): it exports nothing, and
+        // the missing prefix shows as a problem rather than stopping the lab.
+        const out = await birdc(r.pop.ns, sock, `show route export ${s.name}`).catch(() => "");
+        for (const n of networksOf(out)) exported.add(n);
+    }
     const edge = await Promise.all(lab.plan.families.map((f) => lab.edges.session(r, f)));
     const unrelatedInKernel: string[] = [];
     for (const route of UNRELATED_POP_ROUTES) {
@@ -141,6 +148,16 @@ async function sampleSession(lab: LabRuntime, r: RegionPlan): Promise<SessionSam
     return { pop, edge };
 }
 
+/**
+ * Whether a session's "since" is the same before and after. FRR reports it as epoch seconds
+ * computed at each query (now minus uptime), so the same session can read one second apart; a
+ * reset during the steps would move it by the steps' length (several seconds) instead.
+ */
+export function sameSince(before: string, after: string): boolean {
+    if (/^\d+$/.test(before) && /^\d+$/.test(after)) return Math.abs(Number(before) - Number(after)) <= 1;
+    return before === after;
+}
+
 const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s.edge?.established === true;
 
 /** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
@@ -150,7 +167,7 @@ async function transitRouteFromEdge(lab: LabRuntime, r: RegionPlan) {
 }
 
 async function servedBy(lab: LabRuntime, r: RegionPlan, want: (pop: string | undefined) => boolean, timeoutMs: number): Promise<string | undefined> {
-    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, 300);
+    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
     try {
         const t0 = nowMs();
         const hit = await prober.waitFor(t0, (s) => s.ok && want(s.pop), timeoutMs);
@@ -188,7 +205,8 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
         pops[index] = { ...pops[index], prepend: edited.prepend, communities: edited.communities };
         const editedFile = path.join(LAB_DIR, `Pulumi.${r.pop.name}-policy-edit.yaml`);
         fs.writeFileSync(editedFile, stringifyYaml(doc));
-        const editedStack = await loadStack(editedFile);
+        // Adapted to this machine's stalls as the running stack was, so that only the edit differs.
+        const editedStack = adaptStackToStalls(await loadStack(editedFile), lab.stallMs).stack;
         for (const host of lab.stack.hosts) {
             const after = editedStack.hosts.find((h) => h.name === host.name);
             const changed = Object.keys({ ...host.files, ...after?.files }).filter((f) => host.files[f] !== after?.files[f]).sort();
@@ -241,7 +259,7 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
             { side: `PoP ${r.pop.name} (${before.pop?.name})`, before: before.pop?.since ?? "?", after: after.pop?.since ?? "?" },
             { side: `edge ${r.region} (${lab.edges.kind})`, before: before.edge?.since ?? "?", after: after.edge?.since ?? "?" },
         ];
-        report.sessionKept = report.notEstablished === 0 && report.polls > 0 && report.since.every((s) => s.before === s.after);
+        report.sessionKept = report.notEstablished === 0 && report.polls > 0 && report.since.every((s) => sameSince(s.before, s.after));
     } catch (e) {
         report.error = (e as Error).message.split("\n")[0];
         // Whatever happened, the PoP goes back to its deployed config.
@@ -268,6 +286,8 @@ export interface FlapDampingReport {
     /** How long the lab watched the held-down PoP while its checks passed. */
     watchedMs: number;
     healthyWhileHeld: boolean;
+    /** When it was not: the agent's first status that broke it (ms into the watch, state, reason). */
+    heldBreak?: string;
     /** Most routes the edge had from the PoP during the watch (0: nothing announced). */
     edgeRoutesWhileHeld: number;
     /** Who served the region's client during the watch. */
@@ -323,13 +343,15 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
 
         // Held down and healthy: nothing is announced, and the region is served elsewhere.
         await waitFor(`${r.pop.name}'s checks to pass again`, async () => (await state())?.healthy === true, 30_000, 50);
-        prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, 300);
+        prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
         const watchMs = Math.max(3000, lab.stack.spec.health.interval * 1000 * (lab.stack.spec.health.rise + 5));
         const t0 = nowMs();
         let healthy = true;
         while (nowMs() - t0 < watchMs) {
             const s = await state();
-            healthy &&= s?.healthy === true && s.state === "held-down";
+            const ok = s?.healthy === true && s.state === "held-down";
+            if (!ok && healthy) report.heldBreak = `+${ms(nowMs() - t0)}: ${s ? `${s.state}, ${s.last_reason}` : "no status"}`;
+            healthy &&= ok;
             report.edgeRoutesWhileHeld = Math.max(report.edgeRoutesWhileHeld, (await lab.edges.session(r))?.accepted ?? 0);
             await sleep(100);
         }

@@ -43,12 +43,12 @@ export function probeStalls(durationMs = 2000, sleepMs = 5): StallProbe {
 }
 
 /**
- * The shortest BFD detection time a machine that stalls for `stallMs` keeps up: two and a half
- * stalls (a probe of a few seconds may miss the longest one) and 250 ms for the packets
- * themselves. Below it, sessions flap while nothing is wrong.
+ * The shortest BFD detection time a machine that stalls for `stallMs` keeps up: three stalls (a
+ * probe of a few seconds sees a sample of them, and a busy machine adds its own waits for a CPU)
+ * and 500 ms for the packets themselves. Below it, sessions flap while nothing is wrong.
  */
 export function minimumBfdDetectMs(stallMs: number): number {
-    return Math.ceil(2.5 * stallMs + 250);
+    return stallMs <= 0 ? 0 : Math.ceil(3 * stallMs + 500);
 }
 
 /**
@@ -64,36 +64,72 @@ export function bfdTimersForStalls(bfd: BfdSettings, stallMs: number): BfdSettin
 }
 
 /**
- * The stack with every PoP's BFD timers raised where this machine's stalls need it: the spec (which
- * the emulated edges and the experiments' failover bounds read) and each PoP's rendered bird.conf
- * (which its BIRD runs) change together, so the lab's expectations follow what it runs.
+ * A health check timeout this machine keeps up (in seconds): the configured one when it outlasts
+ * the stalls by the same margin as BFD, else that minimum rounded up to 0.1 s. A curl that the
+ * machine stops in the middle of would otherwise time out, and two such checks withdraw a healthy
+ * PoP. Returns undefined when nothing needs to change.
+ */
+export function healthTimeoutForStalls(timeoutS: number, stallMs: number): number | undefined {
+    const need = minimumBfdDetectMs(stallMs);
+    if (timeoutS * 1000 >= need) return undefined;
+    return Math.ceil(need / 100) / 10;
+}
+
+/**
+ * The lab's HTTP probe timeout: `baseMs`, or longer when the machine stalls for longer. A probe
+ * whose timer the stall expires (timers run before the reply is read) would count as a lost
+ * request although the network delivered it.
+ */
+export function probeTimeoutForStalls(baseMs: number, stallMs: number): number {
+    return Math.max(baseMs, minimumBfdDetectMs(stallMs));
+}
+
+/**
+ * The stack with every PoP's BFD timers and the health check timeout raised where this machine's
+ * stalls need it: the spec (which the emulated edges and the experiments' bounds read) and each
+ * PoP's rendered bird.conf and anycast-health.env (which its daemons run) change together, so the
+ * lab's expectations follow what it runs.
  */
 export function adaptStackToStalls(stack: LabStack, stallMs: number): { stack: LabStack; rewrites: Rewrite[] } {
     const rewrites: Rewrite[] = [];
-    const timers = (b: BfdSettings) => `interval ${b.intervalMs} ms; multiplier ${b.multiplier};`;
-    const pops = stack.spec.pops.map((pop) => {
+    const why = `(machine stalls ${stallMs} ms)`;
+    const timeout = healthTimeoutForStalls(stack.spec.health.timeout, stallMs);
+    const raisedBfd = new Map<string, { from: BfdSettings; to: BfdSettings }>();
+    for (const pop of stack.spec.pops) {
         const bfd = pop.bgp.bfd;
         const raised = bfd && bfdTimersForStalls(bfd, stallMs);
-        if (!bfd || !raised) return pop;
-        rewrites.push({
-            host: pop.name, file: "bird.conf (and the emulated edge)", what: `BFD timers (machine stalls ${stallMs} ms)`,
-            from: `${bfd.intervalMs} ms x ${bfd.multiplier}`, to: `${raised.intervalMs} ms x ${raised.multiplier}`,
-        });
-        return { ...pop, bgp: { ...pop.bgp, bfd: raised } };
-    });
-    if (rewrites.length === 0) return { stack, rewrites };
-    const byName = new Map(pops.map((p) => [p.name, p]));
+        if (bfd && raised) raisedBfd.set(pop.name, { from: bfd, to: raised });
+    }
+    if (timeout === undefined && raisedBfd.size === 0) return { stack, rewrites };
+
+    const timers = (b: BfdSettings) => `interval ${b.intervalMs} ms; multiplier ${b.multiplier};`;
     const hosts = stack.hosts.map((host) => {
-        const before = stack.spec.pops.find((p) => p.name === host.name)?.bgp.bfd;
-        const after = byName.get(host.name)?.bgp.bfd;
-        const conf = host.files["bird.conf"];
-        if (host.role !== "pop" || !before || !after || before === after || conf === undefined) return host;
-        if (!conf.includes(timers(before))) {
-            throw new Error(`PoP ${host.name}: bird.conf has no "${timers(before)}" to raise for this machine's stalls`);
+        if (host.role !== "pop") return host;
+        const files = { ...host.files };
+        const bfd = raisedBfd.get(host.name);
+        if (bfd && files["bird.conf"] !== undefined) {
+            if (!files["bird.conf"].includes(timers(bfd.from))) {
+                throw new Error(`PoP ${host.name}: bird.conf has no "${timers(bfd.from)}" to raise for this machine's stalls`);
+            }
+            files["bird.conf"] = files["bird.conf"].split(timers(bfd.from)).join(timers(bfd.to))
+                .replace(/# BFD detects a dead path in \d+ ms \(\d+ ms x \d+\)/,
+                    `# BFD detects a dead path in ${bfd.to.intervalMs * bfd.to.multiplier} ms (${bfd.to.intervalMs} ms x ${bfd.to.multiplier})`);
+            rewrites.push({ host: host.name, file: "bird.conf (and the emulated edge)", what: `BFD timers ${why}`,
+                from: `${bfd.from.intervalMs} ms x ${bfd.from.multiplier}`, to: `${bfd.to.intervalMs} ms x ${bfd.to.multiplier}` });
         }
-        const text = conf.split(timers(before)).join(timers(after))
-            .replace(/# BFD detects a dead path in \d+ ms \(\d+ ms x \d+\)/, `# BFD detects a dead path in ${after.intervalMs * after.multiplier} ms (${after.intervalMs} ms x ${after.multiplier})`);
-        return { ...host, files: { ...host.files, "bird.conf": text } };
+        const env = files["anycast-health.env"];
+        if (timeout !== undefined && env !== undefined) {
+            if (!/^TIMEOUT=/m.test(env)) throw new Error(`PoP ${host.name}: anycast-health.env has no TIMEOUT to raise`);
+            files["anycast-health.env"] = env.replace(/^TIMEOUT=.*$/m, `TIMEOUT=${timeout}`);
+            rewrites.push({ host: host.name, file: "anycast-health.env", what: `TIMEOUT ${why}`,
+                from: `${stack.spec.health.timeout} s`, to: `${timeout} s` });
+        }
+        return { ...host, files };
     });
-    return { stack: { ...stack, spec: { ...stack.spec, pops }, hosts }, rewrites };
+    const pops = stack.spec.pops.map((pop) => {
+        const bfd = raisedBfd.get(pop.name);
+        return bfd ? { ...pop, bgp: { ...pop.bgp, bfd: bfd.to } } : pop;
+    });
+    const health = timeout === undefined ? stack.spec.health : { ...stack.spec.health, timeout };
+    return { stack: { ...stack, spec: { ...stack.spec, pops, health }, hosts }, rewrites };
 }

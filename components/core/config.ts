@@ -4,7 +4,8 @@
  * Two passes, so a user sees every problem at once: zod checks each top-level key's shape on
  * its own (a broken `pops` does not hide a broken `mesh`), then semantic checks run across the
  * keys that parsed (prefix lengths, overlaps, uniqueness, communities, ...). Every issue names
- * its config key the way `pulumi config` spells it (`anycast:pops[1].bgp.holdTime`).
+ * its config key the way `pulumi config` spells it (`anycast:pops[1].bgp.holdTime`), the value,
+ * and what would be valid; shape errors are put in those words by config-issues.ts.
  */
 import { z } from "zod";
 import {
@@ -15,10 +16,15 @@ import {
     AnycastSpec, BgpSettings, Community, ConfigIssue, DeploySpec, HostSpec, PopSpec, VULTR_BGP, HealthSpec, RoaSpec, RpkiFinding,
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
+import { accepts, describeShapeIssue, showValue, unknownKeyMessage, validPhrase } from "./config-issues";
+import { communityProblem, VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
+import { DAMPING_SUPPRESS_THRESHOLD, MAX_SAFE_WITHDRAWALS, worstFlapPenalty } from "./damping";
+
+export { DAMPING_SUPPRESS_THRESHOLD, flapPenalty, worstFlapPenalty } from "./damping";
 
 export const NAMESPACE = "anycast";
 
-/** Thrown when the config has errors; `issues` lists them all. */
+/** Thrown when the config has errors; `issues` lists them all, each once. */
 export class ConfigError extends Error {
     constructor(readonly issues: ConfigIssue[]) {
         super(`invalid anycast config (${issues.length} error${issues.length === 1 ? "" : "s"}):\n` +
@@ -28,135 +34,161 @@ export class ConfigError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Shapes. Defaults live here, next to the field they belong to, and are documented in README.md.
+// Shapes. Defaults live here, next to the field they belong to, with what each field accepts;
+// both are documented in README.md's config reference.
 // ---------------------------------------------------------------------------------------------
 
-const name = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$/,
-    "must be 1-32 characters of a-z, 0-9 and '-', starting with a letter (it names hosts, files and BIRD protocols)");
-const port = z.number().int().min(1).max(65535);
-const seconds = z.number().positive();
+const name = accepts(z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$/),
+    "1 to 32 characters of a-z, 0-9 and '-', starting with a letter (it names hosts, files and BIRD protocols)");
+const port = accepts(z.number().int().min(1).max(65535), "a port number from 1 to 65535");
+const flag = () => accepts(z.boolean(), "true or false");
+const positiveInt = accepts(z.number().int().positive(), "a whole number of seconds, 1 or more");
+const cidrText = (what: string) => accepts(z.string(), what);
 
-const hostShape = z.strictObject({
-    address: z.string(),
-    address4: z.string().optional(),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, "must be a Unix user name").default("root"),
+const hostShape = accepts(z.strictObject({
+    address: accepts(z.string(), "the server's IPv6 or IPv4 address (SSH, WireGuard and BGP use it)"),
+    address4: accepts(z.string(), "the server's IPv4 address, for IPv4 BGP sessions").optional(),
+    user: accepts(z.string().regex(/^[a-z_][a-z0-9_-]*$/), "a Unix user name such as root or deploy").default("root"),
     port: port.default(22),
-});
+}), "{address, address4?, user?, port?} of a server you already run");
 
-const bfdShape = z.union([
+const bfdShape = accepts(z.union([
     z.boolean(),
     z.strictObject({
-        interval: z.number().int().min(10).max(10000).default(100).describe("milliseconds"),
-        multiplier: z.number().int().min(1).max(255).default(5),
+        interval: accepts(z.number().int().min(10).max(10000), "milliseconds from 10 to 10000").default(100),
+        multiplier: accepts(z.number().int().min(1).max(255), "a count from 1 to 255").default(5),
     }),
-]);
+]), "true, false or {interval: milliseconds, multiplier: count}");
 
-const bgpShape = z.strictObject({
-    neighbor: z.string().default(VULTR_BGP.neighbor),
-    neighbor4: z.string().default(VULTR_BGP.neighbor4),
-    remoteAsn: z.number().int().default(VULTR_BGP.remoteAsn),
-    multihop: z.number().int().min(0).max(255).default(VULTR_BGP.multihop),
-    staticRoute: z.boolean().default(true),
-    holdTime: z.number().int().default(9),
-    keepaliveTime: z.number().int().optional(),
-    errorWaitTime: z.union([z.number().int().positive(), z.tuple([z.number().int().positive(), z.number().int().positive()])])
+const bgpShape = accepts(z.strictObject({
+    neighbor: accepts(z.string(), `the upstream's IPv6 address (Vultr: ${VULTR_BGP.neighbor})`).default(VULTR_BGP.neighbor),
+    neighbor4: accepts(z.string(), `the upstream's IPv4 address (Vultr: ${VULTR_BGP.neighbor4})`).default(VULTR_BGP.neighbor4),
+    remoteAsn: accepts(z.number().int(), `the upstream's AS number (Vultr: ${VULTR_BGP.remoteAsn})`).default(VULTR_BGP.remoteAsn),
+    multihop: accepts(z.number().int().min(0).max(255), "a TTL from 0 (directly connected) to 255").default(VULTR_BGP.multihop),
+    staticRoute: flag().default(true),
+    holdTime: accepts(z.number().int(), "0 (no keepalives) or 3 to 65535 seconds").default(9),
+    keepaliveTime: accepts(z.number().int(), "seconds, shorter than holdTime (a third of it is usual)").optional(),
+    errorWaitTime: accepts(z.union([positiveInt, z.tuple([positiveInt, positiveInt])]), "seconds, or [min, max] seconds")
         .default([5, 30]),
-    connectRetryTime: z.number().int().min(1).default(5),
+    connectRetryTime: accepts(z.number().int().min(1), "seconds, 1 or more").default(5),
     bfd: bfdShape.default(false),
-    password: z.string().optional(),
-});
+    password: accepts(z.string(), "the session's TCP-MD5 password").optional(),
+}), "{neighbor, remoteAsn, multihop, holdTime, bfd, password, ...}");
 
-const popShape = z.strictObject({
-    name,
-    region: z.string().regex(/^[a-z]{3,4}$/, "must be a Vultr region id such as lax, ams or sgp").optional(),
-    plan: z.string().min(1).default("vc2-1c-1gb"),
-    osId: z.number().int().positive().optional(),
+/** The Vultr instance fields shared by PoPs and the origin. */
+const vultrHostFields = {
+    region: accepts(z.string().min(1), "a Vultr region id such as lax, ams or sgp").optional(),
+    plan: accepts(z.string().min(1), "a Vultr plan id such as vc2-1c-1gb").default("vc2-1c-1gb"),
+    osId: accepts(z.number().int().positive(), "a Vultr OS id (a positive whole number; default Debian 12)").optional(),
+    allowUnknownRegion: flag().default(false),
+    allowUnknownPlan: flag().default(false),
     host: hostShape.optional(),
+    meshAddress: accepts(z.string(), "an address inside mesh.cidr").optional(),
+};
+
+const popShape = accepts(z.strictObject({
+    name,
+    ...vultrHostFields,
     bgp: bgpShape.default(bgpShape.parse({})),
-    communities: z.array(z.string()).default([]),
-    prepend: z.number().int().min(0).max(3).default(0),
-    meshAddress: z.string().optional(),
-});
+    communities: accepts(z.array(accepts(z.string(), `a community such as "64600:6939" (ASN:VALUE) or "206924:1:2" (large)`)),
+        `a list of communities such as ["64600:6939"]`).default([]),
+    prepend: accepts(z.number().int().min(0).max(3), "0 to 3 extra prepends").default(0),
+}), "{name, region or host, bgp?, communities?, prepend?, ...}");
 
-const originShape = z.strictObject({
+const originShape = accepts(z.strictObject({
     name,
-    host: hostShape.optional(),
-    region: z.string().regex(/^[a-z]{3,4}$/, "must be a Vultr region id such as fra").optional(),
-    plan: z.string().min(1).default("vc2-1c-1gb"),
-    osId: z.number().int().positive().optional(),
-    port,
-    healthPath: z.string().regex(/^\/[\x21-\x7e]*$/, "must be an absolute URL path without spaces").default("/"),
-    meshAddress: z.string().optional(),
-});
+    ...vultrHostFields,
+    port: accepts(z.number().int().min(1).max(65535), "the origin service's port, 1 to 65535"),
+    healthPath: accepts(z.string().regex(/^\/[\x21-\x7e]*$/), "an absolute URL path without spaces, such as /healthz").default("/"),
+}), "{name, host or region, port, healthPath?}");
 
-const meshShape = z.strictObject({
-    cidr: z.string(),
+const meshShape = accepts(z.strictObject({
+    cidr: cidrText("a private CIDR such as 10.77.0.0/24 or fd00:77::/64"),
     port: port.default(51820),
-    topology: z.enum(["full", "hub"]).default("full"),
-    mtu: z.number().int().min(1280).max(9000).default(1420),
-    persistentKeepalive: z.number().int().min(0).max(3600).default(25),
-});
+    topology: accepts(z.enum(["full", "hub"]), "full (every node peers with every other) or hub (PoPs peer with the origin)").default("full"),
+    mtu: accepts(z.number().int().min(1280).max(9000), "an MTU from 1280 to 9000").default(1420),
+    persistentKeepalive: accepts(z.number().int().min(0).max(3600), "seconds from 0 (off) to 3600").default(25),
+}), "{cidr, port?, topology?, mtu?, persistentKeepalive?}");
 
-const frontDoorShape = z.strictObject({
-    zone: z.string().optional(),
-    zoneId: z.string().regex(/^[0-9a-f]{32}$/, "must be a 32-character hex Cloudflare zone id").optional(),
-    hostname: z.string(),
-    anycastName: z.string().default("anycast"),
-    sslMode: z.enum(["strict", "unmanaged"]).default("strict"),
-});
+const frontDoorShape = accepts(z.strictObject({
+    zone: accepts(z.string(), "the Cloudflare zone's name, such as example.com").optional(),
+    zoneId: accepts(z.string().regex(/^[0-9a-f]{32}$/), "a 32-character hex Cloudflare zone id").optional(),
+    hostname: accepts(z.string(), "a DNS name such as www (relative to the zone) or www.example.com"),
+    anycastName: accepts(z.string(), "a DNS name such as anycast (relative to the zone)").default("anycast"),
+    sslMode: accepts(z.enum(["strict", "unmanaged"]), "strict or unmanaged").default("strict"),
+}), "{zone or zoneId, hostname, anycastName?, sslMode?}");
 
-const healthShape = z.strictObject({
-    interval: seconds.max(60).default(0.2),
-    rise: z.number().int().min(1).max(100).default(3),
-    fall: z.number().int().min(1).max(100).default(2),
-    timeout: seconds.max(30).default(0.5),
-    drainSeconds: z.number().min(0).max(3600).default(3),
-    maxWithdrawalsPerHour: z.number().int().min(1).max(1000).default(3),
-});
+const seconds = (max: number) => accepts(z.number().positive().max(max), `seconds, more than 0 and at most ${max}`);
+const count = (min: number, max: number) => accepts(z.number().int().min(min).max(max), `a count from ${min} to ${max}`);
 
-const asnNumber = z.number().int().min(0).max(4294967295);
+const healthShape = accepts(z.strictObject({
+    interval: seconds(60).default(0.2),
+    rise: count(1, 100).default(3),
+    fall: count(1, 100).default(2),
+    timeout: seconds(30).default(0.5),
+    drainSeconds: accepts(z.number().min(0).max(3600), "seconds from 0 to 3600").default(3),
+    maxWithdrawalsPerHour: count(1, 1000).default(3),
+}), "{interval, rise, fall, timeout, drainSeconds, maxWithdrawalsPerHour}");
+
+const asnNumber = accepts(z.number().int().min(0).max(4294967295), "an AS number from 0 to 4294967295");
 
 /** A ROA as the RIR portal lists it; maxLength defaults to the prefix's length (RFC 6482). */
-const roaShape = z.strictObject({
-    prefix: z.string(),
-    maxLength: z.number().int().optional(),
+const roaShape = accepts(z.strictObject({
+    prefix: cidrText("the ROA's prefix, such as 2001:db8::/32"),
+    maxLength: accepts(z.number().int(), "the ROA's max length, such as 48").optional(),
     asn: asnNumber,
-});
+}), "{prefix, maxLength?, asn}");
 
-const firewallShape = z.strictObject({
-    adminCidrs: z.array(z.string()).default([]),
-    httpSources: z.array(z.string()).optional(),
-});
+const cidrList = (what: string) => accepts(z.array(cidrText(`a CIDR such as ${what}`)), `a list of CIDRs such as [${what}]`);
 
-const deployShape = z.strictObject({
-    sshFamily: z.enum(["auto", "ipv6", "ipv4"]).default("auto"),
-    deployerAddress: z.string().optional(),
-});
+const firewallShape = accepts(z.strictObject({
+    adminCidrs: cidrList("203.0.113.0/24").default([]),
+    httpSources: cidrList("2400:cb00::/32").optional(),
+}), "{adminCidrs?, httpSources?}");
 
 /** Each top-level key, validated on its own so one broken key does not mask the others. */
+const deployShape = accepts(z.strictObject({
+    sshFamily: accepts(z.enum(["auto", "ipv6", "ipv4"]), "auto, ipv6 or ipv4").default("auto"),
+    deployerAddress: accepts(z.string(), "the IPv6 or IPv4 address the hosts see your SSH come from").optional(),
+}), "{sshFamily?, deployerAddress?}");
+
 const topLevel = {
-    asn: z.number().int(),
-    prefix: z.union([z.string(), z.array(z.string()).min(1)]),
-    address: z.string().optional(),
-    bgpPassword: z.string().optional(),
-    sshPublicKeys: z.array(z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$/,
-        "must be an OpenSSH public key line")).default([]),
-    pops: z.array(popShape).min(1, "needs at least one PoP"),
+    asn: accepts(z.number().int(), "your AS number, a whole number from 1 to 4294967294"),
+    prefix: accepts(z.union([z.string(), z.array(z.string()).min(1)]),
+        "a prefix such as 2001:db8:100::/48, or a list of prefixes with the IPv6 one first"),
+    address: accepts(z.string(), "an IPv6 address inside the prefix, such as 2001:db8:100::1").optional(),
+    bgpPassword: accepts(z.string(), "the TCP-MD5 password Vultr gave you (pulumi config set --secret)").optional(),
+    sshPublicKeys: accepts(z.array(accepts(z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$/),
+        `an OpenSSH public key line such as "ssh-ed25519 AAAA... you@host"`)), "a list of OpenSSH public key lines").default([]),
+    pops: accepts(z.array(popShape).min(1), "a list of at least one PoP {name, region or host}"),
     origin: originShape,
     mesh: meshShape,
     frontDoor: frontDoorShape,
     health: healthShape.default(healthShape.parse({})),
     firewall: firewallShape.default(firewallShape.parse({})),
     deploy: deployShape.default(deployShape.parse({})),
-    roas: z.array(roaShape).optional(),
+    roas: accepts(z.array(roaShape), "a list of ROAs {prefix, maxLength?, asn}").optional(),
 } as const;
 
 type TopLevel = { [K in keyof typeof topLevel]: z.output<(typeof topLevel)[K]> };
+type PopFields = z.output<typeof popShape>;
+/**
+ * What pass 1 accepted. `pops` holds each PoP that parsed, by its index (undefined where it did
+ * not), so the PoPs without shape errors still get their semantic checks.
+ */
+type Parsed = Partial<Omit<TopLevel, "pops">> & { pops: Array<PopFields | undefined> };
+type HostFields = { region?: string; plan: string; osId?: number; allowUnknownRegion: boolean; allowUnknownPlan: boolean;
+    host?: z.output<typeof hostShape> };
 
-/** The keys `anycast:` understands, for "unknown key" errors. */
-export const CONFIG_KEYS = Object.keys(topLevel);
 /** Keys that hold secrets: Pulumi config must mark them secret. */
 export const SECRET_KEYS = ["bgpPassword", "sshPrivateKey"];
+/** Every key `anycast:` understands, each once. */
+export const CONFIG_KEYS = [...new Set([...Object.keys(topLevel), ...SECRET_KEYS])];
+
+/** Field paths without an "accepts" phrase (test/unit/config.test.ts keeps this list empty). */
+export { fieldsWithoutPhrase } from "./config-issues";
+/** The shapes, for tests and docs checks that walk every field. */
+export const CONFIG_SHAPES: Readonly<Record<string, z.ZodType>> = topLevel;
 
 function keyPath(top: string, path: ReadonlyArray<PropertyKey>): string {
     let key = `${NAMESPACE}:${top}`;
@@ -165,15 +197,106 @@ function keyPath(top: string, path: ReadonlyArray<PropertyKey>): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Semantic checks.
+// The two passes.
 // ---------------------------------------------------------------------------------------------
 
+interface Collector {
+    error(key: string, message: string): void;
+    warn(key: string, message: string): void;
+}
+
+/** Issues in order, each (key, message) once however many checks reach it. */
+function collector(): Collector & { errors: ConfigIssue[]; warnings: ConfigIssue[] } {
+    const errors: ConfigIssue[] = [];
+    const warnings: ConfigIssue[] = [];
+    const add = (list: ConfigIssue[]) => (key: string, message: string) => {
+        if (!list.some((i) => i.key === key && i.message === message)) list.push({ key, message });
+    };
+    return { errors, warnings, error: add(errors), warn: add(warnings) };
+}
+
+/**
+ * Validate raw config values (as read from `anycast:*`) into an AnycastSpec.
+ * Throws ConfigError listing every problem; warnings are returned on the spec.
+ */
+export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
+    const c = collector();
+    checkUnknownKeys(raw, c);
+    const parsed = parseShapes(raw, c);
+
+    const asn = checkAsn(parsed.asn, c);
+    const prefixes = checkPrefixes(parsed.prefix, asn, c);
+    const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, c);
+    const address = checkAddress(parsed.address, prefixes, c);
+    const mesh = planMesh(parsed.mesh, parsed.pops.length, prefixes, c);
+    checkBgpPassword(raw, parsed, c);
+    const deploy = deploySpecFor(parsed.deploy, parsed.firewall?.adminCidrs ?? [], c);
+    const pops = checkPops(parsed, asn ?? 0, mesh, c, deploy?.sshFamily);
+    const origin = checkOrigin(parsed, mesh, c, deploy?.sshFamily);
+    checkMeshAddressesUnique(origin, pops, c);
+    checkHostsOutsidePrefixes(parsed, prefixes, c);
+    const frontDoor = checkFrontDoor(parsed.frontDoor, c);
+    checkFirewall(parsed.firewall, c);
+    checkSshPrivateKey(raw.sshPrivateKey, c);
+    checkHealth(parsed.health, c);
+
+    if (c.errors.length > 0) throw new ConfigError(c.errors);
+    // Every field below was checked above; the assertions only restate that to the compiler.
+    return {
+        asn: asn!,
+        prefixes: prefixes.map(formatCidr),
+        address: address!,
+        bgpPassword: parsed.bgpPassword ?? "",
+        sshPrivateKey: String(raw.sshPrivateKey),
+        sshPublicKeys: parsed.sshPublicKeys ?? [],
+        pops,
+        origin: origin!,
+        mesh: parsed.mesh!,
+        frontDoor: frontDoor!,
+        health: parsed.health!,
+        firewall: parsed.firewall!,
+        deploy: deploy!,
+        roas,
+        rpki,
+        warnings: c.warnings,
+    };
+}
+
+function checkUnknownKeys(raw: Record<string, unknown>, c: Collector): void {
+    for (const key of Object.keys(raw)) {
+        if (!CONFIG_KEYS.includes(key)) c.error(`${NAMESPACE}:${key}`, unknownKeyMessage(key, CONFIG_KEYS));
+    }
+}
+
+/** Pass 1: each key's shape on its own; what parses is returned, the rest reported. */
+function parseShapes(raw: Record<string, unknown>, c: Collector): Parsed {
+    const parsed: Parsed = { pops: [] };
+    for (const [key, schema] of Object.entries(topLevel) as Array<[keyof TopLevel, z.ZodType]>) {
+        const value = raw[key];
+        if (value === undefined && !(schema instanceof z.ZodOptional) && !(schema instanceof z.ZodDefault)) {
+            c.error(`${NAMESPACE}:${key}`, `is required: use ${validPhrase(schema)}`);
+            continue;
+        }
+        const result = schema.safeParse(value, { reportInput: true });
+        if (result.success) {
+            (parsed as Record<string, unknown>)[key] = result.data;
+        } else {
+            for (const issue of result.error.issues) {
+                for (const i of describeShapeIssue((path) => keyPath(key, path), schema, issue)) c.error(i.key, i.message);
+            }
+            // The PoPs that are fine on their own (their errors are reported above).
+            if (key === "pops" && Array.isArray(value)) parsed.pops = value.map((p) => popShape.safeParse(p).data);
+        }
+    }
+    return parsed;
+}
+
 const RESERVED_ASNS: Array<[number, number, string]> = [
-    [0, 0, "AS 0 is reserved (RFC 7607)"],
-    [23456, 23456, "AS 23456 is AS_TRANS (RFC 6793), not a real ASN"],
-    [65535, 65535, "AS 65535 is reserved (RFC 7300)"],
-    [65552, 131071, "AS 65552-131071 are reserved by IANA"],
-    [4294967295, 4294967295, "AS 4294967295 is reserved (RFC 7300)"],
+    [0, 0, "reserved (RFC 7607)"],
+    [23456, 23456, "AS_TRANS (RFC 6793), not a real ASN"],
+    [65535, 65535, "reserved (RFC 7300)"],
+    [65552, 131071, "in a range IANA reserves (65552-131071)"],
+    [4294967295, 4294967295, "reserved (RFC 7300)"],
 ];
 
 export function isPrivateAsn(asn: number): boolean {
@@ -184,52 +307,108 @@ export function isDocumentationAsn(asn: number): boolean {
     return (asn >= 64496 && asn <= 64511) || (asn >= 65536 && asn <= 65551);
 }
 
+/** Why an AS number cannot be used, as "<asn> is ...", or undefined. */
 function asnProblem(asn: number): string | undefined {
-    if (!Number.isInteger(asn) || asn < 0 || asn > 4294967295) return "must be an integer from 1 to 4294967294";
-    return RESERVED_ASNS.find(([lo, hi]) => asn >= lo && asn <= hi)?.[2];
+    if (!Number.isInteger(asn) || asn < 0 || asn > 4294967295) return `${asn} is out of range: use a whole number from 1 to 4294967294`;
+    const reserved = RESERVED_ASNS.find(([lo, hi]) => asn >= lo && asn <= hi)?.[2];
+    return reserved && `AS${asn} is ${reserved}`;
 }
 
-/** Parse "64600:6939" (standard) or "206924:1:2" (large) communities. */
-export function parseCommunity(text: string): Community {
-    const parts = text.split(":");
-    if (!parts.every((p) => /^\d+$/.test(p)) || (parts.length !== 2 && parts.length !== 3)) {
-        throw new Error(`"${text}" is not a community: use ASN:VALUE (standard) or ASN:DATA1:DATA2 (large)`);
-    }
-    const nums = parts.map(Number);
-    if (parts.length === 2) {
-        if (nums.some((n) => n > 65535)) {
-            throw new Error(`"${text}": both halves of a standard community are 16-bit (0-65535); use a large community ASN:DATA1:DATA2 for 32-bit ASNs`);
+function checkAsn(asn: number | undefined, c: Collector): number | undefined {
+    if (asn === undefined) return undefined;
+    const problem = asnProblem(asn);
+    if (problem) c.error(`${NAMESPACE}:asn`, problem.includes(": use") ? problem : `${problem}: use your registered ASN`);
+    if (isDocumentationAsn(asn)) c.warn(`${NAMESPACE}:asn`, `AS${asn} is a documentation ASN (RFC 5398): fine for the lab only`);
+    return asn;
+}
+
+function checkPrefixes(prefix: TopLevel["prefix"] | undefined, asn: number | undefined, c: Collector): Cidr[] {
+    const prefixes: Cidr[] = [];
+    if (prefix === undefined) return prefixes;
+    const list = Array.isArray(prefix) ? prefix : [prefix];
+    const keyOf = (i: number) => Array.isArray(prefix) ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`;
+    list.forEach((text, i) => {
+        let p: Cidr;
+        try {
+            p = parseCidr(text);
+        } catch (e) {
+            c.error(keyOf(i), `${(e as Error).message}: use a prefix such as 2001:db8:100::/48`);
+            return;
         }
-        return { kind: "standard", asn: nums[0], value: nums[1] };
+        const limit = p.family === 6 ? 48 : 24;
+        if (p.length > limit) {
+            c.error(keyOf(i), `/${p.length} is longer than /${limit}, the longest IPv${p.family} prefix the Internet accepts: announce the /${limit} that holds it`);
+        }
+        if (p.family === 6 && p.length < 19) c.error(keyOf(i), `/${p.length} is shorter than any end-site allocation: announce your /48 (or /44 .. /32)`);
+        const range = rangeOf(p.network);
+        if (range === "documentation") {
+            c.warn(keyOf(i), `${text} is a documentation prefix: fine for the lab, never routed on the Internet`);
+        } else if (!["unicast", "global"].includes(range)) {
+            c.error(keyOf(i), `${text} is ${range} address space, not announceable on the Internet: use the prefix your RIR assigned`);
+        } else if (asn !== undefined && isPrivateAsn(asn)) {
+            c.error(`${NAMESPACE}:asn`, `private ASN ${asn} cannot originate the public prefix ${text}: RPKI/IRR filters drop it; use your registered ASN`);
+        }
+        if (prefixes.some((q) => overlaps(p, q))) c.error(keyOf(i), `${text} overlaps another configured prefix: list each prefix once`);
+        prefixes.push(p);
+    });
+    if (prefixes.length > 0 && prefixes[0].family !== 6) {
+        c.error(keyOf(0), `${formatCidr(prefixes[0])} is IPv4, but the first prefix must be IPv6: it holds the anycast service address`);
     }
-    if (nums.some((n) => n > 4294967295)) throw new Error(`"${text}": each part of a large community is 32-bit`);
-    return { kind: "large", global: nums[0], data1: nums[1], data2: nums[2] };
+    return prefixes;
 }
 
-export function formatCommunity(c: Community): string {
-    return c.kind === "standard" ? `${c.asn}:${c.value}` : `${c.global}:${c.data1}:${c.data2}`;
+function checkAddress(text: string | undefined, prefixes: Cidr[], c: Collector): string | undefined {
+    const v6 = prefixes.find((p) => p.family === 6);
+    if (text === undefined) return v6 && nthAddress(v6, 1);
+    const key = `${NAMESPACE}:address`;
+    const use = v6 ? `use an address inside ${formatCidr(v6)}, such as ${nthAddress(v6, 1)}` : "use an IPv6 address inside the prefix";
+    if (!isIp(text) || familyOf(text) !== 6) c.error(key, `"${text}" is not an IPv6 address: ${use}`);
+    else if (v6 && !contains(v6, text)) c.error(key, `${text} is outside the prefix ${formatCidr(v6)}: ${use}`);
+    else if (v6 && canonical(text) === v6.network) c.error(key, `${text} is the prefix's network (subnet-router anycast) address: ${use}`);
+    else return canonical(text);
+    return undefined;
 }
 
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
-const LABELS = /^(?=.{1,253}$)[a-z0-9*](?:[a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
-
-/** Resolve a DNS name given relative to the zone ("www") or fully ("www.example.com"). */
-function fqdnIn(nameText: string, zone: string | undefined): string | { error: string } {
-    const n = nameText.toLowerCase().replace(/\.$/, "");
-    if (!LABELS.test(n)) return { error: `"${nameText}" is not a valid DNS name` };
-    if (!zone) {
-        return DOMAIN.test(n) ? n : { error: `"${nameText}" must be a fully qualified name when only frontDoor.zoneId is given` };
-    }
-    if (n === zone || n.endsWith(`.${zone}`)) return n;
-    if (n.includes(".") && DOMAIN.test(n) && !n.endsWith(`.${zone}`) && n.split(".").length > 2) {
-        return { error: `"${nameText}" is not inside the zone ${zone}` };
-    }
-    return `${n}.${zone}`;
+interface MeshPlan {
+    cidr?: Cidr;
+    /** Planned addresses: the origin's first, then each PoP's in list order. */
+    addresses?: string[];
 }
 
-interface Collector {
-    error(key: string, message: string): void;
-    warn(key: string, message: string): void;
+function planMesh(mesh: TopLevel["mesh"] | undefined, popCount: number, prefixes: Cidr[], c: Collector): MeshPlan {
+    if (!mesh) return {};
+    const key = `${NAMESPACE}:mesh.cidr`;
+    let cidr: Cidr;
+    try {
+        cidr = parseCidr(mesh.cidr);
+    } catch (e) {
+        c.error(key, `${(e as Error).message}: use a private CIDR such as 10.77.0.0/24 or fd00:77::/64`);
+        return {};
+    }
+    if (!isPrivateRange(cidr)) {
+        c.error(key, `${mesh.cidr} is not private address space: use RFC 1918 (such as 10.77.0.0/24) or an fd00::/8 unique local prefix`);
+    }
+    for (const p of prefixes) {
+        if (overlaps(cidr, p)) c.error(key, `${mesh.cidr} overlaps the anycast prefix ${formatCidr(p)}: use private address space outside it`);
+    }
+    const nodes = 1 + popCount;
+    if (BigInt(nodes) > usableHosts(cidr)) {
+        c.error(key, `${mesh.cidr} has room for ${usableHosts(cidr)} hosts; the origin and ${popCount} PoP(s) need ${nodes}: use a larger CIDR`);
+        return { cidr };
+    }
+    return { cidr, addresses: planMeshAddresses(mesh.cidr, nodes) };
+}
+
+/** A node's mesh address: the explicit one (checked) or the planned one. */
+function meshAddressFor(key: string, explicit: string | undefined, index: number, mesh: MeshPlan, c: Collector): string {
+    if (explicit === undefined) return mesh.addresses?.[index] ?? "";
+    const use = mesh.cidr ? `use an address inside ${formatCidr(mesh.cidr)}, or leave it out to have one planned` : "use an address inside mesh.cidr";
+    if (!isIp(explicit)) {
+        c.error(`${key}.meshAddress`, `"${explicit}" is not an IP address: ${use}`);
+        return explicit;
+    }
+    if (mesh.cidr && !contains(mesh.cidr, explicit)) c.error(`${key}.meshAddress`, `${explicit} is outside mesh.cidr ${formatCidr(mesh.cidr)}: ${use}`);
+    return canonical(explicit);
 }
 
 /** Name of the environment variable that gives the deployer's address when the stack does not (stacks/network/config.ts). */
@@ -274,62 +453,93 @@ function deploySpecFor(raw: z.output<typeof deployShape> | undefined, adminCidrs
     return { sshFamily: family, deployerAddress };
 }
 
-function hostSpecFor(
-    key: string, raw: { region?: string; plan: string; osId?: number; host?: z.output<typeof hostShape> },
-    sshKeys: string[], c: Collector, sshFamily: 4 | 6 = 6,
-): HostSpec | undefined {
+/** A PoP's or the origin's host: a new Vultr instance (region, plan) or an existing server. */
+function hostSpecFor(key: string, raw: HostFields, sshKeys: string[], c: Collector, sshFamily: 4 | 6 = 6): HostSpec | undefined {
     if (raw.region && raw.host) {
-        c.error(key, "set either region (a new Vultr instance) or host (an existing server), not both");
+        c.error(key, "has both region and host: set region (a new Vultr instance) or host (an existing server), not both");
         return undefined;
     }
     if (raw.host) {
         const h = raw.host;
         if (!isIp(h.address)) {
-            c.error(`${key}.host.address`, `"${h.address}" is not an IP address`);
+            c.error(`${key}.host.address`, `"${h.address}" is not an IP address: use the server's IPv6 or IPv4 address`);
             return undefined;
         }
         if (h.address4 !== undefined && !(isIp(h.address4) && familyOf(h.address4) === 4)) {
-            c.error(`${key}.host.address4`, `"${h.address4}" is not an IPv4 address`);
+            c.error(`${key}.host.address4`, `"${h.address4}" is not an IPv4 address: use the server's IPv4 address, or leave it out`);
         }
         if (sshFamily === 4 && familyOf(h.address) !== 4 && h.address4 === undefined) {
             c.error(`${key}.host.address4`, `is required: ${NAMESPACE}:deploy.sshFamily is IPv4, and SSH to this host needs its IPv4 address`);
         }
         return { kind: "existing", address: canonical(h.address), address4: h.address4, user: h.user, port: h.port, sshFamily };
     }
-    if (raw.region) return { kind: "vultr", region: raw.region, plan: raw.plan, osId: raw.osId, sshKeys, sshFamily };
-    c.error(key, "needs either region (a new Vultr instance) or host (an existing server reached over SSH)");
+    if (raw.region) {
+        checkVultrIds(key, raw.region, raw, c);
+        return { kind: "vultr", region: raw.region, plan: raw.plan, osId: raw.osId, sshKeys, sshFamily };
+    }
+    c.error(key, "has neither region nor host: set either region (a new Vultr instance) or host (an existing server reached over SSH)");
     return undefined;
+}
+
+/** Region and plan against the lists shipped in the package, unless the user vouches for them. */
+function checkVultrIds(key: string, region: string, raw: HostFields, c: Collector): void {
+    const short = key.slice(NAMESPACE.length + 1);
+    const newer = (what: string, flag: string) =>
+        ` (a ${what} newer than this package's list of ${VULTR_LISTS_UPDATED}? set ${short}.${flag}: true)`;
+    if (raw.allowUnknownRegion) {
+        if (!/^[a-z]{3,4}$/.test(region)) {
+            c.error(`${key}.region`, `${showValue(region)} does not look like a Vultr region id: use 3 or 4 lowercase letters such as lax`);
+        }
+    } else {
+        const problem = vultrRegionProblem(region);
+        // With a near match the typo is likelier than a region newer than the list.
+        if (problem) c.error(`${key}.region`, `${showValue(region)} ${problem}${problem.includes("did you mean") ? "" : newer("region", "allowUnknownRegion")}`);
+    }
+    const planProblem = raw.allowUnknownPlan ? undefined : vultrPlanProblem(raw.plan);
+    if (planProblem) c.error(`${key}.plan`, `${showValue(raw.plan)} ${planProblem}${planProblem.includes("did you mean") ? "" : newer("plan", "allowUnknownPlan")}`);
+}
+
+/** A BGP session password, wherever it is set; reported once, under the key that sets it. */
+function checkPassword(key: string, pw: string, c: Collector): void {
+    const use = "use the TCP-MD5 password from your provider";
+    if (pw.length === 0) c.error(key, `is empty: ${use}`);
+    // Linux TCP-MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN).
+    if (Buffer.byteLength(pw) > 80) c.error(key, `is ${Buffer.byteLength(pw)} bytes, longer than 80 bytes, the TCP-MD5 key limit: ${use}, at most 80 bytes`);
+    if (/[\x00-\x1f"\\]/.test(pw)) {
+        c.error(key, "contains quotes, backslashes or control characters, which bird.conf cannot hold safely: use a password without them");
+    }
+}
+
+function checkBgpPassword(raw: Record<string, unknown>, parsed: Parsed, c: Collector): void {
+    if (parsed.bgpPassword !== undefined) {
+        checkPassword(`${NAMESPACE}:bgpPassword`, parsed.bgpPassword, c);
+        return;
+    }
+    const withoutPassword = parsed.pops.filter((p) => p && p.bgp.password === undefined).map((p) => p!.name);
+    if (withoutPassword.length > 0 && raw.bgpPassword === undefined) {
+        c.error(`${NAMESPACE}:bgpPassword`, `is required for PoP(s) ${withoutPassword.join(", ")}: ` +
+            `pulumi config set --secret ${NAMESPACE}:bgpPassword <the TCP-MD5 password> (or give each PoP bgp.password)`);
+    }
 }
 
 function bgpSettingsFor(key: string, raw: z.output<typeof bgpShape>, asn: number, password: string | undefined,
     c: Collector): BgpSettings {
-    if (!isIp(raw.neighbor) || familyOf(raw.neighbor) !== 6) c.error(`${key}.neighbor`, `"${raw.neighbor}" is not an IPv6 address`);
-    if (!isIp(raw.neighbor4) || familyOf(raw.neighbor4) !== 4) c.error(`${key}.neighbor4`, `"${raw.neighbor4}" is not an IPv4 address`);
+    if (!isIp(raw.neighbor) || familyOf(raw.neighbor) !== 6) {
+        c.error(`${key}.neighbor`, `"${raw.neighbor}" is not an IPv6 address: use the upstream's IPv6 address (Vultr: ${VULTR_BGP.neighbor})`);
+    }
+    if (!isIp(raw.neighbor4) || familyOf(raw.neighbor4) !== 4) {
+        c.error(`${key}.neighbor4`, `"${raw.neighbor4}" is not an IPv4 address: use the upstream's IPv4 address (Vultr: ${VULTR_BGP.neighbor4})`);
+    }
     const remoteProblem = asnProblem(raw.remoteAsn);
-    if (remoteProblem) c.error(`${key}.remoteAsn`, remoteProblem);
-    if (raw.remoteAsn === asn) c.error(`${key}.remoteAsn`, `equals our own ASN ${asn}: the upstream session must be eBGP`);
-    if (raw.holdTime !== 0 && (raw.holdTime < 3 || raw.holdTime > 65535)) {
-        c.error(`${key}.holdTime`, "must be 0 (no keepalives) or 3-65535 seconds (RFC 4271)");
+    if (remoteProblem) c.error(`${key}.remoteAsn`, `${remoteProblem}: use the upstream's AS number (Vultr: ${VULTR_BGP.remoteAsn})`);
+    if (raw.remoteAsn === asn) {
+        c.error(`${key}.remoteAsn`, `${asn} equals our own anycast:asn, but the upstream session must be eBGP: use the upstream's AS number (Vultr: ${VULTR_BGP.remoteAsn})`);
     }
-    const keepalive = raw.keepaliveTime ?? Math.max(1, Math.floor(raw.holdTime / 3));
-    if (raw.keepaliveTime !== undefined && raw.holdTime !== 0 && raw.keepaliveTime >= raw.holdTime) {
-        c.error(`${key}.keepaliveTime`, `must be shorter than holdTime (${raw.holdTime}); a third of it is usual`);
-    }
-    const errorWait: [number, number] = typeof raw.errorWaitTime === "number"
-        ? [raw.errorWaitTime, raw.errorWaitTime] : raw.errorWaitTime;
-    if (errorWait[0] > errorWait[1]) c.error(`${key}.errorWaitTime`, "the minimum is larger than the maximum");
-    const pw = raw.password ?? password;
-    if (pw !== undefined) {
-        if (pw.length === 0) c.error(`${key}.password`, "is empty");
-        // Linux TCP-MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN).
-        if (Buffer.byteLength(pw) > 80) c.error(raw.password ? `${key}.password` : `${NAMESPACE}:bgpPassword`, "is longer than 80 bytes, the TCP-MD5 key limit");
-        if (/[\x00-\x1f"\\]/.test(pw)) c.error(raw.password ? `${key}.password` : `${NAMESPACE}:bgpPassword`, "must not contain quotes, backslashes or control characters (they cannot be written into bird.conf safely)");
-    }
+    checkTimers(key, raw, c);
+    if (raw.password !== undefined) checkPassword(`${key}.password`, raw.password, c);
     const bfd = raw.bfd === false ? undefined : raw.bfd === true ? { intervalMs: 100, multiplier: 5 }
         : { intervalMs: raw.bfd.interval, multiplier: raw.bfd.multiplier };
-    if (bfd && raw.multihop > 0) {
-        c.warn(`${key}.bfd`, "BFD over a multihop session needs multihop BFD on the peer too");
-    }
+    if (bfd && raw.multihop > 0) c.warn(`${key}.bfd`, "BFD over a multihop session needs multihop BFD on the peer too");
     return {
         neighbor: isIp(raw.neighbor) ? canonical(raw.neighbor) : raw.neighbor,
         neighbor4: raw.neighbor4,
@@ -337,275 +547,185 @@ function bgpSettingsFor(key: string, raw: z.output<typeof bgpShape>, asn: number
         multihop: raw.multihop,
         staticRouteToNeighbor: raw.staticRoute,
         holdTime: raw.holdTime,
-        keepaliveTime: keepalive,
-        errorWaitTime: errorWait,
+        keepaliveTime: raw.keepaliveTime ?? Math.max(1, Math.floor(raw.holdTime / 3)),
+        errorWaitTime: typeof raw.errorWaitTime === "number" ? [raw.errorWaitTime, raw.errorWaitTime] : raw.errorWaitTime,
         connectRetryTime: raw.connectRetryTime,
         bfd,
-        password: pw ?? "",
+        password: raw.password ?? password ?? "",
     };
 }
 
-/**
- * Validate raw config values (as read from `anycast:*`) into an AnycastSpec.
- * Throws ConfigError listing every problem; warnings are returned on the spec.
- */
-export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
-    const errors: ConfigIssue[] = [];
-    const warnings: ConfigIssue[] = [];
-    const c: Collector = {
-        error: (key, message) => errors.push({ key, message }),
-        warn: (key, message) => warnings.push({ key, message }),
-    };
+function checkTimers(key: string, raw: z.output<typeof bgpShape>, c: Collector): void {
+    if (raw.holdTime !== 0 && (raw.holdTime < 3 || raw.holdTime > 65535)) {
+        c.error(`${key}.holdTime`, `${raw.holdTime} is out of range: use 0 (no keepalives) or 3 to 65535 seconds (RFC 4271)`);
+    }
+    if (raw.keepaliveTime !== undefined && raw.holdTime !== 0 && raw.keepaliveTime >= raw.holdTime) {
+        c.error(`${key}.keepaliveTime`, `${raw.keepaliveTime} is not shorter than holdTime ${raw.holdTime}: ` +
+            `use less, a third of it is usual (${Math.max(1, Math.floor(raw.holdTime / 3))})`);
+    }
+    if (Array.isArray(raw.errorWaitTime) && raw.errorWaitTime[0] > raw.errorWaitTime[1]) {
+        c.error(`${key}.errorWaitTime`, `${showValue(raw.errorWaitTime)} has its minimum above its maximum: use [min, max] with min ≤ max`);
+    }
+}
 
-    for (const key of Object.keys(raw)) {
-        if (!(key in topLevel) && !SECRET_KEYS.includes(key)) {
-            c.error(`${NAMESPACE}:${key}`, `unknown key (known: ${[...CONFIG_KEYS, ...SECRET_KEYS].join(", ")})`);
+/** Parse "64600:6939" (standard) or "206924:1:2" (large) communities. */
+export function parseCommunity(text: string): Community {
+    const parts = text.split(":");
+    if (!parts.every((p) => /^\d+$/.test(p)) || (parts.length !== 2 && parts.length !== 3)) {
+        throw new Error(`"${text}" is not a community: use ASN:VALUE (standard) or ASN:DATA1:DATA2 (large)`);
+    }
+    const nums = parts.map(Number);
+    if (parts.length === 2) {
+        if (nums.some((n) => n > 65535)) {
+            throw new Error(`"${text}" does not fit a standard community, whose halves are 16-bit (0-65535): use a large community ASN:DATA1:DATA2 for 32-bit ASNs`);
         }
+        return { kind: "standard", asn: nums[0], value: nums[1] };
     }
+    if (nums.some((n) => n > 4294967295)) throw new Error(`"${text}" does not fit a large community: use 32-bit parts (0-4294967295)`);
+    return { kind: "large", global: nums[0], data1: nums[1], data2: nums[2] };
+}
 
-    // Pass 1: shapes, key by key.
-    const parsed: Partial<TopLevel> = {};
-    for (const [key, schema] of Object.entries(topLevel)) {
-        const value = raw[key];
-        if (value === undefined && !(schema instanceof z.ZodOptional) && !(schema instanceof z.ZodDefault)) {
-            c.error(`${NAMESPACE}:${key}`, "is required");
-            continue;
-        }
-        const result = (schema as z.ZodType).safeParse(value, { reportInput: true });
-        if (result.success) {
-            (parsed as Record<string, unknown>)[key] = result.data;
-        } else {
-            for (const issue of result.error.issues) c.error(keyPath(key, issue.path), describeIssue(issue));
-        }
-    }
+export function formatCommunity(c: Community): string {
+    return c.kind === "standard" ? `${c.asn}:${c.value}` : `${c.global}:${c.data1}:${c.data2}`;
+}
 
-    // Pass 2: meaning, across keys.
-    const deploy = deploySpecFor(parsed.deploy, parsed.firewall?.adminCidrs ?? [], c);
-    const asn = parsed.asn;
-    if (asn !== undefined) {
-        const problem = asnProblem(asn);
-        if (problem) c.error(`${NAMESPACE}:asn`, problem);
-    }
-
-    const prefixes: Cidr[] = [];
-    if (parsed.prefix !== undefined) {
-        const list = Array.isArray(parsed.prefix) ? parsed.prefix : [parsed.prefix];
-        const keyOf = (i: number) => Array.isArray(parsed.prefix) ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`;
-        list.forEach((text, i) => {
-            let p: Cidr;
-            try {
-                p = parseCidr(text);
-            } catch (e) {
-                c.error(keyOf(i), (e as Error).message);
-                return;
-            }
-            const limit = p.family === 6 ? 48 : 24;
-            if (p.length > limit) {
-                c.error(keyOf(i), `/${p.length} is longer than /${limit}, the longest IPv${p.family} prefix the Internet accepts`);
-            }
-            if (p.family === 6 && p.length < 19) c.error(keyOf(i), `/${p.length} is shorter than any end-site allocation; announce your /48 (or /44 .. /32)`);
-            const range = rangeOf(p.network);
-            if (range === "documentation") {
-                c.warn(keyOf(i), `${text} is a documentation prefix: fine for the lab, never routed on the Internet`);
-            } else if (!["unicast", "global"].includes(range)) {
-                c.error(keyOf(i), `${text} is ${range} address space, not announceable on the Internet`);
-            } else if (asn !== undefined && isPrivateAsn(asn)) {
-                c.error(`${NAMESPACE}:asn`, `private ASN ${asn} cannot originate the public prefix ${text}: RPKI/IRR filters drop it; use your registered ASN`);
-            }
-            if (prefixes.some((q) => overlaps(p, q))) c.error(keyOf(i), `${text} overlaps another configured prefix`);
-            prefixes.push(p);
-        });
-        if (prefixes.length > 0 && prefixes[0].family !== 6) {
-            c.error(keyOf(0), "the first prefix must be IPv6: it holds the anycast service address");
-        }
-    }
-    if (asn !== undefined && isDocumentationAsn(asn)) {
-        c.warn(`${NAMESPACE}:asn`, `AS${asn} is a documentation ASN (RFC 5398): fine for the lab only`);
-    }
-
-    const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, c);
-
-    let address: string | undefined;
-    const v6 = prefixes.find((p) => p.family === 6);
-    if (parsed.address !== undefined) {
-        if (!isIp(parsed.address) || familyOf(parsed.address) !== 6) {
-            c.error(`${NAMESPACE}:address`, `"${parsed.address}" is not an IPv6 address`);
-        } else if (v6 && !contains(v6, parsed.address)) {
-            c.error(`${NAMESPACE}:address`, `${parsed.address} is outside the prefix ${formatCidr(v6)}`);
-        } else if (v6 && canonical(parsed.address) === v6.network) {
-            c.error(`${NAMESPACE}:address`, `${parsed.address} is the prefix's network (subnet-router anycast) address; use ::1 or another host address`);
-        } else {
-            address = canonical(parsed.address);
-        }
-    } else if (v6) {
-        address = nthAddress(v6, 1);
-    }
-
-    const communityAsns = new Set<number>();
-    const pops: PopSpec[] = [];
-    const rawPops = parsed.pops ?? [];
-    const originName = parsed.origin?.name;
-    const seen = new Map<string, number>();
-    const meshNodes = 1 + rawPops.length;
-    let meshPlan: string[] | undefined;
-    let meshCidr: Cidr | undefined;
-    if (parsed.mesh) {
+function communitiesFor(key: string, texts: string[], c: Collector): Community[] {
+    const communities: Community[] = [];
+    texts.forEach((text, j) => {
         try {
-            meshCidr = parseCidr(parsed.mesh.cidr);
+            const community = parseCommunity(text);
+            const problem = communityProblem(community);
+            if (problem) c.error(`${key}.communities[${j}]`, `${text} ${problem}`);
+            else communities.push(community);
         } catch (e) {
-            c.error(`${NAMESPACE}:mesh.cidr`, (e as Error).message);
+            c.error(`${key}.communities[${j}]`, (e as Error).message);
         }
-        if (meshCidr) {
-            if (!isPrivateRange(meshCidr)) {
-                c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} is not private address space (use RFC 1918 or an fd00::/8 unique local prefix)`);
-            }
-            for (const p of prefixes) {
-                if (overlaps(meshCidr, p)) c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} overlaps the anycast prefix ${formatCidr(p)}`);
-            }
-            if (BigInt(meshNodes) > usableHosts(meshCidr)) {
-                c.error(`${NAMESPACE}:mesh.cidr`, `${parsed.mesh.cidr} has room for ${usableHosts(meshCidr)} hosts; the origin and ${rawPops.length} PoP(s) need ${meshNodes}`);
-            } else {
-                meshPlan = planMeshAddresses(parsed.mesh.cidr, meshNodes);
-            }
-        }
-    }
+    });
+    return communities;
+}
 
-    const meshAddressFor = (key: string, explicit: string | undefined, index: number): string => {
-        if (explicit === undefined) return meshPlan?.[index] ?? "";
-        if (!isIp(explicit)) {
-            c.error(`${key}.meshAddress`, `"${explicit}" is not an IP address`);
-        } else if (meshCidr && !contains(meshCidr, explicit)) {
-            c.error(`${key}.meshAddress`, `${explicit} is outside mesh.cidr ${formatCidr(meshCidr)}`);
-        }
-        return isIp(explicit) ? canonical(explicit) : explicit;
-    };
-
-    rawPops.forEach((p, i) => {
+function checkPops(parsed: Parsed, asn: number, mesh: MeshPlan, c: Collector, sshFamily?: 4 | 6): PopSpec[] {
+    const pops: PopSpec[] = [];
+    const seen = new Map<string, number>();
+    parsed.pops.forEach((p, i) => {
+        if (!p) return;
         const key = `${NAMESPACE}:pops[${i}]`;
-        if (seen.has(p.name)) c.error(`${key}.name`, `duplicate PoP name "${p.name}" (also pops[${seen.get(p.name)}])`);
+        const first = seen.get(p.name);
+        if (first !== undefined) c.error(`${key}.name`, `"${p.name}" is a duplicate PoP name (also pops[${first}]): give each PoP its own name`);
         seen.set(p.name, i);
-        if (p.name === originName) c.error(`${key}.name`, `"${p.name}" is also the origin's name`);
-        const host = hostSpecFor(key, p, parsed.sshPublicKeys ?? [], c, deploy?.sshFamily);
-        const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn ?? 0, parsed.bgpPassword, c);
-        const communities: Community[] = [];
-        p.communities.forEach((text, j) => {
-            try {
-                const community = parseCommunity(text);
-                if (community.kind === "standard" && community.asn === 20473 && community.value === 6000) {
-                    c.error(`${key}.communities[${j}]`, "20473:6000 keeps the route inside AS20473: an anycast prefix announced with it is not reachable from the Internet");
-                } else if (community.kind === "standard" && community.asn === 20473 && community.value === 666) {
-                    c.error(`${key}.communities[${j}]`, "20473:666 blackholes the prefix: never on an anycast announcement");
-                } else if (community.kind === "standard" && community.asn === 65535 && community.value === 0) {
-                    c.error(`${key}.communities[${j}]`, "65535:0 (GRACEFUL_SHUTDOWN) is set by the health agent while draining; do not set it statically");
-                }
-                communityAsns.add(community.kind === "standard" ? community.asn : community.global);
-                communities.push(community);
-            } catch (e) {
-                c.error(`${key}.communities[${j}]`, (e as Error).message);
-            }
-        });
-        const meshAddress = meshAddressFor(key, p.meshAddress, i + 1);
+        if (p.name === parsed.origin?.name) c.error(`${key}.name`, `"${p.name}" is also the origin's name: give the PoP another name`);
+        const host = hostSpecFor(key, p, parsed.sshPublicKeys ?? [], c, sshFamily);
+        const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn, parsed.bgpPassword, c);
+        const communities = communitiesFor(key, p.communities, c);
+        const meshAddress = meshAddressFor(key, p.meshAddress, i + 1, mesh, c);
         if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress });
     });
+    return pops;
+}
 
-    const withoutPassword = rawPops.filter((p) => p.bgp.password === undefined).map((p) => p.name);
-    if (parsed.bgpPassword === undefined && withoutPassword.length > 0 && !("bgpPassword" in raw && raw.bgpPassword !== undefined)) {
-        c.error(`${NAMESPACE}:bgpPassword`, `is required for PoP(s) ${withoutPassword.join(", ")}: pulumi config set --secret ${NAMESPACE}:bgpPassword <the TCP-MD5 password> (or give each PoP bgp.password)`);
-    }
-
+function checkOrigin(parsed: Parsed, mesh: MeshPlan, c: Collector, sshFamily?: 4 | 6): AnycastSpec["origin"] | undefined {
     const origin = parsed.origin;
-    let originSpec: AnycastSpec["origin"] | undefined;
-    if (origin) {
-        const host = hostSpecFor(`${NAMESPACE}:origin`, origin, parsed.sshPublicKeys ?? [], c, deploy?.sshFamily);
-        const meshAddress = meshAddressFor(`${NAMESPACE}:origin`, origin.meshAddress, 0);
-        if (host) originSpec = { name: origin.name, host, port: origin.port, healthPath: origin.healthPath, meshAddress };
-    }
-    const meshAddresses = [originSpec?.meshAddress, ...pops.map((p) => p.meshAddress)].filter((a): a is string => !!a);
-    const dup = meshAddresses.find((a, i) => meshAddresses.indexOf(a) !== i);
-    if (dup) c.error(`${NAMESPACE}:mesh`, `mesh address ${dup} is assigned twice (check explicit meshAddress settings)`);
+    if (!origin) return undefined;
+    const key = `${NAMESPACE}:origin`;
+    const host = hostSpecFor(key, origin, parsed.sshPublicKeys ?? [], c, sshFamily);
+    const meshAddress = meshAddressFor(key, origin.meshAddress, 0, mesh, c);
+    return host && { name: origin.name, host, port: origin.port, healthPath: origin.healthPath, meshAddress };
+}
 
-    // Unicast addresses of existing hosts must not be inside the anycast prefix: WireGuard and SSH
-    // to them would follow the anycast route to the nearest PoP instead of the host.
-    [...rawPops.map((p, i) => ({ key: `${NAMESPACE}:pops[${i}].host.address`, host: p.host })),
-        { key: `${NAMESPACE}:origin.host.address`, host: origin?.host }]
-        .forEach(({ key, host }) => {
-            if (host && isIp(host.address) && prefixes.some((p) => contains(p, host.address))) {
-                c.error(key, `${host.address} is inside the anycast prefix; a host's unicast address must be outside it`);
-            }
-        });
+function checkMeshAddressesUnique(origin: AnycastSpec["origin"] | undefined, pops: PopSpec[], c: Collector): void {
+    const addresses = [origin?.meshAddress, ...pops.map((p) => p.meshAddress)].filter((a): a is string => !!a);
+    const dup = addresses.find((a, i) => addresses.indexOf(a) !== i);
+    if (dup) c.error(`${NAMESPACE}:mesh`, `mesh address ${dup} is assigned twice: check the explicit meshAddress settings`);
+}
 
-    const fd = parsed.frontDoor;
-    let frontDoor: AnycastSpec["frontDoor"] | undefined;
-    if (fd) {
-        if (!!fd.zone === !!fd.zoneId) c.error(`${NAMESPACE}:frontDoor`, "set exactly one of zone (a name such as example.com) or zoneId");
-        const zone = fd.zone?.toLowerCase().replace(/\.$/, "");
-        if (zone !== undefined && !DOMAIN.test(zone)) c.error(`${NAMESPACE}:frontDoor.zone`, `"${fd.zone}" is not a domain name such as example.com`);
-        const hostname = fqdnIn(fd.hostname, zone);
-        const anycastName = fqdnIn(fd.anycastName, zone);
-        if (typeof hostname !== "string") c.error(`${NAMESPACE}:frontDoor.hostname`, hostname.error);
-        if (typeof anycastName !== "string") c.error(`${NAMESPACE}:frontDoor.anycastName`, anycastName.error);
-        if (typeof hostname === "string" && hostname === anycastName) {
-            c.error(`${NAMESPACE}:frontDoor.anycastName`, `must differ from hostname: ${hostname} is the proxied CNAME, the anycast name its unproxied AAAA target`);
-        }
-        if (typeof hostname === "string" && typeof anycastName === "string") {
-            frontDoor = { zone, zoneId: fd.zoneId, hostname, anycastName, sslMode: fd.sslMode };
+/**
+ * Unicast addresses of existing hosts must not be inside the anycast prefix: WireGuard and SSH
+ * to them would follow the anycast route to the nearest PoP instead of the host.
+ */
+function checkHostsOutsidePrefixes(parsed: Parsed, prefixes: Cidr[], c: Collector): void {
+    const hosts = [
+        ...parsed.pops.map((p, i) => ({ key: `${NAMESPACE}:pops[${i}].host.address`, host: p?.host })),
+        { key: `${NAMESPACE}:origin.host.address`, host: parsed.origin?.host },
+    ];
+    for (const { key, host } of hosts) {
+        if (host && isIp(host.address) && prefixes.some((p) => contains(p, host.address))) {
+            c.error(key, `${host.address} is inside the anycast prefix: use the host's own unicast address, outside it`);
         }
     }
+}
 
-    const firewall = parsed.firewall;
-    if (firewall) {
-        const cidrList = (key: string, list: string[]) => list.forEach((t, i) => {
-            try {
-                parseCidr(t);
-            } catch (e) {
-                c.error(`${NAMESPACE}:firewall.${key}[${i}]`, (e as Error).message);
-            }
-        });
-        cidrList("adminCidrs", firewall.adminCidrs);
-        if (firewall.httpSources) cidrList("httpSources", firewall.httpSources);
-        if (firewall.adminCidrs.length === 0) {
-            c.warn(`${NAMESPACE}:firewall.adminCidrs`, "is empty: SSH is open to the whole Internet on every host");
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
+const LABELS = /^(?=.{1,253}$)[a-z0-9*](?:[a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** Resolve a DNS name given relative to the zone ("www") or fully ("www.example.com"). */
+function fqdnIn(nameText: string, zone: string | undefined): string | { error: string } {
+    const n = nameText.toLowerCase().replace(/\.$/, "");
+    if (!LABELS.test(n)) return { error: `"${nameText}" is not a valid DNS name: use letters, digits and '-' in dot-separated labels, such as www` };
+    if (!zone) {
+        return DOMAIN.test(n) ? n : { error: `"${nameText}" is not fully qualified: use a full name such as www.example.com when only frontDoor.zoneId is given` };
+    }
+    if (n === zone || n.endsWith(`.${zone}`)) return n;
+    if (n.includes(".") && DOMAIN.test(n) && !n.endsWith(`.${zone}`) && n.split(".").length > 2) {
+        return { error: `"${nameText}" is not inside the zone ${zone}: use a name in ${zone}, such as www or www.${zone}` };
+    }
+    return `${n}.${zone}`;
+}
+
+function checkFrontDoor(fd: TopLevel["frontDoor"] | undefined, c: Collector): AnycastSpec["frontDoor"] | undefined {
+    if (!fd) return undefined;
+    const key = `${NAMESPACE}:frontDoor`;
+    if (!!fd.zone === !!fd.zoneId) {
+        c.error(key, `has ${fd.zone ? "both zone and zoneId" : "neither zone nor zoneId"}: set exactly one of zone (a name such as example.com) or zoneId`);
+    }
+    const zone = fd.zone?.toLowerCase().replace(/\.$/, "");
+    if (zone !== undefined && !DOMAIN.test(zone)) c.error(`${key}.zone`, `"${fd.zone}" is not a domain name: use the zone's name, such as example.com`);
+    const hostname = fqdnIn(fd.hostname, zone);
+    const anycastName = fqdnIn(fd.anycastName, zone);
+    if (typeof hostname !== "string") c.error(`${key}.hostname`, hostname.error);
+    if (typeof anycastName !== "string") c.error(`${key}.anycastName`, anycastName.error);
+    if (typeof hostname !== "string" || typeof anycastName !== "string") return undefined;
+    if (hostname === anycastName) {
+        c.error(`${key}.anycastName`, `${anycastName} must differ from hostname: ${hostname} is the proxied CNAME, the anycast name its unproxied AAAA target; use another name, such as anycast`);
+    }
+    return { zone, zoneId: fd.zoneId, hostname, anycastName, sslMode: fd.sslMode };
+}
+
+function checkFirewall(firewall: TopLevel["firewall"] | undefined, c: Collector): void {
+    if (!firewall) return;
+    const check = (key: string, list: string[]) => list.forEach((t, i) => {
+        try {
+            parseCidr(t);
+        } catch (e) {
+            c.error(`${NAMESPACE}:firewall.${key}[${i}]`, `${(e as Error).message}: use a CIDR such as 203.0.113.0/24 or 2001:db8::/32`);
         }
+    });
+    check("adminCidrs", firewall.adminCidrs);
+    if (firewall.httpSources) check("httpSources", firewall.httpSources);
+    if (firewall.adminCidrs.length === 0) {
+        c.warn(`${NAMESPACE}:firewall.adminCidrs`, "is empty: SSH is open to the whole Internet on every host");
     }
+}
 
-    const sshPrivateKey = raw.sshPrivateKey;
-    if (sshPrivateKey === undefined) {
-        c.error(`${NAMESPACE}:sshPrivateKey`, `is required to push configs: pulumi config set --secret ${NAMESPACE}:sshPrivateKey < ~/.ssh/id_ed25519`);
-    } else if (typeof sshPrivateKey !== "string" || !/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(sshPrivateKey.trim())) {
-        c.error(`${NAMESPACE}:sshPrivateKey`, "must be a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)");
+function checkSshPrivateKey(key: unknown, c: Collector): void {
+    const name = `${NAMESPACE}:sshPrivateKey`;
+    if (key === undefined) {
+        c.error(name, `is required to push configs: pulumi config set --secret ${name} < ~/.ssh/id_ed25519`);
+    } else if (typeof key !== "string" || !/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key.trim())) {
+        c.error(name, `is not a private key: use a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----), set with pulumi config set --secret ${name} < ~/.ssh/id_ed25519`);
     }
+}
 
-    const health: HealthSpec | undefined = parsed.health;
-    if (health && health.timeout > Math.max(health.interval, 0.05) * 10) {
+function checkHealth(health: HealthSpec | undefined, c: Collector): void {
+    if (!health) return;
+    if (health.timeout > Math.max(health.interval, 0.05) * 10) {
         c.warn(`${NAMESPACE}:health.timeout`, "is much longer than the interval: a hanging check delays failover");
     }
-
-    if (health && worstFlapPenalty(health.maxWithdrawalsPerHour) >= DAMPING_SUPPRESS_THRESHOLD) {
+    const penalty = worstFlapPenalty(health.maxWithdrawalsPerHour);
+    if (penalty >= DAMPING_SUPPRESS_THRESHOLD) {
         c.warn(`${NAMESPACE}:health.maxWithdrawalsPerHour`, `${health.maxWithdrawalsPerHour} withdrawals in quick succession can add up to a route-flap ` +
-            `penalty of ${worstFlapPenalty(health.maxWithdrawalsPerHour)}, above the suppress threshold ${DAMPING_SUPPRESS_THRESHOLD} (RFC 7196): ` +
+            `penalty of ${penalty}, above the suppress threshold ${DAMPING_SUPPRESS_THRESHOLD} (RFC 7196): ` +
             `upstreams that damp routes would suppress the prefix everywhere; ${MAX_SAFE_WITHDRAWALS} or fewer stays below it`);
     }
-
-    if (errors.length > 0) throw new ConfigError(errors);
-    // Every field below was checked above; the assertions only restate that to the compiler.
-    return {
-        asn: asn!,
-        prefixes: prefixes.map(formatCidr),
-        address: address!,
-        bgpPassword: parsed.bgpPassword ?? "",
-        sshPrivateKey: String(sshPrivateKey),
-        sshPublicKeys: parsed.sshPublicKeys ?? [],
-        pops,
-        origin: originSpec!,
-        mesh: parsed.mesh!,
-        frontDoor: frontDoor!,
-        health: parsed.health!,
-        firewall: parsed.firewall!,
-        deploy: deploy!,
-        roas,
-        rpki,
-        warnings,
-    };
 }
 
 /**
@@ -623,83 +743,56 @@ function checkRoas(raw: TopLevel["roas"], prefixes: Cidr[], asn: number | undefi
         }
         return { roas: [], rpki: prefixes.map((p) => ({ prefix: formatCidr(p), state: "unchecked", detail: "anycast:roas not set" })) };
     }
-    const roas: Array<Roa | undefined> = raw.map((r, i) => {
+    const roas = parseRoas(raw, c);
+    if (asn === undefined) return { roas: [], rpki: [] };
+    const known = roas.filter((r): r is Roa => r !== undefined);
+    const rpki = prefixes.map((p, i) => rpkiFinding(p, prefixes.length > 1 ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`,
+        asn, known, (k) => `${NAMESPACE}:roas[${roas.indexOf(known[k])}]`, c));
+    return { roas: known.map((r) => ({ prefix: formatCidr(r.prefix), maxLength: r.maxLength, asn: r.asn })), rpki };
+}
+
+/** The listed ROAs, each parsed or reported (undefined keeps the indexes of the list). */
+function parseRoas(raw: NonNullable<TopLevel["roas"]>, c: Collector): Array<Roa | undefined> {
+    return raw.map((r, i) => {
         const key = `${NAMESPACE}:roas[${i}]`;
         let prefix: Cidr;
         try {
             prefix = parseCidr(r.prefix);
         } catch (e) {
-            c.error(`${key}.prefix`, (e as Error).message);
+            c.error(`${key}.prefix`, `${(e as Error).message}: use the ROA's prefix as your RIR lists it`);
             return undefined;
         }
         const bits = prefix.family === 6 ? 128 : 32;
         const maxLength = r.maxLength ?? prefix.length;
         if (maxLength < prefix.length || maxLength > bits) {
-            c.error(`${key}.maxLength`, `${maxLength} must be from the ROA prefix's length /${prefix.length} to /${bits}`);
+            c.error(`${key}.maxLength`, `${maxLength} is out of range: use a max length from the ROA prefix's length /${prefix.length} to /${bits}`);
             return undefined;
         }
         return { prefix, maxLength, asn: r.asn };
     });
-    if (asn === undefined) return { roas: [], rpki: [] };
-    const known = roas.filter((r): r is Roa => r !== undefined);
-    const rpki: RpkiFinding[] = [];
-    for (const [pi, p] of prefixes.entries()) {
-        const text = formatCidr(p);
-        const prefixKey = prefixes.length > 1 ? `${NAMESPACE}:prefix[${pi}]` : `${NAMESPACE}:prefix`;
-        const verdict = validateOrigin(p, asn, known);
-        const roaKey = (k: number) => `${NAMESPACE}:roas[${roas.indexOf(known[k])}]`;
-        if (verdict.state === "valid") {
-            rpki.push({ prefix: text, state: "valid", detail: `ROA ${describeRoa(known[verdict.matchedBy!])}` });
-        } else if (verdict.state === "not-found") {
-            rpki.push({ prefix: text, state: "not-found", detail: "no listed ROA covers it" });
-            c.warn(prefixKey, `no ROA in anycast:roas covers ${text}: the announcement is RPKI NotFound, and networks that accept only RPKI-valid routes drop it; publish a ROA for AS${asn} with max length ≥ ${p.length}`);
+}
+
+/** One prefix's RPKI state against the ROAs; an invalid one is an error on the ROA that makes it so. */
+function rpkiFinding(p: Cidr, prefixKey: string, asn: number, known: Roa[], roaKey: (k: number) => string,
+    c: Collector): RpkiFinding {
+    const text = formatCidr(p);
+    const verdict = validateOrigin(p, asn, known);
+    if (verdict.state === "valid") return { prefix: text, state: "valid", detail: `ROA ${describeRoa(known[verdict.matchedBy!])}` };
+    if (verdict.state === "not-found") {
+        c.warn(prefixKey, `no ROA in anycast:roas covers ${text}: the announcement is RPKI NotFound, and networks that accept only RPKI-valid routes drop it; publish a ROA for AS${asn} with max length ≥ ${p.length}`);
+        return { prefix: text, state: "not-found", detail: "no listed ROA covers it" };
+    }
+    const why = `the announcement of ${text} by AS${asn} is RPKI-invalid, and most of the Internet drops RPKI-invalid routes`;
+    for (const m of verdict.mismatches) {
+        const roa = known[m.roa];
+        if (m.reason === "maxLength") {
+            c.error(`${roaKey(m.roa)}.maxLength`, `/${roa.maxLength} is shorter than the announced /${p.length} (${prefixKey}): ${why}; set the ROA's max length to ${p.length} at your RIR`);
+        } else if (m.reason === "asn") {
+            c.error(`${roaKey(m.roa)}.asn`, `AS${roa.asn} is not the origin anycast:asn AS${asn}: ${why}; publish a ROA for AS${asn}`);
         } else {
-            rpki.push({ prefix: text, state: "invalid", detail: verdict.mismatches.map((m) => `ROA ${describeRoa(known[m.roa])}: ${m.reason}`).join("; ") });
-            const why = `the announcement of ${text} by AS${asn} is RPKI-invalid, and most of the Internet drops RPKI-invalid routes`;
-            for (const m of verdict.mismatches) {
-                const roa = known[m.roa];
-                if (m.reason === "maxLength") {
-                    c.error(`${roaKey(m.roa)}.maxLength`, `/${roa.maxLength} is shorter than the announced /${p.length} (${prefixKey}): ${why}; set the ROA's max length to ${p.length} at your RIR`);
-                } else if (m.reason === "asn") {
-                    c.error(`${roaKey(m.roa)}.asn`, `AS${roa.asn} is not the origin anycast:asn AS${asn}: ${why}; publish a ROA for AS${asn}`);
-                } else {
-                    c.error(`${roaKey(m.roa)}.asn`, `an AS0 ROA (RFC 6483) says ${formatCidr(roa.prefix)} must never be announced: ${why}; remove it at your RIR`);
-                }
-            }
+            c.error(`${roaKey(m.roa)}.asn`, `an AS0 ROA (RFC 6483) says ${formatCidr(roa.prefix)} must never be announced: ${why}; remove it at your RIR`);
         }
     }
-    return { roas: known.map((r) => ({ prefix: formatCidr(r.prefix), maxLength: r.maxLength, asn: r.asn })), rpki };
+    return { prefix: text, state: "invalid", detail: verdict.mismatches.map((m) => `ROA ${describeRoa(known[m.roa])}: ${m.reason}`).join("; ") };
 }
 
-/**
- * Route flap damping (RFC 2439) as upstreams that still run it configure it: each withdrawal
- * costs a penalty of 1000 and, on Juniper, so does each re-advertisement; the route is suppressed
- * at the threshold RFC 7196 and RIPE-580 recommend, 6000. The worst case for the health agent is
- * all its allowed withdrawals in quick succession (no decay), each but the last followed by a
- * re-announcement (after the last one it is held down).
- */
-export const DAMPING_SUPPRESS_THRESHOLD = 6000;
-/** The damping penalty of withdrawals and re-announcements received in quick succession. */
-export function flapPenalty(withdrawals: number, reannouncements: number): number {
-    return 1000 * (withdrawals + reannouncements);
-}
-export function worstFlapPenalty(maxWithdrawals: number): number {
-    return flapPenalty(maxWithdrawals, maxWithdrawals - 1);
-}
-/** The most withdrawals an hour whose worst case stays below the threshold (3). */
-const MAX_SAFE_WITHDRAWALS = (() => {
-    let n = 1;
-    while (worstFlapPenalty(n + 1) < DAMPING_SUPPRESS_THRESHOLD) n++;
-    return n;
-})();
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-    switch (issue.code) {
-        case "invalid_type":
-            return issue.input === undefined ? "is required" : `must be ${issue.expected === "number" ? "a number" : issue.expected === "array" ? "a list" : issue.expected === "object" ? "a map" : `a ${issue.expected}`}`;
-        case "unrecognized_keys":
-            return `unknown key(s): ${issue.keys.join(", ")}`;
-        default:
-            return issue.message;
-    }
-}

@@ -1,6 +1,8 @@
 /** The pure core: model, config validation, address math, renderers and the registry of pushed files (no Pulumi types). */
 export * from "./model";
 export * from "./config";
+export * from "./vultr";
+export * from "./damping";
 export * as addressing from "./addressing";
 export * from "./render";
 export * from "./artifacts";

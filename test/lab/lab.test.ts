@@ -198,8 +198,9 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
             assert.ok(e, `experiment ${id} missing`);
             assert.equal(e.skipped, undefined);
             assertExperiments({ ...report, experiments: [e] }, 5);
-            // BFD 100 ms x 3 bounds link loss: the lab stack's bound is far below a hold-time one.
-            if (id === "linkLoss") for (const r of e.runs) assert.match(r.bounds.basis, /^BFD 100 ms x 3/);
+            // BFD bounds link loss (100 ms x 3 as configured, a longer interval on a machine that
+            // stalls: lab/stalls.ts): the lab stack's bound is far below a hold-time one.
+            if (id === "linkLoss") for (const r of e.runs) assert.match(r.bounds.basis, /^BFD \d+ ms x 3/);
             // Runs rotate over the PoPs, so every PoP was failed at least once.
             assert.equal(new Set(e.runs.map((r) => r.pop)).size, 3);
         });

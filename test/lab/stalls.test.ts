@@ -6,14 +6,18 @@ import * as assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { renderBirdConfig } from "../../components/core/render/bird";
 import { LabStack } from "../../lab/stack";
-import { adaptStackToStalls, bfdTimersForStalls, minimumBfdDetectMs, probeStalls } from "../../lab/stalls";
+import { renderHealthEnv } from "../../components/core/render/health";
+import { adaptStackToStalls, bfdTimersForStalls, healthTimeoutForStalls, minimumBfdDetectMs, probeStalls } from "../../lab/stalls";
 import { labSpec, popRenderInput, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
 
 function labStackWithBird(): LabStack {
     const spec = labSpec();
     const hosts = spec.pops.map((p) => ({
         name: p.name, role: "pop" as const, ...TEST_HOST_ADDRESSES[p.name],
-        files: { "bird.conf": renderBirdConfig(popRenderInput(spec, p.name)) },
+        files: {
+            "bird.conf": renderBirdConfig(popRenderInput(spec, p.name)),
+            "anycast-health.env": renderHealthEnv(popRenderInput(spec, p.name)),
+        },
     }));
     return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources! };
 }
@@ -21,7 +25,7 @@ function labStackWithBird(): LabStack {
 describe("BFD timers for a stalling machine", () => {
     it("keeps timers whose detection time outlasts the stalls", () => {
         assert.equal(bfdTimersForStalls({ intervalMs: 100, multiplier: 3 }, 0), undefined);
-        assert.equal(bfdTimersForStalls({ intervalMs: 300, multiplier: 3 }, 200), undefined);
+        assert.equal(bfdTimersForStalls({ intervalMs: 300, multiplier: 3 }, 100), undefined);
     });
 
     it("raises the interval in 50 ms steps, keeping the multiplier", () => {
@@ -30,6 +34,13 @@ describe("BFD timers for a stalling machine", () => {
         assert.equal(raised.intervalMs % 50, 0);
         assert.ok(raised.intervalMs * 3 >= minimumBfdDetectMs(700));
         assert.ok((raised.intervalMs - 50) * 3 < minimumBfdDetectMs(700), "the smallest step that is enough");
+    });
+
+    it("raises a health check timeout shorter than the stalls allow, in 0.1 s steps", () => {
+        assert.equal(healthTimeoutForStalls(2, 300), undefined);
+        const raised = healthTimeoutForStalls(0.3, 700)!;
+        assert.ok(raised * 1000 >= minimumBfdDetectMs(700) && (raised - 0.1) * 1000 < minimumBfdDetectMs(700));
+        assert.equal(Math.round(raised * 10), raised * 10);
     });
 
     it("changes nothing in the stack on a machine that does not stall", () => {
@@ -42,16 +53,21 @@ describe("BFD timers for a stalling machine", () => {
     it("rewrites the spec and every PoP's bird.conf together, and lists each change", () => {
         const stack = labStackWithBird();
         const { stack: adapted, rewrites } = adaptStackToStalls(stack, 700);
-        assert.deepEqual(rewrites.map((r) => r.host), ["lax", "ams", "sgp"]);
+        assert.deepEqual(rewrites.map((r) => `${r.host} ${r.file}`), ["lax", "ams", "sgp"]
+            .flatMap((p) => [`${p} bird.conf (and the emulated edge)`, `${p} anycast-health.env`]));
+        assert.ok(adapted.spec.health.timeout * 1000 >= minimumBfdDetectMs(700));
         for (const pop of adapted.spec.pops) {
             const bfd = pop.bgp.bfd!;
             assert.ok(bfd.intervalMs * bfd.multiplier >= minimumBfdDetectMs(700));
             const conf = adapted.hosts.find((h) => h.name === pop.name)!.files["bird.conf"];
             // What the PoP's BIRD runs is what the spec (edges, failover bounds) says.
             assert.equal(conf, renderBirdConfig(popRenderInput(adapted.spec, pop.name)));
+            const env = adapted.hosts.find((h) => h.name === pop.name)!.files["anycast-health.env"];
+            assert.equal(env, renderHealthEnv(popRenderInput(adapted.spec, pop.name)));
         }
         // The input is not modified: the report's "configured" values stay the user's.
         assert.equal(stack.spec.pops[0].bgp.bfd!.intervalMs, 100);
+        assert.equal(stack.spec.health.timeout, 0.3);
     });
 
     it("measures stalls as a non-negative number of ms", () => {

@@ -95,7 +95,7 @@ describe("lab plan", () => {
 
     it("renders edge and transit configs that BIRD accepts", (t) => {
         if (!which("bird")) {
-            t.skip("bird is not installed (sudo bash scripts/setup.sh)");
+            t.skip("bird is not installed (bash scripts/setup.sh, as root)");
             return;
         }
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lab-bird-"));

@@ -1,14 +1,19 @@
 /**
- * The `anycast` CLI end to end (in-process): validate, render, preview, and the rule that
- * nothing secret appears in clear text outside the files meant to hold it.
+ * The `anycast` CLI end to end (in-process): help, validate, render, preview and its diff,
+ * error messages without stack traces, the 100-column bound, and the rule that nothing secret
+ * appears in clear text outside the files meant to hold it.
  */
 import { describe, it, before, after } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { execFileSync } from "node:child_process";
 import { stringify } from "yaml";
-import { main } from "../../cli/anycast";
+import { Command } from "commander";
+import { main, program, reportError } from "../../cli/anycast";
+import { CommandError } from "../../lab/exec";
+import { EDGE_KINDS, LabPreconditionError } from "../../lab/index";
 import { REPO_ROOT } from "../helpers/golden";
 import { rawConfigOf } from "../helpers/fixtures";
 
@@ -41,8 +46,10 @@ describe("anycast CLI", () => {
         for (const f of ["Pulumi.lab.yaml", "Pulumi.prod.yaml"]) {
             const r = await cli(["validate", "--config", path.join(REPO_ROOT, f)]);
             assert.equal(r.code, 0, r.err);
-            assert.match(r.out, /valid \(3 PoPs/);
+            assert.match(r.out, /^validate: ok, 3 PoPs, \d+ resources, \d+ warnings? \(.*\)$/m);
+            assert.match(r.out, /^ {2}running stacks\/network under Pulumi mocks: done in [\d.]+ m?s, \d+ resources$/m);
             assert.match(r.out, /rpki: 2001:db8:100::\/48 from AS64500: valid \(ROA 2001:db8:100::\/48 max \/48 AS64500\)/);
+            assertFits(r);
         }
     });
 
@@ -59,7 +66,7 @@ describe("anycast CLI", () => {
 
     it("validate says when secrets are placeholders", async () => {
         const r = await cli(["validate", "--config", path.join(REPO_ROOT, "Pulumi.prod.yaml")]);
-        assert.match(r.out, /anycast:bgpPassword is not set .* placeholder/);
+        assert.match(r.out.replace(/\n {4}/g, " "), /anycast:bgpPassword is not set .* placeholder/);
     });
 
     it("validate exits 1 and lists every error with its key", async () => {
@@ -121,11 +128,301 @@ describe("anycast CLI", () => {
         assert.ok(checked >= 3 + 4, "the secrets do appear where they belong (bird.conf ×3, wg0.conf ×4, origin.key)");
     });
 
-    it("preview prints a table of resources", async () => {
+    it("preview prints the resources as a tree by parent, with + markers and counts by type", async () => {
         const r = await cli(["preview", "--config", path.join(REPO_ROOT, "Pulumi.prod.yaml")]);
         assert.equal(r.code, 0, r.err);
-        assert.match(r.out, /vultr:index\/instance:Instance\s+lax-instance\s+lax vc2-1c-1gb ipv6=true/);
-        assert.match(r.out, /DnsRecord\s+front-door-cname\s+CNAME www\.example\.com -> anycast\.example\.com proxied ttl=1/);
-        assert.match(r.out, /\d+ resources to create/);
+        assert.match(r.out, /^ \+ {2}pulumi:pulumi:Stack +anycast-prod$/m);
+        assert.match(r.out, /^ \+ +├─ anycast:index:AnycastPoP +lax$/m);
+        // The widest type and name are shown whole; the Plan column gives way to a legend.
+        assert.match(r.out, /^ \+ .*─ cloudflare:index:AuthenticatedOriginPullsCertificate +front-door-pull-cert$/m);
+        assert.match(r.out, /^ {4}\(\+ create, ~ update, \+- replace, - delete\)$/m);
+        assert.doesNotMatch(r.out, /…/);
+        // Key inputs go on the line below when they do not fit at the end of the resource's line.
+        assert.match(r.out, /^ \+ +│ +│ +(├|└)─ vultr:index:Instance +lax-instance\n {4}│ +│ +lax vc2-1c-1gb$/m);
+        assert.match(r.out, /^ \+ .*cloudflare:index:DnsRecord +front-door-cname\n {4}│ +│ +CNAME www\.example\.com -> anycast\.example\.com proxied$/m);
+        assert.match(r.out, /^ {4}Type +\+ create$/m);
+        assert.match(r.out, /^ {4}vultr:index:Instance +3$/m);
+        assert.match(r.out, /^preview: \d+ to create$/m);
+        assertFits(r);
+    });
+});
+
+/** What reportError prints for an error, and its exit code. */
+function report(e: unknown, command: string, argv: string[]): { code: number; out: string; err: string } {
+    const err: string[] = [];
+    const code = reportError(e, command, argv, { out: () => undefined, err: (s) => err.push(s) });
+    return { code, out: "", err: err.join("\n") };
+}
+
+/** Every line of a command's output within 100 columns. */
+function assertFits(r: { out: string; err: string }): void {
+    for (const line of [...r.out.split("\n"), ...r.err.split("\n")]) {
+        assert.ok(line.length <= 100, `${line.length} columns: ${line}`);
+    }
+}
+
+/** No Node stack trace ("    at fn (file:line:col)") anywhere. */
+function assertNoStack(r: { out: string; err: string }): void {
+    assert.doesNotMatch(`${r.out}\n${r.err}`, /^\s+at .*(\(|:\d+:\d+)/m);
+}
+
+describe("anycast --help", () => {
+    it("-h, --help and --version exit 0; no arguments prints the help and exits 2", async () => {
+        for (const args of [["--help"], ["-h"]]) {
+            const r = await cli(args);
+            assert.equal(r.code, 0);
+            assert.match(r.out, /^Usage: anycast \[options\] \[command\]/);
+            for (const c of ["validate", "render", "preview", "lab", "bench"]) assert.match(r.out, new RegExp(`^  ${c} \\[options\\] +\\S`, "m"));
+            assertFits(r);
+        }
+        const version = await cli(["--version"]);
+        assert.equal(version.code, 0);
+        assert.equal(version.out, JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")).version);
+        for (const args of [[], ["--debug"]]) {
+            const none = await cli(args);
+            assert.equal(none.code, 2, `anycast ${args.join(" ")}`);
+            assert.match(none.err, /^Usage: anycast/);
+        }
+    });
+
+    it("each command's --help describes every option, with its default and examples", async () => {
+        const commands = program({ out: () => undefined, err: () => undefined }, () => undefined).commands.filter((c) => c.name() !== "help");
+        assert.deepEqual(commands.map((c) => c.name()), ["validate", "render", "preview", "lab", "bench"]);
+        for (const command of commands as Command[]) {
+            for (const args of [[command.name(), "--help"], ["help", command.name()]]) {
+                const r = await cli(args);
+                assert.equal(r.code, 0, `${args.join(" ")}: ${r.err}`);
+                const help = r.out.replace(/\n {20,}/g, " ");
+                assert.match(help, new RegExp(`^Usage: anycast ${command.name()} \\[options\\]`));
+                for (const option of command.options) {
+                    const line = help.split("\n").find((l) => l.trimStart().startsWith(option.flags));
+                    assert.ok(line, `${command.name()} --help lists ${option.flags}`);
+                    assert.ok(line.includes(option.description.slice(0, 30)), `${option.flags} is described: ${line}`);
+                    assert.match(line, /default|required/, `${command.name()} ${option.flags} says its default: ${line}`);
+                }
+                assert.match(help, /\nExamples:\n {2}anycast /);
+                assert.match(help, /--debug/);
+                assertFits(r);
+            }
+        }
+    });
+
+    it("lab takes --config --json --keep --repeats --down --edge", async () => {
+        const lab = program({ out: () => undefined, err: () => undefined }, () => undefined).commands.find((c) => c.name() === "lab")!;
+        assert.deepEqual(lab.options.map((o) => o.long).sort(), ["--config", "--down", "--edge", "--json", "--keep", "--repeats"].sort());
+        const edge = await cli(["lab", "--config", path.join(REPO_ROOT, "Pulumi.lab.yaml"), "--edge", "gobgp"]);
+        assert.equal(edge.code, 2);
+        assert.match(edge.err, /Allowed choices are frr, bird/);
+        assert.deepEqual(lab.options.find((o) => o.long === "--edge")!.argChoices, EDGE_KINDS, "the lab's own list of edges");
+    });
+
+    it("an unknown command or option gets a did-you-mean and exit 2", async () => {
+        const command = await cli(["valdate"]);
+        assert.equal(command.code, 2);
+        assert.match(command.err, /unknown command 'valdate'\n\(Did you mean validate\?\)/);
+        const help = await cli(["help", "valdate"]);
+        assert.equal(help.code, 2);
+        assert.match(help.err, /unknown command 'valdate'\n\(Did you mean validate\?\)/);
+        const option = await cli(["validate", "--cofig", "Pulumi.prod.yaml"]);
+        assert.equal(option.code, 2);
+        assert.match(option.err, /unknown option '--cofig'\n\(Did you mean --config\?\)/);
+        const repeats = await cli(["bench", "--repeats", "many"]);
+        assert.equal(repeats.code, 2);
+        assert.match(repeats.err, /--repeats <n>.* use a whole number/);
+    });
+});
+
+describe("anycast errors are plain words, never a stack trace", () => {
+    let dir: string;
+    before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), "anycast-cli-errors-")); });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    const stackFile = (name: string, edit: (config: Record<string, any>) => void): string => {
+        const config: Record<string, any> = {};
+        for (const [k, v] of Object.entries(rawConfigOf("Pulumi.lab.yaml"))) config[k] = v;
+        edit(config);
+        const file = path.join(dir, name);
+        fs.writeFileSync(file, stringify({ config: Object.fromEntries(Object.entries(config).map(([k, v]) => [`anycast:${k}`, v])) }));
+        return file;
+    };
+
+    it("a config error names the key, the value and what is valid, once each", async () => {
+        const file = stackFile("Pulumi.typos.yaml", (c) => {
+            c.pops[0].prepend = 7;
+            c.pops[1].bgp = { remoteAs: 64515 };
+            c.pops[2].region = "xyz";
+            c.frontdoor = c.frontDoor;
+            c.bgpPassword = 'pa"ss';
+        });
+        const r = await cli(["validate", "--config", file]);
+        assert.equal(r.code, 1);
+        const lines = r.err.split("\n");
+        assert.equal(lines[0], `anycast validate: ${file} has 5 errors:`);
+        assert.ok(lines.includes("  anycast:pops[0].prepend: 7 is out of range: use 0 to 3 extra prepends"), r.err);
+        assert.match(r.err, /^ {2}anycast:pops\[1\]\.bgp\.remoteAs: is not a known key: did you mean remoteAsn\?/m);
+        assert.match(r.err, /^ {2}anycast:frontdoor: is not a known key: did you mean frontDoor\?/m);
+        assert.match(r.err, /^ {2}anycast:pops\[2\]\.region: "xyz" is not a Vultr region id: use one of ams, /m);
+        assert.equal(r.err.split("anycast:bgpPassword:").length - 1, 1, "the password error appears once");
+        assert.ok(!r.err.includes('pa"ss'), "the password itself is not printed");
+        assert.equal(lines[lines.length - 1], "validate: failed, 5 config errors");
+        assertNoStack(r);
+        assertFits(r);
+    });
+
+    it("a YAML error gives file:line:column, the line and a caret", async () => {
+        const file = path.join(dir, "Pulumi.yamlerror.yaml");
+        fs.writeFileSync(file, "config:\n  anycast:asn: 64500\n  anycast:prefix: \"2001:db8:100::/48\n");
+        const r = await cli(["validate", "--config", file]);
+        assert.equal(r.code, 1);
+        // The parser notices the unclosed quote at the end of the file; the caret goes to the end
+        // of the last line with text, the one to fix.
+        assert.match(r.err, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:3:37: invalid YAML: Missing closing "quote`));
+        assert.match(r.err, /^ {2}3 \| {3}anycast:prefix: "2001:db8:100::\/48\n {4}\| {37}\^$/m);
+        assert.match(r.err, /validate: failed, the stack file cannot be read$/);
+        assertNoStack(r);
+        assertFits(r);
+    });
+
+    it("an error of ours: its message and a hint, no stack; --debug adds the stack", () => {
+        let bug: unknown;
+        try {
+            JSON.parse("{").urn;
+        } catch (e) {
+            bug = e;
+        }
+        for (const debug of [false, true]) {
+            const r = report(bug, "preview", ["preview", "--config", "Pulumi.prod.yaml", ...(debug ? ["--debug"] : [])]);
+            assert.equal(r.code, 1);
+            assert.match(r.err, /^anycast preview: unexpected error:\n {2}Expected property name/m);
+            assert.match(r.err, /\npreview: failed, an error in anycast itself$/);
+            if (debug) assert.match(r.err, /^\s+at .*:\d+:\d+/m);
+            else {
+                assert.match(r.err, /run with --debug for the stack trace, and report it as a bug/);
+                assertNoStack(r);
+            }
+        }
+    });
+
+    it("a failing lab: the lab's own error in full, no stack; --debug adds the stack", () => {
+        const stderr = "bird: /etc/bird/bird.conf:12:3 syntax error\nbird: unexpected end of file";
+        const failed = new CommandError(["ip", "netns", "exec", "ac-pop-lax", "bird", "-c", "bird.conf"], { code: 1, stdout: "", stderr });
+        const r = report(failed, "lab", ["lab", "--config", "Pulumi.lab.yaml"]);
+        assert.equal(r.code, 1);
+        assert.equal(r.err, [
+            "anycast lab: the lab failed:",
+            "  command failed (exit 1): ip netns exec ac-pop-lax bird -c bird.conf",
+            "  bird: /etc/bird/bird.conf:12:3 syntax error",
+            "  bird: unexpected end of file",
+            "lab: failed (--debug prints the stack trace)",
+        ].join("\n"));
+        const debug = report(failed, "lab", ["lab", "--config", "Pulumi.lab.yaml", "--debug"]);
+        assert.match(debug.err, /^CommandError: command failed[^]*^\s+at .*:\d+:\d+/m);
+        assert.match(debug.err, /\nlab: failed$/);
+        const notRoot = report(new LabPreconditionError("the lab needs root (network namespaces, veth links, BIRD)"), "lab", ["lab"]);
+        assert.equal(notRoot.code, 1);
+        assert.match(notRoot.err, /^anycast lab: the lab needs root .*\nlab: failed$/);
+        assertNoStack(notRoot);
+        // A long tool output is cut to 20 lines, each within 100 columns.
+        const noisy = report(new Error(Array.from({ length: 30 }, (_, i) => `line ${i} ${"x".repeat(150)}`).join("\n")), "lab", ["lab"]);
+        assert.match(noisy.err, /\.\.\. 10 more lines \(--debug shows them all\)/);
+        assertFits(noisy);
+    });
+
+    it("a config that is a directory is a usage mistake", async () => {
+        const r = await cli(["validate", "--config", dir]);
+        assert.equal(r.code, 2);
+        assert.match(r.err.replace(/\n {4}/g, " "), /is not a file: give a Pulumi\.<stack>\.yaml file with --config/);
+    });
+
+    it("usage mistakes exit 2 with a pointer to the command's help", async () => {
+        const r = await cli(["render", "--config", path.join(REPO_ROOT, "Pulumi.lab.yaml")]);
+        assert.equal(r.code, 2);
+        assert.match(r.err, /anycast render: --out <dir> is required/);
+        assert.match(r.err, /\(anycast render --help lists its options\)/);
+        const diff = await cli(["preview", "--config", path.join(REPO_ROOT, "Pulumi.lab.yaml"), "--diff", path.join(REPO_ROOT, "package.json")]);
+        assert.equal(diff.code, 2);
+        assert.match(diff.err, /is not an anycast-plan\/1 plan/);
+        assertNoStack(r);
+    });
+});
+
+describe("anycast preview --diff", () => {
+    let dir: string;
+    let before0: string;
+    const config: Record<string, unknown> = {};
+    const variant = (name: string, edit: (c: Record<string, any>) => void): string => {
+        const c = structuredClone(config) as Record<string, any>;
+        edit(c);
+        const file = path.join(dir, name);
+        fs.writeFileSync(file, stringify({ config: Object.fromEntries(Object.entries(c).map(([k, v]) => [`anycast:${k}`, v])) }));
+        return file;
+    };
+    /** The resource lines with a change marker: [marker, type, name, plan]. */
+    const changed = (out: string) => out.split("\n")
+        .map((l) => /^ (\+-|\+|~|-) +[│├└─ ]*(\S+) +(\S+) +(\S+)/.exec(l))
+        .filter((m): m is RegExpExecArray => !!m)
+        .map((m) => ({ marker: m[1], type: m[2], name: m[3], plan: m[4] }));
+
+    before(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "anycast-cli-diff-"));
+        Object.assign(config, rawConfigOf("Pulumi.prod.yaml"), { bgpPassword: PASSWORD,
+            sshPrivateKey: `-----BEGIN OPENSSH PRIVATE KEY-----\n${SSH_SECRET}\n-----END OPENSSH PRIVATE KEY-----\n` });
+        const file = variant("Pulumi.prod.yaml", () => undefined);
+        // The plan to compare against comes from another process, as in real use: keys and
+        // certificates the mock cloud makes differ between processes and must not show as changes.
+        execFileSync(process.execPath, [path.join(REPO_ROOT, "bin", "anycast.js"), "render", "--config", file, "--out", path.join(dir, "out")],
+            { stdio: "ignore", timeout: 600_000 });
+        before0 = path.join(dir, "out", "plan.json");
+    });
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it("the saved plan has each resource's URN, parent, type, name and redacted inputs", () => {
+        const plan = JSON.parse(fs.readFileSync(before0, "utf8"));
+        assert.equal(plan.format, "anycast-plan/1");
+        const bird = plan.resources.find((r: { name: string }) => r.name === "ams-push-bird.conf");
+        assert.match(bird.urn, /^urn:pulumi:prod::anycast::.*command:remote:Command::ams-push-bird\.conf$/);
+        assert.ok(plan.resources.some((r: { urn: string; name: string }) => r.urn === bird.parent), "its parent is in the plan");
+        assert.equal(bird.inputs.stdin, "[secret]");
+        assert.match(bird.secrets.stdin, /^[0-9a-f]{24}$/);
+        assert.ok(!fs.readFileSync(before0, "utf8").includes(PASSWORD));
+    });
+
+    it("an unchanged config shows no changes, across processes", async () => {
+        const r = await cli(["preview", "--config", path.join(dir, "Pulumi.prod.yaml"), "--diff", before0]);
+        assert.equal(r.code, 0, r.err);
+        assert.deepEqual(changed(r.out), []);
+        assert.match(r.out, /^preview: \d+ unchanged against /m);
+    });
+
+    it("one PoP's communities: exactly that PoP's bird.conf push is replaced, nothing else", async () => {
+        const file = variant("Pulumi.prod.yaml", (c) => { c.pops[1].communities = ["64600:6939"]; });
+        const r = await cli(["preview", "--config", file, "--diff", before0, "--json", path.join(dir, "after.json")]);
+        assert.equal(r.code, 0, r.err);
+        assert.deepEqual(changed(r.out), [{ marker: "+-", type: "command:remote:Command", name: "ams-push-bird.conf", plan: "replace" }]);
+        assert.match(r.out, /^ +\+- stdin: \[secret\] => \[secret\]|^ +~  stdin: \[secret\] => \[secret\]/m);
+        // bird.conf holds the BGP password: the diff names the changed line by number, never its text.
+        assert.match(r.out, /^ +~  stdin: \[secret\] => \[secret\] \(new line \d+ of \d+\)$/m);
+        assert.doesNotMatch(r.out, /64600|6939/);
+        assert.match(r.out, /^ +\+- triggers.*\(forces replacement\)$/m);
+        assert.match(r.out, /^preview: 1 to replace, \d+ unchanged against /m);
+        assert.equal(JSON.parse(fs.readFileSync(path.join(dir, "after.json"), "utf8")).format, "anycast-plan/1");
+        assertFits(r);
+    });
+
+    it("a new PoP: only additions, and pushes to existing hosts whose content changes; no instance replaced", async () => {
+        const file = variant("Pulumi.prod.yaml", (c) => { c.pops.push({ name: "fra", region: "fra" }); });
+        const r = await cli(["preview", "--config", file, "--diff", before0]);
+        assert.equal(r.code, 0, r.err);
+        const changes = changed(r.out);
+        const created = changes.filter((c) => c.marker === "+");
+        assert.ok(created.some((c) => c.type === "vultr:index:Instance" && c.name === "fra-instance"), r.out);
+        assert.ok(created.every((c) => c.name.startsWith("fra") || c.name.includes("-fra")), JSON.stringify(created));
+        for (const c of changes.filter((x) => x.marker !== "+")) {
+            assert.ok(["+-", "~"].includes(c.marker), `nothing deleted: ${JSON.stringify(c)}`);
+            assert.equal(c.type, "command:remote:Command", `only pushes change: ${JSON.stringify(c)}`);
+            assert.match(c.name, /^(lax|ams|sgp|origin)-push-/);
+        }
+        assert.ok(changes.some((c) => c.name === "origin-push-wg0.conf"), "the origin's wg0.conf gains the new peer");
+        assertFits(r);
     });
 });

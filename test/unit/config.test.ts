@@ -4,7 +4,8 @@
  */
 import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
-import { ConfigError, parseAnycastConfig, parseCommunity } from "../../components/core/config";
+import { CONFIG_SHAPES, ConfigError, fieldsWithoutPhrase, parseAnycastConfig, parseCommunity } from "../../components/core/config";
+import { VULTR_LISTS_UPDATED, VULTR_PLANS, VULTR_REGIONS } from "../../components/core/vultr";
 import { rawConfigOf } from "../helpers/fixtures";
 
 const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -43,7 +44,7 @@ const BAD: BadCase[] = [
     { name: "address not IPv6", mutate: (c) => { c.address = "192.0.2.1"; }, key: "anycast:address", message: /not an IPv6/ },
     { name: "AS_TRANS", mutate: (c) => { c.asn = 23456; }, key: "anycast:asn", message: /AS_TRANS/ },
     { name: "ASN 0", mutate: (c) => { c.asn = 0; }, key: "anycast:asn", message: /reserved/ },
-    { name: "ASN out of range", mutate: (c) => { c.asn = 4294967296; }, key: "anycast:asn", message: /integer from 1/ },
+    { name: "ASN out of range", mutate: (c) => { c.asn = 4294967296; }, key: "anycast:asn", message: /^4294967296 is out of range: use a whole number from 1 to 4294967294$/ },
     { name: "ASN not a number", mutate: (c) => { c.asn = "AS64500"; }, key: "anycast:asn", message: /a number/ },
     { name: "private ASN with a public prefix", mutate: (c) => { c.asn = 65001; c.prefix = "2a0f:85c1:260::/48"; }, key: "anycast:asn", message: /private ASN/ },
     { name: "missing password", mutate: (c) => { delete c.bgpPassword; }, key: "anycast:bgpPassword", message: /required/ },
@@ -59,14 +60,23 @@ const BAD: BadCase[] = [
     { name: "PoP with region and host", mutate: (c) => { c.pops[0].host = { address: "2001:db8:1::1" }; }, key: "anycast:pops[0]", message: /not both/ },
     { name: "PoP host not an address", mutate: (c) => { delete c.pops[0].region; c.pops[0].host = { address: "lax.example" }; }, key: "anycast:pops[0].host.address", message: /not an IP/ },
     { name: "PoP host inside the anycast prefix", mutate: (c) => { delete c.pops[0].region; c.pops[0].host = { address: "2001:db8:100::5" }; }, key: "anycast:pops[0].host.address", message: /inside the anycast prefix/ },
-    { name: "unknown PoP key", mutate: (c) => { c.pops[0].regoin = "lax"; }, key: "anycast:pops[0]", message: /regoin/ },
-    { name: "bad region shape", mutate: (c) => { c.pops[0].region = "Los Angeles"; }, key: "anycast:pops[0].region", message: /region id/ },
+    { name: "unknown PoP key", mutate: (c) => { c.pops[0].regoin = "lax"; }, key: "anycast:pops[0].regoin", message: /^is not a known key: did you mean region\? \(known keys here: name, region, plan, / },
+    { name: "unknown BGP key", mutate: (c) => { c.pops[0].bgp = { remoteAs: 64515 }; }, key: "anycast:pops[0].bgp.remoteAs", message: /did you mean remoteAsn\?/ },
+    { name: "a city instead of a region id", mutate: (c) => { c.pops[0].region = "Los Angeles"; }, key: "anycast:pops[0].region", message: /^"Los Angeles" is not a Vultr region id: did you mean lax \(Los Angeles\)\?/ },
+    { name: "a region that does not exist", mutate: (c) => { c.pops[1].region = "xyz"; }, key: "anycast:pops[1].region", message: /^"xyz" is not a Vultr region id: use one of ams, atl, .* newer than this package's list of \d{4}-\d{2}-\d{2}\? set pops\[1\]\.allowUnknownRegion: true\)$/ },
+    { name: "a region id with a typo", mutate: (c) => { c.pops[0].region = "laxx"; }, key: "anycast:pops[0].region", message: /did you mean lax \(Los Angeles\)\?/ },
+    { name: "an unknown region, allowed, still shaped like one", mutate: (c) => { c.pops[0].region = "Los Angeles"; c.pops[0].allowUnknownRegion = true; }, key: "anycast:pops[0].region", message: /does not look like a Vultr region id/ },
+    { name: "a plan that does not exist", mutate: (c) => { c.pops[2].plan = "vc2-1c-1gbb"; }, key: "anycast:pops[2].plan", message: /^"vc2-1c-1gbb" is not a Vultr plan id: did you mean vc2-1c-1gb\?$/ },
+    { name: "a plan with no near match", mutate: (c) => { c.pops[2].plan = "huge"; }, key: "anycast:pops[2].plan", message: /use a plan such as vc2-1c-1gb .* set pops\[2\]\.allowUnknownPlan: true\)$/ },
+    { name: "an origin region that does not exist", mutate: (c) => { delete c.origin.host; c.origin.region = "fran"; }, key: "anycast:origin.region", message: /^"fran" is not a Vultr region id: did you mean fra \(Frankfurt\)\?$/ },
+    { name: "an origin region unlike any", mutate: (c) => { delete c.origin.host; c.origin.region = "qqq"; }, key: "anycast:origin.region", message: /set origin\.allowUnknownRegion: true\)$/ },
     { name: "community syntax", mutate: (c) => { c.pops[0].communities = ["64600-6939"]; }, key: "anycast:pops[0].communities[0]", message: /not a community/ },
     { name: "community half over 16 bits", mutate: (c) => { c.pops[0].communities = ["206924:1"]; }, key: "anycast:pops[0].communities[0]", message: /16-bit/ },
     { name: "20473:6000 on an anycast prefix", mutate: (c) => { c.pops[0].communities = ["20473:6000"]; }, key: "anycast:pops[0].communities[0]", message: /inside AS20473/ },
     { name: "blackhole community", mutate: (c) => { c.pops[0].communities = ["20473:666"]; }, key: "anycast:pops[0].communities[0]", message: /blackhole/ },
-    { name: "prepend above 3", mutate: (c) => { c.pops[0].prepend = 5; }, key: "anycast:pops[0].prepend", message: /3/ },
-    { name: "hold time 2", mutate: (c) => { c.pops[0].bgp = { holdTime: 2 }; }, key: "anycast:pops[0].bgp.holdTime", message: /3-65535/ },
+    { name: "prepend above 3", mutate: (c) => { c.pops[0].prepend = 7; }, key: "anycast:pops[0].prepend", message: /^7 is out of range: use 0 to 3 extra prepends$/ },
+    { name: "prepend not a number", mutate: (c) => { c.pops[0].prepend = "two"; }, key: "anycast:pops[0].prepend", message: /^"two" is not a number: use 0 to 3 extra prepends$/ },
+    { name: "hold time 2", mutate: (c) => { c.pops[0].bgp = { holdTime: 2 }; }, key: "anycast:pops[0].bgp.holdTime", message: /^2 is out of range: use 0 \(no keepalives\) or 3 to 65535 seconds/ },
     { name: "keepalive not below hold", mutate: (c) => { c.pops[0].bgp = { holdTime: 9, keepaliveTime: 9 }; }, key: "anycast:pops[0].bgp.keepaliveTime", message: /shorter/ },
     { name: "neighbour not IPv6", mutate: (c) => { c.pops[0].bgp = { neighbor: "169.254.169.254" }; }, key: "anycast:pops[0].bgp.neighbor", message: /IPv6/ },
     { name: "remote AS equals ours", mutate: (c) => { c.pops[0].bgp = { remoteAsn: 64500 }; }, key: "anycast:pops[0].bgp.remoteAsn", message: /eBGP/ },
@@ -93,8 +103,13 @@ const BAD: BadCase[] = [
     { name: "AS0 ROA over the prefix", mutate: (c) => { c.roas = [{ prefix: "2001:db8::/32", maxLength: 48, asn: 0 }]; }, key: "anycast:roas[0].asn", message: /AS0 ROA/ },
     { name: "ROA max length below its own prefix", mutate: (c) => { c.roas = [{ prefix: "2001:db8:100::/48", maxLength: 40, asn: 64500 }]; }, key: "anycast:roas[0].maxLength", message: /from the ROA prefix's length \/48 to \/128/ },
     { name: "ROA prefix malformed", mutate: (c) => { c.roas = [{ prefix: "2001:db8:100::1/48", asn: 64500 }]; }, key: "anycast:roas[0].prefix", message: /host bits/ },
-    { name: "ROA with an unknown key", mutate: (c) => { c.roas = [{ prefix: "2001:db8:100::/48", maxlength: 48, asn: 64500 }]; }, key: "anycast:roas[0]", message: /maxlength/ },
-    { name: "unknown top-level key", mutate: (c) => { c.prefixes = "2001:db8:100::/48"; }, key: "anycast:prefixes", message: /unknown key/ },
+    { name: "ROA with an unknown key", mutate: (c) => { c.roas = [{ prefix: "2001:db8:100::/48", maxlength: 48, asn: 64500 }]; }, key: "anycast:roas[0].maxlength", message: /did you mean maxLength\?/ },
+    { name: "unknown top-level key", mutate: (c) => { c.prefixes = "2001:db8:100::/48"; }, key: "anycast:prefixes", message: /^is not a known key: did you mean prefix\?/ },
+    { name: "a top-level key in the wrong case", mutate: (c) => { c.frontdoor = c.frontDoor; }, key: "anycast:frontdoor", message: /did you mean frontDoor\?/ },
+    { name: "a key with no near match", mutate: (c) => { c.banana = 1; }, key: "anycast:banana", message: /^is not a known key \(known keys here: asn, / },
+    { name: "a secret of the wrong type, its value not shown", mutate: (c) => { c.bgpPassword = 12345678; }, key: "anycast:bgpPassword", message: /^the value is not a string: use / },
+    { name: "BFD not a boolean or map", mutate: (c) => { c.pops[0].bgp = { bfd: "yes" }; }, key: "anycast:pops[0].bgp.bfd", message: /^"yes" is not valid: use true, false or \{interval: milliseconds, multiplier: count\}$/ },
+    { name: "a community that is a number", mutate: (c) => { c.pops[0].communities = [64600]; }, key: "anycast:pops[0].communities[0]", message: /^64600 is not a string: use a community such as "64600:6939"/ },
 ];
 
 describe("config validation rejects bad input, naming the key", () => {
@@ -117,6 +132,62 @@ describe("config validation rejects bad input, naming the key", () => {
             assert.match(hit.message, c.message);
         });
     }
+
+    it("words every message itself: the value and what would be valid, never the validator's text", () => {
+        for (const c of BAD) {
+            const raw = base();
+            c.mutate(raw);
+            for (const e of errorsOf(raw)) {
+                assert.doesNotMatch(e.message, /Too (big|small)|Invalid (input|option)|expected .* received|Unrecognized key|<=|>=/, `${c.name}: ${e.key}: ${e.message}`);
+                assert.ok(e.key.startsWith("anycast:"), `${c.name}: ${e.key}`);
+            }
+        }
+    });
+
+    it("has an 'accepts' phrase for every field of every shape", () => {
+        const missing = Object.entries(CONFIG_SHAPES).flatMap(([key, schema]) => fieldsWithoutPhrase(schema, `anycast:${key}`));
+        assert.deepEqual(missing, []);
+    });
+
+    it("reports a bgpPassword with a quote once, however many PoPs use it", () => {
+        const raw = base();
+        raw.bgpPassword = 'pa"ss';
+        const errors = errorsOf(raw);
+        assert.equal(errors.filter((e) => e.key === "anycast:bgpPassword").length, 1, JSON.stringify(errors));
+        assert.ok(!errors.some((e) => e.message.includes('pa"ss')), "the password never appears in a message");
+    });
+
+    it("lists the known keys once each", () => {
+        const message = errorsOf({ ...base(), nope: 1 }).find((e) => e.key === "anycast:nope")?.message ?? "";
+        const known = /known keys here: (.*)\)$/.exec(message)?.[1].split(", ") ?? [];
+        assert.deepEqual(known, [...new Set(known)]);
+        assert.ok(known.includes("bgpPassword") && known.includes("sshPrivateKey"), message);
+    });
+
+    it("checks the PoPs whose shape is fine even when another PoP's is not", () => {
+        const raw = base();
+        raw.pops[0].prepend = 7;
+        raw.pops[1].region = "xyz";
+        const keys = errorsOf(raw).map((e) => e.key);
+        assert.deepEqual(keys, ["anycast:pops[0].prepend", "anycast:pops[1].region"]);
+    });
+
+    it("lets a region or plan newer than the shipped lists through when the user says so", () => {
+        const raw = base();
+        Object.assign(raw.pops[1], { region: "xyz", allowUnknownRegion: true, plan: "vc9-new", allowUnknownPlan: true });
+        const spec = parseAnycastConfig(raw);
+        assert.equal(spec.pops[1].host.kind === "vultr" && spec.pops[1].host.region, "xyz");
+        assert.equal(spec.pops[1].host.kind === "vultr" && spec.pops[1].host.plan, "vc9-new");
+    });
+
+    it("ships Vultr's region and plan lists with their source and date", () => {
+        assert.ok(VULTR_REGIONS.length >= 30 && VULTR_REGIONS.every((r) => /^[a-z]{3}$/.test(r.id) && r.city.length > 0));
+        assert.ok(VULTR_PLANS.includes("vc2-1c-1gb") && VULTR_PLANS.length > 50);
+        assert.match(VULTR_LISTS_UPDATED, /^\d{4}-\d{2}-\d{2}$/);
+        for (const pop of ["Pulumi.lab.yaml", "Pulumi.prod.yaml"].flatMap((f) => rawConfigOf(f).pops as Array<{ region?: string }>)) {
+            if (pop.region) assert.ok(VULTR_REGIONS.some((r) => r.id === pop.region), `${pop.region} is in the list`);
+        }
+    });
 
     it("reports every error at once, across keys", () => {
         const raw = base();

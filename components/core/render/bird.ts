@@ -11,6 +11,7 @@
 import * as ipaddr from "ipaddr.js";
 import { canonical, familyOf, Family, isIp, parseCidr } from "../addressing";
 import { BfdSettings, BgpSettings, Community, PopRenderInput } from "../model";
+import { vultrCommunityMeaning } from "../vultr";
 
 /** Where bird.conf includes the announcement switch from; the health agent owns this file. */
 export const BIRD_STATE_FILE = "/etc/bird/anycast-state.conf";
@@ -42,19 +43,6 @@ export function birdIdentifier(name: string): string {
 
 /** RFC 8326 GRACEFUL_SHUTDOWN: receivers lower the route's preference, so traffic leaves before the withdraw. */
 const GRACEFUL_SHUTDOWN = "(65535, 0)";
-
-/** What Vultr's action communities do (DESIGN.md); undefined for communities that are not theirs. */
-export function vultrCommunityMeaning(c: Community): string | undefined {
-    if (c.kind !== "standard") return undefined;
-    if (c.asn === 64600) return `Vultr: do not announce to AS${c.value}`;
-    if (c.asn >= 64601 && c.asn <= 64603) {
-        const times = c.asn - 64600;
-        return `Vultr: prepend ${times}x when announcing to AS${c.value}`;
-    }
-    if (c.asn === 20473 && c.value === 6000) return "Vultr: do not export outside AS20473";
-    if (c.asn === 20473 && c.value === 666) return "Vultr: blackhole";
-    return undefined;
-}
 
 /**
  * A deterministic BGP router id. The host's IPv4 when it has one; otherwise the low 32 bits of
