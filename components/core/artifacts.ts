@@ -128,7 +128,12 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         description: "The reverse proxy on the anycast address: HTTPS only for Cloudflare's pulls of this zone, proxied " +
             "to the origin through the mesh, and the health endpoint the agent checks.",
         validate: "nginx -t -q -c \"$new\"",
-        apply: "systemctl enable nginx >/dev/null 2>&1 || true\nsystemctl reload nginx || systemctl restart nginx",
+        // The first push after a boot restarts: the package's default site holds [::]:80, and a reload
+        // cannot bind the anycast address beside it (nginx keeps the old config, reload still exits 0;
+        // the deploy rehearsal found this). Later pushes reload, so connections survive a change.
+        apply: "systemctl enable nginx >/dev/null 2>&1 || true\n" +
+            "if [ -e /run/anycast-nginx-applied ]; then systemctl reload nginx || systemctl restart nginx; " +
+            "else systemctl restart nginx && touch /run/anycast-nginx-applied; fi",
     },
     "anycast-health": {
         name: "anycast-health", delivery: "push", roles: ["pop"], secret: false, ...PROGRAM,
