@@ -182,8 +182,10 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     /** The origin first, then the PoPs: the mesh-address order. */
     private membersOf(name: string, spec: AnycastSpec): NetworkMember[] {
         return [
-            { name: spec.origin.name, resource: `${name}-${spec.origin.name}`, meshAddress: spec.origin.meshAddress, host: this.origin.host },
-            ...spec.pops.map((p, i) => ({ name: p.name, resource: `${name}-${p.name}`, meshAddress: p.meshAddress, host: this.pops[i].host })),
+            { name: spec.origin.name, resource: `${name}-${spec.origin.name}`, meshAddress: spec.origin.meshAddress, host: this.origin.host,
+                component: this.origin, existingHost: spec.origin.host.kind === "existing" },
+            ...spec.pops.map((p, i) => ({ name: p.name, resource: `${name}-${p.name}`, meshAddress: p.meshAddress, host: this.pops[i].host,
+                component: this.pops[i], existingHost: p.host.kind === "existing" })),
         ];
     }
 
@@ -193,7 +195,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
             mtu: spec.mesh.mtu, persistentKeepalive: spec.mesh.persistentKeepalive,
             members: members.map((m) => ({
                 name: m.name, host: m.resource, meshAddress: m.meshAddress, endpoint: m.host.ipv6,
-                connection: m.host.connection, dependsOn: [m.host],
+                connection: m.host.connection, dependsOn: [m.host], user: m.host.user,
             })),
         }, { parent: this });
     }
@@ -217,7 +219,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
                 originPort: pop ? undefined : spec.origin.port,
                 bfd: pop ? pop.bgp.bfd !== undefined : false,
                 connection: m.host.connection,
-                dependsOn: [m.host],
+                user: m.host.user,
+                existingHost: m.existingHost,
+                // Last of the host's pushes (its component's and its wg0.conf): a mistake in the
+                // firewall cannot cut the deployer off from pushes still to come.
+                dependsOn: [m.host, m.component, this.mesh],
             }, { parent: this });
         });
     }
@@ -253,6 +259,9 @@ interface NetworkMember {
     resource: string;
     meshAddress: string;
     host: Host;
+    /** The member's own component (its PoP or the origin): the firewall push waits for its pushes. */
+    component: pulumi.Resource;
+    existingHost: boolean;
 }
 
 /** What the constructor validated, and the secrets as the children consume them. */

@@ -158,20 +158,26 @@ export async function probeExposure(lab: LabRuntime): Promise<ReachProbe[]> {
     const httpRule = spec.firewall.httpSources ? "HTTP(S) on the anycast address from firewall.httpSources"
         : "HTTP(S) on the anycast address from Cloudflare's ranges";
     const sshRule = spec.firewall.adminCidrs.length === 0 ? "SSH from anywhere (adminCidrs is empty)" : "SSH only from adminCidrs";
+    // On an existing server our table guards only the deployment's services (render/nftables.ts):
+    // SSH and its other ports stay with the server's own firewall, which the lab does not have.
+    const leftAlone = "an existing server's SSH and other ports: left to its own firewall";
+    const popExisting = r.pop.spec.host.kind === "existing";
+    const originExisting = spec.origin.host.kind === "existing";
+    const sshExpect = (src: string, existing: boolean): ReachProbe["expect"] => (existing ? "reached" : expect(may(src).ssh));
     const cases: Array<[string, Dst, number, ReachProbe["expect"], string]> = [
         ["client", "anycast", 80, expect(may("client").http), httpRule],
         ["outsider", "anycast", 80, expect(may("outsider").http), httpRule],
         ["outsider", "anycast", 443, expect(may("outsider").http), httpRule],
-        ["client", "pop", 80, "dropped", "HTTP only on the anycast address, not the unicast one"],
+        ["client", "pop", 80, popExisting ? "reached" : "dropped", popExisting ? leftAlone : "HTTP only on the anycast address, not the unicast one"],
         ["outsider", "pop", 179, "dropped", "BGP only from the BGP neighbour"],
         ["client", "pop", 179, "dropped", "BGP only from the BGP neighbour"],
-        ["outsider", "pop", popSsh, expect(may("outsider").ssh), sshRule],
-        ["client", "originPublic", originSsh, expect(may("client").ssh), sshRule],
+        ["outsider", "pop", popSsh, sshExpect("outsider", popExisting), popExisting ? leftAlone : sshRule],
+        ["client", "originPublic", originSsh, sshExpect("client", originExisting), originExisting ? leftAlone : sshRule],
         ["pop", "originMesh", o.port, "reached", "the origin's service over the mesh"],
         ["pop", "originPublic", o.port, "dropped", "the origin's service only over the mesh"],
         ["outsider", "originPublic", o.port, "dropped", "the origin's service only over the mesh"],
     ];
-    if (sources.admin) cases.splice(6, 0, ["admin", "pop", popSsh, "reached", `${sshRule} (the lab runs no sshd: refused)`]);
+    if (sources.admin) cases.splice(6, 0, ["admin", "pop", popSsh, "reached", `${popExisting ? leftAlone : sshRule} (the lab runs no sshd: refused)`]);
     const results = new Map<number, ConnectResult>();
     for (const src of Object.keys(sources)) {
         const mine = cases.map((c, i) => [c, i] as const).filter(([c]) => c[0] === src);

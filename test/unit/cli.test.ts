@@ -208,9 +208,9 @@ describe("anycast --help", () => {
         }
     });
 
-    it("lab takes --config --json --keep --repeats --down --edge", async () => {
+    it("lab takes --config --json --keep --repeats --down --edge --deploy", async () => {
         const lab = program({ out: () => undefined, err: () => undefined }, () => undefined).commands.find((c) => c.name() === "lab")!;
-        assert.deepEqual(lab.options.map((o) => o.long).sort(), ["--config", "--down", "--edge", "--json", "--keep", "--repeats"].sort());
+        assert.deepEqual(lab.options.map((o) => o.long).sort(), ["--config", "--deploy", "--down", "--edge", "--json", "--keep", "--repeats"].sort());
         const edge = await cli(["lab", "--config", path.join(REPO_ROOT, "Pulumi.lab.yaml"), "--edge", "gobgp"]);
         assert.equal(edge.code, 2);
         assert.match(edge.err, /Allowed choices are frr, bird/);
