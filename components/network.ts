@@ -56,6 +56,11 @@ export interface AnycastNetworkArgs {
     /** The ROAs published at your RIR; the announcements are checked against them (RFC 6811). Default: unchecked. */
     readonly roas?: Config["roas"];
     /**
+     * How the deploy reaches the hosts: `sshFamily` (`auto`, `ipv6` or `ipv4`; default auto) and
+     * `deployerAddress`, checked against `firewall.adminCidrs` so an update cannot lock you out.
+     */
+    readonly deploy?: Config["deploy"];
+    /**
      * TCP-MD5 password of every BGP session without its own `bgp.password` (at most 80 bytes, no
      * quotes or backslashes). A plain string, kept secret from here on, or a secret Output.
      */
