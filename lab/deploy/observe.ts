@@ -114,15 +114,15 @@ async function addClients(ctx: ObserveContext): Promise<Clients> {
         const c = await cloud.addClient(`p${i}`, at(0x100 + i));
         pinned.set(p.name, c);
         // The PoP's own kernel table, filled by the edge from that PoP's session only; unreachable when it withdraws.
-        await ipBatch(cloud.cloudNs, [`-6 route add unreachable default table ${edgeKernelTable(i)} metric 4294967295`,
-            `-6 rule add from ${c.address} lookup ${edgeKernelTable(i)} priority ${1000 + i}`]);
+        await ipBatch6(cloud.cloudNs, [`route add unreachable default table ${edgeKernelTable(i)} metric 4294967295`,
+            `rule add from ${c.address} lookup ${edgeKernelTable(i)} priority ${1000 + i}`]);
     }
     const outsider = await cloud.addClient("out", `fdac:de:${cloud.slot.toString(16)}:fe00::2`);
     return { catchment, pinned, outsider };
 }
 
-async function ipBatch(ns: string, commands: string[]): Promise<void> {
-    await runUntracked("ip", ["-n", ns, "-batch", "-"], { input: commands.join("\n") + "\n", timeoutMs: 20_000 });
+async function ipBatch6(ns: string, commands: string[]): Promise<void> {
+    await runUntracked("ip", ["-6", "-n", ns, "-batch", "-"], { input: commands.join("\n") + "\n", timeoutMs: 20_000 });
 }
 
 async function edgeBirdc(ctx: ObserveContext, command: string): Promise<string> {
