@@ -187,6 +187,14 @@ export async function probeExposureOf(setup: ExposureSetup): Promise<ReachProbe[
     const httpRule = spec.firewall.httpSources ? "HTTP(S) on the anycast address from firewall.httpSources"
         : "HTTP(S) on the anycast address from Cloudflare's ranges";
     const sshRule = spec.firewall.adminCidrs.length === 0 ? "SSH from anywhere (adminCidrs is empty)" : "SSH only from adminCidrs";
+    // An existing origin's table runs in guard mode (components/core/render/nftables.ts): SSH and
+    // the server's own services stay with the firewall the server already has, which lets them in.
+    const guarded = spec.origin.host.kind === "existing";
+    const guardRule = "an existing server: SSH and its own services are left to its own firewall";
+    const originSshCase: [Src, Dst, number, ReachProbe["expect"], string] = guarded
+        ? ["client", "originPublic", originSsh, "reached", guardRule] : ["client", "originPublic", originSsh, expect(may("client").ssh), sshRule];
+    const originPublic = (src: Src): [Src, Dst, number, ReachProbe["expect"], string] => (guarded
+        ? [src, "originPublic", port, "reached", guardRule] : [src, "originPublic", port, "dropped", "the origin's service only over the mesh"]);
     const cases: Array<[Src, Dst, number, ReachProbe["expect"], string]> = [
         ["client", "anycast", 80, expect(may("client").http), httpRule],
         ["outsider", "anycast", 80, expect(may("outsider").http), httpRule],
@@ -195,10 +203,10 @@ export async function probeExposureOf(setup: ExposureSetup): Promise<ReachProbe[
         ["outsider", "pop", 179, "dropped", "BGP only from the BGP neighbour"],
         ["client", "pop", 179, "dropped", "BGP only from the BGP neighbour"],
         ["outsider", "pop", popSsh, expect(may("outsider").ssh), sshRule],
-        ["client", "originPublic", originSsh, expect(may("client").ssh), sshRule],
+        originSshCase,
         ["pop", "originMesh", port, "reached", "the origin's service over the mesh"],
-        ["pop", "originPublic", port, "dropped", "the origin's service only over the mesh"],
-        ["outsider", "originPublic", port, "dropped", "the origin's service only over the mesh"],
+        originPublic("pop"),
+        originPublic("outsider"),
     ];
     if (sources.admin) cases.splice(6, 0, ["admin", "pop", popSsh, "reached", `${sshRule}${setup.adminNote ? ` ${setup.adminNote}` : ""}`]);
     const results = new Map<number, ConnectResult>();

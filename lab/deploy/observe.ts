@@ -92,7 +92,7 @@ export interface RehearsalObservations {
     exposure: ReachProbe[];
     experiment: ExperimentReport;
     /** The edge's view in the experiment: ms from the fault until the PoP's path left, and from the repair until it was back. */
-    edgePath?: { withdrawnMs?: number; backMs?: number };
+    edgePath?: { withdrawnMs?: number; backMs?: number; withdrawalsBefore?: number };
     problems: string[];
 }
 
@@ -279,10 +279,16 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
     const edgePath: RehearsalObservations["edgePath"] = {};
     const prober = new Prober(clients.catchment.netns, { address: spec.address, host: spec.frontDoor.hostname }, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS);
     let faultIn = false;
+    let withdrawalsBefore = NaN;
     try {
         if (!await prober.waitForStreak(Date.now(), 5, (s) => s.ok && s.pop === own, 60_000)) {
             throw new Error(`before the fault, the client is not served by ${own}, the edge's best path`);
         }
+        // The agent counts the deploy's own withdrawals (it starts before the origin answers);
+        // they are forgotten first, as between the lab's runs, so this measures failover, not damping.
+        const before = await cloud.exec(own, ["sh", "-c", `${HEALTH} status`], { allowFail: true });
+        withdrawalsBefore = Number(/"withdrawals_last_hour":(\d+)/.exec(before.stdout)?.[1] ?? NaN);
+        await cloud.exec(own, ["sh", "-c", `${HEALTH} release`], { allowFail: true });
         const t0 = Date.now();
         await cloud.exec(own, ["systemctl", "stop", "nginx"]);
         faultIn = true;
@@ -300,7 +306,10 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
         const back = await waitUntil(() => edgeHasPath(ctx, own, prefix), bounds.recoveryMs);
         if (back !== undefined) edgePath.backMs = back - t1;
         const served = await prober.waitFor(t1, (s) => s.ok && s.pop === own, bounds.recoveryMs);
-        if (!served) throw new Error(`${own} did not serve the client again within ${bounds.recoveryMs / 1000} s of the repair`);
+        if (!served) {
+            const status = await cloud.exec(own, ["sh", "-c", `${HEALTH} status; systemctl is-active nginx`], { allowFail: true });
+            throw new Error(`${own} did not serve the client again within ${bounds.recoveryMs / 1000} s of the repair (agent: ${status.stdout.replace(/\s+/g, " ").trim()})`);
+        }
         run.recoveryMs = served.done - t1;
         await sleep(PROBE_TIMEOUT_MS + 50);
         const failedIn = (from: number, to: number) => prober.samples.filter((s) => !s.ok && s.sent >= from && s.sent < to);
@@ -324,7 +333,7 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
             ...base, runs: [run], failover: stats(ok.map((x) => x.failoverMs!)), recovery: stats(ok.map((x) => x.recoveryMs!)),
             failedTotal: run.failedDuringFailover + run.failedDuringRecovery,
         },
-        edgePath,
+        edgePath: { ...edgePath, withdrawalsBefore: Number.isNaN(withdrawalsBefore) ? undefined : withdrawalsBefore },
     };
 }
 
@@ -374,7 +383,8 @@ export function formatObservations(o: RehearsalObservations): string[] {
     out.push(...formatExperiments({ experiments: [o.experiment] }));
     if (o.edgePath && o.experiment.runs.length > 0) {
         out.push(...wrap(`at the edge: ${o.experiment.runs[0].pop}'s path gone ${ms(o.edgePath.withdrawnMs)} after the fault, ` +
-            `back ${ms(o.edgePath.backMs)} after the repair`, "  ", "    "), "");
+            `back ${ms(o.edgePath.backMs)} after the repair; the agent's withdrawals from the deploy ` +
+            `(${o.edgePath.withdrawalsBefore ?? "unknown"}) were released before the fault`, "  ", "    "), "");
     }
     out.push(...wrap("Not run here (the lab runs them): per-region catchment through transits, IPv4 catchment, routing safety " +
         "against a full upstream table, PoP crash, link loss, drain, the policy change and flap damping. The rehearsal " +
