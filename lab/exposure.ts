@@ -187,28 +187,28 @@ export async function probeExposureOf(setup: ExposureSetup): Promise<ReachProbe[
     const httpRule = spec.firewall.httpSources ? "HTTP(S) on the anycast address from firewall.httpSources"
         : "HTTP(S) on the anycast address from Cloudflare's ranges";
     const sshRule = spec.firewall.adminCidrs.length === 0 ? "SSH from anywhere (adminCidrs is empty)" : "SSH only from adminCidrs";
-    // An existing origin's table runs in guard mode (components/core/render/nftables.ts): SSH and
-    // the server's own services stay with the firewall the server already has, which lets them in.
-    const guarded = spec.origin.host.kind === "existing";
-    const guardRule = "an existing server: SSH and its own services are left to its own firewall";
-    const originSshCase: [Src, Dst, number, ReachProbe["expect"], string] = guarded
-        ? ["client", "originPublic", originSsh, "reached", guardRule] : ["client", "originPublic", originSsh, expect(may("client").ssh), sshRule];
-    const originPublic = (src: Src): [Src, Dst, number, ReachProbe["expect"], string] => (guarded
-        ? [src, "originPublic", port, "reached", guardRule] : [src, "originPublic", port, "dropped", "the origin's service only over the mesh"]);
+    // On an existing server our table guards only the deployment's services (render/nftables.ts):
+    // SSH and its other ports stay with the server's own firewall.
+    const leftAlone = "an existing server's SSH and other ports: left to its own firewall";
+    const popExisting = setup.pop.host.kind === "existing";
+    const originExisting = spec.origin.host.kind === "existing";
+    const sshExpect = (src: Src, existing: boolean): ReachProbe["expect"] => (existing ? "reached" : expect(may(src).ssh));
     const cases: Array<[Src, Dst, number, ReachProbe["expect"], string]> = [
         ["client", "anycast", 80, expect(may("client").http), httpRule],
         ["outsider", "anycast", 80, expect(may("outsider").http), httpRule],
         ["outsider", "anycast", 443, expect(may("outsider").http), httpRule],
-        ["client", "pop", 80, "dropped", "HTTP only on the anycast address, not the unicast one"],
+        ["client", "pop", 80, popExisting ? "reached" : "dropped", popExisting ? leftAlone : "HTTP only on the anycast address, not the unicast one"],
         ["outsider", "pop", 179, "dropped", "BGP only from the BGP neighbour"],
         ["client", "pop", 179, "dropped", "BGP only from the BGP neighbour"],
-        ["outsider", "pop", popSsh, expect(may("outsider").ssh), sshRule],
-        originSshCase,
+        ["outsider", "pop", popSsh, sshExpect("outsider", popExisting), popExisting ? leftAlone : sshRule],
+        ["client", "originPublic", originSsh, sshExpect("client", originExisting), originExisting ? leftAlone : sshRule],
         ["pop", "originMesh", port, "reached", "the origin's service over the mesh"],
-        originPublic("pop"),
-        originPublic("outsider"),
+        ["pop", "originPublic", port, "dropped", "the origin's service only over the mesh"],
+        ["outsider", "originPublic", port, "dropped", "the origin's service only over the mesh"],
     ];
-    if (sources.admin) cases.splice(6, 0, ["admin", "pop", popSsh, "reached", `${sshRule}${setup.adminNote ? ` ${setup.adminNote}` : ""}`]);
+    if (sources.admin) {
+        cases.splice(6, 0, ["admin", "pop", popSsh, "reached", `${popExisting ? leftAlone : sshRule}${setup.adminNote ? ` ${setup.adminNote}` : ""}`]);
+    }
     const results = new Map<number, ConnectResult>();
     for (const src of Object.keys(sources) as Src[]) {
         const mine = cases.map((c, i) => [c, i] as const).filter(([c]) => c[0] === src);

@@ -457,7 +457,7 @@ function deploySpecFor(raw: z.output<typeof deployShape> | undefined, adminCidrs
 }
 
 /** A PoP's or the origin's host: a new Vultr instance (region, plan) or an existing server. */
-function hostSpecFor(key: string, raw: HostFields, sshKeys: string[], c: Collector, sshFamily: 4 | 6 = 6): HostSpec | undefined {
+function hostSpecFor(key: string, raw: HostFields, c: Collector, sshFamily: 4 | 6 = 6): HostSpec | undefined {
     if (raw.region && raw.host) {
         c.error(key, "has both region and host: set region (a new Vultr instance) or host (an existing server), not both");
         return undefined;
@@ -478,7 +478,7 @@ function hostSpecFor(key: string, raw: HostFields, sshKeys: string[], c: Collect
     }
     if (raw.region) {
         checkVultrIds(key, raw.region, raw, c);
-        return { kind: "vultr", region: raw.region, plan: raw.plan, osId: raw.osId, sshKeys, sshFamily };
+        return { kind: "vultr", region: raw.region, plan: raw.plan, osId: raw.osId, sshFamily };
     }
     c.error(key, "has neither region nor host: set either region (a new Vultr instance) or host (an existing server reached over SSH)");
     return undefined;
@@ -617,7 +617,7 @@ function checkPops(parsed: Parsed, asn: number, mesh: MeshPlan, c: Collector, ss
         if (first !== undefined) c.error(`${key}.name`, `"${p.name}" is a duplicate PoP name (also pops[${first}]): give each PoP its own name`);
         seen.set(p.name, i);
         if (p.name === parsed.origin?.name) c.error(`${key}.name`, `"${p.name}" is also the origin's name: give the PoP another name`);
-        const host = hostSpecFor(key, p, parsed.sshPublicKeys ?? [], c, sshFamily);
+        const host = hostSpecFor(key, p, c, sshFamily);
         const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn, parsed.bgpPassword, c);
         const communities = communitiesFor(key, p.communities, c);
         const meshAddress = meshAddressFor(key, p.meshAddress, i + 1, mesh, c);
@@ -630,7 +630,7 @@ function checkOrigin(parsed: Parsed, mesh: MeshPlan, c: Collector, sshFamily?: 4
     const origin = parsed.origin;
     if (!origin) return undefined;
     const key = `${NAMESPACE}:origin`;
-    const host = hostSpecFor(key, origin, parsed.sshPublicKeys ?? [], c, sshFamily);
+    const host = hostSpecFor(key, origin, c, sshFamily);
     const meshAddress = meshAddressFor(key, origin.meshAddress, 0, mesh, c);
     return host && { name: origin.name, host, port: origin.port, healthPath: origin.healthPath, meshAddress };
 }

@@ -43,12 +43,15 @@ export interface BgpSettings {
     password: string;
 }
 
-/** How the host of a PoP or of the origin comes to exist. */
 /** Which of a host's addresses the deploy's SSH uses (`anycast:deploy.sshFamily`); absent means IPv6. */
 export type SshFamily = 4 | 6;
 
+/**
+ * How the host of a PoP or of the origin comes to exist. SSH keys are not part of it: they are
+ * pushed (components/host.ts), so a key change never touches the instance.
+ */
 export type HostSpec =
-    | { kind: "vultr"; region: string; plan: string; osId?: number; sshKeys: string[]; sshFamily?: SshFamily }
+    | { kind: "vultr"; region: string; plan: string; osId?: number; sshFamily?: SshFamily }
     | {
           kind: "existing";
           sshFamily?: SshFamily;

@@ -16,6 +16,7 @@
  * for longer than BFD's detection time; the lab measures BFD).
  */
 import { NETWORK_NAME } from "../../stacks/network/stack";
+import { sameSince } from "../routing";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { canonical, familyOf } from "../../components/core/addressing";
@@ -236,7 +237,7 @@ async function announces(cloud: DeployCloud, pop: string, prefix: string): Promi
     return out.includes(prefix);
 }
 
-/** The edge's session to a PoP: state and since when (unchanged while it stays up). */
+/** The edge's session to a PoP: state and since when (the same, within BIRD's per-query jitter, while it stays up). */
 async function session(cloud: DeployCloud, pop: string): Promise<{ state: string; since: string }> {
     const out = await birdc(cloud, ["show", "protocols", edgeProto(pop)]);
     const line = out.split("\n").find((l) => l.startsWith(edgeProto(pop) + " ")) ?? "";
@@ -329,7 +330,7 @@ async function checkCommunities(cloud: DeployCloud, plan: DeployPlan, values: St
     const after = await session(cloud, pop);
     const stillAnnouncing = await announces(cloud, pop, prefix);
     const ok = JSON.stringify(changed.map((c) => c.name)) === JSON.stringify(expected) && run.ok && seen
-        && before.since === after.since && /Established/.test(after.state) && stillAnnouncing;
+        && sameSince(before.since, after.since) && /Established/.test(after.state) && stillAnnouncing;
     return {
         name, ok,
         detail: `re-ran ${changed.map((c) => c.name).join(", ") || "nothing"} (${run.ok ? "ok" : "failed"}); community ${community} ${seen ? "seen" : "NOT seen"} at the edge; ` +

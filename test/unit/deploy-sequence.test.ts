@@ -108,6 +108,9 @@ describe("deploy sequence (prod example, with an existing PoP as a non-root user
         }
         assert.match(ruleset("fra"), /tcp dport 179 counter drop/);
         assert.match(ruleset("fra"), /udp dport 51820 counter drop/);
+        // The origin's service port is the deployment's too: over the mesh only, even on an existing server.
+        assert.match(ruleset("origin"), /iifname "wg0" .* tcp dport 8080 accept[^]*tcp dport 8080 counter drop comment "the origin service from anyone but the mesh"/);
+        assert.doesNotMatch(ruleset("fra"), /the origin service/);
     });
 
     it("installs the firewall's boot unit and enables every unit a PoP needs after a reboot", () => {

@@ -7,8 +7,8 @@
  * ufw's or the server's own tables alone. On a host this stack creates, input is default-drop.
  * On an existing server ("guard" mode) the chain's policy is accept, because a drop in any table
  * is final: our table then only drops traffic to the services the deployment adds (BGP, BFD,
- * WireGuard, HTTP(S) on the anycast address) from sources that do not use them, and leaves SSH
- * and the server's own services to the firewall the server already has.
+ * WireGuard, HTTP(S) on the anycast address, the origin's service port) from sources that do not
+ * use them, and leaves SSH and the server's own services to the firewall the server already has.
  *
  * Only the input hook is filtered. Output is free, and forward is left alone because the
  * origin of a hub mesh forwards between spokes over wg0. Address lists may mix IPv4 and
@@ -172,6 +172,11 @@ export function renderNftables(input: NftablesInput): string {
             if (input.bfd) guarded.push(`        udp dport { ${BFD_PORTS.join(", ")} } counter drop comment "BFD from anyone else"`);
         }
         guarded.push(`        udp dport ${meshPort} counter drop comment "WireGuard from outside the mesh"`);
+        // The origin's service is the deployment's too: the PoPs reach it over the mesh, and
+        // nobody else may reach it around the front door.
+        if (input.role === "origin" && input.originPort !== undefined) {
+            guarded.push(`        tcp dport ${port(input.originPort, "originPort")} counter drop comment "the origin service from anyone but the mesh"`);
+        }
         for (const family of [6, 4] as const) {
             if (anycast[family].length === 0) continue;
             guarded.push(`        ${ipOf(family)} daddr @anycast_addresses_v${family} tcp dport { 80, 443 } counter drop comment "HTTP(S) on the anycast address from anyone but the front door"`);
