@@ -295,7 +295,12 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
         const gone = await waitUntil(async () => !await edgeHasPath(ctx, own, prefix), bounds.failoverMs);
         if (gone !== undefined) edgePath.withdrawnMs = gone - t0;
         const moved = await prober.waitFor(t0, (s) => s.ok && s.pop !== own, bounds.failoverMs);
-        if (!moved) throw new Error(`no other PoP served the client within ${bounds.failoverMs / 1000} s (${bounds.basis})`);
+        if (!moved) {
+            const last = prober.samples.slice(-3).map((x) => (x.ok ? `served by ${x.pop}` : x.error ?? `http ${x.status} from ${x.pop ?? "?"}`)).join(", ");
+            const paths = (await edgeRoutes(ctx, prefix).catch(() => [])).map((r) => `${r.from}${r.best ? " (best)" : ""}`).join(", ");
+            throw new Error(`no other PoP served the client within ${bounds.failoverMs / 1000} s (${bounds.basis}); ` +
+                `last answers: ${last || "none"}; the edge's paths: ${paths || "none"}`);
+        }
         run.failoverMs = moved.done - t0;
         run.servedBy = moved.pop;
         if (gone === undefined) throw new Error(`the edge still has ${own}'s path ${bounds.failoverMs / 1000} s after nginx stopped`);

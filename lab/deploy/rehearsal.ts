@@ -357,12 +357,14 @@ async function checkExistingOrigin(cloud: DeployCloud, origin: string, port: num
     const ours = tables.stdout.includes("table inet anycast");
     const active = (await cloud.exec(origin, ["systemctl", "is-active", EXISTING_SERVICE.unit], { allowFail: true })).stdout.trim();
     const h = cloud.host(origin);
-    const curl = await runUntracked("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", `http://[${h.ipv6}]:${port}/`], { timeoutMs: 15_000, allowFail: true });
+    // From inside the host: the origin's service port is the mesh's only (the firewall guards it on an existing server too).
+    const curl = await runUntracked("ip", ["netns", "exec", h.netns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", `http://[::1]:${port}/`],
+        { timeoutMs: 15_000, allowFail: true });
     const ok = own && ours && active === "active" && curl.stdout === "200";
     return {
         name: "the existing origin keeps its own nftables table and its service", ok,
         detail: `table ${EXISTING_SERVICE.nftTable} ${own ? "kept" : "GONE"} beside inet anycast (${ours ? "loaded" : "missing"}); ` +
-            `${EXISTING_SERVICE.unit} ${active}; its site answers from this machine with HTTP ${curl.stdout || "nothing"}`,
+            `${EXISTING_SERVICE.unit} ${active}; its site answers on the host itself with HTTP ${curl.stdout || "nothing"}`,
     };
 }
 
