@@ -145,6 +145,15 @@ export interface DeployHost {
     boots: BootRecord[];
 }
 
+/** A client namespace of the slot (addClient). */
+export interface DeployClient {
+    name: string;
+    netns: string;
+    address: string;
+    /** The veth end in the cloud namespace that faces this client. */
+    cloudInterface: string;
+}
+
 export interface DeployKey {
     privateKey: string;
     /** The authorized_keys line. */
@@ -277,6 +286,8 @@ interface SlotNames {
     nftTable: string;
     /** Prefix of every host namespace and cgroup of the slot. */
     hostPrefix: string;
+    /** Prefix of the slot's client namespaces (addClient: Cloudflare's side, an outsider). */
+    clientPrefix: string;
     block4: string;
     block6: string;
     uplink4: [string, string];
@@ -290,6 +301,7 @@ export function slotNames(slot: number): SlotNames {
     return {
         slot, dir: path.join(DEPLOY_ROOT, `slot-${slot}`), cloudNs: `${p}-cloud`, uplink: `${p}up`, nftTable: p,
         hostPrefix: `${p}-h-`,
+        clientPrefix: `${p}-c-`,
         block4: `100.${second}.0.0/16`, block6: `${v6}::/48`,
         uplink4: [`100.${second}.255.1`, `100.${second}.255.2`],
         uplink6: [`${v6}:ffff::1`, `${v6}:ffff::2`],
@@ -344,6 +356,11 @@ async function slotNftTables(s: SlotNames): Promise<string[]> {
     return out.stdout.split("\n").map((l) => l.trim()).filter((l) => l === `table ip ${s.nftTable}`);
 }
 
+/** The slot's namespaces: the cloud, its hosts and its clients. */
+function isSlotNamespace(s: SlotNames, n: string): boolean {
+    return n === s.cloudNs || n.startsWith(s.hostPrefix) || n.startsWith(s.clientPrefix);
+}
+
 /**
  * What is left of a slot on this machine: namespaces, mounts, processes (in its cgroups or
  * namespaces), cgroups, the nft table, the uplink and the state directory. Empty after teardown.
@@ -351,7 +368,7 @@ async function slotNftTables(s: SlotNames): Promise<string[]> {
 export async function slotLeftovers(slot: number): Promise<string[]> {
     const s = slotNames(slot);
     const left: string[] = [];
-    const nss = (await netnsList()).filter((n) => n === s.cloudNs || n.startsWith(s.hostPrefix));
+    const nss = (await netnsList()).filter((n) => isSlotNamespace(s, n));
     left.push(...nss.map((n) => `namespace ${n}`));
     for (const ns of nss) {
         const pids = await sh("ip", ["netns", "pids", ns], { allowFail: true });
@@ -379,7 +396,7 @@ async function destroySlot(s: SlotNames): Promise<void> {
         const r = await sh("umount", [m], { allowFail: true });
         if (r.code !== 0) await sh("umount", ["-l", m], { allowFail: true });
     }
-    for (const ns of (await netnsList()).filter((n) => n === s.cloudNs || n.startsWith(s.hostPrefix))) {
+    for (const ns of (await netnsList()).filter((n) => isSlotNamespace(s, n))) {
         const pids = await sh("ip", ["netns", "pids", ns], { allowFail: true });
         for (const p of pids.stdout.split(/\s+/).filter((x) => /^\d+$/.test(x))) {
             try {
@@ -482,6 +499,7 @@ export class DeployCloud {
     private readonly keys = new KeyFiles();
     private tornDown = false;
     private nextIndex = 1;
+    private readonly clients = new Map<string, DeployClient>();
     private watchdog?: NodeJS.Timeout;
     private resumedNoted = false;
 
@@ -584,6 +602,29 @@ export class DeployCloud {
                 "",
             ].join("\n"),
         });
+    }
+
+    /**
+     * A client namespace behind the cloud (IPv6 only, like the service): `address` on its eth0,
+     * its default route into the cloud namespace, which routes `address` back to it. The cloud
+     * forwards its packets like any other, so what reaches a host from it is judged by the
+     * host's firewall on `address` alone. Removed with the slot.
+     */
+    async addClient(name: string, address: string): Promise<DeployClient> {
+        if (this.tornDown) throw new Error("this rehearsal cloud was torn down");
+        if (!/^[a-z][a-z0-9-]{0,20}$/.test(name)) throw new Error(`client name ${JSON.stringify(name)}: use lower-case letters, digits and dashes`);
+        if (this.clients.has(name)) throw new Error(`a client named ${name} exists already`);
+        if (familyOf(address) !== 6) throw new Error(`client ${name}: ${address} is not an IPv6 address`);
+        const s = this.names;
+        const client: DeployClient = { name, netns: `${s.clientPrefix}${name}`, address, cloudInterface: `c${this.clients.size + 1}` };
+        this.clients.set(name, client);
+        await sh("ip", ["netns", "add", client.netns]);
+        await ipBatch([`link add ${client.cloudInterface} type veth peer name eth0 netns ${client.netns}`,
+            `link set ${client.cloudInterface} up`, `addr add fe80::1/64 dev ${client.cloudInterface} nodad`,
+            `route add ${address}/128 dev ${client.cloudInterface}`], s.cloudNs);
+        await ipBatch(["link set lo up", "link set eth0 up", `addr add ${address}/128 dev eth0 nodad`,
+            "addr add fe80::2/64 dev eth0 nodad", "route add default via fe80::1 dev eth0"], client.netns);
+        return client;
     }
 
     host(name: string): DeployHost {

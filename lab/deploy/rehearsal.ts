@@ -25,7 +25,9 @@ import { runUntracked } from "../exec";
 import { DeployCloud, EXISTING_SERVICE, existingServerState, HostSpec, teardownOnSignals } from "./hosts";
 import { changedCommands, DeployPlan, planDeploy, PlannedCommand, updateRun } from "./plan";
 import { formatSteps, RemoteRunReport, runRemoteCommands } from "./remote";
+import { edgeKernelTable, edgeProto, edgeTable, formatObservations, observe, RehearsalObservations } from "./observe";
 import { ensureRootfs } from "./rootfs";
+import { ms, table, wrap } from "../text";
 
 export interface RehearsalOptions {
     configFile: string;
@@ -52,12 +54,12 @@ export interface RehearsalReport {
     /** Seconds: booting the hosts to SSH, and the deploy's commands. */
     bootSeconds: number;
     deploySeconds: number;
+    /** The lab's report on the deployed hosts (sessions, catchment, HTTPS, exposure, an experiment); absent when no PoP announced. */
+    observations?: RehearsalObservations;
     checks: RehearsalCheck[];
     rewrites: string[];
 }
 
-/** The emulated edge's neighbour protocol name for a PoP. */
-const edgeProto = (pop: string) => `pop_${pop.replace(/-/g, "_")}`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const REHEARSAL_PASSWORD = "rehearsal-only-password";
 
@@ -160,7 +162,6 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             },
         });
         const deploySeconds = deploy.totalMs / 1000;
-        for (const line of formatSteps(deploy)) log(line);
         const checks: RehearsalCheck[] = [];
         const announcedAfter: Record<string, number> = {};
         let totalSeconds = NaN;
@@ -183,6 +184,14 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
                 : `${missing.join(", ")} not announcing ${timeout / 1000} s after the deploy; ${await diagnose(cloud, missing[0])}`,
         });
 
+        let observations: RehearsalObservations | undefined;
+        if (missing.length < spec.pops.length) {
+            observations = await observe({
+                cloud, spec, httpSources: plan.run.httpSources, edgeSocket: edgeSocket(cloud), deployerAddress: deployer6, log,
+                tls: { serverCaPem: plan.run.originCaPem, pullClientCertPem: plan.run.originPullClient.certPem, pullClientKeyPem: plan.run.originPullClient.keyPem },
+                originMarker: spec.origin.host.kind === "existing" ? EXISTING_SERVICE.body.trim() : undefined,
+            }, prefix);
+        }
         checks.push(await checkNoChange(plan, values, instanceAddresses));
         checks.push(await checkCommunities(cloud, plan, values, instanceAddresses, prefix, log));
         checks.push(await checkReboot(cloud, spec.pops[spec.pops.length - 1].name, prefix, timeout, log));
@@ -190,7 +199,8 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             checks.push(await checkExistingOrigin(cloud, spec.origin.name, originPort));
         }
         for (const c of checks) log(`  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
-        return { ok: checks.every((c) => c.ok), slot: s.slot, deploy, announcedAfter, totalSeconds, bootSeconds, deploySeconds, checks, rewrites };
+        return { ok: checks.every((c) => c.ok) && (observations?.problems.length ?? 1) === 0, slot: s.slot, deploy, announcedAfter, totalSeconds,
+            bootSeconds, deploySeconds, observations, checks, rewrites };
     } finally {
         if (edgePid !== undefined) {
             try {
@@ -221,9 +231,9 @@ async function birdc(cloud: DeployCloud, args: string[]): Promise<string> {
     return r.stdout;
 }
 
-/** The edge has the prefix from this PoP's session. */
+/** The edge has the prefix from this PoP's session (in the PoP's own table at the edge). */
 async function announces(cloud: DeployCloud, pop: string, prefix: string): Promise<boolean> {
-    const out = await birdc(cloud, ["show", "route", "protocol", edgeProto(pop)]);
+    const out = await birdc(cloud, ["show", "route", prefix, "table", edgeTable(pop)]);
     return out.includes(prefix);
 }
 
@@ -260,12 +270,16 @@ async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], pa
         await runUntracked("ip", ["-n", cloud.cloudNs, "addr", "add", `${n}/128`, "dev", "lo"], { timeoutMs: 10_000 });
     }
     // The hosts' networks as direct routes: BGP resolves the PoPs' (multihop) next hops through them.
+    // Each PoP's session fills a table of its own (piped into master6, where the best path is
+    // chosen) and a kernel table of its own: the report pins a client to a PoP by its source
+    // address (observe.ts). master6's BGP routes go to the namespace's main table: the best path.
     const lines = ["router id 10.255.255.1;", `log "${path.join(dir, "edge.log")}" all;`, "protocol device {}",
-        "protocol direct { ipv6; }", ""];
-    for (const p of spec.pops) {
+        "protocol direct { ipv6; }", "protocol kernel best_path { ipv6 { export where source = RTS_BGP; }; }", ""];
+    spec.pops.forEach((p, i) => {
         const addr = popAddress(p.name);
         const pw = (p.bgp.password ?? password).replace(/["\\]/g, "");
         lines.push(
+            `ipv6 table ${edgeTable(p.name)};`,
             `protocol bgp ${edgeProto(p.name)} {`,
             `    local ${p.bgp.neighbor} as ${p.bgp.remoteAsn};`,
             `    neighbor ${addr} as ${spec.asn};`,
@@ -273,11 +287,13 @@ async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], pa
             `    password "${pw}";`,
             "    connect retry time 2;",
             "    error wait time 1, 5;",
-            "    ipv6 { import all; export none; };",
+            `    ipv6 { table ${edgeTable(p.name)}; igp table master6; import all; export none; };`,
             "}",
+            `protocol pipe ${edgeProto(p.name)}_best { table ${edgeTable(p.name)}; peer table master6; export all; import none; }`,
+            `protocol kernel ${edgeProto(p.name)}_kernel { ipv6 { table ${edgeTable(p.name)}; export all; }; kernel table ${edgeKernelTable(i)}; }`,
             "",
         );
-    }
+    });
     const conf = path.join(dir, "bird.conf");
     fs.writeFileSync(conf, lines.join("\n"));
     const pidFile = path.join(dir, "bird.pid");
@@ -310,7 +326,7 @@ async function checkCommunities(cloud: DeployCloud, plan: DeployPlan, values: St
     const run = await runRemoteCommands(updateRun(changed));
     for (const line of formatSteps(run)) log(line);
     // The new community reaches the edge over the same session.
-    const seen = await waitUntil(async () => (await birdc(cloud, ["show", "route", "protocol", edgeProto(pop), "all"])).includes(`(${community.replace(":", ",")})`), 60_000);
+    const seen = await waitUntil(async () => (await birdc(cloud, ["show", "route", prefix, "table", edgeTable(pop), "all"])).includes(`(${community.replace(":", ",")})`), 60_000);
     const after = await session(cloud, pop);
     const stillAnnouncing = await announces(cloud, pop, prefix);
     const ok = JSON.stringify(changed.map((c) => c.name)) === JSON.stringify(expected) && run.ok && seen
@@ -341,22 +357,46 @@ async function checkExistingOrigin(cloud: DeployCloud, origin: string, port: num
     const ours = tables.stdout.includes("table inet anycast");
     const active = (await cloud.exec(origin, ["systemctl", "is-active", EXISTING_SERVICE.unit], { allowFail: true })).stdout.trim();
     const h = cloud.host(origin);
-    const curl = await runUntracked("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", `http://[${h.ipv6}]:${port}/`], { timeoutMs: 15_000, allowFail: true });
+    // From inside the host: the origin's service port is the mesh's only (the firewall guards it on an existing server too).
+    const curl = await runUntracked("ip", ["netns", "exec", h.netns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", `http://[::1]:${port}/`],
+        { timeoutMs: 15_000, allowFail: true });
     const ok = own && ours && active === "active" && curl.stdout === "200";
     return {
         name: "the existing origin keeps its own nftables table and its service", ok,
         detail: `table ${EXISTING_SERVICE.nftTable} ${own ? "kept" : "GONE"} beside inet anycast (${ours ? "loaded" : "missing"}); ` +
-            `${EXISTING_SERVICE.unit} ${active}; its site answers from this machine with HTTP ${curl.stdout || "nothing"}`,
+            `${EXISTING_SERVICE.unit} ${active}; its site answers on the host itself with HTTP ${curl.stdout || "nothing"}`,
     };
 }
 
-/** The report's own lines, for the CLI. */
+/** Each deploy step with its time, in the engine's order (a table within 100 columns). */
+function formatDeploySteps(d: RemoteRunReport): string[] {
+    return [
+        ...wrap(`The first deploy from empty hosts: ${d.steps.length} remote commands over SSH in the engine's order, ` +
+            `${(d.totalMs / 1000).toFixed(1)} s, at most ${d.peakParallel} at once`),
+        ...table(["step", "status", "started", "took", "detail"], d.steps.map((st) => [
+            st.name.startsWith(`${NETWORK_NAME}-`) ? st.name.slice(NETWORK_NAME.length + 1) : st.name, st.status,
+            st.status === "skipped" ? "n/a" : `+${ms(st.startedAtMs)}`, st.status === "skipped" ? "n/a" : ms(st.durationMs),
+            st.status === "failed" ? `exit ${st.exitCode ?? "?"}: ${st.stderr.split("\n").filter((l) => l.trim() !== "").slice(-1)[0] ?? ""}`
+                : st.skippedBecause ?? "none",
+        ])),
+        "",
+    ];
+}
+
+/** The report's own lines, for the CLI: the deploy's steps, the lab's report on the hosts, then the checks. */
 export function formatRehearsal(r: RehearsalReport): string[] {
+    const observed = r.observations ? formatObservations(r.observations) : [];
     return [
         "deploy rehearsal",
-        ...r.rewrites.map((w) => `  rewritten for the rehearsal: ${w}`),
-        `  hosts booted to SSH in ${r.bootSeconds.toFixed(1)} s; deploy commands ${r.deploySeconds.toFixed(1)} s; every PoP announcing ${Number.isNaN(r.totalSeconds) ? "never" : `${r.totalSeconds.toFixed(1)} s`} from empty hosts`,
-        ...r.checks.map((c) => `  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`),
+        ...r.rewrites.flatMap((w) => wrap(w, "  rewritten for the rehearsal: ", "    ")),
+        ...wrap(`hosts booted to SSH in ${r.bootSeconds.toFixed(1)} s; deploy commands ${r.deploySeconds.toFixed(1)} s; every PoP announcing ` +
+            `${Number.isNaN(r.totalSeconds) ? "never" : `${r.totalSeconds.toFixed(1)} s`} from empty hosts`, "  ", "    "),
+        "",
+        ...formatDeploySteps(r.deploy),
+        ...observed,
+        ...(observed.length > 0 ? [""] : []),
+        "Checks",
+        ...r.checks.flatMap((c) => wrap(`${c.name}: ${c.detail}`, `  ${c.ok ? "ok  " : "FAIL"} `, "       ")),
         r.ok ? "rehearsal passed" : "rehearsal FAILED",
     ];
 }
