@@ -245,7 +245,8 @@ const PROBE_INTERVAL_MS = 100;
 const PROBE_TIMEOUT_MS = 1500;
 const HEALTH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin anycast-health";
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<number | undefined> {
+/** Poll `check` every `everyMs` until it holds: the time (epoch ms) it first held, undefined after `timeoutMs`. */
+export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<number | undefined> {
     const t0 = Date.now();
     for (;;) {
         if (await check().catch(() => false)) return Date.now();

@@ -25,7 +25,7 @@ import { runUntracked } from "../exec";
 import { DeployCloud, EXISTING_SERVICE, existingServerState, HostSpec, teardownOnSignals } from "./hosts";
 import { changedCommands, DeployPlan, planDeploy, PlannedCommand, updateRun } from "./plan";
 import { formatSteps, RemoteRunReport, runRemoteCommands } from "./remote";
-import { edgeKernelTable, edgeProto, edgeTable, formatObservations, observe, RehearsalObservations } from "./observe";
+import { edgeKernelTable, edgeProto, edgeTable, formatObservations, observe, RehearsalObservations, waitUntil } from "./observe";
 import { ensureRootfs } from "./rootfs";
 import { ms, table, wrap } from "../text";
 
@@ -60,7 +60,6 @@ export interface RehearsalReport {
     rewrites: string[];
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const REHEARSAL_PASSWORD = "rehearsal-only-password";
 
 interface StackValues extends Record<string, unknown> {
@@ -173,7 +172,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
         const prefix = spec.prefixes[0];
         const timeout = options.announceTimeoutMs ?? 240_000;
         await Promise.all(spec.pops.map(async (p) => {
-            if (await waitUntil(() => announces(cloud, p.name, prefix), timeout)) announcedAfter[p.name] = (Date.now() - t0) / 1000;
+            if ((await waitUntil(() => announces(cloud, p.name, prefix), timeout, 1000)) !== undefined) announcedAfter[p.name] = (Date.now() - t0) / 1000;
         }));
         const missing = spec.pops.filter((p) => announcedAfter[p.name] === undefined).map((p) => p.name);
         totalSeconds = missing.length === 0 ? Math.max(...Object.values(announcedAfter)) : NaN;
@@ -210,15 +209,6 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             }
         }
         await cloud.teardown();
-    }
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, everyMs = 1000): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        if (await check().catch(() => false)) return true;
-        if (Date.now() > deadline) return false;
-        await sleep(everyMs);
     }
 }
 
@@ -326,7 +316,7 @@ async function checkCommunities(cloud: DeployCloud, plan: DeployPlan, values: St
     const run = await runRemoteCommands(updateRun(changed));
     for (const line of formatSteps(run)) log(line);
     // The new community reaches the edge over the same session.
-    const seen = await waitUntil(async () => (await birdc(cloud, ["show", "route", prefix, "table", edgeTable(pop), "all"])).includes(`(${community.replace(":", ",")})`), 60_000);
+    const seen = await waitUntil(async () => (await birdc(cloud, ["show", "route", prefix, "table", edgeTable(pop), "all"])).includes(`(${community.replace(":", ",")})`), 60_000, 1000) !== undefined;
     const after = await session(cloud, pop);
     const stillAnnouncing = await announces(cloud, pop, prefix);
     const ok = JSON.stringify(changed.map((c) => c.name)) === JSON.stringify(expected) && run.ok && seen
@@ -342,7 +332,7 @@ async function checkReboot(cloud: DeployCloud, pop: string, prefix: string, time
     const t0 = Date.now();
     const r = await cloud.reboot(pop);
     log(`  ${pop} rebooted: down ${(r.downMs / 1000).toFixed(1)} s, boot to SSH ${(r.bootToSshMs / 1000).toFixed(1)} s`);
-    const back = await waitUntil(() => announces(cloud, pop, prefix), timeoutMs);
+    const back = (await waitUntil(() => announces(cloud, pop, prefix), timeoutMs, 1000)) !== undefined;
     const seconds = (Date.now() - t0) / 1000;
     return {
         name: "a PoP host reboot ends with it announcing again, unaided", ok: back,
