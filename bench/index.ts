@@ -43,6 +43,7 @@ const ANCHORS = {
     linkLoss: "BIRD default hold time 240 s (minutes of blackhole); BFD setups ~0.6 s",
     originLoss: "no anchor: without a health agent the route stays until someone notices",
     drain: "target: 0 failed requests",
+    proxyLoss: "the deploy rehearsal's experiment (lab/deploy/observe.ts); the lab does not run it",
 };
 
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {

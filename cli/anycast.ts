@@ -6,6 +6,7 @@
  *   anycast preview  --config Pulumi.<stack>.yaml [--diff <plan.json>] [--json <file>]
  *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] [--edge frr|bird] [--experiments a,b]
  *   anycast lab      --down
+ *   anycast lab      --deploy --config Pulumi.<stack>.yaml   (the deploy rehearsal: lab/deploy/rehearsal.ts)
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab] [--repeats N]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
@@ -119,8 +120,14 @@ function readPlan(file: string): SavedPlan {
     }
 }
 
-async function lab(opts: { config?: string; json?: string; keep?: boolean; repeats: number; down?: boolean; edge: string; experiments?: string },
-    io: Io): Promise<number> {
+async function lab(opts: { config?: string; json?: string; keep?: boolean; repeats: number; down?: boolean; deploy?: boolean; edge: string;
+    experiments?: string }, io: Io): Promise<number> {
+    if (opts.deploy) {
+        const rehearsal = await import("../lab/deploy/rehearsal");
+        const report = await rehearsal.rehearseDeploy({ configFile: requireConfig(opts.config), log: io.out });
+        for (const line of rehearsal.formatRehearsal(report)) io.out(line);
+        return report.ok ? 0 : 1;
+    }
     const labModule = await import("../lab/index");
     if (opts.down) {
         await labModule.teardownLab(io.out);
@@ -238,6 +245,8 @@ const COMMANDS: CommandSpec[] = [
             new Option("--experiments <ids>", "only these experiments, comma-separated: crash, linkLoss, originLoss, drain, " +
                 "originOutage, tunnelCut, originDown (default: all, then the policy change and flap damping)"),
             new Option("--down", "tear down a kept or interrupted lab and exit (default: off)"),
+            new Option("--deploy", "the deploy rehearsal instead: the stack's own remote commands over SSH to fresh " +
+                "Debian 12 hosts (systemd-nspawn), then its checks (default: off)"),
         ],
         examples: ["anycast lab --config Pulumi.lab.yaml",
             "anycast lab --config Pulumi.prod.yaml --edge bird --repeats 1 --json report.json",

@@ -26,11 +26,19 @@ export interface HostFirewallArgs {
     relayPort?: number;
     bfd: boolean;
     connection: pulumi.Input<Connection>;
+    /** The SSH login user (the push goes through sudo when it is not root); default root. */
+    user?: string;
+    /** An existing server: guard only the deployment's own services, leave its own alone (render/nftables.ts). */
+    existingHost?: boolean;
+    /**
+     * What the push waits for. Pass every other push to the host: the firewall goes last, so a
+     * mistake in it cannot cut off the pushes still to come.
+     */
     dependsOn?: pulumi.Resource[];
 }
 
 export class HostFirewall extends pulumi.ComponentResource {
-    /** The rendered /etc/nftables.conf. */
+    /** The rendered nftables table (components/core/artifacts.ts says where it goes). */
     readonly ruleset: pulumi.Output<string>;
 
     constructor(name: string, args: HostFirewallArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -48,9 +56,10 @@ export class HostFirewall extends pulumi.ComponentResource {
                 originPort: args.originPort,
                 relayPort: args.relayPort,
                 bfd: args.bfd,
+                existingHost: args.existingHost,
             }));
         pushFile(args.host, { file: "nftables.conf", content: this.ruleset }, args.connection,
-            { parent: this, dependsOn: args.dependsOn });
+            { parent: this, dependsOn: args.dependsOn }, args.user);
         this.registerOutputs({ ruleset: this.ruleset });
     }
 }

@@ -9,10 +9,12 @@
  * key ids.
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
 import * as vultr from "@ediri/vultr";
 import { HostSpec } from "./core/model";
 import { renderAuthorizedKeys } from "./core/render/sshkeys";
-import { Connection, pushFile } from "./push";
+import { renderBootstrap, renderCloudInitWait } from "./core/render/bootstrap";
+import { asRoot, Connection, pushFile, sha256 } from "./push";
 
 /** Debian 12: the OS the bootstrap and the pushed configs are written and tested for. */
 export const DEFAULT_OS_NAME = "Debian 12 x64 (bookworm)";
@@ -31,6 +33,8 @@ export interface HostArgs {
     sshPublicKeys?: string[];
     /** Private key (a Pulumi secret) used to push configs over SSH. */
     sshPrivateKey: pulumi.Input<string>;
+    /** An existing server's bootstrap (renderBootstrap): run as root before any push (ignored for new instances). */
+    bootstrap?: string;
 }
 
 export class Host extends pulumi.ComponentResource {
@@ -44,6 +48,13 @@ export class Host extends pulumi.ComponentResource {
     readonly instance?: vultr.Instance;
     /** What this component gives the host: `cloud-init.yaml` (new instances), `authorized_keys`. */
     readonly files: pulumi.Output<Record<string, string>>;
+    /** The SSH login user: pushes run through sudo when it is not root. */
+    readonly user: string;
+    /**
+     * The host is ready for pushes: cloud-init finished on a new instance, the bootstrap ran on an
+     * existing server. A child of the Host, so every push that depends on the Host waits for it.
+     */
+    readonly ready: command.remote.Command;
 
     constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:Host", name, {}, opts);
@@ -60,7 +71,12 @@ export class Host extends pulumi.ComponentResource {
             user = spec.user;
             port = spec.port;
         }
-        this.connection = pulumi.all([this.ipv6, pulumi.secret(args.sshPrivateKey)]).apply(([host, privateKey]) => ({
+        this.user = user;
+        // SSH over the family the deployer can reach (anycast:deploy.sshFamily): CI runners often have no IPv6.
+        const sshAddress = spec.sshFamily === 4
+            ? pulumi.all([this.ipv4, this.ipv6]).apply(([v4, v6]) => v4 ?? v6)
+            : this.ipv6;
+        this.connection = pulumi.all([sshAddress, pulumi.secret(args.sshPrivateKey)]).apply(([host, privateKey]) => ({
             host,
             port,
             user,
@@ -69,12 +85,22 @@ export class Host extends pulumi.ComponentResource {
             dialErrorLimit: 30,
             perDialTimeout: 20,
         }));
+        // An existing server without a role-specific bootstrap gets what every mesh member needs.
+        const readyScript = spec.kind === "vultr" ? renderCloudInitWait() : args.bootstrap ?? renderBootstrap({ role: "origin" });
+        this.ready = new command.remote.Command(`${name}-ready`, {
+            connection: this.connection,
+            create: asRoot(readyScript, user),
+            // Runs again only when the script changes (new packages, a new unit), never on a plain update.
+            triggers: [sha256(readyScript)],
+            logging: "stderr",
+        }, { parent: this, dependsOn: this.instance ? [this.instance] : [] });
 
         const files: Record<string, pulumi.Input<string>> = {};
         if (spec.kind === "vultr" && args.userData !== undefined) files["cloud-init.yaml"] = args.userData;
         if (args.sshPublicKeys !== undefined) {
             files["authorized_keys"] = renderAuthorizedKeys(args.sshPublicKeys);
-            pushFile(name, { file: "authorized_keys", content: files["authorized_keys"] }, this.connection, { parent: this, dependsOn: this.instance ? [this.instance] : [] });
+            pushFile(name, { file: "authorized_keys", content: files["authorized_keys"] }, this.connection,
+                { parent: this, dependsOn: [this.ready] }, user);
         }
         this.files = pulumi.all(files);
         this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, files: this.files });

@@ -24,6 +24,8 @@ export interface MeshMember {
     host?: string;
     /** Resources the push must wait for (the host). */
     dependsOn?: pulumi.Resource[];
+    /** The SSH login user (the push goes through sudo when it is not root); default root. */
+    user?: string;
 }
 
 export interface WireGuardMeshArgs {
@@ -74,7 +76,7 @@ export class WireGuardMesh extends pulumi.ComponentResource {
 
         for (const m of args.members) {
             pushFile(m.host ?? m.name, { file: "wg0.conf", content: this.configs.apply((c) => c[m.name]) },
-                m.connection, { parent: this, dependsOn: m.dependsOn });
+                m.connection, { parent: this, dependsOn: m.dependsOn }, m.user);
         }
         this.registerOutputs({ publicKeys: this.publicKeys, addresses: this.addresses });
     }

@@ -63,6 +63,11 @@ export interface AnycastNetworkArgs {
     /** The ROAs published at your RIR; the announcements are checked against them (RFC 6811). Default: unchecked. */
     readonly roas?: Config["roas"];
     /**
+     * How the deploy reaches the hosts: `sshFamily` (`auto`, `ipv6` or `ipv4`; default auto) and
+     * `deployerAddress`, checked against `firewall.adminCidrs` so an update cannot lock you out.
+     */
+    readonly deploy?: Config["deploy"];
+    /**
      * TCP-MD5 password of every BGP session without its own `bgp.password` (at most 80 bytes, no
      * quotes or backslashes). A plain string, kept secret from here on, or a secret Output.
      */
@@ -195,8 +200,10 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     /** The origins first, then the PoPs. */
     private membersOf(name: string, spec: AnycastSpec): NetworkMember[] {
         return [
-            ...spec.origins.map((o, i) => ({ name: o.name, resource: `${name}-${o.name}`, meshAddress: o.meshAddress, host: this.origins[i].host })),
-            ...spec.pops.map((p, i) => ({ name: p.name, resource: `${name}-${p.name}`, meshAddress: p.meshAddress, host: this.pops[i].host })),
+            ...spec.origins.map((o, i) => ({ name: o.name, resource: `${name}-${o.name}`, meshAddress: o.meshAddress, host: this.origins[i].host,
+                component: this.origins[i], existingHost: o.host.kind === "existing" })),
+            ...spec.pops.map((p, i) => ({ name: p.name, resource: `${name}-${p.name}`, meshAddress: p.meshAddress, host: this.pops[i].host,
+                component: this.pops[i], existingHost: p.host.kind === "existing" })),
         ];
     }
 
@@ -206,7 +213,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
             mtu: spec.mesh.mtu, persistentKeepalive: spec.mesh.persistentKeepalive,
             members: members.map((m) => ({
                 name: m.name, host: m.resource, meshAddress: m.meshAddress, endpoint: m.host.ipv6,
-                connection: m.host.connection, dependsOn: [m.host],
+                connection: m.host.connection, dependsOn: [m.host], user: m.host.user,
             })),
         }, { parent: this });
     }
@@ -232,7 +239,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
                 relayPort: pop ? spec.failover.relayPort : undefined,
                 bfd: pop ? pop.bgp.bfd !== undefined : false,
                 connection: m.host.connection,
-                dependsOn: [m.host],
+                user: m.host.user,
+                existingHost: m.existingHost,
+                // Last of the host's pushes (its component's and its wg0.conf): a mistake in the
+                // firewall cannot cut the deployer off from pushes still to come.
+                dependsOn: [m.host, m.component, this.mesh],
             }, { parent: this });
         });
     }
@@ -269,6 +280,9 @@ interface NetworkMember {
     resource: string;
     meshAddress: string;
     host: Host;
+    /** The member's own component (its PoP or the origin): the firewall push waits for its pushes. */
+    component: pulumi.Resource;
+    existingHost: boolean;
 }
 
 /** What the constructor validated, and the secrets as the children consume them. */

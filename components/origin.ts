@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { OriginSpec } from "./core/model";
+import { renderBootstrap } from "./core/render/bootstrap";
 import { renderCloudInit } from "./core/render/cloudinit";
 import { Host } from "./host";
 
@@ -34,6 +35,7 @@ export class Origin extends pulumi.ComponentResource {
             userData: origin.host.kind === "vultr"
                 ? renderCloudInit({ hostname: origin.name, role: "origin", sshPublicKeys: args.sshPublicKeys ?? [] })
                 : undefined,
+            bootstrap: origin.host.kind === "existing" ? renderBootstrap({ role: "origin" }) : undefined,
         }, { parent: this });
         this.ipv6 = this.host.ipv6;
         this.meshAddress = origin.meshAddress;

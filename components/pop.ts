@@ -10,6 +10,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { FailoverSpec, HealthSpec, MeshTopology, OriginEndpoint, PopRenderInput, PopSpec } from "./core/model";
 import { renderBirdConfig } from "./core/render/bird";
+import { renderBootstrap } from "./core/render/bootstrap";
 import { renderCloudInit } from "./core/render/cloudinit";
 import { renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./core/render/health";
 import { renderNetSetup } from "./core/render/netsetup";
@@ -90,6 +91,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
             userData: pop.host.kind === "vultr"
                 ? renderCloudInit({ hostname: pop.name, role: "pop", sshPublicKeys: args.sshPublicKeys ?? [], netSetup: netSetupBoot })
                 : undefined,
+            bootstrap: pop.host.kind === "existing" ? renderBootstrap({ role: "pop" }) : undefined,
         }, { parent: this });
     }
 
@@ -123,7 +125,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
         const pushed: Record<string, pulumi.Input<string>> = {};
         const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) => {
             pushed[p.file] = p.content;
-            return pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] });
+            return pushFile(name, p, conn, { parent: this, dependsOn: [this.host, ...dependsOn] }, this.host.user);
         };
 
         const netSetup = push({ file: "anycast-net.sh", content: file("anycast-net.sh") });

@@ -8,6 +8,9 @@
  * unchanged file is never re-pushed, and a changed one never touches the host resource itself.
  * Each file's path, owner, mode, check and reload come from the registry
  * (components/core/artifacts.ts), not from the caller.
+ *
+ * Every push runs as root: for a login user other than root it goes through `sudo -n`
+ * (passwordless sudo, see README), which passes stdin on to the script.
  */
 import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
@@ -33,17 +36,28 @@ export function shellQuote(text: string): string {
 }
 
 /**
+ * The `create` of a script run as root on a host whose login user is `user`: as is for root,
+ * through `sudo -n` otherwise, failing with a clear message when sudo needs a password.
+ */
+export function asRoot(script: string, user = "root"): string {
+    const run = `bash -c ${shellQuote(script)}`;
+    if (user === "root") return run;
+    return `sudo -n true 2>/dev/null || { echo ${shellQuote(`${user} needs passwordless sudo on this host (see README: existing servers)`)} >&2; exit 1; }; ` +
+        `sudo -n ${run}`;
+}
+
+/**
  * Create the Command that pushes one file. Named `<host>-push-<file>` so that plans and the
  * `anycast render` CLI can tell which host and artifact it carries.
  */
 export function pushFile(host: string, push: FilePush, connection: pulumi.Input<Connection>,
-    opts: pulumi.CustomResourceOptions): command.remote.Command {
+    opts: pulumi.CustomResourceOptions, user = "root"): command.remote.Command {
     const artifact = ARTIFACTS[push.file];
     const content = artifact.secret ? pulumi.secret(push.content) : pulumi.output(push.content);
     return new command.remote.Command(`${host}-push-${push.file}`, {
         connection,
         // bash explicitly: the login shell of the remote user may be anything.
-        create: `bash -c ${shellQuote(pushScript(artifact))}`,
+        create: asRoot(pushScript(artifact), user),
         stdin: content,
         // The hash of a secret (a bird.conf with its password) is kept secret too: apply on a
         // secret Output yields a secret.

@@ -123,7 +123,7 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
     const cloud = await installMockCloud({ stack: opts.configFile ? path.basename(opts.configFile).replace(/^Pulumi\.|\.yaml$/g, "") : "mock" });
     opts.onMockCloud?.(cloud);
     pulumi.runtime.setAllConfig(loaded.config, loaded.secretKeys);
-    const stack = withoutSdkWarnings(() => deployNetworkStack());
+    const { result: stack, messages: sdkWarnings } = capturingSdkWarnings(() => deployNetworkStack());
     const [outputs, network] = await Promise.all([stackOutputValues(stack), networkValues(stack.network)]);
     // Wait until every registration has reached the mocks (pushes depend on late outputs).
     await cloud.settled();
@@ -141,7 +141,7 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
         outputs,
         urns: cloud.urns(),
         notes: loaded.notes,
-        warnings: [...stack.configWarnings, ...network.warnings],
+        warnings: [...stack.configWarnings, ...network.warnings, ...otherSdkWarnings(sdkWarnings, [...stack.configWarnings, ...network.warnings])],
         originCaPem: cloud.originCaPem,
         originPullClient: network.originPullClient,
         httpSources: network.httpSources,
@@ -150,17 +150,28 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
 
 /**
  * Under mocks the SDK prints each warning to stderr itself; the runner returns them structured
- * instead (StackRun.warnings), and the CLI prints them once.
+ * instead (StackRun.warnings), and the CLI prints them once. Only the network's own warnings are
+ * taken out of the SDK's way: any other warning logged while the program is built (the SDK's, a
+ * provider's) is kept and returned as an `other` warning, never dropped.
  */
-function withoutSdkWarnings<T>(build: () => T): T {
+function capturingSdkWarnings<T>(build: () => T): { result: T; messages: string[] } {
     const log = pulumi.log as { warn: typeof pulumi.log.warn };
     const original = log.warn;
-    log.warn = async () => undefined;
+    const messages: string[] = [];
+    log.warn = async (msg: string) => {
+        messages.push(msg);
+    };
     try {
-        return build();
+        return { result: build(), messages };
     } finally {
         log.warn = original;
     }
+}
+
+/** The captured SDK warnings that are not one of the stack's own (those are returned structured already). */
+export function otherSdkWarnings(messages: string[], own: ConfigIssue[]): ConfigIssue[] {
+    const known = new Set(own.map((w) => `${w.key}: ${w.message}`));
+    return messages.filter((m) => !known.has(m)).map((message) => ({ key: "pulumi", message }));
 }
 
 async function stackOutputValues(stack: NetworkStack): Promise<Record<string, unknown>> {

@@ -53,12 +53,12 @@ interface Experiment {
  * Slack on every bound: process start-up, route propagation through the emulated Internet, and
  * scheduling on a busy shared machine (stalls of a second or more were measured under load).
  */
-const SLACK_MS = 15_000;
+export const SLACK_MS = 15_000;
 /** WireGuard retries a handshake every 5 s; a tunnel that was cut needs one to come back. */
 const WIREGUARD_RETRY_MS = 5_000;
 
 /** How long the health agent takes to notice a broken check (fall) or a good one again (rise). */
-function agentMs(spec: AnycastSpec, checks: number): number {
+export function agentMs(spec: AnycastSpec, checks: number): number {
     return checks * spec.health.interval * 1000 + spec.health.timeout * 1000;
 }
 
@@ -213,7 +213,7 @@ async function agentIn(lab: LabRuntime, r: RegionPlan, states: string[], timeout
 }
 
 /** "3x timeout, 2x http 502 from sgp": what the failed requests of a phase met. */
-function failureSummary(failed: ProbeSample[]): string | undefined {
+export function failureSummary(failed: ProbeSample[]): string | undefined {
     if (failed.length === 0) return undefined;
     const counts = new Map<string, number>();
     for (const s of failed) {

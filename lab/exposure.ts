@@ -7,9 +7,9 @@
  * reads the host firewall's final drop counter instead: it must grow by the packets sent.
  */
 import { contains, parseCidr } from "../components/core/addressing";
-import { AnycastSpec, HostSpec } from "../components/core/model";
+import { AnycastSpec, HostSpec, PopSpec } from "../components/core/model";
 import { LabRuntime } from "./boot";
-import { nsRun } from "./exec";
+import { nsRun, run } from "./exec";
 
 export type ConnectResult = "connected" | "refused" | "timeout" | string;
 
@@ -56,9 +56,11 @@ targets.forEach(([host, port], i) => {
 });
 `;
 
-export async function tcpConnects(ns: string, targets: Array<[string, number]>, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ConnectResult[]> {
-    const res = await nsRun(ns, process.execPath, ["-e", CONNECT_SCRIPT, JSON.stringify(targets), String(timeoutMs)],
-        { allowFail: true, timeoutMs: timeoutMs + 20_000 });
+/** `ns` undefined: from this machine itself. */
+export async function tcpConnects(ns: string | undefined, targets: Array<[string, number]>, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ConnectResult[]> {
+    const args = ["-e", CONNECT_SCRIPT, JSON.stringify(targets), String(timeoutMs)];
+    const opts = { allowFail: true, timeoutMs: timeoutMs + 20_000 };
+    const res = await (ns === undefined ? run(process.execPath, args, opts) : nsRun(ns, process.execPath, args, opts));
     try {
         return JSON.parse(res.stdout.trim()) as ConnectResult[];
     } catch {
@@ -111,17 +113,38 @@ function sshPortOf(host: HostSpec): number {
     return host.kind === "existing" ? host.port : 22;
 }
 
-interface Source {
-    ns: string;
+/** Where probes come from: a namespace, or this machine itself (no ns: the rehearsal's deployer). */
+export interface ProbeSource {
+    ns?: string;
     label: string;
     address: string;
 }
 
+export interface ProbeTarget {
+    label: string;
+    address: string;
+}
+
+/** Everything the exposure probes need: the config's expectations, who probes, and what they probe. */
+export interface ExposureSetup {
+    spec: AnycastSpec;
+    /** Who the rendered firewalls let reach HTTP(S) (firewall.httpSources or Cloudflare's ranges). */
+    httpSources: string[];
+    sources: { outsider: ProbeSource; client: ProbeSource; pop: ProbeSource; admin?: ProbeSource };
+    /** The PoP whose unicast address is targets.pop. */
+    pop: PopSpec;
+    targets: { anycast: ProbeTarget; pop: ProbeTarget; originPublic: ProbeTarget; originMesh: ProbeTarget };
+    /** Said after the admin's SSH rule, e.g. why a connect there is refused rather than connected. */
+    adminNote?: string;
+}
+
 /** The kinds of source the probes come from; the admin source only when the plan has one. */
-function probeSources(lab: LabRuntime): Record<string, Source> {
+function labExposureSetup(lab: LabRuntime): ExposureSetup {
     const { plan } = lab;
+    const spec = lab.stack.spec;
     const r = plan.regions[0];
-    const sources: Record<string, Source> = {
+    const o = plan.origin;
+    const sources: ExposureSetup["sources"] = {
         outsider: { ns: plan.outsider.ns, label: `outsider ${plan.outsider.address}`, address: plan.outsider.address },
         client: { ns: r.client.ns, label: `client ${r.client.address}`, address: r.client.address },
         pop: { ns: r.pop.ns, label: `PoP ${r.pop.name} (mesh peer)`, address: r.pop.address },
@@ -131,7 +154,16 @@ function probeSources(lab: LabRuntime): Record<string, Source> {
     } else if (plan.admin.kind === "namespace") {
         sources.admin = { ns: plan.admin.client.ns, label: `admin ${plan.admin.client.address}`, address: plan.admin.client.address };
     }
-    return sources;
+    return {
+        spec, httpSources: plan.httpSources, sources, pop: r.pop.spec,
+        targets: {
+            anycast: { label: "anycast address", address: spec.address },
+            pop: { label: `PoP ${r.pop.name}, unicast`, address: r.pop.address },
+            originPublic: { label: "origin, public", address: o.address },
+            originMesh: { label: "origin, mesh", address: o.meshAddress },
+        },
+        adminNote: "(the lab runs no sshd: refused)",
+    };
 }
 
 /**
@@ -140,50 +172,56 @@ function probeSources(lab: LabRuntime): Record<string, Source> {
  * (Cloudflare's ranges by default) or firewall.adminCidrs (empty: SSH open to everyone).
  */
 export async function probeExposure(lab: LabRuntime): Promise<ReachProbe[]> {
-    const { plan } = lab;
-    const spec = lab.stack.spec;
-    const r = plan.regions[0];
-    const o = plan.origin;
-    const sources = probeSources(lab);
-    const targets = {
-        anycast: { label: "anycast address", address: spec.address },
-        pop: { label: `PoP ${r.pop.name}, unicast`, address: r.pop.address },
-        originPublic: { label: "origin, public", address: o.address },
-        originMesh: { label: "origin, mesh", address: o.meshAddress },
-    };
-    type Dst = keyof typeof targets;
-    const may = (src: string) => allowedBy(spec, plan.httpSources, sources[src].address);
+    return probeExposureOf(labExposureSetup(lab));
+}
+
+/** The TCP probes of `setup`, each with the rule it demonstrates and the verdict. */
+export async function probeExposureOf(setup: ExposureSetup): Promise<ReachProbe[]> {
+    const { spec, sources, targets } = setup;
+    type Src = keyof ExposureSetup["sources"];
+    type Dst = keyof ExposureSetup["targets"];
+    const may = (src: Src) => allowedBy(spec, setup.httpSources, sources[src]!.address);
     const expect = (yes: boolean): ReachProbe["expect"] => (yes ? "reached" : "dropped");
-    const popSsh = sshPortOf(r.pop.spec.host);
+    const popSsh = sshPortOf(setup.pop.host);
     const originSsh = sshPortOf(spec.origin.host);
+    const port = spec.origin.port;
     const httpRule = spec.firewall.httpSources ? "HTTP(S) on the anycast address from firewall.httpSources"
         : "HTTP(S) on the anycast address from Cloudflare's ranges";
     const sshRule = spec.firewall.adminCidrs.length === 0 ? "SSH from anywhere (adminCidrs is empty)" : "SSH only from adminCidrs";
-    const cases: Array<[string, Dst, number, ReachProbe["expect"], string]> = [
+    // On an existing server our table guards only the deployment's services (render/nftables.ts):
+    // SSH and its other ports stay with the server's own firewall.
+    const leftAlone = "an existing server's SSH and other ports: left to its own firewall";
+    const popExisting = setup.pop.host.kind === "existing";
+    const originExisting = spec.origin.host.kind === "existing";
+    const sshExpect = (src: Src, existing: boolean): ReachProbe["expect"] => (existing ? "reached" : expect(may(src).ssh));
+    const cases: Array<[Src, Dst, number, ReachProbe["expect"], string]> = [
         ["client", "anycast", 80, expect(may("client").http), httpRule],
         ["outsider", "anycast", 80, expect(may("outsider").http), httpRule],
         ["outsider", "anycast", 443, expect(may("outsider").http), httpRule],
-        ["client", "pop", 80, "dropped", "HTTP only on the anycast address, not the unicast one"],
+        ["client", "pop", 80, popExisting ? "reached" : "dropped", popExisting ? leftAlone : "HTTP only on the anycast address, not the unicast one"],
         ["outsider", "pop", 179, "dropped", "BGP only from the BGP neighbour"],
         ["client", "pop", 179, "dropped", "BGP only from the BGP neighbour"],
-        ["outsider", "pop", popSsh, expect(may("outsider").ssh), sshRule],
-        ["client", "originPublic", originSsh, expect(may("client").ssh), sshRule],
-        ["pop", "originMesh", o.port, "reached", "the origin's service over the mesh"],
-        ["pop", "originPublic", o.port, "dropped", "the origin's service only over the mesh"],
-        ["outsider", "originPublic", o.port, "dropped", "the origin's service only over the mesh"],
+        ["outsider", "pop", popSsh, sshExpect("outsider", popExisting), popExisting ? leftAlone : sshRule],
+        ["client", "originPublic", originSsh, sshExpect("client", originExisting), originExisting ? leftAlone : sshRule],
+        ["pop", "originMesh", port, "reached", "the origin's service over the mesh"],
+        ["pop", "originPublic", port, "dropped", "the origin's service only over the mesh"],
+        ["outsider", "originPublic", port, "dropped", "the origin's service only over the mesh"],
     ];
-    if (sources.admin) cases.splice(6, 0, ["admin", "pop", popSsh, "reached", `${sshRule} (the lab runs no sshd: refused)`]);
+    if (sources.admin) {
+        cases.splice(6, 0, ["admin", "pop", popSsh, "reached", `${popExisting ? leftAlone : sshRule}${setup.adminNote ? ` ${setup.adminNote}` : ""}`]);
+    }
     const results = new Map<number, ConnectResult>();
-    for (const src of Object.keys(sources)) {
+    for (const src of Object.keys(sources) as Src[]) {
         const mine = cases.map((c, i) => [c, i] as const).filter(([c]) => c[0] === src);
-        const got = await tcpConnects(sources[src].ns, mine.map(([c]) => [targets[c[1]].address, c[2]]));
+        if (mine.length === 0) continue;
+        const got = await tcpConnects(sources[src]!.ns, mine.map(([c]) => [targets[c[1]].address, c[2]]));
         mine.forEach(([, i], k) => results.set(i, got[k]));
     }
-    return cases.map(([src, dst, port, expected, rule], i) => {
+    return cases.map(([src, dst, p, expected, rule], i) => {
         const result = results.get(i)!;
         return {
-            protocol: "tcp" as const, from: sources[src].label, source: src, to: targets[dst].label, address: targets[dst].address,
-            port, expect: expected, rule, result, ok: meetsExpectation(expected, result),
+            protocol: "tcp" as const, from: sources[src]!.label, source: src, to: targets[dst].label, address: targets[dst].address,
+            port: p, expect: expected, rule, result, ok: meetsExpectation(expected, result),
         };
     });
 }
@@ -191,10 +229,15 @@ export async function probeExposure(lab: LabRuntime): Promise<ReachProbe[]> {
 /** WireGuard from outside the mesh: dropped by the PoP's firewall (that the mesh works shows the peers get in). */
 export async function probeUdpExposure(lab: LabRuntime): Promise<ReachProbe[]> {
     const r = lab.plan.regions[0];
-    const port = lab.stack.spec.mesh.port;
-    const result = await udpDropped(lab.plan.outsider.ns, r.pop.ns, r.pop.address, port);
+    return probeUdpExposureOf({ ns: lab.plan.outsider.ns, label: `outsider ${lab.plan.outsider.address}`, address: lab.plan.outsider.address },
+        r.pop.ns, { label: `PoP ${r.pop.name}, unicast`, address: r.pop.address }, lab.stack.spec.mesh.port);
+}
+
+/** UDP to the mesh port from an outsider, counted by the firewall in the PoP's namespace `popNs`. */
+export async function probeUdpExposureOf(from: ProbeSource & { ns: string }, popNs: string, to: ProbeTarget, port: number): Promise<ReachProbe[]> {
+    const result = await udpDropped(from.ns, popNs, to.address, port);
     return [{
-        protocol: "udp", from: `outsider ${lab.plan.outsider.address}`, source: "outsider", to: `PoP ${r.pop.name}, unicast`,
-        address: r.pop.address, port, expect: "dropped", rule: "WireGuard only from mesh peers", result, ok: result.startsWith("dropped"),
+        protocol: "udp", from: from.label, source: "outsider", to: to.label,
+        address: to.address, port, expect: "dropped", rule: "WireGuard only from mesh peers", result, ok: result.startsWith("dropped"),
     }];
 }

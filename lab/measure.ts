@@ -157,25 +157,37 @@ const send = () => s.send(Buffer.from("anycast-lab-catchment"), Number(process.a
 send();
 `;
 
-/** What an HTTPS request from a namespace met: status and serving PoP, or curl's error. */
-async function curlHttps(ns: string, address: string, hostname: string, tlsDir: string, withCert: boolean): Promise<HttpsResult> {
-    const args = ["-sS", "-m", "3", "-o", "/dev/null", "-D", "-", "--cacert", path.join(tlsDir, "server-ca.pem"),
+/**
+ * What an HTTPS request from a namespace met: status, serving PoP, curl's own total time and the
+ * first line of the body, or curl's error. `tlsDir` holds server-ca.pem, client.pem and client.key.
+ */
+export async function curlHttps(ns: string, address: string, hostname: string, tlsDir: string, withCert: boolean,
+    timeoutS = 3): Promise<HttpsResult> {
+    const args = ["-sS", "-m", String(timeoutS), "-o", "-", "-D", "-", "-w", "\n%{time_total}", "--cacert", path.join(tlsDir, "server-ca.pem"),
         "--resolve", `${hostname}:443:${urlHost(address)}`, `https://${hostname}/`];
     if (withCert) args.unshift("--cert", path.join(tlsDir, "client.pem"), "--key", path.join(tlsDir, "client.key"));
-    const res = await nsRun(ns, "curl", args, { allowFail: true, timeoutMs: 5000 });
+    const res = await nsRun(ns, "curl", args, { allowFail: true, timeoutMs: timeoutS * 1000 + 2000 });
     const status = /^HTTP\/\S+ (\d+)/m.exec(res.stdout);
     const pop = /^x-anycast-pop: *(\S+)/im.exec(res.stdout);
     if (!status) return { error: res.stderr.trim().replace(/^curl: /, "") || `curl exit ${res.code}` };
-    return { status: Number(status[1]), servedBy: pop?.[1] };
+    const total = Number(/\n([0-9.]+)$/.exec(res.stdout)?.[1]);
+    const body = res.stdout.split(/\r?\n\r?\n/).slice(1).join("\n\n").replace(/\n[0-9.]+$/, "");
+    return { status: Number(status[1]), servedBy: pop?.[1], ms: Number.isFinite(total) ? total * 1000 : undefined,
+        firstLine: body.split("\n")[0]?.trim() };
+}
+
+/** The Cloudflare side's files for curlHttps: the Origin CA and the origin-pull client certificate. */
+export function writeCloudflareSide(dir: string, tls: { serverCaPem: string; pullClientCertPem: string; pullClientKeyPem: string }): string {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "server-ca.pem"), tls.serverCaPem);
+    fs.writeFileSync(path.join(dir, "client.pem"), tls.pullClientCertPem);
+    fs.writeFileSync(path.join(dir, "client.key"), tls.pullClientKeyPem, { mode: 0o600 });
+    return dir;
 }
 
 /** Cloudflare's side of "Full (strict)" + Authenticated Origin Pulls, played from each region's client. */
 async function checkHttps(lab: LabRuntime, problems: string[]): Promise<HttpsCheck[]> {
-    const tlsDir = path.join(LAB_DIR, "cloudflare-side");
-    fs.mkdirSync(tlsDir, { recursive: true });
-    fs.writeFileSync(path.join(tlsDir, "server-ca.pem"), lab.tls.serverCaPem);
-    fs.writeFileSync(path.join(tlsDir, "client.pem"), lab.tls.pullClientCertPem);
-    fs.writeFileSync(path.join(tlsDir, "client.key"), lab.tls.pullClientKeyPem, { mode: 0o600 });
+    const tlsDir = writeCloudflareSide(path.join(LAB_DIR, "cloudflare-side"), lab.tls);
     const spec = lab.stack.spec;
     const out: HttpsCheck[] = [];
     for (const r of lab.plan.regions) {

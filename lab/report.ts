@@ -77,6 +77,10 @@ export interface HttpsResult {
     status?: number;
     servedBy?: string;
     error?: string;
+    /** curl's time_total: connect, TLS and the answer. */
+    ms?: number;
+    /** The first line of the answer's body (a marker of who answered behind the proxy). */
+    firstLine?: string;
 }
 
 export interface HttpsCheck {
@@ -106,7 +110,8 @@ export interface ExperimentRun {
 }
 
 export interface ExperimentReport {
-    id: "crash" | "linkLoss" | "originLoss" | "drain";
+    /** proxyLoss: the deploy rehearsal's experiment (lab/deploy/observe.ts). */
+    id: "crash" | "linkLoss" | "originLoss" | "drain" | "proxyLoss";
     title: string;
     fault: string;
     repair: string;
@@ -232,7 +237,7 @@ function formatCatchment(r: LabReport): string[] {
     return out;
 }
 
-function formatExposure(r: LabReport): string[] {
+export function formatExposure(r: Pick<LabReport, "exposure" | "admin">): string[] {
     if (r.exposure.length === 0) return [];
     const rules = [...new Set(r.exposure.map((p) => p.rule))];
     return [
@@ -259,7 +264,7 @@ function formatRouting(r: LabReport): string[] {
     return out;
 }
 
-function formatExperiments(r: LabReport): string[] {
+export function formatExperiments(r: Pick<LabReport, "experiments" | "experimentsAborted">): string[] {
     if (r.experiments.length === 0 && !r.experimentsAborted) return [];
     const out = [
         ...wrap("Experiments (min / median / max; times from the start of the fault's or the repair's command; a request " +

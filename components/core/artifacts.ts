@@ -9,6 +9,8 @@
  * which paths it relocates), and docs/ARTIFACTS.md, which is generated from this file
  * (`npm run docs`; test/unit/artifacts.test.ts fails when the committed doc differs).
  */
+import { FIREWALL_UNIT, NFTABLES_PATH, NFTABLES_TABLE, renderFirewallUnit } from "./render/nftables";
+
 
 import { AUTHORIZED_KEYS_PATH, installAuthorizedKeysScript, VALIDATE_AUTHORIZED_KEYS } from "./render/sshkeys";
 
@@ -75,7 +77,6 @@ const PUBLIC = { ...ROOT, mode: "0644" } as const;
 const OWNER_ONLY = { ...ROOT, mode: "0600" } as const;
 
 const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
-const NFTABLES_PATH = "/etc/nftables.conf";
 
 /**
  * Every push of an agent file restarts a running agent: it reads its script and settings once,
@@ -109,7 +110,9 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
             "the health agent's switch says.",
         validate: "bird -p -c \"$new\"",
         // `birdc configure` re-evaluates filters without resetting sessions; start BIRD if it is not running.
-        apply: "if birdc show status >/dev/null 2>&1; then birdc configure; else systemctl enable --now bird; fi",
+        // Enabled every time: a PoP must come back announcing after a reboot.
+        apply: "systemctl enable bird >/dev/null 2>&1 || true\n" +
+            "if birdc show status >/dev/null 2>&1; then birdc configure; else systemctl start bird; fi",
     },
     "wg0.conf": {
         name: "wg0.conf", delivery: "push", roles: ["pop", "origin"], secret: true, ...OWNER_ONLY,
@@ -129,7 +132,13 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         description: "The reverse proxy on the anycast address: HTTPS only for Cloudflare's pulls of this zone, proxied " +
             "to the origin through the mesh, and the health endpoint the agent checks.",
         validate: "nginx -t -q -c \"$new\"",
-        apply: "systemctl enable nginx >/dev/null 2>&1 || true\nsystemctl reload nginx || systemctl restart nginx",
+        // A reload cannot bind the anycast address beside a wildcard listener on the same port (the
+        // package's default site holds [::]:80 and 0.0.0.0:80 until our config replaces it): nginx
+        // keeps the old config and the reload still exits 0 (the deploy rehearsal found this). So
+        // while such a listener exists, restart; otherwise reload, so connections survive a change.
+        apply: "systemctl enable nginx >/dev/null 2>&1 || true\n" +
+            "if ss -Hltn | awk '$4 ~ /^(\\*|0\\.0\\.0\\.0|\\[::\\]):(80|443)$/ { found = 1 } END { exit !found }'; " +
+            "then systemctl restart nginx; else systemctl reload nginx || systemctl restart nginx; fi",
     },
     "nginx-upstreams.conf": {
         name: "nginx-upstreams.conf", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
@@ -169,9 +178,12 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         name: "nftables.conf", delivery: "push", roles: ["pop", "origin"], secret: false, ...PUBLIC,
         source: "components/core/render/nftables.ts",
         remotePath: NFTABLES_PATH,
-        description: "The host firewall: input dropped by default, each service opened only to the sources that use it.",
+        description: `The host firewall, one table of its own (${NFTABLES_TABLE}; never flush ruleset): on a created host input ` +
+            "is dropped by default, each service opened only to the sources that use it; on an existing server only the " +
+            `deployment's own services are guarded. Loaded at boot by ${FIREWALL_UNIT}, which the push installs and enables.`,
         validate: "nft -c -f \"$new\"",
-        apply: `systemctl enable nftables >/dev/null 2>&1 || true\nnft -f ${NFTABLES_PATH}`,
+        apply: `printf '%s' ${shellSingleQuote(renderFirewallUnit())} > /etc/systemd/system/${FIREWALL_UNIT}\n` +
+            `systemctl daemon-reload\nsystemctl enable ${FIREWALL_UNIT} >/dev/null 2>&1\nnft -f ${NFTABLES_PATH}`,
     },
     "authorized_keys": {
         name: "authorized_keys", delivery: "push", roles: ["pop", "origin"], secret: false, ...PUBLIC,
@@ -202,6 +214,11 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         description: "The CA that signs the client certificate Cloudflare presents (Authenticated Origin Pulls).",
     },
 };
+
+/** Quote a string for POSIX shells (a copy of components/push.ts's shellQuote: core has no Pulumi imports). */
+function shellSingleQuote(text: string): string {
+    return `'${text.replace(/'/g, `'\\''`)}'`;
+}
 
 /** The registry entry of a name, or an error naming it (for names that come from outside the type system). */
 export function artifact(name: string): Artifact {

@@ -13,7 +13,7 @@ import {
     usableHosts, Cidr, planMeshAddresses, canonical,
 } from "./addressing";
 import {
-    AnycastSpec, BgpSettings, Community, ConfigIssue, HostSpec, OriginSpec, PopSpec, HealthSpec, RoaSpec, RpkiFinding,
+    AnycastSpec, BgpSettings, Community, ConfigIssue, DeploySpec, HostSpec, OriginSpec, PopSpec, HealthSpec, RoaSpec, RpkiFinding,
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
 import { accepts, describeShapeIssue, showValue, unknownKeyMessage, validPhrase } from "./config-issues";
@@ -151,6 +151,11 @@ const firewallShape = accepts(z.strictObject({
 }), "{adminCidrs?, httpSources?}");
 
 /** Each top-level key, validated on its own so one broken key does not mask the others. */
+const deployShape = accepts(z.strictObject({
+    sshFamily: accepts(z.enum(["auto", "ipv6", "ipv4"]), "auto, ipv6 or ipv4").default("auto"),
+    deployerAddress: accepts(z.string(), "the IPv6 or IPv4 address the hosts see your SSH come from").optional(),
+}), "{sshFamily?, deployerAddress?}");
+
 const topLevel = {
     asn: accepts(z.number().int(), "your AS number, a whole number from 1 to 4294967294"),
     prefix: accepts(z.union([z.string(), z.array(z.string()).min(1)]),
@@ -167,6 +172,7 @@ const topLevel = {
     frontDoor: frontDoorShape,
     health: healthShape.default(healthShape.parse({})),
     firewall: firewallShape.default(firewallShape.parse({})),
+    deploy: deployShape.default(deployShape.parse({})),
     roas: accepts(z.array(roaShape), "a list of ROAs {prefix, maxLength?, asn}").optional(),
 } as const;
 
@@ -233,9 +239,10 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const rawOrigins = originEntries({ origin: raw.origin !== undefined, origins: raw.origins !== undefined }, parsed.origin, parsed.origins, c);
     const mesh = planMesh(parsed.mesh, rawOrigins.length, parsed.pops.length, prefixes, c);
     checkBgpPassword(raw, parsed, c);
+    const deploy = deploySpecFor(parsed.deploy, parsed.firewall?.adminCidrs ?? [], c);
     const originNames = rawOrigins.map((o) => o.raw.name);
-    const pops = checkPops(parsed, asn ?? 0, originNames, mesh, c);
-    const origins = checkOrigins(rawOrigins, parsed.sshPublicKeys ?? [], mesh, c);
+    const pops = checkPops(parsed, asn ?? 0, originNames, mesh, c, deploy?.sshFamily);
+    const origins = checkOrigins(rawOrigins, mesh, c, deploy?.sshFamily);
     checkOriginPreferences(parsed.pops.map((p) => p?.origins), originNames, c);
     const failover = parsed.failover && checkFailover(parsed.failover, parsed.mesh?.topology, origins, parsed.pops.length, c);
     checkMeshAddressesUnique(origins, pops, c);
@@ -263,6 +270,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         frontDoor: frontDoor!,
         health: parsed.health!,
         firewall: parsed.firewall!,
+        deploy: deploy!,
         roas,
         rpki,
         warnings: c.warnings,
@@ -419,8 +427,50 @@ function meshAddressFor(key: string, explicit: string | undefined, index: number
     return canonical(explicit);
 }
 
+/** Name of the environment variable that gives the deployer's address when the stack does not (stacks/network/config.ts). */
+export const DEPLOYER_ADDRESS_ENV = "ANYCAST_DEPLOYER_ADDRESS";
+
+/**
+ * `anycast:deploy`: the SSH family, and the lock-out check. The firewall opens SSH only to
+ * adminCidrs on the hosts this stack creates, and every push after the firewall's comes from the
+ * deployer, so a deployer outside adminCidrs would lose the hosts in the middle of an update.
+ */
+function deploySpecFor(raw: z.output<typeof deployShape> | undefined, adminCidrs: string[], c: Collector): DeploySpec | undefined {
+    if (!raw) return undefined;
+    const key = `${NAMESPACE}:deploy.deployerAddress`;
+    let deployerAddress: string | undefined;
+    if (raw.deployerAddress !== undefined) {
+        if (!isIp(raw.deployerAddress)) {
+            c.error(key, `"${raw.deployerAddress}" is not an IP address (set it, or ${DEPLOYER_ADDRESS_ENV}, to the address the hosts see your SSH come from)`);
+        } else {
+            deployerAddress = canonical(raw.deployerAddress);
+        }
+    }
+    const family: 4 | 6 = raw.sshFamily === "ipv4" ? 4 : raw.sshFamily === "ipv6" ? 6
+        : deployerAddress !== undefined ? familyOf(deployerAddress) : 6;
+    if (deployerAddress !== undefined) {
+        if (familyOf(deployerAddress) !== family) {
+            c.error(key, `${deployerAddress} is an IPv${familyOf(deployerAddress)} address, but ${NAMESPACE}:deploy.sshFamily is ${raw.sshFamily}: ` +
+                "give the address the hosts see over the family SSH uses");
+        } else {
+            const cidrs = adminCidrs.flatMap((t) => {
+                try {
+                    return [parseCidr(t)];
+                } catch {
+                    return []; // reported on firewall.adminCidrs
+                }
+            });
+            if (adminCidrs.length > 0 && !cidrs.some((cidr) => contains(cidr, deployerAddress!))) {
+                c.error(key, `${deployerAddress} is outside ${NAMESPACE}:firewall.adminCidrs (${adminCidrs.join(", ")}): the firewall ` +
+                    "would shut this deployer out of every host it creates in the middle of the update; add its network to adminCidrs");
+            }
+        }
+    }
+    return { sshFamily: family, deployerAddress };
+}
+
 /** A PoP's or the origin's host: a new Vultr instance (region, plan) or an existing server. */
-function hostSpecFor(key: string, raw: HostFields, sshKeys: string[], c: Collector): HostSpec | undefined {
+function hostSpecFor(key: string, raw: HostFields, c: Collector, sshFamily: 4 | 6 = 6): HostSpec | undefined {
     if (raw.region && raw.host) {
         c.error(key, "has both region and host: set region (a new Vultr instance) or host (an existing server), not both");
         return undefined;
@@ -434,11 +484,14 @@ function hostSpecFor(key: string, raw: HostFields, sshKeys: string[], c: Collect
         if (h.address4 !== undefined && !(isIp(h.address4) && familyOf(h.address4) === 4)) {
             c.error(`${key}.host.address4`, `"${h.address4}" is not an IPv4 address: use the server's IPv4 address, or leave it out`);
         }
-        return { kind: "existing", address: canonical(h.address), address4: h.address4, user: h.user, port: h.port };
+        if (sshFamily === 4 && familyOf(h.address) !== 4 && h.address4 === undefined) {
+            c.error(`${key}.host.address4`, `is required: ${NAMESPACE}:deploy.sshFamily is IPv4, and SSH to this host needs its IPv4 address`);
+        }
+        return { kind: "existing", address: canonical(h.address), address4: h.address4, user: h.user, port: h.port, sshFamily };
     }
     if (raw.region) {
         checkVultrIds(key, raw.region, raw, c);
-        return { kind: "vultr", region: raw.region, plan: raw.plan, osId: raw.osId, sshKeys };
+        return { kind: "vultr", region: raw.region, plan: raw.plan, osId: raw.osId, sshFamily };
     }
     c.error(key, "has neither region nor host: set either region (a new Vultr instance) or host (an existing server reached over SSH)");
     return undefined;
@@ -567,7 +620,7 @@ function communitiesFor(key: string, texts: string[], c: Collector): Community[]
     return communities;
 }
 
-function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: MeshPlan, c: Collector): PopSpec[] {
+function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: MeshPlan, c: Collector, sshFamily?: 4 | 6): PopSpec[] {
     const pops: PopSpec[] = [];
     const seen = new Map<string, number>();
     parsed.pops.forEach((p, i) => {
@@ -577,7 +630,7 @@ function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: Mes
         if (first !== undefined) c.error(`${key}.name`, `"${p.name}" is a duplicate PoP name (also pops[${first}]): give each PoP its own name`);
         seen.set(p.name, i);
         if (originNames.includes(p.name)) c.error(`${key}.name`, `"${p.name}" is also an origin's name: give the PoP another name`);
-        const host = hostSpecFor(key, p, parsed.sshPublicKeys ?? [], c);
+        const host = hostSpecFor(key, p, c, sshFamily);
         const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn, parsed.bgpPassword, c);
         const communities = communitiesFor(key, p.communities, c);
         const meshAddress = meshAddressFor(key, p.meshAddress, i + 1, mesh, c);
@@ -589,10 +642,10 @@ function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: Mes
 type OriginFields = z.output<typeof originShape>;
 
 /** Each origin's host and mesh address: the first origin takes the mesh's first address, further ones count down from its end (origins.ts). */
-function checkOrigins(entries: Array<{ key: string; raw: OriginFields }>, sshKeys: string[], mesh: MeshPlan, c: Collector): OriginSpec[] {
+function checkOrigins(entries: Array<{ key: string; raw: OriginFields }>, mesh: MeshPlan, c: Collector, sshFamily?: 4 | 6): OriginSpec[] {
     const origins: OriginSpec[] = [];
     entries.forEach(({ key, raw: o }, k) => {
-        const host = hostSpecFor(key, o, sshKeys, c);
+        const host = hostSpecFor(key, o, c, sshFamily);
         const meshAddress = k === 0 || o.meshAddress !== undefined ? meshAddressFor(key, o.meshAddress, 0, mesh, c)
             : mesh.cidr && mesh.addresses ? extraOriginMeshAddress(mesh.cidr, k) : "";
         if (host) origins.push({ name: o.name, host, port: o.port, healthPath: o.healthPath, meshAddress });

@@ -43,11 +43,18 @@ export interface BgpSettings {
     password: string;
 }
 
-/** How the host of a PoP or of the origin comes to exist. */
+/** Which of a host's addresses the deploy's SSH uses (`anycast:deploy.sshFamily`); absent means IPv6. */
+export type SshFamily = 4 | 6;
+
+/**
+ * How the host of a PoP or of the origin comes to exist. SSH keys are not part of it: they are
+ * pushed (components/host.ts), so a key change never touches the instance.
+ */
 export type HostSpec =
-    | { kind: "vultr"; region: string; plan: string; osId?: number; sshKeys: string[] }
+    | { kind: "vultr"; region: string; plan: string; osId?: number; sshFamily?: SshFamily }
     | {
           kind: "existing";
+          sshFamily?: SshFamily;
           /** Unicast address used for SSH, WireGuard endpoints and (IPv6) the BGP source. */
           address: string;
           /** Additional IPv4 unicast address (for IPv4 BGP sessions), if any. */
@@ -158,6 +165,14 @@ export interface FirewallSpec {
     httpSources?: string[];
 }
 
+/** How the deploy reaches the hosts (`anycast:deploy`). */
+export interface DeploySpec {
+    /** The address family SSH uses to every host: the deployer's own when it is known, else IPv6. */
+    sshFamily: SshFamily;
+    /** The address the hosts see the deployer's SSH come from, when given (checked against adminCidrs). */
+    deployerAddress?: string;
+}
+
 /** A ROA the user has published at their RIR (`anycast:roas`). */
 export interface RoaSpec {
     prefix: string;
@@ -197,6 +212,7 @@ export interface AnycastSpec {
     frontDoor: FrontDoorSpec;
     health: HealthSpec;
     firewall: FirewallSpec;
+    deploy: DeploySpec;
     /** The ROAs from `anycast:roas` (empty: not checked). */
     roas: RoaSpec[];
     /** Each announced prefix's RPKI state against `roas`, in `prefixes` order. */

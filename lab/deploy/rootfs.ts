@@ -29,6 +29,10 @@ export const SUITE = "bookworm";
 export const BASE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "cloud-init",
     "python3-cffi-backend", "ca-certificates", "locales",
+    // The hosts share this machine's kernel, which has no WireGuard module: wg-quick falls back
+    // to wireguard-go when `ip link add type wireguard` fails. It plays the kernel's part, like
+    // the stand-in package below, so a wg0.conf push runs unchanged.
+    "wireguard-go",
 ];
 
 /**
@@ -174,6 +178,58 @@ async function chroot(root: string, script: string, timeoutMs = 120_000): Promis
     });
 }
 
+/**
+ * Everything after debootstrap: the WireGuard stand-in package, the locale, cloud-init's
+ * configuration, the existing-host packages (downloaded to `extrasDir`), this machine's Debian
+ * sources, and nothing host-specific left in the image.
+ */
+export async function customizeRootfs(root: string, extrasDir: string, sources: DebianSources): Promise<void> {
+    // The stand-in for the kernel's WireGuard module, built with dpkg-deb and installed.
+    const pkgDir = path.join(path.dirname(root), "wireguard-modules");
+    fs.mkdirSync(path.join(pkgDir, "DEBIAN"), { recursive: true });
+    fs.writeFileSync(path.join(pkgDir, "DEBIAN", "control"), WIREGUARD_MODULES_CONTROL);
+    await run("dpkg-deb", ["--root-owner-group", "--build", pkgDir, path.join(root, "tmp", "wireguard-modules.deb")], { timeoutMs: 60_000 });
+    fs.rmSync(pkgDir, { recursive: true, force: true });
+
+    // apt in the chroot (this machine's network) resolves names the way this machine does.
+    fs.rmSync(path.join(root, "etc", "resolv.conf"), { force: true });
+    fs.copyFileSync("/etc/resolv.conf", path.join(root, "etc", "resolv.conf"));
+    fs.writeFileSync(path.join(root, "etc", "locale.gen"), "en_US.UTF-8 UTF-8\n");
+    fs.writeFileSync(path.join(root, "etc", "cloud", "cloud.cfg.d", "90_anycast_rehearsal.cfg"), CLOUD_CFG);
+    await chroot(root, [
+        "dpkg -i /tmp/wireguard-modules.deb",
+        "rm -f /tmp/wireguard-modules.deb",
+        "locale-gen",
+        // Existing hosts' packages, downloaded now against this exact base, installed offline
+        // later; debootstrap's own downloads go first, so only these are left in the archive.
+        "apt-get clean",
+        `apt-get install --download-only --no-install-recommends -y -q ${EXISTING_HOST_PACKAGES.join(" ")}`,
+    ].join("\n"), 10 * 60_000);
+    const archives = path.join(root, "var", "cache", "apt", "archives");
+    for (const f of fs.readdirSync(archives).filter((n) => n.endsWith(".deb"))) {
+        fs.renameSync(path.join(archives, f), path.join(extrasDir, f));
+    }
+
+    // This machine's Debian mirror (release, updates, security) as the image's own sources.
+    fs.rmSync(path.join(root, "etc", "apt", "sources.list"), { force: true });
+    fs.writeFileSync(path.join(root, "etc", "apt", "sources.list.d", "debian.sources"), sources.deb822);
+    await chroot(root, "apt-get clean\nrm -rf /var/lib/apt/lists/*\nmkdir -p /var/lib/apt/lists/partial");
+
+    // Nothing host-specific stays in the image: every host gets its own machine id (systemd
+    // makes one on first boot), SSH host keys (hosts.ts / cloud-init), hostname and resolver.
+    for (const name of fs.readdirSync(path.join(root, "etc", "ssh")).filter((n) => n.startsWith("ssh_host_"))) {
+        fs.rmSync(path.join(root, "etc", "ssh", name));
+    }
+    fs.writeFileSync(path.join(root, "etc", "machine-id"), "");
+    fs.rmSync(path.join(root, "var", "lib", "dbus", "machine-id"), { force: true });
+    fs.writeFileSync(path.join(root, "etc", "hostname"), "debian\n");
+    fs.writeFileSync(path.join(root, "etc", "hosts"), HOSTS_FILE);
+    fs.rmSync(path.join(root, "etc", "resolv.conf"), { force: true });
+    fs.writeFileSync(path.join(root, "etc", "resolv.conf"), "");
+    // debootstrap's logs are no part of an image.
+    fs.rmSync(path.join(root, "debootstrap"), { recursive: true, force: true });
+}
+
 async function build(cacheDir: string, version: string, sources: DebianSources, log: (line: string) => void): Promise<Manifest> {
     fs.mkdirSync(cacheDir, { recursive: true });
     const tmp = path.join(cacheDir, `.build-${version}-${process.pid}`);
@@ -186,51 +242,12 @@ async function build(cacheDir: string, version: string, sources: DebianSources, 
         await run("debootstrap", [
             "--variant=minbase", `--include=${BASE_PACKAGES.join(",")}`, "--components=main",
             SUITE, root, sources.mirror,
-        ], { timeoutMs: 20 * 60_000 });
+        // Generous: on a loaded machine debootstrap has taken over 20 minutes (85 s when quiet).
+        ], { timeoutMs: 60 * 60_000 });
         const debootstrapSeconds = (Date.now() - started) / 1000;
         log(`  debootstrap: ${debootstrapSeconds.toFixed(1)} s`);
 
-        // The stand-in for the kernel's WireGuard module, built with dpkg-deb and installed.
-        const pkgDir = path.join(tmp, "wireguard-modules");
-        fs.mkdirSync(path.join(pkgDir, "DEBIAN"), { recursive: true });
-        fs.writeFileSync(path.join(pkgDir, "DEBIAN", "control"), WIREGUARD_MODULES_CONTROL);
-        await run("dpkg-deb", ["--root-owner-group", "--build", pkgDir, path.join(root, "tmp", "wireguard-modules.deb")], { timeoutMs: 60_000 });
-        fs.rmSync(pkgDir, { recursive: true, force: true });
-
-        fs.writeFileSync(path.join(root, "etc", "locale.gen"), "en_US.UTF-8 UTF-8\n");
-        fs.writeFileSync(path.join(root, "etc", "cloud", "cloud.cfg.d", "90_anycast_rehearsal.cfg"), CLOUD_CFG);
-        await chroot(root, [
-            "dpkg -i /tmp/wireguard-modules.deb",
-            "rm -f /tmp/wireguard-modules.deb",
-            "locale-gen",
-            // Existing hosts' packages, downloaded now against this exact base, installed offline later.
-            `apt-get install --download-only --no-install-recommends -y -q ${EXISTING_HOST_PACKAGES.join(" ")}`,
-        ].join("\n"), 10 * 60_000);
-        const archives = path.join(root, "var", "cache", "apt", "archives");
-        for (const f of fs.readdirSync(archives).filter((n) => n.endsWith(".deb"))) {
-            fs.renameSync(path.join(archives, f), path.join(extrasDir, f));
-        }
-
-        // This machine's Debian mirror (release, updates, security) as the image's own sources.
-        fs.rmSync(path.join(root, "etc", "apt", "sources.list"), { force: true });
-        fs.writeFileSync(path.join(root, "etc", "apt", "sources.list.d", "debian.sources"), sources.deb822);
-        await chroot(root, "apt-get clean\nrm -rf /var/lib/apt/lists/*\nmkdir -p /var/lib/apt/lists/partial");
-
-        // Nothing host-specific stays in the image: every host gets its own machine id (systemd
-        // makes one on first boot), SSH host keys (hosts.ts / cloud-init), hostname and resolver.
-        for (const f of ["etc/ssh"]) {
-            for (const name of fs.readdirSync(path.join(root, f)).filter((n) => n.startsWith("ssh_host_"))) {
-                fs.rmSync(path.join(root, f, name));
-            }
-        }
-        fs.writeFileSync(path.join(root, "etc", "machine-id"), "");
-        fs.rmSync(path.join(root, "var", "lib", "dbus", "machine-id"), { force: true });
-        fs.writeFileSync(path.join(root, "etc", "hostname"), "debian\n");
-        fs.writeFileSync(path.join(root, "etc", "hosts"), HOSTS_FILE);
-        fs.rmSync(path.join(root, "etc", "resolv.conf"), { force: true });
-        fs.writeFileSync(path.join(root, "etc", "resolv.conf"), "");
-        // debootstrap's logs are no part of an image.
-        fs.rmSync(path.join(root, "debootstrap"), { recursive: true, force: true });
+        await customizeRootfs(root, extrasDir, sources);
 
         const du = await run("du", ["-sx", "--block-size=1", root], { timeoutMs: 120_000 });
         const sizeBytes = Number(du.stdout.split(/\s+/)[0]);
@@ -241,8 +258,22 @@ async function build(cacheDir: string, version: string, sources: DebianSources, 
         log(`  rootfs built in ${buildSeconds.toFixed(1)} s (debootstrap ${debootstrapSeconds.toFixed(1)} s), ${(sizeBytes / 1e6).toFixed(0)} MB`);
         return manifest;
     } catch (e) {
+        await unmountUnder(tmp);
         fs.rmSync(tmp, { recursive: true, force: true });
         throw e;
+    }
+}
+
+/**
+ * Unmount whatever an interrupted debootstrap left mounted in the build (its /proc, /sys), deepest
+ * first, so removing the build never descends into this machine's /proc.
+ */
+async function unmountUnder(dir: string): Promise<void> {
+    const mounts = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4])
+        .filter((m): m is string => m !== undefined && m.startsWith(dir + "/")).sort((a, b) => b.length - a.length);
+    for (const m of mounts) {
+        const r = await run("umount", [m], { timeoutMs: 30_000, allowFail: true });
+        if (r.code !== 0) await run("umount", ["-l", m], { timeoutMs: 30_000, allowFail: true });
     }
 }
 

@@ -7,7 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigIssue } from "../../components/core/model";
-import { NAMESPACE, SECRET_KEYS } from "../../components/core/config";
+import { DEPLOYER_ADDRESS_ENV, NAMESPACE, SECRET_KEYS } from "../../components/core/config";
 
 /**
  * Whether a config key was set with --secret. The SDK has this (runtime/config.js) but does not
@@ -52,6 +52,12 @@ export function readStackConfig(): RawConfig {
         if (SECRET_KEYS.includes(key) && !isConfigSecret(fullKey)) {
             warnings.push({ key: fullKey, message: `is stored in plain text; use pulumi config set --secret ${fullKey}` });
         }
+    }
+    // The deploying address may come from the environment (a CI job knows it only at run time).
+    const fromEnv = process.env[DEPLOYER_ADDRESS_ENV];
+    if (fromEnv) {
+        const deploy = (typeof values.deploy === "object" && values.deploy !== null ? values.deploy : {}) as Record<string, unknown>;
+        if (deploy.deployerAddress === undefined) values.deploy = { ...deploy, deployerAddress: fromEnv.trim() };
     }
     return { values, warnings };
 }

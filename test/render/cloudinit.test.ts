@@ -51,7 +51,7 @@ describe("renderCloudInit", () => {
         assert.match(unit, /^After=network-online\.target$/m);
         assert.match(unit, /^Before=bird\.service/m);
         assert.match(unit, /^ExecStart=\/usr\/local\/sbin\/anycast-net --boot$/m, "at boot the state file is reset to withdrawn");
-        assert.deepEqual(doc.runcmd, [["sysctl", "--system"], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "anycast-net.service"]]);
+        assert.deepEqual(doc.runcmd, [["sysctl", "-p", "/etc/sysctl.d/90-anycast.conf"], ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "anycast-net.service"]]);
 
         const origin = parse(renderCloudInit(originInput)) as Record<string, any>;
         assert.deepEqual(origin.packages, ["wireguard-tools", "nftables"]);

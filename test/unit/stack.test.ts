@@ -5,7 +5,7 @@
  */
 import { describe, it, before } from "node:test";
 import * as assert from "node:assert/strict";
-import { runStack, StackRun } from "../../harness/stackrun";
+import { otherSdkWarnings, runStack, StackRun } from "../../harness/stackrun";
 import { isSecretValue, MockCloud, MockedResource } from "../../harness/mockcloud";
 import { artifact, artifactsFor, pushScript } from "../../components/core/artifacts";
 import { ConfigError } from "../../components/core/config";
@@ -219,5 +219,16 @@ describe("changes that must not replace or touch hosts", () => {
         await new Promise((r) => setTimeout(r, 50));
         assert.ok(cloud, "the mocks were installed");
         assert.equal(cloud.resources.length, 0, `resources created despite the error: ${cloud.resources.map((r) => r.name).join(", ")}`);
+    });
+});
+
+describe("the stack runner's warnings", () => {
+    it("returns the stack's own warnings once and keeps any other SDK warning instead of dropping it", async () => {
+        const run = await runStack({ values: values((c) => { delete c.firewall; }) });
+        const ssh = run.warnings.filter((w) => w.key === "anycast:firewall.adminCidrs");
+        assert.equal(ssh.length, 1, JSON.stringify(run.warnings));
+        const own = [{ key: "anycast:prefix", message: "is a documentation prefix" }];
+        assert.deepEqual(otherSdkWarnings(["anycast:prefix: is a documentation prefix", "provider: a deprecated input"], own),
+            [{ key: "pulumi", message: "provider: a deprecated input" }]);
     });
 });

@@ -29,7 +29,7 @@ export const CLOUD_INIT_PACKAGES: Record<CloudInitInput["role"], string[]> = {
 export const NET_SETUP_UNIT = "anycast-net.service";
 export const SYSCTL_FILE = "/etc/sysctl.d/90-anycast.conf";
 
-const SYSCTL_CONTENT = [
+export const SYSCTL_CONTENT = [
     "# pulumi-anycast: keep accepting router advertisements even if forwarding is turned on,",
     "# or the RA-learned default route (and with it the BGP session) expires.",
     "net.ipv6.conf.all.accept_ra = 2",
@@ -37,7 +37,8 @@ const SYSCTL_CONTENT = [
     "",
 ].join("\n");
 
-function netSetupUnit(): string {
+/** anycast-net's boot unit (cloud-init installs it on created PoPs, the bootstrap on existing ones). */
+export function renderNetSetupUnit(): string {
     return [
         "[Unit]",
         "Description=Anycast address on lo and static route to the BGP neighbour (pulumi-anycast)",
@@ -70,7 +71,8 @@ export function renderCloudInit(input: CloudInitInput): string {
     const writeFiles: Array<Record<string, string>> = [
         { path: SYSCTL_FILE, owner: "root:root", permissions: "0644", content: SYSCTL_CONTENT },
     ];
-    const runcmd: string[][] = [["sysctl", "--system"]];
+    // Only our file: `sysctl --system` would also re-apply every other file, and fail on any key a host cannot set.
+    const runcmd: string[][] = [["sysctl", "-p", SYSCTL_FILE]];
     if (input.netSetup !== undefined) {
         // The same file, path, owner and mode as its push (components/core/artifacts.ts).
         const netSetupFile = ARTIFACTS["anycast-net.sh"];
@@ -80,7 +82,7 @@ export function renderCloudInit(input: CloudInitInput): string {
                 path: NET_SETUP_PATH, owner: `${netSetupFile.owner}:${netSetupFile.group}`, permissions: netSetupFile.mode,
                 content: input.netSetup,
             },
-            { path: `/etc/systemd/system/${NET_SETUP_UNIT}`, owner: "root:root", permissions: "0644", content: netSetupUnit() },
+            { path: `/etc/systemd/system/${NET_SETUP_UNIT}`, owner: "root:root", permissions: "0644", content: renderNetSetupUnit() },
         );
         runcmd.push(["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", NET_SETUP_UNIT]);
     }

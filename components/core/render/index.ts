@@ -7,3 +7,4 @@ export * from "./nftables";
 export { TLS_PATHS, HEALTH_ENDPOINT, NGINX_PATHS, renderNginxConfig } from "./nginx";
 export { HEALTH_AGENT_FILE, HEALTH_PATHS, renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./health";
 export * from "./sshkeys";
+export * from "./bootstrap";

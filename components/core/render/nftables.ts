@@ -1,6 +1,14 @@
 /**
- * /etc/nftables.conf for a PoP or the origin: default-drop input, opened only for what the
- * deployment needs, each service only from the sources that use it.
+ * The nftables ruleset of a PoP or the origin: one table of our own (`inet anycast`), opened
+ * only for what the deployment needs, each service only from the sources that use it.
+ *
+ * The file never flushes the ruleset and touches no other table: it declares, deletes and
+ * redefines `inet anycast`, so loading it again replaces exactly our table and leaves Docker's,
+ * ufw's or the server's own tables alone. On a host this stack creates, input is default-drop.
+ * On an existing server ("guard" mode) the chain's policy is accept, because a drop in any table
+ * is final: our table then only drops traffic to the services the deployment adds (BGP, BFD,
+ * WireGuard, HTTP(S) on the anycast address, the origin's service port) from sources that do not
+ * use them, and leaves SSH and the server's own services to the firewall the server already has.
  *
  * Only the input hook is filtered. Output is free, and forward is left alone because the
  * origin of a hub mesh forwards between spokes over wg0. Address lists may mix IPv4 and
@@ -30,7 +38,15 @@ export interface NftablesInput {
     bfd: boolean;
     /** SSH port (default 22), for existing hosts whose sshd listens elsewhere. */
     sshPort?: number;
+    /**
+     * An existing server: guard only the deployment's own services (policy accept), see the
+     * file comment. Default false: a host the stack created, default-drop.
+     */
+    existingHost?: boolean;
 }
+
+/** Our table: the only one the ruleset defines, deletes or changes. */
+export const NFTABLES_TABLE = "inet anycast";
 
 /** The WireGuard interface name the mesh uses on every host. */
 const MESH_INTERFACE = "wg0";
@@ -141,7 +157,10 @@ export function renderNftables(input: NftablesInput): string {
     } else if (input.originPort !== undefined) {
         rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${formatCidr(mesh)} tcp dport ${port(input.originPort, "originPort")} accept comment "the origin service, over the mesh only"`);
     }
-    if (input.adminCidrs.length === 0) {
+    const guard = input.existingHost === true;
+    if (guard) {
+        // SSH stays with the server's own firewall: cutting it off there would lock its admins out.
+    } else if (input.adminCidrs.length === 0) {
         rules.push(`        tcp dport ${sshPort} accept comment "SSH from anywhere: firewall.adminCidrs is empty"`);
     } else {
         for (const family of [6, 4] as const) {
@@ -150,32 +169,86 @@ export function renderNftables(input: NftablesInput): string {
         }
     }
 
+    // Guard mode: what the accept rules above did not let through is dropped only for our services.
+    const guarded: string[] = [];
+    if (guard) {
+        if (input.bgpNeighbors.length > 0) {
+            guarded.push(`        tcp dport 179 counter drop comment "BGP from anyone else"`);
+            if (input.bfd) guarded.push(`        udp dport { ${BFD_PORTS.join(", ")} } counter drop comment "BFD from anyone else"`);
+        }
+        guarded.push(`        udp dport ${meshPort} counter drop comment "WireGuard from outside the mesh"`);
+        // The origin's service is the deployment's too: the PoPs reach it over the mesh, and
+        // nobody else may reach it around the front door.
+        if (input.role === "origin" && input.originPort !== undefined) {
+            guarded.push(`        tcp dport ${port(input.originPort, "originPort")} counter drop comment "the origin service from anyone but the mesh"`);
+        }
+        for (const family of [6, 4] as const) {
+            if (anycast[family].length === 0) continue;
+            guarded.push(`        ${ipOf(family)} daddr @anycast_addresses_v${family} tcp dport { 80, 443 } counter drop comment "HTTP(S) on the anycast address from anyone but the front door"`);
+        }
+    }
+
     return [
         "#!/usr/sbin/nft -f",
-        `# nftables ruleset of a${input.role === "origin" ? "n origin" : " PoP"} host, rendered by pulumi-anycast. Do not edit.`,
-        "# Input is default-drop; output and forward are not filtered (a hub origin forwards over wg0).",
-        "flush ruleset",
+        `# nftables table of a${input.role === "origin" ? "n origin" : " PoP"} host, rendered by pulumi-anycast. Do not edit.`,
+        guard
+            ? "# An existing server: only the deployment's own services are guarded; SSH and the server's services are left to its own tables."
+            : "# Input is default-drop; output and forward are not filtered (a hub origin forwards over wg0).",
+        "# Only this table is replaced (declared, deleted, redefined): the ruleset is never flushed, other tables stay.",
+        `table ${NFTABLES_TABLE}`,
+        `delete table ${NFTABLES_TABLE}`,
         "",
-        "table inet anycast {",
+        `table ${NFTABLES_TABLE} {`,
         ...sets,
         "    chain input {",
-        "        type filter hook input priority filter; policy drop;",
+        `        type filter hook input priority filter; policy ${guard ? "accept" : "drop"};`,
         "",
         "        ct state established,related accept",
         "        iif \"lo\" accept",
-        "        # Ahead of the invalid-state drop: neighbour discovery and router advertisements keep the link and",
-        "        # the default route (and so the BGP session) alive; packet-too-big keeps PMTU discovery",
-        "        # working, which matters with a 1420-byte tunnel behind the proxy.",
-        "        icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
-        "        ip6 saddr fe80::/10 icmpv6 type { mld-listener-query, mld-listener-report, mld2-listener-report } accept",
-        "        icmp type { destination-unreachable, time-exceeded, parameter-problem, echo-request } accept",
-        "        ct state invalid drop",
+        ...(guard ? [] : [
+            "        # Ahead of the invalid-state drop: neighbour discovery and router advertisements keep the link and",
+            "        # the default route (and so the BGP session) alive; packet-too-big keeps PMTU discovery",
+            "        # working, which matters with a 1420-byte tunnel behind the proxy.",
+            "        icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
+            "        ip6 saddr fe80::/10 icmpv6 type { mld-listener-query, mld-listener-report, mld2-listener-report } accept",
+            "        icmp type { destination-unreachable, time-exceeded, parameter-problem, echo-request } accept",
+            "        ct state invalid drop",
+        ]),
         "",
         ...rules,
         "",
-        "        counter drop comment \"everything else\"",
+        ...(guard ? guarded : ["        counter drop comment \"everything else\""]),
         "    }",
         "}",
+        "",
+    ].join("\n");
+}
+
+/** Where the ruleset is installed: a path of our own, never the distribution's /etc/nftables.conf. */
+export const NFTABLES_PATH = "/etc/anycast/nftables.conf";
+export const FIREWALL_UNIT = "anycast-firewall.service";
+
+/**
+ * The boot unit that loads our table: ours rather than Debian's nftables.service, whose
+ * /etc/nftables.conf belongs to the server (and flushes the whole ruleset by default).
+ */
+export function renderFirewallUnit(): string {
+    return [
+        "[Unit]",
+        "Description=The pulumi-anycast nftables table (inet anycast only)",
+        "Wants=network-pre.target",
+        "Before=network-pre.target",
+        "After=nftables.service",
+        "DefaultDependencies=no",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        `ExecStart=/usr/sbin/nft -f ${NFTABLES_PATH}`,
+        `ExecReload=/usr/sbin/nft -f ${NFTABLES_PATH}`,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
         "",
     ].join("\n");
 }

@@ -1,0 +1,394 @@
+/**
+ * `anycast lab --deploy --config <stack file>`: the deploy path rehearsed end to end. Fresh
+ * Debian 12 hosts boot on this machine (hosts.ts: systemd-nspawn, cloud-init NoCloud, an existing
+ * server with a service and nftables table of its own); the stack's real remote commands (plan.ts:
+ * the exact create scripts with their stdin, from the real program) run over real SSH in the
+ * engine's order (remote.ts); an emulated provider edge (BIRD, in the cloud namespace, at the
+ * PoPs' configured neighbour address) takes every PoP's BGP session. Then the checks:
+ * - a second deploy with no change runs no command;
+ * - a communities change on one PoP re-runs only that PoP's bird.conf push, and its session stays up;
+ * - a PoP host reboot ends with it announcing again, with nothing else done;
+ * - the existing origin keeps its own nftables table and its service.
+ *
+ * What the rehearsal changes in the stack, and says so in its report: the hosts' SSH keys (its
+ * own deploy key), the BGP password when the stack file has none in plain text, the deployer's
+ * address added to adminCidrs (this machine is the deployer), and BFD off (this machine stalls
+ * for longer than BFD's detection time; the lab measures BFD).
+ */
+import { NETWORK_NAME } from "../../stacks/network/stack";
+import { sameSince } from "../routing";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { canonical, familyOf } from "../../components/core/addressing";
+import { readStackValues } from "../../harness/stackrun";
+import { runUntracked } from "../exec";
+import { DeployCloud, EXISTING_SERVICE, existingServerState, HostSpec, teardownOnSignals } from "./hosts";
+import { changedCommands, DeployPlan, planDeploy, PlannedCommand, updateRun } from "./plan";
+import { formatSteps, RemoteRunReport, runRemoteCommands } from "./remote";
+import { edgeKernelTable, edgeProto, edgeTable, formatObservations, observe, RehearsalObservations, waitUntil } from "./observe";
+import { ensureRootfs } from "./rootfs";
+import { ms, table, wrap } from "../text";
+
+export interface RehearsalOptions {
+    configFile: string;
+    log?: (line: string) => void;
+    /** How long every PoP may take to announce after the deploy (default 240 s: the machine stalls). */
+    announceTimeoutMs?: number;
+}
+
+export interface RehearsalCheck {
+    name: string;
+    ok: boolean;
+    detail: string;
+}
+
+export interface RehearsalReport {
+    ok: boolean;
+    /** The rehearsal's slot (hosts.ts): nothing of it is left when the rehearsal returns. */
+    slot: number;
+    /** The first deploy: each command with its time. */
+    deploy: RemoteRunReport;
+    /** Seconds from starting the empty hosts until each PoP announced, and the last of them. */
+    announcedAfter: Record<string, number>;
+    totalSeconds: number;
+    /** Seconds: booting the hosts to SSH, and the deploy's commands. */
+    bootSeconds: number;
+    deploySeconds: number;
+    /** The lab's report on the deployed hosts (sessions, catchment, HTTPS, exposure, an experiment); absent when no PoP announced. */
+    observations?: RehearsalObservations;
+    checks: RehearsalCheck[];
+    rewrites: string[];
+}
+
+const REHEARSAL_PASSWORD = "rehearsal-only-password";
+
+interface StackValues extends Record<string, unknown> {
+    pops: Array<Record<string, unknown> & { name: string; host?: Record<string, unknown>; bgp?: Record<string, unknown>; communities?: string[] }>;
+    origin: Record<string, unknown> & { name: string; host?: Record<string, unknown>; port?: number; healthPath?: string };
+}
+
+/** Run the rehearsal; tears everything down before it returns or throws. */
+export async function rehearseDeploy(options: RehearsalOptions): Promise<RehearsalReport> {
+    const log = options.log ?? (() => undefined);
+    const raw = readStackValues(options.configFile) as StackValues;
+    const rootfs = await ensureRootfs({ log });
+    teardownOnSignals();
+    const cloud = await DeployCloud.create({ rootfs, log });
+    let edgePid: number | undefined;
+    try {
+        const rewrites: string[] = [];
+        const s = cloud.names;
+        const values = structuredClone(raw);
+        values.sshPublicKeys = [cloud.deployKey.publicKey];
+        values.sshPrivateKey = cloud.deployKey.privateKey;
+        rewrites.push("sshPublicKeys and sshPrivateKey: the rehearsal's own deploy key");
+        if (typeof values.bgpPassword !== "string") {
+            values.bgpPassword = REHEARSAL_PASSWORD;
+            rewrites.push("bgpPassword: a rehearsal password (the stack file holds none in plain text)");
+        }
+        const firewall = { ...((values.firewall ?? {}) as Record<string, unknown>) };
+        const deployer6 = s.uplink6[0];
+        firewall.adminCidrs = [...((firewall.adminCidrs as string[] | undefined) ?? []), `${deployer6}/128`, `${s.uplink4[0]}/32`];
+        values.firewall = firewall;
+        values.deploy = { ...((values.deploy ?? {}) as Record<string, unknown>), deployerAddress: deployer6 };
+        rewrites.push(`firewall.adminCidrs: + this machine (${deployer6}, ${s.uplink4[0]}), also deploy.deployerAddress`);
+        for (const p of values.pops) {
+            if (p.bgp?.bfd) {
+                p.bgp = { ...p.bgp, bfd: false };
+                rewrites.push(`pops.${p.name}.bgp.bfd: off (this machine stalls longer than BFD detects)`);
+            }
+        }
+
+        // Addresses: an existing server keeps the one the stack names; a new instance gets one from the cloud.
+        const block = (i: number) => ({ ipv6: `fdac:de:${s.slot.toString(16)}:${i.toString(16)}::2`, ipv4: `100.${64 + s.slot}.${i}.2` });
+        const hostsInOrder = [...values.pops.map((p) => ({ name: p.name, role: "pop" as const, raw: p })),
+            { name: values.origin.name, role: "origin" as const, raw: values.origin }];
+        const instanceAddresses: Record<string, { ipv6: string; ipv4: string }> = {};
+        const addressing: Record<string, HostSpec["addresses"]> = {};
+        hostsInOrder.forEach((h, k) => {
+            const i = k + 1;
+            const existing = h.raw.host as { address?: string; address4?: string } | undefined;
+            if (existing?.address) {
+                const v6 = canonical(existing.address);
+                if (familyOf(v6) !== 6) throw new Error(`${h.name}: the rehearsal needs an IPv6 host.address`);
+                addressing[h.name] = { ipv6: `${v6}/64`, ipv4: existing.address4 ? `${existing.address4}/24` : `${block(i).ipv4}/24` };
+            } else {
+                instanceAddresses[h.name] = block(i);
+                addressing[h.name] = { ipv6: `${block(i).ipv6}/64`, ipv4: `${block(i).ipv4}/24` };
+            }
+        });
+
+        const plan = await planDeploy({ values, instanceAddresses });
+        for (const n of plan.run.notes) log(`  note: ${n}`);
+        const spec = plan.run.spec;
+
+        // The emulated provider edge: every PoP's neighbour address, on the cloud namespace's lo.
+        const popAddress = (name: string) => String(addressing[name]!.ipv6).split("/")[0];
+        edgePid = await startEdge(cloud, spec, values.bgpPassword as string, popAddress);
+        log(`  emulated edge: BIRD in ${s.cloudNs} at ${[...new Set(spec.pops.map((p) => p.bgp.neighbor))].join(", ")} (AS${spec.pops[0].bgp.remoteAsn})`);
+
+        const originPort = spec.origin.port;
+        const healthPath = spec.origin.healthPath;
+        const hostSpecs: HostSpec[] = hostsInOrder.map((h) => {
+            const rendered = plan.run.hosts.find((r) => r.name === h.name)!;
+            const isExisting = (h.role === "pop" ? spec.pops.find((p) => p.name === h.name)!.host : spec.origin.host).kind === "existing";
+            if (isExisting) {
+                const user = String((h.raw.host as { user?: string }).user ?? "root");
+                return {
+                    name: h.name, kind: "existing",
+                    existing: h.role === "origin" ? existingServerState({ user, port: originPort, healthPath }) : existingServerState({ user }),
+                    addresses: addressing[h.name],
+                };
+            }
+            return { name: h.name, kind: "new", userData: rendered.files["cloud-init.yaml"], addresses: addressing[h.name] };
+        });
+
+        // From empty hosts: boot, then the deploy in the engine's order.
+        const t0 = Date.now();
+        log(`  booting ${hostSpecs.length} hosts: ${hostSpecs.map((h) => `${h.name} (${h.kind})`).join(", ")}`);
+        await cloud.addHosts(hostSpecs);
+        const bootSeconds = (Date.now() - t0) / 1000;
+        if (spec.origin.host.kind === "vultr") {
+            // A new origin has no site yet: the user would deploy theirs; the rehearsal starts a stand-in.
+            await cloud.exec(spec.origin.name, ["sh", "-c", `mkdir -p /srv/site && echo ok > /srv/site${healthPath === "/" ? "/index.html" : healthPath} && ` +
+                `systemd-run --unit=site python3 -m http.server ${originPort} --bind :: --directory /srv/site`]);
+        }
+        log(`  deploy: ${plan.commands.length} remote commands`);
+        const deploy = await runRemoteCommands(plan.commands, {
+            commandTimeoutMs: 10 * 60_000,
+            onStep: (event, step) => {
+                if (event === "end") log(`    ${step.name}: ${step.status} in ${(step.durationMs / 1000).toFixed(1)} s${step.status === "failed" ? ` (${step.stderr.split("\n").slice(-3).join(" | ")})` : ""}`);
+            },
+        });
+        const deploySeconds = deploy.totalMs / 1000;
+        const checks: RehearsalCheck[] = [];
+        const announcedAfter: Record<string, number> = {};
+        let totalSeconds = NaN;
+        if (!deploy.ok) {
+            checks.push({ name: "the deploy", ok: false, detail: deploy.steps.filter((st) => st.status === "failed").map((st) => `${st.name}: ${st.stderr.split("\n").slice(-2).join(" ")}`).join("; ") });
+            return { ok: false, slot: s.slot, deploy, announcedAfter, totalSeconds, bootSeconds, deploySeconds, checks, rewrites };
+        }
+
+        const prefix = spec.prefixes[0];
+        const timeout = options.announceTimeoutMs ?? 240_000;
+        await Promise.all(spec.pops.map(async (p) => {
+            if ((await waitUntil(() => announces(cloud, p.name, prefix), timeout, 1000)) !== undefined) announcedAfter[p.name] = (Date.now() - t0) / 1000;
+        }));
+        const missing = spec.pops.filter((p) => announcedAfter[p.name] === undefined).map((p) => p.name);
+        totalSeconds = missing.length === 0 ? Math.max(...Object.values(announcedAfter)) : NaN;
+        checks.push({
+            name: "every PoP announces after the first deploy", ok: missing.length === 0,
+            detail: missing.length === 0
+                ? spec.pops.map((p) => `${p.name} ${announcedAfter[p.name].toFixed(1)} s`).join(", ") + ` from empty hosts`
+                : `${missing.join(", ")} not announcing ${timeout / 1000} s after the deploy; ${await diagnose(cloud, missing[0])}`,
+        });
+
+        let observations: RehearsalObservations | undefined;
+        if (missing.length < spec.pops.length) {
+            observations = await observe({
+                cloud, spec, httpSources: plan.run.httpSources, edgeSocket: edgeSocket(cloud), deployerAddress: deployer6, log,
+                tls: { serverCaPem: plan.run.originCaPem, pullClientCertPem: plan.run.originPullClient.certPem, pullClientKeyPem: plan.run.originPullClient.keyPem },
+                originMarker: spec.origin.host.kind === "existing" ? EXISTING_SERVICE.body.trim() : undefined,
+            }, prefix);
+        }
+        checks.push(await checkNoChange(plan, values, instanceAddresses));
+        checks.push(await checkCommunities(cloud, plan, values, instanceAddresses, prefix, log));
+        checks.push(await checkReboot(cloud, spec.pops[spec.pops.length - 1].name, prefix, timeout, log));
+        if (spec.origin.host.kind === "existing") {
+            checks.push(await checkExistingOrigin(cloud, spec.origin.name, originPort));
+        }
+        for (const c of checks) log(`  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
+        return { ok: checks.every((c) => c.ok) && (observations?.problems.length ?? 1) === 0, slot: s.slot, deploy, announcedAfter, totalSeconds,
+            bootSeconds, deploySeconds, observations, checks, rewrites };
+    } finally {
+        if (edgePid !== undefined) {
+            try {
+                process.kill(edgePid, "SIGTERM");
+            } catch {
+                // gone
+            }
+        }
+        await cloud.teardown();
+    }
+}
+
+function edgeSocket(cloud: DeployCloud): string {
+    return path.join(cloud.slotDir, "edge", "bird.ctl");
+}
+
+async function birdc(cloud: DeployCloud, args: string[]): Promise<string> {
+    const r = await runUntracked("birdc", ["-s", edgeSocket(cloud), ...args], { timeoutMs: 20_000, allowFail: true });
+    return r.stdout;
+}
+
+/** The edge has the prefix from this PoP's session (in the PoP's own table at the edge). */
+async function announces(cloud: DeployCloud, pop: string, prefix: string): Promise<boolean> {
+    const out = await birdc(cloud, ["show", "route", prefix, "table", edgeTable(pop)]);
+    return out.includes(prefix);
+}
+
+/** The edge's session to a PoP: state and since when (the same, within BIRD's per-query jitter, while it stays up). */
+async function session(cloud: DeployCloud, pop: string): Promise<{ state: string; since: string }> {
+    const out = await birdc(cloud, ["show", "protocols", edgeProto(pop)]);
+    const line = out.split("\n").find((l) => l.startsWith(edgeProto(pop) + " ")) ?? "";
+    const f = line.trim().split(/\s+/);
+    // Name Proto Table State Since Info: "pop_lax BGP --- up 16:40:01.234 Established".
+    return { state: f.slice(5).join(" ") || f[3] || "unknown", since: f[4] ?? "" };
+}
+
+async function diagnose(cloud: DeployCloud, pop: string): Promise<string> {
+    const sess = await session(cloud, pop).catch(() => ({ state: "?", since: "" }));
+    const script = [
+        "echo units: $(systemctl is-active bird nginx anycast-health wg-quick@wg0 anycast-net 2>&1)",
+        ". /etc/anycast/health.env 2>/dev/null; echo local: $(curl -s -o /dev/null -w '%{http_code}' -m 3 \"$PROXY_URL\" 2>&1) origin: $(curl -s -o /dev/null -w '%{http_code}' -m 3 \"$ORIGIN_URL\" 2>&1)",
+        "echo wg: $(wg show wg0 latest-handshakes 2>&1 | tr '\\n' ' ')",
+        "echo state: $(cat /run/anycast/state /var/lib/anycast/state 2>/dev/null | tr '\\n' ' ')",
+        "echo bird: $(birdc show route export $(birdc show protocols | awk '$2==\"BGP\"{print $1; exit}') 2>&1 | tail -n +2 | tr '\\n' ' ')",
+        "journalctl -u anycast-health -n 4 --no-pager -o cat 2>&1 | tail -4",
+    ].join("; ");
+    const agent = await cloud.exec(pop, ["sh", "-c", script], { allowFail: true })
+        .catch((e: Error) => ({ stdout: e.message }));
+    return `edge session ${sess.state}; on ${pop}: ${agent.stdout.replace(/\s+/g, " ").trim()}`;
+}
+
+/** BIRD in the cloud namespace, one session per PoP at the neighbour address the PoP's config names. */
+async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], password: string, popAddress: (name: string) => string): Promise<number> {
+    const dir = path.join(cloud.slotDir, "edge");
+    fs.mkdirSync(dir, { recursive: true });
+    const neighbors = [...new Set(spec.pops.map((p) => p.bgp.neighbor))];
+    for (const n of neighbors) {
+        await runUntracked("ip", ["-n", cloud.cloudNs, "addr", "add", `${n}/128`, "dev", "lo"], { timeoutMs: 10_000 });
+    }
+    // The hosts' networks as direct routes: BGP resolves the PoPs' (multihop) next hops through them.
+    // Each PoP's session fills a table of its own (piped into master6, where the best path is
+    // chosen) and a kernel table of its own: the report pins a client to a PoP by its source
+    // address (observe.ts). master6's BGP routes go to the namespace's main table: the best path.
+    const lines = ["router id 10.255.255.1;", `log "${path.join(dir, "edge.log")}" all;`, "protocol device {}",
+        "protocol direct { ipv6; }", "protocol kernel best_path { ipv6 { export where source = RTS_BGP; }; }", ""];
+    spec.pops.forEach((p, i) => {
+        const addr = popAddress(p.name);
+        const pw = (p.bgp.password ?? password).replace(/["\\]/g, "");
+        lines.push(
+            `ipv6 table ${edgeTable(p.name)};`,
+            `protocol bgp ${edgeProto(p.name)} {`,
+            `    local ${p.bgp.neighbor} as ${p.bgp.remoteAsn};`,
+            `    neighbor ${addr} as ${spec.asn};`,
+            p.bgp.multihop > 0 ? `    multihop ${p.bgp.multihop};` : "    direct;",
+            `    password "${pw}";`,
+            "    connect retry time 2;",
+            "    error wait time 1, 5;",
+            `    ipv6 { table ${edgeTable(p.name)}; igp table master6; import all; export none; };`,
+            "}",
+            `protocol pipe ${edgeProto(p.name)}_best { table ${edgeTable(p.name)}; peer table master6; export all; import none; }`,
+            `protocol kernel ${edgeProto(p.name)}_kernel { ipv6 { table ${edgeTable(p.name)}; export all; }; kernel table ${edgeKernelTable(i)}; }`,
+            "",
+        );
+    });
+    const conf = path.join(dir, "bird.conf");
+    fs.writeFileSync(conf, lines.join("\n"));
+    const pidFile = path.join(dir, "bird.pid");
+    await runUntracked("ip", ["netns", "exec", cloud.cloudNs, "bird", "-c", conf, "-s", edgeSocket(cloud), "-P", pidFile], { timeoutMs: 20_000 });
+    return Number(fs.readFileSync(pidFile, "utf8").trim());
+}
+
+/** Hosts are PoPs before they exist in the cloud; the BIRD config needs their addresses, so they are known up front. */
+async function checkNoChange(plan: DeployPlan, values: StackValues, instanceAddresses: Record<string, { ipv6: string; ipv4: string }>): Promise<RehearsalCheck> {
+    const again = await planDeploy({ values, instanceAddresses });
+    const changed = changedCommands(plan.commands, again.commands);
+    const report = await runRemoteCommands(updateRun(changed));
+    return {
+        name: "a second deploy with no change runs no command", ok: changed.length === 0 && report.steps.length === 0,
+        detail: changed.length === 0 ? `0 of ${again.commands.length} commands changed, 0 ran` : `would re-run ${changed.map((c) => c.name).join(", ")}`,
+    };
+}
+
+async function checkCommunities(cloud: DeployCloud, plan: DeployPlan, values: StackValues,
+    instanceAddresses: Record<string, { ipv6: string; ipv4: string }>, prefix: string, log: (l: string) => void): Promise<RehearsalCheck> {
+    const name = "a communities change on one PoP re-runs only its bird.conf push, and its session stays up";
+    const pop = values.pops[0].name;
+    const changedValues = structuredClone(values);
+    const community = "64600:64497";
+    changedValues.pops[0].communities = [...(changedValues.pops[0].communities ?? []), community];
+    const before = await session(cloud, pop);
+    const next = await planDeploy({ values: changedValues, instanceAddresses });
+    const changed = changedCommands(plan.commands, next.commands);
+    const expected = [`${NETWORK_NAME}-${pop}-push-bird.conf`];
+    const run = await runRemoteCommands(updateRun(changed));
+    for (const line of formatSteps(run)) log(line);
+    // The new community reaches the edge over the same session.
+    const seen = await waitUntil(async () => (await birdc(cloud, ["show", "route", prefix, "table", edgeTable(pop), "all"])).includes(`(${community.replace(":", ",")})`), 60_000, 1000) !== undefined;
+    const after = await session(cloud, pop);
+    const stillAnnouncing = await announces(cloud, pop, prefix);
+    const ok = JSON.stringify(changed.map((c) => c.name)) === JSON.stringify(expected) && run.ok && seen
+        && sameSince(before.since, after.since) && /Established/.test(after.state) && stillAnnouncing;
+    return {
+        name, ok,
+        detail: `re-ran ${changed.map((c) => c.name).join(", ") || "nothing"} (${run.ok ? "ok" : "failed"}); community ${community} ${seen ? "seen" : "NOT seen"} at the edge; ` +
+            `session ${after.state} since ${after.since} (before: since ${before.since})`,
+    };
+}
+
+async function checkReboot(cloud: DeployCloud, pop: string, prefix: string, timeoutMs: number, log: (l: string) => void): Promise<RehearsalCheck> {
+    const t0 = Date.now();
+    const r = await cloud.reboot(pop);
+    log(`  ${pop} rebooted: down ${(r.downMs / 1000).toFixed(1)} s, boot to SSH ${(r.bootToSshMs / 1000).toFixed(1)} s`);
+    const back = (await waitUntil(() => announces(cloud, pop, prefix), timeoutMs, 1000)) !== undefined;
+    const seconds = (Date.now() - t0) / 1000;
+    return {
+        name: "a PoP host reboot ends with it announcing again, unaided", ok: back,
+        detail: back ? `${pop} announcing ${seconds.toFixed(1)} s after the reboot began` : `${pop} not announcing ${timeoutMs / 1000} s after boot; ${await diagnose(cloud, pop)}`,
+    };
+}
+
+async function checkExistingOrigin(cloud: DeployCloud, origin: string, port: number): Promise<RehearsalCheck> {
+    const [family, table] = EXISTING_SERVICE.nftTable.split(" ");
+    const tables = await cloud.exec(origin, ["nft", "list", "tables"], { allowFail: true });
+    const own = (await cloud.exec(origin, ["nft", "list", "table", family, table], { allowFail: true })).code === 0;
+    const ours = tables.stdout.includes("table inet anycast");
+    const active = (await cloud.exec(origin, ["systemctl", "is-active", EXISTING_SERVICE.unit], { allowFail: true })).stdout.trim();
+    const h = cloud.host(origin);
+    // From inside the host: the origin's service port is the mesh's only (the firewall guards it on an existing server too).
+    const curl = await runUntracked("ip", ["netns", "exec", h.netns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", `http://[::1]:${port}/`],
+        { timeoutMs: 15_000, allowFail: true });
+    const ok = own && ours && active === "active" && curl.stdout === "200";
+    return {
+        name: "the existing origin keeps its own nftables table and its service", ok,
+        detail: `table ${EXISTING_SERVICE.nftTable} ${own ? "kept" : "GONE"} beside inet anycast (${ours ? "loaded" : "missing"}); ` +
+            `${EXISTING_SERVICE.unit} ${active}; its site answers on the host itself with HTTP ${curl.stdout || "nothing"}`,
+    };
+}
+
+/** Each deploy step with its time, in the engine's order (a table within 100 columns). */
+function formatDeploySteps(d: RemoteRunReport): string[] {
+    return [
+        ...wrap(`The first deploy from empty hosts: ${d.steps.length} remote commands over SSH in the engine's order, ` +
+            `${(d.totalMs / 1000).toFixed(1)} s, at most ${d.peakParallel} at once`),
+        ...table(["step", "status", "started", "took", "detail"], d.steps.map((st) => [
+            st.name.startsWith(`${NETWORK_NAME}-`) ? st.name.slice(NETWORK_NAME.length + 1) : st.name, st.status,
+            st.status === "skipped" ? "n/a" : `+${ms(st.startedAtMs)}`, st.status === "skipped" ? "n/a" : ms(st.durationMs),
+            st.status === "failed" ? `exit ${st.exitCode ?? "?"}: ${st.stderr.split("\n").filter((l) => l.trim() !== "").slice(-1)[0] ?? ""}`
+                : st.skippedBecause ?? "none",
+        ])),
+        "",
+    ];
+}
+
+/** The report's own lines, for the CLI: the deploy's steps, the lab's report on the hosts, then the checks. */
+export function formatRehearsal(r: RehearsalReport): string[] {
+    const observed = r.observations ? formatObservations(r.observations) : [];
+    return [
+        "deploy rehearsal",
+        ...r.rewrites.flatMap((w) => wrap(w, "  rewritten for the rehearsal: ", "    ")),
+        ...wrap(`hosts booted to SSH in ${r.bootSeconds.toFixed(1)} s; deploy commands ${r.deploySeconds.toFixed(1)} s; every PoP announcing ` +
+            `${Number.isNaN(r.totalSeconds) ? "never" : `${r.totalSeconds.toFixed(1)} s`} from empty hosts`, "  ", "    "),
+        "",
+        ...formatDeploySteps(r.deploy),
+        ...observed,
+        ...(observed.length > 0 ? [""] : []),
+        "Checks",
+        ...r.checks.flatMap((c) => wrap(`${c.name}: ${c.detail}`, `  ${c.ok ? "ok  " : "FAIL"} `, "       ")),
+        r.ok ? "rehearsal passed" : "rehearsal FAILED",
+    ];
+}
+
+export type { PlannedCommand };
