@@ -60,6 +60,8 @@ class Backbone {
     readonly agents = new Map<string, Proc>();
 
     constructor() {
+        // nginx's workers (not root) read the agent's status file here, as they read /run/anycast on a PoP.
+        fs.chmodSync(this.dir, 0o755);
         const names = [this.spec.origin.name, ...this.spec.pops.map((p) => p.name)];
         this.nodes = names.map((name, i) => {
             const dir = path.join(this.dir, name);
@@ -122,6 +124,8 @@ class Backbone {
             await until(`${pop.name} announced and reaching the origin`, 30_000, () => {
                 const s = this.status(pop.name);
                 return s?.state === "announced" && s.direct_up === 1;
+            }).catch((e: Error) => {
+                throw new Error(`${e.message}\n${this.diagnose(pop.name)}`);
             });
         }
     }
@@ -161,6 +165,21 @@ class Backbone {
         fs.writeFileSync(f("health.env"), env);
         fs.writeFileSync(f("anycast-health"), renderHealthAgent(), { mode: 0o755 });
         this.agents.set(name, this.spawn("ip", ["netns", "exec", n.ns, "env", `ANYCAST_HEALTH_ENV=${f("health.env")}`, f("anycast-health"), "run"]));
+    }
+
+    /** `until`, and on a timeout what every PoP's agent and nginx said. */
+    async until(what: string, timeoutMs: number, check: () => boolean, pollMs = 20): Promise<void> {
+        await until(what, timeoutMs, check, pollMs).catch((e: Error) => {
+            throw new Error([e.message, ...this.spec.pops.map((p) => this.diagnose(p.name))].join("\n"));
+        });
+    }
+
+    /** What a failed wait shows: the PoP's agent status and the last lines its agent and nginx wrote. */
+    diagnose(pop: string): string {
+        const tail = (text: string) => text.trim().split("\n").slice(-15).join("\n");
+        const errorLog = path.join(this.node(pop).dir, "nginx-error.log");
+        return [`${pop} status: ${JSON.stringify(this.status(pop))}`, `${pop} agent:`, tail(this.agents.get(pop)?.err ?? "") + tail(this.agents.get(pop)?.out ?? ""),
+            `${pop} nginx error log:`, tail(fs.existsSync(errorLog) ? fs.readFileSync(errorLog, "utf8") : "")].join("\n");
     }
 
     status(pop: string): Record<string, unknown> | undefined {
@@ -282,7 +301,7 @@ describe("the mesh as a backbone (live: an origin and two PoPs, rendered WireGua
             const t0 = Date.now();
             net.cut("lax", true);
             let relayed: ReturnType<Backbone["get"]> | undefined;
-            await until("lax serving through ams", 20_000, () => {
+            await net.until("lax serving through ams", 20_000, () => {
                 relayed = net.get("lax");
                 return relayed.status === 200 && /^x-anycast-relay: ams$/m.test(relayed.headers);
             }, 50);
@@ -297,7 +316,7 @@ describe("the mesh as a backbone (live: an origin and two PoPs, rendered WireGua
             await sleep(1500);
             assert.match(net.get("lax").headers, /^x-anycast-relay: ams$/m);
             net.cut("lax", false);
-            await until("lax back on its own tunnel", 20_000, () => !/^x-anycast-relay:/m.test(net.get("lax").headers), 100);
+            await net.until("lax back on its own tunnel", 20_000, () => !/^x-anycast-relay:/m.test(net.get("lax").headers), 100);
             return ms;
         });
         console.log(`relay: lax's tunnel to the origin cut -> served through ams after ${rerouteMs} ms (request loop every 50 ms)`);
@@ -311,8 +330,8 @@ describe("the mesh as a backbone (live: an origin and two PoPs, rendered WireGua
             origin.kill("SIGSTOP");
             try {
                 for (const pop of ["lax", "ams"]) {
-                    await until(`${pop} answering 503`, 20_000, () => net.get(pop).status === 503, 100);
-                    await until(`${pop}: fault global`, 10_000, () => net.status(pop)?.fault === "global");
+                    await net.until(`${pop} answering 503`, 20_000, () => net.get(pop).status === 503, 100);
+                    await net.until(`${pop}: fault global`, 10_000, () => net.status(pop)?.fault === "global");
                 }
                 const answers = ["lax", "ams", "lax", "ams"].map((pop) => ({ pop, ...net.get(pop) }));
                 for (const a of answers) {
@@ -327,7 +346,7 @@ describe("the mesh as a backbone (live: an origin and two PoPs, rendered WireGua
             } finally {
                 origin.kill("SIGCONT");
             }
-            for (const pop of ["lax", "ams"]) await until(`${pop} serving again`, 20_000, () => net.get(pop).status === 200, 100);
+            for (const pop of ["lax", "ams"]) await net.until(`${pop} serving again`, 20_000, () => net.get(pop).status === 200, 100);
         });
         for (const pop of ["lax", "ams"]) assert.equal(net.status(pop)!.withdrawals_last_hour, 0, `${pop}: no withdrawal, no damping`);
     });
