@@ -2,7 +2,7 @@
  * The lab end to end (needs root and the lab's tools; CI runs as root), on three configs that
  * differ the way users' stacks do:
  *
- * - Pulumi.lab.yaml on FRR edges, with the full report (five runs of every experiment): IPv6
+ * - Pulumi.lab.yaml on FRR edges, with the full report (three runs of every experiment; `anycast lab` and the bench run five): IPv6
  *   mesh, its own HTTP sources, BFD, three Vultr PoPs;
  * - Pulumi.prod.yaml exactly as a user runs it (no httpSources, no secrets set): IPv4 mesh,
  *   Cloudflare's ranges, no BFD, on FRR edges, one run of each experiment;
@@ -68,11 +68,14 @@ function assertExperiments(report: LabReport, runs: number): void {
 }
 
 describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
+    const RUNS = 3;
     let report: LabReport;
 
     before(async () => {
-        report = await runLab({ configFile: CONFIG, repeats: 5, keep: true, log: (line) => console.log(line) });
-        // Five runs of every experiment, the origin faults' three among them.
+        // Three runs of every experiment, the origin faults' three among them: enough for the
+        // tunnel cut to visit every PoP and for three outages within a minute, and it keeps CI
+        // short. `anycast lab` and the bench run five.
+        report = await runLab({ configFile: CONFIG, repeats: RUNS, keep: true, log: (line) => console.log(line) });
     }, { timeout: 1_200_000 });
 
     // Whatever happens above, nothing of the lab survives this file.
@@ -202,7 +205,7 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
             const e = report.experiments.find((x) => x.id === id);
             assert.ok(e, `experiment ${id} missing`);
             assert.equal(e.skipped, undefined);
-            assertExperiments({ ...report, experiments: [e] }, 5);
+            assertExperiments({ ...report, experiments: [e] }, RUNS);
             // BFD bounds link loss (100 ms x 3 as configured, a longer interval on a machine that
             // stalls: lab/stalls.ts): the lab stack's bound is far below a hold-time one.
             if (id === "linkLoss") for (const r of e.runs) assert.match(r.bounds.basis, /^BFD \d+ ms x 3/);
@@ -224,10 +227,10 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
         }
     });
 
-    it("keeps every PoP announced through five global origin outages in a row, with fast 503s and no withdrawal", () => {
+    it("keeps every PoP announced through three global origin outages in a row, with fast 503s and no withdrawal", () => {
         const o = report.originFailover?.outage;
         assert.ok(o, "the global origin outage ran");
-        assert.equal(o.runs.length, 5);
+        assert.equal(o.runs.length, RUNS);
         for (const [i, run] of o.runs.entries()) {
             assert.equal(run.error, undefined, `run ${i + 1}`);
             assert.deepEqual(run.notAnnounced, [], `run ${i + 1}: withdrew`);
@@ -242,7 +245,7 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
     it("serves through another PoP when a PoP's tunnels to the origins are cut, staying announced", () => {
         const t = report.originFailover?.tunnelCut;
         assert.ok(t, "the tunnel cut ran");
-        assert.equal(t.runs.length, 5);
+        assert.equal(t.runs.length, RUNS);
         for (const [i, run] of t.runs.entries()) {
             assert.equal(run.error, undefined, `run ${i + 1} on ${run.pop}`);
             assert.equal(run.stayedAnnounced, true, `run ${i + 1}: ${run.pop} withdrew`);
@@ -254,7 +257,7 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
     it("serves every region from the other origin when one of the two is down", () => {
         const d = report.originFailover?.originDown;
         assert.ok(d, "the origin-down experiment ran");
-        assert.equal(d.runs.length, 5);
+        assert.equal(d.runs.length, RUNS);
         for (const [i, run] of d.runs.entries()) {
             assert.equal(run.error, undefined, `run ${i + 1} (${run.origin})`);
             assert.deepEqual(run.notAnnounced, [], `run ${i + 1}: withdrew`);
