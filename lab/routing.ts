@@ -349,6 +349,10 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         // Held down and healthy: nothing is announced, and the region is served elsewhere.
         await waitFor(`${r.pop.name}'s checks to pass again`, async () => (await state())?.healthy === true, 30_000, 50);
         prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
+        // The prober is a process of its own: on a loaded machine it takes seconds to start, and a
+        // watch that began before its first answer would see no request at all.
+        const started = nowMs();
+        if (!await prober.waitFor(started, () => true, 30_000)) throw new Error(`no probe of region ${r.region} completed within 30 s`);
         const watchMs = Math.max(3000, lab.stack.spec.health.interval * 1000 * (lab.stack.spec.health.rise + 5));
         const t0 = nowMs();
         let healthy = true;
