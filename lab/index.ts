@@ -302,7 +302,7 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
     report.flapDamping = damping;
     const where = `flap damping on ${damping.pop}`;
     if (damping.error) report.problems.push(`${where}: ${damping.error}`);
-    else {
+    else if (!damping.skipped) {
         if (!damping.healthyWhileHeld) report.problems.push(`${where}: not held down while healthy`);
         if (damping.edgeRoutesWhileHeld > 0) report.problems.push(`${where}: announced while held down`);
         if (damping.penalty >= damping.suppressThreshold) report.problems.push(`${where}: a damping penalty of ${damping.penalty} would suppress the prefix`);

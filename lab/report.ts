@@ -311,6 +311,7 @@ function formatPolicyChange(p: PolicyChangeReport): string[] {
 }
 
 function formatFlapDamping(f: FlapDampingReport): string[] {
+    if (f.skipped) return [...wrap(`Flap damping on ${f.pop}: not run: ${f.skipped}`), ""];
     const out = wrap(`Flap damping on ${f.pop} (health.maxWithdrawalsPerHour ${f.maxWithdrawalsPerHour}): ` +
         (f.error ? `FAILED: ${f.error}` : f.heldDown ? "held down" : "NOT HELD DOWN"));
     const line = (text: string) => out.push(...wrap(text, "  ", "    "));

@@ -287,6 +287,8 @@ export interface FlapDampingReport {
     /** Origin-path flaps (wg0 down, up) it took until the agent held the PoP down. */
     flaps: number;
     heldDown: boolean;
+    /** Set when the config gives an origin-path flap no withdrawal to count (a hub mesh): not run. */
+    skipped?: string;
     heldReason?: string;
     /** How long the lab watched the held-down PoP while its checks passed. */
     watchedMs: number;
@@ -325,6 +327,13 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
     };
     // The transit's session with the PoP's edge carries exactly this PoP's route (the edge imports
     // nothing else that it passes on), so its counters are what the Internet saw of the flaps.
+    if (lab.stack.spec.mesh.topology === "hub") {
+        // The flaps are origin-path faults of one PoP; in a hub mesh the PoP counts them as global
+        // (it cannot ask the others, lab/experiments.ts), stays announced, and nothing is counted.
+        report.skipped = "in a hub mesh a PoP cut off from the hub counts it as a global fault and stays announced: " +
+            "an origin-path flap costs no withdrawal, so there is nothing to hold down";
+        return report;
+    }
     const fromEdge = async () => (await showProtocols(r.transit.ns, lab.birdSocket(r.transit.ns))).find((p) => p.name === edgePeerName(r.transit));
     const state = async () => lab.agentStatus(r.pop.name);
     let prober: Prober | undefined;

@@ -336,6 +336,14 @@ describe("the lab on a generated config: existing-host PoP, hub mesh, dual-stack
         assertExperiments(report, 1);
     });
 
+    it("follows the hub mesh: a PoP cut off from the hub stays announced (a global fault), so origin loss and damping are not run", () => {
+        // Link loss still moves the region (the BGP session does it), and the agent did not withdraw.
+        assert.equal(report.experiments.find((e) => e.id === "linkLoss")?.skipped, undefined);
+        assert.match(report.experiments.find((e) => e.id === "originLoss")?.skipped ?? "", /hub mesh .* stays announced and answers 503/);
+        assert.match(report.flapDamping?.skipped ?? "", /hub mesh/);
+        assert.match(formatReport(report), /Flap damping on \S+: not run: in a hub mesh/);
+    });
+
     it("brings up the IPv4 sessions beside the IPv6 ones, and IPv4 packets reach each region's own PoP", () => {
         assert.deepEqual(report.sessions.map((s) => s.family).sort(), [4, 4, 6, 6]);
         for (const s of report.sessions) assert.equal(s.state, "Established", `${s.pop} ${s.protocol}`);
