@@ -68,7 +68,7 @@ export function agentMs(spec: AnycastSpec, checks: number): number {
  * fresh, 4 x (interval + timeout), components/core/render/anycast-health.sh) to tell that from
  * a fault every PoP shares, then `fall` checks more.
  */
-function isolationMs(spec: AnycastSpec): number {
+export function isolationMs(spec: AnycastSpec): number {
     return agentMs(spec, spec.health.fall) + 4 * (spec.health.interval + spec.health.timeout) * 1000 + agentMs(spec, spec.health.fall + 1);
 }
 

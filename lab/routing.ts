@@ -17,6 +17,7 @@ import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/conf
 import { LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
 import { EdgeSession } from "./edge";
+import { isolationMs, SLACK_MS } from "./experiments";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
@@ -343,7 +344,9 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         const counts0 = importCounts(await fromEdge());
         for (let i = 0; i <= max && !report.heldDown; i++) {
             await lab.wgDown(r.pop.ns);
-            await waitFor(`${r.pop.name} to withdraw`, async () => ["withdrawn", "held-down"].includes((await state())?.state ?? ""), 15_000, 20);
+            // wg0 down cuts the PoP off from the whole mesh: it withdraws once it counts itself cut off.
+            await waitFor(`${r.pop.name} to withdraw`, async () => ["withdrawn", "held-down"].includes((await state())?.state ?? ""),
+                isolationMs(lab.stack.spec) + SLACK_MS, 20);
             report.flaps++;
             await lab.wgUp(r.pop.ns);
             const next = await waitFor(`${r.pop.name} to announce again or be held down`, async () => {
