@@ -19,9 +19,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
-import { hasIpv4 } from "./core/addressing";
+import { hasIpv4, IpAddress } from "./core/addressing";
 import { AnycastConfigInput, ConfigError, parseAnycastConfig } from "./core/config";
 import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./core/model";
+import { Jsonified, specFromJson, specToJson } from "./core/spec-json";
 import { meshPeerNames } from "./core/render/wireguard";
 import { HostFirewall } from "./firewall";
 import { CloudflareFrontDoor } from "./frontdoor";
@@ -88,6 +89,17 @@ export type PublicPopSpec = Omit<PopSpec, "bgp"> & { bgp: Omit<BgpSettings, "pas
 /** The validated model without secrets: the BGP passwords are `bgpPasswords`, the SSH key stays an input. */
 export type NetworkSpec = Omit<AnycastSpec, "bgpPassword" | "sshPrivateKey" | "pops"> & { pops: PublicPopSpec[] };
 
+/**
+ * NetworkSpec as the `spec` output holds it: every address and prefix its canonical text, because
+ * Pulumi outputs carry plain data only (core/spec-json.ts). `networkSpecFromJson` gives it back typed.
+ */
+export type NetworkSpecJson = Jsonified<NetworkSpec>;
+
+/** The typed NetworkSpec from the `spec` output's value. */
+export function networkSpecFromJson(json: NetworkSpecJson): NetworkSpec {
+    return specFromJson<NetworkSpec>(json);
+}
+
 /** One host of the network once the cloud has created it. */
 export interface NetworkHost {
     name: string;
@@ -103,8 +115,8 @@ export interface NetworkHost {
 }
 
 export class AnycastNetwork extends pulumi.ComponentResource {
-    /** The validated model, without secrets. */
-    readonly spec: pulumi.Output<NetworkSpec>;
+    /** The validated model, without secrets, as plain data (addresses and prefixes as text); `networkSpecFromJson` types it. */
+    readonly spec: pulumi.Output<NetworkSpecJson>;
     /** Non-fatal findings of validation (also logged as warnings on this resource). */
     readonly warnings: pulumi.Output<ConfigIssue[]>;
     /** Every PoP, then every origin, with the addresses the cloud gave them. */
@@ -118,7 +130,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     /** Who the firewalls let reach HTTP(S) on the anycast address: `firewall.httpSources`, or Cloudflare's ranges at deploy time. */
     readonly httpSources: pulumi.Output<string[]>;
     /** Each announced prefix's RPKI state against `roas`. */
-    readonly rpki: pulumi.Output<RpkiFinding[]>;
+    readonly rpki: pulumi.Output<Array<Jsonified<RpkiFinding>>>;
     /** WireGuard public key of each host, by name. */
     readonly meshPublicKeys: pulumi.Output<Record<string, string>>;
     /** Each PoP's TCP-MD5 password (secret), for the upstream's side of the session. */
@@ -149,6 +161,8 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const child = { parent: this };
 
         this.frontDoor = new CloudflareFrontDoor(`${name}-front-door`, { frontDoor: spec.frontDoor, address: spec.address }, child);
+        // Outputs carry plain data (Pulumi copies objects field by field, without their class):
+        // every address and prefix below leaves as its canonical text.
         this.origins = spec.origins.map((o) => new Origin(`${name}-${o.name}`, {
             origin: o, sshPrivateKey, sshPublicKeys: spec.sshPublicKeys,
         }, child));
@@ -175,16 +189,16 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         // HTTP(S) on the anycast address only from Cloudflare (its published ranges at deploy
         // time), unless the config names the sources (the lab does).
         this.httpSources = spec.firewall.httpSources
-            ? pulumi.output(spec.firewall.httpSources)
+            ? pulumi.output(spec.firewall.httpSources.map(String))
             : cloudflare.getIpRangesOutput({}, { parent: this }).apply((r) => [...r.ipv6Cidrs, ...r.ipv4Cidrs]);
         this.firewalls = this.createFirewalls(name, spec, members);
 
-        this.spec = pulumi.output(withoutSecrets(spec));
+        this.spec = pulumi.output(specToJson(withoutSecrets(spec)));
         this.warnings = pulumi.output(spec.warnings);
-        this.anycastAddress = pulumi.output(spec.address);
-        this.prefixes = pulumi.output(spec.prefixes);
+        this.anycastAddress = pulumi.output(spec.address.toString());
+        this.prefixes = pulumi.output(spec.prefixes.map(String));
         this.dns = pulumi.output({ hostname: this.frontDoor.hostname, anycastName: this.frontDoor.anycastName });
-        this.rpki = pulumi.output(spec.rpki);
+        this.rpki = pulumi.output(spec.rpki.map((r) => ({ ...r, prefix: r.prefix.toString() })));
         this.meshPublicKeys = this.mesh.publicKeys;
         const pull = this.frontDoor.originPullClient;
         this.originPullClient = pulumi.secret(pulumi.all([pull.certPem, pull.keyPem]).apply(([certPem, keyPem]) => ({ certPem, keyPem })));
@@ -254,9 +268,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
             pulumi.all([host.ipv6, host.ipv4]).apply(([ipv6, ipv4]): NetworkHost => ({ ...fixed, ipv6, ...(ipv4 ? { ipv4 } : {}) }));
         return pulumi.all([
             ...spec.pops.map((p, i) => entry(this.pops[i].host, {
-                name: p.name, role: "pop", ...regionOf(p.host), meshAddress: p.meshAddress, bgpNeighbor: p.bgp.neighbor,
+                name: p.name, role: "pop", ...regionOf(p.host), meshAddress: p.meshAddress.toString(), bgpNeighbor: p.bgp.neighbor.toString(),
             })),
-            ...spec.origins.map((o, i) => entry(this.origins[i].host, { name: o.name, role: "origin", ...regionOf(o.host), meshAddress: o.meshAddress })),
+            ...spec.origins.map((o, i) => entry(this.origins[i].host, {
+                name: o.name, role: "origin", ...regionOf(o.host), meshAddress: o.meshAddress.toString(),
+            })),
         ]);
     }
 
@@ -278,7 +294,7 @@ interface NetworkMember {
     name: string;
     /** The resource name of the member's component and host (`<network>-<name>`). */
     resource: string;
-    meshAddress: string;
+    meshAddress: IpAddress;
     host: Host;
     /** The member's own component (its PoP or the origin): the firewall push waits for its pushes. */
     component: pulumi.Resource;

@@ -8,6 +8,7 @@
  * never touches this one's inputs.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { IpAddress, IpPrefix } from "./core/addressing";
 import { FailoverSpec, HealthSpec, MeshTopology, OriginEndpoint, PopRenderInput, PopSpec } from "./core/model";
 import { renderBirdConfig } from "./core/render/bird";
 import { renderBootstrap } from "./core/render/bootstrap";
@@ -31,17 +32,17 @@ export interface AnycastPoPArgs {
     /** The PoP, validated (see parseAnycastConfig). `bgp.password` is treated as a secret. */
     pop: PopSpec;
     /** What every PoP announces and serves. */
-    deployment: { asn: number; prefixes: string[]; address: string };
+    deployment: { asn: number; prefixes: IpPrefix[]; address: IpAddress };
     /** Where the proxy and the health agent reach the (first) origin through the mesh. */
     origin: OriginEndpoint;
     /** Every origin, first one first (default: [origin]). */
     origins?: OriginEndpoint[];
     /** The other PoPs, which the health agent asks for their view of the origins and relays through. */
-    peers?: Array<{ name: string; meshAddress: string }>;
+    peers?: Array<{ name: string; meshAddress: IpAddress }>;
     /** What happens when origins fail (relay, the 503, a stale cache); default: no relay, no cache. */
     failover?: FailoverSpec;
     /** The mesh network (mesh.cidr): traffic to it must never leave by the uplink when wg0 is down. */
-    mesh?: { cidr: string; topology?: MeshTopology };
+    mesh?: { cidr: IpPrefix; topology?: MeshTopology };
     health: HealthSpec;
     tls: TlsMaterial;
     /** SSH private key (secret) for pushing configs. */
@@ -60,7 +61,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
     readonly ipv6: pulumi.Output<string>;
     readonly ipv4: pulumi.Output<string | undefined>;
     /** The BGP neighbour this PoP peers with. */
-    readonly bgpNeighbor: string;
+    readonly bgpNeighbor: IpAddress;
     /**
      * Every file the host receives, by artifact name, exactly as pushed (and its cloud-init.yaml);
      * secret as a whole, since bird.conf holds the password and origin.key is a private key.
@@ -75,7 +76,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
         this.ipv4 = this.host.ipv4;
         const pushed = this.pushFiles(name, args, this.renderFiles(args));
         this.files = pulumi.secret(pulumi.all([this.host.files, pulumi.all(pushed)]).apply(([host, own]) => ({ ...host, ...own })));
-        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor, files: this.files });
+        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor.toString(), files: this.files });
     }
 
     private createHost(name: string, args: AnycastPoPArgs): Host {
@@ -159,6 +160,5 @@ function renderInput(args: AnycastPoPArgs, host: PopRenderInput["host"]): PopRen
     return {
         deployment: args.deployment, pop: args.pop, host, origin: args.origin, origins: args.origins, peers: args.peers,
         failover: args.failover, mesh: args.mesh, health: args.health,
-        firewall: { adminCidrs: [], meshPeers: [] },
     };
 }

@@ -258,7 +258,7 @@ export class LabRuntime {
             };
             return;
         }
-        const made = await makeLabTls(path.join(LAB_DIR, "pki"), [fd.hostname, fd.anycastName], this.stack.spec.address);
+        const made = await makeLabTls(path.join(LAB_DIR, "pki"), [fd.hostname, fd.anycastName], this.stack.spec.address.toString());
         this.tls = { ...made, source: "the lab's own CA (openssl): the stack run gave no usable certificates" };
     }
 

@@ -267,7 +267,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
     const own = r.pop.name;
     const run: ExperimentRun = { pop: own, region: r.region, failedDuringFailover: 0, failedDuringRecovery: 0, requests: 0,
         bounds: { failoverMs: bounds.failoverMs, recoveryMs: bounds.recoveryMs, basis: bounds.basis } };
-    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname },
+    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname },
         e.probeIntervalMs, lab.probeTimeoutMs);
     let faultIn = false;
     try {

@@ -6,7 +6,7 @@
  * silently, which is what `policy drop` does). UDP has no answer to tell by, so a UDP probe
  * reads the host firewall's final drop counter instead: it must grow by the packets sent.
  */
-import { contains, parseCidr } from "../components/core/addressing";
+import { contains, IpPrefix, parseCidr } from "../components/core/addressing";
 import { AnycastSpec, HostSpec, PopSpec } from "../components/core/model";
 import { LabRuntime } from "./boot";
 import { nsRun, run } from "./exec";
@@ -104,7 +104,7 @@ export function meetsExpectation(expect: ReachProbe["expect"], result: ConnectRe
 
 /** What the config says about a source address: may it reach HTTP(S), and SSH? */
 export function allowedBy(spec: AnycastSpec, httpSources: string[], address: string): { http: boolean; ssh: boolean } {
-    const inside = (list: string[]) => list.some((c) => contains(parseCidr(c, false), address));
+    const inside = (list: Array<string | IpPrefix>) => list.some((c) => contains(typeof c === "string" ? parseCidr(c, false) : c, address));
     return { http: inside(httpSources), ssh: spec.firewall.adminCidrs.length === 0 || inside(spec.firewall.adminCidrs) };
 }
 
@@ -157,7 +157,7 @@ function labExposureSetup(lab: LabRuntime): ExposureSetup {
     return {
         spec, httpSources: plan.httpSources, sources, pop: r.pop.spec,
         targets: {
-            anycast: { label: "anycast address", address: spec.address },
+            anycast: { label: "anycast address", address: spec.address.toString() },
             pop: { label: `PoP ${r.pop.name}, unicast`, address: r.pop.address },
             originPublic: { label: "origin, public", address: o.address },
             originMesh: { label: "origin, mesh", address: o.meshAddress },

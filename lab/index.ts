@@ -319,7 +319,7 @@ function newReport(lab: LabRuntime, options: LabOptions, measured: Awaited<Retur
         firewall: lab.firewallApplied ? "rendered nftables.conf applied on every host that has one" : "not applied (see notes)",
         tls: lab.tls.source,
         admin: plan.admin.why,
-        anycast: { address: spec.address, prefixes: spec.prefixes, asn: spec.asn, hostname: spec.frontDoor.hostname },
+        anycast: { address: spec.address.toString(), prefixes: spec.prefixes.map(String), asn: spec.asn, hostname: spec.frontDoor.hostname },
         topology: plan.regions.map((r) => ({ region: r.region, pop: r.pop.name, popAddress: r.pop.address, popAddress4: r.pop.address4,
             edgeNs: r.edge.ns, publicAsn: r.edge.publicAsn, transitAsn: r.transit.asn, client: r.client.address, client4: r.client.address4 })),
         ...measured, experiments: [], kept: false,

@@ -155,7 +155,7 @@ async function withdrawalsNow(lab: LabRuntime): Promise<number> {
 }
 
 function probersFor(lab: LabRuntime, regions: RegionPlan[], intervalMs: number): Prober[] {
-    const target = { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname };
+    const target = { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname };
     return regions.map((r) => new Prober(r.client.ns, target, intervalMs, lab.probeTimeoutMs));
 }
 

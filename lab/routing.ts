@@ -96,7 +96,7 @@ export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
         const out = await birdc(r.transit.ns, lab.birdSocket(r.transit.ns), `show route where bgp_path.last = ${spec.asn}`);
         transits.push({ region: r.region, originatedByUs: networksOf(out) });
     }
-    const configured = [...spec.prefixes].sort();
+    const configured = spec.prefixes.map(String).sort();
     const same = (a: string[]) => a.length === configured.length && a.every((x, i) => x === configured[i]);
     const ok = pops.every((p) => p.imported === 0 && same(p.exported) && p.unrelatedInKernel.length === UNRELATED_POP_ROUTES.length) &&
         transits.every((t) => same(t.originatedByUs));
@@ -168,12 +168,12 @@ const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s
 
 /** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
 async function transitRouteFromEdge(lab: LabRuntime, r: RegionPlan) {
-    const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), lab.stack.spec.prefixes[0]);
+    const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), lab.stack.spec.prefixes[0].toString());
     return routes.find((x) => x.from === edgePeerName(r.transit));
 }
 
 async function servedBy(lab: LabRuntime, r: RegionPlan, want: (pop: string | undefined) => boolean, timeoutMs: number): Promise<string | undefined> {
-    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
+    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
     try {
         const t0 = nowMs();
         const hit = await prober.waitFor(t0, (s) => s.ok && want(s.pop), timeoutMs);
@@ -360,7 +360,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
 
         // Held down and healthy: nothing is announced, and the region is served elsewhere.
         await waitFor(`${r.pop.name}'s checks to pass again`, async () => (await state())?.healthy === true, 30_000, 50);
-        prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
+        prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
         // The prober is a process of its own: on a loaded machine it takes seconds to start, and a
         // watch that began before its first answer would see no request at all.
         const started = nowMs();

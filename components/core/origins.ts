@@ -8,7 +8,7 @@
  * with its config key; they hold the rules that are about origins only.
  */
 import { z } from "zod";
-import { Cidr, formatCidr, nthAddress, size } from "./addressing";
+import { IpAddress, IpPrefix } from "./addressing";
 import { accepts, showValue } from "./config-issues";
 import { FailoverSpec, MeshTopology, OriginSpec, StaleCacheSpec } from "./model";
 
@@ -74,13 +74,13 @@ export function originEntries<T extends { name: string }>(
  * network, so that appending a PoP (which takes the next address from the start) never moves an
  * origin, and adding an origin never moves a PoP. The first origin keeps the first address.
  */
-export function extraOriginMeshAddress(mesh: Cidr, k: number): string {
+export function extraOriginMeshAddress(mesh: IpPrefix, k: number): IpAddress {
     if (k < 1) throw new Error(`origin #${k} takes the mesh's first address, not one from the end`);
     // IPv4 loses the broadcast address at the end; IPv6 has none.
-    const last = size(mesh) - (mesh.family === 4 ? 2n : 1n);
+    const last = mesh.size() - (mesh.family === 4 ? 2n : 1n);
     const index = last - BigInt(k - 1);
-    if (index < 1n) throw new Error(`${formatCidr(mesh)} has no room for origin #${k}`);
-    return nthAddress(mesh, index);
+    if (index < 1n) throw new Error(`${mesh} has no room for origin #${k}`);
+    return mesh.nth(index);
 }
 
 /** Each PoP's `origins` (its order of preference) must name configured origins, each once. */
@@ -96,7 +96,7 @@ export function checkOriginPreferences(preferences: Array<string[] | undefined>,
 }
 
 /** `anycast:failover` against the mesh and the origins. */
-export function checkFailover(raw: z.output<typeof failoverShape>, topology: MeshTopology | undefined, origins: OriginSpec[],
+export function checkFailover(raw: z.output<typeof failoverShape>, topology: MeshTopology | undefined, origins: ReadonlyArray<Pick<OriginSpec, "name">>,
     popCount: number, c: Collector): FailoverSpec {
     if (raw.relay === true && topology === "hub") {
         c.error("anycast:failover.relay", "true needs mesh.topology full: in a hub mesh the PoPs have no tunnels to each other, " +

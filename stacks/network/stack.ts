@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigIssue, RpkiFinding } from "../../components/core/model";
+import { Jsonified } from "../../components/core/spec-json";
 import { AnycastNetwork, AnycastNetworkArgs } from "../../components/network";
 import { RawConfig, readStackConfig } from "./config";
 
@@ -20,7 +21,7 @@ export interface NetworkStackOutputs {
     mesh: { cidr: pulumi.Output<string>; addresses: pulumi.Output<Record<string, string>>; publicKeys: pulumi.Output<Record<string, string>> };
     dns: pulumi.Output<{ hostname: string; anycastName: string }>;
     /** Each prefix's RPKI state against anycast:roas (`pulumi stack output rpki`). */
-    rpki: pulumi.Output<RpkiFinding[]>;
+    rpki: pulumi.Output<Array<Jsonified<RpkiFinding>>>;
 }
 
 export interface NetworkStack {

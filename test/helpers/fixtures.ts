@@ -49,6 +49,5 @@ export function popRenderInput(spec: AnycastSpec, popName: string): PopRenderInp
         failover: spec.failover,
         mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
         health: spec.health,
-        firewall: { ...spec.firewall, meshPeers: [] },
     };
 }

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import {
     AnycastState, BIRD_STATE_FILE, birdIdentifier, renderBirdConfig, renderBirdStateInclude, routerIdFor,
 } from "../../components/core/render/bird";
+import { IpPrefix } from "../../components/core/addressing";
 import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
@@ -30,7 +31,7 @@ function birdParse(name: string, input: PopRenderInput, state: AnycastState = 0)
 
 /** An input announcing an IPv4 /24 next to the IPv6 /48. */
 function dualStack(input: PopRenderInput): PopRenderInput {
-    return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, "198.51.100.0/24"] } };
+    return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, IpPrefix.parse("198.51.100.0/24")] } };
 }
 
 const CASES: Array<[string, () => PopRenderInput]> = [

@@ -3,7 +3,8 @@ import * as assert from "node:assert/strict";
 import { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { NftablesInput, renderNftables } from "../../components/core/render/nftables";
+import { IpPrefix, parseAddressOrPrefix } from "../../components/core/addressing";
+import { AddressOrPrefix, NftablesInput, renderNftables } from "../../components/core/render/nftables";
 import { AnycastSpec } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, prodSpec, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
@@ -18,15 +19,19 @@ after(() => fs.rmSync(scratch, { recursive: true, force: true }));
 /** A few of Cloudflare's published ranges, standing in for what the stack fetches at deploy time. */
 const FRONT_DOOR_SOURCES = ["173.245.48.0/20", "103.21.244.0/22", "2400:cb00::/32", "2606:4700::/32"];
 
-function popFirewall(spec: AnycastSpec, popName: string, httpSources: string[]): NftablesInput {
+/** Sources as text (Cloudflare's ranges arrive so at deploy time; components/firewall.ts parses them) or parsed. */
+const sourcesOf = (list: ReadonlyArray<string | AddressOrPrefix>): AddressOrPrefix[] =>
+    list.map((s) => (typeof s === "string" ? parseAddressOrPrefix(s) : s));
+
+function popFirewall(spec: AnycastSpec, popName: string, httpSources: ReadonlyArray<string | AddressOrPrefix>): NftablesInput {
     const pop = spec.pops.find((p) => p.name === popName)!;
     const others = [spec.origin.name, ...spec.pops.map((p) => p.name)].filter((n) => n !== popName);
     return {
         role: "pop",
         anycastAddresses: [spec.address],
-        httpSources,
+        httpSources: sourcesOf(httpSources),
         bgpNeighbors: [pop.bgp.neighbor],
-        meshPeerEndpoints: others.map((n) => TEST_HOST_ADDRESSES[n].ipv6),
+        meshPeerEndpoints: sourcesOf(others.map((n) => TEST_HOST_ADDRESSES[n].ipv6)),
         meshPort: spec.mesh.port,
         meshCidr: spec.mesh.cidr,
         adminCidrs: spec.firewall.adminCidrs,
@@ -41,7 +46,7 @@ function originFirewall(spec: AnycastSpec): NftablesInput {
         anycastAddresses: [],
         httpSources: [],
         bgpNeighbors: [],
-        meshPeerEndpoints: spec.pops.map((p) => TEST_HOST_ADDRESSES[p.name].ipv6),
+        meshPeerEndpoints: sourcesOf(spec.pops.map((p) => TEST_HOST_ADDRESSES[p.name].ipv6)),
         meshPort: spec.mesh.port,
         meshCidr: spec.mesh.cidr,
         adminCidrs: spec.firewall.adminCidrs,
@@ -165,7 +170,7 @@ describe("renderNftables", () => {
 
             // Loaded before any traffic, so neighbour discovery itself has to pass the ruleset.
             const file = path.join(scratch, "live.conf");
-            fs.writeFileSync(file, renderNftables({ ...popFirewall(labSpec(), "lax", ["2001:db8:ff00::/40"]), adminCidrs: ["2001:db8:ffff::/64"] }));
+            fs.writeFileSync(file, renderNftables({ ...popFirewall(labSpec(), "lax", ["2001:db8:ff00::/40"]), adminCidrs: [IpPrefix.parse("2001:db8:ffff::/64")] }));
             inNetnsOk(pop, "nft", ["-f", file]);
             servers.push(await startHttpServer(pop, "::", 80, "served-by-pop"));
             servers.push(await startHttpServer(pop, "::", 8080, "must-not-be-reachable"));

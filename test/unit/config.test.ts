@@ -130,7 +130,7 @@ describe("config validation rejects bad input, naming the key", () => {
         assert.equal(errorsOf(base()).length, 0);
         const prod = parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "pw", sshPrivateKey: SSH_KEY });
         assert.deepEqual(prod.pops.map((p) => p.name), ["lax", "ams", "sgp"]);
-        assert.equal(prod.address, "2001:db8:100::1");
+        assert.equal(String(prod.address), "2001:db8:100::1");
         assert.equal(prod.frontDoor.hostname, "www.example.com");
         assert.equal(prod.frontDoor.anycastName, "anycast.example.com");
     });
@@ -217,12 +217,12 @@ describe("config validation rejects bad input, naming the key", () => {
     it("applies Vultr defaults and plans the mesh in list order", () => {
         const spec = parseAnycastConfig(base());
         const lax = spec.pops[0];
-        assert.equal(lax.bgp.neighbor, "2001:19f0:ffff::1");
+        assert.equal(String(lax.bgp.neighbor), "2001:19f0:ffff::1");
         assert.equal(lax.bgp.remoteAsn, 64515);
         assert.equal(lax.bgp.multihop, 2);
-        assert.equal(spec.origin.meshAddress, "fd00:a:1::1");
-        assert.deepEqual(spec.pops.map((p) => p.meshAddress), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4"]);
-        assert.equal(spec.address, "2001:db8:100::1");
+        assert.equal(String(spec.origin.meshAddress), "fd00:a:1::1");
+        assert.deepEqual(spec.pops.map((p) => String(p.meshAddress)), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4"]);
+        assert.equal(String(spec.address), "2001:db8:100::1");
     });
 
     it("warns about documentation resources without failing", () => {
@@ -233,7 +233,7 @@ describe("config validation rejects bad input, naming the key", () => {
 
     it("checks the announcement against anycast:roas (RFC 6811) and reports each prefix's RPKI state", () => {
         const lab = parseAnycastConfig(base());
-        assert.deepEqual(lab.rpki, [{ prefix: "2001:db8:100::/48", state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
+        assert.deepEqual(lab.rpki.map((r) => ({ ...r, prefix: String(r.prefix) })), [{ prefix: "2001:db8:100::/48", state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
 
         // A wrong ROA next to a right one: valid, as RFC 6811 says (one matching ROA suffices).
         const both = base();
@@ -271,24 +271,24 @@ describe("config validation rejects bad input, naming the key", () => {
         const prod = parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "pw", sshPrivateKey: SSH_KEY });
         assert.deepEqual(prod.origins.map((o) => o.name), ["origin"]);
         assert.equal(prod.origin, prod.origins[0]);
-        assert.equal(prod.origin.meshAddress, "10.77.0.1");
+        assert.equal(String(prod.origin.meshAddress), "10.77.0.1");
         assert.deepEqual(prod.pops.map((p) => p.originPreference), [[], [], []]);
     });
 
     it("plans further origins from the end of the mesh, so appending a PoP moves no origin", () => {
         const lab = parseAnycastConfig(base());
-        assert.deepEqual(lab.origins.map((o) => [o.name, o.meshAddress]), [["origin", "fd00:a:1::1"], ["origin2", "fd00:a:1:0:ffff:ffff:ffff:ffff"]]);
+        assert.deepEqual(lab.origins.map((o) => [o.name, String(o.meshAddress)]), [["origin", "fd00:a:1::1"], ["origin2", "fd00:a:1:0:ffff:ffff:ffff:ffff"]]);
         assert.deepEqual(lab.pops.find((p) => p.name === "sgp")!.originPreference, ["origin2", "origin"]);
         const more = base();
         more.pops.push({ name: "fra", region: "fra" });
         more.origins.push({ name: "origin3", host: { address: "2001:db8:fffd::10" }, port: 8080 });
         const grown = parseAnycastConfig(more);
-        assert.deepEqual(grown.origins.map((o) => o.meshAddress), ["fd00:a:1::1", "fd00:a:1:0:ffff:ffff:ffff:ffff", "fd00:a:1:0:ffff:ffff:ffff:fffe"]);
-        assert.deepEqual(grown.pops.map((p) => p.meshAddress), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4", "fd00:a:1::5"]);
+        assert.deepEqual(grown.origins.map((o) => String(o.meshAddress)), ["fd00:a:1::1", "fd00:a:1:0:ffff:ffff:ffff:ffff", "fd00:a:1:0:ffff:ffff:ffff:fffe"]);
+        assert.deepEqual(grown.pops.map((p) => String(p.meshAddress)), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4", "fd00:a:1::5"]);
         // IPv4: the last address before the broadcast one.
         const v4 = base();
         v4.mesh.cidr = "10.77.0.0/24";
-        assert.deepEqual(parseAnycastConfig(v4).origins.map((o) => o.meshAddress), ["10.77.0.1", "10.77.0.254"]);
+        assert.deepEqual(parseAnycastConfig(v4).origins.map((o) => String(o.meshAddress)), ["10.77.0.1", "10.77.0.254"]);
         // A /29 has 6 hosts: two origins and three PoPs fit, a fourth PoP would not.
         const tight = base();
         tight.mesh.cidr = "10.77.0.0/29";

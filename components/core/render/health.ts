@@ -16,7 +16,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as posixPath from "node:path/posix";
-import { familyOf } from "../addressing";
+import { IpAddress } from "../addressing";
 import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { DEFAULT_FAILOVER } from "../origins";
@@ -72,8 +72,8 @@ function seconds(value: number): string {
     return String(Math.round(value * 1000) / 1000);
 }
 
-function urlHost(address: string): string {
-    return familyOf(address) === 6 ? `[${address}]` : address;
+function urlHost(address: IpAddress): string {
+    return address.inUrl();
 }
 
 /** A list setting: space-separated, "-" for none (the agent refuses empty settings). */
@@ -97,7 +97,7 @@ export function renderHealthEnv(input: PopRenderInput): string {
     const failover = input.failover ?? DEFAULT_FAILOVER;
     const values: [string, string][] = [
         ["POP", input.pop.name],
-        ["ANYCAST_ADDRESS", input.deployment.address],
+        ["ANYCAST_ADDRESS", input.deployment.address.toString()],
         ["PROXY_URL", `http://${urlHost(input.deployment.address)}${HEALTH_ENDPOINT}`],
         // Origins in config order; the agent applies ORIGIN_PREFERENCE itself.
         ["ORIGINS", list(origins.map((o) => o.name))],

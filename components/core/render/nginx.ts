@@ -17,7 +17,7 @@
  * Written for nginx 1.22 (Debian 12): HTTP/2 is switched on by the `http2` listen parameter
  * (the `http2 on;` directive only exists from 1.25.1).
  */
-import { familyOf, formatCidr, parseCidr } from "../addressing";
+import { IpAddress } from "../addressing";
 import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { DEFAULT_FAILOVER } from "../origins";
@@ -64,8 +64,8 @@ export const PASSIVE_FAIL_TIMEOUT_SECONDS = 5;
 export const UPSTREAM = { visitors: "origin", relay: "origin_direct" } as const;
 
 /** `[v6]` or `v4`, as nginx wants an address in `listen`, `server` and `allow`. */
-function hostPart(address: string): string {
-    return familyOf(address) === 6 ? `[${address}]` : address;
+function hostPart(address: IpAddress): string {
+    return address.inUrl();
 }
 
 /** nginx string literal: the PoP name is validated to [a-z0-9-], but quote it anyway. */
@@ -218,8 +218,8 @@ export function renderNginxConfig(input: PopRenderInput): string {
         ...unavailable([popHeader]),
     ];
 
-    const mesh = input.mesh ? parseCidr(input.mesh.cidr) : undefined;
-    const meshFamily = mesh?.family ?? familyOf(input.origin.meshAddress);
+    const mesh = input.mesh?.cidr;
+    const meshFamily = mesh?.family ?? input.origin.meshAddress.family;
     const relayServer = [
         `# For the other PoPs, over the mesh only (the firewall admits failover.relayPort from the mesh on`,
         `# wg0): this PoP's health agent status, which they read to tell their own broken path from an`,
@@ -228,7 +228,7 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `server {`,
         `    listen ${meshFamily === 6 ? `[::]:${failover.relayPort} ipv6only=on` : `${failover.relayPort}`};`,
         `    server_name _;`,
-        ...(mesh ? [`    allow ${formatCidr(mesh)};`] : origins.map((o) => `    allow ${o.meshAddress};`)),
+        ...(mesh ? [`    allow ${mesh};`] : origins.map((o) => `    allow ${o.meshAddress};`)),
         `    deny all;`,
         `    add_header X-Anycast-Relay ${quoted(pop)} always;`,
         ``,
