@@ -40,9 +40,11 @@ describe("lab plan", () => {
     const stack = labStack();
     const plan = planLab(stack);
 
-    it("builds one PoP, edge, transit and client per region, plus origin and outsider, all prefixed", () => {
+    it("builds one PoP, edge, transit and client per region, plus every origin and the outsider, all prefixed", () => {
         assert.deepEqual(plan.regions.map((r) => r.region), ["lax", "ams", "sgp"]);
-        assert.equal(plan.namespaces.length, 3 * 4 + 2);
+        // Pulumi.lab.yaml has two origins, each in a namespace of its own.
+        assert.deepEqual(plan.origins.map((o) => o.ns).sort(), [`${LAB_NS_PREFIX}origin`, `${LAB_NS_PREFIX}origin2`]);
+        assert.equal(plan.namespaces.length, 3 * 4 + 2 + 1);
         assert.ok(plan.namespaces.every((n) => n.name.startsWith(LAB_NS_PREFIX)));
         assert.equal(new Set(plan.namespaces.map((n) => n.name)).size, plan.namespaces.length);
     });
