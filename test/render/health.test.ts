@@ -6,7 +6,6 @@
  */
 import { test, describe, after, before, TestContext } from "node:test";
 import * as assert from "node:assert/strict";
-import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -18,7 +17,8 @@ import { HEALTH_ENDPOINT, renderNginxUpstreams, STATUS_ENDPOINT } from "../../co
 import { assertGolden, REPO_ROOT } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
 import {
-    createNetns, deleteNetns, inNetnsOk, isRoot, needRoot, needTools, run, tempDir, uniqueNetnsName, which,
+    CapturedProcess, createNetns, deleteNetns, inNetnsOk, isRoot, needRoot, needTools, pollingDuring, run, sleep, spawnCaptured, tempDir,
+    uniqueNetnsName, until, which,
 } from "../helpers/tools";
 
 describe("health agent artifacts", () => {
@@ -202,12 +202,7 @@ start("proxy", () => start("origin", () => start("origin2", () => start("ams", (
 /** Stands for nginx's master: writes its pid file and counts the SIGHUPs (reloads) it gets. */
 const FAKE_NGINX = `trap 'echo hup' HUP; echo $$ >"$1"; while :; do sleep 0.05 & wait $!; done`;
 
-interface Proc {
-    child: ChildProcess;
-    out: string;
-    err: string;
-    exited: boolean;
-}
+type Proc = CapturedProcess;
 
 class Lab {
     readonly ns = uniqueNetnsName("health");
@@ -381,29 +376,18 @@ class Lab {
     /** Fails the test if the switch leaves `value` while `during` runs. */
     async holds<T>(value: number, during: () => Promise<T>): Promise<T> {
         let left: number | undefined;
-        let watching = true;
-        const watch = (async () => {
-            while (watching) {
+        try {
+            return await pollingDuring(() => {
                 const now = this.state();
                 if (now !== value && left === undefined) left = now;
-                await sleep(5);
-            }
-        })();
-        try {
-            return await during();
+            }, 5, during);
         } finally {
-            watching = false;
-            await watch;
             assert.equal(left, undefined, `ANYCAST_STATE left ${value} (to ${left})`);
         }
     }
 
     spawn(command: string, args: string[], stdin = false): Proc {
-        const child = spawn(command, args, { stdio: [stdin ? "pipe" : "ignore", "pipe", "pipe"] });
-        const proc: Proc = { child, out: "", err: "", exited: false };
-        child.stdout!.on("data", (d: Buffer) => (proc.out += d.toString()));
-        child.stderr!.on("data", (d: Buffer) => (proc.err += d.toString()));
-        child.on("exit", () => (proc.exited = true));
+        const proc = spawnCaptured(command, args, stdin);
         this.procs.push(proc);
         return proc;
     }
@@ -428,15 +412,6 @@ async function logged(proc: Proc, pattern: RegExp, timeoutMs = 3000): Promise<vo
     await until(`log line ${pattern}`, timeoutMs, () => pattern.test(proc.err)).catch(() => assert.match(proc.err, pattern));
 }
 
-async function until(what: string, timeoutMs: number, check: () => boolean, pollMs = 20): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-        await new Promise((resolve) => setTimeout(resolve, pollMs));
-    }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** CPU seconds (user + system, the agent and its children) from /proc/<pid>/stat. */
 function cpuSeconds(pid: number): number {

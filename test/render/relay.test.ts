@@ -9,7 +9,6 @@
  */
 import { after, before, describe, test, TestContext } from "node:test";
 import * as assert from "node:assert/strict";
-import { ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -19,7 +18,8 @@ import { NGINX_PATHS, renderNginxConfig, renderNginxUpstreams, TLS_PATHS } from 
 import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
 import { labSpec, popRenderInput } from "../helpers/fixtures";
 import {
-    createNetns, deleteNetns, inNetns, inNetnsOk, isRoot, needRoot, needTools, runOk, tempDir, uniqueNetnsName, which,
+    CapturedProcess, createNetns, deleteNetns, inNetns, inNetnsOk, isRoot, needRoot, needTools, pollingDuring, runOk, sleep, spawnCaptured,
+    tempDir, uniqueNetnsName, until, which,
 } from "../helpers/tools";
 
 const TOOLS = ["ip", "wg", "wg-quick", "wireguard-go", "nginx", "bird", "birdc", "curl", "nft", "openssl"];
@@ -42,12 +42,7 @@ interface Node {
     ifname: string;
 }
 
-interface Proc {
-    child: ChildProcess;
-    out: string;
-    err: string;
-    exited: boolean;
-}
+type Proc = CapturedProcess;
 
 class Backbone {
     readonly spec = smallSpec();
@@ -75,11 +70,7 @@ class Backbone {
     }
 
     spawn(command: string, args: string[]): Proc {
-        const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-        const proc: Proc = { child, out: "", err: "", exited: false };
-        child.stdout!.on("data", (d: Buffer) => (proc.out += d.toString()));
-        child.stderr!.on("data", (d: Buffer) => (proc.err += d.toString()));
-        child.on("exit", () => (proc.exited = true));
+        const proc = spawnCaptured(command, args);
         this.procs.push(proc);
         return proc;
     }
@@ -221,18 +212,11 @@ class Backbone {
     /** Fails the test if a PoP leaves "announced" while `during` runs. */
     async staysAnnounced<T>(pops: string[], during: () => Promise<T>): Promise<T> {
         const left = new Set<string>();
-        let watching = true;
-        const watch = (async () => {
-            while (watching) {
-                for (const pop of pops) if (!this.announced(pop)) left.add(pop);
-                await sleep(10);
-            }
-        })();
         try {
-            return await during();
+            return await pollingDuring(() => {
+                for (const pop of pops) if (!this.announced(pop)) left.add(pop);
+            }, 10, during);
         } finally {
-            watching = false;
-            await watch;
             assert.deepEqual([...left], [], "left announced");
         }
     }
@@ -256,15 +240,6 @@ class Backbone {
     }
 }
 
-async function until(what: string, timeoutMs: number, check: () => boolean, pollMs = 20): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-        await sleep(pollMs);
-    }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("the mesh as a backbone (live: an origin and two PoPs, rendered WireGuard, nginx and agents)", () => {
     const canRun = isRoot() && TOOLS.every((t) => which(t) !== undefined);
