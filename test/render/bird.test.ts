@@ -227,11 +227,11 @@ describe("live BGP session against a peer BIRD", () => {
             const edgeAddr = "2001:db8:ff11::1";
             inNetnsOk(popNs, "ip", ["-6", "addr", "add", `${popAddr}/64`, "dev", "pop0", "nodad"]);
             inNetnsOk(popNs, "ip", ["link", "set", "pop0", "up"]);
-            inNetnsOk(popNs, "ip", ["-6", "addr", "add", `${spec.address}/128`, "dev", "lo"]);
+            inNetnsOk(popNs, "ip", ["-6", "addr", "add", `${spec.address}/128`, "dev", "lo", "nodad"]);
             inNetnsOk(popNs, "ip", ["-6", "route", "add", `${input.pop.bgp.neighbor}/128`, "via", edgeAddr]);
             inNetnsOk(peerNs, "ip", ["-6", "addr", "add", `${edgeAddr}/64`, "dev", "edge0", "nodad"]);
             inNetnsOk(peerNs, "ip", ["link", "set", "edge0", "up"]);
-            inNetnsOk(peerNs, "ip", ["-6", "addr", "add", `${input.pop.bgp.neighbor}/128`, "dev", "lo"]);
+            inNetnsOk(peerNs, "ip", ["-6", "addr", "add", `${input.pop.bgp.neighbor}/128`, "dev", "lo", "nodad"]);
 
             // The PoP config as rendered, with only the include path moved into the scratch
             // directory, plus static routes the export filter must NOT let out: a more-specific

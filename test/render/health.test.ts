@@ -221,7 +221,7 @@ class Lab {
 
     setUp(): void {
         createNetns(this.ns);
-        for (const address of [ANYCAST, ORIGIN1, ORIGIN2, AMS]) inNetnsOk(this.ns, "ip", ["addr", "add", `${address}/128`, "dev", "lo"]);
+        for (const address of [ANYCAST, ORIGIN1, ORIGIN2, AMS]) inNetnsOk(this.ns, "ip", ["addr", "add", `${address}/128`, "dev", "lo", "nodad"]);
         fs.writeFileSync(this.stateFile, `define ANYCAST_STATE = ${ANYCAST_STATE.withdrawn};\n`);
         // A static protocol has no export side, so its import filter reads the switch here: the
         // route appears, carries 65535:0 or disappears exactly as an upstream export would.
@@ -576,7 +576,9 @@ describe("the agent against a real BIRD (live)", () => {
     test("paths for nginx: the agent writes the servers it was pushed with, fails over between origins, and reloads nginx on changes only", async (t) => {
         if (skipUnlessLab(t) || !lab) return;
         await lab.freshStart();
-        const env = lab.writeEnv("paths.env", {});
+        // The configured order (the renderer's order too): with the default, measured round trips,
+        // a loaded machine can make origin2 look a fifth faster and the agent rightly moves to it.
+        const env = lab.writeEnv("paths.env", { ORIGIN_PREFERENCE: "origin origin2" });
         const agent = lab.startAgent(env);
         await lab.waitState(ANYCAST_STATE.announced, 15_000);
         // Every path up: the same server lines as the renderer's pushed starting point (RELAY=no here).
@@ -598,9 +600,9 @@ describe("the agent against a real BIRD (live)", () => {
         await until("status: origin2 primary", 5000, () => lab.status().primary === "origin2");
         assert.equal(lab.status().healthy, true);
         assert.equal(lab.state(), ANYCAST_STATE.announced);
-        // Back: origin is up again, as a backup; origin2 stays primary (no move without a reason).
+        // Back: origin is up again and, first in the configured order, primary again.
         await lab.server("start origin");
-        await until("origin backup again", 5000, () => lab.upstreams().origin === "backup");
+        await until("origin primary again", 15_000, () => lab.upstreams().origin === "primary" && lab.upstreams().origin2 === "backup");
         await logged(agent, /path origin down: http 000, curl exit 7, 2 checks in a row/);
         await logged(agent, /path origin up: 3 checks in a row/);
         await lab.stopAgent(agent);
@@ -632,7 +634,8 @@ describe("the agent against a real BIRD (live)", () => {
                 assert.equal(lab.status().state, "announced");
                 await lab.origins("start");
                 await lab.server("view serving");
-                await until("serving again", 15_000, () => lab.status().healthy === true && lab.upstreams().origin === "primary");
+                // Either origin: which one is primary follows the measured round trips.
+                await until("serving again", 15_000, () => lab.status().healthy === true && Object.values(lab.upstreams()).includes("primary"));
             });
             console.log(`health: global outage ${outage}: stayed announced, every path down for nginx, then back`);
         }
@@ -664,7 +667,7 @@ describe("the agent against a real BIRD (live)", () => {
             assert.equal(relaying.direct_up, 0, "peers must not relay through this PoP");
             await sleep(1000);
             await lab.origins("start");
-            await until("a direct path primary again", 5000, () => lab.upstreams().origin === "primary");
+            await until("a direct path primary again", 15_000, () => lab.upstreams().origin === "primary" || lab.upstreams().origin2 === "primary");
         });
         assert.equal(lab.status().withdrawals_last_hour, 0);
         await logged(agent, /nginx: primary via ams/);

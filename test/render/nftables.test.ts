@@ -161,10 +161,10 @@ describe("renderNftables", () => {
             runOk("ip", ["link", "add", "eth0", "netns", pop, "type", "veth", "peer", "name", "eth0", "netns", client]);
             inNetnsOk(pop, "ip", ["-6", "addr", "add", "2001:db8:ff11::10/64", "dev", "eth0", "nodad"]);
             inNetnsOk(pop, "ip", ["link", "set", "eth0", "up"]);
-            inNetnsOk(pop, "ip", ["-6", "addr", "add", `${anycast}/128`, "dev", "lo"]);
+            inNetnsOk(pop, "ip", ["-6", "addr", "add", `${anycast}/128`, "dev", "lo", "nodad"]);
             inNetnsOk(client, "ip", ["-6", "addr", "add", "2001:db8:ff11::1/64", "dev", "eth0", "nodad"]);
             inNetnsOk(client, "ip", ["link", "set", "eth0", "up"]);
-            for (const source of [allowed, denied]) inNetnsOk(client, "ip", ["-6", "addr", "add", `${source}/128`, "dev", "lo"]);
+            for (const source of [allowed, denied]) inNetnsOk(client, "ip", ["-6", "addr", "add", `${source}/128`, "dev", "lo", "nodad"]);
             inNetnsOk(client, "ip", ["-6", "route", "add", `${anycast}/128`, "via", "2001:db8:ff11::10"]);
             inNetnsOk(pop, "ip", ["-6", "route", "add", "2001:db8::/32", "via", "2001:db8:ff11::1"]);
 

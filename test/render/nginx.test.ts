@@ -205,7 +205,7 @@ describe("nginx accepts and runs the rendered config", () => {
             const without = inNetns(ns, "nginx", ["-t", "-p", dir + "/", "-c", file]);
             assert.notEqual(without.status, 0);
             assert.match(without.stderr, /bind\(\) to \[2001:db8:100::1\]:80 failed \(99: Cannot assign requested address\)/);
-            inNetnsOk(ns, "ip", ["addr", "add", "2001:db8:100::1/128", "dev", "lo"]);
+            inNetnsOk(ns, "ip", ["addr", "add", "2001:db8:100::1/128", "dev", "lo", "nodad"]);
             const checked = inNetns(ns, "nginx", ["-t", "-p", dir + "/", "-c", file]);
             assert.equal(checked.status, 0, `${name}: ${checked.stderr}`);
             assert.match(checked.stderr, /test is successful/);
@@ -226,7 +226,7 @@ describe("nginx accepts and runs the rendered config", () => {
         // The anycast address, both origins' mesh addresses, and an outsider's address, all on lo.
         const [origin1, origin2] = labSpec().origins;
         for (const address of ["2001:db8:100::1/128", `${origin1.meshAddress}/128`, `${origin2.meshAddress}/128`, "2001:db8:ff00::99/128"]) {
-            inNetnsOk(ns, "ip", ["addr", "add", address, "dev", "lo"]);
+            inNetnsOk(ns, "ip", ["addr", "add", address, "dev", "lo", "nodad"]);
         }
 
         // The origins: each echoes the request headers it received as JSON, and says who it is.
@@ -346,7 +346,7 @@ describe("nginx accepts and runs the rendered config", () => {
         createNetns(ns);
         cleanups.push(() => deleteNetns(ns));
         const origin = labSpec().origins[0];
-        for (const address of ["2001:db8:100::1/128", `${origin.meshAddress}/128`]) inNetnsOk(ns, "ip", ["addr", "add", address, "dev", "lo"]);
+        for (const address of ["2001:db8:100::1/128", `${origin.meshAddress}/128`]) inNetnsOk(ns, "ip", ["addr", "add", address, "dev", "lo", "nodad"]);
         const server = spawnTracked(cleanups, "ip", ["netns", "exec", ns, process.execPath, "-e", `
             let n = 0;
             require("node:http").createServer((req, res) => res.end("version " + (++n) + "\\n"))

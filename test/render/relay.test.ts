@@ -125,7 +125,7 @@ class Backbone {
         const n = this.node(name);
         const input = popRenderInput(this.spec, name);
         const at = (file: string) => path.join(n.dir, file);
-        inNetnsOk(n.ns, "ip", ["addr", "add", `${this.spec.address}/128`, "dev", "lo"]);
+        inNetnsOk(n.ns, "ip", ["addr", "add", `${this.spec.address}/128`, "dev", "lo", "nodad"]);
 
         // BIRD standing for the upstream session: its static route follows the agent's switch.
         fs.writeFileSync(at("anycast-state.conf"), "define ANYCAST_STATE = 0;\n");
