@@ -14,7 +14,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { measureEvaluation, EvaluationFigure } from "./evaluation";
 import { measureDataPath, DataPathFigures } from "./datapath";
-import { formatSummary, Summary } from "../lab/stats";
+import { formatSummary, stats, Summary } from "../lab/stats";
+import type { OriginFailoverReport } from "../lab/origin-experiments";
 import { measureProfiles, ProfileFigure } from "./profiles";
 import type { LabReport } from "../lab/index";
 import { ms } from "../lab/report";
@@ -130,7 +131,7 @@ function renderBenchmarks(result: BenchResult, repeats: number, configFile: stri
         `Growth: ${growthOf(result.evaluation)}.`,
         "",
     ];
-    if (result.lab) lines.push(...renderLabSection(result.lab));
+    if (result.lab) lines.push(...renderLabSection(result.lab), ...renderOriginFailover(result.lab.originFailover, "the lab stack"));
     else lines.push("## Lab figures", "", "Not measured in this run (`--skip-lab`).", "");
     if (result.lab && result.profiles) lines.push(...renderProfiles(result.lab, result.profiles));
     if (result.lab) lines.push(...renderSafety(result.lab));
@@ -153,6 +154,49 @@ function renderLabSection(lab: LabReport): string[] {
         "| experiment | fault | failover (min / median / max) | recovery | failed requests | anchor |",
         "|---|---|---|---|---:|---|",
         ...lab.experiments.map((e) => `| ${e.title} | ${e.fault} | ${msOf(e.failover)} | ${msOf(e.recovery)} | ${e.failedTotal} | ${ANCHORS[e.id]} |`),
+        "",
+    ];
+}
+
+/**
+ * The origin faults (lab/origin-experiments.ts) as a BENCHMARKS.md section; `source` says which
+ * stack file they ran on.
+ */
+export function renderOriginFailover(r: OriginFailoverReport | undefined, source: string): string[] {
+    if (!r || (!r.outage && !r.tunnelCut && !r.originDown)) return [];
+    const rows: string[] = [];
+    if (r.outage) {
+        const o = r.outage;
+        rows.push(`| global origin outage | every origin's HTTP service frozen (SIGSTOP) for 3 s, ${o.runs.length} times in a row | ` +
+            `first 503 from every region's own PoP ${msOf(o.first503)}; a 503 takes ${msOf(o.answer503)} | served again ${msOf(o.recovery)} after the thaw | ` +
+            `${o.noAnswerTotal} (requests in flight when the origins froze) | ${o.withdrawals} withdrawals; ${o.servesAfter ? "serving after the last outage, none held down" : "NOT serving afterwards"}; ` +
+            `the first three within ${o.firstThreeWithinS?.toFixed(1) ?? "n/a"} s |`);
+    }
+    if (r.tunnelCut) {
+        const t = r.tunnelCut;
+        rows.push(`| a PoP's direct tunnels cut (origins up) | WireGuard between one PoP and every origin silently dropped, ${t.runs.length} runs over the PoPs | ` +
+            `served through another PoP's relay after ${msOf(t.reroute)}; added latency ${msOf(t.added)} per request | ` +
+            `${msOf(stats(t.runs.filter((x) => x.recoveryMs !== undefined).map((x) => x.recoveryMs!)))} back on the own tunnels | ${t.failedTotal} | ` +
+            `${t.runs.filter((x) => x.stayedAnnounced).length} of ${t.runs.length} runs stayed announced |`);
+    }
+    if (r.originDown) {
+        const d = r.originDown;
+        rows.push(`| one of two origins down | the origin serving most regions frozen, ${d.runs.length} runs | ` +
+            `every region served from the other after ${msOf(d.switchTime)} | paths up again ${msOf(d.recovery)} after the thaw | ${d.failedTotal} | ` +
+            `${d.runs.filter((x) => x.notAnnounced.length === 0).length} of ${d.runs.length} runs without a withdrawal |`);
+    }
+    return [
+        "## Origin faults (the lab)",
+        "",
+        `Method: \`anycast lab\` on ${source} (lab/origin-experiments.ts). Clients in every region request the anycast`,
+        "address every 50 ms (the cut PoP's region every 20 ms); times count from the start of the fault's or the",
+        "repair's command. A failed request is one without a good answer (a 503 during a global outage is the",
+        "expected answer and counts apart).",
+        "",
+        "| experiment | fault | failover (min / median / max) | recovery | failed requests | announcements |",
+        "|---|---|---|---|---:|---|",
+        ...rows,
+        ...r.skipped.map((s) => `| ${s.id} | not run: ${s.why} | | | | |`),
         "",
     ];
 }

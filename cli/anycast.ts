@@ -4,7 +4,7 @@
  *   anycast validate --config Pulumi.<stack>.yaml
  *   anycast render   --config Pulumi.<stack>.yaml --out <dir>
  *   anycast preview  --config Pulumi.<stack>.yaml [--diff <plan.json>] [--json <file>]
- *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] [--edge frr|bird]
+ *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] [--edge frr|bird] [--experiments a,b]
  *   anycast lab      --down
  *   anycast lab      --deploy --config Pulumi.<stack>.yaml   (the deploy rehearsal: lab/deploy/rehearsal.ts)
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab] [--repeats N]
@@ -21,7 +21,7 @@ import { artifact } from "../components/core/artifacts";
 import { ConfigError } from "../components/core/config";
 import { StackFileError } from "../components/core/stackfile";
 import { runStack, StackRun } from "../harness/stackrun";
-import type { EdgeKind } from "../lab/index";
+import type { EdgeKind, LabOptions } from "../lab/index";
 import { buildPlan, diffPlans, parsePlan, SavedPlan } from "./plan";
 import { allCreated, countsLine, formatPreview } from "./preview";
 import { elapsed, OUTPUT_COLUMNS, step, table, wrap } from "./format";
@@ -120,7 +120,8 @@ function readPlan(file: string): SavedPlan {
     }
 }
 
-async function lab(opts: { config?: string; json?: string; keep?: boolean; repeats: number; down?: boolean; deploy?: boolean; edge: string }, io: Io): Promise<number> {
+async function lab(opts: { config?: string; json?: string; keep?: boolean; repeats: number; down?: boolean; deploy?: boolean; edge: string;
+    experiments?: string }, io: Io): Promise<number> {
     if (opts.deploy) {
         const rehearsal = await import("../lab/deploy/rehearsal");
         const report = await rehearsal.rehearseDeploy({ configFile: requireConfig(opts.config), log: io.out });
@@ -133,10 +134,15 @@ async function lab(opts: { config?: string; json?: string; keep?: boolean; repea
         return 0;
     }
     if (!opts.config) throw new UsageError("--config <file> is required (or --down to tear a kept lab down)");
+    const known: readonly string[] = labModule.LAB_EXPERIMENT_IDS;
+    const experiments = opts.experiments?.split(",").map((id) => id.trim()).filter((id) => id !== "");
+    const unknown = experiments?.filter((id) => !known.includes(id)) ?? [];
+    if (unknown.length > 0) throw new UsageError(`--experiments: ${unknown.join(", ")} is not an experiment: use some of ${known.join(", ")}`);
     // `edge` picks the emulated upstreams' BGP implementation (lab/index.ts runLab).
     const labOptions = {
         configFile: requireConfig(opts.config), json: opts.json, keep: !!opts.keep, repeats: opts.repeats,
         edge: opts.edge as EdgeKind, log: io.out,
+        ...(experiments ? { experiments: experiments as LabOptions["experiments"] } : {}),
     };
     const started = Date.now();
     const report = await labModule.runLab(labOptions);
@@ -225,7 +231,8 @@ const COMMANDS: CommandSpec[] = [
         description: "Run the stack on this machine, with the files it renders and the real tools: network\n" +
             "namespaces for the PoPs, the origin, emulated Vultr edges and transits; BIRD, WireGuard,\n" +
             "nginx and the health agent on each PoP. Then measure and break things: a PoP crash, a lost\n" +
-            "link, a lost origin, a drain, a routing policy change, flap damping. Prints a progress line\n" +
+            "link, a lost origin, a drain, every origin down, a PoP's tunnels to the origins cut, one of\n" +
+            "two origins down, a routing policy change, flap damping. Prints a progress line\n" +
             "with its elapsed time for each step, and a report. Needs root and the Debian packages of\n" +
             "scripts/setup.sh; one lab runs at a time on a machine (a second one waits).",
         options: () => [
@@ -235,12 +242,15 @@ const COMMANDS: CommandSpec[] = [
             repeatsOption("runs of each experiment; 0 only builds the lab and checks it serves"),
             new Option("--edge <impl>", "what plays the provider's BGP edges: FRR (not the PoPs' own BIRD, so " +
                 "interop faults show) or BIRD").choices(["frr", "bird"]).default("frr"),
+            new Option("--experiments <ids>", "only these experiments, comma-separated: crash, linkLoss, originLoss, drain, " +
+                "originOutage, tunnelCut, originDown (default: all, then the policy change and flap damping)"),
             new Option("--down", "tear down a kept or interrupted lab and exit (default: off)"),
             new Option("--deploy", "the deploy rehearsal instead: the stack's own remote commands over SSH to fresh " +
                 "Debian 12 hosts (systemd-nspawn), then its checks (default: off)"),
         ],
         examples: ["anycast lab --config Pulumi.lab.yaml",
             "anycast lab --config Pulumi.prod.yaml --edge bird --repeats 1 --json report.json",
+            "anycast lab --config Pulumi.lab.yaml --experiments originOutage,tunnelCut,originDown",
             "anycast lab --config Pulumi.lab.yaml --keep   # then look around; later: anycast lab --down"],
         result: "Ends with a summary line: lab: ok in 140.2 s (Pulumi.lab.yaml), or lab: failed, 2 problems\n" +
             "in 151.0 s (Pulumi.lab.yaml), the problems listed in the report above it.",

@@ -4,7 +4,8 @@
  * rules name every other mesh member's address, which exists only once all hosts do.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { renderNftables } from "./core/render/nftables";
+import { IpAddress, IpPrefix, parseAddressOrPrefix } from "./core/addressing";
+import { AddressOrPrefix, renderNftables } from "./core/render/nftables";
 import { Connection, pushFile } from "./push";
 
 export interface HostFirewallArgs {
@@ -12,16 +13,18 @@ export interface HostFirewallArgs {
     host: string;
     role: "pop" | "origin";
     /** Anycast service addresses (PoPs). */
-    anycastAddresses: string[];
-    /** Who may reach HTTP/HTTPS on the anycast address: Cloudflare's ranges, resolved at deploy time. */
+    anycastAddresses: IpAddress[];
+    /** Who may reach HTTP/HTTPS on the anycast address: Cloudflare's ranges, resolved at deploy time (text: parsed here). */
     httpSources: pulumi.Input<string[]>;
-    bgpNeighbors: string[];
-    /** Unicast addresses of the other mesh members (WireGuard is accepted only from them). */
+    bgpNeighbors: IpAddress[];
+    /** Unicast addresses of the other mesh members (WireGuard is accepted only from them), as the cloud reports them. */
     meshPeerEndpoints: pulumi.Input<pulumi.Input<string>[]>;
     meshPort: number;
-    meshCidr: string;
-    adminCidrs: string[];
+    meshCidr: IpPrefix;
+    adminCidrs: IpPrefix[];
     originPort?: number;
+    /** A PoP's relay and status port (failover.relayPort), open to the mesh only. */
+    relayPort?: number;
     bfd: boolean;
     connection: pulumi.Input<Connection>;
     /** The SSH login user (the push goes through sudo when it is not root); default root. */
@@ -35,6 +38,20 @@ export interface HostFirewallArgs {
     dependsOn?: pulumi.Resource[];
 }
 
+/**
+ * Addresses and prefixes known only at deploy time (Cloudflare's ranges, the hosts' addresses),
+ * which cross Pulumi as text: parsed once, here, before the ruleset is rendered.
+ */
+function parsed(list: string[], what: string): AddressOrPrefix[] {
+    return list.map((text) => {
+        try {
+            return parseAddressOrPrefix(text);
+        } catch (e) {
+            throw new Error(`${what}: ${(e as Error).message}`);
+        }
+    });
+}
+
 export class HostFirewall extends pulumi.ComponentResource {
     /** The rendered nftables table (components/core/artifacts.ts says where it goes). */
     readonly ruleset: pulumi.Output<string>;
@@ -45,13 +62,14 @@ export class HostFirewall extends pulumi.ComponentResource {
             .apply(([httpSources, meshPeerEndpoints]) => renderNftables({
                 role: args.role,
                 anycastAddresses: args.anycastAddresses,
-                httpSources,
+                httpSources: parsed(httpSources, "httpSources"),
                 bgpNeighbors: args.bgpNeighbors,
-                meshPeerEndpoints,
+                meshPeerEndpoints: parsed(meshPeerEndpoints, "meshPeerEndpoints"),
                 meshPort: args.meshPort,
                 meshCidr: args.meshCidr,
                 adminCidrs: args.adminCidrs,
                 originPort: args.originPort,
+                relayPort: args.relayPort,
                 bfd: args.bfd,
                 existingHost: args.existingHost,
             }));

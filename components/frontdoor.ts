@@ -14,13 +14,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as tls from "@pulumi/tls";
+import { IpAddress } from "./core/addressing";
 import { FrontDoorSpec } from "./core/model";
 import { TlsMaterial } from "./pop";
 
 export interface CloudflareFrontDoorArgs {
     frontDoor: FrontDoorSpec;
     /** The anycast service address the AAAA record points to. */
-    address: pulumi.Input<string>;
+    address: IpAddress;
 }
 
 /** Cloudflare's longest Origin CA validity, in days (15 years). */
@@ -52,12 +53,12 @@ export class CloudflareFrontDoor extends pulumi.ComponentResource {
     }
 
     /** The grey AAAA the colos resolve, and the orange CNAME visitors use. */
-    private createRecords(name: string, fd: FrontDoorSpec, address: pulumi.Input<string>): void {
+    private createRecords(name: string, fd: FrontDoorSpec, address: IpAddress): void {
         const aaaa = new cloudflare.DnsRecord(`${name}-aaaa`, {
             zoneId: this.zoneId,
             name: fd.anycastName,
             type: "AAAA",
-            content: address,
+            content: address.toString(),
             proxied: false,
             // Short but not "auto": the grey record is what colos resolve; 300 s bounds how long a
             // changed anycast address takes to reach them.

@@ -66,8 +66,8 @@ export class Host extends pulumi.ComponentResource {
             this.ipv6 = this.instance.v6MainIp;
             this.ipv4 = this.instance.mainIp.apply((ip) => ip || undefined);
         } else {
-            this.ipv6 = pulumi.output(spec.address);
-            this.ipv4 = pulumi.output(spec.address4);
+            this.ipv6 = pulumi.output(spec.address.toString());
+            this.ipv4 = pulumi.output(spec.address4?.toString());
             user = spec.user;
             port = spec.port;
         }

@@ -4,7 +4,8 @@
  * that compose their own, with the config parser they take their validated input from.
  */
 export {
-    AnycastNetwork, AnycastNetworkArgs, NetworkSpec, PublicPopSpec, NetworkHost, NetworkPlan, planAnycastNetwork, withoutSecrets,
+    AnycastNetwork, AnycastNetworkArgs, NetworkSpec, NetworkSpecJson, networkSpecFromJson, PublicPopSpec, NetworkHost, NetworkPlan,
+    planAnycastNetwork, withoutSecrets,
 } from "./network";
 export { AnycastPoP, AnycastPoPArgs, TlsMaterial } from "./pop";
 export { WireGuardMesh, WireGuardMeshArgs, MeshMember } from "./mesh";
@@ -15,3 +16,5 @@ export { HostFirewall, HostFirewallArgs } from "./firewall";
 export { pushFile, FilePush } from "./push";
 export { parseAnycastConfig, ConfigError, AnycastConfigInput } from "./core/config";
 export * from "./core/model";
+export { IpAddress, IpPrefix, Family } from "./core/addressing";
+export { Jsonified, specFromJson, specToJson } from "./core/spec-json";

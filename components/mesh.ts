@@ -8,6 +8,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { IpAddress, IpPrefix } from "./core/addressing";
 import { MeshTopology, WireGuardNode } from "./core/model";
 import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "./core/render/wireguard";
 import { Connection, pushFile } from "./push";
@@ -15,7 +16,7 @@ import { Connection, pushFile } from "./push";
 export interface MeshMember {
     name: string;
     /** Mesh address (inside cidr) of this node. */
-    meshAddress: string;
+    meshAddress: IpAddress;
     /** Unicast address other nodes use as its endpoint. */
     endpoint: pulumi.Input<string>;
     /** Where to push wg0.conf. */
@@ -29,7 +30,7 @@ export interface MeshMember {
 }
 
 export interface WireGuardMeshArgs {
-    cidr: string;
+    cidr: IpPrefix;
     port: number;
     topology: MeshTopology;
     /** The node every spoke peers with in "hub" topology (the origin). */
@@ -54,7 +55,7 @@ export class WireGuardMesh extends pulumi.ComponentResource {
             privateKeys[m.name] = pulumi.secret(
                 new random.RandomBytes(`${name}-${m.name}-key`, { length: 32 }, { parent: this, additionalSecretOutputs: ["base64", "hex"] }).base64);
         }
-        this.addresses = Object.fromEntries(args.members.map((m) => [m.name, m.meshAddress]));
+        this.addresses = Object.fromEntries(args.members.map((m) => [m.name, m.meshAddress.toString()]));
         this.publicKeys = pulumi.all(privateKeys).apply((keys) =>
             Object.fromEntries(Object.entries(keys).map(([n, k]) => [n, wgPublicKeyFromPrivate(k)])));
         // The public keys are not secret, but they are derived from secrets; unwrap explicitly.

@@ -5,6 +5,9 @@
  *     const network = new AnycastNetwork("anycast", { asn, prefix, pops, origin, mesh, frontDoor,
  *         bgpPassword, sshPrivateKey, sshPublicKeys });
  *
+ * With several origins (`origins` instead of `origin`), every PoP reaches each of them over the
+ * mesh, and `failover` says what the PoPs do when origins fail (components/core/origins.ts).
+ *
  * The args are the `anycast:` stack config without the namespace (README.md, "Config
  * reference", documents every field and its default). `stacks/network` is this one line on top
  * of the stack's config; a program of your own can make the same call.
@@ -16,9 +19,10 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
-import { hasIpv4 } from "./core/addressing";
+import { hasIpv4, IpAddress } from "./core/addressing";
 import { AnycastConfigInput, ConfigError, parseAnycastConfig } from "./core/config";
 import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./core/model";
+import { Jsonified, specFromJson, specToJson } from "./core/spec-json";
 import { meshPeerNames } from "./core/render/wireguard";
 import { HostFirewall } from "./firewall";
 import { CloudflareFrontDoor } from "./frontdoor";
@@ -43,8 +47,12 @@ export interface AnycastNetworkArgs {
     readonly address?: string;
     /** The PoPs, in mesh-address order (append new ones at the end). At least one. */
     readonly pops: Config["pops"];
-    /** The server behind the mesh: `{name, port, host: {address, ...}}` or `{name, port, region}`. */
-    readonly origin: Config["origin"];
+    /** The server behind the mesh: `{name, port, host: {address, ...}}` or `{name, port, region}`. Set this or `origins`. */
+    readonly origin?: Config["origin"];
+    /** Several origins, each like `origin`; the PoPs fail over between them. Set this or `origin`. */
+    readonly origins?: Config["origins"];
+    /** What the PoPs do when origins fail: relay through another PoP, the 503's Retry-After, a stale cache. */
+    readonly failover?: Config["failover"];
     /** The WireGuard mesh: `cidr` (private space) required; port 51820, topology "full", MTU 1420 by default. */
     readonly mesh: Config["mesh"];
     /** The Cloudflare zone and names: `{zone or zoneId, hostname, anycastName = "anycast", sslMode = "strict"}`. */
@@ -81,6 +89,17 @@ export type PublicPopSpec = Omit<PopSpec, "bgp"> & { bgp: Omit<BgpSettings, "pas
 /** The validated model without secrets: the BGP passwords are `bgpPasswords`, the SSH key stays an input. */
 export type NetworkSpec = Omit<AnycastSpec, "bgpPassword" | "sshPrivateKey" | "pops"> & { pops: PublicPopSpec[] };
 
+/**
+ * NetworkSpec as the `spec` output holds it: every address and prefix its canonical text, because
+ * Pulumi outputs carry plain data only (core/spec-json.ts). `networkSpecFromJson` gives it back typed.
+ */
+export type NetworkSpecJson = Jsonified<NetworkSpec>;
+
+/** The typed NetworkSpec from the `spec` output's value. */
+export function networkSpecFromJson(json: NetworkSpecJson): NetworkSpec {
+    return specFromJson<NetworkSpec>(json);
+}
+
 /** One host of the network once the cloud has created it. */
 export interface NetworkHost {
     name: string;
@@ -96,11 +115,11 @@ export interface NetworkHost {
 }
 
 export class AnycastNetwork extends pulumi.ComponentResource {
-    /** The validated model, without secrets. */
-    readonly spec: pulumi.Output<NetworkSpec>;
+    /** The validated model, without secrets, as plain data (addresses and prefixes as text); `networkSpecFromJson` types it. */
+    readonly spec: pulumi.Output<NetworkSpecJson>;
     /** Non-fatal findings of validation (also logged as warnings on this resource). */
     readonly warnings: pulumi.Output<ConfigIssue[]>;
-    /** Every PoP, then the origin, with the addresses the cloud gave them. */
+    /** Every PoP, then every origin, with the addresses the cloud gave them. */
     readonly hosts: pulumi.Output<NetworkHost[]>;
     /** Host name -> artifact name -> exact content it receives (docs/ARTIFACTS.md). Secret: every host holds a key. */
     readonly files: pulumi.Output<Record<string, Record<string, string>>>;
@@ -111,7 +130,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     /** Who the firewalls let reach HTTP(S) on the anycast address: `firewall.httpSources`, or Cloudflare's ranges at deploy time. */
     readonly httpSources: pulumi.Output<string[]>;
     /** Each announced prefix's RPKI state against `roas`. */
-    readonly rpki: pulumi.Output<RpkiFinding[]>;
+    readonly rpki: pulumi.Output<Array<Jsonified<RpkiFinding>>>;
     /** WireGuard public key of each host, by name. */
     readonly meshPublicKeys: pulumi.Output<Record<string, string>>;
     /** Each PoP's TCP-MD5 password (secret), for the upstream's side of the session. */
@@ -121,7 +140,10 @@ export class AnycastNetwork extends pulumi.ComponentResource {
 
     /** The children, for programs that need more than the outputs. */
     readonly pops: AnycastPoP[];
+    /** The first origin (the hub of a hub mesh). */
     readonly origin: Origin;
+    /** Every origin, in config order. */
+    readonly origins: Origin[];
     readonly mesh: WireGuardMesh;
     readonly frontDoor: CloudflareFrontDoor;
     readonly firewalls: HostFirewall[];
@@ -139,17 +161,22 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const child = { parent: this };
 
         this.frontDoor = new CloudflareFrontDoor(`${name}-front-door`, { frontDoor: spec.frontDoor, address: spec.address }, child);
-        this.origin = new Origin(`${name}-${spec.origin.name}`, {
-            origin: spec.origin, sshPrivateKey, sshPublicKeys: spec.sshPublicKeys,
-        }, child);
+        // Outputs carry plain data (Pulumi copies objects field by field, without their class):
+        // every address and prefix below leaves as its canonical text.
+        this.origins = spec.origins.map((o) => new Origin(`${name}-${o.name}`, {
+            origin: o, sshPrivateKey, sshPublicKeys: spec.sshPublicKeys,
+        }, child));
+        this.origin = this.origins[0];
+        const originEndpoints = spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath }));
         this.pops = spec.pops.map((pop) => new AnycastPoP(`${name}-${pop.name}`, {
             pop,
             deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
-            origin: {
-                name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
-                healthPath: spec.origin.healthPath,
-            },
-            mesh: { cidr: spec.mesh.cidr },
+            origin: originEndpoints[0],
+            origins: originEndpoints,
+            // Every other PoP: the agents exchange their view of the origins with them, and relay through them.
+            peers: spec.pops.filter((p) => p.name !== pop.name).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
+            failover: spec.failover,
+            mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
             health: spec.health,
             tls: this.frontDoor.tls,
             sshPrivateKey,
@@ -162,16 +189,16 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         // HTTP(S) on the anycast address only from Cloudflare (its published ranges at deploy
         // time), unless the config names the sources (the lab does).
         this.httpSources = spec.firewall.httpSources
-            ? pulumi.output(spec.firewall.httpSources)
+            ? pulumi.output(spec.firewall.httpSources.map(String))
             : cloudflare.getIpRangesOutput({}, { parent: this }).apply((r) => [...r.ipv6Cidrs, ...r.ipv4Cidrs]);
         this.firewalls = this.createFirewalls(name, spec, members);
 
-        this.spec = pulumi.output(withoutSecrets(spec));
+        this.spec = pulumi.output(specToJson(withoutSecrets(spec)));
         this.warnings = pulumi.output(spec.warnings);
-        this.anycastAddress = pulumi.output(spec.address);
-        this.prefixes = pulumi.output(spec.prefixes);
+        this.anycastAddress = pulumi.output(spec.address.toString());
+        this.prefixes = pulumi.output(spec.prefixes.map(String));
         this.dns = pulumi.output({ hostname: this.frontDoor.hostname, anycastName: this.frontDoor.anycastName });
-        this.rpki = pulumi.output(spec.rpki);
+        this.rpki = pulumi.output(spec.rpki.map((r) => ({ ...r, prefix: r.prefix.toString() })));
         this.meshPublicKeys = this.mesh.publicKeys;
         const pull = this.frontDoor.originPullClient;
         this.originPullClient = pulumi.secret(pulumi.all([pull.certPem, pull.keyPem]).apply(([certPem, keyPem]) => ({ certPem, keyPem })));
@@ -184,11 +211,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         });
     }
 
-    /** The origin first, then the PoPs: the mesh-address order. */
+    /** The origins first, then the PoPs. */
     private membersOf(name: string, spec: AnycastSpec): NetworkMember[] {
         return [
-            { name: spec.origin.name, resource: `${name}-${spec.origin.name}`, meshAddress: spec.origin.meshAddress, host: this.origin.host,
-                component: this.origin, existingHost: spec.origin.host.kind === "existing" },
+            ...spec.origins.map((o, i) => ({ name: o.name, resource: `${name}-${o.name}`, meshAddress: o.meshAddress, host: this.origins[i].host,
+                component: this.origins[i], existingHost: o.host.kind === "existing" })),
             ...spec.pops.map((p, i) => ({ name: p.name, resource: `${name}-${p.name}`, meshAddress: p.meshAddress, host: this.pops[i].host,
                 component: this.pops[i], existingHost: p.host.kind === "existing" })),
         ];
@@ -205,7 +232,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         }, { parent: this });
     }
 
-    /** Each host's nftables ruleset: WireGuard only from its mesh peers, BGP only from its neighbours. */
+    /** Each host's nftables ruleset: WireGuard only from its mesh peers, BGP only from its neighbours, the relay port only from the mesh. */
     private createFirewalls(name: string, spec: AnycastSpec, members: NetworkMember[]): HostFirewall[] {
         const names = members.map((m) => m.name);
         const peersOf = (self: string) => meshPeerNames(self, names, spec.mesh.topology, spec.origin.name)
@@ -214,6 +241,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const common = { meshPort: spec.mesh.port, meshCidr: spec.mesh.cidr, adminCidrs: spec.firewall.adminCidrs, httpSources: this.httpSources };
         return members.map((m) => {
             const pop = spec.pops.find((p) => p.name === m.name);
+            const origin = spec.origins.find((o) => o.name === m.name);
             return new HostFirewall(`${m.resource}-firewall`, {
                 ...common,
                 host: m.resource,
@@ -221,7 +249,8 @@ export class AnycastNetwork extends pulumi.ComponentResource {
                 anycastAddresses: pop ? [spec.address] : [],
                 bgpNeighbors: pop ? [pop.bgp.neighbor, ...(dualStack ? [pop.bgp.neighbor4] : [])] : [],
                 meshPeerEndpoints: peersOf(m.name),
-                originPort: pop ? undefined : spec.origin.port,
+                originPort: origin?.port,
+                relayPort: pop ? spec.failover.relayPort : undefined,
                 bfd: pop ? pop.bgp.bfd !== undefined : false,
                 connection: m.host.connection,
                 user: m.host.user,
@@ -239,9 +268,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
             pulumi.all([host.ipv6, host.ipv4]).apply(([ipv6, ipv4]): NetworkHost => ({ ...fixed, ipv6, ...(ipv4 ? { ipv4 } : {}) }));
         return pulumi.all([
             ...spec.pops.map((p, i) => entry(this.pops[i].host, {
-                name: p.name, role: "pop", ...regionOf(p.host), meshAddress: p.meshAddress, bgpNeighbor: p.bgp.neighbor,
+                name: p.name, role: "pop", ...regionOf(p.host), meshAddress: p.meshAddress.toString(), bgpNeighbor: p.bgp.neighbor.toString(),
             })),
-            entry(this.origin.host, { name: spec.origin.name, role: "origin", ...regionOf(spec.origin.host), meshAddress: spec.origin.meshAddress }),
+            ...spec.origins.map((o, i) => entry(this.origins[i].host, {
+                name: o.name, role: "origin", ...regionOf(o.host), meshAddress: o.meshAddress.toString(),
+            })),
         ]);
     }
 
@@ -249,10 +280,11 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const hostFiles = (own: pulumi.Output<Record<string, string>>, host: string, i: number) =>
             pulumi.all([own, this.mesh.configs, this.firewalls[i].ruleset]).apply(([files, wg, nft]): Record<string, string> =>
                 ({ ...files, "wg0.conf": wg[host], "nftables.conf": nft }));
-        // Firewalls are in member order: the origin first, then the PoPs.
+        // Firewalls are in member order: the origins first, then the PoPs.
+        const n = spec.origins.length;
         const byHost: Record<string, pulumi.Output<Record<string, string>>> = {
-            ...Object.fromEntries(spec.pops.map((p, i) => [p.name, hostFiles(this.pops[i].files, p.name, i + 1)])),
-            [spec.origin.name]: hostFiles(this.origin.files, spec.origin.name, 0),
+            ...Object.fromEntries(spec.pops.map((p, i) => [p.name, hostFiles(this.pops[i].files, p.name, n + i)])),
+            ...Object.fromEntries(spec.origins.map((o, i) => [o.name, hostFiles(this.origins[i].files, o.name, i)])),
         };
         return pulumi.secret(pulumi.all(byHost) as pulumi.Output<Record<string, Record<string, string>>>);
     }
@@ -262,7 +294,7 @@ interface NetworkMember {
     name: string;
     /** The resource name of the member's component and host (`<network>-<name>`). */
     resource: string;
-    meshAddress: string;
+    meshAddress: IpAddress;
     host: Host;
     /** The member's own component (its PoP or the origin): the firewall push waits for its pushes. */
     component: pulumi.Resource;

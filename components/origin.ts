@@ -4,6 +4,7 @@
  * (WireGuardMesh pushes its wg0.conf) and gets the host firewall like every PoP.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { IpAddress } from "./core/addressing";
 import { OriginSpec } from "./core/model";
 import { renderBootstrap } from "./core/render/bootstrap";
 import { renderCloudInit } from "./core/render/cloudinit";
@@ -19,7 +20,7 @@ export interface OriginArgs {
 export class Origin extends pulumi.ComponentResource {
     readonly host: Host;
     readonly ipv6: pulumi.Output<string>;
-    readonly meshAddress: string;
+    readonly meshAddress: IpAddress;
     readonly port: number;
     /** What the host receives from this component, by artifact name (its wg0.conf and firewall come from WireGuardMesh and HostFirewall). */
     readonly files: pulumi.Output<Record<string, string>>;
@@ -41,6 +42,6 @@ export class Origin extends pulumi.ComponentResource {
         this.meshAddress = origin.meshAddress;
         this.port = origin.port;
         this.files = this.host.files;
-        this.registerOutputs({ ipv6: this.ipv6, meshAddress: this.meshAddress, files: this.files });
+        this.registerOutputs({ ipv6: this.ipv6, meshAddress: this.meshAddress.toString(), files: this.files });
     }
 }

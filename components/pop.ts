@@ -8,13 +8,14 @@
  * never touches this one's inputs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { HealthSpec, PopRenderInput, PopSpec } from "./core/model";
+import { IpAddress, IpPrefix } from "./core/addressing";
+import { FailoverSpec, HealthSpec, MeshTopology, OriginEndpoint, PopRenderInput, PopSpec } from "./core/model";
 import { renderBirdConfig } from "./core/render/bird";
 import { renderBootstrap } from "./core/render/bootstrap";
 import { renderCloudInit } from "./core/render/cloudinit";
 import { renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./core/render/health";
 import { renderNetSetup } from "./core/render/netsetup";
-import { renderNginxConfig } from "./core/render/nginx";
+import { renderNginxConfig, renderNginxUpstreams } from "./core/render/nginx";
 import { Host } from "./host";
 import { FilePush, pushFile } from "./push";
 
@@ -31,11 +32,17 @@ export interface AnycastPoPArgs {
     /** The PoP, validated (see parseAnycastConfig). `bgp.password` is treated as a secret. */
     pop: PopSpec;
     /** What every PoP announces and serves. */
-    deployment: { asn: number; prefixes: string[]; address: string };
-    /** Where the proxy and the health agent reach the origin through the mesh. */
-    origin: { name: string; meshAddress: string; port: number; healthPath: string };
+    deployment: { asn: number; prefixes: IpPrefix[]; address: IpAddress };
+    /** Where the proxy and the health agent reach the (first) origin through the mesh. */
+    origin: OriginEndpoint;
+    /** Every origin, first one first (default: [origin]). */
+    origins?: OriginEndpoint[];
+    /** The other PoPs, which the health agent asks for their view of the origins and relays through. */
+    peers?: Array<{ name: string; meshAddress: IpAddress }>;
+    /** What happens when origins fail (relay, the 503, a stale cache); default: no relay, no cache. */
+    failover?: FailoverSpec;
     /** The mesh network (mesh.cidr): traffic to it must never leave by the uplink when wg0 is down. */
-    mesh?: { cidr: string };
+    mesh?: { cidr: IpPrefix; topology?: MeshTopology };
     health: HealthSpec;
     tls: TlsMaterial;
     /** SSH private key (secret) for pushing configs. */
@@ -54,7 +61,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
     readonly ipv6: pulumi.Output<string>;
     readonly ipv4: pulumi.Output<string | undefined>;
     /** The BGP neighbour this PoP peers with. */
-    readonly bgpNeighbor: string;
+    readonly bgpNeighbor: IpAddress;
     /**
      * Every file the host receives, by artifact name, exactly as pushed (and its cloud-init.yaml);
      * secret as a whole, since bird.conf holds the password and origin.key is a private key.
@@ -69,7 +76,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
         this.ipv4 = this.host.ipv4;
         const pushed = this.pushFiles(name, args, this.renderFiles(args));
         this.files = pulumi.secret(pulumi.all([this.host.files, pulumi.all(pushed)]).apply(([host, own]) => ({ ...host, ...own })));
-        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor, files: this.files });
+        this.registerOutputs({ ipv6: this.ipv6, ipv4: this.ipv4, bgpNeighbor: this.bgpNeighbor.toString(), files: this.files });
     }
 
     private createHost(name: string, args: AnycastPoPArgs): Host {
@@ -97,6 +104,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
             return {
                 "anycast-net.sh": renderNetSetup(input),
                 "nginx.conf": renderNginxConfig(input),
+                "nginx-upstreams.conf": renderNginxUpstreams(input),
                 "anycast-health": renderHealthAgent(),
                 "anycast-health.env": renderHealthEnv(input),
                 "anycast-health.service": renderHealthUnit(),
@@ -130,7 +138,11 @@ export class AnycastPoP extends pulumi.ComponentResource {
         // BIRD reaches its neighbour over the route anycast-net pins; nginx binds the anycast address
         // it puts on lo and needs the TLS files; the agent checks nginx and drives BIRD.
         const bird = push({ file: "bird.conf", content: birdConf }, [netSetup]);
-        const nginx = push({ file: "nginx.conf", content: file("nginx.conf") }, [netSetup, ...tls]);
+        // The paths to the origins as a starting point, before the nginx.conf that includes them; from
+        // then on the health agent rewrites the file from its checks (re-pushed when origins or PoPs
+        // change, and the agent, restarted with its new settings, decides again).
+        const upstreams = push({ file: "nginx-upstreams.conf", content: file("nginx-upstreams.conf") }, [netSetup]);
+        const nginx = push({ file: "nginx.conf", content: file("nginx.conf") }, [netSetup, upstreams, ...tls]);
         const agentFiles = (["anycast-health", "anycast-health.env"] as const).map((key) =>
             push({ file: key, content: file(key) }, [bird, nginx]));
         push({ file: "anycast-health.service", content: file("anycast-health.service") }, agentFiles);
@@ -139,14 +151,14 @@ export class AnycastPoP extends pulumi.ComponentResource {
 }
 
 interface RenderedPoPFiles {
-    file(key: "anycast-net.sh" | "nginx.conf" | "anycast-health" | "anycast-health.env" | "anycast-health.service"): pulumi.Output<string>;
+    file(key: "anycast-net.sh" | "nginx.conf" | "nginx-upstreams.conf" | "anycast-health" | "anycast-health.env" | "anycast-health.service"): pulumi.Output<string>;
     birdConf: pulumi.Output<string>;
 }
 
 /** What the renderers need for this PoP on a host with these addresses. */
 function renderInput(args: AnycastPoPArgs, host: PopRenderInput["host"]): PopRenderInput {
     return {
-        deployment: args.deployment, pop: args.pop, host, origin: args.origin, mesh: args.mesh, health: args.health,
-        firewall: { adminCidrs: [], meshPeers: [] },
+        deployment: args.deployment, pop: args.pop, host, origin: args.origin, origins: args.origins, peers: args.peers,
+        failover: args.failover, mesh: args.mesh, health: args.health,
     };
 }

@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { AnycastSpec, ConfigIssue } from "../components/core/model";
 import { NAMESPACE, SECRET_KEYS } from "../components/core/config";
 import { parseStackFile } from "../components/core/stackfile";
-import { AnycastNetwork, NetworkSpec } from "../components/network";
+import { AnycastNetwork, NetworkSpec, networkSpecFromJson } from "../components/network";
 import { deployNetworkStack, NetworkStack } from "../stacks/network/stack";
 import { installMockCloud, isSecretValue, mapSecrets, MockCloud, MockedResource, outputValue } from "./mockcloud";
 
@@ -129,7 +129,8 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
     await cloud.settled();
     const secrets = { bgpPassword: loaded.config[`${NAMESPACE}:bgpPassword`], sshPrivateKey: loaded.config[`${NAMESPACE}:sshPrivateKey`] };
     return {
-        spec: withSecrets(network.spec, network.bgpPasswords, secrets),
+        // The spec output is plain data; the typed spec is rebuilt from it, not parsed from the config again.
+        spec: withSecrets(networkSpecFromJson(network.spec), network.bgpPasswords, secrets),
         hosts: network.hosts.map((h): RenderedHost => ({
             name: h.name, role: h.role, ...(h.region ? { region: h.region } : {}), ipv6: h.ipv6, ...(h.ipv4 ? { ipv4: h.ipv4 } : {}),
             files: network.files[h.name] ?? {},

@@ -36,6 +36,8 @@ const HEALTH_ENV_PATHS: Record<string, string> = {
     BIRD_SOCKET: "bird.ctl",
     STATUS_FILE: "health.json",
     CONTROL_DIR: "control",
+    UPSTREAMS_FILE: "nginx-upstreams.conf",
+    NGINX_PID_FILE: "nginx.pid",
 };
 
 /**
@@ -256,7 +258,7 @@ export class LabRuntime {
             };
             return;
         }
-        const made = await makeLabTls(path.join(LAB_DIR, "pki"), [fd.hostname, fd.anycastName], this.stack.spec.address);
+        const made = await makeLabTls(path.join(LAB_DIR, "pki"), [fd.hostname, fd.anycastName], this.stack.spec.address.toString());
         this.tls = { ...made, source: "the lab's own CA (openssl): the stack run gave no usable certificates" };
     }
 
@@ -277,8 +279,14 @@ export class LabRuntime {
         this.firewallApplied = true;
     }
 
-    async bootOrigin(serverScript: string): Promise<void> {
-        const o = this.plan.origin;
+    /** Each origin's HTTP service (the freeze experiments stop and continue it). */
+    readonly originServers = new Map<string, ChildProcess>();
+
+    async bootOrigins(serverScript: string): Promise<void> {
+        for (const o of this.plan.origins) await this.bootOrigin(serverScript, o);
+    }
+
+    async bootOrigin(serverScript: string, o: LabPlan["origins"][number] = this.plan.origin): Promise<void> {
         const dir = nsDir(o.ns);
         const files = o.host.files;
         if (!files["wg0.conf"]) throw new Error(`the stack rendered no wg0.conf for the origin ${o.host.name}`);
@@ -287,6 +295,7 @@ export class LabRuntime {
         await this.wgUp(o.ns);
         const logFile = path.join(dir, "origin-http.log");
         const server = nsDaemon(o.ns, [process.execPath, serverScript, o.host.name, o.meshAddress, String(o.port)], logFile);
+        this.originServers.set(o.host.name, server);
         const where = `${urlHost(o.meshAddress)}:${o.port}`;
         await waitFor(`the origin's HTTP service on ${where}`, async () => {
             if (server.exitCode !== null) {
@@ -343,8 +352,12 @@ export class LabRuntime {
             { what: "nginx pid file", from: NGINX_PATHS.pid, to: path.join(dir, "nginx.pid") },
             { what: "nginx error log", from: NGINX_PATHS.errorLog, to: path.join(dir, "nginx-error.log") },
             { what: "nginx access log", from: NGINX_PATHS.accessLog, to: path.join(dir, "nginx-access.log") },
+            { what: "nginx paths to the origins (the agent rewrites them)", from: NGINX_PATHS.upstreams, to: path.join(dir, "nginx-upstreams.conf") },
+            { what: "agent status served to the other PoPs", from: NGINX_PATHS.agentStatus, to: path.join(dir, "health.json") },
+            { what: "nginx stale cache", from: NGINX_PATHS.staleCache, to: path.join(dir, "stale-cache") },
             ...TLS_ARTIFACTS.map((name) => ({ what: `TLS ${name}`, from: ARTIFACTS[name].remotePath, to: path.join(dir, "tls", name) })),
         ], this.rewrites);
+        writeArtifact(dir, "nginx-upstreams.conf", files["nginx-upstreams.conf"]);
         fs.writeFileSync(path.join(dir, "nginx.conf"), nginx);
         await nsRun(ns, "nginx", ["-t", "-q", "-c", path.join(dir, "nginx.conf")]);
         nsDaemon(ns, ["nginx", "-c", path.join(dir, "nginx.conf"), "-g", "daemon off;"], path.join(dir, "nginx.stderr.log"));

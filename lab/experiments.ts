@@ -62,6 +62,16 @@ export function agentMs(spec: AnycastSpec, checks: number): number {
     return checks * spec.health.interval * 1000 + spec.health.timeout * 1000;
 }
 
+/**
+ * How long the health agent takes to withdraw a PoP cut off from the whole mesh (no origin and
+ * no other PoP answers): its paths fall, then it waits ISOLATION_MS (the time a peer's view stays
+ * fresh, 4 x (interval + timeout), components/core/render/anycast-health.sh) to tell that from
+ * a fault every PoP shares, then `fall` checks more.
+ */
+export function isolationMs(spec: AnycastSpec): number {
+    return agentMs(spec, spec.health.fall) + 4 * (spec.health.interval + spec.health.timeout) * 1000 + agentMs(spec, spec.health.fall + 1);
+}
+
 /** How long the upstream takes to notice a silent PoP: BFD, else the hold time; undefined: never. */
 export function silentDetectionMs(pop: PopSpec): { ms?: number; basis: string } {
     const bfd = pop.bgp.bfd;
@@ -140,7 +150,11 @@ const experiments: Experiment[] = [
             await waitFor(`PoP ${r.pop.name}'s BGP session to go down`, async () =>
                 !(await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns))).some((p) => p.proto === "BGP" && p.bgpState === "Established"),
                 bounds.failoverMs, 50);
-            await agentIn(lab, r, ["withdrawn", "held-down"], bounds.failoverMs);
+            // The agent sees the mesh gone, not the session: it withdraws once it counts itself cut off.
+            // In a hub mesh it cannot tell that from the hub being down, so it stays announced (a
+            // global fault), and the session alone moves the traffic.
+            if (lab.stack.spec.mesh.topology === "hub") return;
+            await agentIn(lab, r, ["withdrawn", "held-down"], Math.max(bounds.failoverMs, isolationMs(lab.stack.spec) + SLACK_MS));
         },
     },
     {
@@ -156,9 +170,17 @@ const experiments: Experiment[] = [
             await lab.wgUp(r.pop.ns);
         },
         bounds: (spec) => ({
-            failoverMs: agentMs(spec, spec.health.fall + 1) + SLACK_MS,
+            // With wg0 down no origin and no other PoP answers: the agent withdraws once it counts itself cut off.
+            failoverMs: isolationMs(spec) + SLACK_MS,
             recoveryMs: WIREGUARD_RETRY_MS + agentMs(spec, spec.health.rise + 1) + 2 * SLACK_MS,
-            basis: `health interval ${spec.health.interval} s, fall ${spec.health.fall}, rise ${spec.health.rise}`,
+            basis: `health interval ${spec.health.interval} s, timeout ${spec.health.timeout} s, fall ${spec.health.fall}, rise ${spec.health.rise}`,
+            // A PoP cut off from the hub cannot ask the other PoPs (they are reached through the
+            // hub) whether the origin is down for everyone: it counts the fault as global, stays
+            // announced and answers 503 (README: Failover), so no other PoP takes its region.
+            skip: spec.mesh.topology === "hub"
+                ? "in a hub mesh a PoP cut off from the hub cannot tell that from the hub being down: it stays announced and answers 503, " +
+                  "so there is no failover to measure (mesh.topology full lets it withdraw or relay)"
+                : undefined,
         }),
         async settled(lab, r, bounds) {
             await agentIn(lab, r, ["withdrawn", "held-down"], bounds.failoverMs);
@@ -245,7 +267,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
     const own = r.pop.name;
     const run: ExperimentRun = { pop: own, region: r.region, failedDuringFailover: 0, failedDuringRecovery: 0, requests: 0,
         bounds: { failoverMs: bounds.failoverMs, recoveryMs: bounds.recoveryMs, basis: bounds.basis } };
-    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname },
+    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname },
         e.probeIntervalMs, lab.probeTimeoutMs);
     let faultIn = false;
     try {

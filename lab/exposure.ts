@@ -6,7 +6,7 @@
  * silently, which is what `policy drop` does). UDP has no answer to tell by, so a UDP probe
  * reads the host firewall's final drop counter instead: it must grow by the packets sent.
  */
-import { contains, parseCidr } from "../components/core/addressing";
+import { contains, IpPrefix, parseCidr } from "../components/core/addressing";
 import { AnycastSpec, HostSpec, PopSpec } from "../components/core/model";
 import { LabRuntime } from "./boot";
 import { nsRun, run } from "./exec";
@@ -87,7 +87,8 @@ export async function dropCounter(ns: string): Promise<number> {
 
 export async function udpDropped(fromNs: string, toNs: string, address: string, port: number, packets = 3): Promise<string> {
     const before = await dropCounter(toNs);
-    await nsRun(fromNs, process.execPath, ["-e", UDP_SCRIPT, address, String(port), String(packets)], { timeoutMs: 5000 });
+    // Most of the time is node starting up, which takes seconds on a loaded machine (as tcpConnects allows).
+    await nsRun(fromNs, process.execPath, ["-e", UDP_SCRIPT, address, String(port), String(packets)], { timeoutMs: 20_000 });
     // Give the packets time to arrive; the counter only grows.
     let delta = 0;
     for (let i = 0; i < 20 && delta < packets; i++) {
@@ -103,7 +104,7 @@ export function meetsExpectation(expect: ReachProbe["expect"], result: ConnectRe
 
 /** What the config says about a source address: may it reach HTTP(S), and SSH? */
 export function allowedBy(spec: AnycastSpec, httpSources: string[], address: string): { http: boolean; ssh: boolean } {
-    const inside = (list: string[]) => list.some((c) => contains(parseCidr(c, false), address));
+    const inside = (list: Array<string | IpPrefix>) => list.some((c) => contains(typeof c === "string" ? parseCidr(c, false) : c, address));
     return { http: inside(httpSources), ssh: spec.firewall.adminCidrs.length === 0 || inside(spec.firewall.adminCidrs) };
 }
 
@@ -156,7 +157,7 @@ function labExposureSetup(lab: LabRuntime): ExposureSetup {
     return {
         spec, httpSources: plan.httpSources, sources, pop: r.pop.spec,
         targets: {
-            anycast: { label: "anycast address", address: spec.address },
+            anycast: { label: "anycast address", address: spec.address.toString() },
             pop: { label: `PoP ${r.pop.name}, unicast`, address: r.pop.address },
             originPublic: { label: "origin, public", address: o.address },
             originMesh: { label: "origin, mesh", address: o.meshAddress },

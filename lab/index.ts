@@ -13,6 +13,7 @@ import { EdgeKind } from "./edge";
 import { LabPreconditionError } from "./errors";
 import { abortLab, hasCommand, LabAborted, settleInFlight } from "./exec";
 import { EXPERIMENT_IDS, runExperiments } from "./experiments";
+import { ORIGIN_EXPERIMENT_IDS, OriginExperimentId, originFailoverProblems, runOriginExperiments } from "./origin-experiments";
 import { frrPasswordProblem, FRR_DAEMON_DIR, frrDaemons } from "./frr";
 import { cloudNotes, howToPoke, measure, waitForAnnounced } from "./measure";
 import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
@@ -26,6 +27,9 @@ export type { LabReport } from "./report";
 export type { EdgeKind } from "./edge";
 export { EDGE_KINDS } from "./edge";
 export { LAB_NS_PREFIX } from "./topology";
+
+/** Every experiment `experiments` may name (LabOptions). */
+export const LAB_EXPERIMENT_IDS: ReadonlyArray<(typeof EXPERIMENT_IDS)[number] | OriginExperimentId> = [...EXPERIMENT_IDS, ...ORIGIN_EXPERIMENT_IDS];
 export { LabPreconditionError } from "./errors";
 
 export interface LabOptions {
@@ -38,7 +42,7 @@ export interface LabOptions {
     /** Runs of each experiment (default 5). */
     repeats?: number;
     /** Only these experiments (default: all). */
-    experiments?: Array<(typeof EXPERIMENT_IDS)[number]>;
+    experiments?: Array<(typeof EXPERIMENT_IDS)[number] | OriginExperimentId>;
     /** What plays the provider edges: FRR (default, not our BGP implementation) or BIRD. */
     edge?: EdgeKind;
     log?: (line: string) => void;
@@ -244,8 +248,10 @@ async function setUp(lab: LabRuntime): Promise<void> {
     log(`  starting the emulated cloud: provider edges (${daemons}), transits (BIRD)`);
     await step("starting the emulated cloud", () => lab.bootRouters());
     await step("making the TLS material", () => lab.prepareTls());
-    log(`  starting the origin ${plan.origin.host.name} at ${plan.origin.address} (WireGuard, HTTP on port ${plan.origin.port})`);
-    await step(`starting the origin ${plan.origin.host.name}`, () => lab.bootOrigin(path.join(__dirname, "origin-server.js")));
+    for (const o of plan.origins) {
+        log(`  starting the origin ${o.host.name} at ${o.address} (WireGuard, HTTP on port ${o.port})`);
+        await step(`starting the origin ${o.host.name}`, () => lab.bootOrigin(path.join(__dirname, "origin-server.js"), o));
+    }
     for (const r of plan.regions) {
         log(`  booting PoP ${r.pop.name} (${r.region}) at ${r.pop.address}: anycast-net.sh, nftables, WireGuard, BIRD, nginx, agent`);
         await step(`booting PoP ${r.pop.name}`, () => lab.bootPop(r));
@@ -264,8 +270,10 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
         report.problems.push(`experiments not run: ${report.experimentsAborted}`);
         return;
     }
+    const only = options.experiments?.filter((id): id is (typeof EXPERIMENT_IDS)[number] => (EXPERIMENT_IDS as readonly string[]).includes(id));
+    const originOnly = options.experiments?.filter((id): id is OriginExperimentId => (ORIGIN_EXPERIMENT_IDS as readonly string[]).includes(id));
     log(`  experiments, ${repeats} run${repeats === 1 ? "" : "s"} each, rotating over the PoPs`);
-    const result = await runExperiments(lab, { repeats, only: options.experiments, log });
+    const result = await runExperiments(lab, { repeats, only, log });
     report.experiments = result.reports;
     for (const e of result.reports) {
         for (const [i, run] of e.runs.entries()) if (run.error) report.problems.push(`${e.title} run ${i + 1} (${run.pop}): ${run.error}`);
@@ -274,6 +282,11 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
         report.experimentsAborted = result.aborted;
         report.problems.push(`experiments stopped: ${result.aborted}`);
         return;
+    }
+    if (!originOnly || originOnly.length > 0) {
+        log(`  origin failover, ${repeats} run${repeats === 1 ? "" : "s"} each: every origin down, a PoP's tunnels to the origins cut, one of the origins down`);
+        report.originFailover = await runOriginExperiments(lab, { repeats, only: originOnly, log });
+        report.problems.push(...originFailoverProblems(report.originFailover));
     }
     if (options.experiments) return;
     log("  routing policy change: edit a PoP's communities and prepend, apply with birdc configure, revert");
@@ -289,7 +302,7 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
     report.flapDamping = damping;
     const where = `flap damping on ${damping.pop}`;
     if (damping.error) report.problems.push(`${where}: ${damping.error}`);
-    else {
+    else if (!damping.skipped) {
         if (!damping.healthyWhileHeld) report.problems.push(`${where}: not held down while healthy`);
         if (damping.edgeRoutesWhileHeld > 0) report.problems.push(`${where}: announced while held down`);
         if (damping.penalty >= damping.suppressThreshold) report.problems.push(`${where}: a damping penalty of ${damping.penalty} would suppress the prefix`);
@@ -306,7 +319,7 @@ function newReport(lab: LabRuntime, options: LabOptions, measured: Awaited<Retur
         firewall: lab.firewallApplied ? "rendered nftables.conf applied on every host that has one" : "not applied (see notes)",
         tls: lab.tls.source,
         admin: plan.admin.why,
-        anycast: { address: spec.address, prefixes: spec.prefixes, asn: spec.asn, hostname: spec.frontDoor.hostname },
+        anycast: { address: spec.address.toString(), prefixes: spec.prefixes.map(String), asn: spec.asn, hostname: spec.frontDoor.hostname },
         topology: plan.regions.map((r) => ({ region: r.region, pop: r.pop.name, popAddress: r.pop.address, popAddress4: r.pop.address4,
             edgeNs: r.edge.ns, publicAsn: r.edge.publicAsn, transitAsn: r.transit.asn, client: r.client.address, client4: r.client.address4 })),
         ...measured, experiments: [], kept: false,

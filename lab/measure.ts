@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { familyOf, Family, nthAddress, parseCidr } from "../components/core/addressing";
+import { familyOf, Family, nthAddress } from "../components/core/addressing";
 import { LabRuntime, nsDir, UNRELATED_POP_ROUTES } from "./boot";
 import { showProtocols, showRoutes } from "./birdc";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
@@ -40,7 +40,7 @@ async function readSessions(lab: LabRuntime, problems: string[]): Promise<Sessio
                 bfd: edge?.bfd ?? "?", exported: p.routes?.exported, edgeImported: edge?.accepted,
                 upstreamOffered: edge?.offered, popImported: p.routes?.imported,
             });
-            const prefixes = spec.prefixes.filter((x) => parseCidr(x).family === family).length;
+            const prefixes = spec.prefixes.filter((x) => x.family === family).length;
             if (!established) problems.push(`PoP ${r.pop.name}: BGP ${p.name} is ${p.bgpState ?? p.info}${p.lastError ? ` (${p.lastError})` : ""}`);
             if (r.edge.towardsPop.bfd && edge?.bfd !== "Up") problems.push(`PoP ${r.pop.name}: BFD on ${p.name} is ${edge?.bfd ?? "unknown"}, not Up`);
             if ((p.routes?.imported ?? 0) > 0) problems.push(`PoP ${r.pop.name}: imported ${p.routes?.imported} routes from its upstream (must be none)`);
@@ -55,8 +55,8 @@ async function readSessions(lab: LabRuntime, problems: string[]): Promise<Sessio
 /** Every route each transit holds for each announced prefix; the best must be its own edge's. */
 async function readTransitRoutes(lab: LabRuntime, problems: string[]): Promise<TransitRoute[]> {
     const out: TransitRoute[] = [];
-    for (const prefix of lab.stack.spec.prefixes) {
-        const family = parseCidr(prefix).family;
+    for (const prefix of lab.stack.spec.prefixes.map(String)) {
+        const family = familyOf(prefix);
         for (const r of lab.plan.regions) {
             const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix);
             for (const x of routes) {
@@ -75,7 +75,7 @@ async function readTransitRoutes(lab: LabRuntime, problems: string[]): Promise<T
 /** GET / on the anycast address from each region's client: who serves, and what reaches the origin. */
 async function measureCatchment(lab: LabRuntime, problems: string[]): Promise<CatchmentEntry[]> {
     const spec = lab.stack.spec;
-    const target = { address: spec.address, host: spec.frontDoor.hostname };
+    const target = { address: spec.address.toString(), host: spec.frontDoor.hostname };
     const catchment: CatchmentEntry[] = [];
     for (const r of lab.plan.regions) {
         const s = await probeOnce(r.client.ns, target);
@@ -91,7 +91,7 @@ async function measureCatchment(lab: LabRuntime, problems: string[]): Promise<Ca
         }
         catchment.push(entry);
         if (entry.servedBy !== r.pop.name) problems.push(`region ${r.region}: served by ${entry.servedBy ?? "nobody"} instead of its own PoP ${r.pop.name}`);
-        if (entry.status !== 200 || entry.origin !== spec.origin.name) {
+        if (entry.status !== 200 || !spec.origins.some((o) => o.name === entry.origin)) {
             problems.push(`region ${r.region}: no origin answer through the anycast address (${entry.status ?? entry.error})`);
         }
         if (entry.hostHeader !== spec.frontDoor.hostname) problems.push(`region ${r.region}: origin saw Host ${entry.hostHeader}, not ${spec.frontDoor.hostname}`);
@@ -119,9 +119,9 @@ async function catchCounter(r: RegionPlan): Promise<number> {
  * PoP namespace.
  */
 async function measureCatchment4(lab: LabRuntime, problems: string[]): Promise<Catchment4Entry[] | undefined> {
-    const prefix = lab.stack.spec.prefixes.find((p) => familyOf(p) === 4);
+    const prefix = lab.stack.spec.prefixes.find((p) => p.family === 4);
     if (!prefix) return undefined;
-    const target = nthAddress(parseCidr(prefix), 1);
+    const target = nthAddress(prefix, 1);
     for (const r of lab.plan.regions) {
         await nsRun(r.pop.ns, "nft", ["-f", "-"], { input: `table ip ${CATCH_TABLE} {\n chain pre {\n  type filter hook prerouting ` +
             `priority -300; policy accept;\n  ip daddr ${prefix} counter\n }\n}\n` });
@@ -193,8 +193,8 @@ async function checkHttps(lab: LabRuntime, problems: string[]): Promise<HttpsChe
     for (const r of lab.plan.regions) {
         const h: HttpsCheck = {
             region: r.region, expectedPop: r.pop.name,
-            withCert: await curlHttps(r.client.ns, spec.address, spec.frontDoor.hostname, tlsDir, true),
-            withoutCert: await curlHttps(r.client.ns, spec.address, spec.frontDoor.hostname, tlsDir, false),
+            withCert: await curlHttps(r.client.ns, spec.address.toString(), spec.frontDoor.hostname, tlsDir, true),
+            withoutCert: await curlHttps(r.client.ns, spec.address.toString(), spec.frontDoor.hostname, tlsDir, false),
         };
         out.push(h);
         if (h.withCert.status !== 200 || h.withCert.servedBy !== h.expectedPop) {
@@ -210,7 +210,7 @@ async function checkHttps(lab: LabRuntime, problems: string[]): Promise<HttpsChe
 async function checkOutsider(lab: LabRuntime, problems: string[]): Promise<LabReport["outsider"]> {
     const { plan } = lab;
     const spec = lab.stack.spec;
-    const s = await probeOnce(plan.outsider.ns, { address: spec.address, host: spec.frontDoor.hostname }, 1000);
+    const s = await probeOnce(plan.outsider.ns, { address: spec.address.toString(), host: spec.frontDoor.hostname }, 1000);
     const allowed = allowedBy(spec, plan.httpSources, plan.outsider.address).http;
     const outsider = { client: plan.outsider.address, blocked: !s.ok, expectBlocked: !allowed,
         detail: s.ok ? `served by ${s.pop}` : (s.error ?? `status ${s.status}`) };
@@ -267,8 +267,7 @@ export async function waitForAnnounced(lab: LabRuntime, timeoutMs: number): Prom
         });
     }));
     // Each transit must have heard its own region's routes before catchment is measured.
-    for (const prefix of lab.stack.spec.prefixes) {
-        const family = parseCidr(prefix).family;
+    for (const { family, text: prefix } of lab.stack.spec.prefixes.map((p) => ({ family: p.family, text: p.toString() }))) {
         await Promise.all(plan.regions.map((r) => waitFor(`transit ${r.region} to prefer its own edge for ${prefix}`, async () => {
             const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix);
             return routes.some((x) => x.best && x.from === edgePeerName(r.transit, family));
@@ -290,7 +289,7 @@ export function howToPoke(lab: LabRuntime): string[] {
         `  ip netns exec ${r.pop.ns} birdc -s ${lab.birdSocket(r.pop.ns)} show protocols all`,
         ...lab.edges.howToPoke(r).map((c) => `  ${c}`),
         `  ip netns exec ${r.transit.ns} birdc -s ${lab.birdSocket(r.transit.ns)} show route ${spec.prefixes[0]} all`,
-        `  ip netns exec ${r.client.ns} curl -si -H 'Host: ${spec.frontDoor.hostname}' http://${urlHost(spec.address)}/`,
+        `  ip netns exec ${r.client.ns} curl -si -H 'Host: ${spec.frontDoor.hostname}' http://${spec.address.inUrl()}/`,
         `  ip netns exec ${r.pop.ns} env ANYCAST_HEALTH_ENV=${lab.healthEnvFile(r.pop.ns)} ${nsDir(r.pop.ns)}/anycast-health status`,
         `  files and logs: ${LAB_DIR}/<namespace>/`,
         "Tear it down with: npx anycast lab --down (as root)",

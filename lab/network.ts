@@ -49,6 +49,14 @@ export async function teardownNetwork(log: (line: string) => void = () => undefi
             await sleep(100);
         }
     }
+    // A process can fork between the listing and the signal (the health agent runs each check in
+    // a subshell), and its new child was in no list: list again until the namespaces are empty.
+    for (let round = 0; round < 20; round++) {
+        const late = [...new Set((await Promise.all(namespaces.map((ns) => namespacePids(ns)))).flat())].filter((p) => p !== process.pid);
+        if (late.length === 0) break;
+        killAll(late, "SIGKILL");
+        await sleep(100);
+    }
     for (const ns of namespaces) await runUntracked("ip", ["netns", "del", ns], { allowFail: true });
     fs.rmSync(LAB_DIR, { recursive: true, force: true });
     if (namespaces.length > 0) log(`  removed ${namespaces.length} namespaces, stopped ${pids.length} processes`);

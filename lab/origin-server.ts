@@ -1,6 +1,6 @@
 /**
  * The origin's HTTP service in the lab (the user's application, not our product): answers every
- * request with 200 and a JSON body naming the origin and echoing the request headers it received,
+ * request with 200 and a JSON body naming the origin (and an x-origin header) and echoing the request headers it received,
  * so the lab can check what a PoP forwarded (Host kept, X-Forwarded-For added). Every path
  * answers, so the health agents' origin.healthPath does too, whatever its value.
  *
@@ -25,7 +25,8 @@ function main(): void {
                 origin: name, method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress,
                 headers: req.headers,
             });
-            res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+            // x-origin: which origin answered, for the lab's clients (the origin-failover experiments).
+            res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-origin": name });
             res.end(body);
         });
     });

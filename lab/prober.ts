@@ -39,6 +39,10 @@ export interface ProbeSample {
     ok: boolean;
     status?: number;
     pop?: string;
+    /** The origin that answered (the lab origin's x-origin header). */
+    origin?: string;
+    /** The PoP the answer was relayed through, if any (X-Anycast-Relay). */
+    relay?: string;
     error?: string;
     body?: string;
 }
@@ -63,9 +67,13 @@ function probe(opts: ProberOptions, seq: number, emit: (s: ProbeSample) => void)
             res.on("data", (c: Buffer) => chunks.push(c));
             res.on("end", () => {
                 const pop = res.headers["x-anycast-pop"];
+                const origin = res.headers["x-origin"];
+                const relay = res.headers["x-anycast-relay"];
                 finish({
                     ok: res.statusCode === 200, status: res.statusCode,
                     pop: typeof pop === "string" ? pop : undefined,
+                    ...(typeof origin === "string" ? { origin } : {}),
+                    ...(typeof relay === "string" ? { relay } : {}),
                     body: opts.body ? Buffer.concat(chunks).toString() : undefined,
                 });
             });

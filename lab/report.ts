@@ -3,20 +3,18 @@
  * the text fits in 100 columns (lab/text.ts), and every table column has a label.
  */
 import type { Rewrite } from "./boot";
-import { summarize, Summary } from "./stats";
+import type { Summary } from "./stats";
 import type { EdgeKind } from "./edge";
 import type { ReachProbe } from "./exposure";
 import type { FlapDampingReport, PolicyChangeReport, RoutingSafety } from "./routing";
 import { ms, table, wrap } from "./text";
+import { formatOriginFailover, OriginFailoverReport } from "./origin-experiments";
 
 export { ms, table } from "./text";
 
 export type Stats = Summary;
 
-/** min/median/max of the runs that produced a figure; undefined when none did. */
-export function stats(values: number[]): Stats | undefined {
-    return values.length === 0 ? undefined : summarize(values);
-}
+export { stats } from "./stats";
 
 export interface SessionReport {
     pop: string;
@@ -158,6 +156,8 @@ export interface LabReport {
     experiments: ExperimentReport[];
     /** Why the experiments stopped before the end. */
     experimentsAborted?: string;
+    /** Origin failover: every origin down, a PoP's tunnels cut, one origin down (lab/origin-experiments.ts). */
+    originFailover?: OriginFailoverReport;
     kept: boolean;
     howToPoke?: string[];
 }
@@ -311,6 +311,7 @@ function formatPolicyChange(p: PolicyChangeReport): string[] {
 }
 
 function formatFlapDamping(f: FlapDampingReport): string[] {
+    if (f.skipped) return [...wrap(`Flap damping on ${f.pop}: not run: ${f.skipped}`), ""];
     const out = wrap(`Flap damping on ${f.pop} (health.maxWithdrawalsPerHour ${f.maxWithdrawalsPerHour}): ` +
         (f.error ? `FAILED: ${f.error}` : f.heldDown ? "held down" : "NOT HELD DOWN"));
     const line = (text: string) => out.push(...wrap(text, "  ", "    "));
@@ -342,7 +343,7 @@ function formatRewrites(r: LabReport): string[] {
 export function formatReport(r: LabReport): string {
     const out: string[] = [
         ...formatHeader(r), ...formatTopology(r), ...formatSessions(r), ...formatTransitRoutes(r), ...formatCatchment(r),
-        ...formatExposure(r), ...formatRouting(r), ...formatExperiments(r),
+        ...formatExposure(r), ...formatRouting(r), ...formatExperiments(r), ...formatOriginFailover(r.originFailover),
     ];
     if (r.policyChange) out.push(...formatPolicyChange(r.policyChange));
     if (r.flapDamping) out.push(...formatFlapDamping(r.flapDamping));

@@ -17,6 +17,7 @@ import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/conf
 import { LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
 import { EdgeSession } from "./edge";
+import { isolationMs, SLACK_MS } from "./experiments";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
@@ -95,7 +96,7 @@ export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
         const out = await birdc(r.transit.ns, lab.birdSocket(r.transit.ns), `show route where bgp_path.last = ${spec.asn}`);
         transits.push({ region: r.region, originatedByUs: networksOf(out) });
     }
-    const configured = [...spec.prefixes].sort();
+    const configured = spec.prefixes.map(String).sort();
     const same = (a: string[]) => a.length === configured.length && a.every((x, i) => x === configured[i]);
     const ok = pops.every((p) => p.imported === 0 && same(p.exported) && p.unrelatedInKernel.length === UNRELATED_POP_ROUTES.length) &&
         transits.every((t) => same(t.originatedByUs));
@@ -167,12 +168,12 @@ const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s
 
 /** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
 async function transitRouteFromEdge(lab: LabRuntime, r: RegionPlan) {
-    const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), lab.stack.spec.prefixes[0]);
+    const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), lab.stack.spec.prefixes[0].toString());
     return routes.find((x) => x.from === edgePeerName(r.transit));
 }
 
 async function servedBy(lab: LabRuntime, r: RegionPlan, want: (pop: string | undefined) => boolean, timeoutMs: number): Promise<string | undefined> {
-    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
+    const prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
     try {
         const t0 = nowMs();
         const hit = await prober.waitFor(t0, (s) => s.ok && want(s.pop), timeoutMs);
@@ -287,6 +288,8 @@ export interface FlapDampingReport {
     /** Origin-path flaps (wg0 down, up) it took until the agent held the PoP down. */
     flaps: number;
     heldDown: boolean;
+    /** Set when the config gives an origin-path flap no withdrawal to count (a hub mesh): not run. */
+    skipped?: string;
     heldReason?: string;
     /** How long the lab watched the held-down PoP while its checks passed. */
     watchedMs: number;
@@ -325,6 +328,13 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
     };
     // The transit's session with the PoP's edge carries exactly this PoP's route (the edge imports
     // nothing else that it passes on), so its counters are what the Internet saw of the flaps.
+    if (lab.stack.spec.mesh.topology === "hub") {
+        // The flaps are origin-path faults of one PoP; in a hub mesh the PoP counts them as global
+        // (it cannot ask the others, lab/experiments.ts), stays announced, and nothing is counted.
+        report.skipped = "in a hub mesh a PoP cut off from the hub counts it as a global fault and stays announced: " +
+            "an origin-path flap costs no withdrawal, so there is nothing to hold down";
+        return report;
+    }
     const fromEdge = async () => (await showProtocols(r.transit.ns, lab.birdSocket(r.transit.ns))).find((p) => p.name === edgePeerName(r.transit));
     const state = async () => lab.agentStatus(r.pop.name);
     let prober: Prober | undefined;
@@ -334,7 +344,9 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         const counts0 = importCounts(await fromEdge());
         for (let i = 0; i <= max && !report.heldDown; i++) {
             await lab.wgDown(r.pop.ns);
-            await waitFor(`${r.pop.name} to withdraw`, async () => ["withdrawn", "held-down"].includes((await state())?.state ?? ""), 15_000, 20);
+            // wg0 down cuts the PoP off from the whole mesh: it withdraws once it counts itself cut off.
+            await waitFor(`${r.pop.name} to withdraw`, async () => ["withdrawn", "held-down"].includes((await state())?.state ?? ""),
+                isolationMs(lab.stack.spec) + SLACK_MS, 20);
             report.flaps++;
             await lab.wgUp(r.pop.ns);
             const next = await waitFor(`${r.pop.name} to announce again or be held down`, async () => {
@@ -348,7 +360,11 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
 
         // Held down and healthy: nothing is announced, and the region is served elsewhere.
         await waitFor(`${r.pop.name}'s checks to pass again`, async () => (await state())?.healthy === true, 30_000, 50);
-        prober = new Prober(r.client.ns, { address: lab.stack.spec.address, host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
+        prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
+        // The prober is a process of its own: on a loaded machine it takes seconds to start, and a
+        // watch that began before its first answer would see no request at all.
+        const started = nowMs();
+        if (!await prober.waitFor(started, () => true, 30_000)) throw new Error(`no probe of region ${r.region} completed within 30 s`);
         const watchMs = Math.max(3000, lab.stack.spec.health.interval * 1000 * (lab.stack.spec.health.rise + 5));
         const t0 = nowMs();
         let healthy = true;

@@ -15,6 +15,11 @@ export function summarize(samples: number[]): Summary {
     return { n: s.length, min: s[0], median, max: s[s.length - 1] };
 }
 
+/** min/median/max of the runs that produced a figure; undefined when none did. */
+export function stats(values: number[]): Summary | undefined {
+    return values.length === 0 ? undefined : summarize(values);
+}
+
 export function formatSummary(s: Summary, unit: string, digits = 0): string {
     if (s.n === 0) return "n/a";
     const f = (x: number) => x.toFixed(digits);

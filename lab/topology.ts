@@ -20,7 +20,6 @@
  *
  * What the lab cannot build for a config stops planLab with a LabPreconditionError that says why.
  */
-import * as ipaddr from "ipaddr.js";
 import { canonical, contains, familyOf, Family, formatCidr, hasIpv4, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
 import { AnycastSpec, PopSpec } from "../components/core/model";
 import { LabPreconditionError } from "./errors";
@@ -167,6 +166,19 @@ export interface RegionPlan {
     client: ClientPlan;
 }
 
+/** An origin: an existing host in its own /64 behind a transit. */
+export interface OriginPlan {
+    ns: string;
+    host: LabHost;
+    address: string;
+    network: string;
+    gateway: string;
+    meshAddress: string;
+    port: number;
+    healthPath: string;
+    transitRegion: string;
+}
+
 /** Who plays the admin network (firewall.adminCidrs) in the exposure probes. */
 export type AdminPlan =
     | { kind: "anyone"; why: string }
@@ -181,8 +193,10 @@ export interface LabPlan {
     transits: TransitPlan[];
     /** 6, and 4 when the stack announces an IPv4 prefix. */
     families: Family[];
-    origin: { ns: string; host: LabHost; address: string; network: string; gateway: string; meshAddress: string;
-        port: number; healthPath: string; transitRegion: string };
+    /** The first origin (origins[0]). */
+    origin: OriginPlan;
+    /** Every origin of the stack, each in its own namespace behind a transit. */
+    origins: OriginPlan[];
     outsider: ClientPlan & { transitRegion: string };
     admin: AdminPlan;
     /** The HTTP sources the rendered firewall allows (the clients are inside them). */
@@ -245,7 +259,7 @@ interface Range {
 function rangeOf(net: string): Range {
     const c: Cidr = parseCidr(net, false);
     const bits = c.family === 6 ? 128 : 32;
-    const lo = BigInt(`0x${ipaddr.parse(c.network).toByteArray().map((x) => x.toString(16).padStart(2, "0")).join("")}`);
+    const lo = c.network.toBigInt();
     return { family: c.family, lo, hi: lo + (1n << BigInt(bits - c.length)) - 1n };
 }
 
@@ -260,8 +274,8 @@ class PlanBuilder {
 
     constructor(readonly stack: LabStack, readonly families: Family[]) {
         const spec = stack.spec;
-        for (const p of spec.prefixes) this.take(p);
-        this.take(spec.mesh.cidr);
+        for (const p of spec.prefixes) this.take(p.toString());
+        this.take(spec.mesh.cidr.toString());
         for (const h of stack.hosts) {
             this.take(linkNetworkOf(h.ipv6));
             if (h.ipv4 && families.includes(4)) this.take(linkNetworkOf(h.ipv4));
@@ -356,7 +370,7 @@ class PlanBuilder {
         // No subnet of its own in the block: an address of the block (a different one per
         // customer while the block has them), reached through a link network and a host route.
         const size = 2 ** Math.min(30, hostLength(family) - b.length);
-        const address = size <= 2 ? b.network : hostIn(formatCidr(b), 1 + ((16 + nth) % (size - 2)));
+        const address = size <= 2 ? b.network.toString() : hostIn(formatCidr(b), 1 + ((16 + nth) % (size - 2)));
         const link = this.nextLink(family);
         const gateway = hostIn(link, 1);
         customer.addresses.push({ ifname: "eth0", cidr: `${address}/${hostLength(family)}` });
@@ -398,8 +412,8 @@ function checkEmulatable(stack: LabStack, families: Family[]): void {
     for (const pop of spec.pops) {
         const host = stack.hosts.find((h) => h.name === pop.name);
         if (!host) throw new LabPreconditionError(`the stack rendered no host for PoP ${pop.name}`);
-        const neighbors: Array<[string, string]> = [[pop.bgp.neighbor, host.ipv6]];
-        if (families.includes(4)) neighbors.push([pop.bgp.neighbor4, host.ipv4!]);
+        const neighbors: Array<[string, string]> = [[pop.bgp.neighbor.toString(), host.ipv6]];
+        if (families.includes(4)) neighbors.push([pop.bgp.neighbor4.toString(), host.ipv4!]);
         for (const [neighbor, own] of neighbors) {
             if (familyOf(neighbor) === 6 && contains(parseCidr("fe80::/10"), neighbor)) {
                 throw new LabPreconditionError(`PoP ${pop.name}: bgp.neighbor ${neighbor} is link-local; the lab emulates ` +
@@ -441,7 +455,7 @@ function planPopLink(b: PlanBuilder, popNs: NamespacePlan, edgeNs: NamespacePlan
     const sessions: EdgePopSession[] = [];
     for (const family of b.families) {
         const address = canonical(family === 6 ? host.ipv6 : host.ipv4!);
-        const neighbor = canonical(family === 6 ? pop.bgp.neighbor : pop.bgp.neighbor4);
+        const neighbor = (family === 6 ? pop.bgp.neighbor : pop.bgp.neighbor4).toString();
         const network = linkNetworkOf(address);
         const len = CUSTOMER_LENGTH[family];
         const gateway = gatewayFor(address);
@@ -560,27 +574,42 @@ function connectTransits(b: PlanBuilder, transits: TransitPlan[]): void {
     }
 }
 
-/** The origin: an existing host in its own /64 behind the first region's transit. */
-function planOrigin(b: PlanBuilder, transit: TransitPlan): LabPlan["origin"] {
-    const spec = b.stack.spec;
-    const host = b.stack.hosts.find((h) => h.name === spec.origin.name);
-    if (!host) throw new LabPreconditionError(`the stack rendered no host for the origin ${spec.origin.name}`);
-    const ns = b.ns("origin", "origin", false);
-    const address = canonical(host.ipv6);
-    const gateway = gatewayFor(address);
-    ns.addresses.push({ ifname: "eth0", cidr: `${address}/64` });
-    ns.routes.push(["::/0", "via", gateway, "dev", "eth0"]);
-    b.get(transit.ns).addresses.push({ ifname: "to-origin", cidr: `${gateway}/64` });
-    transit.customerIfaces.push("to-origin");
-    b.link(ns, "eth0", b.get(transit.ns), "to-origin");
-    return { ns: ns.name, host, address, network: linkNetworkOf(address), gateway, meshAddress: spec.origin.meshAddress,
-        port: spec.origin.port, healthPath: spec.origin.healthPath, transitRegion: transit.region };
+/**
+ * The origins: existing hosts, each in its own /64. The first behind the first region's transit,
+ * further ones behind the last regions' transits, so that origins and PoPs spread over the map.
+ */
+function planOrigins(b: PlanBuilder, transits: TransitPlan[]): OriginPlan[] {
+    const networks = new Map<string, string>();
+    return b.stack.spec.origins.map((o, k) => {
+        const host = b.stack.hosts.find((h) => h.name === o.name);
+        if (!host) throw new LabPreconditionError(`the stack rendered no host for the origin ${o.name}`);
+        const address = canonical(host.ipv6);
+        const network = linkNetworkOf(address);
+        const other = networks.get(network);
+        if (other) {
+            throw new LabPreconditionError(`origins ${other} and ${o.name} share the network ${network}; the lab puts each origin ` +
+                "behind a transit of its own: give them host.address values in different /64s");
+        }
+        networks.set(network, o.name);
+        const transit = transits[k === 0 ? 0 : (transits.length - (k % transits.length)) % transits.length];
+        const ns = b.ns(k === 0 ? "origin" : `origin${k + 1}`, "origin", false);
+        const ifname = k === 0 ? "to-origin" : `to-origin${k + 1}`;
+        const gateway = gatewayFor(address);
+        ns.addresses.push({ ifname: "eth0", cidr: `${address}/64` });
+        ns.routes.push(["::/0", "via", gateway, "dev", "eth0"]);
+        b.get(transit.ns).addresses.push({ ifname, cidr: `${gateway}/64` });
+        transit.customerIfaces.push(ifname);
+        b.link(ns, "eth0", b.get(transit.ns), ifname);
+        return { ns: ns.name, host, address, network, gateway, meshAddress: o.meshAddress.toString(),
+            port: o.port, healthPath: o.healthPath, transitRegion: transit.region };
+    });
 }
 
 /** A client outside the HTTP sources and admin networks when there is room, behind the last transit. */
 function planOutsider(b: PlanBuilder, transit: TransitPlan, httpSources: string[]): LabPlan["outsider"] {
     const spec = b.stack.spec;
-    const inside = (net: string, list: string[]) => list.some((s) => overlaps(parseCidr(s, false), parseCidr(net)));
+    const inside = (net: string, list: Array<string | Cidr>) =>
+        list.some((s) => overlaps(typeof s === "string" ? parseCidr(s, false) : s, parseCidr(net)));
     const free = OUTSIDER_CANDIDATES.filter((n) => !b.clashes(n));
     const net = free.find((n) => !inside(n, httpSources) && !inside(n, spec.firewall.adminCidrs)) ?? free[0];
     if (!net) throw new LabPreconditionError(`the lab found no network for its outsider client (tried ${OUTSIDER_CANDIDATES.join(", ")})`);
@@ -597,12 +626,11 @@ function planOutsider(b: PlanBuilder, transit: TransitPlan, httpSources: string[
 function planAdmin(b: PlanBuilder, transit: TransitPlan, originAddress: string): AdminPlan {
     const cidrs = b.stack.spec.firewall.adminCidrs;
     if (cidrs.length === 0) return { kind: "anyone", why: "firewall.adminCidrs is empty: SSH is open to every source" };
-    if (cidrs.some((c) => contains(parseCidr(c, false), originAddress))) {
+    if (cidrs.some((c) => contains(c, originAddress))) {
         return { kind: "origin", why: `the origin ${originAddress} is inside firewall.adminCidrs` };
     }
-    const v6 = cidrs.filter((c) => parseCidr(c, false).family === 6);
-    const block = v6.find((c) => {
-        const p = parseCidr(c, false);
+    const v6 = cidrs.filter((c) => c.family === 6);
+    const block = v6.find((p) => {
         return p.length > CUSTOMER_LENGTH[6] || [0, 1, 2, 3].some((k) => !b.clashes(subnet(formatCidr(p), CUSTOMER_LENGTH[6], k)));
     });
     if (!block) {
@@ -610,7 +638,7 @@ function planAdmin(b: PlanBuilder, transit: TransitPlan, originAddress: string):
     }
     const ns = b.ns("admin", "admin", false);
     b.link(ns, "eth0", b.get(transit.ns), "to-admin");
-    const address = b.attachCustomer(ns, transit, "to-admin", block, 0);
+    const address = b.attachCustomer(ns, transit, "to-admin", block.toString(), 0);
     return { kind: "namespace", client: { ns: ns.name, address }, transitRegion: transit.region,
         why: `an admin host at ${address} inside firewall.adminCidrs ${block}` };
 }
@@ -626,7 +654,8 @@ export function planLab(stack: LabStack): LabPlan {
     const regions = spec.pops.map((pop, i) => planRegion(b, pop, i, names[i], clients));
     const transits = regions.map((r) => r.transit);
     connectTransits(b, transits);
-    const origin = planOrigin(b, transits[0]);
+    const origins = planOrigins(b, transits);
+    const origin = origins[0];
     const outsider = planOutsider(b, transits[transits.length - 1], httpSources);
     const admin = planAdmin(b, transits[Math.min(1, transits.length - 1)], origin.address);
     if (families.includes(4)) {
@@ -635,7 +664,7 @@ export function planLab(stack: LabStack): LabPlan {
             "by where a client's IPv4 packets to the prefix arrive");
     }
     return {
-        namespaces: [...b.namespaces.values()], links: b.links, regions, transits, families, origin, outsider, admin,
+        namespaces: [...b.namespaces.values()], links: b.links, regions, transits, families, origin, origins, outsider, admin,
         httpSources, notes: b.notes,
     };
 }

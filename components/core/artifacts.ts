@@ -21,6 +21,7 @@ export const ARTIFACT_NAMES = [
     "bird.conf",
     "wg0.conf",
     "nginx.conf",
+    "nginx-upstreams.conf",
     "anycast-health",
     "anycast-health.env",
     "anycast-health.service",
@@ -138,6 +139,16 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         apply: "systemctl enable nginx >/dev/null 2>&1 || true\n" +
             "if ss -Hltn | awk '$4 ~ /^(\\*|0\\.0\\.0\\.0|\\[::\\]):(80|443)$/ { found = 1 } END { exit !found }'; " +
             "then systemctl restart nginx; else systemctl reload nginx || systemctl restart nginx; fi",
+    },
+    "nginx-upstreams.conf": {
+        name: "nginx-upstreams.conf", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/core/render/nginx.ts",
+        remotePath: "/etc/anycast/nginx-upstreams.conf",
+        description: "The paths to the origins that nginx.conf includes: every origin directly over the mesh and through " +
+            "the other PoPs' relays. Pushed as the starting point (the preferred origin primary); the health agent " +
+            "rewrites it from its checks (primary path, broken paths down) and reloads nginx.",
+        // Checked with the live nginx.conf that includes it; the first push comes before nginx.conf's.
+        apply: "if systemctl is-active --quiet nginx; then nginx -t -q && systemctl reload nginx; fi",
     },
     "anycast-health": {
         name: "anycast-health", delivery: "push", roles: ["pop"], secret: false, ...PROGRAM,

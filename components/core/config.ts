@@ -6,19 +6,21 @@
  * keys that parsed (prefix lengths, overlaps, uniqueness, communities, ...). Every issue names
  * its config key the way `pulumi config` spells it (`anycast:pops[1].bgp.holdTime`), the value,
  * and what would be valid; shape errors are put in those words by config-issues.ts.
+ *
+ * Every address and prefix is parsed here, once, into the IpAddress and IpPrefix values the spec
+ * holds (addressing.ts); nothing downstream parses them again.
  */
 import { z } from "zod";
+import { IpAddress, IpPrefix, planMeshAddresses } from "./addressing";
 import {
-    contains, familyOf, formatCidr, isIp, isPrivateRange, nthAddress, overlaps, parseCidr, rangeOf,
-    usableHosts, Cidr, planMeshAddresses, canonical,
-} from "./addressing";
-import {
-    AnycastSpec, BgpSettings, Community, ConfigIssue, DeploySpec, HostSpec, PopSpec, HealthSpec, RoaSpec, RpkiFinding,
+    AnycastSpec, BgpSettings, Community, ConfigIssue, DeploySpec, FirewallSpec, HostSpec, OriginSpec, PopSpec, HealthSpec, RoaSpec,
+    RpkiFinding,
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
 import { accepts, describeShapeIssue, showValue, unknownKeyMessage, validPhrase } from "./config-issues";
 import { communityProblem, VULTR_BGP, VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
 import { DAMPING_SUPPRESS_THRESHOLD, MAX_SAFE_WITHDRAWALS, worstFlapPenalty } from "./damping";
+import { checkFailover, checkOriginPreferences, extraOriginMeshAddress, failoverShape, originEntries } from "./origins";
 
 export { DAMPING_SUPPRESS_THRESHOLD, flapPenalty, worstFlapPenalty } from "./damping";
 
@@ -93,7 +95,10 @@ const popShape = accepts(z.strictObject({
     communities: accepts(z.array(accepts(z.string(), `a community such as "64600:6939" (ASN:VALUE) or "206924:1:2" (large)`)),
         `a list of communities such as ["64600:6939"]`).default([]),
     prepend: accepts(z.number().int().min(0).max(3), "0 to 3 extra prepends").default(0),
-}), "{name, region or host, bgp?, communities?, prepend?, ...}");
+    /** Origin names in this PoP's order of preference (origins.ts). */
+    origins: accepts(z.array(accepts(z.string(), "the name of an origin")), "a list of origin names, most preferred first, such as [origin, origin2]")
+        .optional(),
+}), "{name, region or host, bgp?, communities?, prepend?, origins?, ...}");
 
 const originShape = accepts(z.strictObject({
     name,
@@ -161,7 +166,9 @@ const topLevel = {
     sshPublicKeys: accepts(z.array(accepts(z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$/),
         `an OpenSSH public key line such as "ssh-ed25519 AAAA... you@host"`)), "a list of OpenSSH public key lines").default([]),
     pops: accepts(z.array(popShape).min(1), "a list of at least one PoP {name, region or host}"),
-    origin: originShape,
+    origin: originShape.optional(),
+    origins: accepts(z.array(originShape).min(1), "a list of at least one origin {name, host or region, port, healthPath?}").optional(),
+    failover: failoverShape.default(failoverShape.parse({})),
     mesh: meshShape,
     frontDoor: frontDoorShape,
     health: healthShape.default(healthShape.parse({})),
@@ -230,39 +237,60 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const prefixes = checkPrefixes(parsed.prefix, asn, c);
     const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, c);
     const address = checkAddress(parsed.address, prefixes, c);
-    const mesh = planMesh(parsed.mesh, parsed.pops.length, prefixes, c);
+    const rawOrigins = originEntries({ origin: raw.origin !== undefined, origins: raw.origins !== undefined }, parsed.origin, parsed.origins, c);
+    const mesh = planMesh(parsed.mesh, rawOrigins.length, parsed.pops.length, prefixes, c);
     checkBgpPassword(raw, parsed, c);
-    const deploy = deploySpecFor(parsed.deploy, parsed.firewall?.adminCidrs ?? [], c);
-    const pops = checkPops(parsed, asn ?? 0, mesh, c, deploy?.sshFamily);
-    const origin = checkOrigin(parsed, mesh, c, deploy?.sshFamily);
-    checkMeshAddressesUnique(origin, pops, c);
-    checkHostsOutsidePrefixes(parsed, prefixes, c);
+    const firewall = firewallSpecFor(parsed.firewall);
+    const deploy = deploySpecFor(parsed.deploy, parsed.firewall?.adminCidrs ?? [], firewall.spec?.adminCidrs ?? [], c);
+    const originNames = rawOrigins.map((o) => o.raw.name);
+    const pops = checkPops(parsed, asn ?? 0, originNames, mesh, c, deploy?.sshFamily);
+    const origins = checkOrigins(rawOrigins, mesh, c, deploy?.sshFamily);
+    checkOriginPreferences(parsed.pops.map((p) => p?.origins), originNames, c);
+    const failover = parsed.failover && checkFailover(parsed.failover, parsed.mesh?.topology, origins, parsed.pops.length, c);
+    checkMeshAddressesUnique(origins, pops, c);
+    checkHostsOutsidePrefixes(parsed, rawOrigins, prefixes, c);
     const frontDoor = checkFrontDoor(parsed.frontDoor, c);
-    checkFirewall(parsed.firewall, c);
+    reportFirewall(parsed.firewall, firewall.issues, c);
     checkSshPrivateKey(raw.sshPrivateKey, c);
     checkHealth(parsed.health, c);
 
     if (c.errors.length > 0) throw new ConfigError(c.errors);
     // Every field below was checked above; the assertions only restate that to the compiler.
-    return {
+    const spec: AnycastSpec = withoutUndefinedFields({
         asn: asn!,
-        prefixes: prefixes.map(formatCidr),
+        prefixes,
         address: address!,
         bgpPassword: parsed.bgpPassword ?? "",
         sshPrivateKey: String(raw.sshPrivateKey),
         sshPublicKeys: parsed.sshPublicKeys ?? [],
-        pops,
-        origin: origin!,
-        // Canonical (`10.77.0.0/24`, never `10.77.0.7/24` or upper-case IPv6): parsed once, here.
-        mesh: { ...parsed.mesh!, cidr: formatCidr(mesh.cidr!) },
+        pops: pops as PopSpec[],
+        origin: origins[0] as OriginSpec,
+        origins: origins as OriginSpec[],
+        failover: failover!,
+        mesh: { ...parsed.mesh!, cidr: mesh.cidr! },
         frontDoor: frontDoor!,
         health: parsed.health!,
-        firewall: parsed.firewall!,
+        firewall: firewall.spec!,
         deploy: deploy!,
         roas,
         rpki,
         warnings: c.warnings,
-    };
+    });
+    // The first origin is the same object as origins[0] (the copy above made two).
+    spec.origin = spec.origins[0];
+    return spec;
+}
+
+/**
+ * The spec without fields whose value is undefined (an optional setting left out), so that it
+ * equals its own JSON round trip (spec-json.ts). Only plain objects and arrays are walked; the
+ * IpAddress and IpPrefix values are kept as they are.
+ */
+function withoutUndefinedFields<T>(value: T): T {
+    if (Array.isArray(value)) return value.map(withoutUndefinedFields) as T;
+    if (value === null || typeof value !== "object" || Object.getPrototypeOf(value) !== Object.prototype) return value;
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)
+        .map(([k, v]) => [k, withoutUndefinedFields(v)])) as T;
 }
 
 function checkUnknownKeys(raw: Record<string, unknown>, c: Collector): void {
@@ -325,15 +353,15 @@ function checkAsn(asn: number | undefined, c: Collector): number | undefined {
     return asn;
 }
 
-function checkPrefixes(prefix: TopLevel["prefix"] | undefined, asn: number | undefined, c: Collector): Cidr[] {
-    const prefixes: Cidr[] = [];
+function checkPrefixes(prefix: TopLevel["prefix"] | undefined, asn: number | undefined, c: Collector): IpPrefix[] {
+    const prefixes: IpPrefix[] = [];
     if (prefix === undefined) return prefixes;
     const list = Array.isArray(prefix) ? prefix : [prefix];
     const keyOf = (i: number) => Array.isArray(prefix) ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`;
     list.forEach((text, i) => {
-        let p: Cidr;
+        let p: IpPrefix;
         try {
-            p = parseCidr(text);
+            p = IpPrefix.parse(text);
         } catch (e) {
             c.error(keyOf(i), `${(e as Error).message}: use a prefix such as 2001:db8:100::/48`);
             return;
@@ -343,7 +371,7 @@ function checkPrefixes(prefix: TopLevel["prefix"] | undefined, asn: number | und
             c.error(keyOf(i), `/${p.length} is longer than /${limit}, the longest IPv${p.family} prefix the Internet accepts: announce the /${limit} that holds it`);
         }
         if (p.family === 6 && p.length < 19) c.error(keyOf(i), `/${p.length} is shorter than any end-site allocation: announce your /48 (or /44 .. /32)`);
-        const range = rangeOf(p.network);
+        const range = p.network.range();
         if (range === "documentation") {
             c.warn(keyOf(i), `${text} is a documentation prefix: fine for the lab, never routed on the Internet`);
         } else if (!["unicast", "global"].includes(range)) {
@@ -351,68 +379,74 @@ function checkPrefixes(prefix: TopLevel["prefix"] | undefined, asn: number | und
         } else if (asn !== undefined && isPrivateAsn(asn)) {
             c.error(`${NAMESPACE}:asn`, `private ASN ${asn} cannot originate the public prefix ${text}: RPKI/IRR filters drop it; use your registered ASN`);
         }
-        if (prefixes.some((q) => overlaps(p, q))) c.error(keyOf(i), `${text} overlaps another configured prefix: list each prefix once`);
+        if (prefixes.some((q) => p.overlaps(q))) c.error(keyOf(i), `${text} overlaps another configured prefix: list each prefix once`);
         prefixes.push(p);
     });
     if (prefixes.length > 0 && prefixes[0].family !== 6) {
-        c.error(keyOf(0), `${formatCidr(prefixes[0])} is IPv4, but the first prefix must be IPv6: it holds the anycast service address`);
+        c.error(keyOf(0), `${prefixes[0]} is IPv4, but the first prefix must be IPv6: it holds the anycast service address`);
     }
     return prefixes;
 }
 
-function checkAddress(text: string | undefined, prefixes: Cidr[], c: Collector): string | undefined {
+function checkAddress(text: string | undefined, prefixes: IpPrefix[], c: Collector): IpAddress | undefined {
     const v6 = prefixes.find((p) => p.family === 6);
-    if (text === undefined) return v6 && nthAddress(v6, 1);
+    if (text === undefined) return v6?.nth(1);
     const key = `${NAMESPACE}:address`;
-    const use = v6 ? `use an address inside ${formatCidr(v6)}, such as ${nthAddress(v6, 1)}` : "use an IPv6 address inside the prefix";
-    if (!isIp(text) || familyOf(text) !== 6) c.error(key, `"${text}" is not an IPv6 address: ${use}`);
-    else if (v6 && !contains(v6, text)) c.error(key, `${text} is outside the prefix ${formatCidr(v6)}: ${use}`);
-    else if (v6 && canonical(text) === v6.network) c.error(key, `${text} is the prefix's network (subnet-router anycast) address: ${use}`);
-    else return canonical(text);
+    const use = v6 ? `use an address inside ${v6}, such as ${v6.nth(1)}` : "use an IPv6 address inside the prefix";
+    const address = IpAddress.tryParse(text);
+    if (address?.family !== 6) c.error(key, `"${text}" is not an IPv6 address: ${use}`);
+    else if (v6 && !v6.contains(address)) c.error(key, `${text} is outside the prefix ${v6}: ${use}`);
+    else if (v6 && address.equals(v6.network)) c.error(key, `${text} is the prefix's network (subnet-router anycast) address: ${use}`);
+    else return address;
     return undefined;
 }
 
 interface MeshPlan {
-    cidr?: Cidr;
-    /** Planned addresses: the origin's first, then each PoP's in list order. */
-    addresses?: string[];
+    cidr?: IpPrefix;
+    /** Planned addresses: the first origin's first, then each PoP's in list order (further origins: origins.ts). */
+    addresses?: IpAddress[];
 }
 
-function planMesh(mesh: TopLevel["mesh"] | undefined, popCount: number, prefixes: Cidr[], c: Collector): MeshPlan {
+function planMesh(mesh: TopLevel["mesh"] | undefined, originCount: number, popCount: number, prefixes: IpPrefix[], c: Collector): MeshPlan {
     if (!mesh) return {};
     const key = `${NAMESPACE}:mesh.cidr`;
-    let cidr: Cidr;
+    let cidr: IpPrefix;
     try {
-        cidr = parseCidr(mesh.cidr);
+        cidr = IpPrefix.parse(mesh.cidr);
     } catch (e) {
         c.error(key, `${(e as Error).message}: use a private CIDR such as 10.77.0.0/24 or fd00:77::/64`);
         return {};
     }
-    if (!isPrivateRange(cidr)) {
+    if (!cidr.isPrivate()) {
         c.error(key, `${mesh.cidr} is not private address space: use RFC 1918 (such as 10.77.0.0/24) or an fd00::/8 unique local prefix`);
     }
     for (const p of prefixes) {
-        if (overlaps(cidr, p)) c.error(key, `${mesh.cidr} overlaps the anycast prefix ${formatCidr(p)}: use private address space outside it`);
+        if (cidr.overlaps(p)) c.error(key, `${mesh.cidr} overlaps the anycast prefix ${p}: use private address space outside it`);
     }
-    const nodes = 1 + popCount;
-    if (BigInt(nodes) > usableHosts(cidr)) {
-        c.error(key, `${mesh.cidr} has room for ${usableHosts(cidr)} hosts; the origin and ${popCount} PoP(s) need ${nodes}: use a larger CIDR`);
+    const nodes = Math.max(1, originCount) + popCount;
+    if (BigInt(nodes) > cidr.usableHosts()) {
+        const origins = originCount > 1 ? `${originCount} origins` : "the origin";
+        c.error(key, `${mesh.cidr} has room for ${cidr.usableHosts()} hosts; ${origins} and ${popCount} PoP(s) need ${nodes}: use a larger CIDR`);
         return { cidr };
     }
-    return { cidr, addresses: planMeshAddresses(mesh.cidr, nodes) };
+    return { cidr, addresses: planMeshAddresses(cidr, 1 + popCount) };
 }
 
-/** A node's mesh address: the explicit one (checked) or the planned one. */
-function meshAddressFor(key: string, explicit: string | undefined, index: number, mesh: MeshPlan, c: Collector): string {
-    if (explicit === undefined) return mesh.addresses?.[index] ?? "";
-    const use = mesh.cidr ? `use an address inside ${formatCidr(mesh.cidr)}, or leave it out to have one planned` : "use an address inside mesh.cidr";
-    if (!isIp(explicit)) {
+/** A node's mesh address: the explicit one (checked) or the planned one; undefined when either is in error (reported). */
+function meshAddressFor(key: string, explicit: string | undefined, index: number, mesh: MeshPlan, c: Collector): IpAddress | undefined {
+    if (explicit === undefined) return mesh.addresses?.[index];
+    const use = mesh.cidr ? `use an address inside ${mesh.cidr}, or leave it out to have one planned` : "use an address inside mesh.cidr";
+    const address = IpAddress.tryParse(explicit);
+    if (!address) {
         c.error(`${key}.meshAddress`, `"${explicit}" is not an IP address: ${use}`);
-        return explicit;
+        return undefined;
     }
-    if (mesh.cidr && !contains(mesh.cidr, explicit)) c.error(`${key}.meshAddress`, `${explicit} is outside mesh.cidr ${formatCidr(mesh.cidr)}: ${use}`);
-    return canonical(explicit);
+    if (mesh.cidr && !mesh.cidr.contains(address)) c.error(`${key}.meshAddress`, `${explicit} is outside mesh.cidr ${mesh.cidr}: ${use}`);
+    return address;
 }
+
+/** A PoP or origin whose mesh address may be missing while the config has errors. */
+type WithMeshAddressUnchecked<T> = Omit<T, "meshAddress"> & { meshAddress?: IpAddress };
 
 /** Name of the environment variable that gives the deployer's address when the stack does not (stacks/network/config.ts). */
 export const DEPLOYER_ADDRESS_ENV = "ANYCAST_DEPLOYER_ADDRESS";
@@ -422,35 +456,26 @@ export const DEPLOYER_ADDRESS_ENV = "ANYCAST_DEPLOYER_ADDRESS";
  * adminCidrs on the hosts this stack creates, and every push after the firewall's comes from the
  * deployer, so a deployer outside adminCidrs would lose the hosts in the middle of an update.
  */
-function deploySpecFor(raw: z.output<typeof deployShape> | undefined, adminCidrs: string[], c: Collector): DeploySpec | undefined {
+function deploySpecFor(raw: z.output<typeof deployShape> | undefined, adminTexts: string[], adminCidrs: IpPrefix[],
+    c: Collector): DeploySpec | undefined {
     if (!raw) return undefined;
     const key = `${NAMESPACE}:deploy.deployerAddress`;
-    let deployerAddress: string | undefined;
+    let deployerAddress: IpAddress | undefined;
     if (raw.deployerAddress !== undefined) {
-        if (!isIp(raw.deployerAddress)) {
+        deployerAddress = IpAddress.tryParse(raw.deployerAddress);
+        if (!deployerAddress) {
             c.error(key, `"${raw.deployerAddress}" is not an IP address (set it, or ${DEPLOYER_ADDRESS_ENV}, to the address the hosts see your SSH come from)`);
-        } else {
-            deployerAddress = canonical(raw.deployerAddress);
         }
     }
-    const family: 4 | 6 = raw.sshFamily === "ipv4" ? 4 : raw.sshFamily === "ipv6" ? 6
-        : deployerAddress !== undefined ? familyOf(deployerAddress) : 6;
+    const family: 4 | 6 = raw.sshFamily === "ipv4" ? 4 : raw.sshFamily === "ipv6" ? 6 : deployerAddress?.family ?? 6;
     if (deployerAddress !== undefined) {
-        if (familyOf(deployerAddress) !== family) {
-            c.error(key, `${deployerAddress} is an IPv${familyOf(deployerAddress)} address, but ${NAMESPACE}:deploy.sshFamily is ${raw.sshFamily}: ` +
+        if (deployerAddress.family !== family) {
+            c.error(key, `${deployerAddress} is an IPv${deployerAddress.family} address, but ${NAMESPACE}:deploy.sshFamily is ${raw.sshFamily}: ` +
                 "give the address the hosts see over the family SSH uses");
-        } else {
-            const cidrs = adminCidrs.flatMap((t) => {
-                try {
-                    return [parseCidr(t)];
-                } catch {
-                    return []; // reported on firewall.adminCidrs
-                }
-            });
-            if (adminCidrs.length > 0 && !cidrs.some((cidr) => contains(cidr, deployerAddress!))) {
-                c.error(key, `${deployerAddress} is outside ${NAMESPACE}:firewall.adminCidrs (${adminCidrs.join(", ")}): the firewall ` +
-                    "would shut this deployer out of every host it creates in the middle of the update; add its network to adminCidrs");
-            }
+        } else if (adminTexts.length > 0 && !adminCidrs.some((cidr) => cidr.contains(deployerAddress!))) {
+            // adminCidrs that do not parse are reported on firewall.adminCidrs.
+            c.error(key, `${deployerAddress} is outside ${NAMESPACE}:firewall.adminCidrs (${adminTexts.join(", ")}): the firewall ` +
+                "would shut this deployer out of every host it creates in the middle of the update; add its network to adminCidrs");
         }
     }
     return { sshFamily: family, deployerAddress };
@@ -464,17 +489,19 @@ function hostSpecFor(key: string, raw: HostFields, c: Collector, sshFamily: 4 | 
     }
     if (raw.host) {
         const h = raw.host;
-        if (!isIp(h.address)) {
+        const address = IpAddress.tryParse(h.address);
+        if (!address) {
             c.error(`${key}.host.address`, `"${h.address}" is not an IP address: use the server's IPv6 or IPv4 address`);
             return undefined;
         }
-        if (h.address4 !== undefined && !(isIp(h.address4) && familyOf(h.address4) === 4)) {
+        const address4 = h.address4 === undefined ? undefined : IpAddress.tryParse(h.address4);
+        if (h.address4 !== undefined && address4?.family !== 4) {
             c.error(`${key}.host.address4`, `"${h.address4}" is not an IPv4 address: use the server's IPv4 address, or leave it out`);
         }
-        if (sshFamily === 4 && familyOf(h.address) !== 4 && h.address4 === undefined) {
+        if (sshFamily === 4 && address.family !== 4 && h.address4 === undefined) {
             c.error(`${key}.host.address4`, `is required: ${NAMESPACE}:deploy.sshFamily is IPv4, and SSH to this host needs its IPv4 address`);
         }
-        return { kind: "existing", address: canonical(h.address), address4: h.address4, user: h.user, port: h.port, sshFamily };
+        return { kind: "existing", address, address4, user: h.user, port: h.port, sshFamily };
     }
     if (raw.region) {
         checkVultrIds(key, raw.region, raw, c);
@@ -527,10 +554,12 @@ function checkBgpPassword(raw: Record<string, unknown>, parsed: Parsed, c: Colle
 
 function bgpSettingsFor(key: string, raw: z.output<typeof bgpShape>, asn: number, password: string | undefined,
     c: Collector): BgpSettings {
-    if (!isIp(raw.neighbor) || familyOf(raw.neighbor) !== 6) {
+    const neighbor = IpAddress.tryParse(raw.neighbor);
+    const neighbor4 = IpAddress.tryParse(raw.neighbor4);
+    if (neighbor?.family !== 6) {
         c.error(`${key}.neighbor`, `"${raw.neighbor}" is not an IPv6 address: use the upstream's IPv6 address (Vultr: ${VULTR_BGP.neighbor})`);
     }
-    if (!isIp(raw.neighbor4) || familyOf(raw.neighbor4) !== 4) {
+    if (neighbor4?.family !== 4) {
         c.error(`${key}.neighbor4`, `"${raw.neighbor4}" is not an IPv4 address: use the upstream's IPv4 address (Vultr: ${VULTR_BGP.neighbor4})`);
     }
     const remoteProblem = asnProblem(raw.remoteAsn);
@@ -544,8 +573,9 @@ function bgpSettingsFor(key: string, raw: z.output<typeof bgpShape>, asn: number
         : { intervalMs: raw.bfd.interval, multiplier: raw.bfd.multiplier };
     if (bfd && raw.multihop > 0) c.warn(`${key}.bfd`, "BFD over a multihop session needs multihop BFD on the peer too");
     return {
-        neighbor: isIp(raw.neighbor) ? canonical(raw.neighbor) : raw.neighbor,
-        neighbor4: raw.neighbor4,
+        // Both are checked above; a spec is only returned without errors.
+        neighbor: neighbor!,
+        neighbor4: neighbor4!,
         remoteAsn: raw.remoteAsn,
         multihop: raw.multihop,
         staticRouteToNeighbor: raw.staticRoute,
@@ -607,8 +637,9 @@ function communitiesFor(key: string, texts: string[], c: Collector): Community[]
     return communities;
 }
 
-function checkPops(parsed: Parsed, asn: number, mesh: MeshPlan, c: Collector, sshFamily?: 4 | 6): PopSpec[] {
-    const pops: PopSpec[] = [];
+function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: MeshPlan, c: Collector,
+    sshFamily?: 4 | 6): Array<WithMeshAddressUnchecked<PopSpec>> {
+    const pops: Array<WithMeshAddressUnchecked<PopSpec>> = [];
     const seen = new Map<string, number>();
     parsed.pops.forEach((p, i) => {
         if (!p) return;
@@ -616,28 +647,34 @@ function checkPops(parsed: Parsed, asn: number, mesh: MeshPlan, c: Collector, ss
         const first = seen.get(p.name);
         if (first !== undefined) c.error(`${key}.name`, `"${p.name}" is a duplicate PoP name (also pops[${first}]): give each PoP its own name`);
         seen.set(p.name, i);
-        if (p.name === parsed.origin?.name) c.error(`${key}.name`, `"${p.name}" is also the origin's name: give the PoP another name`);
+        if (originNames.includes(p.name)) c.error(`${key}.name`, `"${p.name}" is also an origin's name: give the PoP another name`);
         const host = hostSpecFor(key, p, c, sshFamily);
         const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn, parsed.bgpPassword, c);
         const communities = communitiesFor(key, p.communities, c);
         const meshAddress = meshAddressFor(key, p.meshAddress, i + 1, mesh, c);
-        if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress });
+        if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress, originPreference: p.origins ?? [] });
     });
     return pops;
 }
 
-function checkOrigin(parsed: Parsed, mesh: MeshPlan, c: Collector, sshFamily?: 4 | 6): AnycastSpec["origin"] | undefined {
-    const origin = parsed.origin;
-    if (!origin) return undefined;
-    const key = `${NAMESPACE}:origin`;
-    const host = hostSpecFor(key, origin, c, sshFamily);
-    const meshAddress = meshAddressFor(key, origin.meshAddress, 0, mesh, c);
-    return host && { name: origin.name, host, port: origin.port, healthPath: origin.healthPath, meshAddress };
+type OriginFields = z.output<typeof originShape>;
+
+/** Each origin's host and mesh address: the first origin takes the mesh's first address, further ones count down from its end (origins.ts). */
+function checkOrigins(entries: Array<{ key: string; raw: OriginFields }>, mesh: MeshPlan, c: Collector,
+    sshFamily?: 4 | 6): Array<WithMeshAddressUnchecked<OriginSpec>> {
+    const origins: Array<WithMeshAddressUnchecked<OriginSpec>> = [];
+    entries.forEach(({ key, raw: o }, k) => {
+        const host = hostSpecFor(key, o, c, sshFamily);
+        const meshAddress = k === 0 || o.meshAddress !== undefined ? meshAddressFor(key, o.meshAddress, 0, mesh, c)
+            : mesh.cidr && mesh.addresses ? extraOriginMeshAddress(mesh.cidr, k) : undefined;
+        if (host) origins.push({ name: o.name, host, port: o.port, healthPath: o.healthPath, meshAddress });
+    });
+    return origins;
 }
 
-function checkMeshAddressesUnique(origin: AnycastSpec["origin"] | undefined, pops: PopSpec[], c: Collector): void {
-    const addresses = [origin?.meshAddress, ...pops.map((p) => p.meshAddress)].filter((a): a is string => !!a);
-    const dup = addresses.find((a, i) => addresses.indexOf(a) !== i);
+function checkMeshAddressesUnique(origins: Array<{ meshAddress?: IpAddress }>, pops: Array<{ meshAddress?: IpAddress }>, c: Collector): void {
+    const addresses = [...origins.map((o) => o.meshAddress), ...pops.map((p) => p.meshAddress)].filter((a): a is IpAddress => !!a);
+    const dup = addresses.find((a, i) => addresses.findIndex((b) => b.equals(a)) !== i);
     if (dup) c.error(`${NAMESPACE}:mesh`, `mesh address ${dup} is assigned twice: check the explicit meshAddress settings`);
 }
 
@@ -645,13 +682,14 @@ function checkMeshAddressesUnique(origin: AnycastSpec["origin"] | undefined, pop
  * Unicast addresses of existing hosts must not be inside the anycast prefix: WireGuard and SSH
  * to them would follow the anycast route to the nearest PoP instead of the host.
  */
-function checkHostsOutsidePrefixes(parsed: Parsed, prefixes: Cidr[], c: Collector): void {
+function checkHostsOutsidePrefixes(parsed: Parsed, origins: Array<{ key: string; raw: OriginFields }>, prefixes: IpPrefix[], c: Collector): void {
     const hosts = [
         ...parsed.pops.map((p, i) => ({ key: `${NAMESPACE}:pops[${i}].host.address`, host: p?.host })),
-        { key: `${NAMESPACE}:origin.host.address`, host: parsed.origin?.host },
+        ...origins.map(({ key, raw }) => ({ key: `${key}.host.address`, host: raw.host })),
     ];
     for (const { key, host } of hosts) {
-        if (host && isIp(host.address) && prefixes.some((p) => contains(p, host.address))) {
+        const address = host && IpAddress.tryParse(host.address);
+        if (host && address && prefixes.some((p) => p.contains(address))) {
             c.error(key, `${host.address} is inside the anycast prefix: use the host's own unicast address, outside it`);
         }
     }
@@ -693,17 +731,26 @@ function checkFrontDoor(fd: TopLevel["frontDoor"] | undefined, c: Collector): An
     return { zone, zoneId: fd.zoneId, hostname, anycastName, sslMode: fd.sslMode };
 }
 
-function checkFirewall(firewall: TopLevel["firewall"] | undefined, c: Collector): void {
-    if (!firewall) return;
-    const check = (key: string, list: string[]) => list.forEach((t, i) => {
+/** The firewall's lists parsed (the valid entries), and what is wrong with the others, reported later by reportFirewall. */
+function firewallSpecFor(firewall: TopLevel["firewall"] | undefined): { spec?: FirewallSpec; issues: ConfigIssue[] } {
+    if (!firewall) return { issues: [] };
+    const issues: ConfigIssue[] = [];
+    const parse = (key: string, list: string[]) => list.flatMap((t, i) => {
         try {
-            parseCidr(t);
+            return [IpPrefix.parse(t)];
         } catch (e) {
-            c.error(`${NAMESPACE}:firewall.${key}[${i}]`, `${(e as Error).message}: use a CIDR such as 203.0.113.0/24 or 2001:db8::/32`);
+            issues.push({ key: `${NAMESPACE}:firewall.${key}[${i}]`, message: `${(e as Error).message}: use a CIDR such as 203.0.113.0/24 or 2001:db8::/32` });
+            return [];
         }
     });
-    check("adminCidrs", firewall.adminCidrs);
-    if (firewall.httpSources) check("httpSources", firewall.httpSources);
+    const adminCidrs = parse("adminCidrs", firewall.adminCidrs);
+    const httpSources = firewall.httpSources && parse("httpSources", firewall.httpSources);
+    return { spec: { adminCidrs, httpSources }, issues };
+}
+
+function reportFirewall(firewall: TopLevel["firewall"] | undefined, issues: ConfigIssue[], c: Collector): void {
+    if (!firewall) return;
+    for (const i of issues) c.error(i.key, i.message);
     if (firewall.adminCidrs.length === 0) {
         c.warn(`${NAMESPACE}:firewall.adminCidrs`, "is empty: SSH is open to the whole Internet on every host");
     }
@@ -737,30 +784,30 @@ function checkHealth(health: HealthSpec | undefined, c: Collector): void {
  * what has to change (or the prefix); one no ROA covers is a warning (it still propagates, but
  * networks that accept only RPKI-valid routes drop it).
  */
-function checkRoas(raw: TopLevel["roas"], prefixes: Cidr[], asn: number | undefined, c: Collector): { roas: RoaSpec[]; rpki: RpkiFinding[] } {
+function checkRoas(raw: TopLevel["roas"], prefixes: IpPrefix[], asn: number | undefined, c: Collector): { roas: RoaSpec[]; rpki: RpkiFinding[] } {
     if (raw === undefined) {
-        const public_ = prefixes.filter((p) => rangeOf(p.network) !== "documentation");
+        const public_ = prefixes.filter((p) => p.network.range() !== "documentation");
         if (public_.length > 0) {
-            c.warn(`${NAMESPACE}:roas`, `is not set, so the RPKI state of ${public_.map(formatCidr).join(", ")} is not checked before deploying; ` +
+            c.warn(`${NAMESPACE}:roas`, `is not set, so the RPKI state of ${public_.join(", ")} is not checked before deploying; ` +
                 "list the ROAs published at your RIR (prefix, maxLength, asn) to catch a max length shorter than the announcement or a wrong ASN");
         }
-        return { roas: [], rpki: prefixes.map((p) => ({ prefix: formatCidr(p), state: "unchecked", detail: "anycast:roas not set" })) };
+        return { roas: [], rpki: prefixes.map((p) => ({ prefix: p, state: "unchecked", detail: "anycast:roas not set" })) };
     }
     const roas = parseRoas(raw, c);
     if (asn === undefined) return { roas: [], rpki: [] };
     const known = roas.filter((r): r is Roa => r !== undefined);
     const rpki = prefixes.map((p, i) => rpkiFinding(p, prefixes.length > 1 ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`,
         asn, known, (k) => `${NAMESPACE}:roas[${roas.indexOf(known[k])}]`, c));
-    return { roas: known.map((r) => ({ prefix: formatCidr(r.prefix), maxLength: r.maxLength, asn: r.asn })), rpki };
+    return { roas: known.map((r) => ({ prefix: r.prefix, maxLength: r.maxLength, asn: r.asn })), rpki };
 }
 
 /** The listed ROAs, each parsed or reported (undefined keeps the indexes of the list). */
 function parseRoas(raw: NonNullable<TopLevel["roas"]>, c: Collector): Array<Roa | undefined> {
     return raw.map((r, i) => {
         const key = `${NAMESPACE}:roas[${i}]`;
-        let prefix: Cidr;
+        let prefix: IpPrefix;
         try {
-            prefix = parseCidr(r.prefix);
+            prefix = IpPrefix.parse(r.prefix);
         } catch (e) {
             c.error(`${key}.prefix`, `${(e as Error).message}: use the ROA's prefix as your RIR lists it`);
             return undefined;
@@ -776,14 +823,14 @@ function parseRoas(raw: NonNullable<TopLevel["roas"]>, c: Collector): Array<Roa 
 }
 
 /** One prefix's RPKI state against the ROAs; an invalid one is an error on the ROA that makes it so. */
-function rpkiFinding(p: Cidr, prefixKey: string, asn: number, known: Roa[], roaKey: (k: number) => string,
+function rpkiFinding(p: IpPrefix, prefixKey: string, asn: number, known: Roa[], roaKey: (k: number) => string,
     c: Collector): RpkiFinding {
-    const text = formatCidr(p);
+    const text = p.toString();
     const verdict = validateOrigin(p, asn, known);
-    if (verdict.state === "valid") return { prefix: text, state: "valid", detail: `ROA ${describeRoa(known[verdict.matchedBy!])}` };
+    if (verdict.state === "valid") return { prefix: p, state: "valid", detail: `ROA ${describeRoa(known[verdict.matchedBy!])}` };
     if (verdict.state === "not-found") {
         c.warn(prefixKey, `no ROA in anycast:roas covers ${text}: the announcement is RPKI NotFound, and networks that accept only RPKI-valid routes drop it; publish a ROA for AS${asn} with max length ≥ ${p.length}`);
-        return { prefix: text, state: "not-found", detail: "no listed ROA covers it" };
+        return { prefix: p, state: "not-found", detail: "no listed ROA covers it" };
     }
     const why = `the announcement of ${text} by AS${asn} is RPKI-invalid, and most of the Internet drops RPKI-invalid routes`;
     for (const m of verdict.mismatches) {
@@ -793,9 +840,9 @@ function rpkiFinding(p: Cidr, prefixKey: string, asn: number, known: Roa[], roaK
         } else if (m.reason === "asn") {
             c.error(`${roaKey(m.roa)}.asn`, `AS${roa.asn} is not the origin anycast:asn AS${asn}: ${why}; publish a ROA for AS${asn}`);
         } else {
-            c.error(`${roaKey(m.roa)}.asn`, `an AS0 ROA (RFC 6483) says ${formatCidr(roa.prefix)} must never be announced: ${why}; remove it at your RIR`);
+            c.error(`${roaKey(m.roa)}.asn`, `an AS0 ROA (RFC 6483) says ${roa.prefix} must never be announced: ${why}; remove it at your RIR`);
         }
     }
-    return { prefix: text, state: "invalid", detail: verdict.mismatches.map((m) => `ROA ${describeRoa(known[m.roa])}: ${m.reason}`).join("; ") };
+    return { prefix: p, state: "invalid", detail: verdict.mismatches.map((m) => `ROA ${describeRoa(known[m.roa])}: ${m.reason}`).join("; ") };
 }
 

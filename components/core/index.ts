@@ -5,5 +5,7 @@ export * from "./config";
 export * from "./vultr";
 export * from "./damping";
 export * as addressing from "./addressing";
+export { IpAddress, IpPrefix, Family } from "./addressing";
+export * from "./spec-json";
 export * from "./render";
 export * from "./artifacts";

@@ -6,7 +6,13 @@
  * parts (unicast addresses that only exist after a VPS is created), and the renderers turn
  * the resolved per-host plans into text. No Pulumi types here, so everything below is plain
  * data that unit tests and golden files can pin down.
+ *
+ * Addresses and prefixes are parsed once, by the validator, into IpAddress and IpPrefix values
+ * (addressing.ts): renderers read their family and canonical text and never parse them again.
+ * The values serialise to that canonical text, and spec-json.ts turns the JSON form back into
+ * the typed one where a spec crosses a serialisation boundary (a Pulumi output, a file).
  */
+import { IpAddress, IpPrefix } from "./addressing";
 
 /** A BGP community as the user wrote it, classified. */
 export type Community =
@@ -23,9 +29,9 @@ export interface BfdSettings {
 /** One BGP upstream of a PoP (one neighbour; IPv4 prefixes get a second session to neighbor4). */
 export interface BgpSettings {
     /** IPv6 neighbour address (Vultr: 2001:19f0:ffff::1). */
-    neighbor: string;
+    neighbor: IpAddress;
     /** IPv4 neighbour, used only when an IPv4 prefix is announced (Vultr: 169.254.169.254). */
-    neighbor4: string;
+    neighbor4: IpAddress;
     remoteAsn: number;
     /** eBGP multihop TTL; 0 means a directly connected neighbour. */
     multihop: number;
@@ -56,9 +62,9 @@ export type HostSpec =
           kind: "existing";
           sshFamily?: SshFamily;
           /** Unicast address used for SSH, WireGuard endpoints and (IPv6) the BGP source. */
-          address: string;
+          address: IpAddress;
           /** Additional IPv4 unicast address (for IPv4 BGP sessions), if any. */
-          address4?: string;
+          address4?: IpAddress;
           user: string;
           port: number;
       };
@@ -71,7 +77,12 @@ export interface PopSpec {
     /** Extra prepends of our own ASN (0-3) on every announcement of this PoP. */
     prepend: number;
     /** This PoP's address inside the WireGuard mesh. */
-    meshAddress: string;
+    meshAddress: IpAddress;
+    /**
+     * Origin names in this PoP's order of preference (`pops[].origins`); empty: the health agent
+     * prefers the origin with the shortest measured mesh round-trip time.
+     */
+    originPreference?: string[];
 }
 
 export interface OriginSpec {
@@ -81,13 +92,43 @@ export interface OriginSpec {
     port: number;
     /** Path the health agents request on the origin through the mesh. */
     healthPath: string;
-    meshAddress: string;
+    meshAddress: IpAddress;
+}
+
+/** The part of an origin the PoPs' proxy and health agent need: where to reach it over the mesh. */
+export interface OriginEndpoint {
+    name: string;
+    meshAddress: IpAddress;
+    port: number;
+    healthPath: string;
+}
+
+/** A stale-content cache on every PoP, served while no origin answers (`failover.staleCache`). */
+export interface StaleCacheSpec {
+    /** Disk the cache may use on each PoP, in megabytes. */
+    maxSizeMb: number;
+    /** Seconds a response without caching headers counts as fresh (0: only what the origin's Cache-Control allows is cached). */
+    validSeconds: number;
+    /** Seconds an entry is kept after its last use: how old stale content may get. */
+    keepSeconds: number;
+}
+
+/** What the PoPs do when origins fail (`anycast:failover`, see origins.ts). */
+export interface FailoverSpec {
+    /** Relay through another PoP over the mesh when this PoP cannot reach an origin itself (full mesh only). */
+    relay: boolean;
+    /** TCP port of each PoP's relay and status endpoint on its mesh address. */
+    relayPort: number;
+    /** The Retry-After (seconds) of the 503 every PoP answers while no origin is reachable from anywhere. */
+    retryAfter: number;
+    /** Serve stale content from a small cache on each PoP while no origin answers; undefined: no cache. */
+    staleCache?: StaleCacheSpec;
 }
 
 export type MeshTopology = "full" | "hub";
 
 export interface MeshSpec {
-    cidr: string;
+    cidr: IpPrefix;
     port: number;
     /** "full": every node peers with every other; "hub": PoPs peer only with the origin. */
     topology: MeshTopology;
@@ -125,9 +166,9 @@ export interface HealthSpec {
 
 export interface FirewallSpec {
     /** CIDRs allowed to reach SSH on every host. Empty: SSH from anywhere (with a warning). */
-    adminCidrs: string[];
+    adminCidrs: IpPrefix[];
     /** Sources allowed to reach HTTP/HTTPS on the anycast address; undefined: Cloudflare's ranges at deploy time. */
-    httpSources?: string[];
+    httpSources?: IpPrefix[];
 }
 
 /** How the deploy reaches the hosts (`anycast:deploy`). */
@@ -135,12 +176,12 @@ export interface DeploySpec {
     /** The address family SSH uses to every host: the deployer's own when it is known, else IPv6. */
     sshFamily: SshFamily;
     /** The address the hosts see the deployer's SSH come from, when given (checked against adminCidrs). */
-    deployerAddress?: string;
+    deployerAddress?: IpAddress;
 }
 
 /** A ROA the user has published at their RIR (`anycast:roas`). */
 export interface RoaSpec {
-    prefix: string;
+    prefix: IpPrefix;
     /** Longest prefix the ROA authorises; defaults to the ROA prefix's own length (RFC 6482). */
     maxLength: number;
     asn: number;
@@ -148,7 +189,7 @@ export interface RoaSpec {
 
 /** RPKI origin validation of one announced prefix against `anycast:roas` (RFC 6811). */
 export interface RpkiFinding {
-    prefix: string;
+    prefix: IpPrefix;
     /** "unchecked" when no `anycast:roas` were given. */
     state: "valid" | "invalid" | "not-found" | "unchecked";
     /** Which ROA makes it valid, or why it is invalid / not found. */
@@ -159,16 +200,20 @@ export interface RpkiFinding {
 export interface AnycastSpec {
     asn: number;
     /** Announced prefixes, first is IPv6 and holds the anycast address. */
-    prefixes: string[];
+    prefixes: IpPrefix[];
     /** The anycast service address (a /128 on every PoP's loopback). */
-    address: string;
+    address: IpAddress;
     bgpPassword: string;
     /** Private key the config pushes log in with (a secret). */
     sshPrivateKey: string;
     /** OpenSSH public keys installed on new Vultr instances. */
     sshPublicKeys: string[];
     pops: PopSpec[];
+    /** The first origin: the hub of a hub mesh, and the one stacks with a single origin have. */
     origin: OriginSpec;
+    /** Every origin (`anycast:origins`, or the single `anycast:origin`), origin first. */
+    origins: OriginSpec[];
+    failover: FailoverSpec;
     mesh: MeshSpec;
     frontDoor: FrontDoorSpec;
     health: HealthSpec;
@@ -222,12 +267,20 @@ export interface WireGuardNode {
 
 /** Everything the renderers need to produce one PoP's files. */
 export interface PopRenderInput {
-    deployment: { asn: number; prefixes: string[]; address: string };
+    deployment: { asn: number; prefixes: IpPrefix[]; address: IpAddress };
     pop: PopSpec;
     host: HostAddresses;
-    origin: { name: string; meshAddress: string; port: number; healthPath: string };
-    /** The WireGuard mesh network; with it, anycast-net keeps mesh traffic off the uplink when wg0 is down. */
-    mesh?: { cidr: string };
+    origin: OriginEndpoint;
+    /** Every origin, in the order of the config; default [origin]. */
+    origins?: OriginEndpoint[];
+    /** The other PoPs: the health agent exchanges its view of the origins with them, and relays through them (failover.relay). */
+    peers?: Array<{ name: string; meshAddress: IpAddress }>;
+    /** Origin failover settings; default DEFAULT_FAILOVER (origins.ts). */
+    failover?: FailoverSpec;
+    /**
+     * The WireGuard mesh network; with it, anycast-net keeps mesh traffic off the uplink when wg0 is
+     * down. Its topology tells the health agent whether a PoP cut off from the mesh can know it (full).
+     */
+    mesh?: { cidr: IpPrefix; topology?: MeshTopology };
     health: HealthSpec;
-    firewall: FirewallSpec & { meshPeers: string[] };
 }

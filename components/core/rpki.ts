@@ -6,11 +6,11 @@
  * announced) and a ROA for another ASN — fail `pulumi preview` instead of silently making the
  * announcement RPKI-invalid, which most of the Internet now drops.
  */
-import { Cidr, formatCidr, overlaps } from "./addressing";
+import { IpPrefix } from "./addressing";
 
 /** One Route Origin Authorisation: `asn` may originate `prefix` and more-specifics up to `maxLength`. */
 export interface Roa {
-    prefix: Cidr;
+    prefix: IpPrefix;
     /** RFC 6482: when the ROA has none, only the prefix itself is authorised. */
     maxLength: number;
     asn: number;
@@ -29,8 +29,8 @@ export interface RpkiVerdict {
 }
 
 /** True when `outer` covers `inner` (same family, outer at most as long, inner inside it). */
-export function covers(outer: Cidr, inner: Cidr): boolean {
-    return outer.family === inner.family && outer.length <= inner.length && overlaps(outer, inner);
+export function covers(outer: IpPrefix, inner: IpPrefix): boolean {
+    return outer.family === inner.family && outer.length <= inner.length && outer.overlaps(inner);
 }
 
 /**
@@ -38,7 +38,7 @@ export function covers(outer: Cidr, inner: Cidr): boolean {
  * it; valid when a covering ROA has the origin ASN and a max length at least the announced
  * length; invalid otherwise. AS0 ROAs (RFC 6483) never match.
  */
-export function validateOrigin(prefix: Cidr, originAsn: number, roas: readonly Roa[]): RpkiVerdict {
+export function validateOrigin(prefix: IpPrefix, originAsn: number, roas: readonly Roa[]): RpkiVerdict {
     const covering = roas.flatMap((roa, i) => (covers(roa.prefix, prefix) ? [i] : []));
     if (covering.length === 0) return { state: "not-found", covering, mismatches: [] };
     const mismatches: RpkiVerdict["mismatches"] = [];
@@ -54,5 +54,5 @@ export function validateOrigin(prefix: Cidr, originAsn: number, roas: readonly R
 
 /** "2001:db8::/32 max /48 AS64500", the way RIR portals list a ROA. */
 export function describeRoa(roa: Roa): string {
-    return `${formatCidr(roa.prefix)} max /${roa.maxLength} AS${roa.asn}`;
+    return `${roa.prefix} max /${roa.maxLength} AS${roa.asn}`;
 }

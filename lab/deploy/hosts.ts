@@ -528,8 +528,12 @@ export class DeployCloud {
         const release = await acquireLock(NET_LOCK, "the deploy network lock", 60_000, log);
         let slot = -1;
         try {
-            await teardownStaleLocked(log);
-            for (let n = 0; n < MAX_SLOTS && slot < 0; n++) {
+            // A killed run's last commands (an `ip` it had started) may still land on its slot's
+            // names after the slot was removed: take another number while one is free.
+            const removed = await teardownStaleLocked(log);
+            const order = [...Array(MAX_SLOTS).keys()].sort((a, b) => Number(removed.includes(a)) - Number(removed.includes(b)));
+            for (const n of order) {
+                if (slot >= 0) break;
                 try {
                     fs.mkdirSync(slotNames(n).dir, { mode: 0o700 });
                     slot = n;

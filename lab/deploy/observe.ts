@@ -177,7 +177,7 @@ async function measureCatchment(ctx: ObserveContext, clients: Clients, prefix: s
     const popOf = (r: RouteEntry) => ctx.spec.pops.find((p) => edgeProto(p.name) === r.from)?.name ?? r.from;
     const sorted = [...routes].sort((a, b) => Number(b.best) - Number(a.best));
     const bestPop = sorted.find((r) => r.best) ? popOf(sorted.find((r) => r.best)!) : undefined;
-    const s = await probeOnce(clients.catchment.netns, { address: ctx.spec.address, host: ctx.spec.frontDoor.hostname }, 3000);
+    const s = await probeOnce(clients.catchment.netns, { address: ctx.spec.address.toString(), host: ctx.spec.frontDoor.hostname }, 3000);
     const c: RehearsalCatchment = {
         prefix, client: clients.catchment.address, bestPop,
         routes: sorted.map((r) => ({ pop: popOf(r), best: r.best, asPath: r.asPath, communities: r.communities })),
@@ -199,8 +199,8 @@ async function checkHttps(ctx: ObserveContext, clients: Clients, problems: strin
         const c = clients.pinned.get(p.name)!;
         const h: RehearsalHttps = {
             pop: p.name, client: c.address,
-            withCert: await curlHttps(c.netns, ctx.spec.address, ctx.spec.frontDoor.hostname, tlsDir, true, 5),
-            withoutCert: await curlHttps(c.netns, ctx.spec.address, ctx.spec.frontDoor.hostname, tlsDir, false, 5),
+            withCert: await curlHttps(c.netns, ctx.spec.address.toString(), ctx.spec.frontDoor.hostname, tlsDir, true, 5),
+            withoutCert: await curlHttps(c.netns, ctx.spec.address.toString(), ctx.spec.frontDoor.hostname, tlsDir, false, 5),
         };
         out.push(h);
         const w = h.withCert;
@@ -230,9 +230,9 @@ async function probeHosts(ctx: ObserveContext, clients: Clients, problems: strin
             admin: { label: `deployer ${ctx.deployerAddress}`, address: ctx.deployerAddress },
         },
         targets: {
-            anycast: { label: "anycast address", address: spec.address }, pop: popTarget,
+            anycast: { label: "anycast address", address: spec.address.toString() }, pop: popTarget,
             originPublic: { label: "origin, public", address: origin.ipv6! },
-            originMesh: { label: "origin, mesh", address: spec.origin.meshAddress },
+            originMesh: { label: "origin, mesh", address: spec.origin.meshAddress.toString() },
         },
         adminNote: "(the deployer: this machine)",
     });
@@ -278,7 +278,7 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
     };
     const run: ExperimentRun = { pop: own, region: popSpec.host.kind === "vultr" ? popSpec.host.region : "existing host", failedDuringFailover: 0, failedDuringRecovery: 0, requests: 0, bounds };
     const edgePath: RehearsalObservations["edgePath"] = {};
-    const prober = new Prober(clients.catchment.netns, { address: spec.address, host: spec.frontDoor.hostname }, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS);
+    const prober = new Prober(clients.catchment.netns, { address: spec.address.toString(), host: spec.frontDoor.hostname }, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS);
     let faultIn = false;
     let withdrawalsBefore = NaN;
     try {
@@ -360,7 +360,7 @@ export async function observe(ctx: ObserveContext, prefix: string): Promise<Rehe
     const { report: experiment, edgePath } = await proxyLoss(ctx, clients, prefix, catchment.bestPop);
     for (const r of experiment.runs) if (r.error) problems.push(`experiment ${experiment.title} on ${r.pop}: ${r.error}`);
     const admin = `the deployer (this machine, ${ctx.deployerAddress}), added to adminCidrs by the rehearsal`;
-    return { service: { address: ctx.spec.address, hostname: ctx.spec.frontDoor.hostname }, sessions, catchment, https, admin, exposure, experiment, edgePath, problems };
+    return { service: { address: ctx.spec.address.toString(), hostname: ctx.spec.frontDoor.hostname }, sessions, catchment, https, admin, exposure, experiment, edgePath, problems };
 }
 
 /** The report's sections, in the lab's layout (every line within 100 columns). */

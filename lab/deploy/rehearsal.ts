@@ -169,7 +169,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             return { ok: false, slot: s.slot, deploy, announcedAfter, totalSeconds, bootSeconds, deploySeconds, checks, rewrites };
         }
 
-        const prefix = spec.prefixes[0];
+        const prefix = spec.prefixes[0].toString();
         const timeout = options.announceTimeoutMs ?? 240_000;
         await Promise.all(spec.pops.map(async (p) => {
             if ((await waitUntil(() => announces(cloud, p.name, prefix), timeout, 1000)) !== undefined) announcedAfter[p.name] = (Date.now() - t0) / 1000;

@@ -10,6 +10,7 @@ export const anycastAddress = outputs.anycastAddress;
 export const prefixes = outputs.prefixes;
 export const pops = outputs.pops;
 export const origin = outputs.origin;
+export const origins = outputs.origins;
 export const mesh = outputs.mesh;
 export const dns = outputs.dns;
 export const rpki = outputs.rpki;

@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigIssue, RpkiFinding } from "../../components/core/model";
+import { Jsonified } from "../../components/core/spec-json";
 import { AnycastNetwork, AnycastNetworkArgs } from "../../components/network";
 import { RawConfig, readStackConfig } from "./config";
 
@@ -13,11 +14,14 @@ export interface NetworkStackOutputs {
     anycastAddress: pulumi.Output<string>;
     prefixes: pulumi.Output<string[]>;
     pops: pulumi.Output<Record<string, { ipv6: string; ipv4?: string; bgpNeighbor: string; meshAddress: string }>>;
+    /** The first origin (the only one of a stack with `anycast:origin`). */
     origin: pulumi.Output<{ ipv6: string; meshAddress: string }>;
+    /** Every origin by name. */
+    origins: pulumi.Output<Record<string, { ipv6: string; meshAddress: string }>>;
     mesh: { cidr: pulumi.Output<string>; addresses: pulumi.Output<Record<string, string>>; publicKeys: pulumi.Output<Record<string, string>> };
     dns: pulumi.Output<{ hostname: string; anycastName: string }>;
     /** Each prefix's RPKI state against anycast:roas (`pulumi stack output rpki`). */
-    rpki: pulumi.Output<RpkiFinding[]>;
+    rpki: pulumi.Output<Array<Jsonified<RpkiFinding>>>;
 }
 
 export interface NetworkStack {
@@ -42,17 +46,18 @@ export function stackOutputs(network: AnycastNetwork): NetworkStackOutputs {
     const pops = network.hosts.apply((hosts) => Object.fromEntries(hosts.filter((h) => h.role === "pop").map((h) => [h.name, {
         ipv6: h.ipv6, ...(h.ipv4 ? { ipv4: h.ipv4 } : {}), bgpNeighbor: h.bgpNeighbor!, meshAddress: h.meshAddress,
     }])));
-    const origin = network.hosts.apply((hosts) => {
-        const o = hosts.find((h) => h.role === "origin")!;
-        return { ipv6: o.ipv6, meshAddress: o.meshAddress };
-    });
+    const origins = network.hosts.apply((hosts) => Object.fromEntries(hosts.filter((h) => h.role === "origin").map((h) => [h.name, {
+        ipv6: h.ipv6, meshAddress: h.meshAddress,
+    }])));
+    const origin = pulumi.all([origins, network.spec]).apply(([all, s]) => all[s.origin.name]);
     const meshAddresses = network.spec.apply((s) => Object.fromEntries(
-        [s.origin, ...s.pops].map((h) => [h.name, h.meshAddress])));
+        [...s.origins, ...s.pops].map((h) => [h.name, h.meshAddress])));
     return {
         anycastAddress: network.anycastAddress,
         prefixes: network.prefixes,
         pops,
         origin,
+        origins,
         mesh: { cidr: network.spec.apply((s) => s.mesh.cidr), addresses: meshAddresses, publicKeys: network.meshPublicKeys },
         dns: network.dns,
         rpki: network.rpki,

@@ -44,8 +44,10 @@ export function popRenderInput(spec: AnycastSpec, popName: string): PopRenderInp
             name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
             healthPath: spec.origin.healthPath,
         },
-        mesh: { cidr: spec.mesh.cidr },
+        origins: spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath })),
+        peers: spec.pops.filter((p) => p.name !== popName).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
+        failover: spec.failover,
+        mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
         health: spec.health,
-        firewall: { ...spec.firewall, meshPeers: [] },
     };
 }

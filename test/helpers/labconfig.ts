@@ -123,7 +123,7 @@ export function writeStackFile(dir: string, config: GeneratedConfig): string {
 export function planOnlyStack(spec: AnycastSpec, httpSources: string[]): LabStack {
     let n = 0;
     const addressesOf = (host: AnycastSpec["pops"][number]["host"]) => {
-        if (host.kind === "existing") return { ipv6: host.address, ipv4: host.address4 };
+        if (host.kind === "existing") return { ipv6: host.address.toString(), ipv4: host.address4?.toString() };
         const a = mockInstanceAddresses(++n);
         return { ipv6: a.ipv6, ipv4: a.ipv4 };
     };

@@ -167,3 +167,49 @@ export function curlFrom(ns: string, url: string, extraArgs: string[] = []): str
     const result = inNetns(ns, "curl", ["-sS", "-g", "--max-time", "2", ...extraArgs, url]);
     return result.status === 0 ? result.stdout : undefined;
 }
+
+/** A process a live test started, with everything it wrote so far. */
+export interface CapturedProcess {
+    child: ChildProcess;
+    out: string;
+    err: string;
+    exited: boolean;
+}
+
+/** Start a process whose stdout and stderr the test reads (stdin a pipe only when asked). */
+export function spawnCaptured(command: string, args: string[], stdin = false): CapturedProcess {
+    const child = spawn(command, args, { stdio: [stdin ? "pipe" : "ignore", "pipe", "pipe"] });
+    const proc: CapturedProcess = { child, out: "", err: "", exited: false };
+    child.stdout!.on("data", (d: Buffer) => (proc.out += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (proc.err += d.toString()));
+    child.on("exit", () => (proc.exited = true));
+    return proc;
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Poll `check` until it holds; throws naming `what` after the timeout. */
+export async function until(what: string, timeoutMs: number, check: () => boolean, pollMs = 20): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+        await sleep(pollMs);
+    }
+}
+
+/** Run `during` while calling `poll` every `pollMs` (a watch for something that must not happen). */
+export async function pollingDuring<T>(poll: () => void, pollMs: number, during: () => Promise<T>): Promise<T> {
+    let watching = true;
+    const watch = (async () => {
+        while (watching) {
+            poll();
+            await sleep(pollMs);
+        }
+    })();
+    try {
+        return await during();
+    } finally {
+        watching = false;
+        await watch;
+    }
+}

@@ -20,7 +20,7 @@ function labStackWithBird(): LabStack {
             "anycast-health.env": renderHealthEnv(popRenderInput(spec, p.name)),
         },
     }));
-    return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources! };
+    return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources!.map(String) };
 }
 
 describe("BFD timers for a stalling machine", () => {

@@ -31,17 +31,20 @@ const FIXTURES = path.join(REPO_ROOT, "test", "lab", "fixtures");
 function labStack(): LabStack {
     const spec = labSpec();
     const hosts = [...spec.pops.map((p) => ({ name: p.name, role: "pop" as const, ...TEST_HOST_ADDRESSES[p.name], files: {} })),
-        { name: spec.origin.name, role: "origin" as const, ipv6: "2001:db8:ffff::10", files: {} }];
-    return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources! };
+        // Each origin in a /64 of its own, as Pulumi.lab.yaml has them.
+        ...spec.origins.map((o, k) => ({ name: o.name, role: "origin" as const, ipv6: `2001:db8:${(0xffff - k).toString(16)}::10`, files: {} }))];
+    return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources!.map(String) };
 }
 
 describe("lab plan", () => {
     const stack = labStack();
     const plan = planLab(stack);
 
-    it("builds one PoP, edge, transit and client per region, plus origin and outsider, all prefixed", () => {
+    it("builds one PoP, edge, transit and client per region, plus every origin and the outsider, all prefixed", () => {
         assert.deepEqual(plan.regions.map((r) => r.region), ["lax", "ams", "sgp"]);
-        assert.equal(plan.namespaces.length, 3 * 4 + 2);
+        // Pulumi.lab.yaml has two origins, each in a namespace of its own.
+        assert.deepEqual(plan.origins.map((o) => o.ns).sort(), [`${LAB_NS_PREFIX}origin`, `${LAB_NS_PREFIX}origin2`]);
+        assert.equal(plan.namespaces.length, 3 * 4 + 2 + 1);
         assert.ok(plan.namespaces.every((n) => n.name.startsWith(LAB_NS_PREFIX)));
         assert.equal(new Set(plan.namespaces.map((n) => n.name)).size, plan.namespaces.length);
     });
@@ -60,7 +63,7 @@ describe("lab plan", () => {
     });
 
     it("puts clients inside firewall.httpSources and the outsider outside", () => {
-        const sources = stack.spec.firewall.httpSources!.map((s) => parseCidr(s));
+        const sources = stack.spec.firewall.httpSources!;
         for (const r of plan.regions) assert.ok(sources.some((s) => contains(s, r.client.address)), r.client.address);
         assert.ok(!sources.some((s) => contains(s, plan.outsider.address)));
     });
@@ -150,7 +153,7 @@ describe("lab path rewrites", () => {
 describe("lab boot: the PoP files it takes from the stack", () => {
     it("boots these files from the stack and accounts for every other PoP artifact", () => {
         assert.deepEqual(popArtifactsBooted().sort(),
-            ["anycast-health", "anycast-health.env", "anycast-net.sh", "bird.conf", "nginx.conf", "wg0.conf"]);
+            ["anycast-health", "anycast-health.env", "anycast-net.sh", "bird.conf", "nginx-upstreams.conf", "nginx.conf", "wg0.conf"]);
         const popFiles: string[] = artifactsFor("pop", { createdOnVultr: true }).map((a) => a.name);
         for (const name of Object.keys(POP_ARTIFACTS_NOT_BOOTED)) assert.ok(popFiles.includes(name), `${name} is not a PoP artifact`);
     });
@@ -239,10 +242,10 @@ describe("lab plans for generated configs (any valid config, 1 to 8 PoPs)", () =
         const config = generateLabConfig(seed);
         it(`plans ${config.summary}`, () => {
             const spec = parseAnycastConfig(config.values);
-            const stack = planOnlyStack(spec, spec.firewall.httpSources ?? [...CLOUDFLARE_RANGES_SNAPSHOT.ipv6Cidrs, ...CLOUDFLARE_RANGES_SNAPSHOT.ipv4Cidrs]);
+            const stack = planOnlyStack(spec, spec.firewall.httpSources?.map(String) ?? [...CLOUDFLARE_RANGES_SNAPSHOT.ipv6Cidrs, ...CLOUDFLARE_RANGES_SNAPSHOT.ipv4Cidrs]);
             const plan = planLab(stack);
             assert.equal(plan.regions.length, spec.pops.length);
-            assert.deepEqual(plan.families, spec.prefixes.some((p) => p.includes(".")) ? [6, 4] : [6]);
+            assert.deepEqual(plan.families, spec.prefixes.some((p) => p.family === 4) ? [6, 4] : [6]);
             // Clients play colos: inside what the rendered firewall lets in, in both families.
             const sources = stack.httpSources.map((s) => parseCidr(s));
             for (const r of plan.regions) {
@@ -252,13 +255,13 @@ describe("lab plans for generated configs (any valid config, 1 to 8 PoPs)", () =
             }
             // The outsider is outside both the HTTP sources and the admin networks.
             assert.ok(!sources.some((s) => contains(s, plan.outsider.address)));
-            assert.ok(!spec.firewall.adminCidrs.some((c) => contains(parseCidr(c), plan.outsider.address)));
+            assert.ok(!spec.firewall.adminCidrs.some((c) => contains(c, plan.outsider.address)));
             // Who plays the admin follows adminCidrs.
             const expected = spec.firewall.adminCidrs.length === 0 ? "anyone"
-                : spec.firewall.adminCidrs.some((c) => contains(parseCidr(c), plan.origin.address)) ? "origin" : "namespace";
+                : spec.firewall.adminCidrs.some((c) => contains(c, plan.origin.address)) ? "origin" : "namespace";
             assert.equal(plan.admin.kind, expected);
             if (plan.admin.kind === "namespace") {
-                assert.ok(spec.firewall.adminCidrs.some((c) => plan.admin.kind === "namespace" && contains(parseCidr(c), plan.admin.client.address)));
+                assert.ok(spec.firewall.adminCidrs.some((c) => plan.admin.kind === "namespace" && contains(c, plan.admin.client.address)));
             }
             // An address is used once, except on IPv4 PoP links: those stay inside their region (the
             // mock gives every PoP 192.0.2.x with gateway 192.0.2.1, like separate provider networks).

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import {
     AnycastState, BIRD_STATE_FILE, birdIdentifier, renderBirdConfig, renderBirdStateInclude, routerIdFor,
 } from "../../components/core/render/bird";
+import { IpPrefix } from "../../components/core/addressing";
 import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
@@ -30,7 +31,7 @@ function birdParse(name: string, input: PopRenderInput, state: AnycastState = 0)
 
 /** An input announcing an IPv4 /24 next to the IPv6 /48. */
 function dualStack(input: PopRenderInput): PopRenderInput {
-    return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, "198.51.100.0/24"] } };
+    return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, IpPrefix.parse("198.51.100.0/24")] } };
 }
 
 const CASES: Array<[string, () => PopRenderInput]> = [
@@ -226,11 +227,11 @@ describe("live BGP session against a peer BIRD", () => {
             const edgeAddr = "2001:db8:ff11::1";
             inNetnsOk(popNs, "ip", ["-6", "addr", "add", `${popAddr}/64`, "dev", "pop0", "nodad"]);
             inNetnsOk(popNs, "ip", ["link", "set", "pop0", "up"]);
-            inNetnsOk(popNs, "ip", ["-6", "addr", "add", `${spec.address}/128`, "dev", "lo"]);
+            inNetnsOk(popNs, "ip", ["-6", "addr", "add", `${spec.address}/128`, "dev", "lo", "nodad"]);
             inNetnsOk(popNs, "ip", ["-6", "route", "add", `${input.pop.bgp.neighbor}/128`, "via", edgeAddr]);
             inNetnsOk(peerNs, "ip", ["-6", "addr", "add", `${edgeAddr}/64`, "dev", "edge0", "nodad"]);
             inNetnsOk(peerNs, "ip", ["link", "set", "edge0", "up"]);
-            inNetnsOk(peerNs, "ip", ["-6", "addr", "add", `${input.pop.bgp.neighbor}/128`, "dev", "lo"]);
+            inNetnsOk(peerNs, "ip", ["-6", "addr", "add", `${input.pop.bgp.neighbor}/128`, "dev", "lo", "nodad"]);
 
             // The PoP config as rendered, with only the include path moved into the scratch
             // directory, plus static routes the export filter must NOT let out: a more-specific

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { parse } from "yaml";
 import { CloudInitInput, renderCloudInit } from "../../components/core/render/cloudinit";
 import { renderNetSetup } from "../../components/core/render/netsetup";
+import { IpAddress } from "../../components/core/addressing";
 import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { popRenderInput, prodSpec } from "../helpers/fixtures";
@@ -69,10 +70,9 @@ describe("renderCloudInit", () => {
                 bgp: { ...lax.bgp, holdTime: 30, keepaliveTime: 10, bfd: { intervalMs: 300, multiplier: 3 }, password: "another-password" },
                 communities: [{ kind: "standard", asn: 64601, value: 174 }],
                 prepend: 2,
-                meshAddress: "10.77.0.42",
+                meshAddress: IpAddress.parse("10.77.0.42"),
             },
             health: { ...spec.health, rise: 10 },
-            firewall: { adminCidrs: ["192.0.2.0/24"], meshPeers: ["2001:db8:ff12::10", "2001:db8:ff14::10"] },
         };
         const after = renderCloudInit({ ...popInput(), netSetup: bootNetSetup(changed) });
         assert.equal(after, before);

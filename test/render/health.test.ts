@@ -6,7 +6,6 @@
  */
 import { test, describe, after, before, TestContext } from "node:test";
 import * as assert from "node:assert/strict";
-import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -14,11 +13,12 @@ import {
 } from "../../components/core/render/health";
 import { ARTIFACTS } from "../../components/core/artifacts";
 import { ANYCAST_STATE, renderBirdStateInclude } from "../../components/core/render/bird";
-import { HEALTH_ENDPOINT } from "../../components/core/render/nginx";
+import { HEALTH_ENDPOINT, renderNginxUpstreams, STATUS_ENDPOINT } from "../../components/core/render/nginx";
 import { assertGolden, REPO_ROOT } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
 import {
-    createNetns, deleteNetns, inNetnsOk, isRoot, needRoot, needTools, run, tempDir, uniqueNetnsName, which,
+    CapturedProcess, createNetns, deleteNetns, inNetnsOk, isRoot, needRoot, needTools, pollingDuring, run, sleep, spawnCaptured, tempDir,
+    uniqueNetnsName, until, which,
 } from "../helpers/tools";
 
 describe("health agent artifacts", () => {
@@ -34,19 +34,41 @@ describe("health agent artifacts", () => {
     test("env: the URLs the agent checks, bracketing only IPv6", () => {
         const lab = envValues(renderHealthEnv(popRenderInput(labSpec(), "lax")));
         assert.equal(lab.PROXY_URL, `http://[2001:db8:100::1]${HEALTH_ENDPOINT}`);
-        assert.equal(lab.ORIGIN_URL, "http://[fd00:a:1::1]:8080/healthz");
+        assert.equal(lab.ORIGINS, "origin origin2");
+        assert.equal(lab.ORIGIN_URLS, "http://[fd00:a:1::1]:8080/healthz http://[fd00:a:1:0:ffff:ffff:ffff:ffff]:8080/healthz");
+        assert.equal(lab.ORIGIN_SERVERS, "[fd00:a:1::1]:8080 [fd00:a:1:0:ffff:ffff:ffff:ffff]:8080");
+        assert.equal(lab.PEERS, "ams sgp");
+        assert.equal(lab.PEER_STATUS_URLS, `http://[fd00:a:1::3]:8081${STATUS_ENDPOINT} http://[fd00:a:1::4]:8081${STATUS_ENDPOINT}`);
+        assert.equal(lab.PEER_SERVERS, "[fd00:a:1::3]:8081 [fd00:a:1::4]:8081");
+        assert.equal(lab.RELAY, "yes");
+        assert.equal(lab.MESH_TOPOLOGY, "full");
         assert.equal(lab.INTERVAL, "0.1");
         assert.equal(lab.STATE_FILE, HEALTH_PATHS.stateFile);
+        // sgp prefers origin2 (Pulumi.lab.yaml); the others go by measured round-trip time.
+        assert.equal(lab.ORIGIN_PREFERENCE, "measured");
+        assert.equal(envValues(renderHealthEnv(popRenderInput(labSpec(), "sgp"))).ORIGIN_PREFERENCE, "origin2 origin");
         const prod = envValues(renderHealthEnv(popRenderInput(prodSpec(), "ams")));
         assert.equal(prod.POP, "ams");
-        assert.equal(prod.ORIGIN_URL, "http://10.77.0.1:8080/healthz");
+        assert.equal(prod.ORIGINS, "origin");
+        assert.equal(prod.ORIGIN_URLS, "http://10.77.0.1:8080/healthz");
+        assert.equal(prod.ORIGIN_SERVERS, "10.77.0.1:8080");
         assert.equal(prod.DRAIN_SECONDS, "10");
+        // A single PoP has no peers: the empty list is "-", never an empty (missing) setting.
+        const alone = popRenderInput(prodSpec(), "ams");
+        const single = envValues(renderHealthEnv({ ...alone, peers: [] }));
+        assert.equal(single.PEERS, "-");
+        assert.equal(single.RELAY, "no");
     });
 
     test("env: a line break in a value is refused, it would inject a key", () => {
         const input = popRenderInput(labSpec(), "lax");
-        input.origin = { ...input.origin, healthPath: "/x\nSTATE_FILE=/etc/passwd" };
+        input.origins = [{ ...input.origins![0], healthPath: "/x\nSTATE_FILE=/etc/passwd" }];
         assert.throws(() => renderHealthEnv(input), /line break/);
+    });
+
+    test("unit: the agent may write nginx's paths to the origins, and nothing else outside /run", () => {
+        assert.match(renderHealthUnit(), /^ReadWritePaths=\/etc\/bird \/etc\/anycast -\/run\/bird$/m);
+        assert.equal(HEALTH_PATHS.upstreamsFile, ARTIFACTS["nginx-upstreams.conf"].remotePath);
     });
 
     test("the script requires exactly the settings the env file sets, and has no defaults for them", () => {
@@ -130,23 +152,37 @@ function envValues(text: string): Record<string, string> {
 // ------------------------------------------------------------------------------------------------
 
 const ANYCAST = "2001:db8:100::1";
-const ORIGIN_MESH = "fd00:a:1::1";
+const [ORIGIN1, ORIGIN2] = labSpec().origins.map((o) => o.meshAddress);
+/** The lab's ams, the peer that plays "another PoP" (sgp never answers: a dead peer). */
+const AMS = labSpec().pops.find((p) => p.name === "ams")!.meshAddress;
+const RELAY_PORT = labSpec().failover.relayPort;
 
 /**
- * Stands for nginx's health endpoint on [anycast]:80 and the origin on [mesh]:8080, exactly where
- * the rendered env file points; commands on stdin ("stop origin") close or reopen a listener.
+ * Stands for nginx's health endpoint on [anycast]:80, both origins on [mesh]:8080 and ams's status
+ * on [mesh]:relayPort, exactly where the rendered env file points. Commands on stdin: "stop
+ * origin" / "start origin" close or reopen a listener; "view serving|global|withdrawn" sets what
+ * ams says: announced and reaching an origin, announced and reaching none, or withdrawn.
  */
 const FAKE_SERVERS = `
 const http = require("node:http");
 const specs = {
-    proxy: { host: ${JSON.stringify(ANYCAST)}, port: 80, path: ${JSON.stringify(HEALTH_ENDPOINT)}, body: "lax ok\\n" },
-    origin: { host: ${JSON.stringify(ORIGIN_MESH)}, port: 8080, path: "/healthz", body: "ok\\n" },
+    proxy: { host: ${JSON.stringify(ANYCAST)}, port: 80, path: ${JSON.stringify(HEALTH_ENDPOINT)}, body: () => "lax ok\\n" },
+    origin: { host: ${JSON.stringify(ORIGIN1)}, port: 8080, path: "/healthz", body: () => "ok\\n" },
+    origin2: { host: ${JSON.stringify(ORIGIN2)}, port: 8080, path: "/healthz", body: () => "ok\\n" },
+    ams: { host: ${JSON.stringify(AMS)}, port: ${RELAY_PORT}, path: ${JSON.stringify(STATUS_ENDPOINT)}, body: () => status() },
 };
+let view = "serving";
+let seq = 0;
+function status() {
+    const reaches = view !== "global";
+    return JSON.stringify({ pop: "ams", seq: ++seq, state: view === "withdrawn" ? "withdrawn" : "announced", serving: reaches,
+        direct_up: reaches ? 1 : 0, best_us: reaches ? 400 : -1 }) + "\\n";
+}
 const servers = {};
 function start(name, done) {
     if (servers[name] && servers[name].listening) return done();
     const spec = specs[name];
-    const server = http.createServer((req, res) => { res.statusCode = req.url === spec.path ? 200 : 404; res.end(spec.body); });
+    const server = http.createServer((req, res) => { res.statusCode = req.url === spec.path ? 200 : 404; res.end(spec.body()); });
     server.listen(spec.port, spec.host, done);
     servers[name] = server;
 }
@@ -157,17 +193,16 @@ function stop(name, done) {
 }
 require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
     const [verb, name] = line.trim().split(" ");
-    (verb === "stop" ? stop : start)(name, () => console.log("done " + line.trim()));
+    const done = () => console.log("done " + line.trim());
+    if (verb === "view") { view = name; done(); } else (verb === "stop" ? stop : start)(name, done);
 });
-start("proxy", () => start("origin", () => console.log("ready")));
+start("proxy", () => start("origin", () => start("origin2", () => start("ams", () => console.log("ready")))));
 `;
 
-interface Proc {
-    child: ChildProcess;
-    out: string;
-    err: string;
-    exited: boolean;
-}
+/** Stands for nginx's master: writes its pid file and counts the SIGHUPs (reloads) it gets. */
+const FAKE_NGINX = `trap 'echo hup' HUP; echo $$ >"$1"; while :; do sleep 0.05 & wait $!; done`;
+
+type Proc = CapturedProcess;
 
 class Lab {
     readonly ns = uniqueNetnsName("health");
@@ -176,14 +211,17 @@ class Lab {
     readonly socket = path.join(this.dir, "bird.ctl");
     readonly statusFile = path.join(this.dir, "run", "health.json");
     readonly controlDir = path.join(this.dir, "run");
+    readonly upstreamsFile = path.join(this.dir, "nginx-upstreams.conf");
+    readonly nginxPidFile = path.join(this.dir, "nginx.pid");
     readonly script = path.join(this.dir, "anycast-health");
     private procs: Proc[] = [];
     bird?: Proc;
     servers?: Proc;
+    nginx?: Proc;
 
     setUp(): void {
         createNetns(this.ns);
-        for (const address of [ANYCAST, ORIGIN_MESH]) inNetnsOk(this.ns, "ip", ["addr", "add", `${address}/128`, "dev", "lo"]);
+        for (const address of [ANYCAST, ORIGIN1, ORIGIN2, AMS]) inNetnsOk(this.ns, "ip", ["addr", "add", `${address}/128`, "dev", "lo", "nodad"]);
         fs.writeFileSync(this.stateFile, `define ANYCAST_STATE = ${ANYCAST_STATE.withdrawn};\n`);
         // A static protocol has no export side, so its import filter reads the switch here: the
         // route appears, carries 65535:0 or disappears exactly as an upstream export would.
@@ -203,6 +241,7 @@ class Lab {
         ].join("\n"));
         fs.writeFileSync(this.script, renderHealthAgent(), { mode: 0o755 });
         this.startBird();
+        this.nginx = this.spawn("bash", ["-c", FAKE_NGINX, "fake-nginx", this.nginxPidFile]);
     }
 
     startBird(): void {
@@ -211,10 +250,11 @@ class Lab {
 
     async startServers(): Promise<void> {
         this.servers = this.spawn("ip", ["netns", "exec", this.ns, process.execPath, "-e", FAKE_SERVERS], true);
-        await until("fake servers", 10_000, () => this.servers!.out.includes("ready"));
+        await until("fake servers", 20_000, () => this.servers!.out.includes("ready"));
+        await until("fake nginx", 5000, () => fs.existsSync(this.nginxPidFile));
     }
 
-    /** "stop origin", "start origin", ...: resolves once the listener is closed or open. */
+    /** "stop origin", "start origin", "view global", ...: resolves once it is done. */
     async server(command: string): Promise<void> {
         const marker = `done ${command}`;
         const seen = this.servers!.out.split(marker).length;
@@ -222,11 +262,22 @@ class Lab {
         await until(command, 5000, () => this.servers!.out.split(marker).length > seen);
     }
 
-    /** The lab's env file: the rendered one with only the paths (and given parameters) changed. */
+    /** Both origins at once: what "the origin is unreachable from here" means with two of them. */
+    async origins(verb: "stop" | "start"): Promise<void> {
+        await this.server(`${verb} origin`);
+        await this.server(`${verb} origin2`);
+    }
+
+    /**
+     * The lab's env file: the rendered one with only the paths (and given parameters) changed.
+     * RELAY=no unless a test says otherwise: then an origin lost here is a fault of this PoP's
+     * own while ams, announced, still reaches one (with the relay, this PoP would use ams's).
+     */
     writeEnv(name: string, overrides: Record<string, string>): string {
         let text = renderHealthEnv(popRenderInput(labSpec(), "lax"));
         const all: Record<string, string> = {
             STATE_FILE: this.stateFile, BIRD_SOCKET: this.socket, STATUS_FILE: this.statusFile, CONTROL_DIR: this.controlDir,
+            UPSTREAMS_FILE: this.upstreamsFile, NGINX_PID_FILE: this.nginxPidFile, RELAY: "no",
             // A check timeout longer than this machine's stalls (it stops for up to ~1 s under
             // load, and a curl stopped mid-check would fail a healthy check). Every fault these
             // tests make is a refused connection, which fails at once, so nothing waits on it.
@@ -258,14 +309,17 @@ class Lab {
 
     /**
      * A clean slate for the next test: whatever an earlier test left running (it may have failed
-     * half-way) stopped, BIRD and both servers up, no withdrawal history, the switch at 0.
+     * half-way) stopped, BIRD and every server up, ams serving, no withdrawal history, the switch at 0.
      */
     async freshStart(): Promise<void> {
         for (const agent of this.agents) if (!agent.exited) await this.stopAgent(agent);
         if (this.bird?.exited) this.startBird();
-        await this.server("start origin");
+        await this.origins("start");
         await this.server("start proxy");
+        await this.server("start ams");
+        await this.server("view serving");
         fs.rmSync(this.controlDir, { recursive: true, force: true });
+        fs.rmSync(this.upstreamsFile, { force: true });
         fs.writeFileSync(this.stateFile, "define ANYCAST_STATE = 0;\n");
     }
 
@@ -282,6 +336,22 @@ class Lab {
 
     status(): Record<string, unknown> {
         return JSON.parse(fs.readFileSync(this.statusFile, "utf8")) as Record<string, unknown>;
+    }
+
+    /** The agent's nginx upstream file: each path's role in upstream "origin" ("primary", "backup" or "down"). */
+    upstreams(block = "origin"): Record<string, string> {
+        const text = fs.existsSync(this.upstreamsFile) ? fs.readFileSync(this.upstreamsFile, "utf8") : "";
+        const body = text.split(`upstream ${block} {`)[1]?.split("}")[0] ?? "";
+        const roles: Record<string, string> = {};
+        for (const m of body.matchAll(/^ {4}server \S+ max_fails=1 fail_timeout=\d+s( backup| down)?;   # (.+)$/gm)) {
+            roles[m[2]] = m[1]?.trim() ?? "primary";
+        }
+        return roles;
+    }
+
+    /** SIGHUPs the fake nginx has had: the agent's reloads. */
+    reloads(): number {
+        return this.nginx!.out.split("hup").length - 1;
     }
 
     /** What BIRD holds: undefined (withdrawn), "plain" or "graceful-shutdown". */
@@ -303,12 +373,21 @@ class Lab {
         return Math.round(performance.now() - started);
     }
 
+    /** Fails the test if the switch leaves `value` while `during` runs. */
+    async holds<T>(value: number, during: () => Promise<T>): Promise<T> {
+        let left: number | undefined;
+        try {
+            return await pollingDuring(() => {
+                const now = this.state();
+                if (now !== value && left === undefined) left = now;
+            }, 5, during);
+        } finally {
+            assert.equal(left, undefined, `ANYCAST_STATE left ${value} (to ${left})`);
+        }
+    }
+
     spawn(command: string, args: string[], stdin = false): Proc {
-        const child = spawn(command, args, { stdio: [stdin ? "pipe" : "ignore", "pipe", "pipe"] });
-        const proc: Proc = { child, out: "", err: "", exited: false };
-        child.stdout!.on("data", (d: Buffer) => (proc.out += d.toString()));
-        child.stderr!.on("data", (d: Buffer) => (proc.err += d.toString()));
-        child.on("exit", () => (proc.exited = true));
+        const proc = spawnCaptured(command, args, stdin);
         this.procs.push(proc);
         return proc;
     }
@@ -333,15 +412,6 @@ async function logged(proc: Proc, pattern: RegExp, timeoutMs = 3000): Promise<vo
     await until(`log line ${pattern}`, timeoutMs, () => pattern.test(proc.err)).catch(() => assert.match(proc.err, pattern));
 }
 
-async function until(what: string, timeoutMs: number, check: () => boolean, pollMs = 20): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-        await new Promise((resolve) => setTimeout(resolve, pollMs));
-    }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** CPU seconds (user + system, the agent and its children) from /proc/<pid>/stat. */
 function cpuSeconds(pid: number): number {
@@ -349,6 +419,11 @@ function cpuSeconds(pid: number): number {
     // After "pid (comm) ": state is field 0, so utime/stime/cutime/cstime are 11..14.
     const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
     return ticks / 100;
+}
+
+/** The server lines of an nginx upstream file, without the comments and blocks around them. */
+function serverLines(text: string): string[] {
+    return text.split("\n").filter((l) => l.trimStart().startsWith("server "));
 }
 
 describe("the agent against a real BIRD (live)", () => {
@@ -372,6 +447,7 @@ describe("the agent against a real BIRD (live)", () => {
 
     test("rise, fall, re-announce, proxy failure, drain, BIRD restart, agent restart", async (t) => {
         if (skipUnlessLab(t) || !lab) return;
+        await lab.freshStart();
         // Lab parameters: interval 0.1 s, rise 3, fall 2 (timeout 2 s, see writeEnv); a 1 s drain keeps the test short.
         // This test withdraws five times on purpose; flap damping has its own tests below.
         const env = lab.writeEnv("health.env", { DRAIN_SECONDS: "1", MAX_WITHDRAWALS_PER_HOUR: "100" });
@@ -387,7 +463,7 @@ describe("the agent against a real BIRD (live)", () => {
         const cpuBefore = cpuSeconds(agent.child.pid!);
         await sleep(3000);
         const cpuPercent = ((cpuSeconds(agent.child.pid!) - cpuBefore) / 3) * 100;
-        console.log(`health: agent CPU at 10 checks/s: ${cpuPercent.toFixed(1)}% of one core`);
+        console.log(`health: agent CPU at 10 checks/s (proxy, 2 origins, 2 peers): ${cpuPercent.toFixed(1)}% of one core`);
         assert.ok(cpuPercent < 50, `agent CPU ${cpuPercent}%`);
         // 20 more checks, however long this (possibly stalling) machine takes to run them, all while
         // announced. Not "20 good in a row": under load one check can time out, and one bad check
@@ -401,26 +477,31 @@ describe("the agent against a real BIRD (live)", () => {
         });
         assert.equal(fs.statSync(lab.stateFile).ino, inode, "no rewrite of the state file without a change");
         await until("a good check", 10_000, () => lab.status().healthy === true);
+        const steady = lab.status();
+        assert.equal(steady.state, "announced");
+        assert.equal(steady.fault, "none");
 
-        // The origin stops: withdrawn after 2 bad checks.
-        await lab.server("stop origin");
+        // Both origins stop while ams, announced, still reaches one: a fault of this PoP's own.
+        // Withdrawn once the agent has waited long enough for a shared fault to show at ams too.
+        await lab.origins("stop");
         const toWithdraw = await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
-        console.log(`health: origin stop -> ANYCAST_STATE 0 in ${toWithdraw} ms (fall 2 x 0.1 s)`);
-        await logged(agent, /announced -> withdrawn: origin check failed \(http 000, curl exit 7\), 2 checks in a row/);
+        console.log(`health: origins stop -> ANYCAST_STATE 0 in ${toWithdraw} ms (paths fall 2 x 0.1 s, then 0.6 s to confirm at ams, then fall 2)`);
+        await logged(agent, /announced -> withdrawn: no origin reachable from here \(.*\) while ams reaches one and is announced, 2 checks in a row/);
         await lab.expectRoute(undefined);
         await until("status withdrawn", 2000, () => lab.status().state === "withdrawn");
         const down = lab.status();
         assert.equal(down.origin_ok, false);
         assert.equal(down.proxy_ok, true);
+        assert.equal(down.fault, "local");
         assert.equal(down.withdrawals_last_hour, 1);
 
-        // The origin comes back: announced after 3 good checks.
-        await lab.server("start origin");
+        // The origins come back: announced after 3 good checks.
+        await lab.origins("start");
         const toReannounce = await lab.waitState(ANYCAST_STATE.announced, 15_000);
-        console.log(`health: origin back -> ANYCAST_STATE 2 in ${toReannounce} ms (rise 3 x 0.1 s)`);
+        console.log(`health: origins back -> ANYCAST_STATE 2 in ${toReannounce} ms (rise 3 x 0.1 s)`);
         await lab.expectRoute("plain");
 
-        // The proxy (nginx) stops answering: withdrawn too.
+        // The proxy (nginx) stops answering: withdrawn too, whatever the other PoPs see.
         await lab.server("stop proxy");
         await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         await logged(agent, /announced -> withdrawn: proxy check failed/);
@@ -454,19 +535,19 @@ describe("the agent against a real BIRD (live)", () => {
         // starts reads it), even when birdc fails; once BIRD is back the last decision is applied.
         lab.bird!.child.kill("SIGTERM");
         await until("BIRD exit", 5000, () => lab.bird!.exited);
-        await lab.server("stop origin");
+        await lab.origins("stop");
         await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         await until("birdc failure logged", 3000, () => agent.err.includes("birdc configure failed, retrying every tick"));
         await until("status: BIRD has not applied the withdrawal", 2000, () => lab.status().bird_applied === false);
-        await lab.server("start origin");
+        await lab.origins("start");
         await lab.waitState(ANYCAST_STATE.announced, 15_000);
-        await lab.server("stop origin");
+        await lab.origins("stop");
         await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         lab.startBird();
         await until("BIRD applies the withdrawal", 5000, () => agent.err.includes("BIRD applied ANYCAST_STATE = 0 after"));
         await until("status: BIRD applied", 2000, () => lab.status().bird_applied === true);
         await lab.expectRoute(undefined);
-        await lab.server("start origin");
+        await lab.origins("start");
         await lab.waitState(ANYCAST_STATE.announced, 15_000);
         await lab.expectRoute("plain");
         assert.equal(agent.exited, false, "BIRD going away never stops the agent");
@@ -486,17 +567,158 @@ describe("the agent against a real BIRD (live)", () => {
 
         const status = JSON.parse(lab.cli(env, "status")) as Record<string, unknown>;
         assert.equal(status.pop, "lax");
-        for (const key of ["state", "healthy", "proxy_ok", "origin_ok", "consecutive_good", "consecutive_bad",
-            "withdrawals_last_hour", "since", "last_reason"]) {
+        for (const key of ["state", "healthy", "proxy_ok", "origin_ok", "serving", "fault", "primary", "paths", "seq",
+            "consecutive_good", "consecutive_bad", "withdrawals_last_hour", "since", "last_reason"]) {
             assert.ok(key in status, `status has ${key}`);
         }
+    });
+
+    test("paths for nginx: the agent writes the servers it was pushed with, fails over between origins, and reloads nginx on changes only", async (t) => {
+        if (skipUnlessLab(t) || !lab) return;
+        await lab.freshStart();
+        // The configured order (the renderer's order too): with the default, measured round trips,
+        // a loaded machine can make origin2 look a fifth faster and the agent rightly moves to it.
+        const env = lab.writeEnv("paths.env", { ORIGIN_PREFERENCE: "origin origin2" });
+        const agent = lab.startAgent(env);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
+        // Every path up: the same server lines as the renderer's pushed starting point (RELAY=no here).
+        const input = popRenderInput(labSpec(), "lax");
+        const pushed = renderNginxUpstreams({ ...input, failover: { ...input.failover!, relay: false } });
+        await until("the upstream file written", 3000, () => fs.existsSync(lab.upstreamsFile));
+        assert.deepEqual(serverLines(fs.readFileSync(lab.upstreamsFile, "utf8")), serverLines(pushed));
+        const reloadsSteady = lab.reloads();
+        assert.ok(reloadsSteady >= 1, "the agent asserts its file once at start");
+        await sleep(1000);
+        assert.equal(lab.reloads(), reloadsSteady, "no reload without a change");
+
+        // One origin gone: nginx moves to the other at once (the other PoPs see nothing of it).
+        await lab.server("stop origin");
+        await until("origin down, origin2 primary", 15_000, () => lab.upstreams().origin === "down" && lab.upstreams().origin2 === "primary");
+        assert.deepEqual(lab.upstreams(), { origin: "down", origin2: "primary" });
+        assert.deepEqual(lab.upstreams("origin_direct"), { origin: "down", origin2: "primary" });
+        await until("nginx reloaded", 3000, () => lab.reloads() > reloadsSteady);
+        await until("status: origin2 primary", 5000, () => lab.status().primary === "origin2");
+        assert.equal(lab.status().healthy, true);
+        assert.equal(lab.state(), ANYCAST_STATE.announced);
+        // Back: origin is up again and, first in the configured order, primary again.
+        await lab.server("start origin");
+        await until("origin primary again", 15_000, () => lab.upstreams().origin === "primary" && lab.upstreams().origin2 === "backup");
+        await logged(agent, /path origin down: http 000, curl exit 7, 2 checks in a row/);
+        await logged(agent, /path origin up: 3 checks in a row/);
+        await lab.stopAgent(agent);
+
+        // A configured preference puts origin2 first from the start.
+        await lab.freshStart();
+        const preferring = lab.startAgent(lab.writeEnv("prefer.env", { ORIGIN_PREFERENCE: "origin2" }));
+        await until("the upstream file written", 3000, () => fs.existsSync(lab.upstreamsFile));
+        await sleep(300);
+        assert.deepEqual(lab.upstreams(), { origin2: "primary", origin: "backup" });
+        await lab.stopAgent(preferring);
+    });
+
+    test("a global fault (no PoP reaches an origin) keeps the PoP announced with every path down, three times in a row, no damping", async (t) => {
+        if (skipUnlessLab(t) || !lab) return;
+        await lab.freshStart();
+        const env = lab.writeEnv("global.env", { MAX_WITHDRAWALS_PER_HOUR: "2" });
+        const agent = lab.startAgent(env);
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
+        for (let outage = 1; outage <= 3; outage++) {
+            await lab.holds(ANYCAST_STATE.announced, async () => {
+                // ams loses the origins too: it says so.
+                await lab.server("view global");
+                await lab.origins("stop");
+                await until("every path down", 5000, () => Object.values(lab.upstreams()).every((r) => r === "down"));
+                await until("fault global", 3000, () => lab.status().fault === "global");
+                // Held well past the time a local fault takes to withdraw (see the test above).
+                await sleep(1500);
+                assert.equal(lab.status().state, "announced");
+                await lab.origins("start");
+                await lab.server("view serving");
+                // Either origin: which one is primary follows the measured round trips.
+                await until("serving again", 15_000, () => lab.status().healthy === true && Object.values(lab.upstreams()).includes("primary"));
+            });
+            console.log(`health: global outage ${outage}: stayed announced, every path down for nginx, then back`);
+        }
+        assert.equal(lab.status().withdrawals_last_hour, 0, "a global fault is never a withdrawal");
+        await logged(agent, /nginx: no path works: every request gets the 503/);
+        assert.doesNotMatch(agent.err, /-> withdrawn|held-down/);
+        await lab.stopAgent(agent);
+    });
+
+    test("with its own paths broken and a peer that reaches an origin, the PoP relays through it and stays healthy", async (t) => {
+        if (skipUnlessLab(t) || !lab) return;
+        await lab.freshStart();
+        const agent = lab.startAgent(lab.writeEnv("relay.env", { RELAY: "yes" }));
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
+        await until("via ams a backup", 3000, () => lab.upstreams()["via ams"] === "backup");
+        // sgp never answers: its relay path is down from the start.
+        await until("via sgp down", 3000, () => lab.upstreams()["via sgp"] === "down");
+        await lab.holds(ANYCAST_STATE.announced, async () => {
+            await lab.origins("stop");
+            await until("via ams primary", 15_000, () => lab.upstreams()["via ams"] === "primary");
+            assert.deepEqual(lab.upstreams(), { origin: "down", origin2: "down", "via ams": "primary", "via sgp": "down" });
+            // What this PoP relays for others: its own direct paths only, all down now.
+            assert.deepEqual(lab.upstreams("origin_direct"), { origin: "down", origin2: "down" });
+            // The agent writes the upstream file before its status file in the same tick: wait for both.
+            await until("status relaying", 5000, () => lab.status().primary === "via ams");
+            const relaying = lab.status();
+            assert.equal(relaying.healthy, true);
+            assert.equal(relaying.serving, true);
+            assert.equal(relaying.direct_up, 0, "peers must not relay through this PoP");
+            await sleep(1000);
+            await lab.origins("start");
+            await until("a direct path primary again", 15_000, () => lab.upstreams().origin === "primary" || lab.upstreams().origin2 === "primary");
+        });
+        assert.equal(lab.status().withdrawals_last_hour, 0);
+        await logged(agent, /nginx: primary via ams/);
+        await lab.stopAgent(agent);
+    });
+
+    test("cut off from the whole mesh it withdraws (full mesh); in a hub mesh it cannot tell and stays; a withdrawn peer cannot take over", async (t) => {
+        if (skipUnlessLab(t) || !lab) return;
+        await lab.freshStart();
+        const full = lab.startAgent(lab.writeEnv("isolated.env", {}));
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
+        await sleep(500);
+        await lab.server("stop ams");
+        await lab.origins("stop");
+        await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
+        await logged(full, /announced -> withdrawn: no origin reachable from here .* while ams \(before this PoP lost the mesh\) reaches one and is announced/);
+        assert.equal(lab.status().fault, "local");
+        await lab.stopAgent(full);
+
+        await lab.freshStart();
+        const hub = lab.startAgent(lab.writeEnv("hub.env", { MESH_TOPOLOGY: "hub" }));
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
+        await sleep(500);
+        await lab.holds(ANYCAST_STATE.announced, async () => {
+            await lab.server("stop ams");
+            await lab.origins("stop");
+            await until("fault global", 5000, () => lab.status().fault === "global");
+            await sleep(1500);
+        });
+        await lab.stopAgent(hub);
+
+        // The last announced PoP: ams reaches an origin but is withdrawn, so it cannot take the traffic.
+        await lab.freshStart();
+        const last = lab.startAgent(lab.writeEnv("last.env", {}));
+        await lab.waitState(ANYCAST_STATE.announced, 15_000);
+        await lab.server("view withdrawn");
+        await lab.holds(ANYCAST_STATE.announced, async () => {
+            await lab.origins("stop");
+            await until("fault global", 5000, () => lab.status().fault === "global");
+            await sleep(1500);
+        });
+        assert.equal(lab.status().withdrawals_last_hour, 0);
+        await lab.stopAgent(last);
     });
 
     test("flap damping: held down after MAX withdrawals until the oldest ages out", async (t) => {
         if (skipUnlessLab(t) || !lab) return;
         // Long enough that two withdrawals and the announcement between them fit in it on a
         // machine that stalls, short enough to watch the window end.
-        const WINDOW_S = 10;
+        // A withdrawal for an origin fault waits for the peers' view first (about 3 s here).
+        const WINDOW_S = 25;
         await lab.freshStart();
         const env = lab.writeEnv("flap.env", { MAX_WITHDRAWALS_PER_HOUR: "2", FLAP_WINDOW_SECONDS: String(WINDOW_S) });
         const agent = lab.startAgent(env);
@@ -505,12 +727,12 @@ describe("the agent against a real BIRD (live)", () => {
         // Wall-clock bounds that a late observer cannot break (this machine may stall): the first
         // withdrawal happened after the origin was stopped and before the test saw it.
         const originStopped = Date.now();
-        await lab.server("stop origin");
+        await lab.origins("stop");
         await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         const firstWithdrawalSeen = Date.now();
-        await lab.server("start origin");
+        await lab.origins("start");
         await lab.waitState(ANYCAST_STATE.announced, 15_000);
-        await lab.server("stop origin");
+        await lab.origins("stop");
         await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
         await until("held-down", 2000, () => lab.status().state === "held-down");
         const held = lab.status();
@@ -523,7 +745,7 @@ describe("the agent against a real BIRD (live)", () => {
         assert.match(String(held.last_reason), new RegExp(`2 withdrawals within ${WINDOW_S}s, held down for \\d+s`));
 
         // Healthy again, but held: no announcement until the first withdrawal is a window old.
-        await lab.server("start origin");
+        await lab.origins("start");
         await until("healthy again (held down)", 15_000, () => lab.status().healthy === true);
         assert.equal(lab.status().state, "held-down");
         assert.equal(lab.state(), ANYCAST_STATE.withdrawn);
@@ -543,9 +765,9 @@ describe("the agent against a real BIRD (live)", () => {
         const agent = lab.startAgent(env);
         await lab.waitState(ANYCAST_STATE.announced, 15_000);
         for (let i = 0; i < 2; i++) {
-            await lab.server("stop origin");
+            await lab.origins("stop");
             await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
-            await lab.server("start origin");
+            await lab.origins("start");
             if (i === 0) await lab.waitState(ANYCAST_STATE.announced, 15_000);
         }
         await until("held-down", 2000, () => lab.status().state === "held-down");

@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { renderNetSetup } from "../../components/core/render/netsetup";
 import { renderBirdStateInclude } from "../../components/core/render/bird";
+import { IpPrefix } from "../../components/core/addressing";
 import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
@@ -15,7 +16,7 @@ const scratch = tempDir("netsetup");
 after(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 function dualStack(input: PopRenderInput): PopRenderInput {
-    return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, "198.51.100.0/24"] } };
+    return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, IpPrefix.parse("198.51.100.0/24")] } };
 }
 
 function writeScript(name: string, text: string): string {
@@ -46,7 +47,7 @@ describe("renderNetSetup", () => {
         assert.ok(!/route replace "\$BGP/.test(renderNetSetup(noRoute)));
         // The mesh guard is independent of the neighbour route, and of the mesh's family.
         assert.match(renderNetSetup(noRoute), /ip -4 route replace unreachable "\$MESH_CIDR" metric 4000/);
-        const v6Mesh = renderNetSetup({ ...input, mesh: { cidr: "fd00:a:1::/64" } });
+        const v6Mesh = renderNetSetup({ ...input, mesh: { cidr: IpPrefix.parse("fd00:a:1::/64") } });
         assert.match(v6Mesh, /MESH_CIDR="\$\{MESH_CIDR:-fd00:a:1::\/64\}"/);
         assert.match(v6Mesh, /ip -6 route replace unreachable "\$MESH_CIDR" metric 4000/);
         assert.ok(!/MESH_CIDR/.test(renderNetSetup({ ...input, mesh: undefined })), "no mesh given, no guard");

@@ -3,7 +3,8 @@ import * as assert from "node:assert/strict";
 import { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { NftablesInput, renderNftables } from "../../components/core/render/nftables";
+import { IpPrefix, parseAddressOrPrefix } from "../../components/core/addressing";
+import { AddressOrPrefix, NftablesInput, renderNftables } from "../../components/core/render/nftables";
 import { AnycastSpec } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, prodSpec, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
@@ -18,18 +19,23 @@ after(() => fs.rmSync(scratch, { recursive: true, force: true }));
 /** A few of Cloudflare's published ranges, standing in for what the stack fetches at deploy time. */
 const FRONT_DOOR_SOURCES = ["173.245.48.0/20", "103.21.244.0/22", "2400:cb00::/32", "2606:4700::/32"];
 
-function popFirewall(spec: AnycastSpec, popName: string, httpSources: string[]): NftablesInput {
+/** Sources as text (Cloudflare's ranges arrive so at deploy time; components/firewall.ts parses them) or parsed. */
+const sourcesOf = (list: ReadonlyArray<string | AddressOrPrefix>): AddressOrPrefix[] =>
+    list.map((s) => (typeof s === "string" ? parseAddressOrPrefix(s) : s));
+
+function popFirewall(spec: AnycastSpec, popName: string, httpSources: ReadonlyArray<string | AddressOrPrefix>): NftablesInput {
     const pop = spec.pops.find((p) => p.name === popName)!;
     const others = [spec.origin.name, ...spec.pops.map((p) => p.name)].filter((n) => n !== popName);
     return {
         role: "pop",
         anycastAddresses: [spec.address],
-        httpSources,
+        httpSources: sourcesOf(httpSources),
         bgpNeighbors: [pop.bgp.neighbor],
-        meshPeerEndpoints: others.map((n) => TEST_HOST_ADDRESSES[n].ipv6),
+        meshPeerEndpoints: sourcesOf(others.map((n) => TEST_HOST_ADDRESSES[n].ipv6)),
         meshPort: spec.mesh.port,
         meshCidr: spec.mesh.cidr,
         adminCidrs: spec.firewall.adminCidrs,
+        relayPort: spec.failover.relayPort,
         bfd: pop.bgp.bfd !== undefined,
     };
 }
@@ -40,7 +46,7 @@ function originFirewall(spec: AnycastSpec): NftablesInput {
         anycastAddresses: [],
         httpSources: [],
         bgpNeighbors: [],
-        meshPeerEndpoints: spec.pops.map((p) => TEST_HOST_ADDRESSES[p.name].ipv6),
+        meshPeerEndpoints: sourcesOf(spec.pops.map((p) => TEST_HOST_ADDRESSES[p.name].ipv6)),
         meshPort: spec.mesh.port,
         meshCidr: spec.mesh.cidr,
         adminCidrs: spec.firewall.adminCidrs,
@@ -59,6 +65,13 @@ describe("renderNftables", () => {
     for (const [name, input] of CASES) {
         test(`golden ${name}`, () => assertGolden(`nftables/${name}.conf`, renderNftables(input())));
     }
+
+    test("a PoP opens its relay and status port to the mesh only, on wg0", () => {
+        const text = renderNftables(popFirewall(labSpec(), "lax", labSpec().firewall.httpSources!));
+        assert.match(text, /^\s+iifname "wg0" ip6 saddr fd00:a:1::\/64 tcp dport 8081 accept comment "relay and status for the other PoPs, over the mesh only"$/m);
+        assert.match(renderNftables(popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES)), /iifname "wg0" ip saddr 10\.77\.0\.0\/24 tcp dport 8081 accept/);
+        assert.ok(!renderNftables(originFirewall(prodSpec())).includes("8081"), "not on an origin");
+    });
 
     test("mixed-family lists become one interval set per family", () => {
         const text = renderNftables(popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES));
@@ -148,16 +161,16 @@ describe("renderNftables", () => {
             runOk("ip", ["link", "add", "eth0", "netns", pop, "type", "veth", "peer", "name", "eth0", "netns", client]);
             inNetnsOk(pop, "ip", ["-6", "addr", "add", "2001:db8:ff11::10/64", "dev", "eth0", "nodad"]);
             inNetnsOk(pop, "ip", ["link", "set", "eth0", "up"]);
-            inNetnsOk(pop, "ip", ["-6", "addr", "add", `${anycast}/128`, "dev", "lo"]);
+            inNetnsOk(pop, "ip", ["-6", "addr", "add", `${anycast}/128`, "dev", "lo", "nodad"]);
             inNetnsOk(client, "ip", ["-6", "addr", "add", "2001:db8:ff11::1/64", "dev", "eth0", "nodad"]);
             inNetnsOk(client, "ip", ["link", "set", "eth0", "up"]);
-            for (const source of [allowed, denied]) inNetnsOk(client, "ip", ["-6", "addr", "add", `${source}/128`, "dev", "lo"]);
+            for (const source of [allowed, denied]) inNetnsOk(client, "ip", ["-6", "addr", "add", `${source}/128`, "dev", "lo", "nodad"]);
             inNetnsOk(client, "ip", ["-6", "route", "add", `${anycast}/128`, "via", "2001:db8:ff11::10"]);
             inNetnsOk(pop, "ip", ["-6", "route", "add", "2001:db8::/32", "via", "2001:db8:ff11::1"]);
 
             // Loaded before any traffic, so neighbour discovery itself has to pass the ruleset.
             const file = path.join(scratch, "live.conf");
-            fs.writeFileSync(file, renderNftables({ ...popFirewall(labSpec(), "lax", ["2001:db8:ff00::/40"]), adminCidrs: ["2001:db8:ffff::/64"] }));
+            fs.writeFileSync(file, renderNftables({ ...popFirewall(labSpec(), "lax", ["2001:db8:ff00::/40"]), adminCidrs: [IpPrefix.parse("2001:db8:ffff::/64")] }));
             inNetnsOk(pop, "nft", ["-f", file]);
             servers.push(await startHttpServer(pop, "::", 80, "served-by-pop"));
             servers.push(await startHttpServer(pop, "::", 8080, "must-not-be-reachable"));

@@ -7,6 +7,7 @@ import * as path from "node:path";
 import {
     MeshMember, MeshPlanOptions, planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate,
 } from "../../components/core/render/wireguard";
+import { IpAddress, IpPrefix } from "../../components/core/addressing";
 import { AnycastSpec, WireGuardNode } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, prodSpec, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
@@ -112,7 +113,7 @@ describe("planWireGuardMesh", () => {
         const members = membersOf(spec);
         assert.throws(() => planWireGuardMesh(members, { ...optionsOf(spec, "hub"), hubName: "nope" }), /hubName/);
         assert.throws(() => planWireGuardMesh([...members, members[0]], optionsOf(spec)), /twice/);
-        assert.throws(() => planWireGuardMesh([{ ...members[0], meshAddress: "10.78.0.1" }], optionsOf(spec)), /inside/);
+        assert.throws(() => planWireGuardMesh([{ ...members[0], meshAddress: IpAddress.parse("10.78.0.1") }], optionsOf(spec)), /inside/);
         assert.throws(() => planWireGuardMesh([{ ...members[0], endpoint: "example.com" }], optionsOf(spec)), /not an IP/);
     });
 });
@@ -217,9 +218,9 @@ describe("renderWireGuardConfig", () => {
             inNetnsOk(nsB, "ip", ["link", "set", "eth0", "up"]);
             const keys = { origin: testPrivateKey("origin"), lax: testPrivateKey("lax") };
             const plan = planWireGuardMesh([
-                { name: "origin", meshAddress: "10.77.0.1", endpoint: "2001:db8:77::1", publicKey: wgPublicKeyFromPrivate(keys.origin) },
-                { name: "lax", meshAddress: "10.77.0.2", endpoint: "2001:db8:77::2", publicKey: wgPublicKeyFromPrivate(keys.lax) },
-            ], { cidr: "10.77.0.0/24", port: 51820, topology: "full", mtu: 1420, persistentKeepalive: 25 });
+                { name: "origin", meshAddress: IpAddress.parse("10.77.0.1"), endpoint: "2001:db8:77::1", publicKey: wgPublicKeyFromPrivate(keys.origin) },
+                { name: "lax", meshAddress: IpAddress.parse("10.77.0.2"), endpoint: "2001:db8:77::2", publicKey: wgPublicKeyFromPrivate(keys.lax) },
+            ], { cidr: IpPrefix.parse("10.77.0.0/24"), port: 51820, topology: "full", mtu: 1420, persistentKeepalive: 25 });
             const fileA = path.join(dir, `${ifA}.conf`);
             const fileB = path.join(dir, `${ifB}.conf`);
             fs.writeFileSync(fileA, renderWireGuardConfig({ ...plan.origin, privateKey: keys.origin }), { mode: 0o600 });

@@ -208,9 +208,13 @@ describe("anycast --help", () => {
         }
     });
 
-    it("lab takes --config --json --keep --repeats --down --edge --deploy", async () => {
+    it("lab takes --config --json --keep --repeats --down --edge --deploy --experiments", async () => {
         const lab = program({ out: () => undefined, err: () => undefined }, () => undefined).commands.find((c) => c.name() === "lab")!;
-        assert.deepEqual(lab.options.map((o) => o.long).sort(), ["--config", "--deploy", "--down", "--edge", "--json", "--keep", "--repeats"].sort());
+        assert.deepEqual(lab.options.map((o) => o.long).sort(),
+            ["--config", "--deploy", "--down", "--edge", "--experiments", "--json", "--keep", "--repeats"].sort());
+        const unknown = await cli(["lab", "--config", path.join(REPO_ROOT, "Pulumi.lab.yaml"), "--experiments", "crash,originOutge"]);
+        assert.equal(unknown.code, 2);
+        assert.match(unknown.err, /--experiments: originOutge is not an experiment: use some of crash,[\s\S]*originOutage, tunnelCut, originDown/);
         const edge = await cli(["lab", "--config", path.join(REPO_ROOT, "Pulumi.lab.yaml"), "--edge", "gobgp"]);
         assert.equal(edge.code, 2);
         assert.match(edge.err, /Allowed choices are frr, bird/);

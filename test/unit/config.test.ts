@@ -68,8 +68,8 @@ const BAD: BadCase[] = [
     { name: "an unknown region, allowed, still shaped like one", mutate: (c) => { c.pops[0].region = "Los Angeles"; c.pops[0].allowUnknownRegion = true; }, key: "anycast:pops[0].region", message: /does not look like a Vultr region id/ },
     { name: "a plan that does not exist", mutate: (c) => { c.pops[2].plan = "vc2-1c-1gbb"; }, key: "anycast:pops[2].plan", message: /^"vc2-1c-1gbb" is not a Vultr plan id: did you mean vc2-1c-1gb\?$/ },
     { name: "a plan with no near match", mutate: (c) => { c.pops[2].plan = "huge"; }, key: "anycast:pops[2].plan", message: /use a plan such as vc2-1c-1gb .* set pops\[2\]\.allowUnknownPlan: true\)$/ },
-    { name: "an origin region that does not exist", mutate: (c) => { delete c.origin.host; c.origin.region = "fran"; }, key: "anycast:origin.region", message: /^"fran" is not a Vultr region id: did you mean fra \(Frankfurt\)\?$/ },
-    { name: "an origin region unlike any", mutate: (c) => { delete c.origin.host; c.origin.region = "qqq"; }, key: "anycast:origin.region", message: /set origin\.allowUnknownRegion: true\)$/ },
+    { name: "an origin region that does not exist", mutate: (c) => { delete c.origins[0].host; c.origins[0].region = "fran"; }, key: "anycast:origins[0].region", message: /^"fran" is not a Vultr region id: did you mean fra \(Frankfurt\)\?$/ },
+    { name: "an origin region unlike any", mutate: (c) => { delete c.origins[0].host; c.origins[0].region = "qqq"; }, key: "anycast:origins[0].region", message: /set origins\[0\]\.allowUnknownRegion: true\)$/ },
     { name: "community syntax", mutate: (c) => { c.pops[0].communities = ["64600-6939"]; }, key: "anycast:pops[0].communities[0]", message: /not a community/ },
     { name: "community half over 16 bits", mutate: (c) => { c.pops[0].communities = ["206924:1"]; }, key: "anycast:pops[0].communities[0]", message: /16-bit/ },
     { name: "20473:6000 on an anycast prefix", mutate: (c) => { c.pops[0].communities = ["20473:6000"]; }, key: "anycast:pops[0].communities[0]", message: /inside AS20473/ },
@@ -87,8 +87,21 @@ const BAD: BadCase[] = [
     { name: "mesh CIDR missing", mutate: (c) => { delete c.mesh.cidr; }, key: "anycast:mesh.cidr", message: /required/ },
     { name: "mesh address outside the mesh", mutate: (c) => { c.pops[0].meshAddress = "fd00:b::2"; }, key: "anycast:pops[0].meshAddress", message: /outside mesh.cidr/ },
     { name: "mesh topology unknown", mutate: (c) => { c.mesh.topology = "star"; }, key: "anycast:mesh.topology", message: /full|hub/ },
-    { name: "origin port out of range", mutate: (c) => { c.origin.port = 70000; }, key: "anycast:origin.port", message: /65535/ },
-    { name: "origin missing", mutate: (c) => { delete c.origin; }, key: "anycast:origin", message: /required/ },
+    { name: "origin port out of range", mutate: (c) => { c.origins[0].port = 70000; }, key: "anycast:origins[0].port", message: /65535/ },
+    { name: "origin missing", mutate: (c) => { delete c.origins; }, key: "anycast:origin", message: /required.*anycast:origins/ },
+    { name: "origin and origins both", mutate: (c) => { c.origin = c.origins[0]; }, key: "anycast:origins", message: /not both/ },
+    { name: "origins empty", mutate: (c) => { c.origins = []; }, key: "anycast:origins", message: /at least one/ },
+    { name: "duplicate origin names", mutate: (c) => { c.origins[1].name = "origin"; }, key: "anycast:origins[1].name", message: /^"origin" is a duplicate origin name \(also origins\[0\]\): give each origin its own name$/ },
+    { name: "PoP named like the second origin", mutate: (c) => { c.pops[0].name = "origin2"; }, key: "anycast:pops[0].name", message: /origin's name/ },
+    { name: "second origin inside the anycast prefix", mutate: (c) => { c.origins[1].host.address = "2001:db8:100::7"; }, key: "anycast:origins[1].host.address", message: /inside the anycast prefix/ },
+    { name: "PoP preferring an unknown origin", mutate: (c) => { c.pops[0].origins = ["origin3"]; }, key: "anycast:pops[0].origins[0]", message: /^"origin3" is not an origin: use one of origin, origin2$/ },
+    { name: "PoP preferring an origin twice", mutate: (c) => { c.pops[0].origins = ["origin", "origin"]; }, key: "anycast:pops[0].origins[1]", message: /twice/ },
+    { name: "relay in a hub mesh", mutate: (c) => { c.mesh.topology = "hub"; c.failover = { relay: true }; }, key: "anycast:failover.relay", message: /needs mesh.topology full/ },
+    { name: "relay port taken", mutate: (c) => { c.failover = { relayPort: 443 }; }, key: "anycast:failover.relayPort", message: /taken/ },
+    { name: "negative Retry-After", mutate: (c) => { c.failover = { retryAfter: -1 }; }, key: "anycast:failover.retryAfter", message: /0/ },
+    { name: "stale cache with an unknown key", mutate: (c) => { c.failover = { staleCache: { size: 10 } }; }, key: "anycast:failover.staleCache.size", message: /known keys here: maxSize, validSeconds, keepSeconds/ },
+    { name: "a misspelt failover key", mutate: (c) => { c.failover = { retryafter: 5 }; }, key: "anycast:failover.retryafter", message: /did you mean retryAfter/ },
+    { name: "a misspelt top-level origins key", mutate: (c) => { c.orgins = c.origins; delete c.origins; }, key: "anycast:orgins", message: /did you mean origins/ },
     { name: "zone and zoneId both", mutate: (c) => { c.frontDoor.zoneId = "0123456789abcdef0123456789abcdef"; }, key: "anycast:frontDoor", message: /exactly one/ },
     { name: "zone not a domain", mutate: (c) => { c.frontDoor.zone = "localhost"; }, key: "anycast:frontDoor.zone", message: /domain/ },
     { name: "hostname outside the zone", mutate: (c) => { c.frontDoor.hostname = "www.example.org"; }, key: "anycast:frontDoor.hostname", message: /not inside the zone/ },
@@ -117,7 +130,7 @@ describe("config validation rejects bad input, naming the key", () => {
         assert.equal(errorsOf(base()).length, 0);
         const prod = parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "pw", sshPrivateKey: SSH_KEY });
         assert.deepEqual(prod.pops.map((p) => p.name), ["lax", "ams", "sgp"]);
-        assert.equal(prod.address, "2001:db8:100::1");
+        assert.equal(String(prod.address), "2001:db8:100::1");
         assert.equal(prod.frontDoor.hostname, "www.example.com");
         assert.equal(prod.frontDoor.anycastName, "anycast.example.com");
     });
@@ -204,12 +217,12 @@ describe("config validation rejects bad input, naming the key", () => {
     it("applies Vultr defaults and plans the mesh in list order", () => {
         const spec = parseAnycastConfig(base());
         const lax = spec.pops[0];
-        assert.equal(lax.bgp.neighbor, "2001:19f0:ffff::1");
+        assert.equal(String(lax.bgp.neighbor), "2001:19f0:ffff::1");
         assert.equal(lax.bgp.remoteAsn, 64515);
         assert.equal(lax.bgp.multihop, 2);
-        assert.equal(spec.origin.meshAddress, "fd00:a:1::1");
-        assert.deepEqual(spec.pops.map((p) => p.meshAddress), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4"]);
-        assert.equal(spec.address, "2001:db8:100::1");
+        assert.equal(String(spec.origin.meshAddress), "fd00:a:1::1");
+        assert.deepEqual(spec.pops.map((p) => String(p.meshAddress)), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4"]);
+        assert.equal(String(spec.address), "2001:db8:100::1");
     });
 
     it("warns about documentation resources without failing", () => {
@@ -220,7 +233,7 @@ describe("config validation rejects bad input, naming the key", () => {
 
     it("checks the announcement against anycast:roas (RFC 6811) and reports each prefix's RPKI state", () => {
         const lab = parseAnycastConfig(base());
-        assert.deepEqual(lab.rpki, [{ prefix: "2001:db8:100::/48", state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
+        assert.deepEqual(lab.rpki.map((r) => ({ ...r, prefix: String(r.prefix) })), [{ prefix: "2001:db8:100::/48", state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
 
         // A wrong ROA next to a right one: valid, as RFC 6811 says (one matching ROA suffices).
         const both = base();
@@ -252,6 +265,52 @@ describe("config validation rejects bad input, naming the key", () => {
         loose.health.maxWithdrawalsPerHour = 4;
         const w = parseAnycastConfig(loose).warnings.find((x) => x.key === "anycast:health.maxWithdrawalsPerHour");
         assert.match(w?.message ?? "", /penalty of 7000, above the suppress threshold 6000 .*; 3 or fewer stays below it/);
+    });
+
+    it("keeps a single anycast:origin working, as stacks have had it", () => {
+        const prod = parseAnycastConfig({ ...rawConfigOf("Pulumi.prod.yaml"), bgpPassword: "pw", sshPrivateKey: SSH_KEY });
+        assert.deepEqual(prod.origins.map((o) => o.name), ["origin"]);
+        assert.equal(prod.origin, prod.origins[0]);
+        assert.equal(String(prod.origin.meshAddress), "10.77.0.1");
+        assert.deepEqual(prod.pops.map((p) => p.originPreference), [[], [], []]);
+    });
+
+    it("plans further origins from the end of the mesh, so appending a PoP moves no origin", () => {
+        const lab = parseAnycastConfig(base());
+        assert.deepEqual(lab.origins.map((o) => [o.name, String(o.meshAddress)]), [["origin", "fd00:a:1::1"], ["origin2", "fd00:a:1:0:ffff:ffff:ffff:ffff"]]);
+        assert.deepEqual(lab.pops.find((p) => p.name === "sgp")!.originPreference, ["origin2", "origin"]);
+        const more = base();
+        more.pops.push({ name: "fra", region: "fra" });
+        more.origins.push({ name: "origin3", host: { address: "2001:db8:fffd::10" }, port: 8080 });
+        const grown = parseAnycastConfig(more);
+        assert.deepEqual(grown.origins.map((o) => String(o.meshAddress)), ["fd00:a:1::1", "fd00:a:1:0:ffff:ffff:ffff:ffff", "fd00:a:1:0:ffff:ffff:ffff:fffe"]);
+        assert.deepEqual(grown.pops.map((p) => String(p.meshAddress)), ["fd00:a:1::2", "fd00:a:1::3", "fd00:a:1::4", "fd00:a:1::5"]);
+        // IPv4: the last address before the broadcast one.
+        const v4 = base();
+        v4.mesh.cidr = "10.77.0.0/24";
+        assert.deepEqual(parseAnycastConfig(v4).origins.map((o) => String(o.meshAddress)), ["10.77.0.1", "10.77.0.254"]);
+        // A /29 has 6 hosts: two origins and three PoPs fit, a fourth PoP would not.
+        const tight = base();
+        tight.mesh.cidr = "10.77.0.0/29";
+        tight.pops.push({ name: "fra", region: "fra" }, { name: "nyc", region: "ewr" });
+        assert.ok(errorsOf(tight).some((e) => e.key === "anycast:mesh.cidr" && /2 origins and 5 PoP\(s\) need 7/.test(e.message)));
+    });
+
+    it("failover defaults: relay through the other PoPs in a full mesh, not in a hub; a 5 s Retry-After; no cache unless asked", () => {
+        assert.deepEqual(parseAnycastConfig(base()).failover, { relay: true, relayPort: 8081, retryAfter: 5 });
+        const hub = base();
+        hub.mesh.topology = "hub";
+        const hubSpec = parseAnycastConfig(hub);
+        assert.equal(hubSpec.failover.relay, false);
+        assert.ok(hubSpec.warnings.some((w) => w.key === "anycast:origins" && /through the hub origin: when it is down, so are they/.test(w.message)));
+        const cached = base();
+        cached.failover = { staleCache: true, retryAfter: 30 };
+        assert.deepEqual(parseAnycastConfig(cached).failover, {
+            relay: true, relayPort: 8081, retryAfter: 30, staleCache: { maxSizeMb: 256, validSeconds: 0, keepSeconds: 86400 },
+        });
+        const sized = base();
+        sized.failover = { staleCache: { maxSize: 64, validSeconds: 10 } };
+        assert.deepEqual(parseAnycastConfig(sized).failover.staleCache, { maxSizeMb: 64, validSeconds: 10, keepSeconds: 86400 });
     });
 
     it("parses standard and large communities", () => {

@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, DEPLOYER_ADDRESS_ENV } from "../../components/core/config";
 import { renderBootstrap, renderCloudInitWait } from "../../components/core/render/bootstrap";
+import { IpAddress, IpPrefix } from "../../components/core/addressing";
 import { renderNftables } from "../../components/core/render/nftables";
 import { changedCommands, DeployPlan, planDeploy, PlannedCommand } from "../../lab/deploy/plan";
 import { NETWORK_NAME } from "../../stacks/network/stack";
@@ -209,8 +210,9 @@ describe("bootstrap and guard ruleset under the real tools", () => {
             return;
         }
         const text = renderNftables({
-            role: "pop", anycastAddresses: ["2001:db8:100::1"], httpSources: ["2400:cb00::/32"], bgpNeighbors: ["2001:19f0:ffff::1"],
-            meshPeerEndpoints: ["2001:db8:beef::10"], meshPort: 51820, meshCidr: "10.77.0.0/24", adminCidrs: [], bfd: true, existingHost: true,
+            role: "pop", anycastAddresses: [IpAddress.parse("2001:db8:100::1")], httpSources: [IpPrefix.parse("2400:cb00::/32")],
+            bgpNeighbors: [IpAddress.parse("2001:19f0:ffff::1")], meshPeerEndpoints: [IpAddress.parse("2001:db8:beef::10")], meshPort: 51820,
+            meshCidr: IpPrefix.parse("10.77.0.0/24"), adminCidrs: [], bfd: true, existingHost: true,
         });
         const dir = tempDir("guard");
         try {

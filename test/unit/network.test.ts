@@ -132,8 +132,8 @@ describe("AnycastNetwork in a program of its own", () => {
         // `satisfies` fails to compile when AnycastNetworkArgs gains or loses a key; the assertion
         // when the validator does.
         const args = {
-            asn: true, prefix: true, address: true, pops: true, origin: true, mesh: true, frontDoor: true, health: true,
-            firewall: true, roas: true, deploy: true, bgpPassword: true, sshPrivateKey: true, sshPublicKeys: true,
+            asn: true, prefix: true, address: true, pops: true, origin: true, origins: true, failover: true, mesh: true, frontDoor: true,
+            health: true, firewall: true, roas: true, deploy: true, bgpPassword: true, sshPrivateKey: true, sshPublicKeys: true,
         } satisfies Record<keyof AnycastNetworkArgs, true>;
         assert.deepEqual(Object.keys(args).sort(), [...new Set([...CONFIG_KEYS, ...SECRET_KEYS])].sort());
     });

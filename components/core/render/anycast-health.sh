@@ -8,8 +8,15 @@
 #   anycast-health undrain   end a drain; the PoP announces again after RISE good checks
 #   anycast-health release   forget the flap history (after fixing the cause): a held-down PoP announces again
 #
-# Every tick it checks (a) the local proxy, nginx's health endpoint on the anycast address, and
-# (b) the origin through the WireGuard mesh. BIRD is driven only through STATE_FILE, one line
+# Every tick it checks (a) the local proxy, nginx's health endpoint on the anycast address,
+# (b) every origin through the WireGuard mesh, and (c) every other PoP's status (its agent's own
+# view, served by its nginx on its mesh address). From (b) and (c) it keeps the paths to the
+# origins, directly or through another PoP's relay, and writes them for nginx (UPSTREAMS_FILE:
+# the best working path primary, broken ones down). A PoP is healthy while its proxy answers and
+# one path works. Without a path it withdraws only for a local fault: another PoP that is
+# announced still reaches an origin. When no PoP reaches any origin (a global fault) every PoP
+# stays announced and nginx answers 503 at once; such a fault is never a withdrawal, so it costs
+# no flap damping. BIRD is driven only through STATE_FILE, one line
 # `define ANYCAST_STATE = N;` (0 withdrawn, 1 draining: announced with GRACEFUL_SHUTDOWN,
 # 2 announced) that bird.conf includes and the export filters read, plus `birdc configure`: that
 # re-evaluates the filters and sends UPDATE/WITHDRAW without resetting any session. The agent
@@ -26,8 +33,10 @@ ENV_FILE=${ANYCAST_HEALTH_ENV:-/etc/anycast/health.env}
 # Every setting, all required: the renderer (components/core/render/health.ts, renderHealthEnv)
 # writes each one from the stack's config, and the script has no defaults of its own to drift
 # from the config's.
-SETTINGS=(POP ANYCAST_ADDRESS PROXY_URL ORIGIN_URL INTERVAL RISE FALL TIMEOUT DRAIN_SECONDS
-    MAX_WITHDRAWALS_PER_HOUR FLAP_WINDOW_SECONDS STATE_FILE BIRD_SOCKET STATUS_FILE CONTROL_DIR)
+SETTINGS=(POP ANYCAST_ADDRESS PROXY_URL ORIGINS ORIGIN_URLS ORIGIN_SERVERS ORIGIN_PREFERENCE PEERS
+    PEER_STATUS_URLS PEER_SERVERS RELAY MESH_TOPOLOGY INTERVAL RISE FALL TIMEOUT DRAIN_SECONDS
+    MAX_WITHDRAWALS_PER_HOUR FLAP_WINDOW_SECONDS PASSIVE_FAIL_TIMEOUT STATE_FILE BIRD_SOCKET STATUS_FILE
+    CONTROL_DIR UPSTREAMS_FILE NGINX_PID_FILE)
 
 die() {
     printf 'anycast-health: %s\n' "$*" >&2
@@ -79,6 +88,40 @@ positive_int() {
     [[ $1 =~ ^[1-9][0-9]*$ ]] || die "$2 must be a positive integer, got '$1'"
 }
 
+# A space-separated list setting into the array named $1; "-" is the empty list (no setting may be empty).
+split_list() {
+    local -n list=$1
+    # shellcheck disable=SC2034 # list is a nameref: assigning it fills the caller's array
+    if [[ $2 == - ]]; then list=(); else read -r -a list <<<"$2"; fi
+}
+
+# The lists: names, check URLs and nginx servers of the origins and the peers, pairwise.
+validate_lists() {
+    local name
+    split_list ORIGIN_NAMES "$ORIGINS"
+    split_list ORIGIN_URL_LIST "$ORIGIN_URLS"
+    split_list ORIGIN_SERVER_LIST "$ORIGIN_SERVERS"
+    split_list PEER_NAMES "$PEERS"
+    split_list PEER_URL_LIST "$PEER_STATUS_URLS"
+    split_list PEER_SERVER_LIST "$PEER_SERVERS"
+    N_DIRECT=${#ORIGIN_NAMES[@]}
+    N_PEERS=${#PEER_NAMES[@]}
+    ((N_DIRECT > 0)) || die "ORIGINS names no origin"
+    ((${#ORIGIN_URL_LIST[@]} == N_DIRECT && ${#ORIGIN_SERVER_LIST[@]} == N_DIRECT)) ||
+        die "ORIGINS, ORIGIN_URLS and ORIGIN_SERVERS must list as many entries"
+    ((${#PEER_URL_LIST[@]} == N_PEERS && ${#PEER_SERVER_LIST[@]} == N_PEERS)) ||
+        die "PEERS, PEER_STATUS_URLS and PEER_SERVERS must list as many entries"
+    PREFERRED=()
+    if [[ $ORIGIN_PREFERENCE != measured ]]; then
+        split_list PREFERRED "$ORIGIN_PREFERENCE"
+        for name in "${PREFERRED[@]}"; do
+            [[ " ${ORIGIN_NAMES[*]} " == *" $name "* ]] || die "ORIGIN_PREFERENCE names $name, which is not in ORIGINS"
+        done
+    fi
+    [[ $RELAY == yes || $RELAY == no ]] || die "RELAY must be yes or no, got '$RELAY'"
+    [[ $MESH_TOPOLOGY == full || $MESH_TOPOLOGY == hub ]] || die "MESH_TOPOLOGY must be full or hub, got '$MESH_TOPOLOGY'"
+}
+
 # The numeric settings, checked and converted once before the agent runs.
 validate_settings() {
     seconds_to_ms INTERVAL_MS "$INTERVAL" INTERVAL
@@ -90,6 +133,18 @@ validate_settings() {
     positive_int "$RISE" RISE
     positive_int "$FALL" FALL
     positive_int "$MAX_WITHDRAWALS_PER_HOUR" MAX_WITHDRAWALS_PER_HOUR
+    positive_int "$PASSIVE_FAIL_TIMEOUT" PASSIVE_FAIL_TIMEOUT
+    validate_lists
+    # How long a peer's view counts after its last change: a few of its ticks, each of which may
+    # take a check timeout.
+    VIEW_MAX_AGE_MS=$((4 * (INTERVAL_MS + TIMEOUT_MS)))
+    # How long this PoP waits, once it has lost every path, before it believes a peer that still
+    # reaches an origin: long enough for a peer sharing the fault to have noticed it too (its
+    # FALL checks, one more tick, and one timeout), so a global fault never passes for a local one.
+    CONFIRM_MS=$(((FALL + 1) * INTERVAL_MS + TIMEOUT_MS))
+    # How long no other PoP may answer at all before this PoP counts itself cut off from the mesh:
+    # longer than a peer's view stays fresh, so a few slow or lost status fetches are not enough.
+    ISOLATION_MS=$((VIEW_MAX_AGE_MS > CONFIRM_MS ? VIEW_MAX_AGE_MS : CONFIRM_MS))
 }
 
 # --- time -------------------------------------------------------------------------------------
@@ -227,44 +282,348 @@ apply_release() {
     return 0
 }
 
+# --- paths to the origins --------------------------------------------------------------------
+#
+# Path k < N_DIRECT is origin k over the mesh. With RELAY=yes, path N_DIRECT + j goes through peer
+# j's relay: its nginx on its mesh address, which forwards to the origins that peer reaches itself
+# (never to another relay, so a request crosses at most one). Each path has rise/fall hysteresis
+# of its own, a smoothed round-trip time (the TCP connect time of its checks; through a relay, the
+# time to the peer plus the peer's own best) and its failures among its last 16 checks.
+
+# Direct paths in the order of preference: ORIGIN_PREFERENCE, then the order of ORIGINS.
+order_direct_paths() {
+    local name k
+    DIRECT_ORDER=()
+    for name in "${PREFERRED[@]}"; do
+        for ((k = 0; k < N_DIRECT; k++)); do
+            [[ ${ORIGIN_NAMES[k]} == "$name" ]] && DIRECT_ORDER+=("$k")
+        done
+    done
+    for ((k = 0; k < N_DIRECT; k++)); do
+        [[ " ${PREFERRED[*]} " == *" ${ORIGIN_NAMES[k]} "* ]] || DIRECT_ORDER+=("$k")
+    done
+}
+
+setup_paths() {
+    local k j
+    PATH_NAME=("${ORIGIN_NAMES[@]}") PATH_SERVER=("${ORIGIN_SERVER_LIST[@]}")
+    if [[ $RELAY == yes ]]; then
+        for ((j = 0; j < N_PEERS; j++)); do
+            PATH_NAME+=("via ${PEER_NAMES[j]}") PATH_SERVER+=("${PEER_SERVER_LIST[j]}")
+        done
+    fi
+    N_PATHS=${#PATH_NAME[@]}
+    # Every path starts up, as the pushed UPSTREAMS_FILE has it; FALL failed checks take one down.
+    for ((k = 0; k < N_PATHS; k++)); do
+        PATH_UP[k]=1 PATH_GOOD[k]=0 PATH_BAD[k]=0 PATH_SRTT[k]=0 PATH_HISTORY[k]=0
+    done
+    for ((j = 0; j < N_PEERS; j++)); do
+        PEER_SEQ[j]="" PEER_SEQ_MS[j]=0 PEER_STATE[j]=unknown PEER_SERVING[j]=false PEER_DIRECT_UP[j]=0
+        PEER_BEST_US[j]=-1 PEER_LAST_MS[j]=0 PEER_LAST_TAKES_OVER[j]=0
+    done
+    order_direct_paths
+    PRIMARY=${DIRECT_ORDER[0]}
+    UPSTREAMS_WRITTEN="" RELOAD_PENDING=0 RELOAD_FAILING=0
+}
+
+# Seconds with up to 6 decimals (curl's timings) into integer microseconds in variable $1 (at least 1).
+seconds_to_us() {
+    local frac us=1
+    if [[ $2 =~ ^([0-9]+)(\.([0-9]*))?$ ]]; then
+        frac=${BASH_REMATCH[3]}000000
+        us=$((10#${BASH_REMATCH[1]} * 1000000 + 10#${frac:0:6}))
+    fi
+    printf -v "$1" '%d' "$((us > 0 ? us : 1))"
+}
+
+# One check of path $1: $2 is 1 when it worked, $3 its round-trip sample in µs, $4 what it saw.
+record_check() {
+    local k=$1 ok=$2 sample=$3
+    PATH_HISTORY[k]=$((((PATH_HISTORY[k] << 1) | (1 - ok)) & 0xffff))
+    if ((ok)); then
+        ((PATH_GOOD[k]++, PATH_BAD[k] = 0))
+        if ((PATH_SRTT[k] == 0)); then PATH_SRTT[k]=$sample; else PATH_SRTT[k]=$(((3 * PATH_SRTT[k] + sample) / 4)); fi
+        if ((!PATH_UP[k] && PATH_GOOD[k] >= RISE)); then
+            PATH_UP[k]=1
+            log "path ${PATH_NAME[k]} up: $RISE checks in a row"
+        fi
+    else
+        ((PATH_BAD[k]++, PATH_GOOD[k] = 0))
+        if ((PATH_UP[k] && PATH_BAD[k] >= FALL)); then
+            PATH_UP[k]=0
+            log "path ${PATH_NAME[k]} down: $4, $FALL checks in a row"
+        fi
+    fi
+}
+
+# The cost of path $1 in SCORE (µs): its smoothed round-trip time, plus a quarter for each of its
+# last 16 checks that failed, so a lossy path loses to a clean one of similar delay.
+path_score() {
+    local history=${PATH_HISTORY[$1]} fails=0
+    while ((history)); do ((fails += history & 1, history >>= 1)); done
+    SCORE=$((PATH_SRTT[$1] * (4 + fails) / 4))
+}
+
+# The best working path among $@ into BEST (-1: none) and its cost into BEST_SCORE. With a
+# configured ORIGIN_PREFERENCE for direct paths, the first working one in that order.
+best_of() {
+    local k
+    BEST=-1 BEST_SCORE=0
+    for k in "$@"; do
+        ((PATH_UP[k])) || continue
+        if ((k < N_DIRECT)) && [[ $ORIGIN_PREFERENCE != measured ]]; then
+            BEST=$k
+            return 0
+        fi
+        path_score "$k"
+        if ((BEST < 0 || SCORE < BEST_SCORE)); then BEST=$k BEST_SCORE=$SCORE; fi
+    done
+}
+
+# The primary path: a direct one while any works, a relay only when none does. A working primary
+# stays unless another one of its kind is clearly cheaper (by a fifth and by a millisecond), so
+# round-trip noise does not move traffic back and forth.
+choose_primary() {
+    local k relays=()
+    best_of "${DIRECT_ORDER[@]}"
+    if ((BEST < 0)); then
+        for ((k = N_DIRECT; k < N_PATHS; k++)); do relays+=("$k"); done
+        best_of "${relays[@]}"
+    fi
+    if ((BEST >= 0 && PRIMARY >= 0 && BEST != PRIMARY && PATH_UP[PRIMARY])) &&
+        (((BEST < N_DIRECT) == (PRIMARY < N_DIRECT))); then
+        if ((BEST < N_DIRECT)) && [[ $ORIGIN_PREFERENCE != measured ]]; then
+            PRIMARY=$BEST
+            return 0
+        fi
+        path_score "$PRIMARY"
+        ((BEST_SCORE * 5 < SCORE * 4 && SCORE - BEST_SCORE > 1000)) || BEST=$PRIMARY
+    fi
+    PRIMARY=$BEST
+}
+
+# --- the paths, for nginx -----------------------------------------------------------------------
+
+# One upstream block into BLOCK: $1 its name, $2 its keepalive pool, $3 its primary path (-1:
+# none), then every path it lists in order. The primary first; working paths are backups, broken
+# ones down. The same layout as the pushed file (components/core/render/nginx.ts).
+upstream_block() {
+    local name=$1 keepalive=$2 primary=$3 k
+    shift 3
+    BLOCK="upstream $name {"$'\n'"    zone $name 64k;"$'\n'
+    ((primary >= 0)) && server_line "$primary" ""
+    for k in "$@"; do
+        ((k == primary)) && continue
+        if ((PATH_UP[k])); then server_line "$k" " backup"; else server_line "$k" " down"; fi
+    done
+    BLOCK+="    keepalive $keepalive;"$'\n'"}"$'\n'
+}
+
+# Path $1's server line, with $2 its role (" backup", " down" or nothing for the primary), onto BLOCK.
+server_line() {
+    local line
+    printf -v line '    server %s max_fails=1 fail_timeout=%ds%s;   # %s\n' "${PATH_SERVER[$1]}" "$PASSIVE_FAIL_TIMEOUT" "$2" "${PATH_NAME[$1]}"
+    BLOCK+=$line
+}
+
+render_upstreams() {
+    local k all=("${DIRECT_ORDER[@]}") relay_primary=-1
+    for ((k = N_DIRECT; k < N_PATHS; k++)); do all+=("$k"); done
+    UPSTREAMS="# $UPSTREAMS_FILE for PoP $POP: the paths to the origins."$'\n'
+    UPSTREAMS+="# Written by anycast-health from its checks (primary, backup, down); nginx.conf includes it."$'\n'
+    upstream_block origin 32 "$PRIMARY" "${all[@]}"
+    UPSTREAMS+=$BLOCK$'\n'
+    UPSTREAMS+="# What this PoP relays for the other PoPs: its own direct paths only, never another relay."$'\n'
+    ((PRIMARY >= 0 && PRIMARY < N_DIRECT)) && relay_primary=$PRIMARY
+    upstream_block origin_direct 16 "$relay_primary" "${DIRECT_ORDER[@]}"
+    UPSTREAMS+=$BLOCK
+}
+
+# "primary origin (0.4 ms); backup origin2, via ams; down via sgp", for the log.
+describe_paths() {
+    local k backup="" down=""
+    if ((PRIMARY >= 0)); then
+        path_score "$PRIMARY"
+        printf -v PATHS_TEXT 'primary %s (%d.%d ms)' "${PATH_NAME[PRIMARY]}" "$((SCORE / 1000))" "$((SCORE % 1000 / 100))"
+    else
+        PATHS_TEXT="no path works: every request gets the 503"
+    fi
+    for ((k = 0; k < N_PATHS; k++)); do
+        ((k == PRIMARY)) && continue
+        if ((PATH_UP[k])); then backup+="${backup:+, }${PATH_NAME[k]}"; else down+="${down:+, }${PATH_NAME[k]}"; fi
+    done
+    [[ -n $backup ]] && PATHS_TEXT+="; backup $backup"
+    [[ -n $down ]] && PATHS_TEXT+="; down $down"
+    return 0
+}
+
+# Bring UPSTREAMS_FILE to the paths as they are now and have nginx reload it (SIGHUP to its
+# master: it starts workers with the new file and lets the old ones finish their requests). The
+# file is written atomically and only when it changes; a failed reload is retried every tick.
+sync_upstreams() {
+    local tmp=$UPSTREAMS_FILE.tmp.$$ pid=""
+    render_upstreams
+    if [[ $UPSTREAMS != "$UPSTREAMS_WRITTEN" ]]; then
+        if ! printf '%s' "$UPSTREAMS" >"$tmp" || ! mv -f "$tmp" "$UPSTREAMS_FILE"; then
+            ((RELOAD_FAILING++ == 0)) && log "cannot write $UPSTREAMS_FILE, retrying every tick"
+            return 1
+        fi
+        UPSTREAMS_WRITTEN=$UPSTREAMS RELOAD_PENDING=1
+        describe_paths
+        log "nginx: $PATHS_TEXT"
+    fi
+    ((RELOAD_PENDING)) || return 0
+    if read -r pid <"$NGINX_PID_FILE" 2>/dev/null && [[ $pid =~ ^[0-9]+$ ]] && kill -HUP "$pid" 2>/dev/null; then
+        ((RELOAD_FAILING > 0)) && log "nginx reloaded after $RELOAD_FAILING failed attempts"
+        RELOAD_PENDING=0 RELOAD_FAILING=0
+    else
+        ((RELOAD_FAILING++ == 0)) && log "cannot reload nginx (pid file $NGINX_PID_FILE), retrying every tick"
+    fi
+    return 0
+}
+
 # --- checks -----------------------------------------------------------------------------------
 
-# Measure: one curl for both checks, in parallel, so a tick costs one process and at most TIMEOUT.
-# Sets PROXY_OK / ORIGIN_OK and what each check saw.
+# Measure: one curl for every check, in parallel, so a tick costs one process and at most TIMEOUT:
+# the proxy, each origin directly, and each peer's status (into CONTROL_DIR/peer-<j>.json).
 probe() {
-    local out num code rc
-    PROXY_OK=false ORIGIN_OK=false
-    PROXY_DETAIL="no answer" ORIGIN_DETAIL="no answer"
+    local out num code rc connect k j outs=(-o /dev/null) urls=("$PROXY_URL")
+    for ((k = 0; k < N_DIRECT; k++)); do
+        outs+=(-o /dev/null) urls+=("${ORIGIN_URL_LIST[k]}")
+        CHECK_OK[k]=0 CHECK_RTT[k]=0 CHECK_DETAIL[k]="no answer"
+    done
+    for ((j = 0; j < N_PEERS; j++)); do
+        outs+=(-o "$CONTROL_DIR/peer-$j.json") urls+=("${PEER_URL_LIST[j]}")
+        PEER_FETCHED[j]=0 PEER_RTT[j]=0
+    done
+    PROXY_OK=false PROXY_DETAIL="no answer"
+    # curl pairs the n-th -o with the n-th URL.
     out=$(curl --silent --globoff --noproxy '*' --parallel --parallel-immediate --max-time "$TIMEOUT" \
-        -o /dev/null -o /dev/null -w '%{urlnum} %{http_code} %{exitcode}\n' "$PROXY_URL" "$ORIGIN_URL" 2>/dev/null)
-    while read -r num code rc; do
-        case $num in
-            0)
-                PROXY_DETAIL="http $code, curl exit $rc"
-                [[ $rc == 0 && $code == 200 ]] && PROXY_OK=true
-                ;;
-            1)
-                ORIGIN_DETAIL="http $code, curl exit $rc"
-                [[ $rc == 0 && $code == 2[0-9][0-9] ]] && ORIGIN_OK=true
-                ;;
-        esac
+        "${outs[@]}" -w '%{urlnum} %{http_code} %{exitcode} %{time_connect}\n' "${urls[@]}" 2>/dev/null)
+    while read -r num code rc connect; do
+        [[ $num =~ ^[0-9]+$ ]] || continue
+        if ((num == 0)); then
+            PROXY_DETAIL="http $code, curl exit $rc"
+            [[ $rc == 0 && $code == 200 ]] && PROXY_OK=true
+        elif ((num <= N_DIRECT)); then
+            k=$((num - 1))
+            CHECK_DETAIL[k]="http $code, curl exit $rc"
+            if [[ $rc == 0 && $code == 2[0-9][0-9] ]]; then
+                CHECK_OK[k]=1
+                seconds_to_us "CHECK_RTT[$k]" "$connect"
+            fi
+        else
+            j=$((num - 1 - N_DIRECT))
+            [[ $rc == 0 && $code == 200 ]] && read_peer "$j" "$connect"
+        fi
     done <<<"$out"
 }
 
-# Judge: from what probe saw, is this PoP healthy, and if not, why. Counts checks in a row.
+# Peer $1's status as its agent wrote it (one JSON line, this script's own format), fetched in
+# $2 seconds to connect. Its seq moves every tick, so a view that stops changing goes stale.
+read_peer() {
+    local j=$1 line=""
+    read -r line <"$CONTROL_DIR/peer-$j.json" || [[ -n $line ]] || return 0
+    [[ $line =~ \"seq\":([0-9]+) ]] || return 0
+    if [[ ${BASH_REMATCH[1]} != "${PEER_SEQ[j]}" ]]; then PEER_SEQ[j]=${BASH_REMATCH[1]} PEER_SEQ_MS[j]=$NOW_MS; fi
+    [[ $line =~ \"state\":\"([a-z-]+)\" ]] && PEER_STATE[j]=${BASH_REMATCH[1]}
+    [[ $line =~ \"serving\":(true|false) ]] && PEER_SERVING[j]=${BASH_REMATCH[1]}
+    [[ $line =~ \"direct_up\":([0-9]+) ]] && PEER_DIRECT_UP[j]=${BASH_REMATCH[1]}
+    [[ $line =~ \"best_us\":(-?[0-9]+) ]] && PEER_BEST_US[j]=${BASH_REMATCH[1]}
+    PEER_FETCHED[j]=1 LAST_ANSWER_MS=$NOW_MS
+    seconds_to_us "PEER_RTT[$j]" "$2"
+    if peer_fresh "$j"; then
+        PEER_LAST_MS[j]=$NOW_MS
+        PEER_LAST_TAKES_OVER[j]=0
+        [[ ${PEER_STATE[j]} == announced && ${PEER_SERVING[j]} == true ]] && PEER_LAST_TAKES_OVER[j]=1
+    fi
+    return 0
+}
+
+# Peer $1 answered this tick with a view that is still changing.
+peer_fresh() {
+    ((PEER_FETCHED[$1] && NOW_MS - PEER_SEQ_MS[$1] < VIEW_MAX_AGE_MS))
+}
+
+# Every path gets this tick's result: directly, its own check; through a relay, whether the peer
+# answered with a fresh view in which it reaches an origin itself.
+update_paths() {
+    local k j ok why
+    for ((k = 0; k < N_DIRECT; k++)); do
+        record_check "$k" "${CHECK_OK[k]}" "${CHECK_RTT[k]}" "${CHECK_DETAIL[k]}"
+    done
+    if [[ $RELAY == yes ]]; then
+        for ((j = 0; j < N_PEERS; j++)); do
+            ok=0 why="${PEER_NAMES[j]} does not answer"
+            ((PEER_FETCHED[j])) && why="${PEER_NAMES[j]} reaches no origin"
+            peer_fresh "$j" && ((PEER_DIRECT_UP[j] > 0 && PEER_BEST_US[j] >= 0)) && ok=1
+            record_check "$((N_DIRECT + j))" "$ok" "$((PEER_RTT[j] + (PEER_BEST_US[j] > 0 ? PEER_BEST_US[j] : 0)))" "$why"
+        done
+    fi
+    DIRECT_UP=0 BEST_US=-1 SERVING=false
+    for ((k = 0; k < N_PATHS; k++)); do
+        ((PATH_UP[k])) || continue
+        SERVING=true
+        ((k < N_DIRECT)) || continue
+        ((DIRECT_UP++))
+        path_score "$k"
+        ((BEST_US < 0 || SCORE < BEST_US)) && BEST_US=$SCORE
+    done
+    choose_primary
+}
+
+# Judge: is this PoP healthy and, if not, is the fault its own (counted towards a withdrawal) or
+# one every PoP shares (FAULT=global: never a withdrawal)? Counts checks in a row.
 assess() {
-    if [[ $PROXY_OK == true && $ORIGIN_OK == true ]]; then
-        HEALTHY=true
+    if [[ $PROXY_OK == false ]]; then
+        HEALTHY=false FAULT=proxy
+        ((BAD++, GOOD = 0))
+        BAD_REASON="proxy check failed ($PROXY_DETAIL)"
+        return 0
+    fi
+    if [[ $SERVING == true ]]; then
+        HEALTHY=true FAULT=none NOT_SERVING_SINCE_MS=0
         ((GOOD++, BAD = 0))
         return 0
     fi
-    HEALTHY=false
-    ((BAD++, GOOD = 0))
-    if [[ $PROXY_OK == false ]]; then
-        BAD_REASON="proxy check failed ($PROXY_DETAIL)"
+    HEALTHY=false GOOD=0
+    ((NOT_SERVING_SINCE_MS > 0)) || NOT_SERVING_SINCE_MS=$NOW_MS
+    classify_origin_fault
+    if [[ $FAULT == local ]]; then
+        ((BAD++))
+        BAD_REASON="no origin reachable from here (${CHECK_DETAIL[*]}) while $TAKEOVER reaches one and is announced"
     else
-        BAD_REASON="origin check failed ($ORIGIN_DETAIL)"
+        BAD=0
+        BAD_REASON="no PoP reaches an origin: staying announced, nginx answers 503"
     fi
+}
+
+# No path from here: local when another PoP is announced and reaches an origin (its view is newer
+# than this fault plus CONFIRM_MS), or, cut off from the whole mesh (no peer has answered since
+# this PoP lost its paths, for ISOLATION_MS), when one was so just before. Otherwise global:
+# every PoP would lose the same origins, and the last announced PoP never withdraws for an origin
+# fault. In a hub mesh a PoP cut off from the hub cannot tell that from the hub being down: it
+# counts as global.
+classify_origin_fault() {
+    local j confirmed=$((NOT_SERVING_SINCE_MS + CONFIRM_MS)) answered=0
+    FAULT=global TAKEOVER=""
+    for ((j = 0; j < N_PEERS; j++)); do
+        ((PEER_FETCHED[j])) || continue
+        answered=1
+        if peer_fresh "$j" && ((PEER_SEQ_MS[j] >= confirmed)) &&
+            [[ ${PEER_STATE[j]} == announced && ${PEER_SERVING[j]} == true ]]; then
+            FAULT=local TAKEOVER=${PEER_NAMES[j]}
+            return 0
+        fi
+    done
+    ((answered == 0 && N_PEERS > 0 && LAST_ANSWER_MS < NOT_SERVING_SINCE_MS && NOW_MS >= NOT_SERVING_SINCE_MS + ISOLATION_MS)) &&
+        [[ $MESH_TOPOLOGY == full ]] || return 0
+    for ((j = 0; j < N_PEERS; j++)); do
+        if ((PEER_LAST_TAKES_OVER[j] && PEER_LAST_MS[j] >= NOT_SERVING_SINCE_MS - VIEW_MAX_AGE_MS)); then
+            FAULT=local TAKEOVER="${PEER_NAMES[j]} (before this PoP lost the mesh)"
+            return 0
+        fi
+    done
 }
 
 # --- status -----------------------------------------------------------------------------------
@@ -275,16 +634,37 @@ json_string() {
     printf -v "$2" '"%s"' "$s"
 }
 
+# Each path as JSON into PATHS_JSON: name, kind, up, its role in nginx, round-trip and failures.
+paths_json() {
+    local k kind role up history fails entry
+    PATHS_JSON=""
+    for ((k = 0; k < N_PATHS; k++)); do
+        kind=direct
+        ((k < N_DIRECT)) || kind=relay
+        role=down up=false
+        ((PATH_UP[k])) && role=backup up=true
+        ((k == PRIMARY)) && role=primary
+        history=${PATH_HISTORY[k]} fails=0
+        while ((history)); do ((fails += history & 1, history >>= 1)); done
+        printf -v entry '{"name":"%s","kind":"%s","up":%s,"role":"%s","rtt_us":%d,"failed_of_16":%d}' \
+            "${PATH_NAME[k]}" "$kind" "$up" "$role" "${PATH_SRTT[k]}" "$fails"
+        PATHS_JSON+=${PATHS_JSON:+,}$entry
+    done
+}
+
+# The status, also what the other PoPs read (seq, state, serving, direct_up, best_us).
 write_status() {
-    local pop reason held=null drain=false applied=false tmp=$STATUS_FILE.tmp.$$
+    local pop reason held=null drain=false applied=false tmp=$STATUS_FILE.tmp.$$ primary=null
     json_string "$POP" pop
     json_string "$LAST_REASON" reason
     [[ $STATE == held-down ]] && held=$HELD_UNTIL_MS
     [[ -e $DRAIN_FILE ]] && drain=true
     in_sync && applied=true
-    printf '{"pop":%s,"state":"%s","anycast_state":%d,"healthy":%s,"proxy_ok":%s,"origin_ok":%s,"consecutive_good":%d,"consecutive_bad":%d,"withdrawals_last_hour":%d,"held_until":%s,"drain_requested":%s,"bird_applied":%s,"since":%d,"updated":%d,"last_reason":%s}\n' \
-        "$pop" "$STATE" "$WANTED" "$HEALTHY" "$PROXY_OK" "$ORIGIN_OK" "$GOOD" "$BAD" "${#WITHDRAWALS[@]}" \
-        "$held" "$drain" "$applied" "$SINCE_MS" "$NOW_MS" "$reason" \
+    ((PRIMARY >= 0)) && json_string "${PATH_NAME[PRIMARY]}" primary
+    paths_json
+    printf '{"pop":%s,"seq":%d,"state":"%s","anycast_state":%d,"healthy":%s,"proxy_ok":%s,"origin_ok":%s,"serving":%s,"direct_up":%d,"best_us":%d,"fault":"%s","primary":%s,"paths":[%s],"consecutive_good":%d,"consecutive_bad":%d,"withdrawals_last_hour":%d,"held_until":%s,"drain_requested":%s,"bird_applied":%s,"since":%d,"updated":%d,"last_reason":%s}\n' \
+        "$pop" "$SEQ" "$STATE" "$WANTED" "$HEALTHY" "$PROXY_OK" "$SERVING" "$SERVING" "$DIRECT_UP" "$BEST_US" "$FAULT" "$primary" "$PATHS_JSON" \
+        "$GOOD" "$BAD" "${#WITHDRAWALS[@]}" "$held" "$drain" "$applied" "$SINCE_MS" "$NOW_MS" "$reason" \
         >"$tmp" && mv -f "$tmp" "$STATUS_FILE"
 }
 
@@ -331,7 +711,10 @@ step_withdrawn() {
 tick() {
     local drained=false
     now
+    ((SEQ++))
     probe
+    update_paths
+    sync_upstreams
     assess
     apply_release
     prune_withdrawals
@@ -360,7 +743,9 @@ preflight() {
 # pass; the first start after boot (no status in /run yet) starts withdrawn, as a new PoP does.
 restore_state() {
     local previous=""
-    GOOD=0 BAD=0 HEALTHY=false PROXY_OK=false ORIGIN_OK=false BAD_REASON=""
+    GOOD=0 BAD=0 HEALTHY=false PROXY_OK=false SERVING=false BAD_REASON="" FAULT=none SEQ=0
+    NOT_SERVING_SINCE_MS=0 DIRECT_UP=0 BEST_US=-1 LAST_ANSWER_MS=0
+    setup_paths
     now
     SINCE_MS=$NOW_MS
     load_withdrawals
@@ -381,7 +766,7 @@ run_agent() {
     exec {SLEEP_FD}<> <(:)
     trap 'log "stopping; the announcement stays as it is"; exit 0' TERM INT
     restore_state
-    log "starting in state $STATE (ANYCAST_STATE = $WANTED) for $ANYCAST_ADDRESS, checking $PROXY_URL and $ORIGIN_URL every ${INTERVAL}s"
+    log "starting in state $STATE (ANYCAST_STATE = $WANTED) for $ANYCAST_ADDRESS, checking $PROXY_URL, $N_DIRECT origin(s) (${ORIGIN_NAMES[*]}) and $N_PEERS other PoP(s) every ${INTERVAL}s; relay $RELAY"
     # Assert the starting state once, so BIRD and the agent agree from the first tick.
     sync_state
 

@@ -8,8 +8,7 @@
  * before `birdc configure`: a changed filter makes BIRD re-evaluate its exports and send an
  * UPDATE or WITHDRAW without resetting the session (see docs/ARTIFACTS.md).
  */
-import * as ipaddr from "ipaddr.js";
-import { canonical, familyOf, Family, isIp, parseCidr } from "../addressing";
+import { Family, IpAddress } from "../addressing";
 import { BfdSettings, BgpSettings, Community, PopRenderInput } from "../model";
 import { GRACEFUL_SHUTDOWN as GRACEFUL_SHUTDOWN_COMMUNITY, vultrCommunityMeaning } from "../vultr";
 
@@ -50,12 +49,8 @@ const GRACEFUL_SHUTDOWN = `(${GRACEFUL_SHUTDOWN_COMMUNITY.asn}, ${GRACEFUL_SHUTD
  * if those are zero a hash of the whole address, because BIRD refuses router id 0.
  */
 export function routerIdFor(host: { ipv6: string; ipv4?: string }): string {
-    if (host.ipv4 !== undefined) {
-        if (!isIp(host.ipv4) || familyOf(host.ipv4) !== 4) throw new Error(`host IPv4 "${host.ipv4}" is not an IPv4 address`);
-        return canonical(host.ipv4);
-    }
-    if (!isIp(host.ipv6) || familyOf(host.ipv6) !== 6) throw new Error(`host IPv6 "${host.ipv6}" is not an IPv6 address`);
-    const bytes = ipv6Bytes(host.ipv6);
+    if (host.ipv4 !== undefined) return hostAddress(host.ipv4, 4, `host IPv4 "${host.ipv4}" is not an IPv4 address`).toString();
+    const bytes = hostAddress(host.ipv6, 6, `host IPv6 "${host.ipv6}" is not an IPv6 address`).toByteArray();
     let id = ((bytes[12] << 24) | (bytes[13] << 16) | (bytes[14] << 8) | bytes[15]) >>> 0;
     if (id === 0) {
         // FNV-1a over the 16 bytes: stable, and non-zero for any address we would meet.
@@ -66,8 +61,14 @@ export function routerIdFor(host: { ipv6: string; ipv4?: string }): string {
     return [id >>> 24, (id >>> 16) & 0xff, (id >>> 8) & 0xff, id & 0xff].join(".");
 }
 
-function ipv6Bytes(address: string): number[] {
-    return ipaddr.IPv6.parse(address).toByteArray();
+/**
+ * A host's own address, as the cloud reports it at deploy time (HostAddresses holds text: it is
+ * not part of the validated spec), parsed and checked for its family.
+ */
+function hostAddress(text: string, family: Family, problem: string): IpAddress {
+    const address = IpAddress.tryParse(text);
+    if (address?.family !== family) throw new Error(problem);
+    return address;
 }
 
 function assertPasswordWritable(password: string, popName: string): void {
@@ -90,26 +91,24 @@ function communityStatement(c: Community): string {
 interface FamilySession {
     family: Family;
     prefixes: string[];
-    neighbor: string;
-    local: string;
+    neighbor: IpAddress;
+    local: IpAddress;
 }
 
 function sessionsFor(input: PopRenderInput): FamilySession[] {
     const { pop, host, deployment } = input;
-    const byFamily = (family: Family) => deployment.prefixes
-        .map((p) => parseCidr(p))
-        .filter((c) => c.family === family)
-        .map((c) => `${c.network}/${c.length}`);
+    const byFamily = (family: Family) => deployment.prefixes.filter((p) => p.family === family).map(String);
     const v6 = byFamily(6);
     const v4 = byFamily(4);
     if (v6.length === 0) throw new Error(`PoP ${pop.name}: no IPv6 prefix to announce`);
-    if (!isIp(host.ipv6) || familyOf(host.ipv6) !== 6) throw new Error(`PoP ${pop.name}: host IPv6 "${host.ipv6}" is not an IPv6 address`);
-    const sessions: FamilySession[] = [{ family: 6, prefixes: v6, neighbor: canonical(pop.bgp.neighbor), local: canonical(host.ipv6) }];
+    const local6 = hostAddress(host.ipv6, 6, `PoP ${pop.name}: host IPv6 "${host.ipv6}" is not an IPv6 address`);
+    const sessions: FamilySession[] = [{ family: 6, prefixes: v6, neighbor: pop.bgp.neighbor, local: local6 }];
     if (v4.length > 0) {
         if (host.ipv4 === undefined) {
             throw new Error(`PoP ${pop.name}: IPv4 prefix ${v4.join(", ")} is configured but the host has no IPv4 address to source the IPv4 BGP session from`);
         }
-        sessions.push({ family: 4, prefixes: v4, neighbor: canonical(pop.bgp.neighbor4), local: canonical(host.ipv4) });
+        const local4 = hostAddress(host.ipv4, 4, `PoP ${pop.name}: host IPv4 "${host.ipv4}" is not an IPv4 address`);
+        sessions.push({ family: 4, prefixes: v4, neighbor: pop.bgp.neighbor4, local: local4 });
     }
     return sessions;
 }

@@ -15,10 +15,12 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { familyOf } from "../addressing";
+import * as posixPath from "node:path/posix";
+import { IpAddress } from "../addressing";
 import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
-import { HEALTH_ENDPOINT } from "./nginx";
+import { DEFAULT_FAILOVER } from "../origins";
+import { HEALTH_ENDPOINT, NGINX_PATHS, PASSIVE_FAIL_TIMEOUT_SECONDS, STATUS_ENDPOINT } from "./nginx";
 import { BIRD_STATE_FILE } from "./bird";
 
 /** Where the agent's files live on a PoP. */
@@ -30,7 +32,12 @@ export const HEALTH_PATHS = {
     stateFile: BIRD_STATE_FILE,
     /** Debian's bird2 control socket. */
     birdSocket: "/run/bird/bird.ctl",
-    statusFile: "/run/anycast/health.json",
+    /** Also what nginx serves the other PoPs at STATUS_ENDPOINT. */
+    statusFile: NGINX_PATHS.agentStatus,
+    /** nginx's paths to the origins, which the agent rewrites from its checks. */
+    upstreamsFile: NGINX_PATHS.upstreams,
+    /** The agent reloads nginx with SIGHUP to the pid in this file. */
+    nginxPidFile: NGINX_PATHS.pid,
     /** Holds the drain switch and the flap history; tmpfs, so a reboot clears both. */
     controlDir: "/run/anycast",
 } as const;
@@ -65,8 +72,18 @@ function seconds(value: number): string {
     return String(Math.round(value * 1000) / 1000);
 }
 
-function urlHost(address: string): string {
-    return familyOf(address) === 6 ? `[${address}]` : address;
+function urlHost(address: IpAddress): string {
+    return address.inUrl();
+}
+
+/** A list setting: space-separated, "-" for none (the agent refuses empty settings). */
+function list(items: string[]): string {
+    for (const item of items) {
+        // A line break would inject another key; a blank would split the item in two.
+        if (/[\r\n]/.test(item)) throw new Error(`health env list item contains a line break: ${JSON.stringify(item)}`);
+        if (item === "" || /\s/.test(item) || item === "-") throw new Error(`health env list item ${JSON.stringify(item)} cannot be written`);
+    }
+    return items.length === 0 ? "-" : items.join(" ");
 }
 
 /**
@@ -75,11 +92,23 @@ function urlHost(address: string): string {
  */
 export function renderHealthEnv(input: PopRenderInput): string {
     const h = input.health;
+    const origins = input.origins ?? [input.origin];
+    const peers = input.peers ?? [];
+    const failover = input.failover ?? DEFAULT_FAILOVER;
     const values: [string, string][] = [
         ["POP", input.pop.name],
-        ["ANYCAST_ADDRESS", input.deployment.address],
+        ["ANYCAST_ADDRESS", input.deployment.address.toString()],
         ["PROXY_URL", `http://${urlHost(input.deployment.address)}${HEALTH_ENDPOINT}`],
-        ["ORIGIN_URL", `http://${urlHost(input.origin.meshAddress)}:${input.origin.port}${input.origin.healthPath}`],
+        // Origins in config order; the agent applies ORIGIN_PREFERENCE itself.
+        ["ORIGINS", list(origins.map((o) => o.name))],
+        ["ORIGIN_URLS", list(origins.map((o) => `http://${urlHost(o.meshAddress)}:${o.port}${o.healthPath}`))],
+        ["ORIGIN_SERVERS", list(origins.map((o) => `${urlHost(o.meshAddress)}:${o.port}`))],
+        ["ORIGIN_PREFERENCE", input.pop.originPreference?.length ? list(input.pop.originPreference) : "measured"],
+        ["PEERS", list(peers.map((p) => p.name))],
+        ["PEER_STATUS_URLS", list(peers.map((p) => `http://${urlHost(p.meshAddress)}:${failover.relayPort}${STATUS_ENDPOINT}`))],
+        ["PEER_SERVERS", list(peers.map((p) => `${urlHost(p.meshAddress)}:${failover.relayPort}`))],
+        ["RELAY", failover.relay && peers.length > 0 ? "yes" : "no"],
+        ["MESH_TOPOLOGY", input.mesh?.topology ?? "full"],
         ["INTERVAL", seconds(h.interval)],
         ["RISE", String(h.rise)],
         ["FALL", String(h.fall)],
@@ -87,10 +116,13 @@ export function renderHealthEnv(input: PopRenderInput): string {
         ["DRAIN_SECONDS", seconds(h.drainSeconds)],
         ["MAX_WITHDRAWALS_PER_HOUR", String(h.maxWithdrawalsPerHour)],
         ["FLAP_WINDOW_SECONDS", String(FLAP_WINDOW_SECONDS)],
+        ["PASSIVE_FAIL_TIMEOUT", String(PASSIVE_FAIL_TIMEOUT_SECONDS)],
         ["STATE_FILE", HEALTH_PATHS.stateFile],
         ["BIRD_SOCKET", HEALTH_PATHS.birdSocket],
         ["STATUS_FILE", HEALTH_PATHS.statusFile],
         ["CONTROL_DIR", HEALTH_PATHS.controlDir],
+        ["UPSTREAMS_FILE", HEALTH_PATHS.upstreamsFile],
+        ["NGINX_PID_FILE", HEALTH_PATHS.nginxPidFile],
     ];
     for (const [key, value] of values) {
         // One line per key is the whole format: a newline in a value would inject another key.
@@ -126,8 +158,9 @@ export function renderHealthUnit(): string {
         "ProtectSystem=strict",
         "ProtectHome=yes",
         "PrivateTmp=yes",
-        // The state file is replaced by rename inside /etc/bird; BIRD's socket may not exist yet at start.
-        "ReadWritePaths=/etc/bird -/run/bird",
+        // The state file is replaced by rename inside /etc/bird, nginx's paths to the origins inside
+        // their directory; BIRD's socket may not exist yet at start.
+        `ReadWritePaths=/etc/bird ${posixPath.dirname(HEALTH_PATHS.upstreamsFile)} -/run/bird`,
         "",
         "[Install]",
         "WantedBy=multi-user.target",

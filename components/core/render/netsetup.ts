@@ -24,7 +24,7 @@
  * rendered before they exist). Every path and address is an environment variable defaulting
  * to the real value, so the lab runs the same script inside a network namespace.
  */
-import { canonical, familyOf, hasIpv4, isIp, parseCidr } from "../addressing";
+import { hasIpv4 } from "../addressing";
 import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { BIRD_STATE_FILE, renderBirdStateInclude } from "./bird";
@@ -50,7 +50,7 @@ function shellWord(value: string, what: string): string {
 
 export function renderNetSetup(input: PopRenderInput): string {
     const { pop, deployment } = input;
-    if (!isIp(deployment.address) || familyOf(deployment.address) !== 6) {
+    if (deployment.address.family !== 6) {
         throw new Error(`anycast address "${deployment.address}" is not an IPv6 address`);
     }
     const hasV4Prefix = hasIpv4(deployment.prefixes);
@@ -58,8 +58,8 @@ export function renderNetSetup(input: PopRenderInput): string {
     const hopLimit = ` hoplimit ${BFD_NEIGHBOR_HOP_LIMIT}`;
     const routeV6 = bgp.staticRouteToNeighbor;
     const routeV4 = bgp.staticRouteToNeighbor && hasV4Prefix;
-    if (routeV6 && (!isIp(bgp.neighbor) || familyOf(bgp.neighbor) !== 6)) throw new Error(`BGP neighbour "${bgp.neighbor}" is not an IPv6 address`);
-    if (routeV4 && (!isIp(bgp.neighbor4) || familyOf(bgp.neighbor4) !== 4)) throw new Error(`BGP neighbour "${bgp.neighbor4}" is not an IPv4 address`);
+    if (routeV6 && bgp.neighbor.family !== 6) throw new Error(`BGP neighbour "${bgp.neighbor}" is not an IPv6 address`);
+    if (routeV4 && bgp.neighbor4.family !== 4) throw new Error(`BGP neighbour "${bgp.neighbor4}" is not an IPv4 address`);
     const stateLine = renderBirdStateInclude(0).trimEnd();
     // The state line goes into single quotes below; it holds none.
     if (stateLine.includes("'")) throw new Error("state include line contains a single quote");
@@ -72,14 +72,14 @@ export function renderNetSetup(input: PopRenderInput): string {
         "set -euo pipefail",
         "",
         "# Every value can be overridden from the environment (the lab runs this in a namespace).",
-        `ANYCAST_ADDRESS="\${ANYCAST_ADDRESS:-${shellWord(canonical(deployment.address), "anycast address")}}"`,
+        `ANYCAST_ADDRESS="\${ANYCAST_ADDRESS:-${shellWord(deployment.address.toString(), "anycast address")}}"`,
         `ANYCAST_LOOPBACK="\${ANYCAST_LOOPBACK:-lo}"`,
         `ANYCAST_STATE_FILE="\${ANYCAST_STATE_FILE:-${shellWord(BIRD_STATE_FILE, "state file")}}"`,
     ];
-    if (routeV6) lines.push(`BGP_NEIGHBOR="\${BGP_NEIGHBOR:-${shellWord(canonical(bgp.neighbor), "BGP neighbour")}}"`);
-    const mesh = input.mesh ? parseCidr(input.mesh.cidr) : undefined;
-    if (mesh) lines.push(`MESH_CIDR="\${MESH_CIDR:-${shellWord(`${mesh.network}/${mesh.length}`, "mesh CIDR")}}"`);
-    if (routeV4) lines.push(`BGP_NEIGHBOR4="\${BGP_NEIGHBOR4:-${shellWord(canonical(bgp.neighbor4), "BGP neighbour")}}"`);
+    if (routeV6) lines.push(`BGP_NEIGHBOR="\${BGP_NEIGHBOR:-${shellWord(bgp.neighbor.toString(), "BGP neighbour")}}"`);
+    const mesh = input.mesh?.cidr;
+    if (mesh) lines.push(`MESH_CIDR="\${MESH_CIDR:-${shellWord(mesh.toString(), "mesh CIDR")}}"`);
+    if (routeV4) lines.push(`BGP_NEIGHBOR4="\${BGP_NEIGHBOR4:-${shellWord(bgp.neighbor4.toString(), "BGP neighbour")}}"`);
     lines.push(
         "# How long to wait for the default route (router advertisements may still be on their way at boot).",
         `DEFAULT_ROUTE_WAIT="\${DEFAULT_ROUTE_WAIT:-60}"`,
@@ -109,8 +109,10 @@ export function renderNetSetup(input: PopRenderInput): string {
         "sysctl -q -w net.ipv6.conf.all.accept_ra=2 net.ipv6.conf.default.accept_ra=2",
         "",
         "ip link set dev \"$ANYCAST_LOOPBACK\" up",
-        "# replace, not add: a second run must not fail on the existing address.",
-        "ip -6 addr replace \"$ANYCAST_ADDRESS/128\" dev \"$ANYCAST_LOOPBACK\"",
+        "# replace, not add: a second run must not fail on the existing address. nodad: usable at once;",
+        "# otherwise it is tentative until the kernel's DAD work runs, and nginx started right after",
+        "# cannot bind it (EADDRNOTAVAIL), which a busy boot does show.",
+        "ip -6 addr replace \"$ANYCAST_ADDRESS/128\" dev \"$ANYCAST_LOOPBACK\" nodad",
         "",
     );
     if (routeV6) {

@@ -15,24 +15,29 @@
  * IPv6; they are split into one named interval set per family, because an nftables set has
  * one element type.
  */
-import { canonical, familyOf, Family, formatCidr, isIp, parseCidr } from "../addressing";
+import { Family, IpAddress, IpPrefix } from "../addressing";
+
+/** An element of an address set: an address or a prefix. */
+export type AddressOrPrefix = IpAddress | IpPrefix;
 
 export interface NftablesInput {
     role: "pop" | "origin";
     /** Anycast service addresses (a PoP serves HTTP/HTTPS on these only). */
-    anycastAddresses: string[];
+    anycastAddresses: AddressOrPrefix[];
     /** Who may reach HTTP/HTTPS on the anycast addresses (Cloudflare's ranges); ignored on the origin. */
-    httpSources: string[];
+    httpSources: AddressOrPrefix[];
     /** BGP neighbours: TCP 179 (and BFD when enabled) only from them. */
-    bgpNeighbors: string[];
+    bgpNeighbors: AddressOrPrefix[];
     /** Unicast addresses of the other mesh members: WireGuard only from them. */
-    meshPeerEndpoints: string[];
+    meshPeerEndpoints: AddressOrPrefix[];
     meshPort: number;
-    meshCidr: string;
+    meshCidr: IpPrefix;
     /** SSH sources; empty means from anywhere (config validation warns about that). */
-    adminCidrs: string[];
+    adminCidrs: AddressOrPrefix[];
     /** The origin's HTTP port, reachable only over wg0 from the mesh. */
     originPort?: number;
+    /** A PoP's relay and status port (failover.relayPort), reachable only over wg0 from the mesh. */
+    relayPort?: number;
     bfd: boolean;
     /** SSH port (default 22), for existing hosts whose sshd listens elsewhere. */
     sshPort?: number;
@@ -58,26 +63,12 @@ interface FamilySplit {
 }
 
 /** Addresses or prefixes, canonical, deduplicated, split by family. */
-function splitByFamily(list: string[], what: string): FamilySplit {
+function splitByFamily(list: readonly AddressOrPrefix[]): FamilySplit {
     const out: FamilySplit = { 4: [], 6: [] };
-    for (const text of list) {
-        let element: string;
-        let family: Family;
-        if (isIp(text)) {
-            element = canonical(text);
-            family = familyOf(text);
-        } else {
-            let cidr;
-            try {
-                cidr = parseCidr(text);
-            } catch (e) {
-                throw new Error(`${what}: ${(e as Error).message}`);
-            }
-            family = cidr.family;
-            // A /32 or /128 is written as the plain address, the way nft lists it back.
-            element = cidr.length === (family === 4 ? 32 : 128) ? cidr.network : formatCidr(cidr);
-        }
-        if (!out[family].includes(element)) out[family].push(element);
+    for (const value of list) {
+        // A /32 or /128 is written as the plain address, the way nft lists it back.
+        const element = value instanceof IpPrefix && value.length === (value.family === 4 ? 32 : 128) ? value.network.toString() : value.toString();
+        if (!out[value.family].includes(element)) out[value.family].push(element);
     }
     return out;
 }
@@ -90,13 +81,13 @@ function port(value: number, what: string): number {
 export function renderNftables(input: NftablesInput): string {
     const meshPort = port(input.meshPort, "meshPort");
     const sshPort = port(input.sshPort ?? 22, "sshPort");
-    const mesh = parseCidr(input.meshCidr);
+    const mesh = input.meshCidr;
     const sets: string[] = [];
     const rules: string[] = [];
 
     /** Declares `<name>_v4`/`<name>_v6` for the non-empty families; returns which exist. */
-    const declare = (name: string, list: string[], what: string): FamilySplit => {
-        const split = splitByFamily(list, what);
+    const declare = (name: string, list: readonly AddressOrPrefix[]): FamilySplit => {
+        const split = splitByFamily(list);
         for (const family of [6, 4] as const) {
             if (split[family].length === 0) continue;
             sets.push(
@@ -114,14 +105,14 @@ export function renderNftables(input: NftablesInput): string {
     };
     const ipOf = (family: Family) => (family === 6 ? "ip6" : "ip");
 
-    const neighbors = declare("bgp_neighbors", input.bgpNeighbors, "bgpNeighbors");
-    const meshPeers = declare("mesh_peers", input.meshPeerEndpoints, "meshPeerEndpoints");
-    const admins = declare("admin_sources", input.adminCidrs, "adminCidrs");
+    const neighbors = declare("bgp_neighbors", input.bgpNeighbors);
+    const meshPeers = declare("mesh_peers", input.meshPeerEndpoints);
+    const admins = declare("admin_sources", input.adminCidrs);
     let anycast: FamilySplit = { 4: [], 6: [] };
     let http: FamilySplit = { 4: [], 6: [] };
     if (input.role === "pop") {
-        anycast = declare("anycast_addresses", input.anycastAddresses, "anycastAddresses");
-        http = declare("http_sources", input.httpSources, "httpSources");
+        anycast = declare("anycast_addresses", input.anycastAddresses);
+        http = declare("http_sources", input.httpSources);
     }
 
     for (const family of [6, 4] as const) {
@@ -137,7 +128,7 @@ export function renderNftables(input: NftablesInput): string {
     }
     const meshIp = ipOf(mesh.family);
     const meshIcmp = mesh.family === 6 ? "ipv6-icmp" : "icmp";
-    rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${formatCidr(mesh)} meta l4proto ${meshIcmp} accept comment "ICMP inside the mesh"`);
+    rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} meta l4proto ${meshIcmp} accept comment "ICMP inside the mesh"`);
     if (input.role === "pop") {
         let httpRules = 0;
         for (const family of [6, 4] as const) {
@@ -149,8 +140,11 @@ export function renderNftables(input: NftablesInput): string {
             // An empty list would silently close the site; "from anywhere" would bypass Cloudflare.
             throw new Error("a PoP firewall needs httpSources of the same family as an anycast address (resolve Cloudflare's ranges first)");
         }
+        if (input.relayPort !== undefined) {
+            rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} tcp dport ${port(input.relayPort, "relayPort")} accept comment "relay and status for the other PoPs, over the mesh only"`);
+        }
     } else if (input.originPort !== undefined) {
-        rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${formatCidr(mesh)} tcp dport ${port(input.originPort, "originPort")} accept comment "the origin service, over the mesh only"`);
+        rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} tcp dport ${port(input.originPort, "originPort")} accept comment "the origin service, over the mesh only"`);
     }
     const guard = input.existingHost === true;
     if (guard) {

@@ -2,17 +2,25 @@
  * /etc/nginx/nginx.conf of a PoP: the reverse proxy on the anycast address.
  *
  * The PoP's nginx listens on the anycast address only (never on the host's unicast address, so
- * the origin cannot be reached around Cloudflare through a PoP's own IP), forwards to the origin
+ * the origin cannot be reached around Cloudflare through a PoP's own IP), forwards to the origins
  * over the WireGuard mesh, and marks every response, errors included, with the PoP that served
  * it. Port 443 requires Cloudflare's Authenticated Origin Pulls client certificate; port 80 is
  * for Cloudflare's "Flexible" mode and for the health agent on the host itself.
  *
+ * Origin failover is layered. The upstream block lists every path to every origin: directly over
+ * the mesh, or through another PoP's relay (its nginx on its mesh address, which forwards only to
+ * the origins it reaches itself, so a request crosses at most one relay). nginx skips a path that
+ * fails (passive), and the health agent rewrites the upstream file from its own checks (active:
+ * the nearest working path primary, broken ones `down`) and reloads nginx. When no path is left,
+ * every request gets a short 503 with Retry-After at once, or stale content from the optional cache.
+ *
  * Written for nginx 1.22 (Debian 12): HTTP/2 is switched on by the `http2` listen parameter
  * (the `http2 on;` directive only exists from 1.25.1).
  */
-import { familyOf } from "../addressing";
+import { IpAddress } from "../addressing";
 import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
+import { DEFAULT_FAILOVER } from "../origins";
 
 /** Where the TLS material lands on a PoP (pushed by the AnycastPoP component; paths from the artifact registry). */
 export const TLS_PATHS = {
@@ -31,14 +39,33 @@ export const NGINX_PATHS = {
     pid: "/run/nginx.pid",
     errorLog: "/var/log/nginx/error.log",
     accessLog: "/var/log/nginx/access.log",
+    /** The paths to the origins (upstream blocks): pushed once, then rewritten by the health agent. */
+    upstreams: ARTIFACTS["nginx-upstreams.conf"].remotePath,
+    /** The health agent's status, served to the other PoPs over the mesh. */
+    agentStatus: "/run/anycast/health.json",
+    /** The stale-content cache (failover.staleCache). */
+    staleCache: "/var/cache/nginx/anycast-stale",
 } as const;
+
+/** The other PoPs fetch this PoP's health agent status here, on its mesh address and relay port. */
+export const STATUS_ENDPOINT = "/.well-known/anycast-status";
 
 /** Seconds nginx waits for a TCP connection to the origin: an unreachable origin must fail fast. */
 export const ORIGIN_CONNECT_TIMEOUT_SECONDS = 2;
 
+/**
+ * After a failed attempt (refused, timed out, 502-504) nginx skips that path for this long and
+ * tries the next one; the health agent's active checks mark a path down sooner and for as long
+ * as it stays broken (see anycast-health).
+ */
+export const PASSIVE_FAIL_TIMEOUT_SECONDS = 5;
+
+/** Upstream names: what visitors are proxied to, and what this PoP relays for the others. */
+export const UPSTREAM = { visitors: "origin", relay: "origin_direct" } as const;
+
 /** `[v6]` or `v4`, as nginx wants an address in `listen`, `server` and `allow`. */
-function hostPart(address: string): string {
-    return familyOf(address) === 6 ? `[${address}]` : address;
+function hostPart(address: IpAddress): string {
+    return address.inUrl();
 }
 
 /** nginx string literal: the PoP name is validated to [a-z0-9-], but quote it anyway. */
@@ -46,11 +73,128 @@ function quoted(text: string): string {
     return `"${text.replace(/["\\$]/g, (c) => `\\${c}`)}"`;
 }
 
+/** One way to an origin: directly over the mesh, or through another PoP's relay. */
+export interface UpstreamPath {
+    /** `origin` (direct) or `via ams` (relay), as the comments and the agent's status name it. */
+    label: string;
+    /** `[address]:port` or `address:port`. */
+    server: string;
+    kind: "direct" | "relay";
+}
+
+/** The paths a PoP has, in its default order: origins by preference, then relays by peer order. */
+export function upstreamPaths(input: PopRenderInput): { direct: UpstreamPath[]; relay: UpstreamPath[] } {
+    const origins = input.origins ?? [input.origin];
+    const preference = input.pop.originPreference ?? [];
+    const ordered = [...origins].sort((a, b) => rank(preference, a.name) - rank(preference, b.name));
+    const failover = input.failover ?? DEFAULT_FAILOVER;
+    const direct = ordered.map((o): UpstreamPath => ({ label: o.name, server: `${hostPart(o.meshAddress)}:${o.port}`, kind: "direct" }));
+    const relay = failover.relay
+        ? (input.peers ?? []).map((p): UpstreamPath => ({ label: `via ${p.name}`, server: `${hostPart(p.meshAddress)}:${failover.relayPort}`, kind: "relay" }))
+        : [];
+    return { direct, relay };
+}
+
+/** Position in the preference list; unlisted origins keep config order after the listed ones. */
+function rank(preference: string[], name: string): number {
+    const i = preference.indexOf(name);
+    return i < 0 ? preference.length : i;
+}
+
+/** One `server` line: the first path is the primary, every other one a backup. */
+function serverLine(path: UpstreamPath, backup: boolean): string {
+    return `    server ${path.server} max_fails=1 fail_timeout=${PASSIVE_FAIL_TIMEOUT_SECONDS}s${backup ? " backup" : ""};   # ${path.label}`;
+}
+
+/**
+ * /etc/anycast/nginx-upstreams.conf as first pushed: every path up, the preferred origin primary,
+ * the rest backups. From then on the health agent owns the file; it writes the same layout with
+ * its own choice of primary and `down` on the paths its checks find broken, and reloads nginx.
+ */
+export function renderNginxUpstreams(input: PopRenderInput): string {
+    const { direct, relay } = upstreamPaths(input);
+    const block = (name: string, paths: UpstreamPath[], keepalive: number) => [
+        `upstream ${name} {`,
+        `    zone ${name} 64k;`,
+        ...paths.map((p, i) => serverLine(p, i > 0)),
+        `    keepalive ${keepalive};`,
+        `}`,
+    ];
+    return [
+        `# ${NGINX_PATHS.upstreams} for PoP ${input.pop.name}: the paths to the origins.`,
+        `# Rendered by pulumi-anycast as the starting point; the health agent rewrites it.`,
+        ...block(UPSTREAM.visitors, [...direct, ...relay], 32),
+        ``,
+        `# What this PoP relays for the other PoPs: its own direct paths only, never another relay.`,
+        ...block(UPSTREAM.relay, direct, 16),
+        ``,
+    ].join("\n");
+}
+
 export function renderNginxConfig(input: PopRenderInput): string {
     const anycast = input.deployment.address;
     const listenHost = hostPart(anycast);
     const pop = input.pop.name;
-    const origin = `${hostPart(input.origin.meshAddress)}:${input.origin.port}`;
+    const origins = input.origins ?? [input.origin];
+    const failover = input.failover ?? DEFAULT_FAILOVER;
+    const cache = failover.staleCache;
+    const popHeader = `add_header X-Anycast-PoP ${quoted(pop)} always;`;
+    const retryAfter = failover.retryAfter;
+
+    const proxyHeaders = (relayed: boolean) => relayed
+        ? [
+            `# The visitor's PoP set these; this relay is an internal hop and passes them on unchanged.`,
+            `proxy_set_header X-Forwarded-For $http_x_forwarded_for;`,
+            `proxy_set_header X-Real-IP $http_x_real_ip;`,
+            `proxy_set_header X-Forwarded-Proto $http_x_forwarded_proto;`,
+        ]
+        : [
+            `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`,
+            `proxy_set_header X-Real-IP $remote_addr;`,
+            `proxy_set_header X-Forwarded-Proto $scheme;`,
+        ];
+    const proxyTo = (upstream: string, relayed: boolean) => [
+        `proxy_pass http://${upstream};`,
+        `# HTTP/1.1 with an empty Connection header lets the upstream keepalive pool reuse connections.`,
+        `proxy_http_version 1.1;`,
+        `proxy_set_header Connection "";`,
+        `proxy_set_header Host $host;`,
+        ...proxyHeaders(relayed),
+        `proxy_connect_timeout ${ORIGIN_CONNECT_TIMEOUT_SECONDS}s;`,
+        `# Passive failover: a path that refuses, times out or answers 502-504 is skipped for a while`,
+        `# and the request goes to the next one (the health agent's checks mark broken paths down).`,
+        `proxy_next_upstream error timeout http_502 http_503 http_504;`,
+    ];
+    const staleCache = cache ? [
+        `# Stale content while no origin answers (failover.staleCache). Requests with credentials`,
+        `# neither use nor fill the cache.`,
+        `proxy_cache anycast_stale;`,
+        `proxy_cache_key $scheme$host$request_uri;`,
+        `proxy_cache_use_stale error timeout invalid_header updating http_500 http_502 http_503 http_504;`,
+        `proxy_cache_background_update on;`,
+        `proxy_cache_lock on;`,
+        `proxy_cache_bypass $http_authorization;`,
+        `proxy_no_cache $http_authorization;`,
+        ...(cache.validSeconds > 0 ? [`proxy_cache_valid 200 301 302 ${cache.validSeconds}s;`] : []),
+        `# add_header here replaces the inherited ones, so the PoP header is repeated.`,
+        popHeader,
+        `add_header X-Anycast-Cache $upstream_cache_status always;`,
+    ] : [];
+    // nginx turns the two characters \n inside a quoted string into a newline.
+    const page = `<!DOCTYPE html>\\n<title>503 Service Unavailable</title>\\n<h1>Service temporarily unavailable</h1>\\n` +
+        `<p>The site cannot be reached right now. Please try again in ${retryAfter} seconds.</p>\\n`;
+    const unavailable = (extraHeaders: string[]) => [
+        `# Every origin unreachable (nginx found no live path, or the last one failed): answer at once with`,
+        `# a short 503 the visitor's browser and Cloudflare may retry, instead of an error page or a hang.`,
+        `error_page 502 503 504 = @origin_unavailable;`,
+        `location @origin_unavailable {`,
+        `    default_type text/html;`,
+        `    add_header Retry-After ${retryAfter} always;`,
+        `    add_header Cache-Control "no-store" always;`,
+        ...extraHeaders.map((h) => `    ${h}`),
+        `    return 503 "${page}";`,
+        `}`,
+    ];
 
     // The same locations serve both server blocks; they are generated once and indented into
     // each block, so the file stays self-contained (one artifact, no snippet to keep in sync).
@@ -63,24 +207,44 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `    if ($anycast_health_client = 0) {`,
         `        return 403;`,
         `    }`,
-        // nginx turns the two characters \n inside a quoted string into a newline.
         `    return 200 ${quoted(`${pop} ok`).slice(0, -1)}\\n";`,
         `}`,
         ``,
         `location / {`,
-        `    proxy_pass http://origin;`,
-        `    # HTTP/1.1 with an empty Connection header lets the upstream keepalive pool reuse connections.`,
-        `    proxy_http_version 1.1;`,
-        `    proxy_set_header Connection "";`,
-        `    proxy_set_header Host $host;`,
-        `    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`,
-        `    proxy_set_header X-Real-IP $remote_addr;`,
-        `    proxy_set_header X-Forwarded-Proto $scheme;`,
-        `    proxy_connect_timeout ${ORIGIN_CONNECT_TIMEOUT_SECONDS}s;`,
+        ...indent(proxyTo(UPSTREAM.visitors, false), 1),
+        ...indent(staleCache, 1),
+        `}`,
+        ``,
+        ...unavailable([popHeader]),
+    ];
+
+    const mesh = input.mesh?.cidr;
+    const meshFamily = mesh?.family ?? input.origin.meshAddress.family;
+    const relayServer = [
+        `# For the other PoPs, over the mesh only (the firewall admits failover.relayPort from the mesh on`,
+        `# wg0): this PoP's health agent status, which they read to tell their own broken path from an`,
+        `# origin outage${failover.relay ? ", and a relay to the origins this PoP reaches itself" : ""}. The wildcard listen`,
+        `# does not depend on wg0 being up when nginx starts.`,
+        `server {`,
+        `    listen ${meshFamily === 6 ? `[::]:${failover.relayPort} ipv6only=on` : `${failover.relayPort}`};`,
+        `    server_name _;`,
+        ...(mesh ? [`    allow ${mesh};`] : origins.map((o) => `    allow ${o.meshAddress};`)),
+        `    deny all;`,
+        `    add_header X-Anycast-Relay ${quoted(pop)} always;`,
+        ``,
+        `    location = ${STATUS_ENDPOINT} {`,
+        `        access_log off;`,
+        `        default_type application/json;`,
+        `        add_header Cache-Control "no-store" always;`,
+        `        alias ${NGINX_PATHS.agentStatus};`,
+        `    }`,
+        ``,
+        ...(failover.relay
+            ? [`    location / {`, ...indent(proxyTo(UPSTREAM.relay, true), 2), `    }`, ``,
+                ...indent(unavailable([`add_header X-Anycast-Relay ${quoted(pop)} always;`]), 1)]
+            : [`    location / {`, `        return 404;`, `    }`]),
         `}`,
     ];
-    const indent = (lines: string[], depth: number) =>
-        lines.map((l) => (l === "" ? "" : " ".repeat(depth * 4) + l));
 
     const lines = [
         `# nginx.conf for PoP ${pop}, rendered by pulumi-anycast: do not edit on the host.`,
@@ -100,9 +264,9 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `    tcp_nopush on;`,
         `    keepalive_timeout 65s;`,
         ``,
-        `    # $upstream_response_time separates origin latency from the PoP's own.`,
+        `    # $upstream_response_time separates origin latency from the PoP's own; $upstream_addr shows the path.`,
         `    log_format anycast '$remote_addr [$time_local] "$host" "$request" $status $body_bytes_sent '`,
-        `                       'rt=$request_time urt=$upstream_response_time "$http_user_agent"';`,
+        `                       'rt=$request_time urt=$upstream_response_time ua=$upstream_addr "$http_user_agent"';`,
         `    access_log ${NGINX_PATHS.accessLog} anycast;`,
         ``,
         `    ssl_protocols TLSv1.2 TLSv1.3;`,
@@ -110,13 +274,17 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `    ssl_session_cache shared:SSL:10m;`,
         `    ssl_session_timeout 1h;`,
         ``,
-        `    # The origin (${input.origin.name}), reached over the WireGuard mesh.`,
-        `    upstream origin {`,
-        `        server ${origin};`,
-        `        keepalive 32;`,
-        `        keepalive_timeout 60s;`,
-        `    }`,
+        `    # The origin${origins.length > 1 ? "s" : ""} (${origins.map((o) => o.name).join(", ")}), reached over the WireGuard mesh directly` +
+            (failover.relay ? " or through another PoP." : "."),
+        `    # Upstreams "${UPSTREAM.visitors}" and "${UPSTREAM.relay}": which path is primary and which are down is the health agent's`,
+        `    # decision, written to this file before it reloads nginx.`,
+        `    include ${NGINX_PATHS.upstreams};`,
         ``,
+        ...(cache ? [
+            `    # failover.staleCache: ${cache.maxSizeMb} MB per PoP; entries unused for ${cache.keepSeconds} s are dropped.`,
+            `    proxy_cache_path ${NGINX_PATHS.staleCache} levels=1:2 keys_zone=anycast_stale:10m max_size=${cache.maxSizeMb}m inactive=${cache.keepSeconds}s use_temp_path=off;`,
+            ``,
+        ] : []),
         `    # Who may ask the health endpoint: the host itself, whose requests to the anycast address`,
         `    # come from the anycast address, and loopback.`,
         `    geo $anycast_health_client {`,
@@ -127,7 +295,7 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `    }`,
         ``,
         `    # On every response, errors included, so a visitor (and the lab) can tell which PoP served.`,
-        `    add_header X-Anycast-PoP ${quoted(pop)} always;`,
+        `    ${popHeader}`,
         ``,
         `    server {`,
         `        listen ${listenHost}:80;`,
@@ -147,7 +315,13 @@ export function renderNginxConfig(input: PopRenderInput): string {
         ``,
         ...indent(locations, 2),
         `    }`,
+        ``,
+        ...indent(relayServer, 1),
         `}`,
     ];
     return lines.join("\n") + "\n";
+}
+
+function indent(lines: string[], depth: number): string[] {
+    return lines.map((l) => (l === "" ? "" : " ".repeat(depth * 4) + l));
 }

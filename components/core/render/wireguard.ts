@@ -8,21 +8,21 @@
  * `wg syncconf wg0 <(wg-quick strip wg0)` can apply every change in place.
  */
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { canonical, contains, familyOf, formatCidr, hostRoute, isIp, parseCidr, withLength } from "../addressing";
+import { IpAddress, IpPrefix } from "../addressing";
 import { MeshTopology, WireGuardNode, WireGuardPeer } from "../model";
 
 /** One member of the mesh as the planner needs it (no private key: the plan is not secret). */
 export interface MeshMember {
     name: string;
     /** The member's address inside the mesh CIDR. */
-    meshAddress: string;
+    meshAddress: IpAddress;
     /** The member's unicast address (never the anycast one), where the others send its packets. */
     endpoint: string;
     publicKey: string;
 }
 
 export interface MeshPlanOptions {
-    cidr: string;
+    cidr: IpPrefix;
     port: number;
     topology: MeshTopology;
     /** The hub of a "hub" topology (usually the origin); ignored for "full". */
@@ -33,11 +33,15 @@ export interface MeshPlanOptions {
 
 export type PlannedNode = Omit<WireGuardNode, "privateKey">;
 
-/** `ip:port` the way wg wants it: IPv6 in brackets. */
+/**
+ * `ip:port` the way wg wants it: IPv6 in brackets. The endpoint is a host's unicast address as
+ * the cloud reports it at deploy time (text, not part of the validated spec), parsed here.
+ */
 export function formatEndpoint(address: string, port: number): string {
-    if (!isIp(address)) throw new Error(`WireGuard endpoint "${address}" is not an IP address`);
+    const parsed = IpAddress.tryParse(address);
+    if (!parsed) throw new Error(`WireGuard endpoint "${address}" is not an IP address`);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`WireGuard port ${port} is not 1-65535`);
-    return familyOf(address) === 6 ? `[${canonical(address)}]:${port}` : `${canonical(address)}:${port}`;
+    return `${parsed.inUrl()}:${port}`;
 }
 
 /**
@@ -54,14 +58,14 @@ export function meshPeerNames(self: string, members: readonly string[], topology
  * the whole mesh CIDR to the hub, so spoke-to-spoke traffic crosses the hub (which must forward).
  */
 export function planWireGuardMesh(members: MeshMember[], opts: MeshPlanOptions): Record<string, PlannedNode> {
-    const cidr = parseCidr(opts.cidr);
+    const cidr = opts.cidr;
     const names = new Set<string>();
     const keys = new Set<string>();
     for (const m of members) {
         if (names.has(m.name)) throw new Error(`mesh member "${m.name}" appears twice`);
         names.add(m.name);
-        if (!isIp(m.meshAddress) || !contains(cidr, m.meshAddress)) {
-            throw new Error(`mesh member ${m.name}: ${m.meshAddress} is not an address inside ${formatCidr(cidr)}`);
+        if (!cidr.contains(m.meshAddress)) {
+            throw new Error(`mesh member ${m.name}: ${m.meshAddress} is not an address inside ${cidr}`);
         }
         if (!/^[A-Za-z0-9+/]{43}=$/.test(m.publicKey)) throw new Error(`mesh member ${m.name}: "${m.publicKey}" is not a base64 WireGuard public key`);
         if (keys.has(m.publicKey)) throw new Error(`mesh member ${m.name}: public key is shared with another member`);
@@ -86,10 +90,11 @@ export function planWireGuardMesh(members: MeshMember[], opts: MeshPlanOptions):
         const peerNames = meshPeerNames(self.name, members.map((m) => m.name), opts.topology, opts.hubName);
         const spoke = opts.topology === "hub" && self.name !== opts.hubName;
         const peers = members.filter((m) => peerNames.includes(m.name))
-            .map((m) => peerOf(m, spoke ? [formatCidr(cidr)] : [hostRoute(m.meshAddress)]));
+            .map((m) => peerOf(m, spoke ? [cidr.toString()] : [m.meshAddress.hostPrefix().toString()]));
         plan[self.name] = {
             name: self.name,
-            address: withLength(canonical(self.meshAddress), opts.cidr),
+            // The mesh address with the mesh's prefix length, as wg-quick's Address= wants it.
+            address: `${self.meshAddress}/${cidr.length}`,
             listenPort: opts.port,
             mtu: opts.mtu,
             persistentKeepalive: opts.persistentKeepalive,
@@ -127,7 +132,8 @@ function assertSingleLine(value: string, what: string): void {
 /** One node's /etc/wireguard/wg0.conf in wg-quick format. */
 export function renderWireGuardConfig(node: WireGuardNode): string {
     decodeKey(node.privateKey, `WireGuard private key of ${node.name}`);
-    parseCidr(node.address, false);
+    // The node is text (tests and other programs write it by hand): checked before it is written.
+    IpPrefix.parse(node.address, false);
     assertSingleLine(node.name, "node name");
     const lines = [
         `# WireGuard mesh interface of ${node.name}, rendered by pulumi-anycast. Do not edit.`,
@@ -140,7 +146,7 @@ export function renderWireGuardConfig(node: WireGuardNode): string {
     for (const peer of node.peers) {
         assertSingleLine(peer.name, "peer name");
         decodeKey(peer.publicKey, `public key of peer ${peer.name}`);
-        for (const ip of peer.allowedIps) parseCidr(ip);
+        for (const ip of peer.allowedIps) IpPrefix.parse(ip);
         lines.push(
             "",
             `# ${peer.name}`,
@@ -160,10 +166,10 @@ export function renderWireGuardConfig(node: WireGuardNode): string {
  * on one port.
  */
 function endpointText(endpoint: string, defaultPort: number): string {
-    if (isIp(endpoint)) return formatEndpoint(endpoint, defaultPort);
+    if (IpAddress.tryParse(endpoint)) return formatEndpoint(endpoint, defaultPort);
     const bracketed = /^\[([^\]]+)\]:(\d{1,5})$/.exec(endpoint);
-    if (bracketed && isIp(bracketed[1]) && familyOf(bracketed[1]) === 6) return formatEndpoint(bracketed[1], Number(bracketed[2]));
+    if (bracketed && IpAddress.tryParse(bracketed[1])?.family === 6) return formatEndpoint(bracketed[1], Number(bracketed[2]));
     const v4 = /^([\d.]+):(\d{1,5})$/.exec(endpoint);
-    if (v4 && isIp(v4[1])) return formatEndpoint(v4[1], Number(v4[2]));
+    if (v4 && IpAddress.tryParse(v4[1])) return formatEndpoint(v4[1], Number(v4[2]));
     throw new Error(`WireGuard endpoint "${endpoint}" is neither an IP address nor ip:port / [ipv6]:port`);
 }

@@ -38,8 +38,10 @@ wait_for_default_gateway() {
 sysctl -q -w net.ipv6.conf.all.accept_ra=2 net.ipv6.conf.default.accept_ra=2
 
 ip link set dev "$ANYCAST_LOOPBACK" up
-# replace, not add: a second run must not fail on the existing address.
-ip -6 addr replace "$ANYCAST_ADDRESS/128" dev "$ANYCAST_LOOPBACK"
+# replace, not add: a second run must not fail on the existing address. nodad: usable at once;
+# otherwise it is tentative until the kernel's DAD work runs, and nginx started right after
+# cannot bind it (EADDRNOTAVAIL), which a busy boot does show.
+ip -6 addr replace "$ANYCAST_ADDRESS/128" dev "$ANYCAST_LOOPBACK" nodad
 
 if ! gateway6="$(wait_for_default_gateway 6)"; then
     log "no IPv6 default route after ${DEFAULT_ROUTE_WAIT}s: cannot pin the route to $BGP_NEIGHBOR"

@@ -1,0 +1,474 @@
+/**
+ * Origin failover in the lab: the faults of issue 12, each run 5 times.
+ *
+ *  - global origin outage: every origin's HTTP service frozen (SIGSTOP) at once. Every PoP must
+ *    stay announced and answer at once with the 503 page; no withdrawal, so no flap damping; the
+ *    runs follow each other within a minute, and the network serves once the origins are back.
+ *  - a PoP's direct tunnels cut: WireGuard between one PoP and every origin silently dropped, the
+ *    origins still up. The PoP must stay announced and serve through another PoP's relay; the
+ *    report gives the time to reroute and the latency the relay adds.
+ *  - one of two origins down: the origin serving most regions frozen. Every PoP must serve from
+ *    the other; the report gives the switch time.
+ *
+ * Times count from the start of the fault's or the repair's command, as in experiments.ts.
+ */
+import { LabRuntime } from "./boot";
+import { nowMs, nsRun, sleep, waitFor } from "./exec";
+import { Prober, ProbeSample } from "./probe";
+import { stats, Summary as Stats } from "./stats";
+import { ms, table, wrap } from "./text";
+import { RegionPlan } from "./topology";
+
+export const ORIGIN_EXPERIMENT_IDS = ["originOutage", "tunnelCut", "originDown"] as const;
+export type OriginExperimentId = (typeof ORIGIN_EXPERIMENT_IDS)[number];
+
+/** How long each fault is held once its effect is in place. */
+const OUTAGE_MS = 3000;
+const CUT_HOLD_MS = 2500;
+const DOWN_HOLD_MS = 2500;
+const CUT_TABLE = "anycast_lab_tunnel_cut";
+
+export interface OutageRun {
+    /** ms from the first outage's start: the runs follow each other within a minute. */
+    startedAtMs: number;
+    /** The slowest region's first 503 from its own PoP, ms after the freeze. */
+    first503Ms?: number;
+    /** Median time a 503 took to come back (request sent to answer). */
+    answer503Ms?: number;
+    answered503: number;
+    /** Requests without any answer (timeouts: the ones caught in flight by the freeze). */
+    noAnswer: number;
+    /** The slowest region's first 200 from its own PoP after the thaw. */
+    recoveryMs?: number;
+    /** PoPs whose agent left "announced" at any poll during the run. */
+    notAnnounced: string[];
+    /** Withdrawals the agents counted during the run (flap damping). */
+    withdrawals: number;
+    error?: string;
+}
+
+export interface TunnelCutRun {
+    pop: string;
+    region: string;
+    /** ms from the cut to the first answer from the own PoP relayed through another. */
+    rerouteMs?: number;
+    relayedBy?: string;
+    /** Median request time through the direct tunnel before the cut, and through the relay. */
+    directMs?: number;
+    relayedMs?: number;
+    /** Answers from another PoP while the cut lasted (must be 0: the PoP stays in). */
+    servedByOthers: number;
+    stayedAnnounced: boolean;
+    failed: number;
+    /** ms from the repair to the first answer through the direct tunnel again. */
+    recoveryMs?: number;
+    error?: string;
+}
+
+export interface OriginDownRun {
+    origin: string;
+    /** Regions that were served by the frozen origin. */
+    affected: string[];
+    /** The slowest affected region's first answer from the other origin, ms after the freeze. */
+    switchMs?: number;
+    servedBy: string[];
+    notAnnounced: string[];
+    failed: number;
+    /** ms from the thaw until every PoP's agent has the origin's direct path up again. */
+    recoveryMs?: number;
+    error?: string;
+}
+
+export interface OriginFailoverReport {
+    outage?: {
+        runs: OutageRun[];
+        first503?: Stats;
+        answer503?: Stats;
+        recovery?: Stats;
+        noAnswerTotal: number;
+        withdrawals: number;
+        /** Seconds from the first outage's start to the third one's end. */
+        firstThreeWithinS?: number;
+        /** After the last outage every region is served by its own PoP with 200, no PoP held down. */
+        servesAfter: boolean;
+        heldDown: string[];
+    };
+    tunnelCut?: { runs: TunnelCutRun[]; reroute?: Stats; added?: Stats; relayed?: Stats; failedTotal: number };
+    originDown?: { runs: OriginDownRun[]; switchTime?: Stats; recovery?: Stats; failedTotal: number };
+    /** Experiments this config cannot run, and why (one origin, no relay). */
+    skipped: Array<{ id: OriginExperimentId; why: string }>;
+}
+
+/**
+ * How long the agents may take to act on a fault: `fall` failed checks of up to interval +
+ * timeout each, two more ticks, and a margin for a stalling machine. From the running stack's
+ * health settings, which the lab widens on a machine that stalls (lab/stalls.ts).
+ */
+function decideMs(lab: LabRuntime): number {
+    const h = lab.stack.spec.health;
+    return Math.round((h.fall + 2) * (h.interval + h.timeout) * 1000) + 10_000;
+}
+
+function median(values: number[]): number | undefined {
+    if (values.length === 0) return undefined;
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function originServer(lab: LabRuntime, name: string) {
+    const child = lab.originServers.get(name);
+    if (!child?.pid || child.exitCode !== null) throw new Error(`the HTTP service of origin ${name} is not running`);
+    return child.pid;
+}
+
+/** Freeze (SIGSTOP) or continue (SIGCONT) origins' HTTP services: a hung origin, not a refusing one. */
+function freeze(lab: LabRuntime, names: string[], frozen: boolean): void {
+    for (const name of names) process.kill(originServer(lab, name), frozen ? "SIGSTOP" : "SIGCONT");
+}
+
+/** Polls every PoP's agent while `during` runs; the PoPs that were not announced at some poll. */
+async function watchAnnounced<T>(lab: LabRuntime, during: () => Promise<T>): Promise<{ result: T; notAnnounced: string[] }> {
+    const notAnnounced = new Set<string>();
+    let watching = true;
+    const watch = (async () => {
+        while (watching) {
+            for (const r of lab.plan.regions) {
+                const s = await lab.agentStatus(r.pop.name);
+                if (s && s.state !== "announced") notAnnounced.add(r.pop.name);
+            }
+            await sleep(100);
+        }
+    })();
+    try {
+        return { result: await during(), notAnnounced: [...notAnnounced] };
+    } finally {
+        watching = false;
+        await watch;
+    }
+}
+
+async function withdrawalsNow(lab: LabRuntime): Promise<number> {
+    let n = 0;
+    for (const r of lab.plan.regions) n += (await lab.agentStatus(r.pop.name))?.withdrawals_last_hour ?? 0;
+    return n;
+}
+
+function probersFor(lab: LabRuntime, regions: RegionPlan[], intervalMs: number): Prober[] {
+    const target = { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname };
+    return regions.map((r) => new Prober(r.client.ns, target, intervalMs, lab.probeTimeoutMs));
+}
+
+/** Every region steadily served (5 in a row) by its own PoP, matching `also`. */
+async function steady(probers: Prober[], regions: RegionPlan[], also: (s: ProbeSample) => boolean = () => true): Promise<void> {
+    const since = nowMs();
+    await Promise.all(regions.map(async (r, i) => {
+        if (!await probers[i].waitForStreak(since, 5, (s) => s.ok && s.pop === r.pop.name && also(s), 30_000)) {
+            const last = probers[i].samples.slice(-3).map((s) => (s.ok ? `${s.pop} via ${s.relay ?? "-"} from ${s.origin}` : s.error ?? `status ${s.status}`));
+            throw new Error(`region ${r.region} is not steadily served by its own PoP (last: ${last.join(", ") || "no answers"})`);
+        }
+    }));
+}
+
+async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promise<OutageRun> {
+    const regions = lab.plan.regions;
+    const origins = lab.plan.origins.map((o) => o.host.name);
+    const run: OutageRun = { startedAtMs: 0, answered503: 0, noAnswer: 0, notAnnounced: [], withdrawals: 0 };
+    const probers = probersFor(lab, regions, 50);
+    let frozen = false;
+    try {
+        await steady(probers, regions);
+        const before = await withdrawalsNow(lab);
+        const t0 = nowMs();
+        run.startedAtMs = firstStart === undefined ? 0 : t0 - firstStart;
+        const watched = await watchAnnounced(lab, async () => {
+            freeze(lab, origins, true);
+            frozen = true;
+            const bound = decideMs(lab);
+            const firsts = await Promise.all(regions.map((r, i) => probers[i].waitFor(t0, (s) => s.status === 503 && s.pop === r.pop.name, bound)));
+            const missing = regions.filter((_, i) => !firsts[i]).map((r) => r.region);
+            if (missing.length > 0) throw new Error(`no 503 from the own PoP in ${missing.join(", ")} within ${ms(bound)} of the outage`);
+            run.first503Ms = Math.max(...firsts.map((s) => s!.done - t0));
+            await sleep(Math.max(0, t0 + OUTAGE_MS - nowMs()));
+            const t1 = nowMs();
+            freeze(lab, origins, false);
+            frozen = false;
+            const backs = await Promise.all(regions.map((r, i) => probers[i].waitFor(t1, (s) => s.ok && s.pop === r.pop.name, 15_000)));
+            const stuck = regions.filter((_, i) => !backs[i]).map((r) => r.region);
+            if (stuck.length > 0) throw new Error(`${stuck.join(", ")} not served by the own PoP within 15 s of the origins' return`);
+            run.recoveryMs = Math.max(...backs.map((s) => s!.done - t1));
+            return { t1, end: Math.max(...backs.map((s) => s!.done)) };
+        });
+        run.notAnnounced = watched.notAnnounced;
+        await sleep(lab.probeTimeoutMs + 50);
+        const during = probers.flatMap((p) => p.samples.filter((s) => s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result.end));
+        const answers503 = during.filter((s) => s.status === 503);
+        run.answered503 = answers503.length;
+        run.answer503Ms = median(answers503.map((s) => s.done - s.sent));
+        run.noAnswer = during.filter((s) => s.status === undefined).length;
+        run.withdrawals = (await withdrawalsNow(lab)) - before;
+    } catch (err) {
+        run.error = (err as Error).message.split("\n")[0];
+    } finally {
+        if (frozen) freeze(lab, origins, false);
+        await Promise.all(probers.map((p) => p.stop()));
+    }
+    return run;
+}
+
+/** Silently drop WireGuard between the PoP and every origin (both ways), or lift that. */
+async function cutTunnels(lab: LabRuntime, r: RegionPlan, cut: boolean): Promise<void> {
+    if (!cut) {
+        await nsRun(r.pop.ns, "nft", ["delete", "table", "inet", CUT_TABLE]);
+        return;
+    }
+    const addresses = lab.plan.origins.map((o) => o.address).join(", ");
+    const port = lab.stack.spec.mesh.port;
+    await nsRun(r.pop.ns, "nft", ["-f", "-"], {
+        input: [
+            `table inet ${CUT_TABLE} {`,
+            `  chain out { type filter hook output priority -400; policy accept; ip6 daddr { ${addresses} } udp dport ${port} drop; }`,
+            `  chain in { type filter hook input priority -400; policy accept; ip6 saddr { ${addresses} } udp sport ${port} drop; }`,
+            "}",
+        ].join("\n"),
+    });
+}
+
+async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRun> {
+    const run: TunnelCutRun = { pop: r.pop.name, region: r.region, servedByOthers: 0, stayedAnnounced: false, failed: 0 };
+    const [prober] = probersFor(lab, [r], 20);
+    let cut = false;
+    try {
+        await steady([prober], [r], (s) => s.relay === undefined);
+        await sleep(500);
+        const t0 = nowMs();
+        const direct = prober.samples.filter((s) => s.ok && s.pop === r.pop.name && s.relay === undefined && s.done > t0 - 1500);
+        run.directMs = median(direct.map((s) => s.done - s.sent));
+        const watched = await watchAnnounced(lab, async () => {
+            await cutTunnels(lab, r, true);
+            cut = true;
+            const bound = decideMs(lab);
+            const relayed = await prober.waitFor(t0, (s) => s.ok && s.pop === r.pop.name && s.relay !== undefined, bound);
+            if (!relayed) throw new Error(`${r.pop.name} did not serve through another PoP within ${ms(bound)} of the cut`);
+            run.rerouteMs = relayed.done - t0;
+            run.relayedBy = relayed.relay;
+            await sleep(CUT_HOLD_MS);
+            const t1 = nowMs();
+            const through = prober.samples.filter((s) => s.ok && s.pop === r.pop.name && s.relay !== undefined && s.sent >= relayed.done && s.done <= t1);
+            run.relayedMs = median(through.map((s) => s.done - s.sent));
+            run.servedByOthers = prober.samples.filter((s) => s.sent >= t0 && s.done <= t1 && s.pop !== undefined && s.pop !== r.pop.name).length;
+            await cutTunnels(lab, r, false);
+            cut = false;
+            const back = await prober.waitFor(t1, (s) => s.ok && s.pop === r.pop.name && s.relay === undefined, 30_000);
+            if (!back) throw new Error(`${r.pop.name} did not use its own tunnels again within 30 s of the repair`);
+            run.recoveryMs = back.done - t1;
+            return back.done;
+        });
+        run.stayedAnnounced = !watched.notAnnounced.includes(r.pop.name);
+        await sleep(lab.probeTimeoutMs + 50);
+        run.failed = prober.samples.filter((s) => !s.ok && s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result).length;
+    } catch (err) {
+        run.error = (err as Error).message.split("\n")[0];
+    } finally {
+        if (cut) await cutTunnels(lab, r, false).catch(() => undefined);
+        await prober.stop();
+    }
+    return run;
+}
+
+async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
+    const regions = lab.plan.regions;
+    const run: OriginDownRun = { origin: "", affected: [], servedBy: [], notAnnounced: [], failed: 0 };
+    const probers = probersFor(lab, regions, 50);
+    let frozen = false;
+    try {
+        await steady(probers, regions, (s) => s.origin !== undefined);
+        // The origin that serves the most regions right now goes down.
+        const current = regions.map((_, i) => probers[i].samples.filter((s) => s.ok).slice(-1)[0]?.origin ?? "");
+        const counts = new Map<string, number>();
+        for (const o of current) counts.set(o, (counts.get(o) ?? 0) + 1);
+        run.origin = [...counts].sort((a, b) => b[1] - a[1])[0][0];
+        const affected = regions.filter((_, i) => current[i] === run.origin);
+        run.affected = affected.map((r) => r.region);
+        const t0 = nowMs();
+        const watched = await watchAnnounced(lab, async () => {
+            freeze(lab, [run.origin], true);
+            frozen = true;
+            const bound = decideMs(lab);
+            const switched = await Promise.all(regions.map((r) => probers[regions.indexOf(r)]
+                .waitFor(t0, (s) => s.ok && s.pop === r.pop.name && s.origin !== undefined && s.origin !== run.origin, bound)));
+            const missing = regions.filter((_, i) => !switched[i]).map((r) => r.region);
+            if (missing.length > 0) throw new Error(`${missing.join(", ")} not served by another origin within ${ms(bound)}`);
+            run.servedBy = [...new Set(switched.map((s) => s!.origin!))];
+            run.switchMs = Math.max(0, ...affected.map((r) => switched[regions.indexOf(r)]!.done - t0));
+            await sleep(DOWN_HOLD_MS);
+            const t1 = nowMs();
+            freeze(lab, [run.origin], false);
+            frozen = false;
+            await waitFor(`every PoP's path to ${run.origin} up again`, async () => {
+                for (const r of regions) {
+                    const s = await lab.agentStatus(r.pop.name) as { paths?: Array<{ name: string; up: boolean }> } | undefined;
+                    if (!s?.paths?.some((p) => p.name === run.origin && p.up)) return false;
+                }
+                return true;
+            }, 15_000, 20);
+            run.recoveryMs = nowMs() - t1;
+            return nowMs();
+        });
+        run.notAnnounced = watched.notAnnounced;
+        await sleep(lab.probeTimeoutMs + 50);
+        run.failed = probers.flatMap((p) => p.samples.filter((s) => !s.ok && s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result)).length;
+    } catch (err) {
+        run.error = (err as Error).message.split("\n")[0];
+    } finally {
+        if (frozen) freeze(lab, [run.origin], false);
+        await Promise.all(probers.map((p) => p.stop()));
+    }
+    return run;
+}
+
+export interface OriginExperimentOptions {
+    repeats: number;
+    only?: OriginExperimentId[];
+    log: (line: string) => void;
+}
+
+export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperimentOptions): Promise<OriginFailoverReport> {
+    const report: OriginFailoverReport = { skipped: [] };
+    const spec = lab.stack.spec;
+    const wanted = (id: OriginExperimentId) => !opts.only || opts.only.includes(id);
+    const regions = lab.plan.regions;
+    if (wanted("originOutage")) {
+        const runs: OutageRun[] = [];
+        let firstStart: number | undefined;
+        for (let i = 0; i < opts.repeats; i++) {
+            const started = nowMs();
+            const run = await outageRun(lab, firstStart);
+            firstStart ??= started + run.startedAtMs;
+            runs.push(run);
+            opts.log(`  global origin outage ${i + 1}/${opts.repeats} at +${(run.startedAtMs / 1000).toFixed(1)} s: ` + (run.error ? `FAILED: ${run.error}`
+                : `503 from every PoP after ${ms(run.first503Ms)} (answered in ${ms(run.answer503Ms)}), served again after ${ms(run.recoveryMs)}; ` +
+                  `withdrawals ${run.withdrawals}, not announced: ${run.notAnnounced.join(", ") || "none"}, no answer ${run.noAnswer}`));
+        }
+        const ok = runs.filter((r) => !r.error);
+        const third = runs[2];
+        const heldDown: string[] = [];
+        for (const r of regions) if ((await lab.agentStatus(r.pop.name))?.state === "held-down") heldDown.push(r.pop.name);
+        const probers = probersFor(lab, regions, 50);
+        let servesAfter = true;
+        try {
+            await steady(probers, regions);
+        } catch {
+            servesAfter = false;
+        } finally {
+            await Promise.all(probers.map((p) => p.stop()));
+        }
+        report.outage = {
+            runs, first503: stats(ok.map((r) => r.first503Ms!)), answer503: stats(ok.map((r) => r.answer503Ms!).filter((v) => v !== undefined)),
+            recovery: stats(ok.map((r) => r.recoveryMs!)), noAnswerTotal: runs.reduce((n, r) => n + r.noAnswer, 0),
+            withdrawals: runs.reduce((n, r) => n + r.withdrawals, 0),
+            firstThreeWithinS: third && !third.error ? (third.startedAtMs + OUTAGE_MS + (third.recoveryMs ?? 0)) / 1000 : undefined,
+            servesAfter: servesAfter && heldDown.length === 0, heldDown,
+        };
+    }
+    const noRelay = !spec.failover.relay ? `failover.relay is off${spec.mesh.topology === "hub" ? " (a hub mesh has no tunnels between PoPs)" : ""}`
+        : regions.length < 2 ? "a single PoP has no peer to relay through" : undefined;
+    if (wanted("tunnelCut") && noRelay) report.skipped.push({ id: "tunnelCut", why: `${noRelay}: a PoP without its tunnels withdraws instead` });
+    if (wanted("originDown") && lab.plan.origins.length < 2) report.skipped.push({ id: "originDown", why: "the config has one origin" });
+    if (wanted("tunnelCut") && !noRelay) {
+        const runs: TunnelCutRun[] = [];
+        for (let i = 0; i < opts.repeats; i++) {
+            const r = regions[i % regions.length];
+            const run = await tunnelCutRun(lab, r);
+            runs.push(run);
+            opts.log(`  tunnels cut ${i + 1}/${opts.repeats} on ${r.pop.name}: ` + (run.error ? `FAILED: ${run.error}`
+                : `relayed via ${run.relayedBy} after ${ms(run.rerouteMs)}, ${ms(run.directMs)} -> ${ms(run.relayedMs)} per request; ` +
+                  `${run.stayedAnnounced ? "stayed announced" : "NOT announced throughout"}, other PoPs answered ${run.servedByOthers}; ` +
+                  `direct again after ${ms(run.recoveryMs)}; failed requests ${run.failed}`));
+        }
+        const ok = runs.filter((r) => !r.error);
+        report.tunnelCut = {
+            runs, reroute: stats(ok.map((r) => r.rerouteMs!)),
+            added: stats(ok.filter((r) => r.relayedMs !== undefined && r.directMs !== undefined).map((r) => r.relayedMs! - r.directMs!)),
+            relayed: stats(ok.filter((r) => r.relayedMs !== undefined).map((r) => r.relayedMs!)),
+            failedTotal: runs.reduce((n, r) => n + r.failed, 0),
+        };
+    }
+    if (wanted("originDown") && lab.plan.origins.length >= 2) {
+        const runs: OriginDownRun[] = [];
+        for (let i = 0; i < opts.repeats; i++) {
+            const run = await originDownRun(lab);
+            runs.push(run);
+            opts.log(`  origin down ${i + 1}/${opts.repeats} (${run.origin || "?"}, serving ${run.affected.join(", ") || "-"}): ` + (run.error ? `FAILED: ${run.error}`
+                : `served by ${run.servedBy.join(", ")} after ${ms(run.switchMs)}; not announced: ${run.notAnnounced.join(", ") || "none"}; ` +
+                  `its paths up again after ${ms(run.recoveryMs)}; failed requests ${run.failed}`));
+        }
+        const ok = runs.filter((r) => !r.error);
+        report.originDown = {
+            runs, switchTime: stats(ok.map((r) => r.switchMs!)), recovery: stats(ok.map((r) => r.recoveryMs!)),
+            failedTotal: runs.reduce((n, r) => n + r.failed, 0),
+        };
+    }
+    return report;
+}
+
+/** What the report's problems list gets from these experiments. */
+export function originFailoverProblems(r: OriginFailoverReport): string[] {
+    const problems: string[] = [];
+    for (const [i, run] of (r.outage?.runs ?? []).entries()) {
+        if (run.error) problems.push(`global origin outage run ${i + 1}: ${run.error}`);
+        if (run.notAnnounced.length > 0) problems.push(`global origin outage run ${i + 1}: ${run.notAnnounced.join(", ")} withdrew`);
+        if (run.withdrawals > 0) problems.push(`global origin outage run ${i + 1}: ${run.withdrawals} withdrawals (flap damping would count them)`);
+    }
+    if (r.outage && !r.outage.servesAfter) problems.push(`after the global outages the network does not serve (held down: ${r.outage.heldDown.join(", ") || "none"})`);
+    for (const [i, run] of (r.tunnelCut?.runs ?? []).entries()) {
+        if (run.error) problems.push(`tunnels cut run ${i + 1} (${run.pop}): ${run.error}`);
+        else if (!run.stayedAnnounced) problems.push(`tunnels cut run ${i + 1}: ${run.pop} withdrew instead of relaying`);
+    }
+    for (const [i, run] of (r.originDown?.runs ?? []).entries()) {
+        if (run.error) problems.push(`origin down run ${i + 1} (${run.origin}): ${run.error}`);
+        if (run.notAnnounced.length > 0) problems.push(`origin down run ${i + 1}: ${run.notAnnounced.join(", ")} withdrew`);
+    }
+    return problems;
+}
+
+function statsText(s: Stats | undefined): string {
+    if (!s) return "n/a";
+    return s.n === 1 ? `${ms(s.median)} (one run)` : `${ms(s.min)} / ${ms(s.median)} / ${ms(s.max)}`;
+}
+
+export function formatOriginFailover(r: OriginFailoverReport | undefined): string[] {
+    if (!r || (!r.outage && !r.tunnelCut && !r.originDown && r.skipped.length === 0)) return [];
+    const out = wrap("Origin failover (min / median / max; times from the start of the fault's or the repair's command)");
+    const line = (text: string) => out.push(...wrap(text, "  ", "    "));
+    if (r.outage) {
+        const o = r.outage;
+        line(`Global origin outage: every origin's HTTP service frozen for ${OUTAGE_MS / 1000} s, ${o.runs.length} times; ` +
+            `the first three within ${o.firstThreeWithinS?.toFixed(1) ?? "n/a"} s. 503 from every region's own PoP after ` +
+            `${statsText(o.first503)}; a 503 took ${statsText(o.answer503)}; served again after ${statsText(o.recovery)}; ` +
+            `withdrawals ${o.withdrawals}; no answer (caught in flight by the freeze) ${o.noAnswerTotal}; after the last outage: ` +
+            (o.servesAfter ? "every region served by its own PoP, none held down" : `NOT serving (held down: ${o.heldDown.join(", ") || "none"})`));
+        out.push(...table(["run", "at", "first 503", "503 took", "503s", "no answer", "recovery", "withdrawals", "withdrew / error"],
+            o.runs.map((x, i) => [String(i + 1), `+${(x.startedAtMs / 1000).toFixed(1)} s`, ms(x.first503Ms), ms(x.answer503Ms), String(x.answered503),
+                String(x.noAnswer), ms(x.recoveryMs), String(x.withdrawals), x.error ? `ERROR: ${x.error}` : x.notAnnounced.join(", ") || "none"]), "    "));
+    }
+    if (r.tunnelCut) {
+        const t = r.tunnelCut;
+        line(`A PoP's tunnels to every origin cut (WireGuard silently dropped, origins up): reroute through another PoP ` +
+            `${statsText(t.reroute)}; added latency ${statsText(t.added)} (relayed requests ${statsText(t.relayed)}); failed requests ${t.failedTotal}`);
+        out.push(...table(["run", "PoP", "reroute", "via", "direct", "relayed", "others answered", "announced", "failed", "direct again", "error"],
+            t.runs.map((x, i) => [String(i + 1), x.pop, ms(x.rerouteMs), x.relayedBy ?? "none", ms(x.directMs), ms(x.relayedMs), String(x.servedByOthers),
+                x.stayedAnnounced ? "yes" : "NO", String(x.failed), ms(x.recoveryMs), x.error ? `ERROR: ${x.error}` : "none"]), "    "));
+    }
+    if (r.originDown) {
+        const d = r.originDown;
+        line(`One of two origins down (its HTTP service frozen): every region served from the other after ${statsText(d.switchTime)}; ` +
+            `paths up again ${statsText(d.recovery)} after the thaw; failed requests ${d.failedTotal}`);
+        out.push(...table(["run", "origin down", "regions it served", "switch", "served by", "failed", "paths up again", "withdrew / error"],
+            d.runs.map((x, i) => [String(i + 1), x.origin, x.affected.join(", ") || "none", ms(x.switchMs), x.servedBy.join(", ") || "none",
+                String(x.failed), ms(x.recoveryMs), x.error ? `ERROR: ${x.error}` : x.notAnnounced.join(", ") || "none"]), "    "));
+    }
+    for (const s of r.skipped) line(`${s.id} not run: ${s.why}`);
+    out.push("");
+    return out;
+}
