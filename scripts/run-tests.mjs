@@ -2,7 +2,7 @@
 // closing "# tests / # pass / # fail" summary), with the files in an order chosen for wall time.
 //
 // `node --test dir/` sorts files by name, so the two deploy files (which wait on a 5-minute
-// debootstrap on a fresh machine) and the lab (about 10 minutes) ended up one after the other.
+// debootstrap on a fresh machine) and the lab (about 20 minutes) ended up one after the other.
 // Here the slow files start first, side by side, and the many short ones fill the slots behind
 // them. Three files at a time: the rootfs build is mostly waiting on the package mirror and disk.
 //
@@ -16,8 +16,12 @@ import * as path from "node:path";
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const TESTS = path.join(ROOT, "dist", "test");
 
-/** Longest first (measured on a clean clone): these start at once, in this order. */
-const SLOW_FIRST = ["deploy/hosts.test.js", "lab/lab.test.js", "deploy/rehearsal.test.js"];
+/**
+ * The order files start in: the two longest first (the rootfs build, then the lab); the live
+ * render tests next, while the rootfs build mostly waits on disk and mirror, so that their timing
+ * meets the least load; then the deploy rehearsal (it waits for the rootfs), then the rest.
+ */
+const ORDER = [/^deploy\/hosts\.test\.js$/, /^lab\/lab\.test\.js$/, /^render\//, /^deploy\/rehearsal\.test\.js$/];
 const CONCURRENCY = 3;
 
 function testFiles(target) {
@@ -36,8 +40,8 @@ if (!fs.existsSync(TESTS)) {
 }
 const files = [...new Set((targets.length > 0 ? targets : [TESTS]).flatMap(testFiles))];
 const rank = (file) => {
-    const i = SLOW_FIRST.indexOf(path.relative(TESTS, file));
-    return i === -1 ? SLOW_FIRST.length : i;
+    const i = ORDER.findIndex((pattern) => pattern.test(path.relative(TESTS, file)));
+    return i === -1 ? ORDER.length : i;
 };
 files.sort((a, b) => rank(a) - rank(b));
 

@@ -485,7 +485,7 @@ describe("the agent against a real BIRD (live)", () => {
         // Withdrawn once the agent has waited long enough for a shared fault to show at ams too.
         await lab.origins("stop");
         const toWithdraw = await lab.waitState(ANYCAST_STATE.withdrawn, 15_000);
-        console.log(`health: origins stop -> ANYCAST_STATE 0 in ${toWithdraw} ms (paths fall 2 x 0.1 s, then 0.6 s to confirm at ams, then fall 2)`);
+        console.log(`health: origins stop -> ANYCAST_STATE 0 in ${toWithdraw} ms (paths fall 2 x 0.1 s, then 2 x (interval + timeout) + timeout to confirm at ams, then fall 2)`);
         await logged(agent, /announced -> withdrawn: no origin reachable from here \(.*\) while ams reaches one and is announced, 2 checks in a row/);
         await lab.expectRoute(undefined);
         await until("status withdrawn", 2000, () => lab.status().state === "withdrawn");

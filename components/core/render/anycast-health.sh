@@ -139,9 +139,11 @@ validate_settings() {
     # take a check timeout.
     VIEW_MAX_AGE_MS=$((4 * (INTERVAL_MS + TIMEOUT_MS)))
     # How long this PoP waits, once it has lost every path, before it believes a peer that still
-    # reaches an origin: long enough for a peer sharing the fault to have noticed it too (its
-    # FALL checks, one more tick, and one timeout), so a global fault never passes for a local one.
-    CONFIRM_MS=$(((FALL + 1) * INTERVAL_MS + TIMEOUT_MS))
+    # reaches an origin: long enough for a peer sharing the fault to have noticed it too, so a
+    # global fault never passes for a local one. Against a frozen origin every tick lasts a whole
+    # timeout, and the peer's ticks run up to one behind ours: one tick for that, one for its view
+    # to be written and fetched, and a timeout more.
+    CONFIRM_MS=$((2 * (INTERVAL_MS + TIMEOUT_MS) + TIMEOUT_MS))
     # How long no other PoP may answer at all before this PoP counts itself cut off from the mesh:
     # longer than a peer's view stays fresh, so a few slow or lost status fetches are not enough.
     ISOLATION_MS=$((VIEW_MAX_AGE_MS > CONFIRM_MS ? VIEW_MAX_AGE_MS : CONFIRM_MS))
