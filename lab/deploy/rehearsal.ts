@@ -125,7 +125,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
         // The emulated provider edge: every PoP's neighbour address, on the cloud namespace's lo.
         const popAddress = (name: string) => String(addressing[name]!.ipv6).split("/")[0];
         edgePid = await startEdge(cloud, spec, values.bgpPassword as string, popAddress);
-        log(`  emulated edge: BIRD in ${s.cloudNs} at ${[...new Set(spec.pops.map((p) => p.bgp.neighbor))].join(", ")} (AS${spec.pops[0].bgp.remoteAsn})`);
+        log(`  emulated edge: BIRD in ${s.cloudNs} at ${[...new Set(spec.pops.map((p) => p.bgp.neighbor.toString()))].join(", ")} (AS${spec.pops[0].bgp.remoteAsn})`);
 
         const originPort = spec.origin.port;
         const healthPath = spec.origin.healthPath;
@@ -255,7 +255,7 @@ async function diagnose(cloud: DeployCloud, pop: string): Promise<string> {
 async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], password: string, popAddress: (name: string) => string): Promise<number> {
     const dir = path.join(cloud.slotDir, "edge");
     fs.mkdirSync(dir, { recursive: true });
-    const neighbors = [...new Set(spec.pops.map((p) => p.bgp.neighbor))];
+    const neighbors = [...new Set(spec.pops.map((p) => p.bgp.neighbor.toString()))];
     for (const n of neighbors) {
         await runUntracked("ip", ["-n", cloud.cloudNs, "addr", "add", `${n}/128`, "dev", "lo"], { timeoutMs: 10_000 });
     }
