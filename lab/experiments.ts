@@ -72,6 +72,15 @@ export function isolationMs(spec: AnycastSpec): number {
     return agentMs(spec, spec.health.fall) + 4 * (spec.health.interval + spec.health.timeout) * 1000 + agentMs(spec, spec.health.fall + 1);
 }
 
+/**
+ * Whether a PoP cut off from the mesh can tell that from an outage every PoP shares. In a hub
+ * mesh it cannot (it reaches the other PoPs only through the hub), so its agent counts the fault
+ * as global and stays announced (components/core/render/anycast-health.sh, classify_origin_fault).
+ */
+export function agentTellsIsolation(spec: AnycastSpec): boolean {
+    return spec.mesh.topology !== "hub";
+}
+
 /** How long the upstream takes to notice a silent PoP: BFD, else the hold time; undefined: never. */
 export function silentDetectionMs(pop: PopSpec): { ms?: number; basis: string } {
     const bfd = pop.bgp.bfd;
@@ -153,7 +162,7 @@ const experiments: Experiment[] = [
             // The agent sees the mesh gone, not the session: it withdraws once it counts itself cut off.
             // In a hub mesh it cannot tell that from the hub being down, so it stays announced (a
             // global fault), and the session alone moves the traffic.
-            if (lab.stack.spec.mesh.topology === "hub") return;
+            if (!agentTellsIsolation(lab.stack.spec)) return;
             await agentIn(lab, r, ["withdrawn", "held-down"], Math.max(bounds.failoverMs, isolationMs(lab.stack.spec) + SLACK_MS));
         },
     },
@@ -177,7 +186,7 @@ const experiments: Experiment[] = [
             // A PoP cut off from the hub cannot ask the other PoPs (they are reached through the
             // hub) whether the origin is down for everyone: it counts the fault as global, stays
             // announced and answers 503 (README: Failover), so no other PoP takes its region.
-            skip: spec.mesh.topology === "hub"
+            skip: !agentTellsIsolation(spec)
                 ? "in a hub mesh a PoP cut off from the hub cannot tell that from the hub being down: it stays announced and answers 503, " +
                   "so there is no failover to measure (mesh.topology full lets it withdraw or relay)"
                 : undefined,

@@ -17,7 +17,7 @@ import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/conf
 import { LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
 import { EdgeSession } from "./edge";
-import { isolationMs, SLACK_MS } from "./experiments";
+import { agentTellsIsolation, isolationMs, SLACK_MS } from "./experiments";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
@@ -328,7 +328,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
     };
     // The transit's session with the PoP's edge carries exactly this PoP's route (the edge imports
     // nothing else that it passes on), so its counters are what the Internet saw of the flaps.
-    if (lab.stack.spec.mesh.topology === "hub") {
+    if (!agentTellsIsolation(lab.stack.spec)) {
         // The flaps are origin-path faults of one PoP; in a hub mesh the PoP counts them as global
         // (it cannot ask the others, lab/experiments.ts), stays announced, and nothing is counted.
         report.skipped = "in a hub mesh a PoP cut off from the hub counts it as a global fault and stays announced: " +
