@@ -109,6 +109,11 @@ function decideMs(lab: LabRuntime): number {
     return Math.round((h.fall + 2) * (h.interval + h.timeout) * 1000) + 10_000;
 }
 
+/** A progress line, wrapped at the report's 100 columns like the lab's other experiment lines. */
+function logWrapped(log: (line: string) => void, text: string): void {
+    for (const line of wrap(text, "  ", "      ")) log(line);
+}
+
 function median(values: number[]): number | undefined {
     if (values.length === 0) return undefined;
     const sorted = [...values].sort((a, b) => a - b);
@@ -346,7 +351,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
             const run = await outageRun(lab, firstStart);
             firstStart ??= started + run.startedAtMs;
             runs.push(run);
-            opts.log(`  global origin outage ${i + 1}/${opts.repeats} at +${(run.startedAtMs / 1000).toFixed(1)} s: ` + (run.error ? `FAILED: ${run.error}`
+            logWrapped(opts.log, `global origin outage ${i + 1}/${opts.repeats} at +${(run.startedAtMs / 1000).toFixed(1)} s: ` + (run.error ? `FAILED: ${run.error}`
                 : `503 from every PoP after ${ms(run.first503Ms)} (answered in ${ms(run.answer503Ms)}), served again after ${ms(run.recoveryMs)}; ` +
                   `withdrawals ${run.withdrawals}, not announced: ${run.notAnnounced.join(", ") || "none"}, no answer ${run.noAnswer}`));
         }
@@ -381,7 +386,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
             const r = regions[i % regions.length];
             const run = await tunnelCutRun(lab, r);
             runs.push(run);
-            opts.log(`  tunnels cut ${i + 1}/${opts.repeats} on ${r.pop.name}: ` + (run.error ? `FAILED: ${run.error}`
+            logWrapped(opts.log, `tunnels cut ${i + 1}/${opts.repeats} on ${r.pop.name}: ` + (run.error ? `FAILED: ${run.error}`
                 : `relayed via ${run.relayedBy} after ${ms(run.rerouteMs)}, ${ms(run.directMs)} -> ${ms(run.relayedMs)} per request; ` +
                   `${run.stayedAnnounced ? "stayed announced" : "NOT announced throughout"}, other PoPs answered ${run.servedByOthers}; ` +
                   `direct again after ${ms(run.recoveryMs)}; failed requests ${run.failed}`));
@@ -399,7 +404,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
         for (let i = 0; i < opts.repeats; i++) {
             const run = await originDownRun(lab);
             runs.push(run);
-            opts.log(`  origin down ${i + 1}/${opts.repeats} (${run.origin || "?"}, serving ${run.affected.join(", ") || "-"}): ` + (run.error ? `FAILED: ${run.error}`
+            logWrapped(opts.log, `origin down ${i + 1}/${opts.repeats} (${run.origin || "?"}, serving ${run.affected.join(", ") || "-"}): ` + (run.error ? `FAILED: ${run.error}`
                 : `served by ${run.servedBy.join(", ")} after ${ms(run.switchMs)}; not announced: ${run.notAnnounced.join(", ") || "none"}; ` +
                   `its paths up again after ${ms(run.recoveryMs)}; failed requests ${run.failed}`));
         }
