@@ -258,7 +258,13 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
 
         polling = false;
         await poller;
-        const after = await sampleSession(lab, r);
+        // One read of either end can come back empty on a stalling machine (vtysh or birdc slow to
+        // answer reads as "not established"): read again until both ends answer. A reset shows
+        // all the same, as a new `since` on both ends and in the polls above.
+        const after = await waitFor(`${r.pop.name}'s session to read as established after the change`, async () => {
+            const s = await sampleSession(lab, r);
+            return established(s) ? s : undefined;
+        }, reconnectMs, 100).catch(() => sampleSession(lab, r));
         report.polls = samples.length;
         report.notEstablished = samples.filter((s) => !established(s)).length;
         report.since = [
@@ -302,7 +308,8 @@ export interface FlapDampingReport {
     servedByWhileHeld: string[];
     /**
      * What the Internet received of this PoP's route from the first flap to the end of the watch:
-     * the updates and withdrawals the region's transit got from the PoP's edge.
+     * the changes (updates and withdrawals, repeats not counted) the region's transit accepted
+     * from the PoP's edge.
      */
     upstream: { announcements: number; withdrawals: number };
     /** RFC 2439 penalty of those (1000 per withdrawal and per re-announcement, no decay). */
@@ -313,10 +320,16 @@ export interface FlapDampingReport {
     error?: string;
 }
 
-/** "received" counts of a BIRD session's import updates/withdraws (`show protocols all`). */
-export function importCounts(p: ProtocolStatus | undefined): { updates: number; withdraws: number } {
-    const first = (v: string | undefined) => Number(/^\s*(\d+)/.exec(v ?? "")?.[1] ?? 0);
-    return { updates: first(p?.details["Import updates"]), withdraws: first(p?.details["Import withdraws"]) };
+/**
+ * The import updates and withdraws a BIRD session *accepted* (`show protocols all`: received,
+ * rejected, filtered, ignored, accepted): the changes to the route it holds. An update identical to
+ * the route already held is counted as ignored, as a damping router ignores it (RFC 2439 charges a
+ * withdrawal, a re-advertisement or an attribute change, not a repeat), and a busy edge does send
+ * repeats.
+ */
+export function importChanges(p: ProtocolStatus | undefined): { updates: number; withdraws: number } {
+    const accepted = (v: string | undefined) => Number(/(\d+)\s*$/.exec(v ?? "")?.[1] ?? 0);
+    return { updates: accepted(p?.details["Import updates"]), withdraws: accepted(p?.details["Import withdraws"]) };
 }
 
 export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapDampingReport> {
@@ -341,7 +354,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
     try {
         await waitFor(`${r.pop.name} to announce`, async () => (await state())?.state === "announced", 30_000, 50);
         report.withdrawalsBefore = (await state())?.withdrawals_last_hour ?? 0;
-        const counts0 = importCounts(await fromEdge());
+        const counts0 = importChanges(await fromEdge());
         for (let i = 0; i <= max && !report.heldDown; i++) {
             await lab.wgDown(r.pop.ns);
             // wg0 down cuts the PoP off from the whole mesh: it withdraws once it counts itself cut off.
@@ -379,7 +392,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         report.watchedMs = nowMs() - t0;
         report.healthyWhileHeld = healthy;
         report.servedByWhileHeld = [...new Set(prober.between(t0, nowMs()).map((s) => (s.ok ? s.pop ?? "?" : s.error ?? `http ${s.status}`)))];
-        const counts1 = importCounts(await fromEdge());
+        const counts1 = importChanges(await fromEdge());
         report.upstream = { announcements: counts1.updates - counts0.updates, withdrawals: counts1.withdraws - counts0.withdraws };
         report.penalty = flapPenalty(report.upstream.withdrawals, report.upstream.announcements);
 

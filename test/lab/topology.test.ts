@@ -12,7 +12,7 @@ import { BIRD_STATE_FILE } from "../../components/core/render/bird";
 import { artifactsFor } from "../../components/core/artifacts";
 import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted, rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
-import { importCounts, networksOf } from "../../lab/routing";
+import { importChanges, networksOf } from "../../lab/routing";
 import { formatReport, LabReport, stats, table } from "../../lab/report";
 import { REPORT_WIDTH, wrap } from "../../lab/text";
 import { renderEdgeBird, renderTransitBird } from "../../lab/routers";
@@ -193,11 +193,28 @@ describe("birdc output parsers", () => {
         assert.deepEqual(networksOf(fs.readFileSync(path.join(FIXTURES, "transit-show-route-all.txt"), "utf8")), ["2001:db8:100::/48"]);
     });
 
-    it("reads the updates and withdrawals a session received (the damping experiment's evidence)", () => {
+    it("reads the route changes a session accepted, not repeats or filtered routes (the damping experiment's evidence)", () => {
         const protos = parseProtocols(fs.readFileSync(path.join(FIXTURES, "pop-show-protocols-all.txt"), "utf8"));
-        // The PoP received the upstream's 1,001 routes (and filtered every one).
-        assert.deepEqual(importCounts(protos.find((p) => p.proto === "BGP")), { updates: 1001, withdraws: 0 });
-        assert.deepEqual(importCounts(undefined), { updates: 0, withdraws: 0 });
+        // The PoP received the upstream's 1,001 routes and filtered every one: no change.
+        assert.deepEqual(importChanges(protos.find((p) => p.proto === "BGP")), { updates: 0, withdraws: 0 });
+        assert.deepEqual(importChanges(protos.find((p) => p.name === "lax_anycast6")), { updates: 1, withdraws: 0 });
+        // A transit that got 3 withdrawals and 2 re-advertisements of a flapping route, one of them
+        // sent twice by a busy edge (ignored: the same route), and a withdrawal of a route it no
+        // longer held.
+        const transit = parseProtocols([
+            "BIRD 2.0.12 ready.",
+            "Name       Proto      Table      State  Since         Info",
+            "edge_ams   BGP        ---        up     23:50:13.066  Established   ",
+            "  Channel ipv6",
+            "    Route change stats:     received   rejected   filtered    ignored   accepted",
+            "      Import updates:              3          0          0          1          2",
+            "      Import withdraws:            4          0        ---          1          3",
+            "      Export updates:              9          0          0        ---          9",
+            "      Export withdraws:            0        ---        ---        ---          0",
+            "",
+        ].join("\n"));
+        assert.deepEqual(importChanges(transit[0]), { updates: 2, withdraws: 3 });
+        assert.deepEqual(importChanges(undefined), { updates: 0, withdraws: 0 });
     });
 });
 
