@@ -24,7 +24,7 @@ import { runStack, StackRun } from "../harness/stackrun";
 import type { EdgeKind, LabOptions } from "../lab/index";
 import { buildPlan, diffPlans, parsePlan, SavedPlan } from "./plan";
 import { allCreated, countsLine, formatPreview } from "./preview";
-import { elapsed, OUTPUT_COLUMNS, step, table, wrap } from "./format";
+import { elapsed, fitting, OUTPUT_COLUMNS, step, table, wrap } from "./format";
 
 /** A mistake on the command line: exit 2, with a pointer to the command's help. */
 class UsageError extends Error {}
@@ -124,7 +124,7 @@ async function lab(opts: { config?: string; json?: string; keep?: boolean; repea
     experiments?: string }, io: Io): Promise<number> {
     if (opts.deploy) {
         const rehearsal = await import("../lab/deploy/rehearsal");
-        const report = await rehearsal.rehearseDeploy({ configFile: requireConfig(opts.config), log: io.out });
+        const report = await rehearsal.rehearseDeploy({ configFile: requireConfig(opts.config), log: fitting(io.out) });
         for (const line of rehearsal.formatRehearsal(report)) io.out(line);
         return report.ok ? 0 : 1;
     }
@@ -141,7 +141,7 @@ async function lab(opts: { config?: string; json?: string; keep?: boolean; repea
     // `edge` picks the emulated upstreams' BGP implementation (lab/index.ts runLab).
     const labOptions = {
         configFile: requireConfig(opts.config), json: opts.json, keep: !!opts.keep, repeats: opts.repeats,
-        edge: opts.edge as EdgeKind, log: io.out,
+        edge: opts.edge as EdgeKind, log: fitting(io.out),
         ...(experiments ? { experiments: experiments as LabOptions["experiments"] } : {}),
     };
     const started = Date.now();
@@ -155,7 +155,7 @@ async function lab(opts: { config?: string; json?: string; keep?: boolean; repea
 async function bench(opts: { config: string; skipLab?: boolean; repeats: number }, io: Io): Promise<number> {
     const benchModule = await import("../bench/index");
     const started = Date.now();
-    await benchModule.runBench({ configFile: requireConfig(opts.config), skipLab: !!opts.skipLab, repeats: opts.repeats, log: io.out });
+    await benchModule.runBench({ configFile: requireConfig(opts.config), skipLab: !!opts.skipLab, repeats: opts.repeats, log: fitting(io.out) });
     io.out(wrap(`bench: ok in ${elapsed(Date.now() - started)} (${opts.config}${opts.skipLab ? ", lab skipped" : ""}), figures in BENCHMARKS.md`));
     return 0;
 }

@@ -25,6 +25,16 @@ export function wrap(text: string, indent = 4): string {
     }).join("\n");
 }
 
+/**
+ * A progress sink whose every line fits OUTPUT_COLUMNS: a longer line wraps at word boundaries
+ * with a hanging indent, the others pass as they are (a table row keeps its spacing).
+ */
+export function fitting(sink: (line: string) => void): (text: string) => void {
+    return (text) => {
+        for (const line of text.split("\n")) sink(line.length <= OUTPUT_COLUMNS ? line : wrap(line));
+    };
+}
+
 /** A table with a label on every column, indented by `indent`, within OUTPUT_COLUMNS. */
 export function table(header: string[], rows: string[][], indent = ""): string[] {
     return labelledTable(header, rows, indent, OUTPUT_COLUMNS);

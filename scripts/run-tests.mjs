@@ -1,5 +1,5 @@
-// The test suite's runner: node's own test runner (node:test's run(), TAP on stdout, the usual
-// closing "# tests / # pass / # fail" summary), with the files in two phases chosen for wall
+// The test suite's runner: node's own test runner (node:test's run(), the TAP reporter and its
+// closing "# tests / # pass / # fail" counts), with the files in three groups scheduled for wall
 // time and for the live tests' timing.
 //
 // The lab and the deploy rehearsal's hosts are the long files, and both load the machine: the lab
@@ -7,12 +7,15 @@
 // packages. A lab experiment that shares the machine with booting hosts sees stalls of seconds
 // and fails for the machine's sake, not the network's. So:
 //
-//   phase 1  the lab on Pulumi.lab.yaml (the full report), beside the rehearsal's rootfs build
-//            (mostly mirror downloads and disk), the live render tests and the light unit tests;
-//   phase 2  the lab on the other configs (wider timers: hold times, no BFD), beside the
-//            rehearsal's hosts (their rootfs is built by now) and the CPU-heavy unit tests.
+//   lab     the lab on Pulumi.lab.yaml (the full report), then on the other configs (wider
+//           timers: hold times, no BFD); one lab at a time, as on any machine;
+//   render  the rehearsal's rootfs build (mostly mirror downloads and disk), the live render
+//           tests and the unit tests, two files at a time, from the start;
+//   deploy  the rehearsal's hosts, once the lab on Pulumi.lab.yaml is done (the rootfs is
+//           built by then, or they wait for it), two files at a time.
 //
-// Three files at a time in each phase. The last line sums up both phases.
+// Each group's TAP output is printed when the group ends (three streams at once would interleave);
+// while they run, a line per finished file shows progress. The last line sums up all groups.
 //
 //   node scripts/run-tests.mjs                      every dist/test/**/*.test.js
 //   node scripts/run-tests.mjs dist/test/unit ...   only these files or directories
@@ -23,20 +26,24 @@ import * as path from "node:path";
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const TESTS = path.join(ROOT, "dist", "test");
-const CONCURRENCY = 3;
 
 /**
- * Files of phase 2, by path under dist/test; every other file runs in phase 1. Within a phase
- * the files listed in START_FIRST start first (the longest), so the short ones fill the slots
- * behind them.
+ * The groups, by file path under dist/test. A file belongs to the first group that matches it
+ * (the last matches everything); within a group files start in the order of `first`, then by name.
+ * `after`: the group starts when that file of another group has finished.
  */
-const PHASE_2 = [
-    /^lab\/configs\.test\.js$/, /^deploy\/hosts\.test\.js$/, /^deploy\/rehearsal\.test\.js$/,
-    /^unit\/(readme-example|package|cli)\.test\.js$/,
-];
-const START_FIRST = [
-    /^lab\/lab\.test\.js$/, /^deploy\/rootfs\.test\.js$/, /^render\//,
-    /^lab\/configs\.test\.js$/, /^deploy\/rehearsal\.test\.js$/, /^deploy\/hosts\.test\.js$/,
+const GROUPS = [
+    { name: "lab", concurrency: 1, files: [/^lab\/lab\.test\.js$/, /^lab\/configs\.test\.js$/], first: [/^lab\/lab\.test\.js$/] },
+    {
+        name: "deploy", concurrency: 2, files: [/^deploy\/hosts\.test\.js$/, /^deploy\/rehearsal\.test\.js$/],
+        first: [/^deploy\/rehearsal\.test\.js$/], after: /^lab\/lab\.test\.js$/,
+    },
+    {
+        name: "render", concurrency: 2, files: [/./],
+        // The rootfs build is the longest; the CPU-heavy unit tests last, when the lab is on its
+        // configs with wider timers.
+        first: [/^deploy\/rootfs\.test\.js$/, /^render\//, /^(?!unit\/(readme-example|package|cli)\.test\.js$)/],
+    },
 ];
 
 function testFiles(target) {
@@ -55,42 +62,68 @@ if (!fs.existsSync(TESTS)) {
 }
 const files = [...new Set((targets.length > 0 ? targets : [TESTS]).flatMap(testFiles))];
 const relative = (file) => path.relative(TESTS, file);
-const rank = (file) => {
-    const i = START_FIRST.findIndex((pattern) => pattern.test(relative(file)));
-    return i === -1 ? START_FIRST.length : i;
+const groupOf = (file) => GROUPS.find((g) => g.files.some((p) => p.test(relative(file))));
+const rank = (group, file) => {
+    const i = group.first.findIndex((p) => p.test(relative(file)));
+    return i === -1 ? group.first.length : i;
 };
-const inPhase2 = (file) => PHASE_2.some((pattern) => pattern.test(relative(file)));
-const phases = [
-    { name: "phase 1: the lab on Pulumi.lab.yaml, the rootfs build, render and unit tests", files: files.filter((f) => !inPhase2(f)) },
-    { name: "phase 2: the lab on other configs, the deploy rehearsal's hosts, CPU-heavy unit tests", files: files.filter(inPhase2) },
-].filter((p) => p.files.length > 0);
 
-/** The TAP reporter's closing counts ("tests 12", "pass 11", ...), summed over the phases. */
+/** The TAP reporter's closing counts ("tests 12", "pass 11", ...), summed over the groups. */
 const COUNTS = ["tests", "suites", "pass", "fail", "cancelled", "skipped", "todo"];
 const totals = Object.fromEntries(COUNTS.map((k) => [k, 0]));
 const started = Date.now();
+const clock = () => `+${Math.round((Date.now() - started) / 1000)} s`;
 let failed = false;
 
-/** One phase through node's runner and the TAP reporter; resolves once its output is written. */
-function runPhase(phase) {
-    console.log(`# ${phase.name} (${phase.files.length} files)`);
-    const stream = run({ files: phase.files.sort((a, b) => rank(a) - rank(b)), concurrency: CONCURRENCY });
+/** Resolvers of the `after` dependencies: a file's path -> called when it has finished. */
+const finished = new Map();
+const whenFinished = (pattern) => {
+    const file = files.find((f) => pattern.test(relative(f)));
+    if (!file) return Promise.resolve();
+    if (!finished.has(file)) {
+        let resolve;
+        const promise = new Promise((r) => { resolve = r; });
+        finished.set(file, { promise, resolve });
+    }
+    return finished.get(file).promise;
+};
+
+/** One group through node's runner and the TAP reporter; its output, once it ends. */
+async function runGroup(group, groupFiles) {
+    if (group.after) await whenFinished(group.after);
+    console.log(`# ${clock()}: ${group.name}: starting ${groupFiles.length} file(s), ${group.concurrency} at a time`);
+    const stream = run({ files: groupFiles.sort((a, b) => rank(group, a) - rank(group, b)), concurrency: group.concurrency });
     stream.on("test:diagnostic", (d) => {
         const m = /^(\w+) (\d+)$/.exec(d.message);
         if (d.nesting === 0 && m && COUNTS.includes(m[1])) totals[m[1]] += Number(m[2]);
     });
-    stream.on("test:fail", () => {
-        failed = true;
+    const doneFiles = new Set();
+    const onTopLevel = (verdict) => (d) => {
+        if (verdict === "not ok") failed = true;
+        if (d.nesting !== 0 || !d.file) return;
+        console.log(`# ${clock()}: ${group.name}: ${verdict} - ${d.name} (${relative(d.file)})`);
+        doneFiles.add(d.file);
+    };
+    stream.on("test:pass", onTopLevel("ok"));
+    stream.on("test:fail", onTopLevel("not ok"));
+    // A file is finished when the runner dequeues the next one or the stream ends; `after`
+    // waits for the file's own completion event.
+    stream.on("test:complete", (d) => {
+        if (d.nesting === 0 && d.file && d.name === d.file) finished.get(d.file)?.resolve();
     });
+    const chunks = [];
     const out = stream.compose(tap);
-    out.pipe(process.stdout, { end: false });
-    return new Promise((resolve, reject) => {
-        out.on("end", resolve);
-        out.on("error", reject);
-    });
+    for await (const chunk of out) chunks.push(chunk);
+    for (const f of groupFiles) finished.get(f)?.resolve();
+    return chunks.join("");
 }
 
-for (const phase of phases) await runPhase(phase);
+const plan = GROUPS.map((g) => ({ group: g, files: files.filter((f) => groupOf(f) === g) })).filter((p) => p.files.length > 0);
+await Promise.all(plan.map(async ({ group, files: groupFiles }) => {
+    const output = await runGroup(group, groupFiles);
+    console.log(`# ${clock()}: ${group.name}: done; its output:`);
+    process.stdout.write(output);
+}));
 const summary = COUNTS.map((k) => `${k} ${totals[k]}`).join(", ");
-console.log(`# all phases: ${summary}, duration ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(`# all groups: ${summary}, duration ${((Date.now() - started) / 1000).toFixed(1)} s`);
 process.exitCode = failed || totals.fail > 0 || totals.cancelled > 0 ? 1 : 0;

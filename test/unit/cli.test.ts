@@ -12,6 +12,7 @@ import { execFileSync } from "node:child_process";
 import { stringify } from "yaml";
 import { Command } from "commander";
 import { main, program, reportError } from "../../cli/anycast";
+import { fitting } from "../../cli/format";
 import { CommandError } from "../../lab/exec";
 import { EDGE_KINDS, LabPreconditionError } from "../../lab/index";
 import { REPO_ROOT } from "../helpers/golden";
@@ -166,6 +167,24 @@ function assertFits(r: { out: string; err: string }): void {
 function assertNoStack(r: { out: string; err: string }): void {
     assert.doesNotMatch(`${r.out}\n${r.err}`, /^\s+at .*(\(|:\d+:\d+)/m);
 }
+
+describe("anycast's progress lines", () => {
+    it("fit in 100 columns: a long line wraps with a hanging indent, a table row keeps its spacing", () => {
+        const lines: string[] = [];
+        const log = fitting((line) => lines.push(...line.split("\n")));
+        const booting = "  booting PoP edge-box (edge-box) at 2001:db8:cafe::10: anycast-net.sh, nftables, WireGuard, BIRD, nginx, agent";
+        const row = "  lax  lax_upstream6  2001:19f0:ffff::1  64515  Established  Up   3     1          none";
+        log(booting);
+        log(row);
+        log("report\n  line two");
+        assert.ok(booting.length > 100);
+        assert.ok(lines.every((l) => l.length <= 100), lines.join("\n"));
+        assert.match(lines[0], /^ {2}booting PoP edge-box/);
+        assert.match(lines[1], /^ {4}\S/, "continued with a hanging indent");
+        assert.equal(lines.slice(0, 2).map((l) => l.trim()).join(" "), booting.trim());
+        assert.deepEqual(lines.slice(2), [row, "report", "  line two"]);
+    });
+});
 
 describe("anycast --help", () => {
     it("-h, --help and --version exit 0; no arguments prints the help and exits 2", async () => {
