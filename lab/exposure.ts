@@ -69,13 +69,21 @@ export async function tcpConnects(ns: string | undefined, targets: Array<[string
     }
 }
 
-/** A few UDP datagrams from inside a namespace. */
+/** A few UDP datagrams (node's dgram: no tool quirks per family). */
 const UDP_SCRIPT = `
 const s = require("dgram").createSocket(process.argv[1].includes(":") ? "udp6" : "udp4");
 let left = Number(process.argv[3]);
 const send = () => s.send(Buffer.from("anycast-lab-probe"), Number(process.argv[2]), process.argv[1], () => (--left > 0 ? send() : s.close()));
 send();
 `;
+
+/**
+ * Send `packets` UDP datagrams from inside a namespace. Most of the time is node starting up,
+ * which takes seconds on a loaded machine (as tcpConnects allows): the timeout is generous.
+ */
+export async function sendUdp(fromNs: string, address: string, port: number, packets: number): Promise<void> {
+    await nsRun(fromNs, process.execPath, ["-e", UDP_SCRIPT, address, String(port), String(packets)], { timeoutMs: 30_000 });
+}
 
 /** Packets counted by the rendered firewall's last rule (`counter drop comment "everything else"`). */
 export async function dropCounter(ns: string): Promise<number> {
@@ -87,8 +95,7 @@ export async function dropCounter(ns: string): Promise<number> {
 
 export async function udpDropped(fromNs: string, toNs: string, address: string, port: number, packets = 3): Promise<string> {
     const before = await dropCounter(toNs);
-    // Most of the time is node starting up, which takes seconds on a loaded machine (as tcpConnects allows).
-    await nsRun(fromNs, process.execPath, ["-e", UDP_SCRIPT, address, String(port), String(packets)], { timeoutMs: 20_000 });
+    await sendUdp(fromNs, address, port, packets);
     // Give the packets time to arrive; the counter only grows.
     let delta = 0;
     for (let i = 0; i < 20 && delta < packets; i++) {

@@ -11,7 +11,7 @@ import { familyOf, Family, nthAddress } from "../components/core/addressing";
 import { LabRuntime, nsDir, UNRELATED_POP_ROUTES } from "./boot";
 import { showProtocols, showRoutes } from "./birdc";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
-import { allowedBy, probeExposure, probeUdpExposure } from "./exposure";
+import { allowedBy, probeExposure, probeUdpExposure, sendUdp } from "./exposure";
 import { probeOnce } from "./probe";
 import {
     Catchment4Entry, CatchmentEntry, HttpsCheck, HttpsResult, LabReport, SessionReport, TransitRoute,
@@ -133,7 +133,7 @@ async function measureCatchment4(lab: LabRuntime, problems: string[]): Promise<C
         let arrived: string[] = [];
         for (const deadline = nowMs() + CATCHMENT4_WAIT_MS; arrived.length === 0 && nowMs() < deadline;) {
             const before = await Promise.all(lab.plan.regions.map(catchCounter));
-            await nsRun(r.client.ns, process.execPath, ["-e", UDP_BURST, target, "9", "5"], { timeoutMs: 5000 });
+            await sendUdp(r.client.ns, target, 9, 5);
             for (let i = 0; i < 20 && arrived.length === 0; i++) {
                 await sleep(50);
                 const after = await Promise.all(lab.plan.regions.map(catchCounter));
@@ -148,14 +148,6 @@ async function measureCatchment4(lab: LabRuntime, problems: string[]): Promise<C
     for (const r of lab.plan.regions) await nsRun(r.pop.ns, "nft", ["delete", "table", "ip", CATCH_TABLE], { allowFail: true });
     return out;
 }
-
-/** A few UDP datagrams to an address (node's dgram: no tool quirks per family). */
-const UDP_BURST = `
-const s = require("dgram").createSocket(process.argv[1].includes(":") ? "udp6" : "udp4");
-let left = Number(process.argv[3]);
-const send = () => s.send(Buffer.from("anycast-lab-catchment"), Number(process.argv[2]), process.argv[1], () => (--left > 0 ? send() : s.close()));
-send();
-`;
 
 /**
  * What an HTTPS request from a namespace met: status, serving PoP, curl's own total time and the
