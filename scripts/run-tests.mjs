@@ -15,7 +15,8 @@
 //           built by then, or they wait for it), two files at a time.
 //
 // Each group's TAP output is printed when the group ends (three streams at once would interleave);
-// while they run, a line per finished file shows progress. The last line sums up all groups.
+// while they run, a line per finished top-level test shows progress (node reports a group's files
+// in order, so a line can wait for the file before it). The last line sums up all groups.
 //
 //   node scripts/run-tests.mjs                      every dist/test/**/*.test.js
 //   node scripts/run-tests.mjs dist/test/unit ...   only these files or directories
@@ -97,17 +98,15 @@ async function runGroup(group, groupFiles) {
         const m = /^(\w+) (\d+)$/.exec(d.message);
         if (d.nesting === 0 && m && COUNTS.includes(m[1])) totals[m[1]] += Number(m[2]);
     });
-    const doneFiles = new Set();
     const onTopLevel = (verdict) => (d) => {
         if (verdict === "not ok") failed = true;
         if (d.nesting !== 0 || !d.file) return;
         console.log(`# ${clock()}: ${group.name}: ${verdict} - ${d.name} (${relative(d.file)})`);
-        doneFiles.add(d.file);
     };
     stream.on("test:pass", onTopLevel("ok"));
     stream.on("test:fail", onTopLevel("not ok"));
-    // A file is finished when the runner dequeues the next one or the stream ends; `after`
-    // waits for the file's own completion event.
+    // A file's own completion event (its name is its path) releases the groups waiting on it;
+    // the end of its group's stream does too, whatever happened to it.
     stream.on("test:complete", (d) => {
         if (d.nesting === 0 && d.file && d.name === d.file) finished.get(d.file)?.resolve();
     });
