@@ -242,10 +242,12 @@ export function formatExposure(r: Pick<LabReport, "exposure" | "admin">): string
     const rules = [...new Set(r.exposure.map((p) => p.rule))];
     return [
         ...wrap("Who may reach what (TCP: connected, refused = the host answered, timeout = the firewall dropped it; " +
-            "UDP: the firewall's drop counter). Expected from the config's httpSources and adminCidrs."),
+            "UDP: the firewall's drop counter). Expected from the config's httpSources and adminCidrs." +
+            (r.exposure.some((p) => p.retried) ? " 2nd try: a connect that should succeed timed out at first (a slow machine) and was tried again." : "")),
         ...wrap(`admin source: ${r.admin}`, "  ", "    "),
         ...table(["from", "to", "port", "expected", "result", "verdict", "rule"],
-            r.exposure.map((p) => [p.from, `${p.to} ${p.address}`, `${p.protocol}/${p.port}`, p.expect, p.result, p.ok ? "ok" : "WRONG",
+            r.exposure.map((p) => [p.from, `${p.to} ${p.address}`, `${p.protocol}/${p.port}`, p.expect,
+                p.retried ? `${p.result} (2nd try)` : p.result, p.ok ? "ok" : "WRONG",
                 String(rules.indexOf(p.rule) + 1)])),
         ...rules.flatMap((rule, i) => wrap(rule, `  rule ${i + 1}: `, "    ")),
         "",

@@ -13,7 +13,7 @@ import { artifactsFor } from "../../components/core/artifacts";
 import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted, rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
 import { importChanges, networksOf } from "../../lab/routing";
-import { formatReport, LabReport, stats, table } from "../../lab/report";
+import { formatExposure, formatReport, LabReport, stats, table } from "../../lab/report";
 import { REPORT_WIDTH, wrap } from "../../lab/text";
 import { renderEdgeBird, renderTransitBird } from "../../lab/routers";
 import { LabStack } from "../../lab/stack";
@@ -222,6 +222,17 @@ describe("lab report helpers", () => {
     it("computes min/median/max", () => {
         assert.deepEqual(stats([5, 1, 3, 2]), { n: 4, min: 1, median: 2.5, max: 5 });
         assert.equal(stats([]), undefined);
+    });
+
+    it("marks an exposure probe that connected on its second try, and says why", () => {
+        const probe = { protocol: "tcp" as const, from: "PoP icn0 (mesh peer)", source: "pop", to: "origin, mesh", address: "fd00:a:1::1",
+            port: 3000, expect: "reached" as const, rule: "the origin's service over the mesh", result: "connected", ok: true };
+        const plain = formatExposure({ exposure: [probe], admin: "none" }).join("\n");
+        assert.doesNotMatch(plain, /2nd try/);
+        const lines = formatExposure({ exposure: [{ ...probe, retried: true }], admin: "none" });
+        assert.match(lines.map((l) => l.trim()).join(" "), /2nd try: a connect that should succeed timed out at first/);
+        assert.ok(lines.some((l) => /connected \(2nd try\)\s+ok/.test(l)), lines.join("\n"));
+        assert.ok(lines.every((l) => l.length <= REPORT_WIDTH), lines.join("\n"));
     });
 
     it("aligns columns", () => {
