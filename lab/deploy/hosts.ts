@@ -765,7 +765,9 @@ export class DeployCloud {
         const root = st.host.rootDir;
         const ex = st.spec.existing ?? {};
         fs.writeFileSync(path.join(root, "etc", "cloud", "cloud-init.disabled"), "");
-        await sh("ssh-keygen", ["-A", "-f", root]);
+        // Every key type, as a Debian server has: the RSA key takes seconds of CPU, and over a
+        // minute on a loaded 2-core machine (the 60 s default killed it once).
+        await sh("ssh-keygen", ["-A", "-f", root], { timeoutMs: 300_000 });
         const packages = ex.packages ?? EXISTING_HOST_PACKAGES;
         const script: string[] = [];
         if (packages.length > 0) {
