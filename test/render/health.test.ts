@@ -473,16 +473,29 @@ describe("the agent against a real BIRD (live)", () => {
         const cpuPercent = ((cpuSeconds(agent.child.pid!) - cpuBefore) / 3) * 100;
         console.log(`health: agent CPU at 10 checks/s (proxy, 2 origins, 2 peers): ${cpuPercent.toFixed(1)}% of one core`);
         assert.ok(cpuPercent < 50, `agent CPU ${cpuPercent}%`);
-        // 20 more checks, however long this (possibly stalling) machine takes to run them, all while
-        // announced. Not "20 good in a row": under load one check can time out, and one bad check
-        // (below fall) must change nothing either.
-        const updates = new Set<number>();
+        // 20 more checks (the status's seq counts them; the file is rewritten on a change and at
+        // least every interval + timeout), however long this (possibly stalling) machine takes,
+        // all while announced. Not "20 good in a row": under load one check can time out, and one
+        // bad check (below fall) must change nothing either.
+        const seq0 = lab.status().seq as number;
         await until("20 more checks while announced", 60_000, () => {
             const now = lab.status();
             assert.equal(now.state, "announced", `left announced while healthy: ${JSON.stringify(now)}`);
-            updates.add(now.updated as number);
-            return updates.size > 20;
+            return (now.seq as number) >= seq0 + 20;
         });
+        const ticks = lab.status();
+        assert.ok((ticks.tick_ms as number) >= 100, `a tick lasts at least the interval: tick_ms ${ticks.tick_ms}`);
+        // Unchanged, the status is rewritten about every interval + timeout (2.1 s here), not every tick.
+        const writes = new Set<number>();
+        const seqStart = lab.status().seq as number;
+        const writesUntil = Date.now() + 3000;
+        while (Date.now() < writesUntil) {
+            writes.add(lab.status().updated as number);
+            await sleep(20);
+        }
+        const checked = (lab.status().seq as number) - seqStart;
+        console.log(`health: ${writes.size} status writes in 3 s, steady and announced (${checked}+ checks)`);
+        assert.ok(writes.size <= 4, `${writes.size} status writes in 3 s without a change`);
         assert.equal(fs.statSync(lab.stateFile).ino, inode, "no rewrite of the state file without a change");
         await until("a good check", 10_000, () => lab.status().healthy === true);
         const steady = lab.status();
@@ -577,7 +590,7 @@ describe("the agent against a real BIRD (live)", () => {
         const status = JSON.parse(lab.cli(env, "status")) as Record<string, unknown>;
         assert.equal(status.pop, "lax");
         for (const key of ["state", "healthy", "proxy_ok", "origin_ok", "serving", "fault", "primary", "paths", "seq",
-            "consecutive_good", "consecutive_bad", "withdrawals_last_hour", "since", "last_reason"]) {
+            "consecutive_good", "consecutive_bad", "withdrawals_last_hour", "since", "tick_ms", "last_reason"]) {
             assert.ok(key in status, `status has ${key}`);
         }
     });

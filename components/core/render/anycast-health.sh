@@ -147,6 +147,9 @@ validate_settings() {
     # How long no other PoP may answer at all before this PoP counts itself cut off from the mesh:
     # longer than a peer's view stays fresh, so a few slow or lost status fetches are not enough.
     ISOLATION_MS=$((VIEW_MAX_AGE_MS > CONFIRM_MS ? VIEW_MAX_AGE_MS : CONFIRM_MS))
+    # The status file's longest silence: a quarter of VIEW_MAX_AGE_MS, so a peer sees its seq move
+    # several times before it would count the view stale.
+    STATUS_REFRESH_MS=$((INTERVAL_MS + TIMEOUT_MS))
 }
 
 # --- time -------------------------------------------------------------------------------------
@@ -639,7 +642,7 @@ json_string() {
 # Each path as JSON into PATHS_JSON: name, kind, up, its role in nginx, round-trip and failures.
 paths_json() {
     local k kind role up history fails entry
-    PATHS_JSON=""
+    PATHS_JSON="" PATHS_KEY=""
     for ((k = 0; k < N_PATHS; k++)); do
         kind=direct
         ((k < N_DIRECT)) || kind=relay
@@ -650,13 +653,16 @@ paths_json() {
         while ((history)); do ((fails += history & 1, history >>= 1)); done
         printf -v entry '{"name":"%s","kind":"%s","up":%s,"role":"%s","rtt_us":%d,"failed_of_16":%d}' \
             "${PATH_NAME[k]}" "$kind" "$up" "$role" "${PATH_SRTT[k]}" "$fails"
-        PATHS_JSON+=${PATHS_JSON:+,}$entry
+        PATHS_JSON+=${PATHS_JSON:+,}$entry PATHS_KEY+="$role "
     done
 }
 
-# The status, also what the other PoPs read (seq, state, serving, direct_up, best_us).
+# The status, also what the other PoPs read (seq, state, serving, direct_up, best_us). Written
+# (a rename, so a process start) when what it says changes, and at least every STATUS_REFRESH_MS
+# so that its seq keeps moving for the peers; the counters and round trips in between are not
+# worth a process start per tick, which on a small VPS costs as much as the checks themselves.
 write_status() {
-    local pop reason held=null drain=false applied=false tmp=$STATUS_FILE.tmp.$$ primary=null
+    local pop reason held=null drain=false applied=false tmp=$STATUS_FILE.tmp.$$ primary=null key
     json_string "$POP" pop
     json_string "$LAST_REASON" reason
     [[ $STATE == held-down ]] && held=$HELD_UNTIL_MS
@@ -664,9 +670,12 @@ write_status() {
     in_sync && applied=true
     ((PRIMARY >= 0)) && json_string "${PATH_NAME[PRIMARY]}" primary
     paths_json
-    printf '{"pop":%s,"seq":%d,"state":"%s","anycast_state":%d,"healthy":%s,"proxy_ok":%s,"origin_ok":%s,"serving":%s,"direct_up":%d,"best_us":%d,"fault":"%s","primary":%s,"paths":[%s],"consecutive_good":%d,"consecutive_bad":%d,"withdrawals_last_hour":%d,"held_until":%s,"drain_requested":%s,"bird_applied":%s,"since":%d,"updated":%d,"last_reason":%s}\n' \
+    key="$STATE $WANTED $HEALTHY $PROXY_OK $SERVING $DIRECT_UP $FAULT $primary $PATHS_KEY ${#WITHDRAWALS[@]} $held $drain $applied $SINCE_MS $reason"
+    [[ $key == "$STATUS_KEY" ]] && ((NOW_MS - STATUS_WRITTEN_MS < STATUS_REFRESH_MS)) && return 0
+    STATUS_KEY=$key STATUS_WRITTEN_MS=$NOW_MS
+    printf '{"pop":%s,"seq":%d,"state":"%s","anycast_state":%d,"healthy":%s,"proxy_ok":%s,"origin_ok":%s,"serving":%s,"direct_up":%d,"best_us":%d,"fault":"%s","primary":%s,"paths":[%s],"consecutive_good":%d,"consecutive_bad":%d,"withdrawals_last_hour":%d,"held_until":%s,"drain_requested":%s,"bird_applied":%s,"since":%d,"updated":%d,"tick_ms":%d,"last_reason":%s}\n' \
         "$pop" "$SEQ" "$STATE" "$WANTED" "$HEALTHY" "$PROXY_OK" "$SERVING" "$SERVING" "$DIRECT_UP" "$BEST_US" "$FAULT" "$primary" "$PATHS_JSON" \
-        "$GOOD" "$BAD" "${#WITHDRAWALS[@]}" "$held" "$drain" "$applied" "$SINCE_MS" "$NOW_MS" "$reason" \
+        "$GOOD" "$BAD" "${#WITHDRAWALS[@]}" "$held" "$drain" "$applied" "$SINCE_MS" "$NOW_MS" "$TICK_MS" "$reason" \
         >"$tmp" && mv -f "$tmp" "$STATUS_FILE"
 }
 
@@ -713,6 +722,11 @@ step_withdrawn() {
 tick() {
     local drained=false
     now
+    # How long a tick takes here (checks, work and the interval), smoothed: the time the agent
+    # needs to act on a fault is a number of ticks, and on a busy machine a tick outlasts
+    # INTERVAL + TIMEOUT (status: tick_ms).
+    ((TICK_STARTED_MS > 0)) && TICK_MS=$(((TICK_MS > 0 ? 3 * TICK_MS + NOW_MS - TICK_STARTED_MS : 4 * (NOW_MS - TICK_STARTED_MS)) / 4))
+    TICK_STARTED_MS=$NOW_MS
     ((SEQ++))
     probe
     update_paths
@@ -747,6 +761,7 @@ restore_state() {
     local previous=""
     GOOD=0 BAD=0 HEALTHY=false PROXY_OK=false SERVING=false BAD_REASON="" FAULT=none SEQ=0
     NOT_SERVING_SINCE_MS=0 DIRECT_UP=0 BEST_US=-1 LAST_ANSWER_MS=0
+    STATUS_KEY="" STATUS_WRITTEN_MS=0 TICK_MS=0 TICK_STARTED_MS=0
     setup_paths
     now
     SINCE_MS=$NOW_MS
