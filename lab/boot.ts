@@ -95,6 +95,27 @@ export function rewriteHealthEnv(host: string, text: string, dir: string, rewrit
     }).join("\n");
 }
 
+/** What a PoP's health agent says of itself (`anycast-health status`; the fields the lab reads). */
+export interface AgentStatus {
+    state: string;
+    healthy: boolean;
+    withdrawals_last_hour: number;
+    last_reason: string;
+    /** The nginx role of each path to the origins: primary, backup or down. */
+    paths?: Array<{ name: string; up: boolean; role: string }>;
+    /** How long a round of checks takes on this machine, smoothed (ms). */
+    tick_ms?: number;
+}
+
+/** One line on an agent's view, for a problem that names a PoP: "announced, primary via ams, ...". */
+export function describeAgent(pop: string, s: AgentStatus | undefined): string {
+    if (!s) return `${pop}'s agent: no status`;
+    const primary = s.paths?.find((p) => p.role === "primary")?.name;
+    const down = s.paths?.filter((p) => !p.up).map((p) => p.name) ?? [];
+    return `${pop}'s agent: ${s.state}, ${primary ? `primary ${primary}` : "no path"}${down.length ? `, down ${down.join(", ")}` : ""}` +
+        `${s.tick_ms ? `, a round of checks ${s.tick_ms} ms` : ""}; ${s.last_reason}`;
+}
+
 /** What the lab started, for the experiments and for teardown messages. */
 export class LabRuntime {
     readonly rewrites: Rewrite[] = [];
@@ -222,7 +243,7 @@ export class LabRuntime {
         });
     }
 
-    async agentStatus(popName: string): Promise<{ state: string; healthy: boolean; withdrawals_last_hour: number; last_reason: string } | undefined> {
+    async agentStatus(popName: string): Promise<AgentStatus | undefined> {
         const file = path.join(nsDir(this.region(popName).pop.ns), "health.json");
         try {
             return JSON.parse(fs.readFileSync(file, "utf8"));

@@ -12,7 +12,7 @@
  *
  * Times count from the start of the fault's or the repair's command, as in experiments.ts.
  */
-import { LabRuntime } from "./boot";
+import { describeAgent, LabRuntime } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober, ProbeSample } from "./probe";
 import { stats, Summary as Stats } from "./stats";
@@ -100,13 +100,36 @@ export interface OriginFailoverReport {
 }
 
 /**
- * How long the agents may take to act on a fault: `fall` failed checks of up to interval +
- * timeout each, two more ticks, and a margin for a stalling machine. From the running stack's
- * health settings, which the lab widens on a machine that stalls (lab/stalls.ts).
+ * How long the agents may take to act on a fault: `ticks` rounds of checks and a margin for a
+ * stalling machine. A round lasts interval + timeout against a frozen origin, from the running
+ * stack's health settings (which the lab widens on a machine that stalls, lab/stalls.ts), plus
+ * what a round costs beyond the interval on this machine, as the agents report it (`tick_ms`):
+ * on a loaded machine starting the checks' curl takes longer than the checks.
  */
-function decideMs(lab: LabRuntime): number {
+async function decideMs(lab: LabRuntime, ticks: number): Promise<number> {
     const h = lab.stack.spec.health;
-    return Math.round((h.fall + 2) * (h.interval + h.timeout) * 1000) + 10_000;
+    let overheadMs = 0;
+    for (const r of lab.plan.regions) {
+        const tick = (await lab.agentStatus(r.pop.name))?.tick_ms ?? 0;
+        overheadMs = Math.max(overheadMs, tick - h.interval * 1000);
+    }
+    return Math.round(ticks * ((h.interval + h.timeout) * 1000 + overheadMs)) + 10_000;
+}
+
+/**
+ * Rounds of checks until a PoP acts on an origin fault: `fall` failed checks take its direct
+ * paths down, and one more round to write that. In a global outage its relay paths fall only
+ * after the peers have reported theirs down: `fall` more, and a round for the fetch.
+ */
+function roundsToAct(lab: LabRuntime, throughPeers: boolean): number {
+    const fall = lab.stack.spec.health.fall;
+    return throughPeers ? 2 * fall + 2 : fall + 2;
+}
+
+/** The agents of these regions' PoPs, as they see things now: for a problem's message. */
+async function describeAgents(lab: LabRuntime, regions: RegionPlan[]): Promise<string> {
+    const lines = await Promise.all(regions.map(async (r) => describeAgent(r.pop.name, await lab.agentStatus(r.pop.name))));
+    return lines.join("; ");
 }
 
 /** A progress line, wrapped at the report's 100 columns like the lab's other experiment lines. */
@@ -164,10 +187,16 @@ function probersFor(lab: LabRuntime, regions: RegionPlan[], intervalMs: number):
     return regions.map((r) => new Prober(r.client.ns, target, intervalMs, lab.probeTimeoutMs));
 }
 
-/** Every region steadily served (5 in a row) by its own PoP, matching `also`. */
+/**
+ * Every region steadily served (5 in a row) by its own PoP, matching `also`, within 30 s of its
+ * prober's first answer: a prober is a process of its own, and on a loaded machine it takes
+ * seconds to start.
+ */
 async function steady(probers: Prober[], regions: RegionPlan[], also: (s: ProbeSample) => boolean = () => true): Promise<void> {
     const since = nowMs();
     await Promise.all(regions.map(async (r, i) => {
+        const first = await probers[i].waitFor(since, () => true, 60_000);
+        if (!first) throw new Error(`region ${r.region}: its client's prober answered nothing within 60 s of its start`);
         if (!await probers[i].waitForStreak(since, 5, (s) => s.ok && s.pop === r.pop.name && also(s), 30_000)) {
             const last = probers[i].samples.slice(-3).map((s) => (s.ok ? `${s.pop} via ${s.relay ?? "-"} from ${s.origin}` : s.error ?? `status ${s.status}`));
             throw new Error(`region ${r.region} is not steadily served by its own PoP (last: ${last.join(", ") || "no answers"})`);
@@ -189,10 +218,13 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, origins, true);
             frozen = true;
-            const bound = decideMs(lab);
+            const bound = await decideMs(lab, roundsToAct(lab, true));
             const firsts = await Promise.all(regions.map((r, i) => probers[i].waitFor(t0, (s) => s.status === 503 && s.pop === r.pop.name, bound)));
             const missing = regions.filter((_, i) => !firsts[i]).map((r) => r.region);
-            if (missing.length > 0) throw new Error(`no 503 from the own PoP in ${missing.join(", ")} within ${ms(bound)} of the outage`);
+            if (missing.length > 0) {
+                throw new Error(`no 503 from the own PoP in ${missing.join(", ")} within ${ms(bound)} of the outage ` +
+                    `(${await describeAgents(lab, regions.filter((r) => missing.includes(r.region)))})`);
+            }
             run.first503Ms = Math.max(...firsts.map((s) => s!.done - t0));
             await sleep(Math.max(0, t0 + OUTAGE_MS - nowMs()));
             const t1 = nowMs();
@@ -252,9 +284,9 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
         const watched = await watchAnnounced(lab, async () => {
             await cutTunnels(lab, r, true);
             cut = true;
-            const bound = decideMs(lab);
+            const bound = await decideMs(lab, roundsToAct(lab, false));
             const relayed = await prober.waitFor(t0, (s) => s.ok && s.pop === r.pop.name && s.relay !== undefined, bound);
-            if (!relayed) throw new Error(`${r.pop.name} did not serve through another PoP within ${ms(bound)} of the cut`);
+            if (!relayed) throw new Error(`${r.pop.name} did not serve through another PoP within ${ms(bound)} of the cut (${await describeAgents(lab, [r])})`);
             run.rerouteMs = relayed.done - t0;
             run.relayedBy = relayed.relay;
             await sleep(CUT_HOLD_MS);
@@ -299,11 +331,14 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, [run.origin], true);
             frozen = true;
-            const bound = decideMs(lab);
+            const bound = await decideMs(lab, roundsToAct(lab, false));
             const switched = await Promise.all(regions.map((r) => probers[regions.indexOf(r)]
                 .waitFor(t0, (s) => s.ok && s.pop === r.pop.name && s.origin !== undefined && s.origin !== run.origin, bound)));
             const missing = regions.filter((_, i) => !switched[i]).map((r) => r.region);
-            if (missing.length > 0) throw new Error(`${missing.join(", ")} not served by another origin within ${ms(bound)}`);
+            if (missing.length > 0) {
+                throw new Error(`${missing.join(", ")} not served by another origin within ${ms(bound)} ` +
+                    `(${await describeAgents(lab, regions.filter((r) => missing.includes(r.region)))})`);
+            }
             run.servedBy = [...new Set(switched.map((s) => s!.origin!))];
             run.switchMs = Math.max(0, ...affected.map((r) => switched[regions.indexOf(r)]!.done - t0));
             await sleep(DOWN_HOLD_MS);

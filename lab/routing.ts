@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/config";
-import { LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
+import { describeAgent, LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
 import { EdgeSession } from "./edge";
 import { agentTellsIsolation, isolationMs, SLACK_MS } from "./experiments";
@@ -352,7 +352,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
     const state = async () => lab.agentStatus(r.pop.name);
     let prober: Prober | undefined;
     try {
-        await waitFor(`${r.pop.name} to announce`, async () => (await state())?.state === "announced", 30_000, 50);
+        await waitFor(`${r.pop.name} to announce`, async () => (await state())?.state === "announced", 60_000, 50);
         report.withdrawalsBefore = (await state())?.withdrawals_last_hour ?? 0;
         const counts0 = importChanges(await fromEdge());
         for (let i = 0; i <= max && !report.heldDown; i++) {
@@ -362,17 +362,21 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
                 isolationMs(lab.stack.spec) + SLACK_MS, 20);
             report.flaps++;
             await lab.wgUp(r.pop.ns);
+            // A wait, not a measurement: the mesh back, a WireGuard handshake, `rise` checks; on a
+            // loaded machine each of them slow.
             const next = await waitFor(`${r.pop.name} to announce again or be held down`, async () => {
                 const s = (await state())?.state;
                 return s === "announced" || s === "held-down" ? s : undefined;
-            }, 30_000, 20);
+            }, 60_000, 20).catch(async (e: Error) => {
+                throw new Error(`${e.message} (${describeAgent(r.pop.name, await state())})`);
+            });
             report.heldDown = next === "held-down";
         }
         if (!report.heldDown) throw new Error(`not held down after ${report.flaps} flaps (limit ${max})`);
         report.heldReason = (await state())?.last_reason;
 
         // Held down and healthy: nothing is announced, and the region is served elsewhere.
-        await waitFor(`${r.pop.name}'s checks to pass again`, async () => (await state())?.healthy === true, 30_000, 50);
+        await waitFor(`${r.pop.name}'s checks to pass again`, async () => (await state())?.healthy === true, 60_000, 50);
         prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
         // The prober is a process of its own: on a loaded machine it takes seconds to start, and a
         // watch that began before its first answer would see no request at all.

@@ -76,6 +76,19 @@ export function healthTimeoutForStalls(timeoutS: number, stallMs: number): numbe
 }
 
 /**
+ * A health check interval for a machine that stalls: when the check timeout had to be raised
+ * (healthTimeoutForStalls), at least a quarter of it, in 0.1 s steps. Such a machine cannot tell
+ * a hung origin from a slow one faster than that timeout, and every round of checks starts a
+ * curl, which is the dearest thing on it: more rounds only take CPU from the daemons being
+ * measured. Returns undefined when nothing needs to change.
+ */
+export function healthIntervalForStalls(intervalS: number, raisedTimeoutS: number | undefined): number | undefined {
+    if (raisedTimeoutS === undefined) return undefined;
+    const need = Math.ceil((raisedTimeoutS * 10) / 4) / 10;
+    return intervalS >= need ? undefined : need;
+}
+
+/**
  * The lab's HTTP probe timeout: `baseMs`, or longer when the machine stalls for longer. A probe
  * whose timer the stall expires (timers run before the reply is read) would count as a lost
  * request although the network delivered it.
@@ -94,6 +107,7 @@ export function adaptStackToStalls(stack: LabStack, stallMs: number): { stack: L
     const rewrites: Rewrite[] = [];
     const why = `(machine stalls ${stallMs} ms)`;
     const timeout = healthTimeoutForStalls(stack.spec.health.timeout, stallMs);
+    const interval = healthIntervalForStalls(stack.spec.health.interval, timeout);
     const raisedBfd = new Map<string, { from: BfdSettings; to: BfdSettings }>();
     for (const pop of stack.spec.pops) {
         const bfd = pop.bgp.bfd;
@@ -124,12 +138,19 @@ export function adaptStackToStalls(stack: LabStack, stallMs: number): { stack: L
             rewrites.push({ host: host.name, file: "anycast-health.env", what: `TIMEOUT ${why}`,
                 from: `${stack.spec.health.timeout} s`, to: `${timeout} s` });
         }
+        if (interval !== undefined && env !== undefined) {
+            if (!/^INTERVAL=/m.test(env)) throw new Error(`PoP ${host.name}: anycast-health.env has no INTERVAL to raise`);
+            files["anycast-health.env"] = files["anycast-health.env"].replace(/^INTERVAL=.*$/m, `INTERVAL=${interval}`);
+            rewrites.push({ host: host.name, file: "anycast-health.env", what: `INTERVAL (a quarter of the raised timeout) ${why}`,
+                from: `${stack.spec.health.interval} s`, to: `${interval} s` });
+        }
         return { ...host, files };
     });
     const pops = stack.spec.pops.map((pop) => {
         const bfd = raisedBfd.get(pop.name);
         return bfd ? { ...pop, bgp: { ...pop.bgp, bfd: bfd.to } } : pop;
     });
-    const health = timeout === undefined ? stack.spec.health : { ...stack.spec.health, timeout };
+    const health = timeout === undefined ? stack.spec.health
+        : { ...stack.spec.health, timeout, ...(interval === undefined ? {} : { interval }) };
     return { stack: { ...stack, spec: { ...stack.spec, pops, health }, hosts }, rewrites };
 }

@@ -248,7 +248,8 @@ function childCloud(): { slot: Promise<number>; child: ReturnType<typeof spawn> 
 }
 
 describe("deploy rehearsal hosts: interrupted runs leave nothing", { skip }, () => {
-    it("Ctrl-C tears a run down; a killed run's leftovers are removed by the next", { timeout: 180_000 }, async () => {
+    // A limit, not a measure: two hosts boot at once, beside a lab, on a loaded 2-core machine (over 180 s seen).
+    it("Ctrl-C tears a run down; a killed run's leftovers are removed by the next", { timeout: 600_000 }, async () => {
         const interrupted = childCloud();
         const killed = childCloud();
         try {

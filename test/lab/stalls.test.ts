@@ -8,7 +8,7 @@ import { renderBirdConfig } from "../../components/core/render/bird";
 import { sameSince } from "../../lab/routing";
 import { LabStack } from "../../lab/stack";
 import { renderHealthEnv } from "../../components/core/render/health";
-import { adaptStackToStalls, bfdTimersForStalls, healthTimeoutForStalls, minimumBfdDetectMs, probeStalls } from "../../lab/stalls";
+import { adaptStackToStalls, bfdTimersForStalls, healthIntervalForStalls, healthTimeoutForStalls, minimumBfdDetectMs, probeStalls } from "../../lab/stalls";
 import { labSpec, popRenderInput, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
 
 function labStackWithBird(): LabStack {
@@ -44,6 +44,13 @@ describe("BFD timers for a stalling machine", () => {
         assert.equal(Math.round(raised * 10), raised * 10);
     });
 
+    it("checks at most four times per raised timeout, and leaves the interval alone when the timeout stays", () => {
+        assert.equal(healthIntervalForStalls(0.1, undefined), undefined);
+        assert.equal(healthIntervalForStalls(0.1, 2.6), 0.7);
+        assert.equal(healthIntervalForStalls(0.2, 2.2), 0.6);
+        assert.equal(healthIntervalForStalls(1, 2.6), undefined, "a configured interval that is long enough stays");
+    });
+
     it("changes nothing in the stack on a machine that does not stall", () => {
         const stack = labStackWithBird();
         const { stack: same, rewrites } = adaptStackToStalls(stack, 0);
@@ -55,8 +62,11 @@ describe("BFD timers for a stalling machine", () => {
         const stack = labStackWithBird();
         const { stack: adapted, rewrites } = adaptStackToStalls(stack, 700);
         assert.deepEqual(rewrites.map((r) => `${r.host} ${r.file}`), ["lax", "ams", "sgp"]
-            .flatMap((p) => [`${p} bird.conf (and the emulated edge)`, `${p} anycast-health.env`]));
+            .flatMap((p) => [`${p} bird.conf (and the emulated edge)`, `${p} anycast-health.env`, `${p} anycast-health.env`]));
         assert.ok(adapted.spec.health.timeout * 1000 >= minimumBfdDetectMs(700));
+        assert.equal(adapted.spec.health.interval, healthIntervalForStalls(0.1, adapted.spec.health.timeout));
+        assert.deepEqual(rewrites.filter((r) => r.host === "lax" && r.file === "anycast-health.env").map((r) => `${r.from} -> ${r.to}`),
+            ["0.3 s -> 2.6 s", "0.1 s -> 0.7 s"]);
         for (const pop of adapted.spec.pops) {
             const bfd = pop.bgp.bfd!;
             assert.ok(bfd.intervalMs * bfd.multiplier >= minimumBfdDetectMs(700));
