@@ -283,7 +283,9 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
     let withdrawalsBefore = NaN;
     try {
         if (!await prober.waitForStreak(Date.now(), 5, (s) => s.ok && s.pop === own, 60_000)) {
-            throw new Error(`before the fault, the client is not served by ${own}, the edge's best path`);
+            const last = prober.samples.slice(-3).map((x) => (x.ok ? `served by ${x.pop}` : x.error ?? `http ${x.status} from ${x.pop ?? "?"}`));
+            throw new Error(`before the fault, the client is not served by ${own}, the edge's best path, 5 times in a row within 60 s ` +
+                `(last: ${last.join(", ") || "no answers"})`);
         }
         // The agent counts the deploy's own withdrawals (it starts before the origin answers);
         // they are forgotten first, as between the lab's runs, so this measures failover, not damping.
