@@ -162,7 +162,7 @@ export function frrDir(nsDirectory: string): string {
 }
 
 /** `vtysh` against one namespace's daemons. */
-export async function vtysh(ns: string, dir: string, commands: string[], timeoutMs = 10_000): Promise<string> {
+export async function vtysh(ns: string, dir: string, commands: string[], timeoutMs = 30_000): Promise<string> {
     const args = ["--vty_socket", dir, ...commands.flatMap((c) => ["-c", c])];
     const res = await nsRun(ns, "vtysh", args, { allowFail: true, timeoutMs });
     if (res.code !== 0) throw new Error(`vtysh ${commands.join("; ")} in ${ns}: ${(res.stderr || res.stdout).trim().split("\n")[0]}`);

@@ -191,8 +191,11 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
 /** Set when set-up failed with --keep: the broken lab stays up for inspection. */
 let keptAfterFailure = false;
 
-/** How long set-up waits for sessions and agents before it gives up with the reason. */
-const ANNOUNCE_TIMEOUT_MS = 30_000;
+/**
+ * How long set-up waits for sessions and agents before it gives up with the reason: a limit, not
+ * a measure (the report gives how long set-up took); a loaded 2-core machine took over 30 s.
+ */
+const ANNOUNCE_TIMEOUT_MS = 60_000;
 
 function firstLine(e: unknown): string {
     return (e instanceof Error ? e.message : String(e)).split("\n").map((l) => l.trim()).filter((l) => l)[0] ?? "unknown error";

@@ -667,7 +667,9 @@ export class DeployCloud {
         for (const spec of specs) states.push(await this.prepare(spec));
         for (const st of states) this.launch(st);
         this.startWatchdog();
-        await Promise.all(states.map((st) => this.waitForSsh(st, options.sshTimeoutMs ?? 90_000)));
+        // A limit, not a measure: a new instance's sshd waits for cloud-init's first stages, which
+        // took over 90 s on a loaded 2-core machine (the boot-to-SSH time is recorded and printed).
+        await Promise.all(states.map((st) => this.waitForSsh(st, options.sshTimeoutMs ?? 300_000)));
         return states.map((st) => st.host);
     }
 
@@ -1008,7 +1010,7 @@ export class DeployCloud {
      * reboot status and is started again on the same overlay and namespace. Resolves when SSH
      * accepts the deploy key again.
      */
-    async reboot(name: string, timeoutMs = 120_000): Promise<{ downMs: number; bootToSshMs: number }> {
+    async reboot(name: string, timeoutMs = 300_000): Promise<{ downMs: number; bootToSshMs: number }> {
         const st = this.state(name);
         const boots = st.host.boots.length;
         const t0 = Date.now();
