@@ -306,7 +306,9 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         const recoveryPhase = failedIn(t1, back.done);
         run.failedDuringFailover = faultPhase.length;
         run.failedDuringRecovery = recoveryPhase.length;
-        run.failures = [failureSummary(faultPhase), failureSummary(recoveryPhase)].filter((x) => x).join("; ") || undefined;
+        run.failuresDuringFailover = failureSummary(faultPhase);
+        run.failuresDuringRecovery = failureSummary(recoveryPhase);
+        run.failures = [run.failuresDuringFailover, run.failuresDuringRecovery].filter((x) => x).join("; ") || undefined;
     } catch (err) {
         if (err instanceof ExperimentsAborted) throw err;
         run.error = (err as Error).message.split("\n")[0];

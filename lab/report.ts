@@ -102,8 +102,11 @@ export interface ExperimentRun {
     recoveryMs?: number;
     failedDuringRecovery: number;
     requests: number;
-    /** What the failed requests met, e.g. "3x timeout, 2x http 502 from sgp". */
+    /** What the failed requests met, e.g. "3x timeout, 2x http 502 from sgp"; both phases. */
     failures?: string;
+    /** The same for each phase: while the fault lasted, and from the repair until served again. */
+    failuresDuringFailover?: string;
+    failuresDuringRecovery?: string;
     /** The bounds this run was held to, from the PoP's config. */
     bounds: { failoverMs: number; recoveryMs: number; basis: string };
     error?: string;

@@ -36,6 +36,20 @@ import { EXISTING_HOST_PACKAGES, Rootfs } from "./rootfs";
 
 /** Per-run state (overlays, keys, console logs); one `slot-<n>` directory per running rehearsal. */
 export const DEPLOY_ROOT = "/var/tmp/pulumi-anycast-deploy";
+/**
+ * Whether `promise` settles within `ms`. The timer is cleared either way: a pending one would keep
+ * the process alive for the rest of `ms` (a test file waited out a 300 s reboot limit this way).
+ */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+    try {
+        return await Promise.race([promise.then(() => true), timeout]);
+    } finally {
+        clearTimeout(timer);
+    }
+}
+
 /** Namespaces, cgroups, links and the nft table of slot n are named `acd<n>...`. */
 export const DEPLOY_PREFIX = "acd";
 const MAX_SLOTS = 64;
@@ -1016,7 +1030,7 @@ export class DeployCloud {
         const t0 = Date.now();
         const exited = new Promise<void>((r) => st.exitWaiters.push(r));
         await this.exec(name, ["systemctl", "reboot"], { allowFail: true });
-        await Promise.race([exited, sleep(timeoutMs).then(() => { throw new Error(`${name} did not shut down within ${timeoutMs / 1000} s`); })]);
+        if (!await settlesWithin(exited, timeoutMs)) throw new Error(`${name} did not shut down within ${timeoutMs / 1000} s`);
         if (st.host.boots.length === boots) {
             throw new Error(`${name}: systemd-nspawn exited with ${st.exited?.code ?? st.exited?.signal}, not the reboot status 133; console:\n${this.consoleTail(st)}`);
         }
@@ -1037,7 +1051,7 @@ export class DeployCloud {
             } catch {
                 // gone already
             }
-            await Promise.race([exited, sleep(graceMs)]);
+            await settlesWithin(exited, graceMs);
         }
         await destroyCgroups(st.cgroups);
     }
