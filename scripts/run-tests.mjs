@@ -1,5 +1,5 @@
 // The test suite's runner: node's own test runner (node:test's run(), the TAP reporter and its
-// closing "# tests / # pass / # fail" counts), with the files in three groups scheduled for wall
+// closing "# tests / # pass / # fail" counts), with the files in four groups scheduled for wall
 // time and for the live tests' timing.
 //
 // The lab and the deploy rehearsal's hosts are the long files, and both load the machine: the lab
@@ -9,8 +9,8 @@
 //
 //   lab     the lab on Pulumi.lab.yaml (the full report), then on the other configs (wider
 //           timers: hold times, no BFD); one lab at a time, as on any machine;
-//   render  the rehearsal's rootfs build (mostly mirror downloads and disk), the live render
-//           tests and the unit tests, two files at a time, from the start;
+//   rootfs  the rehearsal's rootfs build (debootstrap: CPU-bound here), from the start;
+//   render  the live render tests and the unit tests, one file at a time, from the start;
 //   deploy  the rehearsal's hosts, once the lab on Pulumi.lab.yaml is done (the rootfs is
 //           built by then, or they wait for it), one file at a time: two at once beside a lab
 //           loaded the machine past 30 (vtysh took over 10 s, a booting host's SSH over 90 s).
@@ -40,11 +40,14 @@ const GROUPS = [
         name: "deploy", concurrency: 1, files: [/^deploy\/hosts\.test\.js$/, /^deploy\/rehearsal\.test\.js$/],
         first: [/^deploy\/rehearsal\.test\.js$/], after: /^lab\/lab\.test\.js$/,
     },
+    // The rootfs build (the longest file, CPU-bound) in a lane of its own, beside the others.
+    { name: "rootfs", concurrency: 1, files: [/^deploy\/rootfs\.test\.js$/], first: [] },
     {
-        name: "render", concurrency: 2, files: [/./],
-        // The rootfs build is the longest; the CPU-heavy unit tests last, when the lab is on its
-        // configs with wider timers.
-        first: [/^deploy\/rootfs\.test\.js$/, /^render\//, /^(?!unit\/(readme-example|package|cli)\.test\.js$)/],
+        name: "render", concurrency: 1, files: [/./],
+        // One file at a time: with the labs and the rehearsal beside them, two at once loaded the
+        // machine past 25. The CPU-heavy unit tests last, when the lab is on its configs with
+        // wider timers.
+        first: [/^render\//, /^(?!unit\/(readme-example|package|cli)\.test\.js$)/],
     },
 ];
 

@@ -88,7 +88,8 @@ describe("the published package", () => {
                 }));
                 cloud.dispose();
             })();`);
-        const result = run(process.execPath, ["program.js"], { cwd: project });
+        // A limit, not a measure: the whole network under mocks took over 60 s beside the labs.
+        const result = run(process.execPath, ["program.js"], { cwd: project, timeout: 300_000 });
         assert.equal(result.status, 0, result.stderr);
         const out = JSON.parse(result.stdout) as { files: Record<string, string[]>; agent: string; instances: boolean[]; core: string };
         const names = (role: "pop" | "origin", createdOnVultr: boolean) => artifactsFor(role, { createdOnVultr }).map((a) => a.name).sort();
