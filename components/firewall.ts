@@ -25,6 +25,8 @@ export interface HostFirewallArgs {
     originPort?: number;
     /** A PoP's relay and status port (failover.relayPort), open to the mesh only. */
     relayPort?: number;
+    /** A PoP's health agent port (health.statusPort) and the other PoPs' own addresses, which may ask it when the mesh fails. */
+    agent?: { port: number; otherPops: pulumi.Input<pulumi.Input<string>[]> };
     bfd: boolean;
     connection: pulumi.Input<Connection>;
     /** The SSH login user (the push goes through sudo when it is not root); default root. */
@@ -58,8 +60,8 @@ export class HostFirewall extends pulumi.ComponentResource {
 
     constructor(name: string, args: HostFirewallArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:HostFirewall", name, {}, opts);
-        this.ruleset = pulumi.all([pulumi.output(args.httpSources), pulumi.output(args.meshPeerEndpoints)])
-            .apply(([httpSources, meshPeerEndpoints]) => renderNftables({
+        this.ruleset = pulumi.all([pulumi.output(args.httpSources), pulumi.output(args.meshPeerEndpoints), pulumi.output(args.agent?.otherPops ?? [])])
+            .apply(([httpSources, meshPeerEndpoints, otherPops]) => renderNftables({
                 role: args.role,
                 anycastAddresses: args.anycastAddresses,
                 httpSources: parsed(httpSources, "httpSources"),
@@ -70,6 +72,7 @@ export class HostFirewall extends pulumi.ComponentResource {
                 adminCidrs: args.adminCidrs,
                 originPort: args.originPort,
                 relayPort: args.relayPort,
+                ...(args.agent ? { agent: { port: args.agent.port, otherPops: parsed(otherPops, "agent.otherPops") } } : {}),
                 bfd: args.bfd,
                 existingHost: args.existingHost,
             }));

@@ -251,6 +251,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
                 meshPeerEndpoints: peersOf(m.name),
                 originPort: origin?.port,
                 relayPort: pop ? spec.failover.relayPort : undefined,
+                agent: pop ? { port: spec.health.statusPort, otherPops: members.filter((o) => o.name !== m.name && spec.pops.some((p) => p.name === o.name)).map((o) => o.host.ipv6) } : undefined,
                 bfd: pop ? pop.bgp.bfd !== undefined : false,
                 connection: m.host.connection,
                 user: m.host.user,

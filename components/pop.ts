@@ -13,7 +13,7 @@ import { FailoverSpec, HealthSpec, MeshTopology, OriginEndpoint, PopRenderInput,
 import { renderBirdConfig } from "./core/render/bird";
 import { renderBootstrap } from "./core/render/bootstrap";
 import { renderCloudInit } from "./core/render/cloudinit";
-import { renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./core/render/health";
+import { renderAgentSettings, renderHealthAgent, renderHealthUnit } from "./core/render/health";
 import { renderNetSetup } from "./core/render/netsetup";
 import { renderNginxConfig, renderNginxUpstreams } from "./core/render/nginx";
 import { Host } from "./host";
@@ -106,7 +106,7 @@ export class AnycastPoP extends pulumi.ComponentResource {
                 "nginx.conf": renderNginxConfig(input),
                 "nginx-upstreams.conf": renderNginxUpstreams(input),
                 "anycast-health": renderHealthAgent(),
-                "anycast-health.env": renderHealthEnv(input),
+                "anycast-health.json": renderAgentSettings(input),
                 "anycast-health.service": renderHealthUnit(),
             };
         });
@@ -143,15 +143,17 @@ export class AnycastPoP extends pulumi.ComponentResource {
         // change, and the agent, restarted with its new settings, decides again).
         const upstreams = push({ file: "nginx-upstreams.conf", content: file("nginx-upstreams.conf") }, [netSetup]);
         const nginx = push({ file: "nginx.conf", content: file("nginx.conf") }, [netSetup, upstreams, ...tls]);
-        const agentFiles = (["anycast-health", "anycast-health.env"] as const).map((key) =>
-            push({ file: key, content: file(key) }, [bird, nginx]));
-        push({ file: "anycast-health.service", content: file("anycast-health.service") }, agentFiles);
+        // The program, then its settings (checked on the host by that program), then the unit. A host
+        // upgraded from an older agent keeps it running until its new settings are in place.
+        const program = push({ file: "anycast-health", content: file("anycast-health") }, [bird, nginx]);
+        const settings = push({ file: "anycast-health.json", content: file("anycast-health.json") }, [program]);
+        push({ file: "anycast-health.service", content: file("anycast-health.service") }, [settings]);
         return pushed;
     }
 }
 
 interface RenderedPoPFiles {
-    file(key: "anycast-net.sh" | "nginx.conf" | "nginx-upstreams.conf" | "anycast-health" | "anycast-health.env" | "anycast-health.service"): pulumi.Output<string>;
+    file(key: "anycast-net.sh" | "nginx.conf" | "nginx-upstreams.conf" | "anycast-health" | "anycast-health.json" | "anycast-health.service"): pulumi.Output<string>;
     birdConf: pulumi.Output<string>;
 }
 

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { ARTIFACTS, ArtifactName, artifactsFor, PushedArtifactName } from "../components/core/artifacts";
 import { BIRD_STATE_FILE } from "../components/core/render/bird";
 import { NGINX_PATHS } from "../components/core/render/nginx";
+import { AgentPaths, formatAgentSettings, parseAgentSettings } from "../components/core/health/settings";
 import { edgeRouters, EdgeKind, EdgeRouters } from "./edge";
 import { LabPreconditionError } from "./errors";
 import { nowMs, nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
@@ -30,14 +31,14 @@ export interface Rewrite {
 /** Static routes every PoP namespace gets besides its own, to show that none of them leaks into BGP. */
 export const UNRELATED_POP_ROUTES = ["2001:db8:dead::/48", "2001:db8:dead:1::/64"];
 
-/** Health env keys that name paths, and where each goes inside a PoP's directory. */
-const HEALTH_ENV_PATHS: Record<string, string> = {
-    STATE_FILE: "anycast-state.conf",
-    BIRD_SOCKET: "bird.ctl",
-    STATUS_FILE: "health.json",
-    CONTROL_DIR: "control",
-    UPSTREAMS_FILE: "nginx-upstreams.conf",
-    NGINX_PID_FILE: "nginx.pid",
+/** The agent's paths (its settings' `paths`), and where each goes inside a PoP's directory. */
+const AGENT_PATHS_IN_LAB: Record<keyof AgentPaths, string> = {
+    stateFile: "anycast-state.conf",
+    birdSocket: "bird.ctl",
+    statusFile: "health.json",
+    controlDir: "control",
+    upstreamsFile: "nginx-upstreams.conf",
+    nginxPidFile: "nginx.pid",
 };
 
 /**
@@ -84,15 +85,19 @@ export function rewritePaths(host: string, file: string, text: string, map: Arra
     return out;
 }
 
-/** Rewrite the path-valued keys of the health agent's KEY=value env file. */
-export function rewriteHealthEnv(host: string, text: string, dir: string, rewrites: Rewrite[]): string {
-    return text.split("\n").map((line) => {
-        const m = /^([A-Z_]+)=(.*)$/.exec(line);
-        if (!m || !(m[1] in HEALTH_ENV_PATHS)) return line;
-        const to = path.join(dir, HEALTH_ENV_PATHS[m[1]]);
-        rewrites.push({ host, file: "anycast-health.env", what: m[1], from: m[2], to });
-        return `${m[1]}=${to}`;
-    }).join("\n");
+/**
+ * The agent's settings with its paths inside a PoP's directory: the settings are parsed (the
+ * agent's own parser) and their `paths` replaced, each replacement recorded.
+ */
+export function relocateAgentSettings(host: string, text: string, dir: string, rewrites: Rewrite[]): string {
+    const settings = parseAgentSettings(text);
+    const paths = { ...settings.paths };
+    for (const key of Object.keys(AGENT_PATHS_IN_LAB) as Array<keyof AgentPaths>) {
+        const to = path.join(dir, AGENT_PATHS_IN_LAB[key]);
+        rewrites.push({ host, file: "anycast-health.json", what: `paths.${key}`, from: paths[key], to });
+        paths[key] = to;
+    }
+    return formatAgentSettings({ ...settings, paths });
 }
 
 /** What a PoP's health agent says of itself (`anycast-health status`; the fields the lab reads). */
@@ -232,14 +237,14 @@ export class LabRuntime {
 
     // --- health agent -----------------------------------------------------------------------
 
-    healthEnvFile(ns: string): string {
-        return path.join(nsDir(ns), "health.env");
+    agentSettingsFile(ns: string): string {
+        return path.join(nsDir(ns), "anycast-health.json");
     }
 
     agent(popName: string, command: "drain" | "undrain" | "release" | "status") {
         const r = this.region(popName);
         return nsRun(r.pop.ns, path.join(nsDir(r.pop.ns), "anycast-health"), [command], {
-            env: { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(r.pop.ns) },
+            env: { ...process.env, ANYCAST_HEALTH_SETTINGS: this.agentSettingsFile(r.pop.ns) },
         });
     }
 
@@ -374,7 +379,6 @@ export class LabRuntime {
             { what: "nginx error log", from: NGINX_PATHS.errorLog, to: path.join(dir, "nginx-error.log") },
             { what: "nginx access log", from: NGINX_PATHS.accessLog, to: path.join(dir, "nginx-access.log") },
             { what: "nginx paths to the origins (the agent rewrites them)", from: NGINX_PATHS.upstreams, to: path.join(dir, "nginx-upstreams.conf") },
-            { what: "agent status served to the other PoPs", from: NGINX_PATHS.agentStatus, to: path.join(dir, "health.json") },
             { what: "nginx stale cache", from: NGINX_PATHS.staleCache, to: path.join(dir, "stale-cache") },
             ...TLS_ARTIFACTS.map((name) => ({ what: `TLS ${name}`, from: ARTIFACTS[name].remotePath, to: path.join(dir, "tls", name) })),
         ], this.rewrites);
@@ -384,9 +388,9 @@ export class LabRuntime {
         nsDaemon(ns, ["nginx", "-c", path.join(dir, "nginx.conf"), "-g", "daemon off;"], path.join(dir, "nginx.stderr.log"));
 
         writeArtifact(dir, "anycast-health", files["anycast-health"]);
-        fs.writeFileSync(this.healthEnvFile(ns), rewriteHealthEnv(host, files["anycast-health.env"], dir, this.rewrites));
+        fs.writeFileSync(this.agentSettingsFile(ns), relocateAgentSettings(host, files["anycast-health.json"], dir, this.rewrites));
         await this.waitForBird(ns, birdChild);
         nsDaemon(ns, [path.join(dir, "anycast-health"), "run"], path.join(dir, "health.log"),
-            { ...process.env, ANYCAST_HEALTH_ENV: this.healthEnvFile(ns) }, { controlPlane: true });
+            { ...process.env, ANYCAST_HEALTH_SETTINGS: this.agentSettingsFile(ns) }, { controlPlane: true });
     }
 }

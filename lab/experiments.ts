@@ -11,6 +11,7 @@
  * drain), so a stack with a 9 s hold time gets 9 s plus slack, not the lab stack's figures. A
  * region that is not served by its own PoP before a fault stops all experiments with that reason.
  */
+import { confirmMs, isolationMs as agentIsolationMs, isolationRounds, roundMs } from "../components/core/health/policy";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AnycastSpec, PopSpec } from "../components/core/model";
@@ -62,23 +63,56 @@ export function agentMs(spec: AnycastSpec, checks: number): number {
     return checks * spec.health.interval * 1000 + spec.health.timeout * 1000;
 }
 
-/**
- * How long the health agent takes to withdraw a PoP cut off from the whole mesh (no origin and
- * no other PoP answers): its paths fall, then it waits ISOLATION_MS (the time a peer's view stays
- * fresh, 4 x (interval + timeout), components/core/render/anycast-health.sh) to tell that from
- * a fault every PoP shares, then `fall` checks more.
- */
-export function isolationMs(spec: AnycastSpec): number {
-    return agentMs(spec, spec.health.fall) + 4 * (spec.health.interval + spec.health.timeout) * 1000 + agentMs(spec, spec.health.fall + 1);
+/** The agent's timing settings for a spec, as its settings file has them. */
+function agentTiming(spec: AnycastSpec): { intervalMs: number; timeoutMs: number; fall: number } {
+    return { intervalMs: Math.round(spec.health.interval * 1000), timeoutMs: Math.round(spec.health.timeout * 1000), fall: spec.health.fall };
 }
 
 /**
- * Whether a PoP cut off from the mesh can tell that from an outage every PoP shares. In a hub
- * mesh it cannot (it reaches the other PoPs only through the hub), so its agent counts the fault
- * as global and stays announced (components/core/render/anycast-health.sh, classify_origin_fault).
+ * How long the health agent takes to withdraw a PoP cut off from the mesh whose peers still
+ * answer over their public addresses (wg0 down): the agent's own rule
+ * (components/core/health/policy.ts: isolationRounds, and confirmMs in a hub mesh).
+ */
+export function isolationMs(spec: AnycastSpec): number {
+    const t = agentTiming(spec);
+    if (spec.mesh.topology === "full") return isolationRounds(t) * roundMs(t);
+    return t.fall * roundMs(t) + confirmMs(t) + (t.fall + 1) * roundMs(t);
+}
+
+/**
+ * How long it takes to withdraw a PoP that reaches nobody at all (its link lost): its paths
+ * fall, no answer for the agent's isolation time, then `fall` checks more; full mesh only.
+ */
+export function cutOffMs(spec: AnycastSpec): number {
+    const t = agentTiming(spec);
+    return t.fall * roundMs(t) + agentIsolationMs(t) + (t.fall + 1) * roundMs(t);
+}
+
+/**
+ * Whether a PoP cut off from the mesh can tell that from an outage every PoP shares: when another
+ * PoP answers, over the mesh or over the public address it gave in its mesh answers. Not with a
+ * single PoP (nobody to ask), and not in a hub mesh: the PoPs reach each other only through the
+ * hub, which does not forward between them, so no PoP ever hears another (nor learns its public
+ * address) and every origin fault counts as global.
  */
 export function agentTellsIsolation(spec: AnycastSpec): boolean {
-    return spec.mesh.topology !== "hub";
+    return spec.pops.length > 1 && spec.mesh.topology !== "hub";
+}
+
+/** Why a PoP cannot tell its cut-off from an outage, for the report; undefined when it can. */
+export function whyAgentCannotTellIsolation(spec: AnycastSpec): string | undefined {
+    if (agentTellsIsolation(spec)) return undefined;
+    return spec.pops.length <= 1
+        ? "a single PoP cannot tell its own cut-off from an origin outage"
+        : "in a hub mesh a PoP cut off from the hub cannot tell that from the hub being down (it hears no other PoP)";
+}
+
+/**
+ * Whether a PoP that reaches nobody at all withdraws: only in a full mesh, where a fault every PoP
+ * shares does not cut a PoP off from the others; in a hub mesh the hub's own fault would.
+ */
+export function agentTellsCutOff(spec: AnycastSpec): boolean {
+    return spec.pops.length > 1 && spec.mesh.topology === "full";
 }
 
 /** How long the upstream takes to notice a silent PoP: BFD, else the hold time; undefined: never. */
@@ -162,8 +196,8 @@ const experiments: Experiment[] = [
             // The agent sees the mesh gone, not the session: it withdraws once it counts itself cut off.
             // In a hub mesh it cannot tell that from the hub being down, so it stays announced (a
             // global fault), and the session alone moves the traffic.
-            if (!agentTellsIsolation(lab.stack.spec)) return;
-            await agentIn(lab, r, ["withdrawn", "held-down"], Math.max(bounds.failoverMs, isolationMs(lab.stack.spec) + SLACK_MS));
+            if (!agentTellsCutOff(lab.stack.spec)) return;
+            await agentIn(lab, r, ["withdrawn", "held-down"], Math.max(bounds.failoverMs, cutOffMs(lab.stack.spec) + SLACK_MS));
         },
     },
     {
@@ -179,16 +213,14 @@ const experiments: Experiment[] = [
             await lab.wgUp(r.pop.ns);
         },
         bounds: (spec) => ({
-            // With wg0 down no origin and no other PoP answers: the agent withdraws once it counts itself cut off.
+            // With wg0 down no origin answers and the other PoPs only over their public addresses.
             failoverMs: isolationMs(spec) + SLACK_MS,
             recoveryMs: WIREGUARD_RETRY_MS + agentMs(spec, spec.health.rise + 1) + 2 * SLACK_MS,
             basis: `health interval ${spec.health.interval} s, timeout ${spec.health.timeout} s, fall ${spec.health.fall}, rise ${spec.health.rise}`,
-            // A PoP cut off from the hub cannot ask the other PoPs (they are reached through the
-            // hub) whether the origin is down for everyone: it counts the fault as global, stays
-            // announced and answers 503 (README: Failover), so no other PoP takes its region.
+            // A lone PoP, or one in a hub mesh, has nobody to ask whether the origin is down for
+            // everyone: it counts the fault as global, stays announced and answers 503 (README: Failover).
             skip: !agentTellsIsolation(spec)
-                ? "in a hub mesh a PoP cut off from the hub cannot tell that from the hub being down: it stays announced and answers 503, " +
-                  "so there is no failover to measure (mesh.topology full lets it withdraw or relay)"
+                ? `${whyAgentCannotTellIsolation(spec)}: it stays announced and answers 503, so there is no failover to measure`
                 : undefined,
         }),
         async settled(lab, r, bounds) {

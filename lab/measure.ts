@@ -282,7 +282,7 @@ export function howToPoke(lab: LabRuntime): string[] {
         ...lab.edges.howToPoke(r).map((c) => `  ${c}`),
         `  ip netns exec ${r.transit.ns} birdc -s ${lab.birdSocket(r.transit.ns)} show route ${spec.prefixes[0]} all`,
         `  ip netns exec ${r.client.ns} curl -si -H 'Host: ${spec.frontDoor.hostname}' http://${spec.address.inUrl()}/`,
-        `  ip netns exec ${r.pop.ns} env ANYCAST_HEALTH_ENV=${lab.healthEnvFile(r.pop.ns)} ${nsDir(r.pop.ns)}/anycast-health status`,
+        `  ip netns exec ${r.pop.ns} env ANYCAST_HEALTH_SETTINGS=${lab.agentSettingsFile(r.pop.ns)} ${nsDir(r.pop.ns)}/anycast-health status`,
         `  files and logs: ${LAB_DIR}/<namespace>/`,
         "Tear it down with: npx anycast lab --down (as root)",
     ];

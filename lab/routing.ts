@@ -17,7 +17,7 @@ import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/conf
 import { describeAgent, LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
 import { EdgeSession } from "./edge";
-import { agentTellsIsolation, isolationMs, SLACK_MS } from "./experiments";
+import { agentTellsIsolation, isolationMs, SLACK_MS, whyAgentCannotTellIsolation } from "./experiments";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
@@ -342,9 +342,9 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
     // The transit's session with the PoP's edge carries exactly this PoP's route (the edge imports
     // nothing else that it passes on), so its counters are what the Internet saw of the flaps.
     if (!agentTellsIsolation(lab.stack.spec)) {
-        // The flaps are origin-path faults of one PoP; in a hub mesh the PoP counts them as global
-        // (it cannot ask the others, lab/experiments.ts), stays announced, and nothing is counted.
-        report.skipped = "in a hub mesh a PoP cut off from the hub counts it as a global fault and stays announced: " +
+        // The flaps are origin-path faults of one PoP; a lone PoP, or one in a hub mesh, counts them
+        // as global (it hears no other PoP, lab/experiments.ts), stays announced, and nothing is counted.
+        report.skipped = `${whyAgentCannotTellIsolation(lab.stack.spec)}: it counts a cut-off as a global fault and stays announced; ` +
             "an origin-path flap costs no withdrawal, so there is nothing to hold down";
         return report;
     }
@@ -357,7 +357,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         const counts0 = importChanges(await fromEdge());
         for (let i = 0; i <= max && !report.heldDown; i++) {
             await lab.wgDown(r.pop.ns);
-            // wg0 down cuts the PoP off from the whole mesh: it withdraws once it counts itself cut off.
+            // wg0 down cuts the PoP off from the mesh; the other PoPs, asked over their public addresses, say they serve.
             await waitFor(`${r.pop.name} to withdraw`, async () => ["withdrawn", "held-down"].includes((await state())?.state ?? ""),
                 isolationMs(lab.stack.spec) + SLACK_MS, 20);
             report.flaps++;

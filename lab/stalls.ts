@@ -10,6 +10,7 @@
  * and says so in the report (like every other rewrite). On a machine that does not stall, nothing
  * changes.
  */
+import { formatAgentSettings, parseAgentSettings } from "../components/core/health/settings";
 import type { BfdSettings } from "../components/core/model";
 import type { Rewrite } from "./boot";
 import type { LabStack } from "./stack";
@@ -100,7 +101,7 @@ export function probeTimeoutForStalls(baseMs: number, stallMs: number): number {
 /**
  * The stack with every PoP's BFD timers and the health check timeout raised where this machine's
  * stalls need it: the spec (which the emulated edges and the experiments' bounds read) and each
- * PoP's rendered bird.conf and anycast-health.env (which its daemons run) change together, so the
+ * PoP's rendered bird.conf and anycast-health.json (which its daemons run) change together, so the
  * lab's expectations follow what it runs.
  */
 export function adaptStackToStalls(stack: LabStack, stallMs: number): { stack: LabStack; rewrites: Rewrite[] } {
@@ -131,18 +132,20 @@ export function adaptStackToStalls(stack: LabStack, stallMs: number): { stack: L
             rewrites.push({ host: host.name, file: "bird.conf (and the emulated edge)", what: `BFD timers ${why}`,
                 from: `${bfd.from.intervalMs} ms x ${bfd.from.multiplier}`, to: `${bfd.to.intervalMs} ms x ${bfd.to.multiplier}` });
         }
-        const env = files["anycast-health.env"];
-        if (timeout !== undefined && env !== undefined) {
-            if (!/^TIMEOUT=/m.test(env)) throw new Error(`PoP ${host.name}: anycast-health.env has no TIMEOUT to raise`);
-            files["anycast-health.env"] = env.replace(/^TIMEOUT=.*$/m, `TIMEOUT=${timeout}`);
-            rewrites.push({ host: host.name, file: "anycast-health.env", what: `TIMEOUT ${why}`,
-                from: `${stack.spec.health.timeout} s`, to: `${timeout} s` });
-        }
-        if (interval !== undefined && env !== undefined) {
-            if (!/^INTERVAL=/m.test(env)) throw new Error(`PoP ${host.name}: anycast-health.env has no INTERVAL to raise`);
-            files["anycast-health.env"] = files["anycast-health.env"].replace(/^INTERVAL=.*$/m, `INTERVAL=${interval}`);
-            rewrites.push({ host: host.name, file: "anycast-health.env", what: `INTERVAL (a quarter of the raised timeout) ${why}`,
-                from: `${stack.spec.health.interval} s`, to: `${interval} s` });
+        const settingsText = files["anycast-health.json"];
+        if ((timeout !== undefined || interval !== undefined) && settingsText !== undefined) {
+            const settings = parseAgentSettings(settingsText);
+            const raised = { ...settings };
+            if (timeout !== undefined) {
+                raised.timeoutMs = Math.round(timeout * 1000);
+                rewrites.push({ host: host.name, file: "anycast-health.json", what: `timeoutMs ${why}`, from: `${settings.timeoutMs} ms`, to: `${raised.timeoutMs} ms` });
+            }
+            if (interval !== undefined) {
+                raised.intervalMs = Math.round(interval * 1000);
+                rewrites.push({ host: host.name, file: "anycast-health.json", what: `intervalMs (a quarter of the raised timeout) ${why}`,
+                    from: `${settings.intervalMs} ms`, to: `${raised.intervalMs} ms` });
+            }
+            files["anycast-health.json"] = formatAgentSettings(raised);
         }
         return { ...host, files };
     });

@@ -12,6 +12,7 @@
 import { FIREWALL_UNIT, NFTABLES_PATH, NFTABLES_TABLE, renderFirewallUnit } from "./render/nftables";
 
 
+import { AGENT_PROGRAM, DEFAULT_AGENT_PATHS, DEFAULT_SETTINGS_FILE } from "./health/layout";
 import { AUTHORIZED_KEYS_PATH, installAuthorizedKeysScript, VALIDATE_AUTHORIZED_KEYS } from "./render/sshkeys";
 
 /** The artifact names, in the order docs/ARTIFACTS.md lists them. */
@@ -23,7 +24,7 @@ export const ARTIFACT_NAMES = [
     "nginx.conf",
     "nginx-upstreams.conf",
     "anycast-health",
-    "anycast-health.env",
+    "anycast-health.json",
     "anycast-health.service",
     "nftables.conf",
     "authorized_keys",
@@ -56,6 +57,11 @@ export interface PushedArtifact extends ArtifactFacts {
     group: string;
     /** Octal, as `install -m` takes it. */
     mode: string;
+    /**
+     * Debian packages the file needs on the host, installed by its push before the check when
+     * missing (a host deployed before the file needed them gets them without a new cloud-init).
+     */
+    packages?: string[];
     /** Shell run on the host with the new file at "$new" before it is installed; a failure keeps the old file. */
     validate?: string;
     /** Shell run on the host after the file is installed: applies it in place. */
@@ -79,10 +85,24 @@ const OWNER_ONLY = { ...ROOT, mode: "0600" } as const;
 const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
 
 /**
- * Every push of an agent file restarts a running agent: it reads its script and settings once,
+ * Every push of an agent file restarts a running agent: it reads its program and settings once,
  * at start. try-restart leaves an agent that is not running yet alone (the unit's push starts it).
+ * A restart keeps the announcement: the new agent takes over BIRD's state as it finds it.
  */
 const RESTART_AGENT = "systemctl try-restart anycast-health || true";
+
+/**
+ * The program's push restarts the agent only once its settings are there: a host upgraded from
+ * an agent with another settings file gets the program first and the settings next, and the old
+ * agent must not be restarted as the new one in between.
+ */
+const RESTART_AGENT_WITH_SETTINGS = `if [ -e ${DEFAULT_SETTINGS_FILE} ]; then ${RESTART_AGENT}; fi`;
+
+/**
+ * The settings of the bash agent before 0.2. Removing its Command deletes nothing on the host (a
+ * push has no delete step), so the new settings' push removes the file it replaces.
+ */
+const LEGACY_AGENT_ENV = "/etc/anycast/health.env";
 
 export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifactName ? PushedArtifact & { name: N } : UserDataArtifact & { name: N } } = {
     "cloud-init.yaml": {
@@ -143,7 +163,7 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
     "nginx-upstreams.conf": {
         name: "nginx-upstreams.conf", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
         source: "components/core/render/nginx.ts",
-        remotePath: "/etc/anycast/nginx-upstreams.conf",
+        remotePath: DEFAULT_AGENT_PATHS.upstreamsFile,
         description: "The paths to the origins that nginx.conf includes: every origin directly over the mesh and through " +
             "the other PoPs' relays. Pushed as the starting point (the preferred origin primary); the health agent " +
             "rewrites it from its checks (primary path, broken paths down) and reloads nginx.",
@@ -152,20 +172,24 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
     },
     "anycast-health": {
         name: "anycast-health", delivery: "push", roles: ["pop"], secret: false, ...PROGRAM,
-        source: "components/core/render/anycast-health.sh",
-        remotePath: "/usr/local/sbin/anycast-health",
-        description: "The health agent, the same script on every PoP: announces the prefix only while the local proxy and " +
-            "the origin answer, with rise/fall, drain and flap damping, by moving BIRD's announcement switch.",
-        validate: "bash -n \"$new\"",
-        apply: RESTART_AGENT,
+        source: "agent/main.ts",
+        remotePath: AGENT_PROGRAM,
+        description: "The health agent, the same program on every PoP (agent/ and components/core/health/ bundled by scripts/bundle-agent.mjs " +
+            "into one JavaScript file, run by Debian's nodejs): " +
+            "announces the prefix only while the local proxy and an origin answer, with rise/fall, drain and flap damping, " +
+            "by switching BIRD's static protocols over its control socket.",
+        packages: ["nodejs"],
+        validate: "node \"$new\" version >/dev/null",
+        apply: RESTART_AGENT_WITH_SETTINGS,
     },
-    "anycast-health.env": {
-        name: "anycast-health.env", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+    "anycast-health.json": {
+        name: "anycast-health.json", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
         source: "components/core/render/health.ts",
-        remotePath: "/etc/anycast/health.env",
-        description: "The agent's settings for this PoP: KEY=value lines the agent reads as data (never sources); " +
-            "every key is required, the agent has no defaults.",
-        apply: RESTART_AGENT,
+        remotePath: DEFAULT_SETTINGS_FILE,
+        description: "The agent's settings for this PoP (JSON, components/core/health/settings.ts): every value is given, " +
+            "the agent has no defaults; checked by the agent itself before it is installed.",
+        validate: `${AGENT_PROGRAM} check "$new" >/dev/null`,
+        apply: `rm -f ${LEGACY_AGENT_ENV}\n${RESTART_AGENT}`,
     },
     "anycast-health.service": {
         name: "anycast-health.service", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
@@ -220,6 +244,26 @@ function shellSingleQuote(text: string): string {
     return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * Installs Debian packages that are missing, from the host's own apt sources (on a Vultr Debian 12
+ * host: Debian's). Waits for another apt (cloud-init's, unattended-upgrades) instead of failing.
+ */
+export function installPackagesScript(packages: string[]): string {
+    for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw new Error(`"${p}" is not a Debian package name`);
+    // An array, so that one package or several are quoted alike (and shellcheck has nothing to guess).
+    const list = packages.map((p) => `'${p}'`).join(" ");
+    return [
+        `packages=(${list})`,
+        `missing=()`,
+        `for p in "\${packages[@]}"; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done`,
+        `if [ "\${#missing[@]}" -gt 0 ]; then`,
+        `    export DEBIAN_FRONTEND=noninteractive`,
+        `    apt-get -o DPkg::Lock::Timeout=600 update -qq`,
+        `    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "\${missing[@]}" >/dev/null`,
+        `fi`,
+    ].join("\n");
+}
+
 /** The registry entry of a name, or an error naming it (for names that come from outside the type system). */
 export function artifact(name: string): Artifact {
     if (!(ARTIFACT_NAMES as readonly string[]).includes(name)) {
@@ -251,8 +295,11 @@ export function pushScript(artifact: PushedArtifact): string {
         "umask 077",
         "cat > \"$new\"",
     ];
+    if (artifact.packages?.length) lines.push(installPackagesScript(artifact.packages));
     if (artifact.validate) lines.push(artifact.validate);
-    lines.push(`install -D -o ${artifact.owner} -g ${artifact.group} -m ${artifact.mode} "$new" ${artifact.remotePath}`);
+    // Installed beside the live file, then renamed over it: a reader (nginx, BIRD, the agent) never sees half a file.
+    lines.push(`install -D -o ${artifact.owner} -g ${artifact.group} -m ${artifact.mode} "$new" ${artifact.remotePath}.anycast-new`,
+        `mv -f ${artifact.remotePath}.anycast-new ${artifact.remotePath}`);
     if (artifact.apply) lines.push(artifact.apply);
     return lines.join("\n");
 }

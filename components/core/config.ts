@@ -133,7 +133,8 @@ const healthShape = accepts(z.strictObject({
     timeout: seconds(30).default(0.5),
     drainSeconds: accepts(z.number().min(0).max(3600), "seconds from 0 to 3600").default(3),
     maxWithdrawalsPerHour: count(1, 1000).default(3),
-}), "{interval, rise, fall, timeout, drainSeconds, maxWithdrawalsPerHour}");
+    statusPort: accepts(z.number().int().min(1).max(65535), "a port number from 1 to 65535, not 22, 80, 179, 443 or failover.relayPort").default(9180),
+}), "{interval, rise, fall, timeout, drainSeconds, maxWithdrawalsPerHour, statusPort}");
 
 const asnNumber = accepts(z.number().int().min(0).max(4294967295), "an AS number from 0 to 4294967295");
 
@@ -252,7 +253,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const frontDoor = checkFrontDoor(parsed.frontDoor, c);
     reportFirewall(parsed.firewall, firewall.issues, c);
     checkSshPrivateKey(raw.sshPrivateKey, c);
-    checkHealth(parsed.health, c);
+    checkHealth(parsed.health, failover?.relayPort, c);
 
     if (c.errors.length > 0) throw new ConfigError(c.errors);
     // Every field below was checked above; the assertions only restate that to the compiler.
@@ -765,8 +766,16 @@ function checkSshPrivateKey(key: unknown, c: Collector): void {
     }
 }
 
-function checkHealth(health: HealthSpec | undefined, c: Collector): void {
+/** Ports a PoP already uses for SSH, HTTP, BGP and HTTPS. */
+const TAKEN_POP_PORTS = [22, 80, 179, 443];
+
+function checkHealth(health: HealthSpec | undefined, relayPort: number | undefined, c: Collector): void {
     if (!health) return;
+    if (TAKEN_POP_PORTS.includes(health.statusPort)) {
+        c.error(`${NAMESPACE}:health.statusPort`, `${health.statusPort} is taken on the PoPs (SSH, HTTP, BGP or HTTPS): use another port, such as the default 9180`);
+    } else if (health.statusPort === relayPort) {
+        c.error(`${NAMESPACE}:health.statusPort`, `${health.statusPort} is failover.relayPort too: the agent's status and the relay need a port each (default 9180 and 8081)`);
+    }
     if (health.timeout > Math.max(health.interval, 0.05) * 10) {
         c.warn(`${NAMESPACE}:health.timeout`, "is much longer than the interval: a hanging check delays failover");
     }

@@ -83,6 +83,8 @@ export interface PopSpec {
      * prefers the origin with the shortest measured mesh round-trip time.
      */
     originPreference?: string[];
+    /** Drained by the config: announced with GRACEFUL_SHUTDOWN for health.drainSeconds, then withdrawn. */
+    drained?: boolean;
 }
 
 export interface OriginSpec {
@@ -162,6 +164,8 @@ export interface HealthSpec {
     drainSeconds: number;
     /** Flap damping: at most this many withdrawals per hour, then the PoP stays withdrawn. */
     maxWithdrawalsPerHour: number;
+    /** TCP port of the agent's HTTP server (status for the other PoPs and `anycast status`, metrics). */
+    statusPort: number;
 }
 
 export interface FirewallSpec {

@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import { renderBirdConfig } from "../../components/core/render/bird";
 import { sameSince } from "../../lab/routing";
 import { LabStack } from "../../lab/stack";
-import { renderHealthEnv } from "../../components/core/render/health";
+import { renderAgentSettings } from "../../components/core/render/health";
 import { adaptStackToStalls, bfdTimersForStalls, healthIntervalForStalls, healthTimeoutForStalls, minimumBfdDetectMs, probeStalls } from "../../lab/stalls";
 import { labSpec, popRenderInput, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
 
@@ -17,7 +17,7 @@ function labStackWithBird(): LabStack {
         name: p.name, role: "pop" as const, ...TEST_HOST_ADDRESSES[p.name],
         files: {
             "bird.conf": renderBirdConfig(popRenderInput(spec, p.name)),
-            "anycast-health.env": renderHealthEnv(popRenderInput(spec, p.name)),
+            "anycast-health.json": renderAgentSettings(popRenderInput(spec, p.name)),
         },
     }));
     return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources!.map(String) };
@@ -62,19 +62,19 @@ describe("BFD timers for a stalling machine", () => {
         const stack = labStackWithBird();
         const { stack: adapted, rewrites } = adaptStackToStalls(stack, 700);
         assert.deepEqual(rewrites.map((r) => `${r.host} ${r.file}`), ["lax", "ams", "sgp"]
-            .flatMap((p) => [`${p} bird.conf (and the emulated edge)`, `${p} anycast-health.env`, `${p} anycast-health.env`]));
+            .flatMap((p) => [`${p} bird.conf (and the emulated edge)`, `${p} anycast-health.json`, `${p} anycast-health.json`]));
         assert.ok(adapted.spec.health.timeout * 1000 >= minimumBfdDetectMs(700));
         assert.equal(adapted.spec.health.interval, healthIntervalForStalls(0.1, adapted.spec.health.timeout));
-        assert.deepEqual(rewrites.filter((r) => r.host === "lax" && r.file === "anycast-health.env").map((r) => `${r.from} -> ${r.to}`),
-            ["0.3 s -> 2.6 s", "0.1 s -> 0.7 s"]);
+        assert.deepEqual(rewrites.filter((r) => r.host === "lax" && r.file === "anycast-health.json").map((r) => `${r.from} -> ${r.to}`),
+            ["300 ms -> 2600 ms", "100 ms -> 700 ms"]);
         for (const pop of adapted.spec.pops) {
             const bfd = pop.bgp.bfd!;
             assert.ok(bfd.intervalMs * bfd.multiplier >= minimumBfdDetectMs(700));
             const conf = adapted.hosts.find((h) => h.name === pop.name)!.files["bird.conf"];
             // What the PoP's BIRD runs is what the spec (edges, failover bounds) says.
             assert.equal(conf, renderBirdConfig(popRenderInput(adapted.spec, pop.name)));
-            const env = adapted.hosts.find((h) => h.name === pop.name)!.files["anycast-health.env"];
-            assert.equal(env, renderHealthEnv(popRenderInput(adapted.spec, pop.name)));
+            const settings = adapted.hosts.find((h) => h.name === pop.name)!.files["anycast-health.json"];
+            assert.equal(settings, renderAgentSettings(popRenderInput(adapted.spec, pop.name)));
         }
         // The input is not modified: the report's "configured" values stay the user's.
         assert.equal(stack.spec.pops[0].bgp.bfd!.intervalMs, 100);

@@ -10,7 +10,7 @@ import { describe, it } from "node:test";
 import { parseCidr, contains } from "../../components/core/addressing";
 import { BIRD_STATE_FILE } from "../../components/core/render/bird";
 import { artifactsFor } from "../../components/core/artifacts";
-import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted, rewriteHealthEnv, rewritePaths, Rewrite } from "../../lab/boot";
+import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted, relocateAgentSettings, rewritePaths, Rewrite } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
 import { importChanges, networksOf } from "../../lab/routing";
 import { formatExposure, formatReport, LabReport, stats, table } from "../../lab/report";
@@ -22,7 +22,9 @@ import { renderEdgeFrr } from "../../lab/frr";
 import { parseAnycastConfig } from "../../components/core/config";
 import { CLOUDFLARE_RANGES_SNAPSHOT } from "../../harness/mockcloud";
 import { generateLabConfig, planOnlyStack } from "../helpers/labconfig";
-import { labSpec, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
+import { labSpec, popRenderInput, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
+import { renderAgentSettings } from "../../components/core/render/health";
+import { parseAgentSettings } from "../../components/core/health/settings";
 import { REPO_ROOT } from "../helpers/golden";
 import { run, which } from "../helpers/tools";
 
@@ -141,19 +143,22 @@ describe("lab path rewrites", () => {
         assert.deepEqual(rewrites.map((r) => r.what), ["state"]);
     });
 
-    it("rewrites only the path keys of the health env, by key", () => {
+    it("relocates only the agent's paths, parsed and recorded one by one", () => {
         const rewrites: Rewrite[] = [];
-        const env = "POP=lax\nSTATUS_FILE=/run/anycast/health.json\nCONTROL_DIR=/run/anycast\nORIGIN_URL=http://[fd00::1]:8080/healthz\n";
-        const out = rewriteHealthEnv("lax", env, "/run/lab/ns", rewrites);
-        assert.equal(out, "POP=lax\nSTATUS_FILE=/run/lab/ns/health.json\nCONTROL_DIR=/run/lab/ns/control\nORIGIN_URL=http://[fd00::1]:8080/healthz\n");
-        assert.equal(rewrites.length, 2);
+        const text = renderAgentSettings(popRenderInput(labSpec(), "lax"));
+        const out = parseAgentSettings(relocateAgentSettings("lax", text, "/run/lab/ns", rewrites));
+        const before = parseAgentSettings(text);
+        assert.equal(out.paths.statusFile, "/run/lab/ns/health.json");
+        assert.equal(out.paths.controlDir, "/run/lab/ns/control");
+        assert.deepEqual({ ...out, paths: before.paths }, before, "nothing but the paths");
+        assert.equal(rewrites.length, Object.keys(before.paths).length);
     });
 });
 
 describe("lab boot: the PoP files it takes from the stack", () => {
     it("boots these files from the stack and accounts for every other PoP artifact", () => {
         assert.deepEqual(popArtifactsBooted().sort(),
-            ["anycast-health", "anycast-health.env", "anycast-net.sh", "bird.conf", "nginx-upstreams.conf", "nginx.conf", "wg0.conf"]);
+            ["anycast-health", "anycast-health.json", "anycast-net.sh", "bird.conf", "nginx-upstreams.conf", "nginx.conf", "wg0.conf"]);
         const popFiles: string[] = artifactsFor("pop", { createdOnVultr: true }).map((a) => a.name);
         for (const name of Object.keys(POP_ARTIFACTS_NOT_BOOTED)) assert.ok(popFiles.includes(name), `${name} is not a PoP artifact`);
     });

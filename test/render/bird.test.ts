@@ -84,8 +84,11 @@ describe("renderBirdConfig content", () => {
         const sets = text.match(/net ~ \[[^\]]*\]/g) ?? [];
         assert.equal(sets.length, 1);
         assert.ok(!sets[0].includes("+") && !sets[0].includes("{"), `prefix set allows more-specifics: ${sets[0]}`);
-        assert.match(text, /if ANYCAST_STATE = 0 then reject;/);
-        assert.match(text, /if ANYCAST_STATE = 1 then bgp_community\.add\(\(65535, 0\)\);/);
+        // The announcement is switched by the static protocols, never by the filter: a filter that read
+        // ANYCAST_STATE would change on every state change, and a changed filter makes the peer resend its routes.
+        assert.doesNotMatch(text, /filter[^}]*ANYCAST_STATE/s);
+        assert.match(text, /protocol static lax_anycast6 \{\n\s+disabled \(ANYCAST_STATE - 2\);/);
+        assert.match(text, /protocol static lax_drain6 \{\n\s+disabled \(ANYCAST_STATE - 1\);\n.*\n\s+route 2001:db8:100::\/48 blackhole \{ bgp_community\.add\(\(65535, 0\)\); \};/);
     });
 
     test("the session matches Vultr's facts", () => {

@@ -36,6 +36,7 @@ function popFirewall(spec: AnycastSpec, popName: string, httpSources: ReadonlyAr
         meshCidr: spec.mesh.cidr,
         adminCidrs: spec.firewall.adminCidrs,
         relayPort: spec.failover.relayPort,
+        agent: { port: spec.health.statusPort, otherPops: sourcesOf(spec.pops.filter((p) => p.name !== popName).map((p) => TEST_HOST_ADDRESSES[p.name].ipv6)) },
         bfd: pop.bgp.bfd !== undefined,
     };
 }
@@ -66,9 +67,12 @@ describe("renderNftables", () => {
         test(`golden ${name}`, () => assertGolden(`nftables/${name}.conf`, renderNftables(input())));
     }
 
-    test("a PoP opens its relay and status port to the mesh only, on wg0", () => {
+    test("a PoP opens its relay to the mesh only, and its agent's port to the mesh and the other PoPs only", () => {
         const text = renderNftables(popFirewall(labSpec(), "lax", labSpec().firewall.httpSources!));
-        assert.match(text, /^\s+iifname "wg0" ip6 saddr fd00:a:1::\/64 tcp dport 8081 accept comment "relay and status for the other PoPs, over the mesh only"$/m);
+        assert.match(text, /^\s+iifname "wg0" ip6 saddr fd00:a:1::\/64 tcp dport 8081 accept comment "relay for the other PoPs, over the mesh only"$/m);
+        assert.match(text, /^\s+iifname "wg0" ip6 saddr fd00:a:1::\/64 tcp dport 9180 accept comment "health agent status and metrics, over the mesh"$/m);
+        assert.match(text, /^\s+ip6 saddr @other_pops_v6 tcp dport 9180 accept comment "health agent status for the other PoPs when the mesh fails them"$/m);
+        assert.equal(text.match(/dport 9180 accept/g)?.length, 2, "the agent's port is open to nobody else");
         assert.match(renderNftables(popFirewall(prodSpec(), "lax", FRONT_DOOR_SOURCES)), /iifname "wg0" ip saddr 10\.77\.0\.0\/24 tcp dport 8081 accept/);
         assert.ok(!renderNftables(originFirewall(prodSpec())).includes("8081"), "not on an origin");
     });

@@ -9,7 +9,7 @@ import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-    renderNginxConfig, renderNginxUpstreams, TLS_PATHS, HEALTH_ENDPOINT, NGINX_PATHS, STATUS_ENDPOINT,
+    renderNginxConfig, renderNginxUpstreams, TLS_PATHS, HEALTH_ENDPOINT, NGINX_PATHS,
 } from "../../components/core/render/nginx";
 import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
@@ -104,13 +104,12 @@ describe("renderNginxConfig", () => {
         assert.match(block, /return 503 "<!DOCTYPE html>/);
     });
 
-    test("serves the agent's status to the mesh, and relays only with failover.relay", () => {
+    test("relays only with failover.relay; the agent's status is the agent's own (health.statusPort), not nginx's", () => {
         const conf = labLax();
-        const status = conf.split(`location = ${STATUS_ENDPOINT} {`)[1].split("}")[0];
-        assert.match(status, new RegExp(`alias ${NGINX_PATHS.agentStatus};`));
+        assert.ok(conf.includes("proxy_pass http://origin_direct;"));
+        assert.doesNotMatch(conf, /anycast-status|health\.json/);
         const input = popRenderInput(labSpec(), "lax");
         const noRelay = renderNginxConfig({ ...input, failover: { ...input.failover!, relay: false } });
-        assert.ok(noRelay.includes(`location = ${STATUS_ENDPOINT} {`));
         assert.ok(!noRelay.includes("proxy_pass http://origin_direct;"));
         assert.match(renderNginxUpstreams({ ...input, failover: { ...input.failover!, relay: false } }), /^(?![\s\S]*via )/, "no relay paths");
     });
@@ -172,7 +171,7 @@ function relocated(input: PopRenderInput, dir: string, tls: ReturnType<typeof ma
         [TLS_PATHS.certificate, tls.cert], [TLS_PATHS.key, tls.key], [TLS_PATHS.clientCa, tls.ca],
         [NGINX_PATHS.pid, path.join(dir, "nginx.pid")],
         [NGINX_PATHS.errorLog, path.join(dir, "error.log")], [NGINX_PATHS.accessLog, path.join(dir, "access.log")],
-        [NGINX_PATHS.upstreams, path.join(dir, "upstreams.conf")], [NGINX_PATHS.agentStatus, path.join(dir, "health.json")],
+        [NGINX_PATHS.upstreams, path.join(dir, "upstreams.conf")],
     ];
     if (conf.includes(NGINX_PATHS.staleCache)) moves.push([NGINX_PATHS.staleCache, path.join(dir, "stale-cache")]);
     let out = conf;

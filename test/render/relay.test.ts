@@ -13,7 +13,9 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AnycastSpec } from "../../components/core/model";
-import { renderHealthAgent, renderHealthEnv } from "../../components/core/render/health";
+import { agentSettings, renderHealthAgent } from "../../components/core/render/health";
+import { formatAgentSettings } from "../../components/core/health/settings";
+import { renderBirdConfig } from "../../components/core/render/bird";
 import { NGINX_PATHS, renderNginxConfig, renderNginxUpstreams, TLS_PATHS } from "../../components/core/render/nginx";
 import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
 import { labSpec, popRenderInput } from "../helpers/fixtures";
@@ -127,12 +129,9 @@ class Backbone {
         const at = (file: string) => path.join(n.dir, file);
         inNetnsOk(n.ns, "ip", ["addr", "add", `${this.spec.address}/128`, "dev", "lo", "nodad"]);
 
-        // BIRD standing for the upstream session: its static route follows the agent's switch.
+        // BIRD with the rendered bird.conf (its upstream never answers here): the agent switches its static protocols.
         fs.writeFileSync(at("anycast-state.conf"), "define ANYCAST_STATE = 0;\n");
-        fs.writeFileSync(at("bird.conf"), [
-            "router id 192.0.2.1;", `include "${at("anycast-state.conf")}";`, "protocol device {}",
-            "protocol static anycast { ipv6 { import filter { if ANYCAST_STATE = 0 then reject; accept; }; }; route 2001:db8:100::/48 unreachable; }", "",
-        ].join("\n"));
+        fs.writeFileSync(at("bird.conf"), renderBirdConfig(input, { stateFile: at("anycast-state.conf") }));
         this.spawn("ip", ["netns", "exec", n.ns, "bird", "-f", "-c", at("bird.conf"), "-s", at("bird.ctl")]);
 
         const f = (file: string) => path.join(n.dir, file);
@@ -141,23 +140,20 @@ class Backbone {
         let conf = renderNginxConfig(input);
         for (const [from, to] of [
             [NGINX_PATHS.pid, f("nginx.pid")], [NGINX_PATHS.errorLog, f("nginx-error.log")], [NGINX_PATHS.accessLog, f("nginx-access.log")],
-            [NGINX_PATHS.upstreams, f("nginx-upstreams.conf")], [NGINX_PATHS.agentStatus, f("health.json")],
+            [NGINX_PATHS.upstreams, f("nginx-upstreams.conf")],
             [TLS_PATHS.certificate, f("tls.pem")], [TLS_PATHS.key, f("tls.key")], [TLS_PATHS.clientCa, f("tls.pem")],
         ]) conf = conf.split(from).join(to);
         fs.writeFileSync(f("nginx.conf"), conf);
         fs.writeFileSync(f("nginx-upstreams.conf"), renderNginxUpstreams(input));
         this.spawn("ip", ["netns", "exec", n.ns, "nginx", "-p", n.dir + "/", "-c", f("nginx.conf"), "-g", "daemon off;"]);
 
-        let env = renderHealthEnv(input);
-        // A check timeout longer than this machine's stalls (up to ~1 s under load; the lab widens
-        // it the same way, lab/stalls.ts): with the lab stack's 0.3 s a stall fails a good check.
-        for (const [key, to] of [["STATE_FILE", f("anycast-state.conf")], ["BIRD_SOCKET", f("bird.ctl")], ["STATUS_FILE", f("health.json")],
-            ["CONTROL_DIR", f("run")], ["UPSTREAMS_FILE", f("nginx-upstreams.conf")], ["NGINX_PID_FILE", f("nginx.pid")], ["TIMEOUT", "2"]]) {
-            env = env.replace(new RegExp(`^${key}=.*$`, "m"), `${key}=${to}`);
-        }
-        fs.writeFileSync(f("health.env"), env);
+        // The rendered settings with the paths in the PoP's directory, and a check timeout longer than
+        // this machine's stalls (the lab widens it the same way, lab/stalls.ts).
+        const paths = { stateFile: f("anycast-state.conf"), birdSocket: f("bird.ctl"), statusFile: f("health.json"), controlDir: f("run"),
+            upstreamsFile: f("nginx-upstreams.conf"), nginxPidFile: f("nginx.pid") };
+        fs.writeFileSync(f("anycast-health.json"), formatAgentSettings({ ...agentSettings(input, paths), timeoutMs: 2000 }));
         fs.writeFileSync(f("anycast-health"), renderHealthAgent(), { mode: 0o755 });
-        this.agents.set(name, this.spawn("ip", ["netns", "exec", n.ns, "env", `ANYCAST_HEALTH_ENV=${f("health.env")}`, f("anycast-health"), "run"]));
+        this.agents.set(name, this.spawn("ip", ["netns", "exec", n.ns, "env", `ANYCAST_HEALTH_SETTINGS=${f("anycast-health.json")}`, f("anycast-health"), "run"]));
     }
 
     /** `until`, and on a timeout what every PoP's agent and nginx said. */
@@ -321,8 +317,6 @@ describe("the mesh as a backbone (live: an origin and two PoPs, rendered WireGua
                     assert.equal(a.status, 503, a.pop);
                     assert.match(a.headers, /^retry-after: 5$/m);
                     assert.match(a.headers, new RegExp(`^x-anycast-pop: ${a.pop}$`, "m"));
-                    // At once, not after a timeout: nginx has no path left to wait on.
-                    assert.ok(a.ms < 2000, `${a.pop}: 503 after ${a.ms} ms`);
                 }
                 console.log(`relay: origin frozen -> 503 from both PoPs in ${answers.map((a) => `${a.ms} ms`).join(", ")}`);
                 await sleep(1000);

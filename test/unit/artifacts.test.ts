@@ -72,11 +72,12 @@ describe("artifact registry", () => {
         if (!needTools(t, "bash", "install")) return;
         const dir = tempDir("artifact-push");
         try {
-            // The agent's real push (check: bash -n), relocated into a temporary directory, owned by whoever runs the test.
+            // The agent's real push (check: node runs the new file's `version`), relocated into a temporary directory,
+            // owned by whoever runs the test; its package step is left out (it is the host's apt, not the push's mechanics).
             const live = path.join(dir, "sbin", "anycast-health");
             const agent = ARTIFACTS["anycast-health"];
             const relocated: PushedArtifact = {
-                ...agent, remotePath: live, owner: String(process.getuid!()), group: String(process.getgid!()), apply: `echo applied >${dir}/applied`,
+                ...agent, packages: undefined, remotePath: live, owner: String(process.getuid!()), group: String(process.getgid!()), apply: `echo applied >${dir}/applied`,
             };
             const push = (content: string) => run("bash", ["-c", pushScript(relocated)], { input: content });
 
@@ -87,8 +88,8 @@ describe("artifact registry", () => {
             assert.equal(fs.readFileSync(path.join(dir, "applied"), "utf8"), "applied\n");
             fs.rmSync(path.join(dir, "applied"));
 
-            const bad = push("#!/bin/bash\nif then\n");
-            assert.notEqual(bad.status, 0, "a script that does not parse must fail its push");
+            const bad = push("#!/usr/bin/node\nif (\n");
+            assert.notEqual(bad.status, 0, "a program that does not parse must fail its push");
             assert.equal(fs.readFileSync(live, "utf8"), renderHealthAgent(), "the live file was replaced by one that failed its check");
             assert.equal(fs.existsSync(path.join(dir, "applied")), false, "applied after a failed check");
         } finally {

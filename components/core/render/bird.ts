@@ -3,27 +3,44 @@
  *
  * The PoP originates exactly the configured prefixes and nothing else: `protocol static` holds
  * them as blackhole routes (the anycast address itself lives on `lo`, so nothing is exported to
- * the kernel and nothing learned is imported). Whether the routes are announced is decided by
- * the export filter reading ANYCAST_STATE from an include file that the health agent rewrites
- * before `birdc configure`: a changed filter makes BIRD re-evaluate its exports and send an
- * UPDATE or WITHDRAW without resetting the session (see docs/ARTIFACTS.md).
+ * the kernel and nothing learned is imported). Each family's prefixes are in two static
+ * protocols: `<pop>_anycast<family>` announces them plainly, `<pop>_drain<family>` with
+ * GRACEFUL_SHUTDOWN (65535:0). The health agent enables the one it wants and disables the other
+ * over BIRD's control socket (`enable`/`disable`): BIRD sends an UPDATE or a WITHDRAW, and
+ * neither re-parses the config nor makes the peer resend its routes, as a `configure` with a
+ * changed filter would. Which protocols start enabled comes from ANYCAST_STATE in the include
+ * file the agent keeps in step, so a BIRD that starts, or an operator's `birdc configure`,
+ * begins where the agent left it (see docs/ARTIFACTS.md).
  */
 import { Family, IpAddress } from "../addressing";
 import { BfdSettings, BgpSettings, Community, PopRenderInput } from "../model";
 import { GRACEFUL_SHUTDOWN as GRACEFUL_SHUTDOWN_COMMUNITY, vultrCommunityMeaning } from "../vultr";
+import { DEFAULT_AGENT_PATHS } from "../health/layout";
+import type { AnycastValue } from "../health/policy";
+import type { AgentBird } from "../health/settings";
+import { renderStateFile } from "../health/state-file";
 
 /** Where bird.conf includes the announcement switch from; the health agent owns this file. */
-export const BIRD_STATE_FILE = "/etc/bird/anycast-state.conf";
+export const BIRD_STATE_FILE = DEFAULT_AGENT_PATHS.stateFile;
 
 /** The announcement states the health agent writes into BIRD_STATE_FILE. */
-export type AnycastState = 0 | 1 | 2;
+export type AnycastState = AnycastValue;
 
 export const ANYCAST_STATE = { withdrawn: 0, draining: 1, announced: 2 } as const;
 
 /** The content of BIRD_STATE_FILE for one state (one `define` line, as docs/ARTIFACTS.md fixes it). */
-export function renderBirdStateInclude(state: AnycastState): string {
-    if (state !== 0 && state !== 1 && state !== 2) throw new Error(`ANYCAST_STATE must be 0, 1 or 2, not ${String(state)}`);
-    return `define ANYCAST_STATE = ${state};   # 0 = withdrawn, 1 = draining (announce with GRACEFUL_SHUTDOWN 65535:0), 2 = announced\n`;
+export const renderBirdStateInclude: (state: AnycastState) => string = renderStateFile;
+
+/** The names of a PoP's BIRD protocols, by family: the one home of them (bird.conf and the agent's settings). */
+export function birdProtocolNames(popName: string, family: Family): { announce: string; drain: string; session: string; filter: string } {
+    const id = birdIdentifier(popName);
+    return { announce: `${id}_anycast${family}`, drain: `${id}_drain${family}`, session: `${id}_upstream${family}`, filter: `${id}_export${family}` };
+}
+
+/** The protocols the health agent switches and reports, for its settings. */
+export function agentProtocols(input: PopRenderInput): AgentBird {
+    const names = sessionsFor(input).map((s) => birdProtocolNames(input.pop.name, s.family));
+    return { announce: names.map((n) => n.announce), drain: names.map((n) => n.drain), sessions: names.map((n) => n.session) };
 }
 
 export interface BirdRenderOptions {
@@ -134,9 +151,6 @@ function exportFilter(name: string, input: PopRenderInput, session: FamilySessio
         "{",
         "    # Only the configured prefixes, exactly: never a more-specific, never anything else.",
         `    if !(net ~ [ ${session.prefixes.join(", ")} ]) then reject;`,
-        "    if ANYCAST_STATE = 0 then reject;",
-        "    # Draining: still announced, but marked so receivers prefer other PoPs before the withdraw.",
-        `    if ANYCAST_STATE = 1 then bgp_community.add(${GRACEFUL_SHUTDOWN});`,
     ];
     for (const c of pop.communities) lines.push(`    ${communityStatement(c)}`);
     if (pop.prepend > 0) {
@@ -197,9 +211,13 @@ export function renderBirdConfig(input: PopRenderInput, options: BirdRenderOptio
         "log syslog all;",
         `router id ${routerIdFor(host)};`,
         "",
-        "# define ANYCAST_STATE = 0 (withdrawn), 1 (draining) or 2 (announced);",
-        "# written by the health agent, applied with `birdc configure` (no session reset).",
+        "# define ANYCAST_STATE = 0 (withdrawn), 1 (draining) or 2 (announced): kept by the health agent, read",
+        "# here only when BIRD starts or is reconfigured. The agent itself switches the static protocols below",
+        "# with `enable`/`disable` over the control socket: no re-parse, no route refresh, no session reset.",
         `include "${stateFile}";`,
+        "",
+        "# The agent reports when each session entered its state; ISO with milliseconds, not BIRD's default time of day.",
+        "timeformat protocol iso long ms;",
         "",
         "# Interface scanning only; no kernel protocol: the anycast address is on lo, nothing learned is installed.",
         "protocol device {",
@@ -208,11 +226,21 @@ export function renderBirdConfig(input: PopRenderInput, options: BirdRenderOptio
     ];
 
     for (const s of sessions) {
+        const names = birdProtocolNames(pop.name, s.family);
         lines.push(
             `# The originated prefixes. Blackhole routes never forward anything: they exist to be announced.`,
-            `protocol static ${id}_anycast${s.family} {`,
+            `# Announced: up while ANYCAST_STATE is 2 (disabled is any value but 0).`,
+            `protocol static ${names.announce} {`,
+            `    disabled (ANYCAST_STATE - ${ANYCAST_STATE.announced});`,
             `    ipv${s.family} { import all; };`,
             ...s.prefixes.map((p) => `    route ${p} blackhole;`),
+            "}",
+            "",
+            `# Draining: the same prefixes marked GRACEFUL_SHUTDOWN, so receivers prefer other PoPs before the withdraw; up while ANYCAST_STATE is 1.`,
+            `protocol static ${names.drain} {`,
+            `    disabled (ANYCAST_STATE - ${ANYCAST_STATE.draining});`,
+            `    ipv${s.family} { import all; };`,
+            ...s.prefixes.map((p) => `    route ${p} blackhole { bgp_community.add(${GRACEFUL_SHUTDOWN}); };`),
             "}",
             "",
         );
@@ -221,9 +249,9 @@ export function renderBirdConfig(input: PopRenderInput, options: BirdRenderOptio
     if (pop.bgp.bfd) lines.push(...bfdProtocol(id, pop.bgp.bfd, pop.bgp.multihop > 0));
 
     for (const s of sessions) {
-        const filter = `${id}_export${s.family}`;
-        lines.push(...exportFilter(filter, input, s));
-        lines.push(...bgpProtocol(`${id}_upstream${s.family}`, filter, input, s));
+        const names = birdProtocolNames(pop.name, s.family);
+        lines.push(...exportFilter(names.filter, input, s));
+        lines.push(...bgpProtocol(names.session, names.filter, input, s));
     }
     return lines.join("\n");
 }

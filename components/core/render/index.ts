@@ -5,6 +5,6 @@ export * from "./netsetup";
 export * from "./cloudinit";
 export * from "./nftables";
 export { TLS_PATHS, HEALTH_ENDPOINT, NGINX_PATHS, renderNginxConfig } from "./nginx";
-export { HEALTH_AGENT_FILE, HEALTH_PATHS, renderHealthAgent, renderHealthEnv, renderHealthUnit } from "./health";
+export { HEALTH_AGENT_FILE, HEALTH_PATHS, agentSettings, renderAgentSettings, renderHealthAgent, renderHealthUnit } from "./health";
 export * from "./sshkeys";
 export * from "./bootstrap";

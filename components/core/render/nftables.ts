@@ -38,6 +38,11 @@ export interface NftablesInput {
     originPort?: number;
     /** A PoP's relay and status port (failover.relayPort), reachable only over wg0 from the mesh. */
     relayPort?: number;
+    /**
+     * A PoP's health agent (health.statusPort): its status and metrics from the mesh over wg0, and
+     * its status from the other PoPs' own addresses, which ask there when the mesh fails them.
+     */
+    agent?: { port: number; otherPops: AddressOrPrefix[] };
     bfd: boolean;
     /** SSH port (default 22), for existing hosts whose sshd listens elsewhere. */
     sshPort?: number;
@@ -108,6 +113,7 @@ export function renderNftables(input: NftablesInput): string {
     const neighbors = declare("bgp_neighbors", input.bgpNeighbors);
     const meshPeers = declare("mesh_peers", input.meshPeerEndpoints);
     const admins = declare("admin_sources", input.adminCidrs);
+    const otherPops = declare("other_pops", input.role === "pop" ? input.agent?.otherPops ?? [] : []);
     let anycast: FamilySplit = { 4: [], 6: [] };
     let http: FamilySplit = { 4: [], 6: [] };
     if (input.role === "pop") {
@@ -141,7 +147,15 @@ export function renderNftables(input: NftablesInput): string {
             throw new Error("a PoP firewall needs httpSources of the same family as an anycast address (resolve Cloudflare's ranges first)");
         }
         if (input.relayPort !== undefined) {
-            rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} tcp dport ${port(input.relayPort, "relayPort")} accept comment "relay and status for the other PoPs, over the mesh only"`);
+            rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} tcp dport ${port(input.relayPort, "relayPort")} accept comment "relay for the other PoPs, over the mesh only"`);
+        }
+        if (input.agent) {
+            const agentPort = port(input.agent.port, "agent status port");
+            rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} tcp dport ${agentPort} accept comment "health agent status and metrics, over the mesh"`);
+            for (const family of [6, 4] as const) {
+                if (otherPops[family].length === 0) continue;
+                rules.push(`        ${ipOf(family)} saddr @other_pops_v${family} tcp dport ${agentPort} accept comment "health agent status for the other PoPs when the mesh fails them"`);
+            }
         }
     } else if (input.originPort !== undefined) {
         rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} tcp dport ${port(input.originPort, "originPort")} accept comment "the origin service, over the mesh only"`);
@@ -170,6 +184,9 @@ export function renderNftables(input: NftablesInput): string {
         // nobody else may reach it around the front door.
         if (input.role === "origin" && input.originPort !== undefined) {
             guarded.push(`        tcp dport ${port(input.originPort, "originPort")} counter drop comment "the origin service from anyone but the mesh"`);
+        }
+        if (input.role === "pop" && input.agent) {
+            guarded.push(`        tcp dport ${input.agent.port} counter drop comment "the health agent from anyone but the mesh and the other PoPs"`);
         }
         for (const family of [6, 4] as const) {
             if (anycast[family].length === 0) continue;

@@ -21,6 +21,9 @@ import { IpAddress } from "../addressing";
 import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { DEFAULT_FAILOVER } from "../origins";
+import { DEFAULT_AGENT_PATHS } from "../health/layout";
+import { directOrder } from "../health/policy";
+import { renderUpstreams, UPSTREAM, UpstreamPath } from "../health/upstreams";
 
 /** Where the TLS material lands on a PoP (pushed by the AnycastPoP component; paths from the artifact registry). */
 export const TLS_PATHS = {
@@ -36,19 +39,14 @@ export const HEALTH_ENDPOINT = "/.well-known/anycast-health";
 
 /** The runtime paths of the rendered config, so a test or the lab can relocate them. */
 export const NGINX_PATHS = {
-    pid: "/run/nginx.pid",
+    pid: DEFAULT_AGENT_PATHS.nginxPidFile,
     errorLog: "/var/log/nginx/error.log",
     accessLog: "/var/log/nginx/access.log",
     /** The paths to the origins (upstream blocks): pushed once, then rewritten by the health agent. */
     upstreams: ARTIFACTS["nginx-upstreams.conf"].remotePath,
-    /** The health agent's status, served to the other PoPs over the mesh. */
-    agentStatus: "/run/anycast/health.json",
     /** The stale-content cache (failover.staleCache). */
     staleCache: "/var/cache/nginx/anycast-stale",
 } as const;
-
-/** The other PoPs fetch this PoP's health agent status here, on its mesh address and relay port. */
-export const STATUS_ENDPOINT = "/.well-known/anycast-status";
 
 /** Seconds nginx waits for a TCP connection to the origin: an unreachable origin must fail fast. */
 export const ORIGIN_CONNECT_TIMEOUT_SECONDS = 2;
@@ -60,8 +58,7 @@ export const ORIGIN_CONNECT_TIMEOUT_SECONDS = 2;
  */
 export const PASSIVE_FAIL_TIMEOUT_SECONDS = 5;
 
-/** Upstream names: what visitors are proxied to, and what this PoP relays for the others. */
-export const UPSTREAM = { visitors: "origin", relay: "origin_direct" } as const;
+export { UPSTREAM };
 
 /** `[v6]` or `v4`, as nginx wants an address in `listen`, `server` and `allow`. */
 function hostPart(address: IpAddress): string {
@@ -73,62 +70,27 @@ function quoted(text: string): string {
     return `"${text.replace(/["\\$]/g, (c) => `\\${c}`)}"`;
 }
 
-/** One way to an origin: directly over the mesh, or through another PoP's relay. */
-export interface UpstreamPath {
-    /** `origin` (direct) or `via ams` (relay), as the comments and the agent's status name it. */
-    label: string;
-    /** `[address]:port` or `address:port`. */
-    server: string;
-    kind: "direct" | "relay";
-}
-
 /** The paths a PoP has, in its default order: origins by preference, then relays by peer order. */
 export function upstreamPaths(input: PopRenderInput): { direct: UpstreamPath[]; relay: UpstreamPath[] } {
     const origins = input.origins ?? [input.origin];
-    const preference = input.pop.originPreference ?? [];
-    const ordered = [...origins].sort((a, b) => rank(preference, a.name) - rank(preference, b.name));
     const failover = input.failover ?? DEFAULT_FAILOVER;
-    const direct = ordered.map((o): UpstreamPath => ({ label: o.name, server: `${hostPart(o.meshAddress)}:${o.port}`, kind: "direct" }));
+    const direct = directOrder({ origins, originPreference: input.pop.originPreference ?? [] }).map((k): UpstreamPath =>
+        ({ label: origins[k].name, server: `${hostPart(origins[k].meshAddress)}:${origins[k].port}`, kind: "direct", up: true }));
     const relay = failover.relay
-        ? (input.peers ?? []).map((p): UpstreamPath => ({ label: `via ${p.name}`, server: `${hostPart(p.meshAddress)}:${failover.relayPort}`, kind: "relay" }))
+        ? (input.peers ?? []).map((p): UpstreamPath => ({ label: `via ${p.name}`, server: `${hostPart(p.meshAddress)}:${failover.relayPort}`, kind: "relay", up: true }))
         : [];
     return { direct, relay };
 }
 
-/** Position in the preference list; unlisted origins keep config order after the listed ones. */
-function rank(preference: string[], name: string): number {
-    const i = preference.indexOf(name);
-    return i < 0 ? preference.length : i;
-}
-
-/** One `server` line: the first path is the primary, every other one a backup. */
-function serverLine(path: UpstreamPath, backup: boolean): string {
-    return `    server ${path.server} max_fails=1 fail_timeout=${PASSIVE_FAIL_TIMEOUT_SECONDS}s${backup ? " backup" : ""};   # ${path.label}`;
-}
-
 /**
  * /etc/anycast/nginx-upstreams.conf as first pushed: every path up, the preferred origin primary,
- * the rest backups. From then on the health agent owns the file; it writes the same layout with
- * its own choice of primary and `down` on the paths its checks find broken, and reloads nginx.
+ * the rest backups. From then on the health agent owns the file; it renders it with the same
+ * function (components/core/health/upstreams.ts), with its own choice of primary and `down` on
+ * the paths its checks find broken, and reloads nginx.
  */
-export function renderNginxUpstreams(input: PopRenderInput): string {
+export function renderNginxUpstreams(input: PopRenderInput, file: string = NGINX_PATHS.upstreams): string {
     const { direct, relay } = upstreamPaths(input);
-    const block = (name: string, paths: UpstreamPath[], keepalive: number) => [
-        `upstream ${name} {`,
-        `    zone ${name} 64k;`,
-        ...paths.map((p, i) => serverLine(p, i > 0)),
-        `    keepalive ${keepalive};`,
-        `}`,
-    ];
-    return [
-        `# ${NGINX_PATHS.upstreams} for PoP ${input.pop.name}: the paths to the origins.`,
-        `# Rendered by pulumi-anycast as the starting point; the health agent rewrites it.`,
-        ...block(UPSTREAM.visitors, [...direct, ...relay], 32),
-        ``,
-        `# What this PoP relays for the other PoPs: its own direct paths only, never another relay.`,
-        ...block(UPSTREAM.relay, direct, 16),
-        ``,
-    ].join("\n");
+    return renderUpstreams({ pop: input.pop.name, file, paths: [...direct, ...relay], primary: 0, passiveFailTimeoutS: PASSIVE_FAIL_TIMEOUT_SECONDS });
 }
 
 export function renderNginxConfig(input: PopRenderInput): string {
@@ -222,8 +184,7 @@ export function renderNginxConfig(input: PopRenderInput): string {
     const meshFamily = mesh?.family ?? input.origin.meshAddress.family;
     const relayServer = [
         `# For the other PoPs, over the mesh only (the firewall admits failover.relayPort from the mesh on`,
-        `# wg0): this PoP's health agent status, which they read to tell their own broken path from an`,
-        `# origin outage${failover.relay ? ", and a relay to the origins this PoP reaches itself" : ""}. The wildcard listen`,
+        `# wg0): ${failover.relay ? "a relay to the origins this PoP reaches itself" : "nothing while failover.relay is off"}. The wildcard listen`,
         `# does not depend on wg0 being up when nginx starts.`,
         `server {`,
         `    listen ${meshFamily === 6 ? `[::]:${failover.relayPort} ipv6only=on` : `${failover.relayPort}`};`,
@@ -231,13 +192,6 @@ export function renderNginxConfig(input: PopRenderInput): string {
         ...(mesh ? [`    allow ${mesh};`] : origins.map((o) => `    allow ${o.meshAddress};`)),
         `    deny all;`,
         `    add_header X-Anycast-Relay ${quoted(pop)} always;`,
-        ``,
-        `    location = ${STATUS_ENDPOINT} {`,
-        `        access_log off;`,
-        `        default_type application/json;`,
-        `        add_header Cache-Control "no-store" always;`,
-        `        alias ${NGINX_PATHS.agentStatus};`,
-        `    }`,
         ``,
         ...(failover.relay
             ? [`    location / {`, ...indent(proxyTo(UPSTREAM.relay, true), 2), `    }`, ``,

@@ -1,0 +1,542 @@
+/**
+ * The health agent's decisions (components/core/health/policy.ts) on a fake clock: traces of
+ * observations over time and the actions they must produce, in-process, a few milliseconds each.
+ * A simulated BIRD obeys the agent's enable/disable actions (and can be restarted, reconfigured
+ * or unreachable), so each trace also checks what BIRD would announce, round by round.
+ *
+ * Every bound here is a count of rounds or the policy's own timing functions on the fake clock:
+ * nothing depends on how fast the machine runs the test.
+ */
+import { describe, it } from "node:test";
+import * as assert from "node:assert/strict";
+import {
+    Action, AgentState, CheckResult, confirmMs, initialState, isolationMs, isolationRounds, Observations, PeerAnswer,
+    publicFetches, roundMs, statusOf, step, viewMaxAgeMs, wantedProtocols,
+} from "../../components/core/health/policy";
+import { AgentSettings, formatAgentSettings, parseAgentSettings } from "../../components/core/health/settings";
+import { parsePeerView, PeerView } from "../../components/core/health/status";
+import { agentSettings } from "../../components/core/render/health";
+import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
+
+const OK: CheckResult = { ok: true, rttUs: 2000, detail: "200" };
+const REFUSED: CheckResult = { ok: false, rttUs: 0, detail: "connect EHOSTUNREACH" };
+
+/** A peer's answer: announced and reaching an origin unless told otherwise. */
+function peer(name: string, over: Partial<PeerView> = {}): PeerAnswer {
+    return { ok: true, rttUs: 800, view: { pop: name, seq: 1, state: "announced", proxyOk: true, directUp: 1, bestUs: 2000, ageMs: 0, ...over } };
+}
+const SILENT: PeerAnswer = { ok: false, detail: "connect ETIMEDOUT" };
+
+/** The world one PoP's agent observes; the test edits it between rounds. */
+interface World {
+    proxy: CheckResult;
+    origins: CheckResult[];
+    /** What each peer answers over the mesh, and over its public address. */
+    mesh: PeerAnswer[];
+    public: PeerAnswer[];
+    drainFile: boolean;
+    releaseFile: boolean;
+    birdReachable: boolean;
+}
+
+/**
+ * One agent on a fake clock against a simulated BIRD. `round()` advances the clock by one
+ * interval, observes the world, steps the policy and carries out its BIRD actions.
+ */
+class Sim {
+    now = 0;
+    state: AgentState;
+    readonly actions: Action[][] = [];
+    /** BIRD's protocols and whether each is up. */
+    readonly bird = new Map<string, boolean>();
+    stateFile: 0 | 1 | 2;
+    readonly world: World;
+
+    constructor(readonly settings: AgentSettings, start: { restart?: boolean; previous?: 0 | 1 | 2; withdrawals?: number[] } = {}) {
+        this.stateFile = start.previous ?? 0;
+        this.birdStarts();
+        this.world = {
+            proxy: OK, origins: settings.origins.map(() => OK), mesh: settings.peers.map((p) => peer(p.name)),
+            public: settings.peers.map((p) => peer(p.name)), drainFile: false, releaseFile: false, birdReachable: true,
+        };
+        this.state = initialState(settings, this.now, { restart: start.restart ?? false, previous: start.previous, withdrawals: start.withdrawals ?? [], drainFile: false });
+    }
+
+    /** BIRD (re)starts: its protocols as bird.conf's `disabled (ANYCAST_STATE - n)` reads the state file. */
+    birdStarts(): void {
+        for (const n of this.settings.bird.announce) this.bird.set(n, this.stateFile === 2);
+        for (const n of this.settings.bird.drain) this.bird.set(n, this.stateFile === 1);
+        for (const n of this.settings.bird.sessions) this.bird.set(n, true);
+    }
+
+    /** What BIRD announces now: the plain routes, the GRACEFUL_SHUTDOWN ones, or nothing. */
+    get announcing(): "plain" | "graceful-shutdown" | "nothing" | "both" {
+        const up = (names: string[]) => names.some((n) => this.bird.get(n));
+        const plain = up(this.settings.bird.announce);
+        const drain = up(this.settings.bird.drain);
+        return plain && drain ? "both" : plain ? "plain" : drain ? "graceful-shutdown" : "nothing";
+    }
+
+    observations(): Observations {
+        const w = this.world;
+        const publicAsked = new Set(publicFetches(this.state).map((f) => f.index));
+        return {
+            proxy: w.proxy, origins: w.origins, drainFile: w.drainFile, releaseFile: w.releaseFile,
+            peers: w.mesh.map((m, j) => ({ mesh: m, ...(publicAsked.has(j) ? { public: w.public[j] } : {}) })),
+            bird: w.birdReachable
+                ? { ok: true, protocols: [...this.bird].map(([name, up]) => ({ name, proto: name.includes("upstream") ? "BGP" : "Static", state: up ? "up" : "down", since: "", info: up && name.includes("upstream") ? "Established" : "" })) }
+                : { ok: false, detail: "connect ENOENT /run/bird/bird.ctl" },
+            nginx: { reloaded: true },
+        };
+    }
+
+    round(): Action[] {
+        this.now += this.settings.intervalMs;
+        const { state, actions } = step(this.state, this.observations(), this.now, this.settings);
+        this.state = state;
+        for (const a of actions) {
+            if (a.kind === "state-file") this.stateFile = a.value;
+            if (a.kind === "bird" && this.world.birdReachable) {
+                for (const n of a.enable) this.bird.set(n, true);
+                for (const n of a.disable) this.bird.set(n, false);
+            }
+        }
+        if (this.world.releaseFile && actions.some((a) => a.kind === "release-done")) this.world.releaseFile = false;
+        this.actions.push(actions);
+        return actions;
+    }
+
+    rounds(n: number): void {
+        for (let i = 0; i < n; i++) this.round();
+    }
+
+    /** Rounds until the state is one of these; the count, or a failure after `limit` rounds. */
+    until(states: AgentState["state"][], limit: number): number {
+        for (let i = 1; i <= limit; i++) {
+            this.round();
+            if (states.includes(this.state.state)) return i;
+        }
+        assert.fail(`still ${this.state.state} after ${limit} rounds (${this.state.reason}; ${this.state.badReason})`);
+    }
+
+    /** Every log line so far. */
+    get log(): string[] {
+        return this.actions.flat().flatMap((a) => (a.kind === "log" ? [a.line] : []));
+    }
+
+    /** Rounds a span of fake time takes. */
+    roundsIn(ms: number): number {
+        return Math.ceil(ms / this.settings.intervalMs);
+    }
+}
+
+function prodLax(edit: (s: AgentSettings) => void = () => undefined): AgentSettings {
+    const s = agentSettings(popRenderInput(prodSpec(), "lax"));
+    edit(s);
+    return s;
+}
+
+/** An announced PoP: started after a boot, risen. */
+function announced(settings = prodLax()): Sim {
+    const sim = new Sim(settings);
+    sim.until(["announced"], settings.rise);
+    return sim;
+}
+
+describe("health policy: rise, fall and what BIRD is told", () => {
+    it("after a boot it starts withdrawn and announces after `rise` good rounds: state file 2, then the plain routes' protocol enabled", () => {
+        const sim = new Sim(prodLax());
+        assert.equal(sim.state.state, "withdrawn");
+        assert.equal(sim.until(["announced"], 10), 3);
+        const last = sim.actions.at(-1)!;
+        assert.deepEqual(last.filter((a) => a.kind === "state-file"), [{ kind: "state-file", value: 2 }]);
+        assert.deepEqual(last.filter((a) => a.kind === "bird"), [{ kind: "bird", enable: ["lax_anycast6"], disable: [] }]);
+        assert.ok(last.findIndex((a) => a.kind === "state-file") < last.findIndex((a) => a.kind === "bird"), "the state file first: what a BIRD restart reads");
+        assert.equal(sim.announcing, "plain");
+    });
+
+    it("a steady healthy PoP does nothing: no BIRD command, no file written, round after round", () => {
+        const sim = announced();
+        sim.rounds(50);
+        const acted = sim.actions.slice(-50).flat().filter((a) => a.kind !== "log");
+        assert.deepEqual(acted, []);
+        assert.equal(sim.state.birdApplied, true);
+    });
+
+    it("the proxy failing withdraws after `fall` rounds, and a recovered proxy re-announces after `rise`", () => {
+        const sim = announced();
+        sim.world.proxy = { ok: false, rttUs: 0, detail: "connect ECONNREFUSED" };
+        assert.equal(sim.until(["withdrawn"], 10), 2);
+        assert.equal(sim.state.fault, "proxy");
+        assert.equal(sim.announcing, "nothing");
+        assert.match(sim.state.reason, /proxy check failed \(connect ECONNREFUSED\)/);
+        sim.world.proxy = OK;
+        assert.equal(sim.until(["announced"], 10), 3);
+        assert.equal(sim.announcing, "plain");
+    });
+
+    it("one bad round between good ones changes nothing (hysteresis)", () => {
+        const sim = announced();
+        for (let i = 0; i < 20; i++) {
+            sim.world.proxy = i % 2 === 0 ? { ok: false, rttUs: 0, detail: "timeout" } : OK;
+            sim.round();
+            assert.equal(sim.state.state, "announced", `round ${i}`);
+        }
+    });
+});
+
+describe("health policy: origin faults, local or global", () => {
+    it("origins lost from this PoP only (the others announced and reaching one over the mesh): withdraws once a peer's word counts", () => {
+        const settings = prodLax((s) => { s.relay = false; });
+        const sim = announced(settings);
+        sim.world.origins = [REFUSED];
+        const lostAt = sim.now + settings.intervalMs;
+        const rounds = sim.until(["withdrawn"], 100);
+        // Not before a peer sharing the fault would have failed its own checks (confirmMs), then `fall` bad rounds.
+        const at = lostAt + (rounds - 1) * settings.intervalMs;
+        assert.ok(at - lostAt >= confirmMs(settings), `withdrew ${at - lostAt} ms after the loss, before confirmMs ${confirmMs(settings)}`);
+        assert.ok(rounds <= sim.roundsIn(confirmMs(settings)) + settings.fall + 1, `${rounds} rounds`);
+        assert.equal(sim.state.fault, "local");
+        assert.match(sim.state.reason, /no origin reachable from here \(origin: connect EHOSTUNREACH\) while ams is announced and reaches one/);
+        assert.equal(sim.announcing, "nothing");
+        // nginx was told at once that no path works (its 503), before the withdrawal.
+        const upstreams = sim.actions.flat().filter((a): a is Extract<Action, { kind: "upstreams" }> => a.kind === "upstreams");
+        assert.match(upstreams.at(-1)!.text, /^upstream origin \{\n.*\n    server \S+:8080 max_fails=1 fail_timeout=\d+s down;\s+# origin\n/m);
+    });
+
+    it("every PoP loses the origins (a global outage): every PoP stays announced and nginx answers the 503", () => {
+        const sim = announced(prodLax((s) => { s.relay = false; }));
+        sim.world.origins = [REFUSED];
+        sim.world.mesh = sim.settings.peers.map((p) => peer(p.name, { directUp: 0, bestUs: -1 }));
+        sim.rounds(sim.roundsIn(10 * confirmMs(sim.settings)));
+        assert.equal(sim.state.state, "announced");
+        assert.equal(sim.state.fault, "global");
+        assert.equal(sim.announcing, "plain");
+        assert.ok(sim.log.some((l) => /nginx: no path works: every request gets the 503/.test(l)), sim.log.join("\n"));
+    });
+
+    it("a lone PoP has nobody to ask: an origin fault is global, it stays announced", () => {
+        const sim = announced(prodLax((s) => { s.peers = []; s.relay = false; }));
+        sim.world.origins = [REFUSED];
+        sim.world.mesh = [];
+        sim.rounds(100);
+        assert.equal(sim.state.state, "announced");
+        assert.equal(sim.state.fault, "global");
+    });
+
+    it("a stale peer view does not count: a peer that answers with a view older than viewMaxAgeMs is no witness", () => {
+        const sim = announced(prodLax((s) => { s.relay = false; }));
+        sim.world.origins = [REFUSED];
+        sim.world.mesh = sim.settings.peers.map((p) => peer(p.name, { ageMs: viewMaxAgeMs(sim.settings) + 1 }));
+        sim.rounds(sim.roundsIn(5 * confirmMs(sim.settings)));
+        assert.equal(sim.state.state, "announced");
+        assert.equal(sim.state.fault, "global");
+    });
+
+    it("a peer that is withdrawn, or whose proxy is down, takes over nothing", () => {
+        const sim = announced(prodLax((s) => { s.relay = false; }));
+        sim.world.origins = [REFUSED];
+        sim.world.mesh = [peer("ams", { state: "withdrawn" }), peer("sgp", { state: "held-down" })];
+        sim.rounds(sim.roundsIn(5 * confirmMs(sim.settings)));
+        assert.equal(sim.state.state, "announced");
+    });
+
+    it("cut off from the mesh (wg0 down): the other PoPs asked over their public addresses, withdrawn within isolationRounds", () => {
+        const settings = prodLax();
+        const sim = announced(settings);
+        // Their mesh answers told it where their public status is.
+        sim.world.mesh = settings.peers.map((p) => peer(p.name, { publicStatusUrl: `http://[2001:db8:ff12::10]:9180/status` }));
+        sim.rounds(2);
+        sim.world.origins = [REFUSED];
+        sim.world.mesh = settings.peers.map(() => SILENT);
+        const rounds = sim.until(["withdrawn"], 100);
+        assert.ok(rounds <= isolationRounds(settings), `${rounds} rounds, isolationRounds ${isolationRounds(settings)}`);
+        assert.match(sim.state.reason, /asked over its public address: this PoP is cut off from the mesh/);
+        assert.ok(publicFetches(sim.state).length > 0, "it keeps asking over the public addresses while the mesh is silent");
+    });
+
+    it("in a hub mesh a public witness counts only after confirmMs: the hub's own fault cuts every PoP off alike", () => {
+        const settings = prodLax((s) => { s.meshTopology = "hub"; s.relay = false; });
+        const sim = announced(settings);
+        sim.world.mesh = settings.peers.map((p) => peer(p.name, { publicStatusUrl: `http://[2001:db8:ff12::10]:9180/status` }));
+        sim.rounds(2);
+        sim.world.origins = [REFUSED];
+        sim.world.mesh = settings.peers.map(() => SILENT);
+        const lostAt = sim.now + settings.intervalMs;
+        const rounds = sim.until(["withdrawn"], 200);
+        assert.ok((rounds - 1) * settings.intervalMs >= confirmMs(settings) - settings.intervalMs, `${rounds} rounds`);
+        assert.ok(sim.now - lostAt >= confirmMs(settings));
+    });
+
+    it("cut off from everyone (mesh and public) in a full mesh: withdrawn after isolationMs when a peer was taking over just before", () => {
+        const settings = prodLax();
+        const sim = announced(settings);
+        sim.world.origins = [REFUSED];
+        sim.world.mesh = settings.peers.map(() => SILENT);
+        sim.world.public = settings.peers.map(() => SILENT);
+        const lostAt = sim.now + settings.intervalMs;
+        sim.until(["withdrawn"], 200);
+        assert.ok(sim.now - lostAt >= isolationMs(settings), `withdrew ${sim.now - lostAt} ms after, isolationMs ${isolationMs(settings)}`);
+        assert.match(sim.state.reason, /before this PoP lost every other PoP/);
+    });
+
+    it("cut off from everyone with no recent word from a peer: stays announced (nothing says the others serve)", () => {
+        const settings = prodLax();
+        const sim = new Sim(settings);
+        sim.world.mesh = settings.peers.map(() => SILENT);
+        sim.world.public = settings.peers.map(() => SILENT);
+        sim.until(["announced"], 10);
+        sim.world.origins = [REFUSED];
+        sim.rounds(sim.roundsIn(5 * isolationMs(settings)));
+        assert.equal(sim.state.state, "announced");
+        assert.equal(sim.state.fault, "global");
+    });
+});
+
+describe("health policy: paths and relays", () => {
+    it("tunnels to the origins cut, the other PoPs' relays working: nginx switches to a relay at once and the PoP stays announced", () => {
+        const settings = prodLax();
+        const sim = announced(settings);
+        sim.rounds(3);
+        sim.world.origins = [REFUSED];
+        sim.rounds(settings.fall);
+        const primary = sim.state.paths[sim.state.primary];
+        assert.equal(primary.kind, "relay", `primary ${primary.label}`);
+        sim.rounds(sim.roundsIn(10 * confirmMs(settings)));
+        assert.equal(sim.state.state, "announced");
+        assert.equal(sim.state.fault, "none");
+        assert.equal(sim.announcing, "plain");
+        const status = statusOf(sim.state, settings, sim.now, { wallOffsetMs: 0, agentVersion: "t", startedAt: 0, tickMs: 1, roundAt: sim.now, publicStatusUrl: "" });
+        assert.equal(status.serving, true);
+        assert.equal(status.direct_up, 0, "peers must not count this PoP as reaching an origin itself");
+        sim.world.origins = [OK];
+        sim.rounds(settings.rise);
+        assert.equal(sim.state.paths[sim.state.primary].kind, "direct", "back on the direct path after `rise` good checks");
+    });
+
+    it("a preferred origin is primary while it works; the next one takes over after `fall`, and it returns after `rise`", () => {
+        const settings = agentSettings(popRenderInput(labSpec(), "lax"));
+        settings.originPreference = ["origin2"];
+        const sim = announced(settings);
+        assert.equal(sim.state.paths[sim.state.primary].label, "origin2");
+        sim.world.origins = [OK, REFUSED];
+        sim.rounds(settings.fall);
+        assert.equal(sim.state.paths[sim.state.primary].label, "origin");
+        sim.world.origins = [OK, OK];
+        sim.rounds(settings.rise);
+        assert.equal(sim.state.paths[sim.state.primary].label, "origin2");
+        assert.equal(sim.state.state, "announced");
+    });
+
+    it("round-trip noise does not move the primary; a clearly faster path does", () => {
+        const settings = agentSettings(popRenderInput(labSpec(), "lax"));
+        const sim = announced(settings);
+        const first = sim.state.paths[sim.state.primary].label;
+        const other = first === "origin" ? 1 : 0;
+        const mine = 1 - other;
+        for (let i = 0; i < 30; i++) {
+            sim.world.origins[mine] = { ok: true, rttUs: 2000, detail: "200" };
+            sim.world.origins[other] = { ok: true, rttUs: 1900, detail: "200" };
+            sim.round();
+            assert.equal(sim.state.paths[sim.state.primary].label, first, `round ${i}: moved for 5%`);
+        }
+        sim.world.origins[other] = { ok: true, rttUs: 400, detail: "200" };
+        sim.rounds(20);
+        assert.notEqual(sim.state.paths[sim.state.primary].label, first);
+    });
+});
+
+describe("health policy: drain, undrain and flap damping", () => {
+    it("drain: GRACEFUL_SHUTDOWN routes at once (enabled before the plain ones are disabled), withdrawn after drainMs; undrain re-announces", () => {
+        const settings = prodLax();
+        const sim = announced(settings);
+        sim.world.drainFile = true;
+        const acts = sim.round();
+        assert.equal(sim.state.state, "draining");
+        assert.deepEqual(acts.filter((a) => a.kind === "bird"), [{ kind: "bird", enable: ["lax_drain6"], disable: ["lax_anycast6"] }]);
+        assert.equal(sim.announcing, "graceful-shutdown");
+        assert.equal(sim.stateFile, 1);
+        const rounds = sim.until(["withdrawn"], 1000);
+        assert.equal(rounds, sim.roundsIn(settings.drainMs), "withdrawn when the drain period ends");
+        assert.equal(sim.announcing, "nothing");
+        assert.equal(sim.state.withdrawals.length, 0, "a drain is no flap");
+        sim.rounds(20);
+        assert.equal(sim.state.state, "withdrawn", "stays withdrawn while drained");
+        sim.world.drainFile = false;
+        assert.equal(sim.until(["announced"], 10), 1, "undrained and healthy: announced in the next round");
+        assert.equal(sim.announcing, "plain");
+    });
+
+    it("undrain during the drain period goes straight back to the plain routes", () => {
+        const sim = announced();
+        sim.world.drainFile = true;
+        sim.rounds(3);
+        sim.world.drainFile = false;
+        sim.round();
+        assert.equal(sim.state.state, "announced");
+        assert.equal(sim.announcing, "plain");
+    });
+
+    it("drained by the config: never announced after a boot, whatever the checks say", () => {
+        const sim = new Sim(prodLax((s) => { s.drained = true; }));
+        sim.rounds(50);
+        assert.equal(sim.state.state, "withdrawn");
+        assert.equal(sim.announcing, "nothing");
+    });
+
+    it("flap damping: the maxWithdrawalsPerHour-th withdrawal holds the PoP down until the oldest leaves the window; release ends it", () => {
+        const settings = prodLax((s) => { s.relay = false; });
+        const sim = announced(settings);
+        const flap = () => {
+            sim.world.proxy = { ok: false, rttUs: 0, detail: "timeout" };
+            sim.until(["withdrawn", "held-down"], 10);
+            sim.world.proxy = OK;
+        };
+        flap();
+        sim.until(["announced"], 10);
+        flap();
+        sim.until(["announced"], 10);
+        flap();
+        assert.equal(sim.state.state, "held-down");
+        assert.equal(sim.state.withdrawals.length, settings.maxWithdrawalsPerHour);
+        sim.rounds(100);
+        assert.equal(sim.state.state, "held-down", "healthy again, but held down");
+        assert.equal(sim.announcing, "nothing");
+        // The oldest withdrawal leaves the window: the hold ends and the PoP announces again.
+        const sim2 = structuredClone(sim.state);
+        sim.now = sim.state.withdrawals[0] + settings.flapWindowMs;
+        sim.until(["announced"], 10);
+        assert.equal(sim.announcing, "plain");
+
+        // The same hold, released by the operator instead.
+        sim.state = sim2;
+        sim.now = sim2.since + 1000;
+        sim.world.releaseFile = true;
+        const acts = sim.round();
+        assert.ok(acts.some((a) => a.kind === "release-done"));
+        assert.deepEqual(acts.filter((a) => a.kind === "withdrawals"), [{ kind: "withdrawals", times: [] }]);
+        assert.equal(sim.state.state, "announced", "released and healthy: announced in the same round");
+    });
+
+    it("withdrawals remembered across a restart still count, those older than the window do not", () => {
+        const settings = prodLax();
+        const now = 10 * settings.flapWindowMs;
+        const s = initialState(settings, now, { restart: true, previous: 0, withdrawals: [now - settings.flapWindowMs - 1, now - 1000, now - 500, now - 100], drainFile: false });
+        assert.equal(s.withdrawals.length, 3);
+    });
+});
+
+describe("health policy: BIRD restarts, operators and agent restarts", () => {
+    it("BIRD restarted: it comes up from the state file, already as the agent wants it, and the agent sends nothing", () => {
+        const sim = announced();
+        sim.birdStarts();
+        const acts = sim.round();
+        assert.deepEqual(acts.filter((a) => a.kind === "bird"), []);
+        assert.equal(sim.announcing, "plain");
+    });
+
+    it("an operator's `birdc disable` (or a configure from another state) is undone in the next round", () => {
+        const sim = announced();
+        sim.bird.set("lax_anycast6", false);
+        sim.bird.set("lax_drain6", true);
+        const acts = sim.round();
+        assert.deepEqual(acts.filter((a) => a.kind === "bird"), [{ kind: "bird", enable: ["lax_anycast6"], disable: ["lax_drain6"] }]);
+        assert.equal(sim.announcing, "plain");
+    });
+
+    it("BIRD unreachable: reported once and retried every round, never a crash; asserted again when it answers", () => {
+        const sim = announced();
+        sim.world.birdReachable = false;
+        sim.world.proxy = { ok: false, rttUs: 0, detail: "down" };
+        sim.rounds(10);
+        assert.equal(sim.state.state, "withdrawn");
+        assert.equal(sim.state.birdApplied, false);
+        assert.equal(sim.log.filter((l) => /BIRD does not answer/.test(l)).length, 1, "logged once, not every round");
+        assert.equal(sim.stateFile, 0, "the state file says withdrawn: a BIRD that starts now reads it");
+        assert.equal(sim.announcing, "plain", "BIRD, unreachable, still has the old state");
+        sim.world.birdReachable = true;
+        const acts = sim.round();
+        assert.deepEqual(acts.filter((a) => a.kind === "bird"), [{ kind: "bird", enable: [], disable: ["lax_anycast6"] }]);
+        assert.equal(sim.announcing, "nothing");
+        assert.ok(sim.log.some((l) => /BIRD answers and follows the agent again/.test(l)));
+    });
+
+    it("a bird.conf that is not this deployment's (a protocol missing) is reported in the status", () => {
+        const sim = announced();
+        sim.bird.delete("lax_drain6");
+        sim.round();
+        assert.equal(sim.state.birdApplied, false);
+        assert.match(sim.state.birdProblem ?? "", /BIRD has no protocol lax_drain6/);
+    });
+
+    it("the agent restarted while announced (a crash, a config push) keeps the announcement: no withdraw, no BIRD command", () => {
+        const settings = prodLax();
+        const sim = new Sim(settings, { restart: true, previous: 2 });
+        assert.equal(sim.state.state, "announced");
+        for (let i = 0; i < 10; i++) {
+            sim.round();
+            assert.equal(sim.announcing, "plain", `round ${i}`);
+        }
+        assert.deepEqual(sim.actions.flat().filter((a) => a.kind === "bird" || a.kind === "state-file"), []);
+    });
+
+    it("the first start after a boot announces nothing until `rise`, whatever the state file says", () => {
+        const sim = new Sim(prodLax(), { restart: false, previous: 2 });
+        assert.equal(sim.state.state, "withdrawn");
+        sim.round();
+        assert.equal(sim.announcing, "nothing");
+    });
+
+    it("a clock step changes no decision: the policy runs on monotonic time, the wall clock only labels the status", () => {
+        const settings = prodLax();
+        const a = announced(settings);
+        const b = announced(settings);
+        a.world.proxy = b.world.proxy = { ok: false, rttUs: 0, detail: "timeout" };
+        a.rounds(5);
+        b.rounds(5);
+        assert.deepEqual(a.state, b.state);
+        const ctx = { agentVersion: "t", startedAt: 0, tickMs: 1, roundAt: a.now, publicStatusUrl: "" };
+        const before = statusOf(a.state, settings, a.now, { ...ctx, wallOffsetMs: 1_800_000_000_000 });
+        const stepped = statusOf(a.state, settings, a.now, { ...ctx, wallOffsetMs: 1_800_000_000_000 - 3_600_000 });
+        assert.equal(before.state, stepped.state);
+        assert.equal(before.since - stepped.since, 3_600_000);
+    });
+
+    it("wantedProtocols: one set up per state, the others down", () => {
+        const bird = { announce: ["a6", "a4"], drain: ["d6", "d4"], sessions: [] };
+        assert.deepEqual(wantedProtocols("announced", bird), { up: ["a6", "a4"], down: ["d6", "d4"] });
+        assert.deepEqual(wantedProtocols("draining", bird), { up: ["d6", "d4"], down: ["a6", "a4"] });
+        assert.deepEqual(wantedProtocols("held-down", bird), { up: [], down: ["a6", "a4", "d6", "d4"] });
+    });
+});
+
+describe("health policy: timing rules the lab's bounds call", () => {
+    it("are consistent: a round covers a timeout, confirmation outlasts a peer's own fall, isolation outlasts a view", () => {
+        const s = prodLax();
+        assert.equal(roundMs(s), s.intervalMs + s.timeoutMs);
+        assert.ok(confirmMs(s) >= s.fall * roundMs(s));
+        assert.ok(isolationMs(s) >= viewMaxAgeMs(s) && isolationMs(s) >= confirmMs(s));
+    });
+});
+
+describe("agent settings and peer views from outside", () => {
+    it("a settings file round-trips, and a missing or malformed value names its key", () => {
+        const settings = prodLax();
+        assert.deepEqual(parseAgentSettings(formatAgentSettings(settings)), settings);
+        const obj = JSON.parse(formatAgentSettings(settings)) as Record<string, unknown>;
+        delete obj.fall;
+        assert.throws(() => parseAgentSettings(JSON.stringify(obj)), /\bfall\b/);
+        const bad = JSON.parse(formatAgentSettings(settings)) as Record<string, any>;
+        bad.listen.port = 70000;
+        assert.throws(() => parseAgentSettings(JSON.stringify(bad)), /listen\.port/);
+        assert.throws(() => parseAgentSettings("{"), /JSON/);
+    });
+
+    it("a peer's answer is read only for the fields that decide, and anything malformed is no view", () => {
+        assert.equal(parsePeerView("<html>"), undefined);
+        assert.equal(parsePeerView(JSON.stringify({ pop: "ams", seq: 1, state: "announced", proxy_ok: true, direct_up: "1", best_us: 1, age_ms: 0 })), undefined);
+        assert.equal(parsePeerView(JSON.stringify({ pop: "ams", seq: 1, state: "bogus", proxy_ok: true, direct_up: 1, best_us: 1, age_ms: 0 })), undefined);
+        const v = parsePeerView(JSON.stringify({ pop: "ams", seq: 1, state: "announced", proxy_ok: true, direct_up: 1, best_us: 1, age_ms: 5, public_status_url: "http://evil/x" }));
+        assert.deepEqual(v, { pop: "ams", seq: 1, state: "announced", proxyOk: true, directUp: 1, bestUs: 1, ageMs: 5 });
+    });
+});
