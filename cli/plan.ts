@@ -40,6 +40,11 @@ export interface PlanResource {
      * password), so a diff can say which lines change without showing any.
      */
     secretLines?: Record<string, string[]>;
+    /**
+     * The resource's `ignoreChanges` option: inputs the engine keeps at their old value, so a change
+     * to them is no change (a push's `triggers`, an instance's `userData`).
+     */
+    ignoreChanges?: string[];
 }
 
 export interface SavedPlan {
@@ -116,6 +121,7 @@ export function buildPlan(run: StackRun, stack: string): SavedPlan {
         resources: run.mocked.map((r) => ({
             urn: r.urn, ...(r.parent ? { parent: r.parent } : {}), type: r.type, name: r.name, custom: r.custom,
             ...planInputs(r.type, r.inputs, key),
+            ...(r.ignoreChanges.length > 0 ? { ignoreChanges: [...r.ignoreChanges] } : {}),
         })),
     };
 }
@@ -193,12 +199,12 @@ export interface ResourceChange {
 }
 
 /**
- * Inputs that force a new resource, by type (the providers' schemas): a Command runs `create`
- * again when it or its triggers change; a Vultr instance is rebuilt for a new region, OS, user
+ * Inputs that force a new resource, by type (the providers' schemas): a Command is replaced when its
+ * connection or triggers change (a changed script or stdin is an update, which runs `create` again); a Vultr instance is rebuilt for a new region, OS, user
  * data, hostname or SSH keys; the TLS and random providers replace on any change.
  */
 const REPLACED_ON: Array<[RegExp, (path: string) => boolean]> = [
-    [/^command:remote:Command$/, (p) => /^(create|triggers)\b/.test(p)],
+    [/^command:remote:Command$/, (p) => /^(connection|triggers)\b/.test(p)],
     [/^vultr:index\/instance:Instance$/, (p) => /^(region|osId|userData|hostname|sshKeyIds)\b/.test(p)],
     [/^cloudflare:index\/dnsRecord:DnsRecord$/, (p) => /^zoneId\b/.test(p)],
     [/^cloudflare:index\/zoneSetting:ZoneSetting$/, (p) => /^(zoneId|settingId)\b/.test(p)],
@@ -219,11 +225,18 @@ function leaves(v: unknown, path = "", out = new Map<string, unknown>()): Map<st
     return out;
 }
 
+/** Whether an `ignoreChanges` entry ("triggers", "connection.host") covers an input's path ("triggers[0]"). */
+function ignored(path: string, ignoreChanges: readonly string[] = []): boolean {
+    return ignoreChanges.some((k) => path === k || path.startsWith(`${k}.`) || path.startsWith(`${k}[`));
+}
+
 function inputChanges(before: PlanResource, after: PlanResource): InputChange[] {
     const a = leaves(before.inputs);
     const b = leaves(after.inputs);
     const changes: InputChange[] = [];
     for (const path of [...new Set([...a.keys(), ...b.keys()])].sort()) {
+        // The engine keeps an ignored input's old value: no change, and nothing replaced for it.
+        if (ignored(path, after.ignoreChanges)) continue;
         const secret = path in after.secrets || path in before.secrets;
         const changed = secret
             ? before.secrets[path] !== after.secrets[path]

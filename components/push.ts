@@ -58,10 +58,15 @@ export function pushFile(host: string, push: FilePush, connection: pulumi.Input<
         connection,
         // bash explicitly: the login shell of the remote user may be anything.
         create: asRoot(pushScript(artifact), user),
+        // A changed stdin or script is an update, and pulumi-command runs `create` again on update
+        // (no `update` command is set): the push replaces no resource. Only `connection` and
+        // `triggers` replace a Command (the provider's schema).
         stdin: content,
-        // The hash of a secret (a bird.conf with its password) is kept secret too: apply on a
-        // secret Output yields a secret.
-        triggers: [content.apply(sha256)],
         logging: "stderr",
-    }, opts);
+    }, {
+        ...opts,
+        // Networks deployed before 0.2 hold `triggers: [sha256(content)]`; ignoring the field keeps
+        // their value, so an upgrade shows every changed push as an update, never a replacement.
+        ignoreChanges: [...(opts.ignoreChanges ?? []), "triggers"],
+    });
 }

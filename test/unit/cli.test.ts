@@ -418,19 +418,37 @@ describe("anycast preview --diff", () => {
         assert.match(r.out, /^preview: \d+ unchanged against /m);
     });
 
-    it("one PoP's communities: exactly that PoP's bird.conf push is replaced, nothing else", async () => {
+    it("one PoP's communities: exactly that PoP's bird.conf push is updated, nothing else", async () => {
         const file = variant("Pulumi.prod.yaml", (c) => { c.pops[1].communities = ["64600:6939"]; });
         const r = await cli(["preview", "--config", file, "--diff", before0, "--json", path.join(dir, "after.json")]);
         assert.equal(r.code, 0, r.err);
-        assert.deepEqual(changed(r.out), [{ marker: "+-", type: "command:remote:Command", name: "anycast-ams-push-bird.conf", plan: "replace" }]);
-        assert.match(r.out, /^ +\+- stdin: \[secret\] => \[secret\]|^ +~  stdin: \[secret\] => \[secret\]/m);
+        assert.deepEqual(changed(r.out), [{ marker: "~", type: "command:remote:Command", name: "anycast-ams-push-bird.conf", plan: "update" }]);
         // bird.conf holds the BGP password: the diff names the changed line by number, never its text.
         assert.match(r.out, /^ +~  stdin: \[secret\] => \[secret\] \(new line \d+ of \d+\)$/m);
         assert.doesNotMatch(r.out, /64600|6939/);
-        assert.match(r.out, /^ +\+- triggers.*\(forces replacement\)$/m);
-        assert.match(r.out, /^preview: 1 to replace, \d+ unchanged against /m);
+        // A changed script or stdin runs the push again as an update (pulumi-command runs `create` on update).
+        assert.doesNotMatch(r.out, /forces replacement|triggers/);
+        assert.match(r.out, /^preview: 1 to update, \d+ unchanged against /m);
         assert.equal(JSON.parse(fs.readFileSync(path.join(dir, "after.json"), "utf8")).format, "anycast-plan/1");
         assertFits(r);
+    });
+
+    it("an upgrade from 0.1.0 (the bash agent) replaces nothing: the agent's files are updates, its old settings a delete", async () => {
+        // test/fixtures/plan-0.1.0-prod.json: `anycast render` of this config (Pulumi.prod.yaml with this
+        // file's secrets) by commit 43c83ba, whose pushes carried `triggers: [sha256(content)]`.
+        const old = path.join(REPO_ROOT, "test", "fixtures", "plan-0.1.0-prod.json");
+        const r = await cli(["preview", "--config", path.join(dir, "Pulumi.prod.yaml"), "--diff", old]);
+        assert.equal(r.code, 0, r.err);
+        const changes = changed(r.out);
+        assert.deepEqual(changes.filter((c) => c.marker === "+-"), [], "nothing is replaced");
+        assert.ok(changes.every((c) => c.type === "command:remote:Command"), `only pushes change: ${JSON.stringify(changes)}`);
+        for (const pop of ["lax", "ams", "sgp"]) {
+            assert.ok(changes.some((c) => c.marker === "~" && c.name === `anycast-${pop}-push-anycast-health`), `${pop}: the agent is an update`);
+            assert.ok(changes.some((c) => c.marker === "+" && c.name === `anycast-${pop}-push-anycast-health.json`), `${pop}: its settings are new`);
+            assert.ok(changes.some((c) => c.marker === "-" && c.name === `anycast-${pop}-push-anycast-health.env`), `${pop}: the bash agent's settings go`);
+        }
+        assert.doesNotMatch(r.out, /forces replacement/);
+        assert.match(r.out, /^preview: 3 to create, \d+ to update, 3 to delete, \d+ unchanged against\b/m);
     });
 
     it("a new PoP: only additions, and pushes to existing hosts whose content changes; no instance replaced", async () => {
@@ -442,7 +460,7 @@ describe("anycast preview --diff", () => {
         assert.ok(created.some((c) => c.type === "vultr:index:Instance" && c.name === "anycast-fra-instance"), r.out);
         assert.ok(created.every((c) => c.name.startsWith("anycast-fra") || c.name.includes("-fra")), JSON.stringify(created));
         for (const c of changes.filter((x) => x.marker !== "+")) {
-            assert.ok(["+-", "~"].includes(c.marker), `nothing deleted: ${JSON.stringify(c)}`);
+            assert.equal(c.marker, "~", `nothing deleted or replaced: ${JSON.stringify(c)}`);
             assert.equal(c.type, "command:remote:Command", `only pushes change: ${JSON.stringify(c)}`);
             assert.match(c.name, /^anycast-(lax|ams|sgp|origin)-push-/);
         }
