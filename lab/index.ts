@@ -17,6 +17,7 @@ import { ORIGIN_EXPERIMENT_IDS, OriginExperimentId, originFailoverProblems, runO
 import { frrPasswordProblem, FRR_DAEMON_DIR, frrDaemons } from "./frr";
 import { cloudNotes, howToPoke, measure, waitForAnnounced } from "./measure";
 import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
+import { sampleIdleCost } from "./resources";
 import { formatReport, LabReport } from "./report";
 import { loadStack, LabStack } from "./stack";
 import { adaptStackToStalls, minimumBfdDetectMs, probeStalls } from "./stalls";
@@ -381,6 +382,8 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
 
         const report = newReport(lab, options, await measure(lab));
         report.setupS = setupS;
+        log("  sampling the PoPs' daemons for 10 s without traffic");
+        report.idleCost = await sampleIdleCost(plan.regions.map((r) => ({ name: r.pop.name, ns: r.pop.ns })), 10_000);
         if (repeats > 0) await runFaults(lab, report, options, repeats);
         report.durationS = (Date.now() - started) / 1000;
         keep = !!options.keep;

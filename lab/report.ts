@@ -9,6 +9,7 @@ import type { ReachProbe } from "./exposure";
 import type { FlapDampingReport, PolicyChangeReport, RoutingSafety } from "./routing";
 import { ms, table, wrap } from "./text";
 import { formatOriginFailover, OriginFailoverReport } from "./origin-experiments";
+import { DAEMONS, IdleCost } from "./resources";
 
 export { ms, table } from "./text";
 
@@ -146,6 +147,8 @@ export interface LabReport {
     topology: Array<{ region: string; pop: string; popAddress: string; popAddress4?: string; edgeNs: string; publicAsn: number;
         transitAsn: number; client: string; client4?: string }>;
     sessions: SessionReport[];
+    /** Each PoP's daemons' CPU and memory, and the machine's forks, over idle seconds after set-up. */
+    idleCost?: IdleCost;
     transitRoutes: TransitRoute[];
     catchment: CatchmentEntry[];
     catchment4?: Catchment4Entry[];
@@ -197,6 +200,23 @@ function formatSessions(r: LabReport): string[] {
         ...table(["PoP", "session", "neighbour", "AS", "state", "BFD", "hold", "edge took", "last error"],
             r.sessions.map((s) => [s.pop, s.protocol, s.neighbor, s.neighborAs, s.state, s.bfd ?? "n/a", s.holdTimer ?? "n/a",
                 String(s.edgeImported ?? "n/a"), s.lastError ?? "none"])),
+        "",
+    ];
+}
+
+function formatIdleCost(r: LabReport): string[] {
+    const c = r.idleCost;
+    if (!c) return [];
+    const pops = [...new Set(c.daemons.map((d) => d.pop))];
+    const cell = (pop: string, daemon: string) => {
+        const d = c.daemons.find((x) => x.pop === pop && x.daemon === daemon);
+        return d ? `${d.cpuPercent.toFixed(1)}% ${(d.rssKiB / 1024).toFixed(1)} MiB` : "none";
+    };
+    return [
+        `Idle cost: CPU (share of one core) and resident memory of each PoP's daemons over ${(c.sampledMs / 1000).toFixed(0)} s ` +
+            "without traffic, after set-up",
+        ...table(["PoP", ...DAEMONS], pops.map((pop) => [pop, ...DAEMONS.map((d) => cell(pop, d))])),
+        `  processes started on the whole machine: ${c.forksPerSecond.toFixed(1)}/s (the lab's own and anything else running)`,
         "",
     ];
 }
@@ -347,7 +367,7 @@ function formatRewrites(r: LabReport): string[] {
 
 export function formatReport(r: LabReport): string {
     const out: string[] = [
-        ...formatHeader(r), ...formatTopology(r), ...formatSessions(r), ...formatTransitRoutes(r), ...formatCatchment(r),
+        ...formatHeader(r), ...formatTopology(r), ...formatSessions(r), ...formatIdleCost(r), ...formatTransitRoutes(r), ...formatCatchment(r),
         ...formatExposure(r), ...formatRouting(r), ...formatExperiments(r), ...formatOriginFailover(r.originFailover),
     ];
     if (r.policyChange) out.push(...formatPolicyChange(r.policyChange));
