@@ -121,6 +121,10 @@ export function renderEdgeFrr(edge: EdgePlan, tableSize = UPSTREAM_TABLE_SIZE): 
         " no bgp ebgp-requires-policy",
         " no bgp network import-check",
         " no bgp default ipv4-unicast",
+        // Advertise a route only once zebra has it in the kernel: without it an undrained PoP's
+        // route reaches the transit before this edge can forward to it, and a request in that
+        // window meets the edge's "no route" (EHOSTUNREACH). Real provider edges behave so.
+        " bgp suppress-fib-pending",
         ...p.sessions.flatMap((s) => popNeighbor(edge, s.popAddress, s.neighbor)),
         ...edge.towardsTransit.peers.flatMap((t) => [
             ` neighbor ${t.neighborAddress} remote-as ${t.neighborAsn}`,
