@@ -48,8 +48,16 @@ export const NGINX_PATHS = {
     staleCache: "/var/cache/nginx/anycast-stale",
 } as const;
 
-/** Seconds nginx waits for a TCP connection to the origin: an unreachable origin must fail fast. */
-export const ORIGIN_CONNECT_TIMEOUT_SECONDS = 2;
+/**
+ * How long nginx waits for a TCP connection to a path before it tries the next one: the agent's
+ * own check timeout (health.timeout). A connect over the mesh that takes longer is a broken path
+ * to the agent too, and every request that arrives while the first one waits joins it on the dead
+ * path: with 2 s, a silently cut tunnel cost ~40 requests in the lab; max_fails=1 then skips the
+ * path for every request after the first timeout.
+ */
+export function originConnectTimeoutMs(input: Pick<PopRenderInput, "health">): number {
+    return Math.max(1, Math.round(input.health.timeout * 1000));
+}
 
 /**
  * After a failed attempt (refused, timed out, 502-504) nginx skips that path for this long and
@@ -122,7 +130,7 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `proxy_set_header Connection "";`,
         `proxy_set_header Host $host;`,
         ...proxyHeaders(relayed),
-        `proxy_connect_timeout ${ORIGIN_CONNECT_TIMEOUT_SECONDS}s;`,
+        `proxy_connect_timeout ${originConnectTimeoutMs(input)}ms;`,
         `# Passive failover: a path that refuses, times out or answers 502-504 is skipped for a while`,
         `# and the request goes to the next one (the health agent's checks mark broken paths down).`,
         `proxy_next_upstream error timeout http_502 http_503 http_504;`,
