@@ -213,8 +213,8 @@ function formatIdleCost(r: LabReport): string[] {
         return d ? `${d.cpuPercent.toFixed(1)}% ${(d.rssKiB / 1024).toFixed(1)} MiB` : "none";
     };
     return [
-        `Idle cost: CPU (share of one core) and resident memory of each PoP's daemons over ${(c.sampledMs / 1000).toFixed(0)} s ` +
-            "without traffic, after set-up",
+        ...wrap(`Idle cost: CPU (share of one core) and resident memory of each PoP's daemons over ${(c.sampledMs / 1000).toFixed(0)} s ` +
+            "without traffic, after set-up"),
         ...table(["PoP", ...DAEMONS], pops.map((pop) => [pop, ...DAEMONS.map((d) => cell(pop, d))])),
         `  processes started on the whole machine: ${c.forksPerSecond.toFixed(1)}/s (the lab's own and anything else running)`,
         "",

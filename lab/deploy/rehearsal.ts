@@ -8,7 +8,9 @@
  * - a second deploy with no change runs no command;
  * - a communities change on one PoP re-runs only that PoP's bird.conf push, and its session stays up;
  * - a PoP host reboot ends with it announcing again, with nothing else done;
- * - the existing origin keeps its own nftables table and its service.
+ * - the existing origin keeps its own nftables table and its service;
+ * - every PoP's health agent runs on Debian 12's own nodejs (18.x, installed by the deploy's push),
+ *   under systemd, with no child process.
  *
  * What the rehearsal changes in the stack, and says so in its report: the hosts' SSH keys (its
  * own deploy key), the BGP password when the stack file has none in plain text, the deployer's
@@ -191,6 +193,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
                 originMarker: spec.origin.host.kind === "existing" ? EXISTING_SERVICE.body.trim() : undefined,
             }, prefix);
         }
+        checks.push(await checkAgentRuntime(cloud, spec.pops.map((p) => p.name)));
         checks.push(await checkNoChange(plan, values, instanceAddresses));
         checks.push(await checkCommunities(cloud, plan, values, instanceAddresses, prefix, log));
         checks.push(await checkReboot(cloud, spec.pops[spec.pops.length - 1].name, prefix, timeout, log));
@@ -338,6 +341,27 @@ async function checkReboot(cloud: DeployCloud, pop: string, prefix: string, time
         name: "a PoP host reboot ends with it announcing again, unaided", ok: back,
         detail: back ? `${pop} announcing ${seconds.toFixed(1)} s after the reboot began` : `${pop} not announcing ${timeoutMs / 1000} s after boot; ${await diagnose(cloud, pop)}`,
     };
+}
+
+/**
+ * The agent as a Vultr Debian 12 host runs it: Debian's nodejs package (its version carries
+ * "deb12"; bookworm ships 18.x), the unit active, and no process under it (checks run in-process).
+ */
+async function checkAgentRuntime(cloud: DeployCloud, pops: string[]): Promise<RehearsalCheck> {
+    const seen: string[] = [];
+    let ok = true;
+    for (const pop of pops) {
+        const out = async (argv: string[]) => (await cloud.exec(pop, argv, { allowFail: true })).stdout.trim();
+        const pkg = await out(["dpkg-query", "-W", "-f=${Version}", "nodejs"]);
+        const node = await out(["node", "--version"]);
+        const active = await out(["systemctl", "is-active", "anycast-health"]);
+        const pid = await out(["systemctl", "show", "-p", "MainPID", "--value", "anycast-health"]);
+        const children = (await out(["ps", "--no-headers", "-o", "pid", "--ppid", pid || "0"])).split("\n").filter((l) => l.trim() !== "").length;
+        const good = /deb12/.test(pkg) && /^v18\./.test(node) && active === "active" && children === 0;
+        ok &&= good;
+        seen.push(`${pop}: nodejs ${pkg || "NOT INSTALLED"} (${node || "no node"}), anycast-health ${active}, ${children} child process(es)`);
+    }
+    return { name: "every PoP's agent runs on Debian's nodejs 18 under systemd, forking nothing", ok, detail: seen.join("; ") };
 }
 
 async function checkExistingOrigin(cloud: DeployCloud, origin: string, port: number): Promise<RehearsalCheck> {

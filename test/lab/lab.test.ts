@@ -148,8 +148,10 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
         assert.ok(f.watchedMs >= 2900, `watched ${f.watchedMs} ms`);
         assert.equal(f.edgeRoutesWhileHeld, 0);
         assert.ok(f.servedByWhileHeld.length > 0 && !f.servedByWhileHeld.includes(f.pop), `served by ${f.servedByWhileHeld.join(", ")}`);
-        assert.equal(f.upstream.withdrawals, f.flaps);
-        assert.equal(f.upstream.announcements, f.flaps - 1, "no re-announcement after the last withdrawal");
+        // The edge advertises a route only once its kernel has it (bgp suppress-fib-pending, lab/frr.ts):
+        // flaps quicker than that install reach the Internet coalesced, never more of them than there were.
+        assert.ok(f.upstream.withdrawals >= 1 && f.upstream.withdrawals <= f.flaps, `${f.upstream.withdrawals} withdrawals for ${f.flaps} flaps`);
+        assert.equal(f.upstream.announcements, f.upstream.withdrawals - 1, "no re-announcement after the last withdrawal");
         assert.ok(f.penalty < f.suppressThreshold, `penalty ${f.penalty}`);
         assert.ok(f.releasedAfterMs !== undefined);
     });
