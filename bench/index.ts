@@ -16,6 +16,7 @@ import { measureEvaluation, EvaluationFigure } from "./evaluation";
 import { measureDataPath, DataPathFigures } from "./datapath";
 import { formatSummary, stats, Summary } from "../lab/stats";
 import type { OriginFailoverReport } from "../lab/origin-experiments";
+import { DAEMONS } from "../lab/resources";
 import { measureProfiles, ProfileFigure } from "./profiles";
 import type { LabReport } from "../lab/index";
 import { ms } from "../lab/report";
@@ -131,7 +132,7 @@ function renderBenchmarks(result: BenchResult, repeats: number, configFile: stri
         `Growth: ${growthOf(result.evaluation)}.`,
         "",
     ];
-    if (result.lab) lines.push(...renderLabSection(result.lab), ...renderOriginFailover(result.lab.originFailover, "the lab stack"));
+    if (result.lab) lines.push(...renderLabSection(result.lab), ...renderIdleCost(result.lab), ...renderOriginFailover(result.lab.originFailover, "the lab stack"));
     else lines.push("## Lab figures", "", "Not measured in this run (`--skip-lab`).", "");
     if (result.lab && result.profiles) lines.push(...renderProfiles(result.lab, result.profiles));
     if (result.lab) lines.push(...renderSafety(result.lab));
@@ -141,6 +142,35 @@ function renderBenchmarks(result: BenchResult, repeats: number, configFile: stri
 
 // Milliseconds: a crash fails over in a few ms, a link-loss recovery takes seconds; one unit for both.
 const msOf = (s: Summary | undefined) => s ? formatSummary(s, "ms") : "n/a";
+
+/**
+ * What the daemons cost while nothing happens (lab/resources.ts), beside the last figures of the
+ * bash health agent that 0.2 replaced (measured the same way on 43c83ba: `ps`-based, idle kept lab).
+ */
+export function renderIdleCost(lab: Pick<LabReport, "idleCost">): string[] {
+    const c = lab.idleCost;
+    if (!c) return [];
+    const pops = [...new Set(c.daemons.map((d) => d.pop))];
+    const cell = (pop: string, daemon: string) => {
+        const d = c.daemons.find((x) => x.pop === pop && x.daemon === daemon);
+        return d ? `${d.cpuPercent.toFixed(1)}% / ${(d.rssKiB / 1024).toFixed(1)} MiB` : "n/a";
+    };
+    return [
+        "## Idle cost of the daemons (the lab)",
+        "",
+        `Method: after set-up, ${(c.sampledMs / 1000).toFixed(0)} s without traffic; CPU as a share of one core and resident memory of each PoP's`,
+        "processes, from /proc (lab/resources.ts); the health agent checks every `health.interval` (0.1 s in the lab stack).",
+        "",
+        `| PoP | ${DAEMONS.join(" | ")} |`,
+        `|---|${DAEMONS.map(() => "---").join("|")}|`,
+        ...pops.map((pop) => `| ${pop} | ${DAEMONS.map((d) => cell(pop, d)).join(" | ")} |`),
+        "",
+        `Processes started on the whole machine: ${c.forksPerSecond.toFixed(1)}/s (the lab's own included).`,
+        "The bash agent before 0.2, in an idle kept lab on the same stack: 14.6% of a core per PoP (it and its `curl`s),",
+        "67 processes started per second on the machine.",
+        "",
+    ];
+}
 
 function renderLabSection(lab: LabReport): string[] {
     return [
