@@ -14,20 +14,32 @@ import * as fs from "node:fs";
 import { performance } from "node:perf_hooks";
 import { decayedPenalty, AgentCounters } from "../components/core/health/metrics";
 import {
-    Action, AgentState, ANYCAST_VALUE, initialState, Observations, PeerAnswer, publicFetches, statusOf, step,
+    Action, AgentState, ANYCAST_VALUE, initialState, meshAsks, Observations, PeerAnswer, publicFetches, statusOf, step,
 } from "../components/core/health/policy";
 import { AgentSettings } from "../components/core/health/settings";
 import { parseStateFile, renderStateFile } from "../components/core/health/state-file";
 import { AgentStatus, parsePeerView } from "../components/core/health/status";
 import { BirdControl } from "./bird";
 import { controlFiles, formatWithdrawals, parseWithdrawals, readOptional, writeAtomic } from "./files";
-import * as http from "node:http";
-import { checkAgent, httpCheck, parseTarget, Target } from "./http";
+import { CheckClient, parseTarget } from "./http";
 import { StatusServer } from "./server";
 
 const mono = () => performance.now();
-/** Epoch ms minus monotonic ms, now: turns a monotonic time into a wall-clock one. */
-const wallOffset = () => Date.now() - performance.now();
+/** How often the status file is rewritten when nothing in it changed but its round (publish). */
+const STATUS_FILE_REFRESH_MS = 5000;
+/**
+ * Epoch ms minus monotonic ms: turns a monotonic time into a wall-clock one. Measured afresh it
+ * jitters by a millisecond (the two clocks are read one after the other), which would make every
+ * wall-clock time in the status change from round to round; so the offset in use moves only
+ * when the wall clock has moved (a step, or drift) by more than WALL_OFFSET_SLACK_MS.
+ */
+const WALL_OFFSET_SLACK_MS = 50;
+let offsetInUse = Date.now() - performance.now();
+function wallOffset(): number {
+    const measured = Date.now() - performance.now();
+    if (Math.abs(measured - offsetInUse) > WALL_OFFSET_SLACK_MS) offsetInUse = measured;
+    return offsetInUse;
+}
 
 export interface DaemonOptions {
     settings: AgentSettings;
@@ -42,7 +54,9 @@ export class AgentDaemon {
     private readonly files: ReturnType<typeof controlFiles>;
     private readonly server: StatusServer;
     private state!: AgentState;
+    /** The last round's status, once built (roundStatus), and that round's time. */
     private status?: AgentStatus;
+    private publishedAt?: number;
     private roundAt = 0;
     private tickMs = 0;
     private readonly startedAt = Date.now();
@@ -58,18 +72,22 @@ export class AgentDaemon {
     /** When the announcement went on or off (monotonic ms), for the damping estimate. */
     private flaps: number[] = [];
     private lastError = "";
-    private readonly targets: { proxy: Target; origins: Target[]; peers: Target[] };
-    /** One kept-alive connection per check target (agent/http.ts: reused for up to a second). */
-    private readonly agents: { proxy: http.Agent; origins: http.Agent[]; peers: http.Agent[] };
-    private readonly publicAgents = new Map<string, http.Agent>();
+    /** One client, with its kept-alive connection, per check target (agent/http.ts). */
+    private readonly clients: { proxy: CheckClient; origins: CheckClient[]; peers: CheckClient[] };
+    /** The other PoPs' public status URLs, as they announce them: clients made when first asked. */
+    private readonly publicClients = new Map<string, CheckClient>();
     /** BIRD's last `show protocols`, and when (monotonic): asked again after a second, or at once after a change or a failure. */
     private birdSeen?: { at: number; observation: Observations["bird"] };
 
     constructor(private readonly options: DaemonOptions) {
         this.settings = options.settings;
         const s = options.settings;
-        this.targets = { proxy: parseTarget(s.proxyUrl), origins: s.origins.map((o) => parseTarget(o.url)), peers: s.peers.map((p) => parseTarget(p.statusUrl)) };
-        this.agents = { proxy: checkAgent(), origins: s.origins.map(() => checkAgent()), peers: s.peers.map(() => checkAgent()) };
+        this.clients = {
+            // nginx's health endpoint answers only to the anycast address itself.
+            proxy: new CheckClient(parseTarget(s.proxyUrl), { localAddress: s.anycastAddress }),
+            origins: s.origins.map((o) => new CheckClient(parseTarget(o.url))),
+            peers: s.peers.map((p) => new CheckClient(parseTarget(p.statusUrl))),
+        };
         this.log = options.log;
         this.bird = new BirdControl(this.settings.paths.birdSocket, Math.max(1000, this.settings.timeoutMs));
         this.files = controlFiles(this.settings.paths.controlDir);
@@ -83,8 +101,8 @@ export class AgentDaemon {
 
     /** The status as of now (its age filled in), for the HTTP server. */
     private currentStatus(): AgentStatus | undefined {
-        if (!this.status) return undefined;
-        return { ...this.status, age_ms: Math.max(0, Math.round(mono() - this.roundAt)) };
+        if (this.publishedAt === undefined) return undefined;
+        return { ...this.roundStatus(), age_ms: Math.max(0, Math.round(mono() - this.roundAt)) };
     }
 
     async start(): Promise<void> {
@@ -114,7 +132,7 @@ export class AgentDaemon {
         this.stopped = true;
         this.wake?.();
         this.bird.close();
-        for (const a of [this.agents.proxy, ...this.agents.origins, ...this.agents.peers, ...this.publicAgents.values()]) a.destroy();
+        for (const c of [this.clients.proxy, ...this.clients.origins, ...this.clients.peers, ...this.publicClients.values()]) c.close();
         await this.server.close();
     }
 
@@ -151,17 +169,8 @@ export class AgentDaemon {
         }
     }
 
-    private publicAgent(url: string): http.Agent {
-        let agent = this.publicAgents.get(url);
-        if (!agent) {
-            agent = checkAgent();
-            this.publicAgents.set(url, agent);
-        }
-        return agent;
-    }
-
-    private async fetchPeer(target: Target, agent: http.Agent): Promise<PeerAnswer> {
-        const a = await httpCheck(target, { timeoutMs: this.settings.timeoutMs, body: true, accept: (st) => st === 200, agent });
+    private async fetchPeer(client: CheckClient): Promise<PeerAnswer> {
+        const a = await client.check({ timeoutMs: this.settings.timeoutMs, body: true, accept: (st) => st === 200 });
         if (!a.ok) return { ok: false, detail: a.detail };
         const view = parsePeerView(a.body ?? "");
         return view ? { ok: true, view, rttUs: a.connectUs } : { ok: false, detail: "an answer that is not an agent's status" };
@@ -170,14 +179,18 @@ export class AgentDaemon {
     private async observe(): Promise<Observations> {
         const s = this.settings;
         const timeoutMs = s.timeoutMs;
-        const ask = new Map(publicFetches(this.state).map((p) => [p.index, p.url]));
+        const overPublic = new Map(publicFetches(this.state).map((p) => [p.index, p.url]));
+        const overMesh = new Set(meshAsks(this.state, mono(), s));
         const [proxy, origins, peers, bird, drainFile, releaseFile] = await Promise.all([
-            httpCheck(this.targets.proxy, { timeoutMs, accept: (st) => st === 200, localAddress: s.anycastAddress, agent: this.agents.proxy }),
-            Promise.all(this.targets.origins.map((o, k) => httpCheck(o, { timeoutMs, agent: this.agents.origins[k] }))),
-            Promise.all(this.targets.peers.map(async (target, j) => {
-                const url = ask.get(j);
-                const [mesh, pub] = await Promise.all([this.fetchPeer(target, this.agents.peers[j]), url ? this.fetchPublic(url) : undefined]);
-                return { mesh, ...(pub ? { public: pub } : {}) };
+            this.clients.proxy.check({ timeoutMs, accept: (st) => st === 200 }),
+            Promise.all(this.clients.origins.map((c) => c.check({ timeoutMs }))),
+            Promise.all(this.clients.peers.map(async (client, j) => {
+                const url = overPublic.get(j);
+                const [mesh, pub] = await Promise.all([
+                    overMesh.has(j) ? this.fetchPeer(client) : undefined,
+                    url ? this.fetchPublic(url) : undefined,
+                ]);
+                return { ...(mesh ? { mesh } : {}), ...(pub ? { public: pub } : {}) };
             })),
             this.observeBird(),
             // A stat on a tmpfs: cheaper done at once than through the thread pool.
@@ -192,13 +205,16 @@ export class AgentDaemon {
     }
 
     private fetchPublic(url: string): Promise<PeerAnswer> {
-        let target: Target;
-        try {
-            target = parseTarget(url);
-        } catch {
-            return Promise.resolve({ ok: false, detail: `bad URL ${url}` });
+        let client = this.publicClients.get(url);
+        if (!client) {
+            try {
+                client = new CheckClient(parseTarget(url));
+            } catch {
+                return Promise.resolve({ ok: false, detail: `bad URL ${url}` });
+            }
+            this.publicClients.set(url, client);
         }
-        return this.fetchPeer(target, this.publicAgent(url));
+        return this.fetchPeer(client);
     }
 
     /**
@@ -238,7 +254,13 @@ export class AgentDaemon {
                 case "state-file": this.pending.stateFile = a.value; break;
                 case "upstreams": this.pending.upstreams = a.text; this.pending.reload = true; break;
                 case "withdrawals": this.pending.withdrawals = a.times; break;
-                case "release-done": await fs.promises.rm(this.files.release, { force: true }).catch(() => undefined); break;
+                case "release-done":
+                    try {
+                        fs.rmSync(this.files.release, { force: true });
+                    } catch {
+                        // Gone already, or not ours to remove: the release was acted on either way.
+                    }
+                    break;
                 case "bird": {
                     // The state file first, so a BIRD that restarts in between starts as the agent wants.
                     await this.flushStateFile();
@@ -259,7 +281,7 @@ export class AgentDaemon {
             const offset = wallOffset();
             const text = formatWithdrawals(this.pending.withdrawals.map((t) => t + offset));
             try {
-                await writeAtomic(this.files.withdrawals, text);
+                writeAtomic(this.files.withdrawals, text);
                 this.pending.withdrawals = undefined;
             } catch (e) {
                 this.log(`cannot save the flap history (${(e as Error).message}): retrying every round`);
@@ -271,7 +293,7 @@ export class AgentDaemon {
         const value = this.pending.stateFile;
         if (value === undefined) return;
         try {
-            await writeAtomic(this.settings.paths.stateFile, renderStateFile(value));
+            writeAtomic(this.settings.paths.stateFile, renderStateFile(value));
             this.pending.stateFile = undefined;
         } catch (e) {
             this.log(`cannot write ${this.settings.paths.stateFile} (${(e as Error).message}): retrying every round`);
@@ -281,7 +303,7 @@ export class AgentDaemon {
     private async flushUpstreams(): Promise<void> {
         if (this.pending.upstreams !== undefined) {
             try {
-                await writeAtomic(this.settings.paths.upstreamsFile, this.pending.upstreams);
+                writeAtomic(this.settings.paths.upstreamsFile, this.pending.upstreams);
                 this.pending.upstreams = undefined;
             } catch (e) {
                 this.nginxFailed(`cannot write ${this.settings.paths.upstreamsFile}: ${(e as Error).message}`);
@@ -308,21 +330,36 @@ export class AgentDaemon {
         this.nginx = { reloaded: false, error };
     }
 
-    /** The status for the server, and the status file when what it says changed (and at least every second). */
+    /**
+     * The status for the server, and the status file when what it says changed, else every
+     * STATUS_FILE_REFRESH_MS: the file is for readers that do not ask the agent (its own `status`
+     * when the agent does not answer, the lab), and its `updated` tells them the agent is alive.
+     */
     private publish(now: number): void {
-        const status = statusOf(this.state, this.settings, now, {
+        // Built when someone asks (a peer, `anycast-health status`, Prometheus) or the file is due, not every round.
+        this.status = undefined;
+        this.publishedAt = now;
+        const st = this.state;
+        const key = [st.state, st.healthy, st.fault, st.primary, st.paths.map((p) => (p.up ? 1 : 0)).join(""), st.withdrawals.length,
+            st.drainRequested, st.bird.ok, st.birdApplied, st.nginx.reloaded, st.since, st.reason].join("|");
+        if (key === this.statusKey && now - this.statusWrittenAt < STATUS_FILE_REFRESH_MS) return;
+        this.statusKey = key;
+        this.statusWrittenAt = now;
+        try {
+            writeAtomic(this.settings.paths.statusFile, JSON.stringify(this.roundStatus()) + "\n");
+        } catch (e) {
+            const message = (e as Error).message;
+            if (this.lastError !== message) this.log(`cannot write ${this.settings.paths.statusFile}: ${message}`);
+            this.lastError = message;
+        }
+    }
+
+    /** The status of the last round, built once per round. */
+    private roundStatus(): AgentStatus {
+        this.status ??= statusOf(this.state, this.settings, this.publishedAt ?? this.roundAt, {
             wallOffsetMs: wallOffset(), agentVersion: this.options.version, startedAt: this.startedAt, tickMs: this.tickMs, roundAt: this.roundAt,
             publicStatusUrl: this.publicStatusUrl,
         });
-        this.status = status;
-        const key = JSON.stringify([status.state, status.healthy, status.fault, status.primary, status.paths.map((p) => p.role),
-            status.withdrawals_last_hour, status.drain_requested, status.bird.reachable, status.bird.applied, status.nginx.reloaded, status.since, status.last_reason]);
-        if (key === this.statusKey && now - this.statusWrittenAt < 1000) return;
-        this.statusKey = key;
-        this.statusWrittenAt = now;
-        writeAtomic(this.settings.paths.statusFile, JSON.stringify(status) + "\n").catch((e: Error) => {
-            if (this.lastError !== e.message) this.log(`cannot write ${this.settings.paths.statusFile}: ${e.message}`);
-            this.lastError = e.message;
-        });
+        return this.status;
     }
 }

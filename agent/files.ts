@@ -5,13 +5,19 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-export async function writeAtomic(file: string, text: string, mode = 0o644): Promise<void> {
+/**
+ * Synchronous on purpose: the files are small (a status, a state switch, an upstream list) and
+ * written at most about once a second, mostly to a tmpfs. Through fs.promises each call is a few
+ * hops to libuv's thread pool and back, and those wake-ups cost an idle agent more CPU than the
+ * writes themselves.
+ */
+export function writeAtomic(file: string, text: string, mode = 0o644): void {
     const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-    await fs.promises.writeFile(tmp, text, { mode });
+    fs.writeFileSync(tmp, text, { mode });
     try {
-        await fs.promises.rename(tmp, file);
+        fs.renameSync(tmp, file);
     } catch (e) {
-        await fs.promises.rm(tmp, { force: true });
+        fs.rmSync(tmp, { force: true });
         throw e;
     }
 }
@@ -21,15 +27,6 @@ export function readOptional(file: string): string | undefined {
         return fs.readFileSync(file, "utf8");
     } catch {
         return undefined;
-    }
-}
-
-export async function exists(file: string): Promise<boolean> {
-    try {
-        await fs.promises.access(file);
-        return true;
-    } catch {
-        return false;
     }
 }
 

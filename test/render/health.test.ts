@@ -287,8 +287,14 @@ class LiveAgent {
         }
     }
 
+    /** The running agent's status, as `anycast-health status` gets it (the status file is rewritten only on changes). */
     status(): Record<string, unknown> & { state: string; bird: { reachable: boolean; applied: boolean } } {
-        return JSON.parse(fs.readFileSync(this.paths.statusFile, "utf8"));
+        const r = this.cli("status");
+        try {
+            return JSON.parse(r.stdout);
+        } catch {
+            return { state: `no status (${r.stderr.trim() || `exit ${r.status}`})`, bird: { reachable: false, applied: false } };
+        }
     }
 
     reloads(): number {

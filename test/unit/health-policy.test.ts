@@ -11,7 +11,7 @@ import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
 import {
     Action, AgentState, CheckResult, confirmMs, initialState, isolationMs, isolationRounds, Observations, PeerAnswer,
-    publicFetches, roundMs, statusOf, step, viewMaxAgeMs, wantedProtocols,
+    meshAsks, publicFetches, quietAskMs, roundMs, statusOf, step, viewMaxAgeMs, wantedProtocols,
 } from "../../components/core/health/policy";
 import { AgentSettings, formatAgentSettings, parseAgentSettings } from "../../components/core/health/settings";
 import { parsePeerView, PeerView } from "../../components/core/health/status";
@@ -26,6 +26,9 @@ function peer(name: string, over: Partial<PeerView> = {}): PeerAnswer {
     return { ok: true, rttUs: 800, view: { pop: name, seq: 1, state: "announced", proxyOk: true, directUp: 1, bestUs: 2000, ageMs: 0, ...over } };
 }
 const SILENT: PeerAnswer = { ok: false, detail: "connect ETIMEDOUT" };
+/** A check that hangs until its timeout (a cut tunnel drops packets): its round lasts timeoutMs. */
+const TIMED_OUT: CheckResult = { ok: false, rttUs: 0, detail: "timed out" };
+const timedOut = (r: { ok: boolean; detail?: string } | undefined): boolean => r !== undefined && !r.ok && /ETIMEDOUT|timed out/.test(r.detail ?? "");
 
 /** The world one PoP's agent observes; the test edits it between rounds. */
 interface World {
@@ -47,13 +50,18 @@ class Sim {
     now = 0;
     state: AgentState;
     readonly actions: Action[][] = [];
+    /** Which peers each round asked over the mesh. */
+    readonly meshAsked: number[][] = [];
     /** BIRD's protocols and whether each is up. */
     readonly bird = new Map<string, boolean>();
     stateFile: 0 | 1 | 2;
     readonly world: World;
+    /** How long the last round took: as the daemon runs, an interval, or a timeout when a check hung. */
+    private lastRoundMs: number;
 
     constructor(readonly settings: AgentSettings, start: { restart?: boolean; previous?: 0 | 1 | 2; withdrawals?: number[] } = {}) {
         this.stateFile = start.previous ?? 0;
+        this.lastRoundMs = settings.intervalMs;
         this.birdStarts();
         this.world = {
             proxy: OK, origins: settings.origins.map(() => OK), mesh: settings.peers.map((p) => peer(p.name)),
@@ -79,10 +87,13 @@ class Sim {
 
     observations(): Observations {
         const w = this.world;
+        // Asked as the daemon asks: over the mesh those meshAsks names, over their public address those publicFetches names.
         const publicAsked = new Set(publicFetches(this.state).map((f) => f.index));
+        const meshAsked = new Set(meshAsks(this.state, this.now, this.settings));
+        this.meshAsked.push([...meshAsked]);
         return {
             proxy: w.proxy, origins: w.origins, drainFile: w.drainFile, releaseFile: w.releaseFile,
-            peers: w.mesh.map((m, j) => ({ mesh: m, ...(publicAsked.has(j) ? { public: w.public[j] } : {}) })),
+            peers: w.mesh.map((m, j) => ({ ...(meshAsked.has(j) ? { mesh: m } : {}), ...(publicAsked.has(j) ? { public: w.public[j] } : {}) })),
             bird: w.birdReachable
                 ? { ok: true, protocols: [...this.bird].map(([name, up]) => ({ name, proto: name.includes("upstream") ? "BGP" : "Static", state: up ? "up" : "down", since: "", info: up && name.includes("upstream") ? "Established" : "" })) }
                 : { ok: false, detail: "connect ENOENT /run/bird/bird.ctl" },
@@ -91,8 +102,12 @@ class Sim {
     }
 
     round(): Action[] {
-        this.now += this.settings.intervalMs;
-        const { state, actions } = step(this.state, this.observations(), this.now, this.settings);
+        this.now += this.lastRoundMs;
+        const o = this.observations();
+        // The daemon starts a round every interval, or at once after one whose checks ran into their timeout.
+        const hung = [o.proxy, ...o.origins, ...o.peers.flatMap((p) => [p.mesh, p.public])].some(timedOut);
+        this.lastRoundMs = hung ? Math.max(this.settings.intervalMs, this.settings.timeoutMs) : this.settings.intervalMs;
+        const { state, actions } = step(this.state, o, this.now, this.settings);
         this.state = state;
         for (const a of actions) {
             if (a.kind === "state-file") this.stateFile = a.value;
@@ -246,7 +261,8 @@ describe("health policy: origin faults, local or global", () => {
         const sim = announced(settings);
         // Their mesh answers told it where their public status is.
         sim.world.mesh = settings.peers.map((p) => peer(p.name, { publicStatusUrl: `http://[2001:db8:ff12::10]:9180/status` }));
-        sim.rounds(2);
+        // Until the next quiet ask has brought those answers in.
+        sim.rounds(sim.roundsIn(quietAskMs(settings)) + 1);
         sim.world.origins = [REFUSED];
         sim.world.mesh = settings.peers.map(() => SILENT);
         const rounds = sim.until(["withdrawn"], 100);
@@ -259,13 +275,13 @@ describe("health policy: origin faults, local or global", () => {
         const settings = prodLax((s) => { s.meshTopology = "hub"; s.relay = false; });
         const sim = announced(settings);
         sim.world.mesh = settings.peers.map((p) => peer(p.name, { publicStatusUrl: `http://[2001:db8:ff12::10]:9180/status` }));
-        sim.rounds(2);
+        // Until the next quiet ask has brought those answers in.
+        sim.rounds(sim.roundsIn(quietAskMs(settings)) + 1);
         sim.world.origins = [REFUSED];
         sim.world.mesh = settings.peers.map(() => SILENT);
         const lostAt = sim.now + settings.intervalMs;
-        const rounds = sim.until(["withdrawn"], 200);
-        assert.ok((rounds - 1) * settings.intervalMs >= confirmMs(settings) - settings.intervalMs, `${rounds} rounds`);
-        assert.ok(sim.now - lostAt >= confirmMs(settings));
+        sim.until(["withdrawn"], 200);
+        assert.ok(sim.now - lostAt >= confirmMs(settings), `withdrew ${sim.now - lostAt} ms after, confirmMs ${confirmMs(settings)}`);
     });
 
     it("cut off from everyone (mesh and public) in a full mesh: withdrawn after isolationMs when a peer was taking over just before", () => {
@@ -290,6 +306,81 @@ describe("health policy: origin faults, local or global", () => {
         sim.rounds(sim.roundsIn(5 * isolationMs(settings)));
         assert.equal(sim.state.state, "announced");
         assert.equal(sim.state.fault, "global");
+    });
+});
+
+describe("health policy: asking the other PoPs", () => {
+    for (const [name, settings] of [["prod", prodLax()], ["lab", agentSettings(popRenderInput(labSpec(), "lax"))]] as const) {
+        it(`a quiet PoP asks each other PoP every quietAskMs, not every round; from its first failed check on, every round (${name} settings)`, () => {
+            const sim = announced(settings);
+            const peers = settings.peers.map((_, j) => j);
+            const quietRounds = Math.ceil(quietAskMs(settings) / settings.intervalMs);
+            assert.ok(quietRounds >= 2, `quietAskMs ${quietAskMs(settings)} ms at an interval of ${settings.intervalMs} ms`);
+            const n = 10 * quietRounds;
+            sim.rounds(n);
+            for (const j of peers) {
+                const asked = sim.meshAsked.slice(-n).filter((a) => a.includes(j)).length;
+                assert.ok(asked >= 9 && asked <= 11, `peer ${j} asked ${asked} times in ${n} quiet rounds`);
+            }
+            // Quiet asks keep every view fresh: a fault here finds them counting.
+            assert.ok(quietAskMs(settings) * 2 <= viewMaxAgeMs(settings));
+            sim.world.origins = settings.origins.map(() => REFUSED);
+            sim.round();
+            const from = sim.meshAsked.length;
+            sim.rounds(settings.fall + 2);
+            for (const asked of sim.meshAsked.slice(from)) assert.deepEqual(asked, peers, "every peer, every round, while a check fails");
+            // Healthy again: quiet again once the paths are back.
+            sim.world.origins = settings.origins.map(() => OK);
+            sim.until(["announced"], 100);
+            sim.rounds(settings.rise + 1);
+            const after = sim.meshAsked.length;
+            sim.rounds(n);
+            const total = sim.meshAsked.slice(after).reduce((k, a) => k + a.length, 0);
+            assert.ok(total <= 11 * peers.length, `${total} asks in ${n} healthy rounds`);
+        });
+    }
+
+    for (const [name, settings] of [["prod", prodLax()], ["lab", agentSettings(popRenderInput(labSpec(), "lax"))]] as const) it(`cut off from everyone just before its next quiet ask: the last views, a quietAskMs old, still witness (link loss, ${name} settings)`, () => {
+        const sim = announced(settings);
+        sim.rounds(20);
+        // Run to the round right before the next quiet ask: the views are as old as they get.
+        while (!meshAsks(sim.state, sim.now + 2 * settings.intervalMs, settings).length) sim.round();
+        // A cut link drops packets: every check hangs until its timeout, so each failing round lasts
+        // timeoutMs and the PoP stops serving (fall rounds) later than the views' age alone says.
+        sim.world.origins = settings.origins.map(() => TIMED_OUT);
+        sim.world.mesh = settings.peers.map(() => SILENT);
+        sim.world.public = settings.peers.map(() => SILENT);
+        const lostAt = sim.now;
+        sim.until(["withdrawn"], sim.roundsIn(isolationMs(settings)) + settings.fall + 4);
+        assert.match(sim.state.reason, /before this PoP lost every other PoP/);
+        assert.ok(sim.now - lostAt >= isolationMs(settings), `withdrew ${sim.now - lostAt} ms after, isolationMs ${isolationMs(settings)}`);
+    });
+
+    it("a peer not asked in a round keeps its view, its relay path and its mesh state: no answer is not a failure", () => {
+        const settings = prodLax();
+        const sim = announced(settings);
+        sim.rounds(20);
+        const before = structuredClone(sim.state.peers);
+        const { state } = step(sim.state, { ...sim.observations(), peers: settings.peers.map(() => ({})) }, sim.now + settings.intervalMs, settings);
+        state.peers.forEach((p, j) => {
+            assert.equal(p.meshFailing, before[j].meshFailing);
+            assert.equal(p.relayOk, before[j].relayOk);
+            assert.deepEqual(p.view, before[j].view);
+        });
+        assert.deepEqual(state.paths.filter((p) => p.kind === "relay").map((p) => p.history), sim.state.paths.filter((p) => p.kind === "relay").map((p) => p.history));
+    });
+
+    it("a peer whose mesh answer failed is asked again every round (and over its public address) until it answers", () => {
+        const settings = prodLax();
+        const sim = announced(settings);
+        sim.rounds(20);
+        sim.world.mesh = settings.peers.map(() => SILENT);
+        // The next ask (within quietAskMs) fails; from then on it is asked every round.
+        sim.rounds(Math.ceil(quietAskMs(settings) / settings.intervalMs) + 1);
+        const from = sim.meshAsked.length;
+        sim.rounds(5);
+        for (const asked of sim.meshAsked.slice(from)) assert.deepEqual(asked, settings.peers.map((_, j) => j));
+        assert.ok(publicFetches(sim.state).length > 0 || settings.peers.every(() => sim.state.peers.every((p) => !p.publicStatusUrl)));
     });
 });
 

@@ -51,8 +51,8 @@ export interface CheckResult {
 export type PeerAnswer = { ok: true; view: PeerView; rttUs: number } | { ok: false; detail: string };
 
 export interface PeerObservation {
-    /** Its agent on its mesh address. */
-    mesh: PeerAnswer;
+    /** Its agent on its mesh address; undefined when not asked this round (meshAsks). */
+    mesh?: PeerAnswer;
     /** Its agent on its public address; asked only while the mesh does not answer. */
     public?: PeerAnswer;
 }
@@ -110,6 +110,8 @@ export interface PeerState {
     viewOver: "mesh" | "public" | "none";
     /** The last time it answered over the mesh (-Infinity: never). */
     meshAt: number;
+    /** The last time it was asked over the mesh (-Infinity: never). */
+    meshAskedAt: number;
     /** Whether the last mesh fetch failed: the next round also asks its public address. */
     meshFailing: boolean;
     /** Where its status is reachable without the mesh, as it last said. */
@@ -185,6 +187,16 @@ export function roundMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs">): num
 /** How long a peer's view counts: a few of its rounds (it reports how old its view is). */
 export function viewMaxAgeMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs">): number {
     return 4 * roundMs(s);
+}
+
+/**
+ * How often a PoP with nothing wrong asks the other PoPs over the mesh: often enough that their
+ * views stay fresh (half of viewMaxAgeMs), not every round. Their views matter when this PoP
+ * loses a path, and from its first failed check it asks every round again (meshAsks); in between,
+ * each question is a wake-up on both hosts, and on a small PoP wake-ups are most of the agent's CPU.
+ */
+export function quietAskMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs">): number {
+    return Math.max(s.intervalMs, viewMaxAgeMs(s) / 2);
 }
 
 /**
@@ -265,7 +277,7 @@ export function initialState(settings: AgentSettings, now: number, start: StartI
     return {
         state, since: now, reason, seq: 0, good: 0, bad: 0, healthy: false, fault: "none", badReason: "", proxyOk: false, proxyDetail: "not checked yet",
         paths, primary: paths.length > 0 ? 0 : -1,
-        peers: settings.peers.map(() => ({ viewAt: -Infinity, viewOver: "none", meshAt: -Infinity, meshFailing: false, relayOk: false, relayUs: 0 })),
+        peers: settings.peers.map(() => ({ viewAt: -Infinity, viewOver: "none", meshAt: -Infinity, meshAskedAt: -Infinity, meshFailing: false, relayOk: false, relayUs: 0 })),
         meshAnswerAt: -Infinity, anyAnswerAt: -Infinity,
         withdrawals: start.withdrawals.filter((t) => t > now - settings.flapWindowMs).sort((a, b) => a - b),
         drainUntil,
@@ -338,15 +350,18 @@ function observePeers(s: AgentState, o: Observations, now: number): void {
             return true;
         };
         const mesh = seen?.mesh;
+        take(seen?.public, "public");
+        // Not asked over the mesh this round: what the last answer said still stands.
+        if (mesh === undefined) return;
+        p.meshAskedAt = now;
         p.meshFailing = !take(mesh, "mesh");
         if (!p.meshFailing) {
             p.meshAt = now;
             s.meshAnswerAt = now;
         }
-        take(seen?.public, "public");
         // Its relay works while it answers over the mesh, its proxy works and it reaches an origin itself.
-        p.relayOk = mesh?.ok === true && mesh.view.proxyOk && mesh.view.directUp > 0 && mesh.view.bestUs >= 0;
-        p.relayUs = mesh?.ok ? mesh.rttUs + Math.max(0, mesh.view.bestUs) : 0;
+        p.relayOk = mesh.ok && mesh.view.proxyOk && mesh.view.directUp > 0 && mesh.view.bestUs >= 0;
+        p.relayUs = mesh.ok ? mesh.rttUs + Math.max(0, mesh.view.bestUs) : 0;
     });
 }
 
@@ -359,7 +374,9 @@ function updatePaths(s: AgentState, o: Observations, settings: AgentSettings, lo
         } else {
             const peer = s.peers[p.index];
             const mesh = o.peers[p.index]?.mesh;
-            const why = !mesh?.ok ? `${settings.peers[p.index].name} does not answer (${mesh?.detail ?? "not asked"})`
+            // A relay path is checked when its PoP is asked (meshAsks), not every round.
+            if (mesh === undefined) continue;
+            const why = !mesh.ok ? `${settings.peers[p.index].name} does not answer (${mesh.detail})`
                 : !mesh.view.proxyOk ? `${settings.peers[p.index].name}'s proxy is down`
                     : `${settings.peers[p.index].name} reaches no origin`;
             line = recordCheck(p, peer.relayOk, Math.max(1, peer.relayUs), why, settings);
@@ -447,7 +464,8 @@ function classify(s: AgentState, now: number, settings: AgentSettings): { fault:
     }
     if (settings.meshTopology === "full" && s.anyAnswerAt < since && now >= since + isolationMs(settings)) {
         for (const [j, p] of s.peers.entries()) {
-            if (p.view && takesOver(p.view) && p.viewAt >= since - viewMaxAgeMs(settings)) {
+            // Its last word before the loss: asked at most quietAskMs before the fault, and fresh then.
+            if (p.view && takesOver(p.view) && p.viewAt >= since - viewMaxAgeMs(settings) - quietAskMs(settings)) {
                 return { fault: "local", takeover: `${settings.peers[j].name} (before this PoP lost every other PoP)` };
             }
         }
@@ -626,6 +644,27 @@ export function step(prev: AgentState, o: Observations, now: number, settings: A
     s.bird = o.bird;
     s.nginx = o.nginx;
     return { state: s, actions };
+}
+
+/**
+ * Whether nothing is wrong here: announced and healthy, every direct path up and its last check
+ * good, nginx's primary a direct path. Such a PoP needs the other PoPs' views only to stay fresh.
+ */
+function quiet(s: AgentState): boolean {
+    if (s.state !== "announced" || !s.healthy || s.bad > 0 || s.drainRequested || s.fault !== "none") return false;
+    if (s.primary < 0 || s.paths[s.primary].kind !== "direct") return false;
+    return s.paths.every((p) => p.kind !== "direct" || (p.up && (p.history & 1) === 0));
+}
+
+/**
+ * The peers to ask over the mesh this round: every one while anything is wrong here (from the
+ * first failed check on, so their views are fresh by the time this PoP decides), else those not
+ * asked for quietAskMs, those whose last answer failed or went stale.
+ */
+export function meshAsks(s: AgentState, now: number, settings: AgentSettings): number[] {
+    const everyRound = !quiet(s);
+    return s.peers.flatMap((p, j) =>
+        (everyRound || p.meshFailing || !fresh(p, now, settings) || now - p.meshAskedAt >= quietAskMs(settings) ? [j] : []));
 }
 
 /** The peers to ask over their public address this round: those whose mesh fetch failed last round. */
