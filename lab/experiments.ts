@@ -18,6 +18,7 @@ import { AnycastSpec, PopSpec } from "../components/core/model";
 import { LabRuntime, nsDir } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { showProtocols } from "./birdc";
+import { sampleSession, sessionChanges } from "./session";
 import { Prober, ProbeSample } from "./probe";
 import { ExperimentReport, ExperimentRun, stats } from "./report";
 import { RegionPlan } from "./topology";
@@ -43,6 +44,12 @@ interface Experiment {
     inject(lab: LabRuntime, r: RegionPlan): Promise<void>;
     repairIt(lab: LabRuntime, r: RegionPlan): Promise<void>;
     bounds(spec: AnycastSpec, pop: PopSpec): Bounds;
+    /**
+     * The PoP's BGP session stays up through the fault and the repair: the agent withdraws and
+     * announces again by switching BIRD's static protocols, so the session's uptime and the
+     * routes the edge offered the PoP must not change (no reset, no route refresh).
+     */
+    keepsSession?: true;
     /**
      * Holds the fault until its consequences have played out (sessions down, agent withdrawn),
      * so that recovery measures the whole way back, not a blip the protocols never noticed.
@@ -206,6 +213,7 @@ const experiments: Experiment[] = [
         fault: "wg-quick down wg0 on the PoP (the health agent withdraws)",
         repair: "wg-quick up wg0",
         probeIntervalMs: 20,
+        keepsSession: true,
         async inject(lab, r) {
             await lab.wgDown(r.pop.ns);
         },
@@ -233,6 +241,7 @@ const experiments: Experiment[] = [
         fault: "anycast-health drain (GRACEFUL_SHUTDOWN, then withdraw)",
         repair: "anycast-health undrain",
         probeIntervalMs: 50,
+        keepsSession: true,
         async inject(lab, r) {
             await lab.agent(r.pop.name, "drain");
         },
@@ -313,6 +322,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
     let faultIn = false;
     try {
         await steady(lab, r, prober, bounds.recoveryMs);
+        const sessionBefore = e.keepsSession ? await sampleSession(lab, r) : undefined;
         // Times count from the start of the fault's and the repair's command: `wg-quick up/down`
         // take a while, and the fault or repair takes effect somewhere inside them.
         const t0 = nowMs();
@@ -341,6 +351,11 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         run.failuresDuringFailover = failureSummary(faultPhase);
         run.failuresDuringRecovery = failureSummary(recoveryPhase);
         run.failures = [run.failuresDuringFailover, run.failuresDuringRecovery].filter((x) => x).join("; ") || undefined;
+        if (sessionBefore) {
+            const changes = sessionChanges(sessionBefore, await sampleSession(lab, r));
+            run.sessionKept = changes.length === 0;
+            if (changes.length > 0) throw new Error(`the withdrawal and the announcement touched the BGP session: ${changes.join("; ")}`);
+        }
     } catch (err) {
         if (err instanceof ExperimentsAborted) throw err;
         run.error = (err as Error).message.split("\n")[0];

@@ -110,6 +110,11 @@ export interface ExperimentRun {
     failuresDuringRecovery?: string;
     /** The bounds this run was held to, from the PoP's config. */
     bounds: { failoverMs: number; recoveryMs: number; basis: string };
+    /**
+     * For a fault the agent handles by withdrawing (drain, origin loss): the BGP session stayed
+     * Established, neither end's uptime restarted and the edge sent the PoP no route again.
+     */
+    sessionKept?: boolean;
     error?: string;
 }
 
@@ -311,6 +316,11 @@ export function formatExperiments(r: Pick<LabReport, "experiments" | "experiment
         out.push(...table(["run", "PoP", "failover", "served by", "lost (fault)", "recovery", "lost (recovery)", "requests"],
             e.runs.map((x, i) => [String(i + 1), x.pop, ms(x.failoverMs), x.servedBy ?? "nobody", String(x.failedDuringFailover),
                 ms(x.recoveryMs), String(x.failedDuringRecovery), String(x.requests)]), "    "));
+        const kept = e.runs.filter((x) => x.sessionKept === true).length;
+        if (e.runs.some((x) => x.sessionKept !== undefined)) {
+            out.push(...wrap(`BGP session to the edge (${e.runs.length} runs): kept in ${kept} (Established throughout, ` +
+                "uptime not restarted, no route sent to the PoP again: no route refresh)", "    ", "      "));
+        }
         e.runs.forEach((x, i) => {
             if (x.error) out.push(...wrap(`run ${i + 1} ERROR: ${x.error}`, "    ", "      "));
             else if (x.failures) out.push(...wrap(`run ${i + 1} failed requests met: ${x.failures}`, "    ", "      "));

@@ -15,8 +15,8 @@ import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/config";
 import { describeAgent, LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
-import { birdc, ProtocolStatus, showProtocols, showRoutes } from "./birdc";
-import { EdgeSession } from "./edge";
+import { birdc, showProtocols, showRoutes } from "./birdc";
+import { importChanges, sampleSession, sameSince, SessionSample } from "./session";
 import { agentTellsIsolation, isolationMs, SLACK_MS, whyAgentCannotTellIsolation } from "./experiments";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
@@ -56,12 +56,6 @@ export function networksOf(output: string): string[] {
         if (m) out.add(m[1]);
     }
     return [...out].sort();
-}
-
-/** The PoP's BGP session of a family (the one towards its upstream), or its IPv6 one. */
-function upstreamSession(protos: ProtocolStatus[], family: 4 | 6 = 6): ProtocolStatus | undefined {
-    const bgp = protos.filter((p) => p.proto === "BGP");
-    return bgp.find((p) => p.name.endsWith(`upstream${family}`)) ?? bgp[0];
 }
 
 async function popRoutingSafety(lab: LabRuntime, r: RegionPlan): Promise<PopRoutingSafety> {
@@ -134,34 +128,6 @@ export interface PolicyChangeReport {
     /** Every poll Established and neither "since" moved: the session was never reset. */
     sessionKept: boolean;
     error?: string;
-}
-
-interface SessionSample {
-    pop?: ProtocolStatus;
-    edge?: EdgeSession;
-}
-
-async function sampleSession(lab: LabRuntime, r: RegionPlan): Promise<SessionSample> {
-    const [pop, edge] = await Promise.all([
-        showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns)).then((ps) => upstreamSession(ps)),
-        lab.edges.session(r),
-    ]);
-    return { pop, edge };
-}
-
-/**
- * Whether a session's "since" is the same before and after. Both daemons derive it at each query
- * from a monotonic clock and the current wall-clock time, so the same session reads a little
- * apart: FRR in epoch seconds (one second apart), BIRD with milliseconds (one millisecond apart).
- * A reset during the steps would move it by the steps' length (seconds) instead.
- */
-export function sameSince(before: string, after: string): boolean {
-    if (/^\d+$/.test(before) && /^\d+$/.test(after)) return Math.abs(Number(before) - Number(after)) <= 1;
-    const at = (t: string) => Date.parse(/^\d{4}-/.test(t) ? t.replace(" ", "T") : `1970-01-01T${t}`);
-    const a = at(before);
-    const b = at(after);
-    if (Number.isFinite(a) && Number.isFinite(b)) return Math.abs(a - b) <= 50;
-    return before === after;
 }
 
 const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s.edge?.established === true;
@@ -318,18 +284,6 @@ export interface FlapDampingReport {
     /** `anycast-health release` until the region's own PoP served it again. */
     releasedAfterMs?: number;
     error?: string;
-}
-
-/**
- * The import updates and withdraws a BIRD session *accepted* (`show protocols all`: received,
- * rejected, filtered, ignored, accepted): the changes to the route it holds. An update identical to
- * the route already held is counted as ignored, as a damping router ignores it (RFC 2439 charges a
- * withdrawal, a re-advertisement or an attribute change, not a repeat), and a busy edge does send
- * repeats.
- */
-export function importChanges(p: ProtocolStatus | undefined): { updates: number; withdraws: number } {
-    const accepted = (v: string | undefined) => Number(/(\d+)\s*$/.exec(v ?? "")?.[1] ?? 0);
-    return { updates: accepted(p?.details["Import updates"]), withdraws: accepted(p?.details["Import withdraws"]) };
 }
 
 export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapDampingReport> {

@@ -18,7 +18,7 @@
  * for longer than BFD's detection time; the lab measures BFD).
  */
 import { NETWORK_NAME } from "../../stacks/network/stack";
-import { sameSince } from "../routing";
+import { sameSince } from "../session";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { canonical, familyOf } from "../../components/core/addressing";

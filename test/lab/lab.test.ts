@@ -12,7 +12,7 @@ import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { labLeftovers, LabReport, runLab, teardownLab } from "../../lab/index";
-import { sameSince } from "../../lab/routing";
+import { sameSince } from "../../lab/session";
 import { REPO_ROOT } from "../helpers/golden";
 import { assertExperiments, assertGreen, labSkipReason } from "../helpers/labreport";
 
@@ -169,6 +169,13 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
             assert.equal(new Set(e.runs.map((r) => r.pop)).size, 3);
         });
     }
+
+    it("withdraws and announces again without touching the BGP session: the FRR edge's uptime runs on, no route refresh", () => {
+        for (const id of ["drain", "originLoss"] as const) {
+            const e = report.experiments.find((x) => x.id === id)!;
+            for (const r of e.runs) assert.equal(r.sessionKept, true, `${id} on ${r.pop}: ${r.error ?? "session not sampled"}`);
+        }
+    });
 
     it("blackholes no request while draining (at most a reset from the path switch)", () => {
         const drain = report.experiments.find((x) => x.id === "drain")!;

@@ -5,7 +5,7 @@
 import * as assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { renderBirdConfig } from "../../components/core/render/bird";
-import { sameSince } from "../../lab/routing";
+import { sameSince } from "../../lab/session";
 import { LabStack } from "../../lab/stack";
 import { renderAgentSettings } from "../../components/core/render/health";
 import { adaptStackToStalls, bfdTimersForStalls, healthIntervalForStalls, healthTimeoutForStalls, minimumBfdDetectMs, probeStalls } from "../../lab/stalls";

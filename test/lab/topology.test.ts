@@ -12,7 +12,8 @@ import { BIRD_STATE_FILE } from "../../components/core/render/bird";
 import { artifactsFor } from "../../components/core/artifacts";
 import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted, relocateAgentSettings, rewritePaths, Rewrite } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
-import { importChanges, networksOf } from "../../lab/routing";
+import { networksOf } from "../../lab/routing";
+import { importChanges } from "../../lab/session";
 import { formatExposure, formatReport, LabReport, stats, table } from "../../lab/report";
 import { REPORT_WIDTH, wrap } from "../../lab/text";
 import { renderEdgeBird, renderTransitBird } from "../../lab/routers";
@@ -201,8 +202,8 @@ describe("birdc output parsers", () => {
     it("reads the route changes a session accepted, not repeats or filtered routes (the damping experiment's evidence)", () => {
         const protos = parseProtocols(fs.readFileSync(path.join(FIXTURES, "pop-show-protocols-all.txt"), "utf8"));
         // The PoP received the upstream's 1,001 routes and filtered every one: no change.
-        assert.deepEqual(importChanges(protos.find((p) => p.proto === "BGP")), { updates: 0, withdraws: 0 });
-        assert.deepEqual(importChanges(protos.find((p) => p.name === "lax_anycast6")), { updates: 1, withdraws: 0 });
+        assert.deepEqual(importChanges(protos.find((p) => p.proto === "BGP")), { updates: 0, withdraws: 0, received: 1001 });
+        assert.deepEqual(importChanges(protos.find((p) => p.name === "lax_anycast6")), { updates: 1, withdraws: 0, received: 1 });
         // A transit that got 3 withdrawals and 2 re-advertisements of a flapping route, one of them
         // sent twice by a busy edge (ignored: the same route), and a withdrawal of a route it no
         // longer held.
@@ -218,8 +219,8 @@ describe("birdc output parsers", () => {
             "      Export withdraws:            0        ---        ---        ---          0",
             "",
         ].join("\n"));
-        assert.deepEqual(importChanges(transit[0]), { updates: 2, withdraws: 3 });
-        assert.deepEqual(importChanges(undefined), { updates: 0, withdraws: 0 });
+        assert.deepEqual(importChanges(transit[0]), { updates: 2, withdraws: 3, received: 3 });
+        assert.deepEqual(importChanges(undefined), { updates: 0, withdraws: 0, received: 0 });
     });
 });
 

@@ -10,7 +10,7 @@ import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
 import { bfdTimersForStalls, probeStalls } from "../../lab/stalls";
-import { sameSince } from "../../lab/routing";
+import { sameSince } from "../../lab/session";
 import {
     createNetns, deleteNetns, inNetns, inNetnsOk, killPid, needRoot, needTools, readPidFile, run, runOk, tempDir,
     uniqueNetnsName, waitFor,
