@@ -53,7 +53,6 @@ export function parseTarget(text: string): Target {
 
 const is2xx = (s: number) => s >= 200 && s < 300;
 
-const hrMs = (from: bigint) => Number((process.hrtime.bigint() - from) / 1_000_000n);
 const hrUs = (from: bigint) => Math.max(1, Number((process.hrtime.bigint() - from) / 1000n));
 
 interface Connection {
@@ -118,7 +117,8 @@ export class CheckClient {
                 settled = true;
                 clearTimeout(timer);
                 conn.onData = conn.onEnd = conn.onError = undefined;
-                const old = hrMs(conn.bornAt) > (this.opts.maxReuseMs ?? 1000);
+                // In nanoseconds: a whole-millisecond age would keep a connection a fast exchange made within its first millisecond.
+                const old = process.hrtime.bigint() - conn.bornAt >= BigInt(this.opts.maxReuseMs ?? 1000) * 1_000_000n;
                 if (!keep || old) {
                     conn.socket.destroy();
                     if (this.conn === conn) this.conn = undefined;
