@@ -172,7 +172,8 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
 
     it("withdraws and announces again without touching the BGP session: the FRR edge's uptime runs on, no route refresh", () => {
         for (const id of ["drain", "originLoss"] as const) {
-            const e = report.experiments.find((x) => x.id === id)!;
+            const e = report.experiments.find((x) => x.id === id);
+            assert.ok(e && e.runs.length > 0, `no ${id} run in the report`);
             for (const r of e.runs) assert.equal(r.sessionKept, true, `${id} on ${r.pop}: ${r.error ?? "session not sampled"}`);
         }
     });
