@@ -483,8 +483,10 @@ export function formatOriginFailover(r: OriginFailoverReport | undefined): strin
     const line = (text: string) => out.push(...wrap(text, "  ", "    "));
     if (r.outage) {
         const o = r.outage;
-        line(`Global origin outage: every origin's HTTP service frozen for ${OUTAGE_MS / 1000} s, ${o.runs.length} times; ` +
-            `the first three within ${o.firstThreeWithinS?.toFixed(1) ?? "n/a"} s. 503 from every region's own PoP after ` +
+        // The first three outages within a short span are what flap damping would count; fewer runs have no such span.
+        const span = o.runs.length >= 3 ? `; the first three within ${o.firstThreeWithinS?.toFixed(1) ?? "n/a"} s` : "";
+        line(`Global origin outage: every origin's HTTP service frozen for ${OUTAGE_MS / 1000} s, ${o.runs.length === 1 ? "once" : `${o.runs.length} times`}` +
+            `${span}. 503 from every region's own PoP after ` +
             `${statsText(o.first503)}; a 503 took ${statsText(o.answer503)}; served again after ${statsText(o.recovery)}; ` +
             `withdrawals ${o.withdrawals}; no answer (caught in flight by the freeze) ${o.noAnswerTotal}; after the last outage: ` +
             (o.servesAfter ? "every region served by its own PoP, none held down" : `NOT serving (held down: ${o.heldDown.join(", ") || "none"})`));
