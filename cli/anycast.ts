@@ -6,7 +6,7 @@
  *   anycast preview  --config Pulumi.<stack>.yaml [--diff <plan.json>] [--json <file>]
  *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] [--edge frr|bird] [--experiments a,b]
  *   anycast lab      --down
- *   anycast lab      --deploy --config Pulumi.<stack>.yaml   (the deploy rehearsal: lab/deploy/rehearsal.ts)
+ *   anycast lab      --deploy --config Pulumi.<stack>.yaml [--upgrade-from <revision>] [--json <file>]   (lab/deploy/rehearsal.ts)
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab] [--repeats N]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
@@ -120,14 +120,35 @@ function readPlan(file: string): SavedPlan {
     }
 }
 
+/** The lab's options the deploy rehearsal has no use for, and why (refused, never ignored). */
+const NOT_FOR_REHEARSAL: Record<string, string> = {
+    keep: "the rehearsal tears its hosts down when it ends (--keep keeps a lab)",
+    repeats: "the rehearsal runs its one experiment once (--repeats is the lab's)",
+    edge: "the rehearsal's provider edge is BIRD (--edge picks the lab's)",
+    experiments: "the rehearsal runs its own checks (--experiments picks the lab's)",
+    down: "the rehearsal leaves nothing to tear down (--down tears down a kept lab)",
+};
+
 async function lab(opts: { config?: string; json?: string; keep?: boolean; repeats: number; down?: boolean; deploy?: boolean; edge: string;
-    experiments?: string }, io: Io): Promise<number> {
+    experiments?: string; upgradeFrom?: string }, io: Io, given: (option: string) => boolean): Promise<number> {
     if (opts.deploy) {
+        const refused = Object.keys(NOT_FOR_REHEARSAL).filter(given);
+        if (refused.length > 0) {
+            throw new UsageError(refused.map((o) => `--${o} cannot be used with --deploy: ${NOT_FOR_REHEARSAL[o]}`).join("; "));
+        }
+        const config = requireConfig(opts.config);
         const rehearsal = await import("../lab/deploy/rehearsal");
-        const report = await rehearsal.rehearseDeploy({ configFile: requireConfig(opts.config), log: fitting(io.out) });
+        if (opts.upgradeFrom !== undefined) {
+            const problem = (await import("../lab/deploy/previous")).previousVersionProblem(opts.upgradeFrom);
+            if (problem) throw new UsageError(problem);
+        }
+        const report = await rehearsal.rehearseDeploy({ configFile: config, log: fitting(io.out), upgradeFrom: opts.upgradeFrom });
         for (const line of rehearsal.formatRehearsal(report)) io.out(line);
+        if (opts.json) fs.writeFileSync(opts.json, JSON.stringify(rehearsal.rehearsalJson(report), null, 2) + "\n");
+        io.out(wrap(`rehearsal: ${report.ok ? "ok" : "failed"} (${opts.config}${opts.json ? `, report in ${opts.json}` : ""})`));
         return report.ok ? 0 : 1;
     }
+    if (opts.upgradeFrom !== undefined) throw new UsageError("--upgrade-from needs --deploy: it rehearses an upgrade of deployed hosts");
     const labModule = await import("../lab/index");
     if (opts.down) {
         await labModule.teardownLab(io.out);
@@ -175,7 +196,8 @@ interface CommandSpec {
     examples: string[];
     /** What the command prints last and its exit codes (the help's closing paragraph). */
     result: string;
-    run: (opts: never, io: Io) => Promise<number>;
+    /** `given(option)`: whether the user gave that option (its attribute name), not only its default. */
+    run: (opts: never, io: Io, given: (option: string) => boolean) => Promise<number>;
 }
 
 const EXIT_CODES = "Exit codes: 0 ok, 1 failed (config errors, or the lab failed), 2 the command line is wrong.";
@@ -246,12 +268,15 @@ const COMMANDS: CommandSpec[] = [
                 "originOutage, tunnelCut, originDown (default: all, then the policy change and flap damping)"),
             new Option("--down", "tear down a kept or interrupted lab and exit (default: off)"),
             new Option("--deploy", "the deploy rehearsal instead: the stack's own remote commands over SSH to fresh " +
-                "Debian 12 hosts (systemd-nspawn), then its checks (default: off)"),
+                "Debian 12 hosts (systemd-nspawn), then its checks; honours --json (default: off)"),
+            new Option("--upgrade-from <revision>", "with --deploy: the hosts first get the deploy of that git revision of " +
+                "pulumi-anycast (e.g. 43c83ba, 0.1.0 with the bash agent), then this version's deploy onto them (default: a fresh deploy)"),
         ],
         examples: ["anycast lab --config Pulumi.lab.yaml",
             "anycast lab --config Pulumi.prod.yaml --edge bird --repeats 1 --json report.json",
             "anycast lab --config Pulumi.lab.yaml --experiments originOutage,tunnelCut,originDown",
-            "anycast lab --config Pulumi.lab.yaml --keep   # then look around; later: anycast lab --down"],
+            "anycast lab --config Pulumi.lab.yaml --keep   # then look around; later: anycast lab --down",
+            "anycast lab --deploy --config Pulumi.prod.yaml --upgrade-from 43c83ba --json rehearsal.json"],
         result: "Ends with a summary line: lab: ok in 140.2 s (Pulumi.lab.yaml), or lab: failed, 2 problems\n" +
             "in 151.0 s (Pulumi.lab.yaml), the problems listed in the report above it.",
         run: lab,
@@ -294,7 +319,8 @@ export function program(io: Io, done: (code: number) => void): Command {
             .description(spec.description)
             .showHelpAfterError(`(anycast ${spec.name} --help lists its options)`)
             .addHelpText("after", `\nExamples:\n${spec.examples.map((e) => `  ${e}`).join("\n")}\n\n${spec.result}\n${EXIT_CODES}`)
-            .action(async (_opts: OptionValues, cmd: Command) => done(await spec.run(cmd.optsWithGlobals() as never, io)));
+            .action(async (_opts: OptionValues, cmd: Command) => done(await spec.run(cmd.optsWithGlobals() as never, io,
+                (option) => cmd.getOptionValueSource(option) === "cli")));
         for (const option of spec.options()) command.addOption(option);
     }
     return root;

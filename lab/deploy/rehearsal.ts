@@ -12,20 +12,29 @@
  * - every PoP's health agent runs on Debian 12's own nodejs (18.x, installed by the deploy's push),
  *   under systemd, with no child process.
  *
+ *
+ * With `upgradeFrom` (`--upgrade-from <revision>`), the upgrade instead: the hosts boot with that
+ * version's user data and get its deploy (previous.ts), then this version's deploy lands on them
+ * as the next `pulumi up` would, and the checks are that every instance keeps its user data, the
+ * upgrade replaces nothing and moves no PoP's route or session, every agent is the new one on
+ * Debian's nodejs, the lab's report holds, and a deploy after it runs nothing.
+ *
  * What the rehearsal changes in the stack, and says so in its report: the hosts' SSH keys (its
  * own deploy key), the BGP password when the stack file has none in plain text, the deployer's
  * address added to adminCidrs (this machine is the deployer), and BFD off (this machine stalls
  * for longer than BFD's detection time; the lab measures BFD).
  */
 import { NETWORK_NAME } from "../../stacks/network/stack";
-import { sameSince } from "../session";
+import { importChanges, sameSince } from "../session";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { canonical, familyOf } from "../../components/core/addressing";
 import { readStackValues } from "../../harness/stackrun";
 import { runUntracked } from "../exec";
 import { DeployCloud, EXISTING_SERVICE, existingServerState, HostSpec, teardownOnSignals } from "./hosts";
-import { changedCommands, DeployPlan, planDeploy, PlannedCommand, updateRun } from "./plan";
+import { changedCommands, DeployPlan, planDeploy, PlannedCommand, removedCommands, updateRun } from "./plan";
+import { planPreviousVersion, PreviousDeploy } from "./previous";
+import { showProtocols } from "../birdc";
 import { formatSteps, RemoteRunReport, runRemoteCommands } from "./remote";
 import { edgeKernelTable, edgeProto, edgeTable, formatObservations, observe, RehearsalObservations, waitUntil } from "./observe";
 import { ensureRootfs } from "./rootfs";
@@ -36,6 +45,12 @@ export interface RehearsalOptions {
     log?: (line: string) => void;
     /** How long every PoP may take to announce after the deploy (default 240 s: the machine stalls). */
     announceTimeoutMs?: number;
+    /**
+     * The upgrade rehearsal: a git revision of pulumi-anycast (e.g. 43c83ba, 0.1.0 with the bash
+     * agent). The hosts boot with that version's user data and run its deploy; then this version's
+     * deploy lands on them as the next `pulumi up` would (previous.ts).
+     */
+    upgradeFrom?: string;
 }
 
 export interface RehearsalCheck {
@@ -48,8 +63,10 @@ export interface RehearsalReport {
     ok: boolean;
     /** The rehearsal's slot (hosts.ts): nothing of it is left when the rehearsal returns. */
     slot: number;
-    /** The first deploy: each command with its time. */
+    /** The first deploy: each command with its time (the earlier version's, in an upgrade rehearsal). */
     deploy: RemoteRunReport;
+    /** The upgrade rehearsal: from which version, and this version's deploy onto its hosts. */
+    upgrade?: { from: string; commit: string; version: string; run?: RemoteRunReport; deleted: string[] };
     /** Seconds from starting the empty hosts until each PoP announced, and the last of them. */
     announcedAfter: Record<string, number>;
     totalSeconds: number;
@@ -60,6 +77,18 @@ export interface RehearsalReport {
     observations?: RehearsalObservations;
     checks: RehearsalCheck[];
     rewrites: string[];
+    /** Every PoP as the rehearsal left it: at the edge, and as its agent says. */
+    pops: RehearsalPopState[];
+}
+
+export interface RehearsalPopState {
+    name: string;
+    /** The edge has the prefix from this PoP. */
+    announced: boolean;
+    /** The edge's BGP session with it (`Established` when up). */
+    session: { state: string; since: string };
+    /** `anycast-health status` on the host: its state and version, or why there was none. */
+    agent: { state?: string; version?: string; error?: string };
 }
 
 const REHEARSAL_PASSWORD = "rehearsal-only-password";
@@ -120,7 +149,10 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             }
         });
 
-        const plan = await planDeploy({ values, instanceAddresses });
+        // An upgrade: the earlier version's deploy first; this version's plan keeps its keys and certificates, as a stack's state does.
+        const previous = options.upgradeFrom === undefined ? undefined : await planPreviousVersion(options.upgradeFrom, { values, instanceAddresses }, log);
+        const replan = (v: StackValues) => planDeploy({ values: v, instanceAddresses, priorOutputs: previous?.priorOutputs });
+        const plan = await replan(values);
         for (const n of plan.run.notes) log(`  note: ${n}`);
         const spec = plan.run.spec;
 
@@ -142,7 +174,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
                     addresses: addressing[h.name],
                 };
             }
-            return { name: h.name, kind: "new", userData: rendered.files["cloud-init.yaml"], addresses: addressing[h.name] };
+            return { name: h.name, kind: "new", userData: previous?.userData[h.name] ?? rendered.files["cloud-init.yaml"], addresses: addressing[h.name] };
         });
 
         // From empty hosts: boot, then the deploy in the engine's order.
@@ -155,8 +187,9 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             await cloud.exec(spec.origin.name, ["sh", "-c", `mkdir -p /srv/site && echo ok > /srv/site${healthPath === "/" ? "/index.html" : healthPath} && ` +
                 `systemd-run --unit=site python3 -m http.server ${originPort} --bind :: --directory /srv/site`]);
         }
-        log(`  deploy: ${plan.commands.length} remote commands`);
-        const deploy = await runRemoteCommands(plan.commands, {
+        const firstCommands = previous?.commands ?? plan.commands;
+        log(`  deploy${previous ? ` of ${previous.version} (${previous.commit.slice(0, 12)})` : ""}: ${firstCommands.length} remote commands`);
+        const deploy = await runRemoteCommands(firstCommands, {
             commandTimeoutMs: 10 * 60_000,
             onStep: (event, step) => {
                 if (event === "end") log(`    ${step.name}: ${step.status} in ${(step.durationMs / 1000).toFixed(1)} s${step.status === "failed" ? ` (${step.stderr.split("\n").slice(-3).join(" | ")})` : ""}`);
@@ -166,9 +199,12 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
         const checks: RehearsalCheck[] = [];
         const announcedAfter: Record<string, number> = {};
         let totalSeconds = NaN;
+        const upgrade: RehearsalReport["upgrade"] = previous && { from: previous.revision, commit: previous.commit, version: previous.version, deleted: [] };
+        const failedSteps = (d: RemoteRunReport) => d.steps.filter((st) => st.status === "failed").map((st) => `${st.name}: ${st.stderr.split("\n").slice(-2).join(" ")}`).join("; ");
         if (!deploy.ok) {
-            checks.push({ name: "the deploy", ok: false, detail: deploy.steps.filter((st) => st.status === "failed").map((st) => `${st.name}: ${st.stderr.split("\n").slice(-2).join(" ")}`).join("; ") });
-            return { ok: false, slot: s.slot, deploy, announcedAfter, totalSeconds, bootSeconds, deploySeconds, checks, rewrites };
+            checks.push({ name: "the deploy", ok: false, detail: failedSteps(deploy) });
+            return { ok: false, slot: s.slot, deploy, upgrade, announcedAfter, totalSeconds, bootSeconds, deploySeconds, checks, rewrites,
+                pops: await popStates(cloud, spec.pops.map((p) => p.name), spec.prefixes[0].toString()) };
         }
 
         const prefix = spec.prefixes[0].toString();
@@ -179,29 +215,45 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
         const missing = spec.pops.filter((p) => announcedAfter[p.name] === undefined).map((p) => p.name);
         totalSeconds = missing.length === 0 ? Math.max(...Object.values(announcedAfter)) : NaN;
         checks.push({
-            name: "every PoP announces after the first deploy", ok: missing.length === 0,
+            name: `every PoP announces after the first deploy${previous ? ` (${previous.version})` : ""}`, ok: missing.length === 0,
             detail: missing.length === 0
                 ? spec.pops.map((p) => `${p.name} ${announcedAfter[p.name].toFixed(1)} s`).join(", ") + ` from empty hosts`
                 : `${missing.join(", ")} not announcing ${timeout / 1000} s after the deploy; ${await diagnose(cloud, missing[0])}`,
         });
 
+        if (previous && upgrade) {
+            checks.push(checkUserDataKept(previous, plan, Object.keys(instanceAddresses)));
+            if (missing.length > 0) {
+                return { ok: false, slot: s.slot, deploy, upgrade, announcedAfter, totalSeconds, bootSeconds, deploySeconds, checks, rewrites,
+                    pops: await popStates(cloud, spec.pops.map((p) => p.name), prefix) };
+            }
+            checks.push(await checkUpgrade(cloud, previous, plan, upgrade, timeout, log));
+        }
+
         let observations: RehearsalObservations | undefined;
         if (missing.length < spec.pops.length) {
             observations = await observe({
                 cloud, spec, httpSources: plan.run.httpSources, edgeSocket: edgeSocket(cloud), deployerAddress: deployer6, log,
-                tls: { serverCaPem: plan.run.originCaPem, pullClientCertPem: plan.run.originPullClient.certPem, pullClientKeyPem: plan.run.originPullClient.keyPem },
+                tls: {
+                    serverCaPem: previous?.originCaPem ?? plan.run.originCaPem,
+                    pullClientCertPem: plan.run.originPullClient.certPem, pullClientKeyPem: plan.run.originPullClient.keyPem,
+                },
                 originMarker: spec.origin.host.kind === "existing" ? EXISTING_SERVICE.body.trim() : undefined,
             }, prefix);
         }
         checks.push(await checkAgentRuntime(cloud, spec.pops.map((p) => p.name)));
-        checks.push(await checkNoChange(plan, values, instanceAddresses));
-        checks.push(await checkCommunities(cloud, plan, values, instanceAddresses, prefix, log));
-        checks.push(await checkReboot(cloud, spec.pops[spec.pops.length - 1].name, prefix, timeout, log));
+        checks.push(await checkNoChange(plan, () => replan(values)));
+        if (!previous) {
+            // A fresh deploy's day-2 changes; the upgrade rehearsal proves the upgrade and leaves these to it.
+            checks.push(await checkCommunities(cloud, plan, values, replan, prefix, log));
+            checks.push(await checkReboot(cloud, spec.pops[spec.pops.length - 1].name, prefix, timeout, log));
+        }
         if (spec.origin.host.kind === "existing") {
             checks.push(await checkExistingOrigin(cloud, spec.origin.name, originPort));
         }
         for (const c of checks) log(`  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`);
-        return { ok: checks.every((c) => c.ok) && (observations?.problems.length ?? 1) === 0, slot: s.slot, deploy, announcedAfter, totalSeconds,
+        const pops = await popStates(cloud, spec.pops.map((p) => p.name), prefix);
+        return { ok: checks.every((c) => c.ok) && (observations?.problems.length ?? 1) === 0, slot: s.slot, deploy, upgrade, announcedAfter, totalSeconds, pops,
             bootSeconds, deploySeconds, observations, checks, rewrites };
     } finally {
         if (edgePid !== undefined) {
@@ -295,8 +347,8 @@ async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], pa
 }
 
 /** Hosts are PoPs before they exist in the cloud; the BIRD config needs their addresses, so they are known up front. */
-async function checkNoChange(plan: DeployPlan, values: StackValues, instanceAddresses: Record<string, { ipv6: string; ipv4: string }>): Promise<RehearsalCheck> {
-    const again = await planDeploy({ values, instanceAddresses });
+async function checkNoChange(plan: DeployPlan, replan: () => Promise<DeployPlan>): Promise<RehearsalCheck> {
+    const again = await replan();
     const changed = changedCommands(plan.commands, again.commands);
     const report = await runRemoteCommands(updateRun(changed));
     return {
@@ -306,14 +358,14 @@ async function checkNoChange(plan: DeployPlan, values: StackValues, instanceAddr
 }
 
 async function checkCommunities(cloud: DeployCloud, plan: DeployPlan, values: StackValues,
-    instanceAddresses: Record<string, { ipv6: string; ipv4: string }>, prefix: string, log: (l: string) => void): Promise<RehearsalCheck> {
+    replan: (v: StackValues) => Promise<DeployPlan>, prefix: string, log: (l: string) => void): Promise<RehearsalCheck> {
     const name = "a communities change on one PoP re-runs only its bird.conf push, and its session stays up";
     const pop = values.pops[0].name;
     const changedValues = structuredClone(values);
     const community = "64600:64497";
     changedValues.pops[0].communities = [...(changedValues.pops[0].communities ?? []), community];
     const before = await session(cloud, pop);
-    const next = await planDeploy({ values: changedValues, instanceAddresses });
+    const next = await replan(changedValues);
     const changed = changedCommands(plan.commands, next.commands);
     const expected = [`${NETWORK_NAME}-${pop}-push-bird.conf`];
     const run = await runRemoteCommands(updateRun(changed));
@@ -328,6 +380,108 @@ async function checkCommunities(cloud: DeployCloud, plan: DeployPlan, values: St
         name, ok,
         detail: `re-ran ${changed.map((c) => c.name).join(", ") || "nothing"} (${run.ok ? "ok" : "failed"}); community ${community} ${seen ? "seen" : "NOT seen"} at the edge; ` +
             `session ${after.state} since ${after.since} (before: since ${before.since})`,
+    };
+}
+
+/**
+ * An upgrade keeps every Vultr instance: a changed userData would replace it (Vultr's provider),
+ * so this version must render each new instance's cloud-init exactly as the earlier one did.
+ */
+function checkUserDataKept(previous: PreviousDeploy, plan: DeployPlan, instances: string[]): RehearsalCheck {
+    const changed = instances.filter((h) => previous.userData[h] !== plan.run.hosts.find((r) => r.name === h)?.files["cloud-init.yaml"]);
+    return {
+        name: `every instance keeps ${previous.version}'s user data (a changed one would replace it)`, ok: changed.length === 0,
+        detail: changed.length === 0 ? `${instances.join(", ") || "no instance"}: the same cloud-init` : `${changed.join(", ")}: cloud-init differs, so Vultr would replace them`,
+    };
+}
+
+/** The edge's view of each PoP's session: state, since, and the route changes it accepted (importChanges). */
+async function edgeSessions(cloud: DeployCloud, pops: string[]): Promise<Record<string, { state: string; since: string; updates: number; withdraws: number }>> {
+    const protos = await showProtocols(cloud.cloudNs, edgeSocket(cloud));
+    return Object.fromEntries(pops.map((pop) => {
+        const p = protos.find((x) => x.name === edgeProto(pop));
+        return [pop, { state: p?.bgpState ?? p?.info ?? "gone", since: p?.since ?? "", ...importChanges(p) }];
+    }));
+}
+
+/**
+ * This version's deploy onto hosts an earlier version deployed, as the next `pulumi up` runs it:
+ * the commands whose inputs changed (updates: pulumi-command runs `create` again), the new ones,
+ * and the removed ones (a Command without a delete script runs nothing on the host). Replaced
+ * would be a command whose connection or (not ignored) triggers changed. Then each PoP's agent
+ * must be this version, announcing, after enough rounds for rise and fall to have had their say,
+ * and the edge must have seen no withdrawal, no changed route and no new session from any PoP.
+ */
+async function checkUpgrade(cloud: DeployCloud, previous: PreviousDeploy, plan: DeployPlan, upgrade: NonNullable<RehearsalReport["upgrade"]>,
+    timeoutMs: number, log: (l: string) => void): Promise<RehearsalCheck> {
+    const name = `this version's deploy onto ${previous.version}'s hosts replaces nothing, and no PoP's route or session moves`;
+    const spec = plan.run.spec;
+    const pops = spec.pops.map((p) => p.name);
+    const before = await edgeSessions(cloud, pops);
+    const changed = changedCommands(previous.commands, plan.commands);
+    const old = new Map(previous.commands.map((c) => [c.name, c]));
+    const replaced = changed.filter((c) => {
+        const o = old.get(c.name);
+        return o !== undefined && (JSON.stringify(o.connection) !== JSON.stringify(c.connection)
+            || (!c.ignoreChanges.includes("triggers") && JSON.stringify(o.triggers) !== JSON.stringify(c.triggers)));
+    });
+    const created = changed.filter((c) => !old.has(c.name));
+    const removed = removedCommands(previous.commands, plan.commands);
+    log(`  upgrade to this version: ${changed.length - created.length} update(s), ${created.length} new, ${removed.length} removed, ${replaced.length} replaced`);
+    const t0 = Date.now();
+    const run = await runRemoteCommands(updateRun(changed), {
+        commandTimeoutMs: 10 * 60_000,
+        onStep: (event, step) => {
+            if (event === "end") log(`    ${step.name}: ${step.status} in ${(step.durationMs / 1000).toFixed(1)} s${step.status === "failed" ? ` (${step.stderr.split("\n").slice(-3).join(" | ")})` : ""}`);
+        },
+    });
+    upgrade.run = run;
+    // The engine deletes what the program no longer has after its creates and updates.
+    const withScript = removed.filter((c) => c.delete !== undefined);
+    const deletes = withScript.length === 0 ? undefined
+        : await runRemoteCommands(withScript.map((c) => ({ ...c, create: c.delete as string, stdin: undefined, dependsOn: [] })));
+    upgrade.deleted = removed.map((c) => c.name);
+    const version = String((JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "..", "package.json"), "utf8")) as { version: string }).version);
+    // Rounds enough for a wrong decision to show: a withdrawal takes `fall` bad rounds, a return `rise`.
+    const rounds = 3 * (spec.health.rise + spec.health.fall);
+    const status = async (pop: string) => {
+        const out = await cloud.exec(pop, ["anycast-health", "status"], { allowFail: true });
+        return JSON.parse(out.stdout) as { agent_version?: string; state?: string; seq?: number };
+    };
+    const settled: Record<string, number | undefined> = {};
+    await Promise.all(pops.map(async (pop) => {
+        const at = await waitUntil(async () => {
+            const st = await status(pop);
+            return st.agent_version === version && st.state === "announced" && (st.seq ?? 0) >= rounds;
+        }, timeoutMs, 1000);
+        settled[pop] = at === undefined ? undefined : (at - t0) / 1000;
+    }));
+    const after = await edgeSessions(cloud, pops);
+    const moved = pops.flatMap((pop) => {
+        const [b, a] = [before[pop], after[pop]];
+        const out: string[] = [];
+        if (a.state !== "Established") out.push(`${pop}: session ${a.state}`);
+        if (!sameSince(b.since, a.since)) out.push(`${pop}: session restarted (since ${b.since} -> ${a.since})`);
+        if (a.withdraws !== b.withdraws) out.push(`${pop}: ${a.withdraws - b.withdraws} withdrawal(s) at the edge`);
+        if (a.updates !== b.updates) out.push(`${pop}: ${a.updates - b.updates} changed route(s) at the edge`);
+        return out;
+    });
+    const unsettled = pops.filter((p) => settled[p] === undefined);
+    const ok = run.ok && (deletes?.ok ?? true) && replaced.length === 0 && moved.length === 0 && unsettled.length === 0;
+    const names = (cs: PlannedCommand[]) => cs.map((c) => c.name.replace(`${NETWORK_NAME}-`, "")).join(", ") || "none";
+    return {
+        name, ok,
+        detail: [
+            `${run.steps.length} command(s) ran (${run.ok ? "ok" : `FAILED: ${run.steps.filter((st) => st.status === "failed").map((st) => st.name).join(", ")}`}) in ${(run.totalMs / 1000).toFixed(1)} s`,
+            `updated ${names(changed.filter((c) => old.has(c.name)))}`,
+            `new ${names(created)}`,
+            `removed ${names(removed)} (${withScript.length === 0 ? "no delete script: nothing ran on the hosts" : `${withScript.length} delete script(s) ${deletes?.ok ? "ran" : "FAILED"}`})`,
+            `replaced ${names(replaced)}`,
+            unsettled.length === 0
+                ? `agents ${version}, announcing, ${rounds} rounds in: ${pops.map((p) => `${p} ${settled[p]!.toFixed(1)} s`).join(", ")}`
+                : `${unsettled.join(", ")}: no agent ${version} announcing ${rounds} rounds in within ${timeoutMs / 1000} s; ${await diagnose(cloud, unsettled[0])}`,
+            moved.length === 0 ? "at the edge: no withdrawal, no changed route, every session kept" : `at the edge: ${moved.join("; ")}`,
+        ].join("; "),
     };
 }
 
@@ -382,10 +536,47 @@ async function checkExistingOrigin(cloud: DeployCloud, origin: string, port: num
     };
 }
 
+/** Every PoP's final state: the edge's route and session, and its agent's own word. */
+async function popStates(cloud: DeployCloud, pops: string[], prefix: string): Promise<RehearsalPopState[]> {
+    return Promise.all(pops.map(async (name): Promise<RehearsalPopState> => {
+        const out = await cloud.exec(name, ["anycast-health", "status"], { allowFail: true }).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
+        let agent: RehearsalPopState["agent"];
+        try {
+            const st = JSON.parse(out.stdout) as { state?: string; agent_version?: string };
+            agent = { state: st.state, version: st.agent_version };
+        } catch {
+            agent = { error: (out.stderr || out.stdout).trim().split("\n").slice(-1)[0] || `anycast-health status exited ${out.code}` };
+        }
+        return { name, announced: await announces(cloud, name, prefix).catch(() => false), session: await session(cloud, name).catch(() => ({ state: "unknown", since: "" })), agent };
+    }));
+}
+
+/**
+ * The report as data (`anycast lab --deploy --json`): the verdict, every step of each deploy
+ * (its output only when it failed: pushes print nothing else, and a report file is no place for
+ * a host's logs), every PoP's state, the checks and the lab's observations.
+ */
+export function rehearsalJson(r: RehearsalReport): Record<string, unknown> {
+    const steps = (d: RemoteRunReport) => d.steps.map((st) => ({
+        name: st.name, host: st.host, status: st.status, ...(st.exitCode !== undefined ? { exitCode: st.exitCode } : {}),
+        startedAtMs: st.startedAtMs, durationMs: st.durationMs, dials: st.dials,
+        ...(st.skippedBecause ? { skippedBecause: st.skippedBecause } : {}),
+        ...(st.status === "failed" ? { stderr: st.stderr } : {}),
+    }));
+    return {
+        format: "anycast-rehearsal/1", ok: r.ok,
+        timings: { bootSeconds: r.bootSeconds, deploySeconds: r.deploySeconds, totalSeconds: Number.isNaN(r.totalSeconds) ? null : r.totalSeconds, announcedAfter: r.announcedAfter },
+        steps: steps(r.deploy),
+        ...(r.upgrade ? { upgrade: { from: r.upgrade.from, commit: r.upgrade.commit, version: r.upgrade.version, steps: r.upgrade.run ? steps(r.upgrade.run) : [], deleted: r.upgrade.deleted } } : {}),
+        pops: r.pops, checks: r.checks, rewrites: r.rewrites,
+        ...(r.observations ? { observations: r.observations } : {}),
+    };
+}
+
 /** Each deploy step with its time, in the engine's order (a table within 100 columns). */
-function formatDeploySteps(d: RemoteRunReport): string[] {
+function formatDeploySteps(d: RemoteRunReport, title: string): string[] {
     return [
-        ...wrap(`The first deploy from empty hosts: ${d.steps.length} remote commands over SSH in the engine's order, ` +
+        ...wrap(`${title}: ${d.steps.length} remote commands over SSH in the engine's order, ` +
             `${(d.totalMs / 1000).toFixed(1)} s, at most ${d.peakParallel} at once`),
         ...table(["step", "status", "started", "took", "detail"], d.steps.map((st) => [
             st.name.startsWith(`${NETWORK_NAME}-`) ? st.name.slice(NETWORK_NAME.length + 1) : st.name, st.status,
@@ -406,9 +597,17 @@ export function formatRehearsal(r: RehearsalReport): string[] {
         ...wrap(`hosts booted to SSH in ${r.bootSeconds.toFixed(1)} s; deploy commands ${r.deploySeconds.toFixed(1)} s; every PoP announcing ` +
             `${Number.isNaN(r.totalSeconds) ? "never" : `${r.totalSeconds.toFixed(1)} s`} from empty hosts`, "  ", "    "),
         "",
-        ...formatDeploySteps(r.deploy),
+        ...formatDeploySteps(r.deploy, `The first deploy from empty hosts${r.upgrade ? `, by ${r.upgrade.version} (${r.upgrade.from}, ${r.upgrade.commit.slice(0, 12)})` : ""}`),
+        ...(r.upgrade?.run ? formatDeploySteps(r.upgrade.run, `Then this version's deploy onto them (the upgrade)`) : []),
+        ...(r.upgrade && r.upgrade.deleted.length > 0 ? [...wrap(`Deleted by the upgrade: ${r.upgrade.deleted.join(", ")}`), ""] : []),
         ...observed,
         ...(observed.length > 0 ? [""] : []),
+        "PoPs at the end",
+        ...table(["PoP", "at the edge", "session", "agent"], r.pops.map((p) => [
+            p.name, p.announced ? "announced" : "NOT announced", `${p.session.state} since ${p.session.since || "?"}`,
+            p.agent.error ? `no status: ${p.agent.error}` : `${p.agent.state ?? "?"} (${p.agent.version ?? "no version"})`,
+        ])),
+        "",
         "Checks",
         ...r.checks.flatMap((c) => wrap(`${c.name}: ${c.detail}`, `  ${c.ok ? "ok  " : "FAIL"} `, "       ")),
         r.ok ? "rehearsal passed" : "rehearsal FAILED",
