@@ -142,13 +142,22 @@ export async function planDeploy(options: PlanOptions): Promise<DeployPlan> {
  * or triggers changed. An input the new program's `ignoreChanges` names is not compared: the
  * engine keeps its old value (a network deployed before 0.2 keeps its pushes' triggers).
  */
+/** The inputs pulumi-command compares for an update; a change to any that is not ignored runs `create` again. */
+const UPDATE_INPUTS = ["create", "stdin", "environment", "triggers"] as const;
+export type UpdateInput = typeof UPDATE_INPUTS[number];
+
+/** Which of a command's compared inputs differ from the earlier run's, ignored ones left out. */
+export function changedInputs(before: PlannedCommand, after: PlannedCommand): UpdateInput[] {
+    const value = (c: PlannedCommand, k: UpdateInput) => JSON.stringify(c[k] ?? (k === "environment" ? {} : k === "stdin" ? "" : null));
+    return UPDATE_INPUTS.filter((k) => !after.ignoreChanges.includes(k) && value(before, k) !== value(after, k));
+}
+
+/** The commands a later `pulumi up` runs: new ones, and those with a changed input (see changedInputs). */
 export function changedCommands(before: PlannedCommand[], after: PlannedCommand[]): PlannedCommand[] {
     const old = new Map(before.map((c) => [c.name, c]));
-    const key = (c: PlannedCommand, ignore: string[]) => JSON.stringify(
-        (["create", "stdin", "environment", "triggers"] as const).map((k) => ignore.includes(k) ? null : (c[k] ?? (k === "environment" ? {} : k === "stdin" ? "" : null))));
     return after.filter((c) => {
         const o = old.get(c.name);
-        return o === undefined || key(o, c.ignoreChanges) !== key(c, c.ignoreChanges);
+        return o === undefined || changedInputs(o, c).length > 0;
     });
 }
 

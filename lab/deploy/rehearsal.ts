@@ -32,13 +32,14 @@ import { canonical, familyOf } from "../../components/core/addressing";
 import { readStackValues } from "../../harness/stackrun";
 import { runUntracked } from "../exec";
 import { DeployCloud, EXISTING_SERVICE, existingServerState, HostSpec, teardownOnSignals } from "./hosts";
-import { changedCommands, DeployPlan, planDeploy, PlannedCommand, removedCommands, updateRun } from "./plan";
+import { changedCommands, changedInputs, DeployPlan, planDeploy, PlannedCommand, removedCommands, UpdateInput, updateRun } from "./plan";
 import { planPreviousVersion, PreviousDeploy } from "./previous";
 import { showProtocols } from "../birdc";
 import { formatSteps, RemoteRunReport, runRemoteCommands } from "./remote";
 import { edgeKernelTable, edgeProto, edgeTable, formatObservations, observe, RehearsalObservations, waitUntil } from "./observe";
 import { ensureRootfs } from "./rootfs";
 import { ms, table, wrap } from "../text";
+import { AGENT_PROGRAM } from "../../components/core/health/layout";
 
 export interface RehearsalOptions {
     configFile: string;
@@ -445,7 +446,7 @@ async function checkUpgrade(cloud: DeployCloud, previous: PreviousDeploy, plan: 
     // Rounds enough for a wrong decision to show: a withdrawal takes `fall` bad rounds, a return `rise`.
     const rounds = 3 * (spec.health.rise + spec.health.fall);
     const status = async (pop: string) => {
-        const out = await cloud.exec(pop, ["anycast-health", "status"], { allowFail: true });
+        const out = await cloud.exec(pop, [AGENT_PROGRAM, "status"], { allowFail: true });
         return JSON.parse(out.stdout) as { agent_version?: string; state?: string; seq?: number };
     };
     const settled: Record<string, number | undefined> = {};
@@ -473,7 +474,7 @@ async function checkUpgrade(cloud: DeployCloud, previous: PreviousDeploy, plan: 
         name, ok,
         detail: [
             `${run.steps.length} command(s) ran (${run.ok ? "ok" : `FAILED: ${run.steps.filter((st) => st.status === "failed").map((st) => st.name).join(", ")}`}) in ${(run.totalMs / 1000).toFixed(1)} s`,
-            `updated ${names(changed.filter((c) => old.has(c.name)))}`,
+            `updated ${updatedByInput(changed.filter((c) => old.has(c.name)), old)}`,
             `new ${names(created)}`,
             `removed ${names(removed)} (${withScript.length === 0 ? "no delete script: nothing ran on the hosts" : `${withScript.length} delete script(s) ${deletes?.ok ? "ran" : "FAILED"}`})`,
             `replaced ${names(replaced)}`,
@@ -483,6 +484,18 @@ async function checkUpgrade(cloud: DeployCloud, previous: PreviousDeploy, plan: 
             moved.length === 0 ? "at the edge: no withdrawal, no changed route, every session kept" : `at the edge: ${moved.join("; ")}`,
         ].join("; "),
     };
+}
+
+const INPUT_WORDS: Record<UpdateInput, string> = { create: "script", stdin: "content", environment: "environment", triggers: "triggers" };
+
+/** The updated commands grouped by which inputs changed ("create" alone: the push script itself, its content the same). */
+function updatedByInput(updated: PlannedCommand[], old: Map<string, PlannedCommand>): string {
+    const groups = new Map<string, string[]>();
+    for (const c of updated) {
+        const key = changedInputs(old.get(c.name)!, c).map((k) => INPUT_WORDS[k]).join(" and ");
+        groups.set(key, [...(groups.get(key) ?? []), c.name.replace(`${NETWORK_NAME}-`, "")]);
+    }
+    return groups.size === 0 ? "none" : [...groups].map(([k, ns]) => `${ns.length} for a changed ${k} (${ns.join(", ")})`).join(", ");
 }
 
 async function checkReboot(cloud: DeployCloud, pop: string, prefix: string, timeoutMs: number, log: (l: string) => void): Promise<RehearsalCheck> {
@@ -539,7 +552,7 @@ async function checkExistingOrigin(cloud: DeployCloud, origin: string, port: num
 /** Every PoP's final state: the edge's route and session, and its agent's own word. */
 async function popStates(cloud: DeployCloud, pops: string[], prefix: string): Promise<RehearsalPopState[]> {
     return Promise.all(pops.map(async (name): Promise<RehearsalPopState> => {
-        const out = await cloud.exec(name, ["anycast-health", "status"], { allowFail: true }).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
+        const out = await cloud.exec(name, [AGENT_PROGRAM, "status"], { allowFail: true }).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
         let agent: RehearsalPopState["agent"];
         try {
             const st = JSON.parse(out.stdout) as { state?: string; agent_version?: string };

@@ -11,7 +11,8 @@ import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
 import { deployPreconditionProblem, EXISTING_SERVICE, slotLeftovers, teardownAllClouds } from "../../lab/deploy/hosts";
-import { formatRehearsal, rehearseDeploy } from "../../lab/deploy/rehearsal";
+import { previousVersionProblem } from "../../lab/deploy/previous";
+import { formatRehearsal, rehearsalJson, rehearseDeploy } from "../../lab/deploy/rehearsal";
 import { formatSteps } from "../../lab/deploy/remote";
 import { tempDir, which } from "../helpers/tools";
 
@@ -77,5 +78,32 @@ describe("anycast lab --deploy", { skip: problem }, () => {
         assert.ok(run.servedBy && run.servedBy !== run.pop, "another PoP served while nginx was stopped");
         assert.ok(run.recoveryMs !== undefined && o.edgePath?.withdrawnMs !== undefined && o.edgePath.backMs !== undefined);
         assert.deepEqual(await slotLeftovers(report.slot), [], "the rehearsal leaves nothing behind");
+    });
+
+    // The last revision with the bash agent (9fe1bcf^): hosts it deployed take this version's deploy as the next `pulumi up`.
+    const BASH_AGENT_REVISION = "43c83ba";
+    const upgradeProblem = previousVersionProblem(BASH_AGENT_REVISION);
+    if (upgradeProblem) console.log(`upgrade rehearsal skipped: ${upgradeProblem}`);
+    it(`upgrades hosts deployed by ${BASH_AGENT_REVISION} (the bash agent) with nothing replaced and no route or session moved`, { timeout: 25 * 60_000, skip: upgradeProblem }, async () => {
+        const doc = parse(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.prod.yaml"), "utf8")) as { config: Record<string, any> };
+        doc.config["anycast:pops"] = doc.config["anycast:pops"].slice(0, 2);
+        const file = path.join(dir, "Pulumi.upgrade.yaml");
+        fs.writeFileSync(file, stringify(doc));
+
+        const report = await rehearseDeploy({ configFile: file, log, announceTimeoutMs: 150_000, upgradeFrom: BASH_AGENT_REVISION });
+        for (const line of formatRehearsal(report)) log(line);
+        assert.equal(report.deploy.ok, true, formatSteps(report.deploy).join("\n"));
+        for (const c of report.checks) assert.ok(c.ok, `${c.name}: ${c.detail}`);
+        const upgrade = report.checks.find((c) => /replaces nothing/.test(c.name));
+        assert.ok(upgrade, "the upgrade check ran");
+        assert.match(upgrade.detail, /replaced none/);
+        assert.match(upgrade.detail, /no withdrawal, no changed route, every session kept/);
+        assert.ok(report.upgrade?.run && report.upgrade.run.steps.length > 0, "the upgrade ran this version's changed commands");
+        const json = rehearsalJson(report) as { format: string; ok: boolean; pops: Array<{ name: string; agent: { state?: string; version?: string } }> };
+        assert.equal(json.format, "anycast-rehearsal/1");
+        assert.equal(json.ok, true);
+        const version = (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")) as { version: string }).version;
+        assert.deepEqual(json.pops.map((p) => [p.name, p.agent.state, p.agent.version]).sort(), [["ams", "announced", version], ["lax", "announced", version]]);
+        assert.deepEqual(await slotLeftovers(report.slot), [], "the upgrade rehearsal leaves nothing behind");
     });
 });

@@ -227,10 +227,10 @@ describe("anycast --help", () => {
         }
     });
 
-    it("lab takes --config --json --keep --repeats --down --edge --deploy --experiments", async () => {
+    it("lab takes --config --json --keep --repeats --down --edge --deploy --experiments --upgrade-from", async () => {
         const lab = program({ out: () => undefined, err: () => undefined }, () => undefined).commands.find((c) => c.name() === "lab")!;
         assert.deepEqual(lab.options.map((o) => o.long).sort(),
-            ["--config", "--deploy", "--down", "--edge", "--experiments", "--json", "--keep", "--repeats"].sort());
+            ["--config", "--deploy", "--down", "--edge", "--experiments", "--json", "--keep", "--repeats", "--upgrade-from"].sort());
         const unknown = await cli(["lab", "--config", path.join(REPO_ROOT, "Pulumi.lab.yaml"), "--experiments", "crash,originOutge"]);
         assert.equal(unknown.code, 2);
         assert.match(unknown.err, /--experiments: originOutge is not an experiment: use some of crash,[\s\S]*originOutage, tunnelCut, originDown/);
@@ -238,6 +238,30 @@ describe("anycast --help", () => {
         assert.equal(edge.code, 2);
         assert.match(edge.err, /Allowed choices are frr, bird/);
         assert.deepEqual(lab.options.find((o) => o.long === "--edge")!.argChoices, EDGE_KINDS, "the lab's own list of edges");
+    });
+
+    it("the deploy rehearsal refuses the lab's options it cannot honour, each with its reason, before it boots anything", async () => {
+        const prod = path.join(REPO_ROOT, "Pulumi.prod.yaml");
+        for (const [option, reason] of [
+            [["--keep"], /--keep cannot be used with --deploy: the rehearsal tears its hosts down/],
+            [["--repeats", "3"], /--repeats cannot be used with --deploy: the rehearsal runs its one experiment once/],
+            [["--edge", "bird"], /--edge cannot be used with --deploy: the rehearsal's provider edge is BIRD/],
+            [["--experiments", "crash"], /--experiments cannot be used with --deploy/],
+            [["--down"], /--down cannot be used with --deploy/],
+        ] as const) {
+            const r = await cli(["lab", "--deploy", "--config", prod, ...option]);
+            assert.equal(r.code, 2, `${option.join(" ")}: ${r.err}`);
+            assert.match(r.err, reason);
+            assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
+        }
+        const both = await cli(["lab", "--deploy", "--config", prod, "--keep", "--down"]);
+        assert.match(both.err, /--keep cannot[\s\S]*; --down cannot/, "every refused option is named at once");
+        const upgrade = await cli(["lab", "--config", prod, "--upgrade-from", "43c83ba"]);
+        assert.equal(upgrade.code, 2);
+        assert.match(upgrade.err, /--upgrade-from needs --deploy/);
+        const unknown = await cli(["lab", "--deploy", "--config", prod, "--upgrade-from", "no-such-revision"]);
+        assert.equal(unknown.code, 2);
+        assert.match(unknown.err, /--upgrade-from no-such-revision: no such commit in /);
     });
 
     it("an unknown command or option gets a did-you-mean and exit 2", async () => {

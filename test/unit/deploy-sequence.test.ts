@@ -14,7 +14,7 @@ import { ConfigError, DEPLOYER_ADDRESS_ENV } from "../../components/core/config"
 import { renderBootstrap, renderCloudInitWait } from "../../components/core/render/bootstrap";
 import { IpAddress, IpPrefix } from "../../components/core/addressing";
 import { renderNftables } from "../../components/core/render/nftables";
-import { changedCommands, DeployPlan, planDeploy, PlannedCommand } from "../../lab/deploy/plan";
+import { changedCommands, changedInputs, DeployPlan, planDeploy, PlannedCommand, removedCommands } from "../../lab/deploy/plan";
 import { NETWORK_NAME } from "../../stacks/network/stack";
 import { rawConfigOf } from "../helpers/fixtures";
 import { run, tempDir, which } from "../helpers/tools";
@@ -139,6 +139,27 @@ describe("deploy sequence (prod example, with an existing PoP as a non-root user
             }),
         });
         assert.deepEqual(changedCommands(plan.commands, changed.commands).map((c) => c.name), [N("ams-push-bird.conf")]);
+    });
+});
+
+describe("what a later pulumi up runs: changed inputs, ignored ones, removed commands", () => {
+    const command = (name: string, over: Partial<PlannedCommand> = {}): PlannedCommand => ({
+        name, connection: { host: "2001:db8::1", port: 22, user: "root", privateKey: "k" }, create: "cat > /etc/x", stdin: "a",
+        dependsOn: [], triggers: [], ignoreChanges: [], ...over,
+    });
+    it("a changed script, content, environment or trigger is an update; the same inputs are not", () => {
+        assert.deepEqual(changedInputs(command("x"), command("x")), []);
+        assert.deepEqual(changedInputs(command("x"), command("x", { create: "install" })), ["create"]);
+        assert.deepEqual(changedInputs(command("x"), command("x", { stdin: "b", environment: { A: "1" } })), ["stdin", "environment"]);
+        assert.deepEqual(changedInputs(command("x", { stdin: undefined }), command("x", { stdin: "" })), [], "no stdin and an empty one are the same");
+    });
+    it("an ignored input is no change (0.1.0's triggers: an upgrade would re-run every push otherwise)", () => {
+        const before = [command("a", { triggers: ["old"] }), command("b")];
+        const after = [command("a", { triggers: ["new"], ignoreChanges: ["triggers"] }), command("b", { stdin: "new" }), command("c")];
+        assert.deepEqual(changedInputs(before[0], after[0]), []);
+        assert.deepEqual(changedCommands(before, after).map((c) => c.name), ["b", "c"]);
+        assert.deepEqual(removedCommands(before, after.slice(1)).map((c) => c.name), ["a"]);
+        assert.deepEqual(removedCommands(before, after), []);
     });
 });
 
