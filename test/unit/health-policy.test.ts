@@ -10,7 +10,7 @@
 import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
 import {
-    Action, AgentState, CheckResult, confirmMs, initialState, isolationMs, isolationRounds, Observations, PeerAnswer,
+    Action, AgentState, CheckResult, confirmMs, initialState, recoverMs, isolationMs, isolationRounds, Observations, PeerAnswer,
     meshAsks, publicFetches, quietAskMs, roundMs, statusOf, step, viewMaxAgeMs, wantedProtocols,
 } from "../../components/core/health/policy";
 import { AgentSettings, formatAgentSettings, parseAgentSettings } from "../../components/core/health/settings";
@@ -228,6 +228,39 @@ describe("health policy: origin faults, local or global", () => {
         assert.equal(sim.state.fault, "global");
         assert.equal(sim.announcing, "plain");
         assert.ok(sim.log.some((l) => /nginx: no path works: every request gets the 503/.test(l)), sim.log.join("\n"));
+    });
+
+    it("global outages one after another, more than maxWithdrawalsPerHour within a minute: no withdrawal, so no damping", () => {
+        const sim = announced(prodLax((s) => { s.relay = false; }));
+        for (let i = 0; i < sim.settings.maxWithdrawalsPerHour + 2; i++) {
+            sim.world.origins = [REFUSED];
+            sim.world.mesh = sim.settings.peers.map((p) => peer(p.name, { directUp: 0, bestUs: -1 }));
+            sim.rounds(sim.roundsIn(2 * confirmMs(sim.settings)));
+            assert.equal(sim.state.state, "announced", `outage ${i + 1}: ${sim.log.join("\n")}`);
+            assert.equal(sim.state.fault, "global", `outage ${i + 1}`);
+            // The origin is back, and the other PoPs see it a round sooner (their rounds are out of phase): theirs say so at once.
+            sim.world.origins = [OK];
+            sim.world.mesh = sim.settings.peers.map((p) => peer(p.name));
+            sim.rounds(sim.roundsIn(confirmMs(sim.settings)));
+            assert.equal(sim.state.fault, "none", `after outage ${i + 1}: ${sim.state.reason}`);
+            assert.equal(sim.state.state, "announced", `after outage ${i + 1}: ${sim.log.join("\n")}`);
+        }
+        assert.ok(sim.now < 60_000, `the outages took ${sim.now} ms of the fake clock, not within a minute`);
+        assert.deepEqual(sim.state.withdrawals, []);
+        assert.equal(sim.announcing, "plain");
+    });
+
+    it("a global outage that ends for the others but not here: withdrawn once they have reached an origin for recoverMs", () => {
+        const sim = announced(prodLax((s) => { s.relay = false; }));
+        sim.world.origins = [REFUSED];
+        sim.world.mesh = sim.settings.peers.map((p) => peer(p.name, { directUp: 0, bestUs: -1 }));
+        sim.rounds(sim.roundsIn(2 * confirmMs(sim.settings)));
+        assert.equal(sim.state.fault, "global");
+        const back = sim.now;
+        sim.world.mesh = sim.settings.peers.map((p) => peer(p.name));
+        sim.until(["withdrawn"], sim.roundsIn(recoverMs(sim.settings)) + sim.settings.fall + 2);
+        assert.ok(sim.now - back >= recoverMs(sim.settings), `withdrawn ${sim.now - back} ms after the others were back, before recoverMs`);
+        assert.match(sim.state.reason, /while \w+ is announced and reaches one/);
     });
 
     it("a lone PoP has nobody to ask: an origin fault is global, it stays announced", () => {

@@ -108,6 +108,12 @@ export interface PeerState {
     viewAt: number;
     /** Over which path the last view came. */
     viewOver: "mesh" | "public" | "none";
+    /**
+     * Since when its views have said, without a break, that it can take this PoP's traffic
+     * (undefined while they do not): a peer that has only just got an origin back says nothing
+     * yet about this PoP's own paths (see recoverMs).
+     */
+    takesOverSince?: number;
     /** The last time it answered over the mesh (-Infinity: never). */
     meshAt: number;
     /** The last time it was asked over the mesh (-Infinity: never). */
@@ -207,6 +213,17 @@ export function quietAskMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs">): 
  */
 export function confirmMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs" | "fall">): number {
     return (s.fall + 1) * roundMs(s) + s.timeoutMs;
+}
+
+/**
+ * How long a peer must have reached an origin before its word makes this PoP's lost paths a
+ * local fault: when a fault every PoP shared ends, each PoP's paths come back after `rise` good
+ * checks, its rounds up to one behind a peer's, plus a timeout for the fetch. Without this wait
+ * the PoP that is a round behind at the end of a global outage withdraws, and the withdrawal
+ * counts towards flap damping.
+ */
+export function recoverMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs" | "rise">): number {
+    return (s.rise + 1) * roundMs(s) + s.timeoutMs;
 }
 
 /** How long no other PoP may answer at all before a PoP counts itself cut off without a witness. */
@@ -344,6 +361,8 @@ function observePeers(s: AgentState, o: Observations, now: number): void {
                 p.view = a.view;
                 p.viewAt = at;
                 p.viewOver = over;
+                if (!takesOver(a.view)) p.takesOverSince = undefined;
+                else p.takesOverSince ??= at;
             }
             if (a.view.publicStatusUrl) p.publicStatusUrl = a.view.publicStatusUrl;
             s.anyAnswerAt = now;
@@ -451,14 +470,17 @@ function describePaths(s: AgentState): string {
 function classify(s: AgentState, now: number, settings: AgentSettings): { fault: "local" | "global"; takeover?: string } {
     const since = s.notServingSince ?? now;
     const confirmed = since + confirmMs(settings);
+    // A witness has reached an origin for recoverMs: this PoP would have its paths back by then if the fault were shared.
+    const witness = (p: PeerState) => fresh(p, now, settings) && takesOver(p.view)
+        && p.takesOverSince !== undefined && p.viewAt >= p.takesOverSince + recoverMs(settings);
     for (const [j, p] of s.peers.entries()) {
-        if (fresh(p, now, settings) && p.viewOver === "mesh" && takesOver(p.view) && p.viewAt >= confirmed) {
+        if (witness(p) && p.viewOver === "mesh" && p.viewAt >= confirmed) {
             return { fault: "local", takeover: settings.peers[j].name };
         }
     }
     if (settings.peers.length === 0 || s.meshAnswerAt >= since) return { fault: "global" };
     for (const [j, p] of s.peers.entries()) {
-        if (fresh(p, now, settings) && p.viewOver === "public" && takesOver(p.view) && (settings.meshTopology === "full" || p.viewAt >= confirmed)) {
+        if (witness(p) && p.viewOver === "public" && (settings.meshTopology === "full" || p.viewAt >= confirmed)) {
             return { fault: "local", takeover: `${settings.peers[j].name} (asked over its public address: this PoP is cut off from the mesh)` };
         }
     }
