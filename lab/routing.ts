@@ -263,7 +263,9 @@ export interface FlapDampingReport {
     /** Set when the config gives an origin-path flap no withdrawal to count (a hub mesh): not run. */
     skipped?: string;
     heldReason?: string;
-    /** How long the lab watched the held-down PoP while its checks passed. */
+    /** How long the lab watches the held-down PoP while its checks pass: rise + 5 rounds, at least 3 s. */
+    watchMs: number;
+    /** How long it did (at least watchMs). */
     watchedMs: number;
     healthyWhileHeld: boolean;
     /** When it was not: the agent's first status that broke it (ms into the watch, state, reason). */
@@ -290,7 +292,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
     const max = lab.stack.spec.health.maxWithdrawalsPerHour;
     const report: FlapDampingReport = {
         pop: r.pop.name, region: r.region, maxWithdrawalsPerHour: max, withdrawalsBefore: 0, flaps: 0, heldDown: false,
-        watchedMs: 0, healthyWhileHeld: false, edgeRoutesWhileHeld: 0, servedByWhileHeld: [],
+        watchMs: 0, watchedMs: 0, healthyWhileHeld: false, edgeRoutesWhileHeld: 0, servedByWhileHeld: [],
         upstream: { announcements: 0, withdrawals: 0 }, penalty: 0, suppressThreshold: DAMPING_SUPPRESS_THRESHOLD,
     };
     // The transit's session with the PoP's edge carries exactly this PoP's route (the edge imports
@@ -336,7 +338,7 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         // watch that began before its first answer would see no request at all.
         const started = nowMs();
         if (!await prober.waitFor(started, () => true, 30_000)) throw new Error(`no probe of region ${r.region} completed within 30 s`);
-        const watchMs = Math.max(3000, lab.stack.spec.health.interval * 1000 * (lab.stack.spec.health.rise + 5));
+        const watchMs = report.watchMs = Math.max(3000, lab.stack.spec.health.interval * 1000 * (lab.stack.spec.health.rise + 5));
         const t0 = nowMs();
         let healthy = true;
         while (nowMs() - t0 < watchMs) {

@@ -13,7 +13,7 @@ declare -A tools=(
   # the lab's default provider edge (FRR's bgpd and bfdd, driven through vtysh)
   [vtysh]=frr
   # the deploy rehearsal: a Debian rootfs, booted with systemd-nspawn, deployed to over SSH
-  [debootstrap]=debootstrap [systemd-nspawn]=systemd-container [ssh]=openssh-client
+  [mmdebstrap]=mmdebstrap [systemd-nspawn]=systemd-container [ssh]=openssh-client
 )
 missing=()
 for cmd in "${!tools[@]}"; do

@@ -119,7 +119,7 @@ export function releaseOrigin(uri: string, suite: string, listsDir = "/var/lib/a
 }
 
 export interface DebianSources {
-    /** The archive URI `debootstrap` installs the base system from. */
+    /** The archive URI `mmdebstrap` installs the base system from. */
     mirror: string;
     /** The hosts' own `/etc/apt/sources.list.d/debian.sources` (deb822): the release, its updates and security. */
     deb822: string;

@@ -32,7 +32,7 @@ import { contains, familyOf, formatCidr, nthAddress, parseCidr } from "../../com
 import { CmdResult, hasCommand, runUntracked } from "../exec";
 import { acquireLock, pidAlive } from "./lock";
 import { KeyFiles, SshConnection, sshRun, SshResult } from "./remote";
-import { EXISTING_HOST_PACKAGES, Rootfs } from "./rootfs";
+import { EXISTING_HOST_PACKAGES, Rootfs, ROOTFS_TOOLS } from "./rootfs";
 
 /** Per-run state (overlays, keys, console logs); one `slot-<n>` directory per running rehearsal. */
 export const DEPLOY_ROOT = "/var/tmp/pulumi-anycast-deploy";
@@ -178,7 +178,7 @@ export interface DeployKey {
 /** Why deploy hosts cannot run on this machine, or undefined when they can. */
 export function deployPreconditionProblem(): string | undefined {
     if (typeof process.getuid !== "function" || process.getuid() !== 0) return "needs root (network namespaces, overlay mounts, systemd-nspawn)";
-    const tools = ["systemd-nspawn", "debootstrap", "dpkg-deb", "chroot", "ssh", "ssh-keygen", "nft", "ip", "nsenter", "mount", "umount", "sysctl"];
+    const tools = ["systemd-nspawn", ...ROOTFS_TOOLS, "ssh", "ssh-keygen", "nft", "ip", "nsenter", "mount", "umount", "sysctl"];
     const missing = tools.filter((t) => !hasCommand(t));
     if (missing.length > 0) return `needs ${missing.join(", ")} (bash scripts/setup.sh installs them)`;
     if (!fs.readFileSync("/proc/filesystems", "utf8").includes("\toverlay")) return "needs overlayfs in the kernel";

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { readStackValues } from "../../harness/stackrun";
 import { parseAnycastConfig } from "../../components/core/config";
 import { AnycastSpec, PopRenderInput } from "../../components/core/model";
+import { IpPrefix } from "../../components/core/addressing";
 import { REPO_ROOT } from "./golden";
 
 /** Raw `anycast:*` values of a stack file (relative to the repo), with the namespace stripped. */
@@ -50,4 +51,9 @@ export function popRenderInput(spec: AnycastSpec, popName: string): PopRenderInp
         mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
         health: spec.health,
     };
+}
+
+/** The input announcing an IPv4 /24 (198.51.100.0/24) next to its IPv6 prefix. */
+export function dualStack(input: PopRenderInput): PopRenderInput {
+    return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, IpPrefix.parse("198.51.100.0/24")] } };
 }

@@ -79,6 +79,13 @@ export function tempDir(prefix: string): string {
 
 let netnsCounter = 0;
 
+/** Write `text` to `dir`/`name` as an executable script; its path. */
+export function writeExecutable(dir: string, name: string, text: string): string {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text, { mode: 0o755 });
+    return file;
+}
+
 /** A network namespace name unique to this process (names are global on the machine). */
 export function uniqueNetnsName(role: string): string {
     netnsCounter += 1;

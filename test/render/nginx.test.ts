@@ -1,11 +1,9 @@
 /**
- * The PoP's nginx.conf: golden files for review, the real `nginx -t` for syntax and semantics,
- * and a live run in a network namespace for what the config promises (headers, the health
- * endpoint, Authenticated Origin Pulls, failing fast on an unreachable origin).
+ * The PoP's nginx.conf: golden files for review, its content, and the real `nginx -t` for syntax
+ * and semantics. What the config promises when nginx runs is in test/live/nginx.test.ts.
  */
 import { test, describe, after } from "node:test";
 import * as assert from "node:assert/strict";
-import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -14,18 +12,11 @@ import {
 import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
-import {
-    createNetns, deleteNetns, inNetns, inNetnsOk, needRoot, needTools, runOk, tempDir, uniqueNetnsName, waitFor,
-} from "../helpers/tools";
+import { createNetns, deleteNetns, inNetns, inNetnsOk, needRoot, needTools, tempDir, uniqueNetnsName } from "../helpers/tools";
+import { cachedInput, makeTls, relocated } from "../helpers/nginx";
 
 const prodLax = () => renderNginxConfig(popRenderInput(prodSpec(), "lax"));
 const labLax = () => renderNginxConfig(popRenderInput(labSpec(), "lax"));
-/** The lab's lax with a stale cache: what `failover.staleCache: true` renders. */
-const cachedInput = (): PopRenderInput => {
-    const input = popRenderInput(labSpec(), "lax");
-    return { ...input, failover: { ...input.failover!, staleCache: { maxSizeMb: 64, validSeconds: 30, keepSeconds: 3600 } } };
-};
-
 describe("renderNginxConfig", () => {
     test("golden: prod lax", () => assertGolden("nginx/prod-lax.conf", prodLax()));
     test("golden: lab lax", () => assertGolden("nginx/lab-lax.conf", labLax()));
@@ -150,46 +141,14 @@ describe("renderNginxConfig", () => {
     });
 });
 
-/** Self-signed origin certificate, an origin-pull CA and a client certificate it signed. */
-function makeTls(dir: string): { cert: string; key: string; ca: string; clientCert: string; clientKey: string } {
-    const f = (name: string) => path.join(dir, name);
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    runOk("openssl", ["req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "2", "-subj", "/CN=test origin-pull CA"]);
-    runOk("openssl", ["req", "-x509", ...ec, "-keyout", f("origin.key"), "-out", f("origin.pem"), "-days", "2", "-subj", "/CN=origin"]);
-    runOk("openssl", ["req", ...ec, "-keyout", f("client.key"), "-out", f("client.csr"), "-subj", "/CN=cloudflare-edge"]);
-    runOk("openssl", ["x509", "-req", "-in", f("client.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"),
-        "-CAcreateserial", "-out", f("client.pem"), "-days", "2"]);
-    return { cert: f("origin.pem"), key: f("origin.key"), ca: f("ca.pem"), clientCert: f("client.pem"), clientKey: f("client.key") };
-}
-
-/**
- * The rendered config with only the TLS, pid, log, cache and include paths moved into `dir` (a test
- * cannot use /etc or /run), and the upstreams file it includes written there as first pushed.
- */
-function relocated(input: PopRenderInput, dir: string, tls: ReturnType<typeof makeTls>): string {
-    const conf = renderNginxConfig(input);
-    fs.writeFileSync(path.join(dir, "upstreams.conf"), renderNginxUpstreams(input));
-    const moves: [string, string][] = [
-        [TLS_PATHS.certificate, tls.cert], [TLS_PATHS.key, tls.key], [TLS_PATHS.clientCa, tls.ca],
-        [NGINX_PATHS.pid, path.join(dir, "nginx.pid")],
-        [NGINX_PATHS.errorLog, path.join(dir, "error.log")], [NGINX_PATHS.accessLog, path.join(dir, "access.log")],
-        [NGINX_PATHS.upstreams, path.join(dir, "upstreams.conf")],
-    ];
-    if (conf.includes(NGINX_PATHS.staleCache)) moves.push([NGINX_PATHS.staleCache, path.join(dir, "stale-cache")]);
-    let out = conf;
-    for (const [from, to] of moves) {
-        assert.ok(out.includes(from), `${from} in the rendered config`);
-        out = out.split(from).join(to);
-    }
-    return out;
-}
-
-describe("nginx accepts and runs the rendered config", () => {
+describe("nginx accepts the rendered config", () => {
     const cleanups: (() => void)[] = [];
     after(() => {
         for (const cleanup of cleanups.reverse()) cleanup();
     });
 
+    // A tool check, with a throwaway namespace: nginx -t binds every listen socket, so it needs the
+    // anycast address, which this machine must not get.
     test("nginx -t: syntax ok, and it binds the listen addresses, so it needs the anycast address", (t) => {
         if (!needRoot(t, "network namespace for the anycast address") || !needTools(t, "nginx", "openssl", "ip")) return;
         const dir = tempDir("nginx-t");
@@ -213,202 +172,4 @@ describe("nginx accepts and runs the rendered config", () => {
             deleteNetns(ns);
         }
     });
-
-    test("live: proxies with the promised headers, guards the health endpoint and 443, fails over between origins, answers 503 when none is left", async (t) => {
-        if (!needRoot(t, "network namespace for the anycast address") || !needTools(t, "nginx", "openssl", "ip", "curl", "nft")) return;
-        const dir = tempDir("nginx-live");
-        cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-        const tls = makeTls(dir);
-        const conf = path.join(dir, "nginx.conf");
-        fs.writeFileSync(conf, relocated(popRenderInput(labSpec(), "lax"), dir, tls));
-        const ns = uniqueNetnsName("ngl");
-        createNetns(ns);
-        cleanups.push(() => deleteNetns(ns));
-        // The anycast address, both origins' mesh addresses, and an outsider's address, all on lo.
-        const [origin1, origin2] = labSpec().origins;
-        for (const address of ["2001:db8:100::1/128", `${origin1.meshAddress}/128`, `${origin2.meshAddress}/128`, "2001:db8:ff00::99/128"]) {
-            inNetnsOk(ns, "ip", ["addr", "add", address, "dev", "lo", "nodad"]);
-        }
-
-        // The origins: each echoes the request headers it received as JSON, and says who it is.
-        for (const o of [origin1, origin2]) {
-            const server = spawnTracked(cleanups, "ip", ["netns", "exec", ns, process.execPath, "-e", `
-                require("node:http").createServer((req, res) => {
-                    res.setHeader("content-type", "application/json");
-                    res.setHeader("x-origin", ${JSON.stringify(o.name)});
-                    res.end(JSON.stringify(req.headers));
-                }).listen(8080, ${JSON.stringify(o.meshAddress)}, () => console.log("listening"));`]);
-            await waitFor(`${o.name} listening`, 10_000, () => (server.stdout.includes("listening") ? true : undefined));
-        }
-        const nginx = spawnTracked(cleanups, "ip", ["netns", "exec", ns, "nginx", "-p", dir + "/", "-c", conf, "-g", "daemon off;"]);
-        await waitFor("nginx listening", 10_000, () =>
-            inNetns(ns, "curl", ["-sg", "-o", "/dev/null", "-w", "%{http_code}", "http://[2001:db8:100::1]/"]).stdout === "200" ? true : undefined);
-        assert.equal(nginx.exited, false, nginx.stderr);
-
-        const curl = (...args: string[]) => {
-            const r = inNetns(ns, "curl", ["-sg", "-D", "-", "--max-time", "10", ...args]);
-            const [head, ...body] = r.stdout.split("\r\n\r\n");
-            return { status: Number(head.split(" ")[1]), head: head.toLowerCase(), body: body.join("\r\n\r\n"), curlExit: r.status };
-        };
-
-        // Proxied: Host kept, client identity forwarded, PoP marked.
-        const proxied = curl("-H", "Host: www.example.com", "--interface", "2001:db8:ff00::99", "http://[2001:db8:100::1]/page");
-        assert.equal(proxied.status, 200);
-        assert.match(proxied.head, /^x-anycast-pop: lax$/m);
-        assert.doesNotMatch(proxied.head, /^server: nginx\//m, "server_tokens off hides the version");
-        const seen = JSON.parse(proxied.body) as Record<string, string>;
-        assert.equal(seen.host, "www.example.com");
-        assert.equal(seen["x-forwarded-for"], "2001:db8:ff00::99");
-        assert.equal(seen["x-real-ip"], "2001:db8:ff00::99");
-        assert.equal(seen["x-forwarded-proto"], "http");
-        assert.equal(seen.connection, undefined, "Connection cleared for upstream keepalive");
-
-        // Health endpoint: the host (source = the anycast address) gets "lax ok", an outsider 403.
-        const health = curl(`http://[2001:db8:100::1]${HEALTH_ENDPOINT}`);
-        assert.equal(health.status, 200);
-        assert.equal(health.body, "lax ok\n");
-        const outsider = curl("--interface", "2001:db8:ff00::99", `http://[2001:db8:100::1]${HEALTH_ENDPOINT}`);
-        assert.equal(outsider.status, 403);
-        assert.match(outsider.head, /^x-anycast-pop: lax$/m, "errors carry the PoP header too");
-
-        // 443: without the origin-pull client certificate nginx refuses (400), with it the request passes on HTTP/2.
-        const tlsArgs = ["-k", "--resolve", "www.example.com:443:[2001:db8:100::1]"];
-        const noCert = curl(...tlsArgs, "https://www.example.com/");
-        assert.equal(noCert.status, 400);
-        assert.match(noCert.head, /^x-anycast-pop: lax$/m);
-        const withCert = curl(...tlsArgs, "--http2", "--cert", tls.clientCert, "--key", tls.clientKey, "https://www.example.com/x");
-        assert.equal(withCert.status, 200);
-        assert.match(withCert.head, /^http\/2 200/);
-        assert.equal((JSON.parse(withCert.body) as Record<string, string>)["x-forwarded-proto"], "https");
-        const tls11 = inNetns(ns, "curl", ["-sg", ...tlsArgs, "--tls-max", "1.1", "--cert", tls.clientCert, "--key", tls.clientKey,
-            "https://www.example.com/"]);
-        assert.notEqual(tls11.status, 0, "TLS 1.1 is refused");
-
-        assert.match(proxied.head, /^x-origin: origin$/m, "the preferred origin serves");
-
-        // Passive: the first origin's packets dropped (its tunnel dead). Its keepalive connections
-        // would still hang, so the workers are restarted first; then one request waits out the
-        // connect timeout and moves to the second origin, and the next ones go there at once.
-        inNetnsOk(ns, "nft", ["-f", "-"], { input: `table inet drop_origin { chain out { type filter hook output priority 0; ip6 daddr ${origin1.meshAddress} tcp dport 8080 drop; }; };\n` });
-        const reload = () => inNetnsOk(ns, "nginx", ["-p", dir + "/", "-c", conf, "-s", "reload"]);
-        reload();
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        // curl's own clock: the time spawning it takes on a loaded machine is not the proxy's.
-        const timed = (...args: string[]) => {
-            const r = inNetns(ns, "curl", ["-sg", "-o", "/dev/null", "-D", "-", "-w", "time=%{time_total}", "--max-time", "10", ...args]);
-            const head = r.stdout.toLowerCase();
-            return { status: Number(head.split(" ")[1]), head, ms: Math.round(Number(/time=([\d.]+)$/.exec(r.stdout)?.[1]) * 1000) };
-        };
-        const passive = timed("http://[2001:db8:100::1]/");
-        const connectMs = originConnectTimeoutMs(popRenderInput(labSpec(), "lax"));
-        console.log(`nginx: first origin dropped: ${passive.status} from ${/^x-origin: (\S+)$/m.exec(passive.head)?.[1]} after ${passive.ms} ms (proxy_connect_timeout ${connectMs}ms)`);
-        assert.equal(passive.status, 200);
-        assert.match(passive.head, /^x-origin: origin2$/m);
-        // A lower bound only (a timeout cannot fire early): it moved because the connect timed out, not for another reason.
-        assert.ok(passive.ms >= connectMs - 20, `moved after ${passive.ms} ms, before the connect timeout of ${connectMs} ms`);
-        for (let i = 0; i < 4; i++) {
-            const next = timed("http://[2001:db8:100::1]/");
-            assert.match(next.head, /^x-origin: origin2$/m);
-            assert.ok(next.ms < 1500, `request ${i} took ${next.ms} ms: the failed path was tried again`);
-        }
-
-        // Active: what the health agent writes when its checks fail, then a reload. All paths down:
-        // a short 503 with Retry-After at once, still marked with the PoP.
-        const upstreamsFile = path.join(dir, "upstreams.conf");
-        const pristine = fs.readFileSync(upstreamsFile, "utf8");
-        fs.writeFileSync(upstreamsFile, pristine.replace(/ backup;|;(?=   #)/g, " down;"));
-        reload();
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        const none = timed("http://[2001:db8:100::1]/");
-        console.log(`nginx: every path down: ${none.status} after ${none.ms} ms`);
-        assert.equal(none.status, 503);
-        assert.ok(none.ms < 1000, `503 after ${none.ms} ms`);
-        assert.match(none.head, /^retry-after: 5$/m);
-        assert.match(none.head, /^cache-control: no-store$/m);
-        assert.match(none.head, /^x-anycast-pop: lax$/m);
-        assert.match(curl("http://[2001:db8:100::1]/").body, /Service temporarily unavailable/);
-        // The origins are back: the agent writes the file as pushed again.
-        inNetnsOk(ns, "nft", ["delete", "table", "inet", "drop_origin"]);
-        fs.writeFileSync(upstreamsFile, pristine);
-        reload();
-        await waitFor("the first origin serving again", 5000, () => (/^x-origin: origin$/m.test(curl("http://[2001:db8:100::1]/").head) ? true : undefined));
-    });
-
-    test("live: a stale cache serves expired content while no origin answers", async (t) => {
-        if (!needRoot(t, "network namespace for the anycast address") || !needTools(t, "nginx", "openssl", "ip", "curl")) return;
-        const dir = tempDir("nginx-stale");
-        cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-        // The cache lives under it and nginx's workers (www-data) write it: mkdtemp's 0700 would
-        // keep them out, and every cacheable request would end in a 500.
-        fs.chmodSync(dir, 0o755);
-        const tls = makeTls(dir);
-        const input = cachedInput();
-        const conf = path.join(dir, "nginx.conf");
-        fs.writeFileSync(conf, relocated({ ...input, failover: { ...input.failover!, staleCache: { maxSizeMb: 8, validSeconds: 1, keepSeconds: 600 } } }, dir, tls));
-        const ns = uniqueNetnsName("ngs");
-        createNetns(ns);
-        cleanups.push(() => deleteNetns(ns));
-        const origin = labSpec().origins[0];
-        for (const address of ["2001:db8:100::1/128", `${origin.meshAddress}/128`]) inNetnsOk(ns, "ip", ["addr", "add", address, "dev", "lo", "nodad"]);
-        const server = spawnTracked(cleanups, "ip", ["netns", "exec", ns, process.execPath, "-e", `
-            let n = 0;
-            require("node:http").createServer((req, res) => res.end("version " + (++n) + "\\n"))
-                .listen(8080, ${JSON.stringify(origin.meshAddress)}, () => console.log("listening"));`]);
-        await waitFor("origin listening", 30_000, () => (server.stdout.includes("listening") ? true : undefined));
-        const get = (...args: string[]) => {
-            const r = inNetns(ns, "curl", ["-sg", "-D", "-", "--max-time", "5", ...args, "http://[2001:db8:100::1]/page"]);
-            const [head, ...body] = r.stdout.split("\r\n\r\n");
-            return { status: Number(head.split(" ")[1]), head: head.toLowerCase(), body: body.join("") };
-        };
-        const nginx = spawnTracked(cleanups, "ip", ["netns", "exec", ns, "nginx", "-p", dir + "/", "-c", conf, "-g", "daemon off;"]);
-        await waitFor("nginx serving", 20_000, () => {
-            assert.equal(nginx.exited, false, nginx.stderr);
-            return get().status === 200 ? true : undefined;
-        });
-        const cached = get();
-        assert.match(cached.head, /^x-anycast-cache: (hit|miss)$/m);
-        assert.match(cached.head, /^x-anycast-pop: lax$/m);
-        // Credentials bypass the cache: a fresh answer from the origin.
-        assert.match(get("-H", "Authorization: Bearer x").head, /^x-anycast-cache: bypass$/m);
-        // The origin goes away. Until the entry expires (validSeconds 1, counted by nginx in whole
-        // seconds: up to 2 s) every answer is the cached copy, a hit; then the same copy, stale.
-        server.child.kill("SIGTERM");
-        await waitFor("origin gone", 5000, () => (server.exited ? true : undefined));
-        const started = Date.now();
-        const wrong: string[] = [];
-        const stale = await waitFor("the expired entry served stale", 20_000, () => {
-            const answer = get();
-            const cache = /^x-anycast-cache: (\S+)$/m.exec(answer.head)?.[1];
-            // waitFor retries on a throw: a wrong answer is collected, so it fails the test instead.
-            if (answer.status !== 200 || answer.body !== cached.body || !["hit", "stale"].includes(cache ?? "")) {
-                wrong.push(`${answer.status} ${cache} ${JSON.stringify(answer.body)}`);
-            }
-            return cache === "stale" ? answer : undefined;
-        });
-        assert.deepEqual(wrong, [], "without the origin every answer is the cached copy (a hit, then stale)");
-        console.log(`nginx: origin gone, stale copy served: ${stale.status} after ${Date.now() - started} ms`);
-        // Nothing cached for this one: the 503.
-        const r = inNetns(ns, "curl", ["-sg", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "http://[2001:db8:100::1]/never-seen"]);
-        assert.equal(r.stdout, "503");
-    });
 });
-
-interface Tracked {
-    child: ChildProcess;
-    stdout: string;
-    stderr: string;
-    exited: boolean;
-}
-
-/** Spawn a long-running process whose output is collected, stopped by the suite's cleanup. */
-function spawnTracked(cleanups: (() => void)[], command: string, args: string[]): Tracked {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    const tracked: Tracked = { child, stdout: "", stderr: "", exited: false };
-    child.stdout?.on("data", (d: Buffer) => (tracked.stdout += d.toString()));
-    child.stderr?.on("data", (d: Buffer) => (tracked.stderr += d.toString()));
-    child.on("exit", () => (tracked.exited = true));
-    cleanups.push(() => {
-        if (!tracked.exited) child.kill("SIGTERM");
-    });
-    return tracked;
-}

@@ -1,5 +1,5 @@
 /**
- * The deploy rehearsal's Debian 12 rootfs (needs root and debootstrap; CI has both): built once
+ * The deploy rehearsal's Debian 12 rootfs (needs root and mmdebstrap; CI has both): built once
  * per recipe from this machine's Debian mirror, or taken from the cache, and holding what a
  * fresh Vultr Debian 12 instance holds and nothing of the machine that built it.
  *

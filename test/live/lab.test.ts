@@ -1,12 +1,15 @@
 /**
  * The lab end to end on Pulumi.lab.yaml (needs root and the lab's tools; CI runs as root), on FRR
- * edges with the full report: three runs of every experiment (`anycast lab` and the bench run
- * five), an IPv6 mesh, its own HTTP sources, BFD, three Vultr PoPs and two origins. Then that
- * nothing of the lab is left behind after --keep and teardownLab.
+ * edges with the full report: one run of every experiment (`anycast lab` and the bench run five),
+ * an IPv6 mesh, its own HTTP sources, BFD, three Vultr PoPs and two origins. Then that nothing of
+ * the lab is left behind after --keep and teardownLab.
  *
- * Time bounds are the ones the lab derives from the config; the figures are in the printed
- * report. The other configs users write are in configs.test.ts; the test runner runs the two
- * files one after the other (two labs on one machine would tear each other down).
+ * One run each proves the path works on the real daemons; what repetition used to show here is
+ * the agent's logic and is tested on a fake clock (test/unit/health-policy.test.ts: repeated
+ * global outages withdraw nothing and cost no damping; flap damping's count and release). Time
+ * bounds are the ones the lab derives from the config; the figures are in the printed report.
+ * The other configs users write are in configs.test.ts; the test runner runs the live files one
+ * after the other (two labs on one machine would tear each other down).
  */
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
@@ -22,13 +25,10 @@ const skip = labSkipReason();
 if (skip) console.log(`lab tests skipped: ${skip}`);
 
 describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
-    const RUNS = 3;
+    const RUNS = 1;
     let report: LabReport;
 
     before(async () => {
-        // Three runs of every experiment, the origin faults' three among them: enough for the
-        // tunnel cut to visit every PoP and for three outages within a minute, and it keeps CI
-        // short. `anycast lab` and the bench run five.
         report = await runLab({ configFile: CONFIG, repeats: RUNS, keep: true, log: (line) => console.log(line) });
     }, { timeout: 1_200_000 });
 
@@ -145,7 +145,7 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
         assert.equal(f.heldDown, true);
         assert.equal(f.flaps + f.withdrawalsBefore, f.maxWithdrawalsPerHour);
         assert.equal(f.healthyWhileHeld, true);
-        assert.ok(f.watchedMs >= 2900, `watched ${f.watchedMs} ms`);
+        assert.ok(f.watchedMs >= f.watchMs, `watched ${f.watchedMs} ms of ${f.watchMs}`);
         assert.equal(f.edgeRoutesWhileHeld, 0);
         assert.ok(f.servedByWhileHeld.length > 0 && !f.servedByWhileHeld.includes(f.pop), `served by ${f.servedByWhileHeld.join(", ")}`);
         // The edge advertises a route only once its kernel has it (bgp suppress-fib-pending, lab/frr.ts):
@@ -157,7 +157,7 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
     });
 
     for (const id of ["crash", "linkLoss", "originLoss", "drain"] as const) {
-        it(`moves traffic to another PoP and back in every ${id} run, within the config's bounds`, () => {
+        it(`moves traffic to another PoP and back in the ${id} run, within the config's bounds`, () => {
             const e = report.experiments.find((x) => x.id === id);
             assert.ok(e, `experiment ${id} missing`);
             assert.equal(e.skipped, undefined);
@@ -165,8 +165,6 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
             // BFD bounds link loss (100 ms x 3 as configured, a longer interval on a machine that
             // stalls: lab/stalls.ts): the lab stack's bound is far below a hold-time one.
             if (id === "linkLoss") for (const r of e.runs) assert.match(r.bounds.basis, /^BFD \d+ ms x 3/);
-            // Runs rotate over the PoPs, so every PoP was failed at least once.
-            assert.equal(new Set(e.runs.map((r) => r.pop)).size, 3);
         });
     }
 
@@ -195,7 +193,7 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
         }
     });
 
-    it("keeps every PoP announced through three global origin outages in a row, with fast 503s and no withdrawal", () => {
+    it("keeps every PoP announced through a global origin outage, with fast 503s and no withdrawal", () => {
         const o = report.originFailover?.outage;
         assert.ok(o, "the global origin outage ran");
         assert.equal(o.runs.length, RUNS);
@@ -205,8 +203,7 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
             assert.equal(run.withdrawals, 0, `run ${i + 1}`);
             assert.ok(run.answered503 > 0, `run ${i + 1}: no 503`);
         }
-        // Three outages within a minute, and the network serves afterwards: no hold-down.
-        assert.ok(o.firstThreeWithinS !== undefined && o.firstThreeWithinS < 60, `first three within ${o.firstThreeWithinS} s`);
+        // The network serves afterwards: no hold-down (outages in a row: the policy's unit tests).
         assert.equal(o.servesAfter, true, `held down: ${o.heldDown.join(", ")}`);
     });
 
@@ -219,7 +216,6 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
             assert.equal(run.stayedAnnounced, true, `run ${i + 1}: ${run.pop} withdrew`);
             assert.ok(run.relayedBy && run.relayedBy !== run.pop, `run ${i + 1}: relayed by ${run.relayedBy}`);
         }
-        assert.equal(new Set(t.runs.map((r) => r.pop)).size, 3, "every PoP was cut once");
     });
 
     it("serves every region from the other origin when one of the two is down", () => {

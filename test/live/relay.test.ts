@@ -2,7 +2,7 @@
  * The mesh as a backbone, live: an origin and two PoPs in network namespaces, joined by their
  * rendered WireGuard configs (wireguard-go), each PoP running its rendered nginx.conf and
  * upstream file, the real health agent with its rendered settings, and a BIRD that stands for
- * the upstream session (as in health.test.ts). Only paths are moved into a temporary directory.
+ * the upstream session (as in agent.test.ts). Only paths are moved into a temporary directory.
  *
  *  - one PoP's tunnel to the origin cut: it stays announced and serves through the other PoP;
  *  - the origin frozen for everyone (a global fault): both PoPs stay announced and answer 503 at once.
