@@ -20,7 +20,6 @@ after(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 const writeScript = (name: string, text: string): string => writeExecutable(scratch, name, text);
 
-
 describe("anycast-net in a network namespace", () => {
     test("runs twice (idempotent): address on lo, neighbour routes via the default gateways, state file seeded once", (t) => {
         if (!needRoot(t, "network namespaces")) return;

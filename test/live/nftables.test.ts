@@ -17,7 +17,6 @@ import {
 } from "../helpers/tools";
 import { popFirewall } from "../helpers/nftables";
 
-
 const scratch = tempDir("nft-live");
 after(() => fs.rmSync(scratch, { recursive: true, force: true }));
 

@@ -1,3 +1,8 @@
+/**
+ * The PoP's bird.conf: golden files for review, its content (export filter, session, BFD,
+ * communities, router id, the state include), and `bird -p` on every rendered config. The live
+ * BGP session against a peer BIRD is in test/live/bird-session.test.ts.
+ */
 import { after, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";

@@ -1,3 +1,8 @@
+/**
+ * anycast-net, the PoP's network setup script: golden files, its content (neighbour routes, the
+ * mesh guard, environment overrides) and shellcheck. Run in a network namespace in
+ * test/live/netsetup.test.ts.
+ */
 import { after, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";

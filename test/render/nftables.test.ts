@@ -1,3 +1,8 @@
+/**
+ * The rendered nftables rulesets (a PoP's, an origin's): golden files, what each opens to whom,
+ * and `nft -c` on each, in a throwaway namespace (a tool check: nothing is applied). The ruleset
+ * applied to real traffic is in test/live/nftables.test.ts.
+ */
 import { after, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";

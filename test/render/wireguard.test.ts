@@ -1,16 +1,17 @@
-import { after, describe, test } from "node:test";
+/**
+ * The WireGuard mesh: public keys as `wg pubkey` derives them, the mesh plan (full and hub), and
+ * the rendered wg-quick files (goldens, layout). The files on wireguard-go are in
+ * test/live/wireguard.test.ts.
+ */
+import { describe, test } from "node:test";
 import * as assert from "node:assert/strict";
-import * as fs from "node:fs";
 import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
 import { IpAddress } from "../../components/core/addressing";
 import { WireGuardNode } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, prodSpec } from "../helpers/fixtures";
-import { needTools, runOk, tempDir } from "../helpers/tools";
+import { needTools, runOk } from "../helpers/tools";
 import { membersOf, optionsOf, renderedNodes, testPrivateKey } from "../helpers/wireguard";
-
-const scratch = tempDir("wg");
-after(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 describe("wgPublicKeyFromPrivate", () => {
     test("matches `wg pubkey` for keys from `wg genkey`", (t) => {

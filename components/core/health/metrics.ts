@@ -3,8 +3,7 @@
  * its status: what the agent decided and why, per PoP. BGP and nginx counters come from
  * Debian's bird and nginx exporters beside it; these are the agent's own facts.
  *
- * Every name starts with `anycast_`; `promtool check metrics` accepts the output
- * (test/render/metrics.test.ts).
+ * Every name starts with `anycast_`; test/live/agent.test.ts reads it from a running agent.
  */
 import { DAMPING_SUPPRESS_THRESHOLD } from "../damping";
 import type { AnnounceState } from "./policy";
