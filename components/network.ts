@@ -45,7 +45,11 @@ export interface AnycastNetworkArgs {
     readonly prefix: Config["prefix"];
     /** The anycast service address, inside the IPv6 prefix. Default: the prefix's `::1`. */
     readonly address?: string;
-    /** The PoPs, in mesh-address order (append new ones at the end). At least one. */
+    /**
+     * The PoPs, in mesh-address order (append new ones at the end). At least one. A PoP with
+     * `drained: true` is taken out (GRACEFUL_SHUTDOWN, then withdrawn) by an update of its agent's
+     * settings alone.
+     */
     readonly pops: Config["pops"];
     /** The server behind the mesh: `{name, port, host: {address, ...}}` or `{name, port, region}`. Set this or `origins`. */
     readonly origin?: Config["origin"];
@@ -63,6 +67,8 @@ export interface AnycastNetworkArgs {
     readonly firewall?: Config["firewall"];
     /** The ROAs published at your RIR; the announcements are checked against them (RFC 6811). Default: unchecked. */
     readonly roas?: Config["roas"];
+    /** Allow `drained: true` on every PoP at once (the prefix withdrawn everywhere). Default: refused. */
+    readonly allowAllDrained?: boolean;
     /**
      * How the deploy reaches the hosts: `sshFamily` (`auto`, `ipv6` or `ipv4`; default auto) and
      * `deployerAddress`, checked against `firewall.adminCidrs` so an update cannot lock you out.

@@ -98,7 +98,9 @@ const popShape = accepts(z.strictObject({
     /** Origin names in this PoP's order of preference (origins.ts). */
     origins: accepts(z.array(accepts(z.string(), "the name of an origin")), "a list of origin names, most preferred first, such as [origin, origin2]")
         .optional(),
-}), "{name, region or host, bgp?, communities?, prepend?, origins?, ...}");
+    /** Taken out by the config: GRACEFUL_SHUTDOWN for health.drainSeconds, then withdrawn. */
+    drained: accepts(z.boolean(), "true or false").default(false),
+}), "{name, region or host, bgp?, communities?, prepend?, origins?, drained?, ...}");
 
 const originShape = accepts(z.strictObject({
     name,
@@ -176,6 +178,8 @@ const topLevel = {
     firewall: firewallShape.default(firewallShape.parse({})),
     deploy: deployShape.default(deployShape.parse({})),
     roas: accepts(z.array(roaShape), "a list of ROAs {prefix, maxLength?, asn}").optional(),
+    /** Draining every PoP takes the service down: refused unless this says it is meant. */
+    allowAllDrained: accepts(z.boolean(), "true or false").default(false),
 } as const;
 
 type TopLevel = { [K in keyof typeof topLevel]: z.output<(typeof topLevel)[K]> };
@@ -653,8 +657,13 @@ function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: Mes
         const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn, parsed.bgpPassword, c);
         const communities = communitiesFor(key, p.communities, c);
         const meshAddress = meshAddressFor(key, p.meshAddress, i + 1, mesh, c);
-        if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress, originPreference: p.origins ?? [] });
+        if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress, originPreference: p.origins ?? [], drained: p.drained });
     });
+    const parsedPops = parsed.pops.filter((p): p is PopFields => p !== undefined);
+    if (parsedPops.length === parsed.pops.length && parsedPops.every((p) => p.drained) && parsed.allowAllDrained !== true) {
+        c.error(`${NAMESPACE}:allowAllDrained`, `every PoP has drained: true (${parsedPops.map((p) => p.name).join(", ")}), which withdraws ` +
+            "the prefix everywhere and takes the service down: undrain one, or set anycast:allowAllDrained to true if that is what you mean");
+    }
     return pops;
 }
 

@@ -61,6 +61,9 @@ const BAD: BadCase[] = [
     { name: "PoP host not an address", mutate: (c) => { delete c.pops[0].region; c.pops[0].host = { address: "lax.example" }; }, key: "anycast:pops[0].host.address", message: /not an IP/ },
     { name: "PoP host inside the anycast prefix", mutate: (c) => { delete c.pops[0].region; c.pops[0].host = { address: "2001:db8:100::5" }; }, key: "anycast:pops[0].host.address", message: /inside the anycast prefix/ },
     { name: "unknown PoP key", mutate: (c) => { c.pops[0].regoin = "lax"; }, key: "anycast:pops[0].regoin", message: /^is not a known key: did you mean region\? \(known keys here: name, region, plan, / },
+    { name: "drained not a boolean", mutate: (c) => { c.pops[1].drained = "yes"; }, key: "anycast:pops[1].drained", message: /^"yes" is not true or false: use true or false$/ },
+    { name: "every PoP drained", mutate: (c) => { for (const p of c.pops) p.drained = true; }, key: "anycast:allowAllDrained", message: /^every PoP has drained: true \(lax, ams, sgp\), which withdraws the prefix everywhere and takes the service down: undrain one, or set anycast:allowAllDrained to true/ },
+    { name: "allowAllDrained not a boolean", mutate: (c) => { c.allowAllDrained = "true"; }, key: "anycast:allowAllDrained", message: /^"true" is not true or false: use true or false$/ },
     { name: "unknown BGP key", mutate: (c) => { c.pops[0].bgp = { remoteAs: 64515 }; }, key: "anycast:pops[0].bgp.remoteAs", message: /did you mean remoteAsn\?/ },
     { name: "a city instead of a region id", mutate: (c) => { c.pops[0].region = "Los Angeles"; }, key: "anycast:pops[0].region", message: /^"Los Angeles" is not a Vultr region id: did you mean lax \(Los Angeles\)\?/ },
     { name: "a region that does not exist", mutate: (c) => { c.pops[1].region = "xyz"; }, key: "anycast:pops[1].region", message: /^"xyz" is not a Vultr region id: use one of ams, atl, .* newer than this package's list of \d{4}-\d{2}-\d{2}\? set pops\[1\]\.allowUnknownRegion: true\)$/ },
@@ -191,6 +194,16 @@ describe("config validation rejects bad input, naming the key", () => {
         const spec = parseAnycastConfig(raw);
         assert.equal(spec.pops[1].host.kind === "vultr" && spec.pops[1].host.region, "xyz");
         assert.equal(spec.pops[1].host.kind === "vultr" && spec.pops[1].host.plan, "vc9-new");
+    });
+
+    it("drains a PoP by config, and every PoP only when allowAllDrained says so", () => {
+        const one = base();
+        one.pops[1].drained = true;
+        assert.deepEqual(parseAnycastConfig(one).pops.map((p) => p.drained), [false, true, false]);
+        const all = base();
+        for (const p of all.pops) p.drained = true;
+        all.allowAllDrained = true;
+        assert.deepEqual(parseAnycastConfig(all).pops.map((p) => p.drained), [true, true, true]);
     });
 
     it("ships Vultr's region and plan lists with their source and date", () => {

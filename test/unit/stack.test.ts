@@ -185,6 +185,25 @@ describe("changes that must not replace or touch hosts", () => {
         for (const f of Object.keys(a)) if (f !== "bird.conf") assert.equal(b[f], a[f], `${f} changed`);
     });
 
+    it("draining a PoP by config (pops[].drained) changes only its agent's settings, and undraining reverts them", async () => {
+        const before = await runStack({ values: values() });
+        const drained = await runStack({ values: values((c) => { c.pops[1].drained = true; }) });
+        for (const pop of ["lax", "ams", "sgp"]) {
+            assert.equal(hostInputs(drained, pop), hostInputs(before, pop), `${pop}'s instance inputs changed`);
+            const a = before.hosts.find((h) => h.name === pop)!.files;
+            const b = drained.hosts.find((h) => h.name === pop)!.files;
+            for (const f of Object.keys(a)) {
+                if (pop === "ams" && f === "anycast-health.json") continue;
+                assert.equal(b[f], a[f], `${pop}: ${f} changed`);
+            }
+        }
+        const settings = (run: StackRun) => JSON.parse(run.hosts.find((h) => h.name === "ams")!.files["anycast-health.json"]);
+        assert.equal(settings(before).drained, false);
+        assert.equal(settings(drained).drained, true);
+        const undrained = await runStack({ values: values((c) => { c.pops[1].drained = false; }) });
+        assert.deepEqual(settings(undrained), settings(before));
+    });
+
     it("changing sshPublicKeys replaces no instance and updates access on every host", async () => {
         const before = await runStack({ values: values() });
         const after = await runStack({ values: values((c) => { c.sshPublicKeys = [NEW_KEY]; }) });
