@@ -60,7 +60,11 @@ async function runConfig(file: string, io: Io): Promise<StackRun> {
         (r) => `${r.resources.length} resources`);
     for (const n of run.notes) io.out(wrap(`note: ${n}`));
     for (const w of run.warnings) io.out(wrap(`warning: ${w.key}: ${w.message}`));
-    for (const r of run.spec.rpki) io.out(wrap(`rpki: ${r.prefix} from AS${run.spec.asn}: ${r.state} (${r.detail})`));
+    for (const r of run.spec.rpki) {
+        // With a private ASN the origin is each upstream's public AS (origin-as.ts), not ours.
+        const via = r.pops ? ` (private AS${run.spec.asn} removed upstream; PoPs ${r.pops.join(", ")})` : "";
+        io.out(wrap(`rpki: ${r.prefix} from AS${r.originAsn}${via}: ${r.state} (${r.detail})`));
+    }
     return run;
 }
 

@@ -135,7 +135,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     readonly dns: pulumi.Output<{ hostname: string; anycastName: string }>;
     /** Who the firewalls let reach HTTP(S) on the anycast address: `firewall.httpSources`, or Cloudflare's ranges at deploy time. */
     readonly httpSources: pulumi.Output<string[]>;
-    /** Each announced prefix's RPKI state against `roas`. */
+    /** Each announced prefix's RPKI state against `roas`, from each origin AS the Internet sees (`originAsn`). */
     readonly rpki: pulumi.Output<Array<Jsonified<RpkiFinding>>>;
     /** WireGuard public key of each host, by name. */
     readonly meshPublicKeys: pulumi.Output<Record<string, string>>;

@@ -36,6 +36,8 @@ function communityLists(transitAsn: number): string[] {
     const lines = [
         "bgp community-list standard GRACEFUL_SHUTDOWN seq 5 permit graceful-shutdown",
         "bgp community-list standard VULTR_NO_EXPORT seq 5 permit 20473:6000",
+        // 20473:6001-6003: prepend 1-3x towards every network.
+        ...[1, 2, 3].map((n) => `bgp community-list standard VULTR_PREPEND_ALL_${n} seq 5 permit 20473:${6000 + n}`),
     ];
     // Standard communities hold 16-bit ASNs: no action community can name a 32-bit transit.
     if (transitAsn <= 65535) {
@@ -45,19 +47,27 @@ function communityLists(transitAsn: number): string[] {
     return lines;
 }
 
+/**
+ * What the edge learned from the PoP carries this route tag (local to the edge, never sent), so
+ * the export towards the transit knows it by where it came from: not by its AS path, which
+ * `remove-private-AS` has already emptied when the PoP's ASN is private.
+ */
+const FROM_POP_TAG = 20473;
+
 /** Towards the Internet: the PoP's network and what the PoP announced, with Vultr's actions applied. */
 function toTransitRouteMap(edge: EdgePlan, family: Family, transitAsn: number): string[] {
     const name = `TO_TRANSIT${family}`;
     const lines: string[] = [];
     if (family === 6) lines.push(`route-map ${name} permit 5`, " match ipv6 address prefix-list POP_LINK", "exit");
     lines.push(`route-map ${name} deny 10`, " match community VULTR_NO_EXPORT", "exit");
-    if (transitAsn <= 65535) {
-        for (const n of [3, 2, 1]) {
-            lines.push(`route-map ${name} permit ${20 - n}`, " match as-path FROM_POP", ` match community VULTR_PREPEND_${n}`,
-                ` set as-path prepend ${Array(n).fill(edge.publicAsn).join(" ")}`, "exit");
-        }
+    // The most prepends asked for wins: towards this transit (64601-64603:ASN), then towards all.
+    const prepend = (seq: number, list: string, n: number) => [`route-map ${name} permit ${seq}`, ` match tag ${FROM_POP_TAG}`,
+        ` match community ${list}`, ` set as-path prepend ${Array(n).fill(edge.publicAsn).join(" ")}`, "exit"];
+    for (const n of [3, 2, 1]) {
+        if (transitAsn <= 65535) lines.push(...prepend(11 + 2 * (3 - n), `VULTR_PREPEND_${n}`, n));
+        lines.push(...prepend(12 + 2 * (3 - n), `VULTR_PREPEND_ALL_${n}`, n));
     }
-    lines.push(`route-map ${name} permit 20`, " match as-path FROM_POP", "exit");
+    lines.push(`route-map ${name} permit 20`, ` match tag ${FROM_POP_TAG}`, "exit");
     return lines;
 }
 
@@ -98,7 +108,6 @@ export function renderEdgeFrr(edge: EdgePlan, tableSize = UPSTREAM_TABLE_SIZE): 
     const p = edge.towardsPop;
     const problem = frrPasswordProblem(p.password);
     if (problem) throw new Error(`the BGP password ${problem}`);
-    const popAsn = p.popAsn;
     const lines = [
         `! Emulated provider edge for region ${edge.region}: AS${p.localAsn} towards the PoP, AS${edge.publicAsn} outward.`,
         "! Rendered by the pulumi-anycast lab: part of the emulated cloud, not of the product.",
@@ -106,12 +115,11 @@ export function renderEdgeFrr(edge: EdgePlan, tableSize = UPSTREAM_TABLE_SIZE): 
         `hostname ${edge.ns}`,
         "!",
         ...communityLists(edge.towardsTransit.peers[0].neighborAsn),
-        `bgp as-path access-list FROM_POP seq 5 permit ^${popAsn}_`,
         ...p.sessions.filter((s) => s.family === 6).map((s) => `ipv6 prefix-list POP_LINK seq 5 permit ${s.popNetwork}`),
         "!",
         "! RFC 8326: a route marked GRACEFUL_SHUTDOWN is the last resort.",
-        "route-map FROM_POP permit 10", " match community GRACEFUL_SHUTDOWN", " set local-preference 0", "exit",
-        "route-map FROM_POP permit 20", "exit",
+        "route-map FROM_POP permit 10", " match community GRACEFUL_SHUTDOWN", " set local-preference 0", ` set tag ${FROM_POP_TAG}`, "exit",
+        "route-map FROM_POP permit 20", ` set tag ${FROM_POP_TAG}`, "exit",
         "route-map IMPORT_NONE deny 10", "exit",
         ...edge.towardsTransit.peers.flatMap((t) => toTransitRouteMap(edge, t.family, t.neighborAsn)),
         "!",
@@ -148,6 +156,8 @@ export function renderEdgeFrr(edge: EdgePlan, tableSize = UPSTREAM_TABLE_SIZE): 
             `  neighbor ${t.neighborAddress} activate`,
             `  neighbor ${t.neighborAddress} route-map IMPORT_NONE in`,
             `  neighbor ${t.neighborAddress} route-map TO_TRANSIT${s.family} out`,
+            // Vultr removes a customer's private ASN and exports from AS20473 alone (origin-as.ts).
+            ...(edge.removesPrivateAsn ? [`  neighbor ${t.neighborAddress} remove-private-AS all`] : []),
             " exit-address-family",
         );
     }

@@ -139,6 +139,10 @@ export function renderEdgeBird(edge: EdgePlan, logFile: string, tableSize = UPST
             t.family === 6 ? `    if proto = "pop_link" then accept;` : "    # IPv4 PoP networks are not announced.",
             `    if !(${fromPop}) then reject;`,
             "    if (20473, 6000) ~ bgp_community then reject;",
+            ...(edge.removesPrivateAsn ? [
+                "    # Vultr removes a customer's private ASN and exports from AS20473 alone (origin-as.ts).",
+                "    bgp_path.delete([64512..65534, 4200000000..4294967294]);",
+            ] : []),
             ...vultrActions(t.neighborAsn, t.localAsn),
             "    accept;",
             "}",
@@ -156,13 +160,17 @@ export function renderEdgeBird(edge: EdgePlan, logFile: string, tableSize = UPST
     return lines.join("\n");
 }
 
-/** 64600:N (do not announce to N) and 64601-64603:N (prepend 1-3x to N); standard communities hold 16-bit ASNs only. */
+/**
+ * 64600:N (do not announce to N), 64601-64603:N (prepend 1-3x to N), 20473:6001-6003 (prepend
+ * 1-3x to all); standard communities hold 16-bit ASNs only. The most prepends asked for wins.
+ */
 function vultrActions(neighborAsn: number, ownAsn: number): string[] {
-    if (neighborAsn > 65535) return ["    # the transit's ASN is 32-bit: no standard action community can name it"];
     const prepend = (n: number) => Array.from({ length: n }, () => `bgp_path.prepend(${ownAsn});`).join(" ");
+    const towards = (n: number) => (neighborAsn > 65535 ? "" : `(${64600 + n}, ${neighborAsn}) ~ bgp_community || `);
     return [
-        `    if (64600, ${neighborAsn}) ~ bgp_community then reject;`,
-        ...[1, 2, 3].map((n) => `    if (${64600 + n}, ${neighborAsn}) ~ bgp_community then { ${prepend(n)} }`),
+        ...(neighborAsn > 65535 ? ["    # the transit's ASN is 32-bit: no standard action community can name it"]
+            : [`    if (64600, ${neighborAsn}) ~ bgp_community then reject;`]),
+        ...[3, 2, 1].map((n, i) => `    ${i === 0 ? "if" : "else if"} ${towards(n)}(20473, ${6000 + n}) ~ bgp_community then { ${prepend(n)} }`),
     ];
 }
 

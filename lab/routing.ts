@@ -13,7 +13,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { parseCidr } from "../components/core/addressing";
 import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/config";
+import { isPrivateAsn, originSeenThrough } from "../components/core/origin-as";
+import { VULTR_ASN } from "../components/core/vultr";
 import { describeAgent, LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, showProtocols, showRoutes } from "./birdc";
 import { importChanges, sampleSession, sameSince, SessionSample } from "./session";
@@ -42,7 +45,15 @@ export interface PopRoutingSafety {
 
 export interface RoutingSafety {
     pops: PopRoutingSafety[];
-    /** Per transit: every prefix whose AS path ends in our ASN (must be exactly the configured ones). */
+    /**
+     * The origin ASes the Internet sees for our routes: our ASN, or with a private one each
+     * upstream's public AS (origin-as.ts).
+     */
+    origins: number[];
+    /**
+     * Per transit: every prefix whose AS path ends in one of `origins`, besides the edges' own PoP
+     * link networks (those share the origin when our ASN is private): exactly the configured ones.
+     */
     transits: Array<{ region: string; originatedByUs: string[] }>;
     configured: string[];
     ok: boolean;
@@ -86,15 +97,17 @@ export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
     const pops: PopRoutingSafety[] = [];
     for (const r of lab.plan.regions) pops.push(await popRoutingSafety(lab, r));
     const transits: RoutingSafety["transits"] = [];
+    const origins = [...new Set(lab.plan.regions.map((r) => originSeenThrough(spec.asn, r.edge.publicAsn)!))];
+    const edgesOwn = new Set(lab.plan.regions.flatMap((r) => r.edge.towardsPop.sessions.map((s) => parseCidr(s.popNetwork).toString())));
     for (const r of lab.plan.regions) {
-        const out = await birdc(r.transit.ns, lab.birdSocket(r.transit.ns), `show route where bgp_path.last = ${spec.asn}`);
-        transits.push({ region: r.region, originatedByUs: networksOf(out) });
+        const out = await birdc(r.transit.ns, lab.birdSocket(r.transit.ns), `show route where bgp_path.last ~ [${origins.join(", ")}]`);
+        transits.push({ region: r.region, originatedByUs: networksOf(out).filter((n) => !edgesOwn.has(parseCidr(n).toString())) });
     }
     const configured = spec.prefixes.map(String).sort();
     const same = (a: string[]) => a.length === configured.length && a.every((x, i) => x === configured[i]);
     const ok = pops.every((p) => p.imported === 0 && same(p.exported) && p.unrelatedInKernel.length === UNRELATED_POP_ROUTES.length) &&
         transits.every((t) => same(t.originatedByUs));
-    return { pops, transits, configured, ok };
+    return { pops, origins, transits, configured, ok };
 }
 
 // --- policy change --------------------------------------------------------------------------
@@ -130,6 +143,17 @@ export interface PolicyChangeReport {
     error?: string;
 }
 
+/** How many times Vultr's action communities make the edge prepend towards `transitAsn` (the most asked for wins). */
+function vultrPrepends(communities: string[], transitAsn: number): number {
+    let n = 0;
+    for (const text of communities) {
+        const [a, b] = text.split(":").map(Number);
+        if (a >= 64601 && a <= 64603 && b === transitAsn) n = Math.max(n, a - 64600);
+        if (a === VULTR_ASN && b >= 6001 && b <= 6003) n = Math.max(n, b - 6000);
+    }
+    return n;
+}
+
 const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s.edge?.established === true;
 
 /** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
@@ -160,9 +184,13 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
     const pops = doc.config["anycast:pops"] as Array<Record<string, unknown>>;
     const original = { prepend: Number(pops[index].prepend ?? 0), communities: [...((pops[index].communities as string[] | undefined) ?? [])] };
     // Vultr's "prepend once towards AS N" action community, aimed at the region's own transit,
-    // plus two prepends of our own: both must reach that transit.
-    const community = `64601:${r.transit.asn}`;
-    const edited = { prepend: Math.min(3, original.prepend + 2), communities: [...original.communities, community] };
+    // plus two prepends of our own: both must reach that transit. A private ASN is removed
+    // upstream with its prepends (origin-as.ts), so there Vultr's "prepend twice" does it all.
+    const privateAsn = isPrivateAsn(spec.asn);
+    const community = `${privateAsn ? 64602 : 64601}:${r.transit.asn}`;
+    const edited = { prepend: privateAsn ? original.prepend : Math.min(3, original.prepend + 2), communities: [...original.communities, community] };
+    /** Copies of the origin the transit sees beyond the first: our prepends, or with a private ASN the communities'. */
+    const extraOrigins = (communities: string[], prepend: number) => (privateAsn ? vultrPrepends(communities, r.transit.asn) : prepend);
     const report: PolicyChangeReport = {
         pop: r.pop.name, region: r.region,
         edit: `anycast:pops[${index}] (${r.pop.name}): prepend ${original.prepend} -> ${edited.prepend}, ` +
@@ -200,14 +228,15 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
             }
         })();
 
-        const ourAsn = String(spec.asn);
+        const origin = String(originSeenThrough(spec.asn, r.edge.publicAsn));
+        const tag = `(${community.replace(":", ",")})`;
         const step = async (name: PolicyStep["step"], birdConf: string, prepends: number, withCommunity: boolean): Promise<PolicyStep> => {
             const applied = await lab.reconfigurePopBird(r.pop.name, birdConf);
             const t0 = nowMs();
             const route = await waitFor(`transit ${r.region} to see ${r.pop.name}'s route with ${prepends} prepends`, async () => {
                 const x = await transitRouteFromEdge(lab, r);
-                const ours = x?.asPath.split(" ").filter((a) => a === ourAsn).length ?? 0;
-                const tagged = x?.communities.includes(`(64601,${r.transit.asn})`) ?? false;
+                const ours = x?.asPath.split(" ").filter((a) => a === origin).length ?? 0;
+                const tagged = x?.communities.includes(tag) ?? false;
                 return x && ours === prepends + 1 && tagged === withCommunity ? x : undefined;
             }, 15_000, 50);
             const seen = nowMs() - t0;
@@ -219,8 +248,8 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
             return { step: name, birdReply: applied.reply, configureMs: applied.ms, seenAtTransitMs: seen,
                 transitAsPath: route.asPath, transitCommunities: route.communities, servedBy: served };
         };
-        report.steps.push(await step("apply", newBird, edited.prepend, true));
-        report.steps.push(await step("revert", r.pop.host.files["bird.conf"], original.prepend, false));
+        report.steps.push(await step("apply", newBird, extraOrigins(edited.communities, edited.prepend), true));
+        report.steps.push(await step("revert", r.pop.host.files["bird.conf"], extraOrigins(original.communities, original.prepend), false));
 
         polling = false;
         await poller;

@@ -22,6 +22,8 @@
  */
 import { canonical, contains, familyOf, Family, formatCidr, hasIpv4, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
 import { AnycastSpec, PopSpec } from "../components/core/model";
+import { isPrivateAsn } from "../components/core/origin-as";
+import { VULTR_ASN } from "../components/core/vultr";
 import { LabPreconditionError } from "./errors";
 import { LabHost, LabStack } from "./stack";
 
@@ -29,10 +31,6 @@ import { LabHost, LabStack } from "./stack";
 export const LAB_NS_PREFIX = "alab-";
 /** Per-namespace working directories (configs, sockets, logs, pid files). */
 export const LAB_DIR = "/run/anycast-lab";
-/** The AS Vultr's edge shows to the Internet; Vultr's route server AS (64515) stays private. */
-export const VULTR_PUBLIC_ASN = 20473;
-/** Vultr's route-server AS, the default bgp.remoteAsn. */
-const VULTR_EDGE_ASN = 64515;
 /** Interface name of a PoP's uplink, as on a Vultr instance. */
 export const POP_UPLINK = "enp1s0";
 /** Router-to-router links: one /64 (IPv6, documentation space) or /24 (IPv4, RFC 6598) per link. */
@@ -125,6 +123,11 @@ export interface EdgePlan {
     towardsTransit: { ifname: string; peers: BgpPeerPlan[] };
     /** The AS the transit sees this edge as (20473 for Vultr). */
     publicAsn: number;
+    /**
+     * The PoP's ASN is private: the edge removes it towards the transit, which sees the route
+     * from `publicAsn` alone, as Vultr exports a customer's private ASN (origin-as.ts).
+     */
+    removesPrivateAsn: boolean;
 }
 
 /** A route a transit originates for a customer attached by a host route rather than a subnet. */
@@ -245,10 +248,6 @@ function ident(text: string): string {
     return text.replace(/[^a-zA-Z0-9_]/g, "_");
 }
 
-function isPrivateAsn(asn: number): boolean {
-    return (asn >= 64512 && asn <= 65534) || (asn >= 4200000000 && asn <= 4294967294);
-}
-
 /** A prefix as a range of integers, so the planner's many overlap checks stay cheap. */
 interface Range {
     family: Family;
@@ -280,7 +279,7 @@ class PlanBuilder {
             this.take(linkNetworkOf(h.ipv6));
             if (h.ipv4 && families.includes(4)) this.take(linkNetworkOf(h.ipv4));
         }
-        const used = new Set<number>([spec.asn, VULTR_PUBLIC_ASN, ...spec.pops.map((p) => p.bgp.remoteAsn)]);
+        const used = new Set<number>([spec.asn, VULTR_ASN, ...spec.pops.flatMap((p) => [p.bgp.remoteAsn, p.bgp.publicAsn ?? 0])]);
         for (const p of spec.pops) {
             for (const c of p.communities) used.add(c.kind === "standard" ? c.value : c.data2);
         }
@@ -474,10 +473,13 @@ function planPopLink(b: PlanBuilder, popNs: NamespacePlan, edgeNs: NamespacePlan
     return sessions;
 }
 
-/** The AS the Internet sees the PoP's upstream as: Vultr's 20473, a public remote AS itself, or a stand-in. */
+/**
+ * The AS the Internet sees the PoP's upstream as: the config's (Vultr's 20473, or an existing
+ * host's bgp.publicAsn), else a public remote AS itself, else a stand-in.
+ */
 function publicAsnFor(b: PlanBuilder, pop: PopSpec): number {
+    if (pop.bgp.publicAsn !== undefined) return pop.bgp.publicAsn;
     const remote = pop.bgp.remoteAsn;
-    if (remote === VULTR_EDGE_ASN) return VULTR_PUBLIC_ASN;
     if (!isPrivateAsn(remote)) return remote;
     const stand = b.nextAsn(`PoP ${pop.name}'s upstream`);
     b.notes.push(`PoP ${pop.name}'s upstream AS${remote} is private: the lab shows it to the Internet as AS${stand}`);
@@ -520,7 +522,7 @@ function planRegion(b: PlanBuilder, pop: PopSpec, i: number, region: string, cli
     // The edge reaches the Internet by static defaults through its transit; it imports nothing.
     for (const e of ends) edgeNs.routes.push([e.family === 6 ? "::/0" : "0.0.0.0/0", "via", e.b, "dev", "to-tr"]);
     const edge: EdgePlan = {
-        ns: edgeNs.name, region, routerId: `198.51.100.${10 + index}`, publicAsn,
+        ns: edgeNs.name, region, routerId: `198.51.100.${10 + index}`, publicAsn, removesPrivateAsn: isPrivateAsn(spec.asn),
         towardsPop: {
             ifname: "to-pop", localAsn: pop.bgp.remoteAsn, popAsn: spec.asn, multihop: pop.bgp.multihop,
             password: pop.bgp.password, ...planEdgeBfd(b, pop), sessions,
@@ -658,6 +660,11 @@ export function planLab(stack: LabStack): LabPlan {
     const origin = origins[0];
     const outsider = planOutsider(b, transits[transits.length - 1], httpSources);
     const admin = planAdmin(b, transits[Math.min(1, transits.length - 1)], origin.address);
+    if (isPrivateAsn(spec.asn)) {
+        const seen = [...new Set(regions.map((r) => r.edge.publicAsn))].map((a) => `AS${a}`).join(", ");
+        b.notes.push(`anycast:asn AS${spec.asn} is private: each edge removes it towards its transit, as Vultr does, ` +
+            `so the transits see the prefix originated by ${seen}`);
+    }
     if (families.includes(4)) {
         b.notes.push("IPv4: the PoPs' IPv4 sessions, routes and catchment are emulated; HTTP is served on the " +
             "IPv6 anycast address only (Cloudflare reaches the PoPs over IPv6), so IPv4 catchment is measured " +

@@ -18,7 +18,8 @@ import {
 } from "./model";
 import { describeRoa, Roa, validateOrigin } from "./rpki";
 import { accepts, describeShapeIssue, showValue, unknownKeyMessage, validPhrase } from "./config-issues";
-import { communityProblem, VULTR_BGP, VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
+import { communityProblem, VULTR_ASN, VULTR_BGP, VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
+import { isDocumentationAsn, isPrivateAsn, OriginSeen, originsSeen, prependAdvice, upstreamName } from "./origin-as";
 import { DAMPING_SUPPRESS_THRESHOLD, MAX_SAFE_WITHDRAWALS, worstFlapPenalty } from "./damping";
 import { checkFailover, checkOriginPreferences, extraOriginMeshAddress, failoverShape, originEntries } from "./origins";
 
@@ -66,6 +67,7 @@ const bgpShape = accepts(z.strictObject({
     neighbor: accepts(z.string(), `the upstream's IPv6 address (Vultr: ${VULTR_BGP.neighbor})`).default(VULTR_BGP.neighbor),
     neighbor4: accepts(z.string(), `the upstream's IPv4 address (Vultr: ${VULTR_BGP.neighbor4})`).default(VULTR_BGP.neighbor4),
     remoteAsn: accepts(z.number().int(), `the upstream's AS number (Vultr: ${VULTR_BGP.remoteAsn})`).default(VULTR_BGP.remoteAsn),
+    publicAsn: accepts(z.number().int(), `the public AS the upstream exports routes from (Vultr: ${VULTR_ASN})`).optional(),
     multihop: accepts(z.number().int().min(0).max(255), "a TTL from 0 (directly connected) to 255").default(VULTR_BGP.multihop),
     staticRoute: flag().default(true),
     holdTime: accepts(z.number().int(), "0 (no keepalives) or 3 to 65535 seconds").default(9),
@@ -239,8 +241,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const parsed = parseShapes(raw, c);
 
     const asn = checkAsn(parsed.asn, c);
-    const prefixes = checkPrefixes(parsed.prefix, asn, c);
-    const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, c);
+    const prefixes = checkPrefixes(parsed.prefix, c);
     const address = checkAddress(parsed.address, prefixes, c);
     const rawOrigins = originEntries({ origin: raw.origin !== undefined, origins: raw.origins !== undefined }, parsed.origin, parsed.origins, c);
     const mesh = planMesh(parsed.mesh, rawOrigins.length, parsed.pops.length, prefixes, c);
@@ -249,6 +250,8 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const deploy = deploySpecFor(parsed.deploy, parsed.firewall?.adminCidrs ?? [], firewall.spec?.adminCidrs ?? [], c);
     const originNames = rawOrigins.map((o) => o.raw.name);
     const pops = checkPops(parsed, asn ?? 0, originNames, mesh, c, deploy?.sshFamily);
+    if (asn !== undefined) checkPrivateAsn(asn, parsed, pops, c);
+    const { roas, rpki } = checkRoas(parsed.roas, prefixes, asn, asn === undefined ? [] : originsSeen(asn, pops), c);
     const origins = checkOrigins(rawOrigins, mesh, c, deploy?.sshFamily);
     checkOriginPreferences(parsed.pops.map((p) => p?.origins), originNames, c);
     const failover = parsed.failover && checkFailover(parsed.failover, parsed.mesh?.topology, origins, parsed.pops.length, c);
@@ -335,14 +338,6 @@ const RESERVED_ASNS: Array<[number, number, string]> = [
     [4294967295, 4294967295, "reserved (RFC 7300)"],
 ];
 
-export function isPrivateAsn(asn: number): boolean {
-    return (asn >= 64512 && asn <= 65534) || (asn >= 4200000000 && asn <= 4294967294);
-}
-
-export function isDocumentationAsn(asn: number): boolean {
-    return (asn >= 64496 && asn <= 64511) || (asn >= 65536 && asn <= 65551);
-}
-
 /** Why an AS number cannot be used, as "<asn> is ...", or undefined. */
 function asnProblem(asn: number): string | undefined {
     if (!Number.isInteger(asn) || asn < 0 || asn > 4294967295) return `${asn} is out of range: use a whole number from 1 to 4294967294`;
@@ -358,7 +353,7 @@ function checkAsn(asn: number | undefined, c: Collector): number | undefined {
     return asn;
 }
 
-function checkPrefixes(prefix: TopLevel["prefix"] | undefined, asn: number | undefined, c: Collector): IpPrefix[] {
+function checkPrefixes(prefix: TopLevel["prefix"] | undefined, c: Collector): IpPrefix[] {
     const prefixes: IpPrefix[] = [];
     if (prefix === undefined) return prefixes;
     const list = Array.isArray(prefix) ? prefix : [prefix];
@@ -381,8 +376,6 @@ function checkPrefixes(prefix: TopLevel["prefix"] | undefined, asn: number | und
             c.warn(keyOf(i), `${text} is a documentation prefix: fine for the lab, never routed on the Internet`);
         } else if (!["unicast", "global"].includes(range)) {
             c.error(keyOf(i), `${text} is ${range} address space, not announceable on the Internet: use the prefix your RIR assigned`);
-        } else if (asn !== undefined && isPrivateAsn(asn)) {
-            c.error(`${NAMESPACE}:asn`, `private ASN ${asn} cannot originate the public prefix ${text}: RPKI/IRR filters drop it; use your registered ASN`);
         }
         if (prefixes.some((q) => p.overlaps(q))) c.error(keyOf(i), `${text} overlaps another configured prefix: list each prefix once`);
         prefixes.push(p);
@@ -558,7 +551,7 @@ function checkBgpPassword(raw: Record<string, unknown>, parsed: Parsed, c: Colle
 }
 
 function bgpSettingsFor(key: string, raw: z.output<typeof bgpShape>, asn: number, password: string | undefined,
-    c: Collector): BgpSettings {
+    onVultr: boolean, c: Collector): BgpSettings {
     const neighbor = IpAddress.tryParse(raw.neighbor);
     const neighbor4 = IpAddress.tryParse(raw.neighbor4);
     if (neighbor?.family !== 6) {
@@ -572,6 +565,7 @@ function bgpSettingsFor(key: string, raw: z.output<typeof bgpShape>, asn: number
     if (raw.remoteAsn === asn) {
         c.error(`${key}.remoteAsn`, `${asn} equals our own anycast:asn, but the upstream session must be eBGP: use the upstream's AS number (Vultr: ${VULTR_BGP.remoteAsn})`);
     }
+    const publicAsn = publicAsnFor(key, raw.publicAsn, onVultr, c);
     checkTimers(key, raw, c);
     if (raw.password !== undefined) checkPassword(`${key}.password`, raw.password, c);
     const bfd = raw.bfd === false ? undefined : raw.bfd === true ? { intervalMs: 100, multiplier: 5 }
@@ -582,6 +576,7 @@ function bgpSettingsFor(key: string, raw: z.output<typeof bgpShape>, asn: number
         neighbor: neighbor!,
         neighbor4: neighbor4!,
         remoteAsn: raw.remoteAsn,
+        publicAsn,
         multihop: raw.multihop,
         staticRouteToNeighbor: raw.staticRoute,
         holdTime: raw.holdTime,
@@ -591,6 +586,43 @@ function bgpSettingsFor(key: string, raw: z.output<typeof bgpShape>, asn: number
         bfd,
         password: raw.password ?? password ?? "",
     };
+}
+
+/** A Vultr instance's upstream is AS20473; an existing host's is what its config says, if anything. */
+function publicAsnFor(key: string, raw: number | undefined, onVultr: boolean, c: Collector): number | undefined {
+    if (raw === undefined) return onVultr ? VULTR_ASN : undefined;
+    const problem = asnProblem(raw);
+    if (problem) c.error(`${key}.publicAsn`, `${problem}: use the public AS your provider exports routes from`);
+    else if (isPrivateAsn(raw)) c.error(`${key}.publicAsn`, `AS${raw} is private (RFC 6996), but this is the AS the Internet sees: use your provider's public AS`);
+    else if (onVultr && raw !== VULTR_ASN) {
+        c.error(`${key}.publicAsn`, `AS${raw} is not Vultr's: a Vultr instance's upstream exports from AS${VULTR_ASN}; leave bgp.publicAsn out`);
+    }
+    return raw;
+}
+
+/**
+ * A private anycast:asn works only where every PoP's upstream removes it on export and sends the
+ * route on from its own public AS (origin-as.ts): anywhere else the private ASN reaches the
+ * Internet, which drops paths holding one. And a prepend of it is removed with it.
+ */
+function checkPrivateAsn(asn: number, parsed: Parsed, pops: ReadonlyArray<{ name: string; bgp: { publicAsn?: number } }>, c: Collector): void {
+    if (!isPrivateAsn(asn)) return;
+    const indexOf = (name: string) => parsed.pops.findIndex((p) => p?.name === name);
+    const keeping = pops.filter((p) => p.bgp.publicAsn === undefined);
+    if (keeping.length > 0) {
+        const which = keeping.map((p) => `${p.name} (pops[${indexOf(p.name)}])`).join(", ");
+        c.error(`${NAMESPACE}:asn`, `private ASN ${asn} would reach the Internet from PoP${keeping.length === 1 ? "" : "s"} ${which}, ` +
+            "on an existing host whose upstream is not known to remove it, and networks drop routes whose AS path holds a private ASN " +
+            `(RFC 6996). A private ASN works where the upstream removes it and exports the route from its own public AS, as Vultr does ` +
+            `(AS${VULTR_ASN}): if this host's provider does, set bgp.publicAsn to that AS; otherwise use a registered ASN`);
+    }
+    for (const p of pops) {
+        const i = indexOf(p.name);
+        const prepend = parsed.pops[i]?.prepend ?? 0;
+        if (prepend === 0 || p.bgp.publicAsn === undefined) continue;
+        c.error(`${NAMESPACE}:pops[${i}].prepend`, `${prepend} extra copies of private AS${asn} are removed with it by ` +
+            `${upstreamName(p.bgp.publicAsn)} before any other network sees the route; ${prependAdvice(prepend, p.bgp.publicAsn)}`);
+    }
 }
 
 function checkTimers(key: string, raw: z.output<typeof bgpShape>, c: Collector): void {
@@ -654,7 +686,7 @@ function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: Mes
         seen.set(p.name, i);
         if (originNames.includes(p.name)) c.error(`${key}.name`, `"${p.name}" is also an origin's name: give the PoP another name`);
         const host = hostSpecFor(key, p, c, sshFamily);
-        const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn, parsed.bgpPassword, c);
+        const bgp = bgpSettingsFor(`${key}.bgp`, p.bgp, asn, parsed.bgpPassword, p.host === undefined, c);
         const communities = communitiesFor(key, p.communities, c);
         const meshAddress = meshAddressFor(key, p.meshAddress, i + 1, mesh, c);
         if (host) pops.push({ name: p.name, host, bgp, communities, prepend: p.prepend, meshAddress, originPreference: p.origins ?? [], drained: p.drained });
@@ -797,25 +829,30 @@ function checkHealth(health: HealthSpec | undefined, relayPort: number | undefin
 }
 
 /**
- * `anycast:roas` against the announced prefixes (RFC 6811 origin validation, see rpki.ts): an
- * announcement the listed ROAs make RPKI-invalid is an error on the ROA's key, since the ROA is
- * what has to change (or the prefix); one no ROA covers is a warning (it still propagates, but
- * networks that accept only RPKI-valid routes drop it).
+ * `anycast:roas` against the announced prefixes (RFC 6811 origin validation, see rpki.ts), from
+ * each origin the Internet sees (origin-as.ts: our ASN, or for a private one each upstream's
+ * public AS): an announcement the listed ROAs make RPKI-invalid is an error on the ROA's key,
+ * since the ROA is what has to change (or the prefix); one no ROA covers is a warning (it still
+ * propagates, but networks that accept only RPKI-valid routes drop it).
  */
-function checkRoas(raw: TopLevel["roas"], prefixes: IpPrefix[], asn: number | undefined, c: Collector): { roas: RoaSpec[]; rpki: RpkiFinding[] } {
+function checkRoas(raw: TopLevel["roas"], prefixes: IpPrefix[], asn: number | undefined, origins: OriginSeen[],
+    c: Collector): { roas: RoaSpec[]; rpki: RpkiFinding[] } {
+    const findings = (finding: (p: IpPrefix, i: number, o: OriginSeen) => Omit<RpkiFinding, "prefix" | "originAsn" | "pops">) =>
+        prefixes.flatMap((p, i) => origins.map((o) => ({ prefix: p, originAsn: o.asn,
+            ...(asn !== undefined && o.asn !== asn ? { pops: o.pops } : {}), ...finding(p, i, o) })));
     if (raw === undefined) {
         const public_ = prefixes.filter((p) => p.network.range() !== "documentation");
         if (public_.length > 0) {
             c.warn(`${NAMESPACE}:roas`, `is not set, so the RPKI state of ${public_.join(", ")} is not checked before deploying; ` +
                 "list the ROAs published at your RIR (prefix, maxLength, asn) to catch a max length shorter than the announcement or a wrong ASN");
         }
-        return { roas: [], rpki: prefixes.map((p) => ({ prefix: p, state: "unchecked", detail: "anycast:roas not set" })) };
+        return { roas: [], rpki: findings(() => ({ state: "unchecked", detail: "anycast:roas not set" })) };
     }
     const roas = parseRoas(raw, c);
     if (asn === undefined) return { roas: [], rpki: [] };
     const known = roas.filter((r): r is Roa => r !== undefined);
-    const rpki = prefixes.map((p, i) => rpkiFinding(p, prefixes.length > 1 ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`,
-        asn, known, (k) => `${NAMESPACE}:roas[${roas.indexOf(known[k])}]`, c));
+    const rpki = findings((p, i, o) => rpkiFinding(p, prefixes.length > 1 ? `${NAMESPACE}:prefix[${i}]` : `${NAMESPACE}:prefix`,
+        asn, o, known, (k) => `${NAMESPACE}:roas[${roas.indexOf(known[k])}]`, c));
     return { roas: known.map((r) => ({ prefix: r.prefix, maxLength: r.maxLength, asn: r.asn })), rpki };
 }
 
@@ -840,27 +877,31 @@ function parseRoas(raw: NonNullable<TopLevel["roas"]>, c: Collector): Array<Roa 
     });
 }
 
-/** One prefix's RPKI state against the ROAs; an invalid one is an error on the ROA that makes it so. */
-function rpkiFinding(p: IpPrefix, prefixKey: string, asn: number, known: Roa[], roaKey: (k: number) => string,
-    c: Collector): RpkiFinding {
+/** One prefix's RPKI state from one origin against the ROAs; an invalid one is an error on the ROA that makes it so. */
+function rpkiFinding(p: IpPrefix, prefixKey: string, asn: number, origin: OriginSeen, known: Roa[], roaKey: (k: number) => string,
+    c: Collector): Pick<RpkiFinding, "state" | "detail"> {
     const text = p.toString();
-    const verdict = validateOrigin(p, asn, known);
-    if (verdict.state === "valid") return { prefix: p, state: "valid", detail: `ROA ${describeRoa(known[verdict.matchedBy!])}` };
+    const o = origin.asn;
+    const verdict = validateOrigin(p, o, known);
+    if (verdict.state === "valid") return { state: "valid", detail: `ROA ${describeRoa(known[verdict.matchedBy!])}` };
+    // With a private ASN, say whose origin the Internet sees, and why it is not ours.
+    const seen = o === asn ? "" : ` (anycast:asn AS${asn} is private: ${upstreamName(o)} removes it on export for ` +
+        `PoP${origin.pops.length === 1 ? "" : "s"} ${origin.pops.join(", ")})`;
     if (verdict.state === "not-found") {
-        c.warn(prefixKey, `no ROA in anycast:roas covers ${text}: the announcement is RPKI NotFound, and networks that accept only RPKI-valid routes drop it; publish a ROA for AS${asn} with max length ≥ ${p.length}`);
-        return { prefix: p, state: "not-found", detail: "no listed ROA covers it" };
+        c.warn(prefixKey, `no ROA in anycast:roas covers ${text}${o === asn ? "" : ` from AS${o}`}${seen}: the announcement is RPKI NotFound, and networks that accept only RPKI-valid routes drop it; publish a ROA for AS${o} with max length ≥ ${p.length}`);
+        return { state: "not-found", detail: "no listed ROA covers it" };
     }
-    const why = `the announcement of ${text} by AS${asn} is RPKI-invalid, and most of the Internet drops RPKI-invalid routes`;
+    const why = `the announcement of ${text} by AS${o}${seen} is RPKI-invalid, and most of the Internet drops RPKI-invalid routes`;
     for (const m of verdict.mismatches) {
         const roa = known[m.roa];
         if (m.reason === "maxLength") {
             c.error(`${roaKey(m.roa)}.maxLength`, `/${roa.maxLength} is shorter than the announced /${p.length} (${prefixKey}): ${why}; set the ROA's max length to ${p.length} at your RIR`);
         } else if (m.reason === "asn") {
-            c.error(`${roaKey(m.roa)}.asn`, `AS${roa.asn} is not the origin anycast:asn AS${asn}: ${why}; publish a ROA for AS${asn}`);
+            const origin_ = o === asn ? `the origin anycast:asn AS${asn}` : `the origin AS${o}`;
+            c.error(`${roaKey(m.roa)}.asn`, `AS${roa.asn} is not ${origin_}: ${why}; publish a ROA for AS${o}`);
         } else {
             c.error(`${roaKey(m.roa)}.asn`, `an AS0 ROA (RFC 6483) says ${roa.prefix} must never be announced: ${why}; remove it at your RIR`);
         }
     }
-    return { prefix: p, state: "invalid", detail: verdict.mismatches.map((m) => `ROA ${describeRoa(known[m.roa])}: ${m.reason}`).join("; ") };
+    return { state: "invalid", detail: verdict.mismatches.map((m) => `ROA ${describeRoa(known[m.roa])}: ${m.reason}`).join("; ") };
 }
-

@@ -33,6 +33,12 @@ export interface BgpSettings {
     /** IPv4 neighbour, used only when an IPv4 prefix is announced (Vultr: 169.254.169.254). */
     neighbor4: IpAddress;
     remoteAsn: number;
+    /**
+     * The AS the Internet sees this upstream as (Vultr: 20473). With a private `anycast:asn` it
+     * removes ours on export and becomes the origin (origin-as.ts); undefined on an existing
+     * host whose config does not name it.
+     */
+    publicAsn?: number;
     /** eBGP multihop TTL; 0 means a directly connected neighbour. */
     multihop: number;
     /** Add a static /128 (/32) to the neighbour via the default gateway (Vultr needs it for multihop). */
@@ -191,9 +197,13 @@ export interface RoaSpec {
     asn: number;
 }
 
-/** RPKI origin validation of one announced prefix against `anycast:roas` (RFC 6811). */
+/** RPKI origin validation of one announced prefix, from one origin AS, against `anycast:roas` (RFC 6811). */
 export interface RpkiFinding {
     prefix: IpPrefix;
+    /** The origin AS the Internet sees: `asn`, or with a private `asn` the upstream's public AS. */
+    originAsn: number;
+    /** With a private `asn`: the PoPs whose announcements carry this origin. */
+    pops?: string[];
     /** "unchecked" when no `anycast:roas` were given. */
     state: "valid" | "invalid" | "not-found" | "unchecked";
     /** Which ROA makes it valid, or why it is invalid / not found. */
@@ -225,7 +235,7 @@ export interface AnycastSpec {
     deploy: DeploySpec;
     /** The ROAs from `anycast:roas` (empty: not checked). */
     roas: RoaSpec[];
-    /** Each announced prefix's RPKI state against `roas`, in `prefixes` order. */
+    /** Each announced prefix's RPKI state against `roas`, in `prefixes` order (per origin the Internet sees). */
     rpki: RpkiFinding[];
     /** Non-fatal findings (documentation resources, risky choices), shown to the user. */
     warnings: ConfigIssue[];

@@ -52,8 +52,8 @@ export function vultrPlanProblem(plan: string): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // BGP communities. Vultr's action communities (its BGP documentation) act on how AS20473
 // exports our route: 64600:ASN do not announce to ASN,
-// 64601-64603:ASN prepend 1-3 times towards ASN, 20473:6000 do not export outside AS20473,
-// 20473:666 blackhole.
+// 64601-64603:ASN prepend 1-3 times towards ASN, 20473:6001-6003 prepend 1-3 times towards
+// every network, 20473:6000 do not export outside AS20473, 20473:666 blackhole.
 // ---------------------------------------------------------------------------------------------
 
 /** Vultr's BGP session facts: the defaults of a PoP's `bgp` block. */
@@ -79,6 +79,7 @@ export function vultrCommunityMeaning(c: Community): string | undefined {
         return `Vultr: prepend ${times}x when announcing to AS${c.value}`;
     }
     if (c.asn === VULTR_ASN && c.value === 6000) return `Vultr: do not export outside AS${VULTR_ASN}`;
+    if (c.asn === VULTR_ASN && c.value >= 6001 && c.value <= 6003) return `Vultr: prepend ${c.value - 6000}x when announcing to every network`;
     if (c.asn === VULTR_ASN && c.value === 666) return "Vultr: blackhole";
     return undefined;
 }

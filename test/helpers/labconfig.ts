@@ -42,6 +42,8 @@ export interface LabConfigChoices {
     dualStack?: boolean;
     /** BFD on every PoP (with these timers, or seeded ones for `true`), or none. */
     bfd?: boolean | { interval: number; multiplier: number };
+    /** A private anycast:asn, as Vultr assigns one: ROAs for the upstreams' public ASNs, steering by community. */
+    privateAsn?: boolean;
 }
 
 export interface GeneratedConfig {
@@ -100,12 +102,39 @@ export function generateLabConfig(seed: number, choices: LabConfigChoices = {}):
             ...(cloudflare ? {} : { httpSources: ["2001:db8:ff00::/40", ...(dualStack ? ["198.51.100.0/24"] : [])] }),
         },
     };
+    // Drawn last, so that a seed keeps every earlier choice it had before this one existed.
+    const privateAsn = choices.privateAsn ?? chance(0.3);
+    if (privateAsn) usePrivateAsn(values, pick([65010, 4200000100]), dualStack);
     // The validator is the judge: a generator that drifted from it fails here, not in the lab.
     parseAnycastConfig(values);
     const summary = [`seed ${seed}`, `${popCount} PoP${popCount === 1 ? "" : "s"}`, `IPv${meshFamily} ${topology} mesh`,
         cloudflare ? "Cloudflare sources" : "own sources", `admin ${admin}`, existingPop ? "existing-host PoP" : "Vultr PoPs",
-        dualStack ? "dual-stack" : "IPv6", bfd ? "BFD" : `hold ${holdTime} s`].join(", ");
+        dualStack ? "dual-stack" : "IPv6", bfd ? "BFD" : `hold ${holdTime} s`, ...(privateAsn ? ["private ASN"] : [])].join(", ");
     return { seed, values, summary };
+}
+
+/**
+ * Vultr's set-up for a customer without an ASN: a private one, removed by every upstream, so the
+ * ROAs name each upstream's public AS (20473, or an existing host's provider's), and a prepend
+ * becomes Vultr's "prepend towards every network" community.
+ */
+function usePrivateAsn(values: Record<string, unknown>, asn: number, dualStack: boolean): void {
+    values.asn = asn;
+    const pops = values.pops as Array<Record<string, any>>;
+    const origins = new Set<number>();
+    for (const p of pops) {
+        if (p.host) {
+            const remote = p.bgp.remoteAsn as number;
+            p.bgp.publicAsn = remote === 53667 ? remote : 64499;
+        }
+        origins.add(p.bgp.publicAsn ?? 20473);
+        if (p.prepend) {
+            p.communities = [`20473:${6000 + p.prepend}`];
+            delete p.prepend;
+        }
+    }
+    values.roas = [...origins].flatMap((origin) => [{ prefix: "2001:db8:100::/48", maxLength: 48, asn: origin },
+        ...(dualStack ? [{ prefix: "203.0.113.0/24", maxLength: 24, asn: origin }] : [])]);
 }
 
 /** The config as a Pulumi.<stack>.yaml file, the way a user writes one. */

@@ -105,10 +105,15 @@ describe("lab plan", () => {
             return;
         }
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lab-bird-"));
+        // And the edges of a private-ASN stack, which remove it on export (a dual-stack one: both filters).
+        const generated = generateLabConfig(4242, { privateAsn: true, dualStack: true, existingPop: true, pops: 2 });
+        const privateSpec = parseAnycastConfig(generated.values);
+        const privatePlan = planLab(planOnlyStack(privateSpec, privateSpec.firewall.httpSources?.map(String) ?? []));
         try {
             const configs = [
                 ...plan.regions.map((r) => renderEdgeBird(r.edge, path.join(dir, "edge.log"))),
                 ...plan.transits.map((tr) => renderTransitBird(tr, path.join(dir, "tr.log"))),
+                ...privatePlan.regions.map((r) => renderEdgeBird(r.edge, path.join(dir, "edge.log"))),
             ];
             for (const [i, conf] of configs.entries()) {
                 const file = path.join(dir, `${i}.conf`);
@@ -306,13 +311,21 @@ describe("lab plans for generated configs (any valid config, 1 to 8 PoPs)", () =
             assert.equal(new Set(plan.namespaces.map((n) => n.name)).size, plan.namespaces.length);
             // The emulated cloud's configs load in BIRD and FRR's renderer takes every edge.
             for (const r of plan.regions) assert.match(renderEdgeFrr(r.edge, 2), new RegExp(`router bgp ${r.edge.publicAsn}`));
+            // A private ASN: every edge removes it towards its transit, as Vultr does, and exports from its public AS.
+            const privateAsn = /private ASN/.test(config.summary);
+            for (const r of plan.regions) {
+                assert.equal(r.edge.removesPrivateAsn, privateAsn, r.region);
+                assert.equal(r.edge.publicAsn, spec.pops.find((p) => p.name === r.pop.name)!.bgp.publicAsn ?? r.edge.publicAsn);
+                assert.equal(/remove-private-AS all/.test(renderEdgeFrr(r.edge, 2)), privateAsn);
+                assert.equal(/bgp_path\.delete\(\[64512\.\.65534, 4200000000\.\.4294967294\]\)/.test(renderEdgeBird(r.edge, "/dev/null", 2)), privateAsn);
+            }
         });
     }
 
     it("covers 1 and 8 PoPs, both mesh families, both topologies, an existing host and dual-stack", () => {
         const summaries = seeds.map((s) => generateLabConfig(s).summary).join("\n");
         for (const want of [/ 1 PoP,/, / 8 PoPs,/, /IPv4 \w+ mesh/, /IPv6 \w+ mesh/, /full mesh/, /hub mesh/, /existing-host PoP/, /dual-stack/,
-            /Cloudflare sources/, /admin none/, /admin own/]) {
+            /Cloudflare sources/, /admin none/, /admin own/, /existing-host PoP.*private ASN/]) {
             assert.match(summaries, want);
         }
     });

@@ -2,10 +2,12 @@
  * The lab end to end on the configs users write besides the lab stack (needs root and the lab's
  * tools; CI runs as root):
  *
- * - Pulumi.prod.yaml exactly as a user runs it (no httpSources, no secrets set): IPv4 mesh,
- *   Cloudflare's ranges, no BFD, on FRR edges, one run of each experiment;
- * - a seeded generated config on BIRD edges: two PoPs, one on an existing host with its own
- *   upstream, a hub mesh, an IPv4 prefix beside the IPv6 one, SSH open (no adminCidrs).
+ * - Pulumi.prod.yaml exactly as a user writes it (no httpSources, no secrets set): IPv4 mesh,
+ *   Cloudflare's ranges, no BFD, on BIRD edges (Pulumi.lab.yaml's run has the FRR ones), one run
+ *   of each experiment;
+ * - a seeded generated config on FRR edges with a Vultr-assigned private ASN: two PoPs, one on an
+ *   existing host whose upstream also removes it, a hub mesh, an IPv4 prefix beside the IPv6
+ *   one, SSH open (no adminCidrs).
  *
  * Then that what the lab cannot run stops it with one line, and that nothing of the lab is left
  * after a Ctrl-C in the middle of set-up. Pulumi.lab.yaml's full run is in lab.test.ts.
@@ -33,11 +35,11 @@ after(() => fs.rmSync(scratch, { recursive: true, force: true }));
 const skip = labSkipReason();
 if (skip) console.log(`lab tests skipped: ${skip}`);
 
-describe("the lab on Pulumi.prod.yaml as a user runs it (FRR edges)", { skip }, () => {
+describe("the lab on Pulumi.prod.yaml as a user writes it (BIRD edges)", { skip }, () => {
     let report: LabReport;
 
     before(async () => {
-        report = await runLab({ configFile: PROD, repeats: 1, log: (line) => console.log(line) });
+        report = await runLab({ configFile: PROD, repeats: 1, edge: "bird", log: (line) => console.log(line) });
     }, { timeout: 600_000 });
 
     after(async () => {
@@ -46,6 +48,7 @@ describe("the lab on Pulumi.prod.yaml as a user runs it (FRR edges)", { skip }, 
 
     it("is green with the placeholders for the secrets it does not hold", () => {
         assertGreen(report);
+        assert.equal(report.edge, "bird");
         // One origin: the global outage and the relay run, the origin switch cannot.
         assert.equal(report.originFailover?.outage?.runs.length, 1);
         assert.equal(report.originFailover?.tunnelCut?.runs.length, 1);
@@ -72,26 +75,50 @@ describe("the lab on Pulumi.prod.yaml as a user runs it (FRR edges)", { skip }, 
     });
 });
 
-describe("the lab on a generated config: existing-host PoP, hub mesh, dual-stack, SSH open (BIRD edges)", { skip }, () => {
+describe("the lab on a generated config: private ASN, existing-host PoP, hub mesh, dual-stack, SSH open (FRR edges)", { skip }, () => {
     const config = generateLabConfig(4242, {
         pops: 2, meshFamily: 6, topology: "hub", cloudflareSources: true, admin: "none", existingPop: true, dualStack: true,
-        bfd: { interval: 300, multiplier: 5 },
+        bfd: { interval: 300, multiplier: 5 }, privateAsn: true,
     });
     let report: LabReport;
 
     before(async () => {
         console.log(`generated config: ${config.summary}`);
-        report = await runLab({ configFile: writeStackFile(scratch, config), repeats: 1, edge: "bird", log: (line) => console.log(line) });
+        report = await runLab({ configFile: writeStackFile(scratch, config), repeats: 1, log: (line) => console.log(line) });
     }, { timeout: 600_000 });
 
     after(async () => {
         await teardownLab(() => undefined);
     });
 
-    it("is green on BIRD edges", () => {
+    it("is green on FRR edges", () => {
         assertGreen(report);
-        assert.equal(report.edge, "bird");
+        assert.equal(report.edge, "frr");
         assertExperiments(report, 1);
+    });
+
+    it("shows the transits the prefix from the upstreams' public ASes, the private ASN removed as Vultr does", () => {
+        const asn = String(config.values.asn);
+        assert.match(asn, /^(65010|4200000100)$/);
+        const box = (config.values.pops as Array<{ name: string; bgp: { publicAsn?: number } }>).find((p) => p.name === "edge-box")!;
+        const publicOf = (pop: string) => String(pop === "edge-box" ? box.bgp.publicAsn : 20473);
+        assert.equal(report.transitRoutes.length, 8, "two prefixes, two transits, two routes each");
+        for (const t of report.transitRoutes) {
+            assert.ok(!t.asPath.split(" ").includes(asn), `transit ${t.region} sees the private AS${asn}: ${t.asPath}`);
+            if (t.best) {
+                const pop = report.topology.find((x) => x.region === t.region)!.pop;
+                assert.match(t.asPath, new RegExp(`^(${publicOf(pop)})( (${publicOf(pop)}))*$`), `${t.region}: ${t.asPath}`);
+            }
+        }
+        assert.deepEqual(report.routing.origins, [20473, box.bgp.publicAsn]);
+        assert.equal(report.routing.ok, true);
+        assert.match(formatReport(report), new RegExp(`transit \\S+ knows from AS20473 or AS${box.bgp.publicAsn}: 2001:db8:100::/48, 203\\.0\\.113\\.0/24`));
+        // Steering by Vultr's community, the only way with a private ASN: its prepends reach the transit.
+        const policy = report.policyChange!;
+        assert.equal(policy.error, undefined);
+        assert.match(policy.edit, /prepend 0 -> 0, communities \[.*\] -> \[.*64602:\d+\]/);
+        assert.equal(policy.steps[0].transitAsPath, "20473 20473 20473");
+        assert.equal(policy.sessionKept, true);
     });
 
     it("follows the hub mesh: a PoP cut off from the hub stays announced (a global fault), so origin loss and damping are not run", () => {

@@ -65,6 +65,20 @@ describe("anycast CLI", () => {
         assert.match(r.err, /anycast:roas\[0\]\.maxLength: \/44 is shorter than the announced \/48/);
     });
 
+    it("validate shows the origin the Internet sees for a Vultr-assigned private ASN: AS20473, behind which PoPs", async () => {
+        const config: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(rawConfigOf("Pulumi.lab.yaml"))) config[`anycast:${k}`] = v;
+        config["anycast:asn"] = 65001;
+        config["anycast:roas"] = [{ prefix: "2001:db8:100::/48", maxLength: 48, asn: 20473 }];
+        const file = path.join(dir, "Pulumi.private.yaml");
+        fs.writeFileSync(file, stringify({ config }));
+        const r = await cli(["validate", "--config", file]);
+        assert.equal(r.code, 0, r.err);
+        assert.match(r.out.replace(/\n {4}/g, " "),
+            /rpki: 2001:db8:100::\/48 from AS20473 \(private AS65001 removed upstream; PoPs lax, ams, sgp\): valid \(ROA 2001:db8:100::\/48 max \/48 AS20473\)/);
+        assertFits(r);
+    });
+
     it("validate says when secrets are placeholders", async () => {
         const r = await cli(["validate", "--config", path.join(REPO_ROOT, "Pulumi.prod.yaml")]);
         assert.match(r.out.replace(/\n {4}/g, " "), /anycast:bgpPassword is not set .* placeholder/);

@@ -10,6 +10,19 @@ import { rawConfigOf } from "../helpers/fixtures";
 
 const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest\n-----END OPENSSH PRIVATE KEY-----\n";
 
+/** Vultr's documented set-up for a customer without an ASN: a private ASN it assigned, a public prefix, the ROA naming AS20473. */
+function privateAsnStack(c: Record<string, any>): void {
+    c.asn = 65001;
+    c.prefix = "2a0f:85c1:260::/48";
+    c.roas = [{ prefix: "2a0f:85c1:260::/48", maxLength: 48, asn: 20473 }];
+    c.firewall.httpSources = ["2a0f:85c1:ff00::/40"];
+}
+
+/** A PoP on a server of its own, with its provider's upstream. */
+function existingPop(): Record<string, any> {
+    return { name: "box", host: { address: "2001:db8:cafe::10" }, bgp: { neighbor: "2001:db8:cafe:ffff::1", remoteAsn: 65530 } };
+}
+
 /** A valid config (the lab's, with a key), to break one thing at a time. */
 function base(): Record<string, any> {
     return { ...rawConfigOf("Pulumi.lab.yaml"), sshPrivateKey: SSH_KEY };
@@ -46,7 +59,18 @@ const BAD: BadCase[] = [
     { name: "ASN 0", mutate: (c) => { c.asn = 0; }, key: "anycast:asn", message: /reserved/ },
     { name: "ASN out of range", mutate: (c) => { c.asn = 4294967296; }, key: "anycast:asn", message: /^4294967296 is out of range: use a whole number from 1 to 4294967294$/ },
     { name: "ASN not a number", mutate: (c) => { c.asn = "AS64500"; }, key: "anycast:asn", message: /a number/ },
-    { name: "private ASN with a public prefix", mutate: (c) => { c.asn = 65001; c.prefix = "2a0f:85c1:260::/48"; }, key: "anycast:asn", message: /private ASN/ },
+    { name: "private ASN through an existing host whose upstream is not known to remove it", mutate: (c) => { privateAsnStack(c); c.pops.push(existingPop()); },
+        key: "anycast:asn", message: /^private ASN 65001 would reach the Internet from PoP box \(pops\[3\]\), on an existing host .* \(RFC 6996\)\. .* as Vultr does \(AS20473\): if this host's provider does, set bgp\.publicAsn to that AS; otherwise use a registered ASN$/ },
+    { name: "a prepend of a private ASN", mutate: (c) => { privateAsnStack(c); c.pops[1].prepend = 2; },
+        key: "anycast:pops[1].prepend", message: /^2 extra copies of private AS65001 are removed with it by Vultr \(AS20473\) before any other network sees the route; prepend with Vultr's communities instead: communities: \["20473:6002"\] prepends 2x towards every network, "64602:ASN" 2x towards one/ },
+    { name: "a prepend of a private ASN through another provider", mutate: (c) => { privateAsnStack(c); c.pops.push({ ...existingPop(), prepend: 1, bgp: { ...existingPop().bgp, publicAsn: 53667 } }); },
+        key: "anycast:pops[3].prepend", message: /removed with it by the upstream \(AS53667\) .*prepend communities of the upstream/ },
+    { name: "a private bgp.publicAsn", mutate: (c) => { c.pops.push({ ...existingPop(), bgp: { ...existingPop().bgp, publicAsn: 64999 } }); },
+        key: "anycast:pops[3].bgp.publicAsn", message: /^AS64999 is private \(RFC 6996\), but this is the AS the Internet sees: use your provider's public AS$/ },
+    { name: "bgp.publicAsn on a Vultr instance that is not Vultr's", mutate: (c) => { c.pops[0].bgp.publicAsn = 174; },
+        key: "anycast:pops[0].bgp.publicAsn", message: /^AS174 is not Vultr's: a Vultr instance's upstream exports from AS20473; leave bgp\.publicAsn out$/ },
+    { name: "a ROA for the private ASN itself", mutate: (c) => { privateAsnStack(c); c.roas = [{ prefix: "2a0f:85c1:260::/48", asn: 65001 }]; },
+        key: "anycast:roas[0].asn", message: /^AS65001 is not the origin AS20473: the announcement of 2a0f:85c1:260::\/48 by AS20473 \(anycast:asn AS65001 is private: Vultr \(AS20473\) removes it on export for PoPs lax, ams, sgp\) is RPKI-invalid, .*; publish a ROA for AS20473$/ },
     { name: "missing password", mutate: (c) => { delete c.bgpPassword; }, key: "anycast:bgpPassword", message: /required/ },
     { name: "password with a quote", mutate: (c) => { c.bgpPassword = 'a"b'; }, key: "anycast:bgpPassword", message: /quotes/ },
     { name: "password too long for TCP-MD5", mutate: (c) => { c.bgpPassword = "x".repeat(81); }, key: "anycast:bgpPassword", message: /80 bytes/ },
@@ -206,6 +230,41 @@ describe("config validation rejects bad input, naming the key", () => {
         assert.deepEqual(parseAnycastConfig(all).pops.map((p) => p.drained), [true, true, true]);
     });
 
+    it("accepts a Vultr-assigned private ASN: the Internet sees AS20473 as the origin, and the RPKI check expects it", () => {
+        const vultr = base();
+        privateAsnStack(vultr);
+        const spec = parseAnycastConfig(vultr);
+        assert.equal(spec.asn, 65001);
+        assert.deepEqual(spec.pops.map((p) => p.bgp.publicAsn), [20473, 20473, 20473]);
+        assert.deepEqual(spec.rpki.map((r) => ({ ...r, prefix: String(r.prefix) })), [{ prefix: "2a0f:85c1:260::/48", originAsn: 20473,
+            pops: ["lax", "ams", "sgp"], state: "valid", detail: "ROA 2a0f:85c1:260::/48 max /48 AS20473" }]);
+
+        // An existing host whose provider says it does the same: one origin per upstream, each checked.
+        const mixed = base();
+        privateAsnStack(mixed);
+        mixed.pops.push({ ...existingPop(), bgp: { ...existingPop().bgp, publicAsn: 53667 } });
+        mixed.roas.push({ prefix: "2a0f:85c1:260::/48", maxLength: 48, asn: 53667 });
+        const both = parseAnycastConfig(mixed);
+        assert.deepEqual(both.rpki.map((r) => [r.originAsn, r.pops, r.state]), [[20473, ["lax", "ams", "sgp"], "valid"], [53667, ["box"], "valid"]]);
+        // Without that upstream's ROA, the ROA for 20473 makes its announcement invalid (RFC 6811), named so.
+        mixed.roas.pop();
+        const issue = errorsOf(mixed).find((e) => e.key === "anycast:roas[0].asn");
+        assert.match(issue?.message ?? "", /^AS20473 is not the origin AS53667: .* \(anycast:asn AS65001 is private: the upstream \(AS53667\) removes it on export for PoP box\) .*; publish a ROA for AS53667$/);
+        // No ROA at all for a prefix: NotFound from each origin, a warning naming the AS to publish.
+        mixed.roas = [{ prefix: "2a0f:85c1:1::/48", asn: 20473 }];
+        const uncovered = parseAnycastConfig(mixed);
+        assert.deepEqual(uncovered.rpki.map((r) => r.state), ["not-found", "not-found"]);
+        assert.ok(uncovered.warnings.some((w) => /^no ROA in anycast:roas covers 2a0f:85c1:260::\/48 from AS53667 \(anycast:asn AS65001 is private: .*publish a ROA for AS53667 with max length ≥ 48$/.test(w.message)),
+            JSON.stringify(uncovered.warnings));
+
+        // A public ASN: the origin is our own ASN, on an existing host too, with no publicAsn needed.
+        const own = base();
+        own.pops.push(existingPop());
+        const ours = parseAnycastConfig(own);
+        assert.deepEqual(ours.rpki.map((r) => [r.originAsn, r.pops, r.state]), [[64500, undefined, "valid"]]);
+        assert.equal(ours.pops[3].bgp.publicAsn, undefined);
+    });
+
     it("ships Vultr's region and plan lists with their source and date", () => {
         assert.ok(VULTR_REGIONS.length >= 30 && VULTR_REGIONS.every((r) => /^[a-z]{3}$/.test(r.id) && r.city.length > 0));
         assert.ok(VULTR_PLANS.includes("vc2-1c-1gb") && VULTR_PLANS.length > 50);
@@ -246,7 +305,7 @@ describe("config validation rejects bad input, naming the key", () => {
 
     it("checks the announcement against anycast:roas (RFC 6811) and reports each prefix's RPKI state", () => {
         const lab = parseAnycastConfig(base());
-        assert.deepEqual(lab.rpki.map((r) => ({ ...r, prefix: String(r.prefix) })), [{ prefix: "2001:db8:100::/48", state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
+        assert.deepEqual(lab.rpki.map((r) => ({ ...r, prefix: String(r.prefix) })), [{ prefix: "2001:db8:100::/48", originAsn: 64500, state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
 
         // A wrong ROA next to a right one: valid, as RFC 6811 says (one matching ROA suffices).
         const both = base();

@@ -154,7 +154,7 @@ describe("stacks/network under mocks (prod example)", () => {
         assert.match(pops.lax.ipv6, /^2001:db8:ff1[1-3]::10$/);
         assert.equal(pops.lax.meshAddress, "10.77.0.2");
         assert.deepEqual(run.outputs.dns, { hostname: "www.example.com", anycastName: "anycast.example.com" });
-        assert.deepEqual(run.outputs.rpki, [{ prefix: "2001:db8:100::/48", state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
+        assert.deepEqual(run.outputs.rpki, [{ prefix: "2001:db8:100::/48", originAsn: 64500, state: "valid", detail: "ROA 2001:db8:100::/48 max /48 AS64500" }]);
     });
 });
 
