@@ -23,6 +23,8 @@ import { StackFileError } from "../components/core/stackfile";
 import { runStack, StackRun } from "../harness/stackrun";
 import type { EdgeKind, LabOptions } from "../lab/index";
 import { buildPlan, diffPlans, parsePlan, SavedPlan } from "./plan";
+import { formatStatus, OutputsError, statusExitCode, StatusTargets, targetsFromOutputs } from "./network-status";
+import { gatherStatus } from "./status";
 import { allCreated, countsLine, formatPreview } from "./preview";
 import { elapsed, fitting, OUTPUT_COLUMNS, step, table, wrap } from "./format";
 
@@ -204,7 +206,45 @@ interface CommandSpec {
     run: (opts: never, io: Io, given: (option: string) => boolean) => Promise<number>;
 }
 
-const EXIT_CODES = "Exit codes: 0 ok, 1 failed (config errors, or the lab failed), 2 the command line is wrong.";
+const EXIT_CODES = "Exit codes: 0 ok, 1 failed (config errors, the lab, a PoP not as it should be), 2 bad command line.";
+
+function secondsArg(value: string): number {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > 300) throw new InvalidArgumentError("use a whole number of seconds from 1 to 300");
+    return n;
+}
+
+/** The stack's outputs, from a file or (`-`) stdin. */
+function readOutputs(source: string | undefined): unknown {
+    if (source === undefined) throw new UsageError("--outputs <file> is required: pulumi stack output --json --show-secrets > outputs.json, or --outputs - to read them from stdin");
+    let text: string;
+    if (source === "-") {
+        text = fs.readFileSync(0, "utf8");
+    } else {
+        if (!fs.existsSync(source)) throw new UsageError(`outputs file ${source} does not exist: write it with pulumi stack output --json --show-secrets > ${source}`);
+        text = fs.readFileSync(source, "utf8");
+    }
+    try {
+        return JSON.parse(text);
+    } catch {
+        throw new UsageError(`the outputs ${source === "-" ? "on stdin" : `in ${source}`} are not JSON: give pulumi stack output --json --show-secrets (with --json)`);
+    }
+}
+
+async function status(opts: { outputs?: string; identity?: string; knownHosts?: string; json?: boolean; timeout: number }, io: Io): Promise<number> {
+    if (opts.identity !== undefined && !fs.existsSync(opts.identity)) throw new UsageError(`identity file ${opts.identity} does not exist: give the deploy's SSH private key`);
+    let targets: StatusTargets;
+    try {
+        targets = targetsFromOutputs(readOutputs(opts.outputs));
+    } catch (e) {
+        if (e instanceof OutputsError) throw new UsageError(e.message);
+        throw e;
+    }
+    const result = await gatherStatus(targets, { identity: opts.identity, knownHosts: opts.knownHosts, timeoutSeconds: opts.timeout });
+    if (opts.json) io.out(JSON.stringify(result, null, 2));
+    else for (const line of formatStatus(result)) io.out(line);
+    return statusExitCode(result);
+}
 
 const COMMANDS: CommandSpec[] = [
     {
@@ -251,6 +291,28 @@ const COMMANDS: CommandSpec[] = [
             "anycast preview --config Pulumi.prod.yaml --diff before.json   # after editing the stack file"],
         result: "Ends with a summary line: preview: 1 to replace, 69 unchanged against before.json",
         run: preview,
+    },
+    {
+        name: "status", summary: "the live state of a deployed stack: each PoP's announcement, BGP session and paths (SSH)",
+        description: "Ask each PoP's health agent of a deployed stack for its state, over SSH as the stack's pushes\n" +
+            "log in: the user and port from the stack's outputs, the key from --identity or your ssh-agent,\n" +
+            "sudo -n for a user that is not root. Shows per PoP: announced, draining, withdrawn or held down\n" +
+            "and why; what it should be (drained by the config, or announced); its BGP session as BIRD\n" +
+            "reports it; each path to the origins (direct or relayed through another PoP, up or down, RTT);\n" +
+            "the agent's version and last change. Per origin: which PoPs reach it. A host it cannot ask is a\n" +
+            "row with the reason.",
+        options: () => [
+            new Option("--outputs <file>", "the stack's outputs, from pulumi stack output --json --show-secrets; - reads stdin (required)"),
+            new Option("-i, --identity <file>", "the SSH private key to log in with (default: ssh's own keys and your ssh-agent)"),
+            new Option("--known-hosts <file>", "the known_hosts file for the hosts' keys; a new host's key is added (default: ssh's own)"),
+            new Option("--json", "print the status as JSON instead of the table (default: the table)"),
+            new Option("--timeout <seconds>", "seconds to connect to each host, and again for it to answer").default(10).argParser(secondsArg),
+        ],
+        examples: ["anycast status --outputs outputs.json --identity ~/.ssh/anycast-deploy",
+            "pulumi stack output --json --show-secrets | anycast status --outputs - --json"],
+        result: "Ends with a summary line: status: ok, 3 PoPs as they should be\n" +
+            "Exits 1 when a PoP that should be announced is not, or cannot be asked.",
+        run: status,
     },
     {
         name: "lab", summary: "run the stack on this machine: namespaces, BIRD, WireGuard, nginx, experiments (root)",

@@ -12,6 +12,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import * as vultr from "@ediri/vultr";
 import { HostSpec } from "./core/model";
+import { sshAddressOf, sshLoginOf } from "./core/ssh-login";
 import { renderAuthorizedKeys } from "./core/render/sshkeys";
 import { renderBootstrap, renderCloudInitWait } from "./core/render/bootstrap";
 import { asRoot, Connection, pushFile, sha256 } from "./push";
@@ -59,8 +60,7 @@ export class Host extends pulumi.ComponentResource {
     constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("anycast:index:Host", name, {}, opts);
         const spec = args.spec;
-        let user = "root";
-        let port = 22;
+        const { user, port } = sshLoginOf(spec);
         if (spec.kind === "vultr") {
             this.instance = this.vultrInstance(name, spec, args);
             this.ipv6 = this.instance.v6MainIp;
@@ -68,14 +68,10 @@ export class Host extends pulumi.ComponentResource {
         } else {
             this.ipv6 = pulumi.output(spec.address.toString());
             this.ipv4 = pulumi.output(spec.address4?.toString());
-            user = spec.user;
-            port = spec.port;
         }
         this.user = user;
         // SSH over the family the deployer can reach (anycast:deploy.sshFamily): CI runners often have no IPv6.
-        const sshAddress = spec.sshFamily === 4
-            ? pulumi.all([this.ipv4, this.ipv6]).apply(([v4, v6]) => v4 ?? v6)
-            : this.ipv6;
+        const sshAddress = pulumi.all([this.ipv6, this.ipv4]).apply(([v6, v4]) => sshAddressOf(spec, v6, v4));
         this.connection = pulumi.all([sshAddress, pulumi.secret(args.sshPrivateKey)]).apply(([host, privateKey]) => ({
             host,
             port,

@@ -22,6 +22,7 @@ import * as cloudflare from "@pulumi/cloudflare";
 import { hasIpv4, IpAddress } from "./core/addressing";
 import { AnycastConfigInput, ConfigError, parseAnycastConfig } from "./core/config";
 import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./core/model";
+import { sshAddressOf, sshLoginOf } from "./core/ssh-login";
 import { Jsonified, specFromJson, specToJson } from "./core/spec-json";
 import { meshPeerNames } from "./core/render/wireguard";
 import { HostFirewall } from "./firewall";
@@ -118,6 +119,10 @@ export interface NetworkHost {
     meshAddress: string;
     /** A PoP's BGP neighbour. */
     bgpNeighbor?: string;
+    /** A PoP taken out by the config (`pops[].drained`): its agent keeps it withdrawn. */
+    drained?: boolean;
+    /** How the deploy's pushes (and `anycast status`) log in: address, port and user (sudo -n when not root). */
+    ssh: { host: string; port: number; user: string };
 }
 
 export class AnycastNetwork extends pulumi.ComponentResource {
@@ -271,13 +276,15 @@ export class AnycastNetwork extends pulumi.ComponentResource {
 
     private hostsOf(spec: AnycastSpec): pulumi.Output<NetworkHost[]> {
         const regionOf = (h: PopSpec["host"]) => (h.kind === "vultr" ? { region: h.region } : {});
-        const entry = (host: Host, fixed: Omit<NetworkHost, "ipv6" | "ipv4">) =>
-            pulumi.all([host.ipv6, host.ipv4]).apply(([ipv6, ipv4]): NetworkHost => ({ ...fixed, ipv6, ...(ipv4 ? { ipv4 } : {}) }));
+        const entry = (host: Host, hostSpec: PopSpec["host"], fixed: Omit<NetworkHost, "ipv6" | "ipv4" | "ssh">) =>
+            pulumi.all([host.ipv6, host.ipv4]).apply(([ipv6, ipv4]): NetworkHost => ({ ...fixed, ipv6, ...(ipv4 ? { ipv4 } : {}),
+                ssh: { host: sshAddressOf(hostSpec, ipv6, ipv4), ...sshLoginOf(hostSpec) } }));
         return pulumi.all([
-            ...spec.pops.map((p, i) => entry(this.pops[i].host, {
+            ...spec.pops.map((p, i) => entry(this.pops[i].host, p.host, {
                 name: p.name, role: "pop", ...regionOf(p.host), meshAddress: p.meshAddress.toString(), bgpNeighbor: p.bgp.neighbor.toString(),
+                drained: p.drained,
             })),
-            ...spec.origins.map((o, i) => entry(this.origins[i].host, {
+            ...spec.origins.map((o, i) => entry(this.origins[i].host, o.host, {
                 name: o.name, role: "origin", ...regionOf(o.host), meshAddress: o.meshAddress.toString(),
             })),
         ]);

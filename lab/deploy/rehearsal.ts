@@ -27,6 +27,7 @@
 import { NETWORK_NAME } from "../../stacks/network/stack";
 import { importChanges, sameSince } from "../session";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { canonical, familyOf } from "../../components/core/addressing";
 import { readStackValues } from "../../harness/stackrun";
@@ -243,6 +244,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             }, prefix);
         }
         checks.push(await checkAgentRuntime(cloud, spec.pops.map((p) => p.name)));
+        checks.push(await checkStatus(cloud, plan.run.outputs));
         checks.push(await checkNoChange(plan, () => replan(values)));
         if (!previous) {
             // A fresh deploy's day-2 changes; the upgrade rehearsal proves the upgrade and leaves these to it.
@@ -529,6 +531,38 @@ async function checkAgentRuntime(cloud: DeployCloud, pops: string[]): Promise<Re
         seen.push(`${pop}: nodejs ${pkg || "NOT INSTALLED"} (${node || "no node"}), anycast-health ${active}, ${children} child process(es)`);
     }
     return { name: "every PoP's agent runs on Debian's nodejs 18 under systemd, forking nothing", ok, detail: seen.join("; ") };
+}
+
+/**
+ * `anycast status` as a user runs it after `pulumi up`: the stack's outputs in a file, the deploy
+ * key, real SSH to every PoP. Every PoP reads announced as it should, with its session
+ * Established and a path to the origin up.
+ */
+async function checkStatus(cloud: DeployCloud, outputs: Record<string, unknown>): Promise<RehearsalCheck> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anycast-status-"));
+    try {
+        const file = path.join(dir, "outputs.json");
+        fs.writeFileSync(file, JSON.stringify(outputs));
+        const key = path.join(dir, "deploy-key");
+        fs.writeFileSync(key, cloud.deployKey.privateKey.endsWith("\n") ? cloud.deployKey.privateKey : `${cloud.deployKey.privateKey}\n`, { mode: 0o600 });
+        const cli = path.join(__dirname, "..", "..", "..", "bin", "anycast.js");
+        const args = ["status", "--outputs", file, "--identity", key, "--known-hosts", path.join(dir, "known_hosts"), "--json"];
+        const r = await runUntracked(process.execPath, [cli, ...args], { timeoutMs: 120_000, allowFail: true });
+        let pops: Array<{ name: string; state: string; ok: boolean; why: string; session: { state: string } | null; paths: Array<{ up: boolean }> }>;
+        try {
+            pops = (JSON.parse(r.stdout) as { pops: typeof pops }).pops;
+        } catch {
+            return { name: "anycast status over SSH", ok: false, detail: `exit ${r.code}, no JSON: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}` };
+        }
+        const ok = r.code === 0 && pops.length > 0 && pops.every((p) => p.ok && p.session?.state === "Established" && p.paths.some((x) => x.up));
+        return {
+            name: "anycast status over SSH: every PoP announced as it should, session Established, a path up", ok,
+            detail: `exit ${r.code}; ` + pops.map((p) => `${p.name} ${p.state}, session ${p.session?.state ?? "unknown"}, ` +
+                `${p.paths.filter((x) => x.up).length} of ${p.paths.length} paths up${p.ok ? "" : ` (${p.why})`}`).join("; "),
+        };
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
 }
 
 async function checkExistingOrigin(cloud: DeployCloud, origin: string, port: number): Promise<RehearsalCheck> {

@@ -9,15 +9,23 @@ import { Jsonified } from "../../components/core/spec-json";
 import { AnycastNetwork, AnycastNetworkArgs } from "../../components/network";
 import { RawConfig, readStackConfig } from "./config";
 
+/** Where SSH logs in to a host: address, port, user. */
+export interface SshTarget {
+    host: string;
+    port: number;
+    user: string;
+}
+
 /** What `pulumi stack output` shows. */
 export interface NetworkStackOutputs {
     anycastAddress: pulumi.Output<string>;
     prefixes: pulumi.Output<string[]>;
-    pops: pulumi.Output<Record<string, { ipv6: string; ipv4?: string; bgpNeighbor: string; meshAddress: string }>>;
+    /** Each PoP: addresses, BGP neighbour, mesh address, whether the config drains it, and the SSH login `anycast status` uses. */
+    pops: pulumi.Output<Record<string, { ipv6: string; ipv4?: string; bgpNeighbor: string; meshAddress: string; drained: boolean; ssh: SshTarget }>>;
     /** The first origin (the only one of a stack with `anycast:origin`). */
-    origin: pulumi.Output<{ ipv6: string; meshAddress: string }>;
+    origin: pulumi.Output<{ ipv6: string; meshAddress: string; ssh: SshTarget }>;
     /** Every origin by name. */
-    origins: pulumi.Output<Record<string, { ipv6: string; meshAddress: string }>>;
+    origins: pulumi.Output<Record<string, { ipv6: string; meshAddress: string; ssh: SshTarget }>>;
     mesh: { cidr: pulumi.Output<string>; addresses: pulumi.Output<Record<string, string>>; publicKeys: pulumi.Output<Record<string, string>> };
     dns: pulumi.Output<{ hostname: string; anycastName: string }>;
     /** Each prefix's RPKI state against anycast:roas (`pulumi stack output rpki`). */
@@ -44,10 +52,10 @@ export function deployNetworkStack(raw: RawConfig = readStackConfig()): NetworkS
 
 export function stackOutputs(network: AnycastNetwork): NetworkStackOutputs {
     const pops = network.hosts.apply((hosts) => Object.fromEntries(hosts.filter((h) => h.role === "pop").map((h) => [h.name, {
-        ipv6: h.ipv6, ...(h.ipv4 ? { ipv4: h.ipv4 } : {}), bgpNeighbor: h.bgpNeighbor!, meshAddress: h.meshAddress,
+        ipv6: h.ipv6, ...(h.ipv4 ? { ipv4: h.ipv4 } : {}), bgpNeighbor: h.bgpNeighbor!, meshAddress: h.meshAddress, drained: h.drained ?? false, ssh: h.ssh,
     }])));
     const origins = network.hosts.apply((hosts) => Object.fromEntries(hosts.filter((h) => h.role === "origin").map((h) => [h.name, {
-        ipv6: h.ipv6, meshAddress: h.meshAddress,
+        ipv6: h.ipv6, meshAddress: h.meshAddress, ssh: h.ssh,
     }])));
     const origin = pulumi.all([origins, network.spec]).apply(([all, s]) => all[s.origin.name]);
     const meshAddresses = network.spec.apply((s) => Object.fromEntries(

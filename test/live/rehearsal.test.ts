@@ -41,7 +41,8 @@ describe("anycast lab --deploy", { skip: problem }, () => {
         assert.equal(report.deploy.ok, true, formatSteps(report.deploy).join("\n"));
         for (const c of report.checks) assert.ok(c.ok, `${c.name}: ${c.detail}`);
         assert.deepEqual(Object.keys(report.announcedAfter).sort(), ["ams", "lax"]);
-        assert.deepEqual(report.checks.map((c) => c.ok), [true, true, true, true, true, true]);
+        assert.deepEqual(report.checks.map((c) => c.ok), [true, true, true, true, true, true, true]);
+        assert.match(report.checks.find((c) => /anycast status/.test(c.name))?.detail ?? "", /^exit 0; lax announced, session Established, [1-9]\d* of \d+ paths up; ams announced, session Established/);
         assert.match(report.checks.find((c) => /Debian's nodejs/.test(c.name))?.detail ?? "", /lax: nodejs \S*deb12\S* \(v18\./);
 
         // The lab's report on the deployed hosts.

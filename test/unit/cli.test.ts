@@ -206,7 +206,7 @@ describe("anycast --help", () => {
             const r = await cli(args);
             assert.equal(r.code, 0);
             assert.match(r.out, /^Usage: anycast \[options\] \[command\]/);
-            for (const c of ["validate", "render", "preview", "lab", "bench"]) assert.match(r.out, new RegExp(`^  ${c} \\[options\\] +\\S`, "m"));
+            for (const c of ["validate", "render", "preview", "status", "lab", "bench"]) assert.match(r.out, new RegExp(`^  ${c} \\[options\\] +\\S`, "m"));
             assertFits(r);
         }
         const version = await cli(["--version"]);
@@ -221,7 +221,7 @@ describe("anycast --help", () => {
 
     it("each command's --help describes every option, with its default and examples", async () => {
         const commands = program({ out: () => undefined, err: () => undefined }, () => undefined).commands.filter((c) => c.name() !== "help");
-        assert.deepEqual(commands.map((c) => c.name()), ["validate", "render", "preview", "lab", "bench"]);
+        assert.deepEqual(commands.map((c) => c.name()), ["validate", "render", "preview", "status", "lab", "bench"]);
         for (const command of commands as Command[]) {
             for (const args of [[command.name(), "--help"], ["help", command.name()]]) {
                 const r = await cli(args);
