@@ -15,18 +15,13 @@ import { edgeRouters, EdgeKind, EdgeRouters } from "./edge";
 import { LabPreconditionError } from "./errors";
 import { nowMs, nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
 import { renderTransitBird } from "./routers";
+import type { Rewrite } from "./rewrite";
 import { LabStack } from "./stack";
 import { probeTimeoutForStalls } from "./stalls";
 import { isCertificate, LabTls, makeLabTls } from "./tls";
 import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan, urlHost } from "./topology";
 
-export interface Rewrite {
-    host: string;
-    file: string;
-    what: string;
-    from: string;
-    to: string;
-}
+export type { Rewrite } from "./rewrite";
 
 /** Static routes every PoP namespace gets besides its own, to show that none of them leaks into BGP. */
 export const UNRELATED_POP_ROUTES = ["2001:db8:dead::/48", "2001:db8:dead:1::/64"];

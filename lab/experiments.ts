@@ -20,7 +20,8 @@ import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { showProtocols } from "./birdc";
 import { sampleSession, sessionChanges } from "./session";
 import { Prober, ProbeSample } from "./probe";
-import { ExperimentReport, ExperimentRun, stats } from "./report";
+import type { ExperimentReport, ExperimentRun } from "./report";
+import { stats } from "./stats";
 import { RegionPlan } from "./topology";
 import { ms, wrap } from "./text";
 

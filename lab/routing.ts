@@ -24,40 +24,12 @@ import { agentTellsIsolation, isolationMs, SLACK_MS, whyAgentCannotTellIsolation
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
 import { loadStack } from "./stack";
+import type { FlapDampingReport, PolicyChangeReport, PolicyStep, PopRoutingSafety, RoutingSafety } from "./report";
 import { adaptStackToStalls } from "./stalls";
 import { ms } from "./text";
 import { edgePeerName, LAB_DIR, RegionPlan } from "./topology";
 
 // --- routing safety -------------------------------------------------------------------------
-
-export interface PopRoutingSafety {
-    pop: string;
-    /** BIRD's names of the PoP's sessions to its upstream (one per address family). */
-    protocol: string;
-    /** Routes the upstream offered (a default and the full-ish table) and how many the PoP took. */
-    upstreamOffered: number;
-    imported: number;
-    /** Prefixes the PoP's BIRD exports to the upstream (`show route export`). */
-    exported: string[];
-    /** Unrelated routes present in the PoP's kernel table (each must be absent from `exported`). */
-    unrelatedInKernel: string[];
-}
-
-export interface RoutingSafety {
-    pops: PopRoutingSafety[];
-    /**
-     * The origin ASes the Internet sees for our routes: our ASN, or with a private one each
-     * upstream's public AS (origin-as.ts).
-     */
-    origins: number[];
-    /**
-     * Per transit: every prefix whose AS path ends in one of `origins`, besides the edges' own PoP
-     * link networks (those share the origin when our ASN is private): exactly the configured ones.
-     */
-    transits: Array<{ region: string; originatedByUs: string[] }>;
-    configured: string[];
-    ok: boolean;
-}
 
 /** The networks a `birdc show route ...` answer lists (one per network, first column). */
 export function networksOf(output: string): string[] {
@@ -111,37 +83,6 @@ export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
 }
 
 // --- policy change --------------------------------------------------------------------------
-
-export interface PolicyStep {
-    step: "apply" | "revert";
-    /** What `birdc configure` answered, and how long it took. */
-    birdReply: string;
-    configureMs: number;
-    /** From `birdc configure` until the region's transit held the route with the new attributes. */
-    seenAtTransitMs?: number;
-    transitAsPath?: string;
-    transitCommunities?: string;
-    /** Who served the region's client once the transit had the new route. */
-    servedBy?: string;
-}
-
-export interface PolicyChangeReport {
-    pop: string;
-    region: string;
-    /** The edit, as a user would make it in the stack file. */
-    edit: string;
-    /** Host -> the artifacts the edited stack renders differently (what `pulumi up` would push). */
-    changedFiles: Record<string, string[]>;
-    steps: PolicyStep[];
-    /** BGP state of both ends, polled through both steps. */
-    polls: number;
-    notEstablished: number;
-    /** Each side's session "since" (last state change) before the change and after the revert. */
-    since: Array<{ side: string; before: string; after: string }>;
-    /** Every poll Established and neither "since" moved: the session was never reset. */
-    sessionKept: boolean;
-    error?: string;
-}
 
 /** How many times Vultr's action communities make the edge prepend towards `transitAsn` (the most asked for wins). */
 function vultrPrepends(communities: string[], transitAsn: number): number {
@@ -279,43 +220,6 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
 }
 
 // --- flap damping ---------------------------------------------------------------------------
-
-export interface FlapDampingReport {
-    pop: string;
-    region: string;
-    maxWithdrawalsPerHour: number;
-    /** Withdrawals already in the agent's window when the experiment started. */
-    withdrawalsBefore: number;
-    /** Origin-path flaps (wg0 down, up) it took until the agent held the PoP down. */
-    flaps: number;
-    heldDown: boolean;
-    /** Set when the config gives an origin-path flap no withdrawal to count (a hub mesh): not run. */
-    skipped?: string;
-    heldReason?: string;
-    /** How long the lab watches the held-down PoP while its checks pass: rise + 5 rounds, at least 3 s. */
-    watchMs: number;
-    /** How long it did (at least watchMs). */
-    watchedMs: number;
-    healthyWhileHeld: boolean;
-    /** When it was not: the agent's first status that broke it (ms into the watch, state, reason). */
-    heldBreak?: string;
-    /** Most routes the edge had from the PoP during the watch (0: nothing announced). */
-    edgeRoutesWhileHeld: number;
-    /** Who served the region's client during the watch. */
-    servedByWhileHeld: string[];
-    /**
-     * What the Internet received of this PoP's route from the first flap to the end of the watch:
-     * the changes (updates and withdrawals, repeats not counted) the region's transit accepted
-     * from the PoP's edge.
-     */
-    upstream: { announcements: number; withdrawals: number };
-    /** RFC 2439 penalty of those (1000 per withdrawal and per re-announcement, no decay). */
-    penalty: number;
-    suppressThreshold: number;
-    /** `anycast-health release` until the region's own PoP served it again. */
-    releasedAfterMs?: number;
-    error?: string;
-}
 
 export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapDampingReport> {
     const max = lab.stack.spec.health.maxWithdrawalsPerHour;

@@ -12,7 +12,7 @@
  */
 import { formatAgentSettings, parseAgentSettings } from "../components/core/health/settings";
 import type { BfdSettings } from "../components/core/model";
-import type { Rewrite } from "./boot";
+import type { Rewrite } from "./rewrite";
 import type { LabStack } from "./stack";
 
 export interface StallProbe {

@@ -79,9 +79,15 @@ export function layeringViolations(files: ReadonlyMap<string, string>): string[]
     for (const p of packages) {
         if (layerOf(p.from) === 0 && p.specifier.startsWith("@pulumi/")) problems.push(`${p.from} (the pure core) imports ${p.specifier}`);
     }
-    // A cycle through `import type` only is erased by the compiler: no load-order hazard.
-    problems.push(...cycles(edges.filter((e) => !e.typeOnly)).map((c) => `import cycle: ${c.join(" -> ")}`));
+    // Type-only imports count too: a circle of types is still two files that cannot be read, or
+    // moved, one without the other (the README promises no circles at all).
+    problems.push(...cycles(edges).map((c) => `import cycle${c.every((f) => edgesBetween(edges, c, f).every((e) => e.typeOnly)) ? " (types only)" : ""}: ${c.join(" -> ")}`));
     return problems;
+}
+
+/** The edges from `file` to the other files of a cycle. */
+function edgesBetween(edges: Edge[], cycle: string[], file: string): Edge[] {
+    return edges.filter((e) => e.from === file && cycle.includes(e.to));
 }
 
 /** Each cycle of the graph once (Tarjan's strongly connected components of more than one file, or a self-import). */
@@ -152,7 +158,9 @@ describe("layers", () => {
             ["components/b.ts", `import { a } from "./core/a";\nexport const b = async () => (await import("../harness/c")).c + a;`],
             ["harness/c.ts", `export const c = require("../lab/d");`],
             ["lab/d.ts", `export { e } from "./e";\nimport type { g } from "./g";`],
-            ["lab/g.ts", `import type { d } from "./d";\nexport type g = number;`],
+            ["lab/g.ts", `export type g = number;`],
+            ["lab/h.ts", `import type { i } from "./i";\nexport type h = number;`],
+            ["lab/i.ts", `import type { h } from "./h";\nexport type i = number;`],
             ["lab/e.ts", `export { d } from "./d";\nimport "../test/helpers/x";`],
             ["cli/f.ts", `import "../components/b";`],
             ["test/helpers/x.ts", ``],
@@ -161,6 +169,7 @@ describe("layers", () => {
             "components/b.ts (components) imports harness/c.ts (harness), a layer above it",
             "components/core/a.ts (the pure core) imports @pulumi/pulumi",
             "harness/c.ts (harness) imports lab/d.ts (lab), a layer above it",
+            "import cycle (types only): lab/h.ts -> lab/i.ts",
             "import cycle: lab/d.ts -> lab/e.ts",
             "lab/e.ts imports the tests (../test/helpers/x)",
         ]);

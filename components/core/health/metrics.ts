@@ -6,7 +6,7 @@
  * Every name starts with `anycast_`; test/live/agent.test.ts reads it from a running agent.
  */
 import { DAMPING_SUPPRESS_THRESHOLD } from "../damping";
-import type { AnnounceState } from "./policy";
+import type { AnnounceState } from "./status";
 import type { AgentStatus } from "./status";
 
 const STATES: AnnounceState[] = ["announced", "draining", "withdrawn", "held-down"];

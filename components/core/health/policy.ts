@@ -25,13 +25,10 @@
  *    view differs (after a BIRD restart, an operator's `birdc configure`, a failed command).
  */
 import type { AgentSettings } from "./settings";
-import type { AgentStatus, PeerView, StatusPath } from "./status";
+import type { AgentStatus, AnnounceState, Fault, PeerView, StatusPath } from "./status";
 import { renderUpstreams, UpstreamPath } from "./upstreams";
 
-export type AnnounceState = "announced" | "draining" | "withdrawn" | "held-down";
-
-/** Why the PoP is not healthy: none, its proxy, or no path (its own fault, or one every PoP shares). */
-export type Fault = "none" | "proxy" | "local" | "global";
+export type { AnnounceState, Fault } from "./status";
 
 /** BIRD's announcement switch, as the state file and bird.conf's static protocols read it. */
 export type AnycastValue = 0 | 1 | 2;

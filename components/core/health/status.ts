@@ -6,7 +6,11 @@
  * origin directly and serves, and how old that view is. parsePeerView reads them from an answer
  * that came over the network, so anything else in it is ignored and anything malformed is no view.
  */
-import type { AnnounceState, Fault } from "./policy";
+/** What the agent makes of BIRD's announcement: announced, draining (GRACEFUL_SHUTDOWN), withdrawn, or held down by damping. */
+export type AnnounceState = "announced" | "draining" | "withdrawn" | "held-down";
+
+/** Why the PoP is not healthy: none, its proxy, or no path (its own fault, or one every PoP shares). */
+export type Fault = "none" | "proxy" | "local" | "global";
 
 /** One path to an origin in the status. */
 export interface StatusPath {
