@@ -11,6 +11,12 @@ import { z } from "zod";
 import type { ConfigIssue } from "./model";
 import { didYouMean } from "./suggest";
 
+/** Where the checks put what they find: an error stops the deploy, a warning is shown. */
+export interface Collector {
+    error(key: string, message: string): void;
+    warn(key: string, message: string): void;
+}
+
 const validity = z.registry<{ valid: string }>();
 
 /** Attach what a field accepts; messages about the field end with "use <valid>". */
