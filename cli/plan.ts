@@ -20,6 +20,7 @@ import * as crypto from "node:crypto";
 import { isSecretValue } from "../harness/mockcloud";
 import type { StackRun } from "../harness/stackrun";
 import type { ConfigIssue } from "../components/core/model";
+import { sha256 } from "../components/core/digest";
 
 export const PLAN_FORMAT = "anycast-plan/1";
 
@@ -62,9 +63,6 @@ function normalizePem(text: string): string {
     return text.replace(PEM, (_m, type: string) => `-----BEGIN ${type}----- [mock] -----END ${type}-----`);
 }
 
-function sha256(text: string): string {
-    return crypto.createHash("sha256").update(text).digest("hex");
-}
 
 /** The fingerprint key: scrypt over the stack's secrets (slow on purpose, once per plan). */
 function fingerprintKey(run: StackRun): Buffer {

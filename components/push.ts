@@ -12,10 +12,10 @@
  * Every push runs as root: for a login user other than root it goes through `sudo -n`
  * (passwordless sudo, see README), which passes stdin on to the script.
  */
-import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { ARTIFACTS, PushedArtifactName, pushScript } from "./core/artifacts";
+import { shellQuote } from "./core/shell";
 
 export type Connection = command.types.input.remote.ConnectionArgs;
 
@@ -26,14 +26,8 @@ export interface FilePush {
     content: pulumi.Input<string>;
 }
 
-export function sha256(text: string): string {
-    return crypto.createHash("sha256").update(text).digest("hex");
-}
-
-/** Quote a string for POSIX shells. */
-export function shellQuote(text: string): string {
-    return `'${text.replace(/'/g, `'\\''`)}'`;
-}
+export { sha256 } from "./core/digest";
+export { shellQuote } from "./core/shell";
 
 /**
  * The `create` of a script run as root on a host whose login user is `user`: as is for root,

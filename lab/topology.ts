@@ -20,7 +20,7 @@
  *
  * What the lab cannot build for a config stops planLab with a LabPreconditionError that says why.
  */
-import { canonical, contains, familyOf, Family, formatCidr, hasIpv4, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
+import { canonical, contains, familyOf, IpAddress, Family, formatCidr, hasIpv4, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
 import { AnycastSpec, PopSpec } from "../components/core/model";
 import { isPrivateAsn } from "../components/core/origin-as";
 import { VULTR_ASN } from "../components/core/vultr";
@@ -238,9 +238,9 @@ function hostLength(family: Family): number {
     return family === 6 ? 128 : 32;
 }
 
-/** A URL host part: IPv6 in brackets, IPv4 as is. */
+/** A URL host part (IPv6 in brackets, IPv4 as is), for an address the lab holds as text. */
 export function urlHost(address: string): string {
-    return familyOf(address) === 6 ? `[${address}]` : address;
+    return IpAddress.parse(address).inUrl();
 }
 
 /** A region name usable in BIRD protocol names. */

@@ -14,6 +14,7 @@ import { FIREWALL_UNIT, NFTABLES_PATH, NFTABLES_TABLE, renderFirewallUnit } from
 
 import { AGENT_PROGRAM, DEFAULT_AGENT_PATHS, DEFAULT_SETTINGS_FILE } from "./health/layout";
 import { AUTHORIZED_KEYS_PATH, installAuthorizedKeysScript, VALIDATE_AUTHORIZED_KEYS } from "./render/sshkeys";
+import { shellQuote } from "./shell";
 
 /** The artifact names, in the order docs/ARTIFACTS.md lists them. */
 export const ARTIFACT_NAMES = [
@@ -206,7 +207,7 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
             "is dropped by default, each service opened only to the sources that use it; on an existing server only the " +
             `deployment's own services are guarded. Loaded at boot by ${FIREWALL_UNIT}, which the push installs and enables.`,
         validate: "nft -c -f \"$new\"",
-        apply: `printf '%s' ${shellSingleQuote(renderFirewallUnit())} > /etc/systemd/system/${FIREWALL_UNIT}\n` +
+        apply: `printf '%s' ${shellQuote(renderFirewallUnit())} > /etc/systemd/system/${FIREWALL_UNIT}\n` +
             `systemctl daemon-reload\nsystemctl enable ${FIREWALL_UNIT} >/dev/null 2>&1\nnft -f ${NFTABLES_PATH}`,
     },
     "authorized_keys": {
@@ -239,10 +240,6 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
     },
 };
 
-/** Quote a string for POSIX shells (a copy of components/push.ts's shellQuote: core has no Pulumi imports). */
-function shellSingleQuote(text: string): string {
-    return `'${text.replace(/'/g, `'\\''`)}'`;
-}
 
 /**
  * Installs Debian packages that are missing, from the host's own apt sources (on a Vultr Debian 12

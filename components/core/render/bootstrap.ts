@@ -7,15 +7,12 @@
  * reboot. It never starts, stops or reconfigures anything the server already runs.
  */
 import { CLOUD_INIT_PACKAGES, NET_SETUP_UNIT, SYSCTL_CONTENT, SYSCTL_FILE, renderNetSetupUnit } from "./cloudinit";
+import { shellQuote } from "../shell";
 
 export interface BootstrapInput {
     role: "pop" | "origin";
 }
 
-/** Quote for a POSIX shell heredoc-free printf. */
-function quote(text: string): string {
-    return `'${text.replace(/'/g, `'\\''`)}'`;
-}
 
 export function renderBootstrap(input: BootstrapInput): string {
     const packages = CLOUD_INIT_PACKAGES[input.role];
@@ -35,12 +32,12 @@ export function renderBootstrap(input: BootstrapInput): string {
         "    apt-get -q -o DPkg::Lock::Timeout=300 update >/dev/null",
         "    apt-get -q -y -o DPkg::Lock::Timeout=300 install \"${missing[@]}\" >/dev/null",
         "fi",
-        `printf '%s' ${quote(SYSCTL_CONTENT)} > ${SYSCTL_FILE}`,
+        `printf '%s' ${shellQuote(SYSCTL_CONTENT)} > ${SYSCTL_FILE}`,
         `sysctl -q -p ${SYSCTL_FILE}`,
     ];
     if (input.role === "pop") {
         lines.push(
-            `printf '%s' ${quote(renderNetSetupUnit())} > /etc/systemd/system/${NET_SETUP_UNIT}`,
+            `printf '%s' ${shellQuote(renderNetSetupUnit())} > /etc/systemd/system/${NET_SETUP_UNIT}`,
             "systemctl daemon-reload",
             // Enabled for the next boot; the anycast-net.sh push installs the script and runs it now.
             `systemctl enable ${NET_SETUP_UNIT} >/dev/null 2>&1`,

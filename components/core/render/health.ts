@@ -55,10 +55,6 @@ export function renderHealthAgent(): string {
 /** Flap damping counts withdrawals within this window (the "per hour" of maxWithdrawalsPerHour). */
 export const FLAP_WINDOW_MS = 3_600_000;
 
-function urlHost(address: { inUrl(): string }): string {
-    return address.inUrl();
-}
-
 /** The agent's settings for this PoP, as an object (what renderAgentSettings writes). */
 export function agentSettings(input: PopRenderInput, paths: AgentPaths = DEFAULT_AGENT_PATHS): AgentSettings {
     const h = input.health;
@@ -72,14 +68,14 @@ export function agentSettings(input: PopRenderInput, paths: AgentPaths = DEFAULT
         version: 1,
         pop: input.pop.name,
         anycastAddress: input.deployment.address.toString(),
-        proxyUrl: `http://${urlHost(input.deployment.address)}${HEALTH_ENDPOINT}`,
+        proxyUrl: `http://${input.deployment.address.inUrl()}${HEALTH_ENDPOINT}`,
         // Origins in config order; the agent applies originPreference itself.
         origins: origins.map((o) => ({
-            name: o.name, url: `http://${urlHost(o.meshAddress)}:${o.port}${o.healthPath}`, server: `${urlHost(o.meshAddress)}:${o.port}`,
+            name: o.name, url: `http://${o.meshAddress.inUrl()}:${o.port}${o.healthPath}`, server: `${o.meshAddress.inUrl()}:${o.port}`,
         })),
         originPreference: input.pop.originPreference ?? [],
         peers: peers.map((p) => ({
-            name: p.name, statusUrl: `http://${urlHost(p.meshAddress)}:${h.statusPort}/status`, relayServer: `${urlHost(p.meshAddress)}:${failover.relayPort}`,
+            name: p.name, statusUrl: `http://${p.meshAddress.inUrl()}:${h.statusPort}/status`, relayServer: `${p.meshAddress.inUrl()}:${failover.relayPort}`,
         })),
         relay: failover.relay && peers.length > 0,
         meshTopology: input.mesh?.topology ?? "full",
