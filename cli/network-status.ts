@@ -33,7 +33,7 @@ export function targetsFromOutputs(outputs: unknown): StatusTargets {
     const o = outputs as Record<string, unknown>;
     const pops = o.pops;
     if (typeof pops !== "object" || pops === null || Array.isArray(pops)) throw new OutputsError(`the outputs have no "pops" object: ${HOW}`);
-    if (typeof pops === "string" || Object.keys(pops).length === 0) throw new OutputsError(`the outputs' "pops" is empty: ${HOW}`);
+    if (Object.keys(pops).length === 0) throw new OutputsError(`the outputs' "pops" is empty: ${HOW}`);
     const targets = Object.entries(pops as Record<string, unknown>).map(([name, value]): StatusTarget => {
         const v = (value ?? {}) as Record<string, unknown>;
         const ssh = v.ssh as Record<string, unknown> | undefined;

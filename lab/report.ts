@@ -388,7 +388,7 @@ function formatRouting(r: LabReport): string[] {
         g.pops.map((p) => [p.pop, p.protocol, String(p.upstreamOffered), String(p.imported), p.exported.join(", ") || "none",
             p.unrelatedInKernel.join(", ") || "none"])));
     // With a private ASN the transits see the upstreams' public ASes as the origin, not ours.
-    const from = (g.origins ?? [r.anycast.asn]).map((a) => `AS${a}`).join(" or ");
+    const from = g.origins.map((a) => `AS${a}`).join(" or ");
     for (const t of g.transits) out.push(...wrap(`transit ${t.region} knows from ${from}: ${t.originatedByUs.join(", ") || "nothing"}`, "  ", "    "));
     out.push("");
     return out;

@@ -14,9 +14,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { parseCidr } from "../components/core/addressing";
-import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty } from "../components/core/config";
+import { DAMPING_SUPPRESS_THRESHOLD, flapPenalty, parseCommunity } from "../components/core/config";
 import { isPrivateAsn, originSeenThrough } from "../components/core/origin-as";
-import { VULTR_ASN } from "../components/core/vultr";
+import { vultrPrepends } from "../components/core/vultr";
 import { describeAgent, LabRuntime, UNRELATED_POP_ROUTES } from "./boot";
 import { birdc, showProtocols, showRoutes } from "./birdc";
 import { importChanges, sampleSession, sameSince, SessionSample } from "./session";
@@ -84,17 +84,6 @@ export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
 
 // --- policy change --------------------------------------------------------------------------
 
-/** How many times Vultr's action communities make the edge prepend towards `transitAsn` (the most asked for wins). */
-function vultrPrepends(communities: string[], transitAsn: number): number {
-    let n = 0;
-    for (const text of communities) {
-        const [a, b] = text.split(":").map(Number);
-        if (a >= 64601 && a <= 64603 && b === transitAsn) n = Math.max(n, a - 64600);
-        if (a === VULTR_ASN && b >= 6001 && b <= 6003) n = Math.max(n, b - 6000);
-    }
-    return n;
-}
-
 const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s.edge?.established === true;
 
 /** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
@@ -131,7 +120,7 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
     const community = `${privateAsn ? 64602 : 64601}:${r.transit.asn}`;
     const edited = { prepend: privateAsn ? original.prepend : Math.min(3, original.prepend + 2), communities: [...original.communities, community] };
     /** Copies of the origin the transit sees beyond the first: our prepends, or with a private ASN the communities'. */
-    const extraOrigins = (communities: string[], prepend: number) => (privateAsn ? vultrPrepends(communities, r.transit.asn) : prepend);
+    const extraOrigins = (communities: string[], prepend: number) => (privateAsn ? vultrPrepends(communities.map(parseCommunity), r.transit.asn) : prepend);
     const report: PolicyChangeReport = {
         pop: r.pop.name, region: r.region,
         edit: `anycast:pops[${index}] (${r.pop.name}): prepend ${original.prepend} -> ${edited.prepend}, ` +

@@ -70,6 +70,20 @@ export const VULTR_ASN = 20473;
 /** RFC 8326 GRACEFUL_SHUTDOWN (65535:0): the health agent sets it while draining. */
 export const GRACEFUL_SHUTDOWN = { asn: 65535, value: 0 } as const;
 
+/**
+ * How many times Vultr prepends AS20473 towards `towardsAsn` for these communities:
+ * 64601-64603:ASN towards that network, 20473:6001-6003 towards every network; the most wins.
+ */
+export function vultrPrepends(communities: readonly Community[], towardsAsn: number): number {
+    let n = 0;
+    for (const c of communities) {
+        if (c.kind !== "standard") continue;
+        if (c.asn >= 64601 && c.asn <= 64603 && c.value === towardsAsn) n = Math.max(n, c.asn - 64600);
+        if (c.asn === VULTR_ASN && c.value >= 6001 && c.value <= 6003) n = Math.max(n, c.value - 6000);
+    }
+    return n;
+}
+
 /** What a Vultr action community does, for bird.conf comments; undefined for other communities. */
 export function vultrCommunityMeaning(c: Community): string | undefined {
     if (c.kind !== "standard") return undefined;

@@ -5,7 +5,7 @@
 import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
 import { CONFIG_SHAPES, ConfigError, fieldsWithoutPhrase, parseAnycastConfig, parseCommunity } from "../../components/core/config";
-import { VULTR_LISTS_UPDATED, VULTR_PLANS, VULTR_REGIONS } from "../../components/core/vultr";
+import { VULTR_LISTS_UPDATED, VULTR_PLANS, VULTR_REGIONS, vultrPrepends } from "../../components/core/vultr";
 import { rawConfigOf } from "../helpers/fixtures";
 
 const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -383,6 +383,15 @@ describe("config validation rejects bad input, naming the key", () => {
         const sized = base();
         sized.failover = { staleCache: { maxSize: 64, validSeconds: 10 } };
         assert.deepEqual(parseAnycastConfig(sized).failover.staleCache, { maxSizeMb: 64, validSeconds: 10, keepSeconds: 86400 });
+    });
+
+    it("counts Vultr's prepends towards a network: the most asked for, towards it or towards all", () => {
+        const cs = (...texts: string[]) => texts.map(parseCommunity);
+        assert.equal(vultrPrepends(cs("64600:174", "206924:1:2"), 174), 0);
+        assert.equal(vultrPrepends(cs("64602:174"), 174), 2);
+        assert.equal(vultrPrepends(cs("64602:174"), 6939), 0, "aimed at another network");
+        assert.equal(vultrPrepends(cs("20473:6001", "64603:174"), 174), 3);
+        assert.equal(vultrPrepends(cs("20473:6002", "64601:174"), 6939), 2, "towards every network");
     });
 
     it("parses standard and large communities", () => {
