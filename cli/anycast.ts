@@ -5,8 +5,9 @@
  *   anycast render   --config Pulumi.<stack>.yaml --out <dir>
  *   anycast preview  --config Pulumi.<stack>.yaml [--diff <plan.json>] [--json <file>]
  *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] [--edge frr|bird] [--experiments a,b]
- *   anycast lab      --down
- *   anycast lab      --deploy --config Pulumi.<stack>.yaml [--upgrade-from <revision>] [--json <file>]   (lab/deploy/rehearsal.ts)
+ *   anycast lab      --down                                 (the kept lab, and kept rehearsals)
+ *   anycast lab      --deploy --config Pulumi.<stack>.yaml [--upgrade-from <revision>] [--keep] [--json <file>]
+ *                    (lab/deploy/rehearsal.ts; with --keep and a kept rehearsal: lab/deploy/redeploy.ts)
  *   anycast bench    [--config Pulumi.lab.yaml] [--skip-lab] [--repeats N]
  *
  * validate/render/preview run the real stacks/network program under Pulumi's mocks (no Pulumi
@@ -128,38 +129,55 @@ function readPlan(file: string): SavedPlan {
 
 /** The lab's options the deploy rehearsal has no use for, and why (refused, never ignored). */
 const NOT_FOR_REHEARSAL: Record<string, string> = {
-    keep: "the rehearsal tears its hosts down when it ends (--keep keeps a lab)",
     repeats: "the rehearsal runs its one experiment once (--repeats is the lab's)",
     edge: "the rehearsal's provider edge is BIRD (--edge picks the lab's)",
     experiments: "the rehearsal runs its own checks (--experiments picks the lab's)",
-    down: "the rehearsal leaves nothing to tear down (--down tears down a kept lab)",
 };
 
 async function lab(opts: { config?: string; json?: string; keep?: boolean; repeats: number; down?: boolean; deploy?: boolean; edge: string;
     experiments?: string; upgradeFrom?: string }, io: Io, given: (option: string) => boolean): Promise<number> {
+    if (opts.down) {
+        const others = ["config", "json", "keep", "repeats", "edge", "experiments", "upgradeFrom"].filter(given);
+        if (others.length > 0) throw new UsageError(`--down tears down and exits: it takes no ${others.map((o) => `--${o === "upgradeFrom" ? "upgrade-from" : o}`).join(", ")}`);
+        await (await import("../lab/index")).teardownLab(io.out);
+        const removed = await (await import("../lab/deploy/slots")).teardownKeptSlots(io.out);
+        io.out(removed.length === 0 ? "anycast lab: no kept rehearsal" : `anycast lab: removed ${plural(removed.length, "kept rehearsal")}`);
+        return 0;
+    }
     if (opts.deploy) {
         const refused = Object.keys(NOT_FOR_REHEARSAL).filter(given);
         if (refused.length > 0) {
             throw new UsageError(refused.map((o) => `--${o} cannot be used with --deploy: ${NOT_FOR_REHEARSAL[o]}`).join("; "));
         }
         const config = requireConfig(opts.config);
+        const kept = opts.keep ? (await import("../lab/deploy/slots")).keptSlots() : [];
+        if (kept.length > 0) {
+            // A kept rehearsal: this deploy lands on its hosts, as a second `pulumi up` would.
+            if (opts.upgradeFrom !== undefined) {
+                throw new UsageError(`--upgrade-from rehearses an upgrade from fresh hosts, and the kept rehearsal (slot ${kept[0]}) has its deploy already: anycast lab --down first`);
+            }
+            const redeploy = await import("../lab/deploy/redeploy");
+            const report = await redeploy.redeployKept({ configFile: config, log: fitting(io.out) });
+            for (const line of redeploy.formatRedeploy(report)) io.out(line);
+            if (opts.json) fs.writeFileSync(opts.json, JSON.stringify(redeploy.redeployJson(report), null, 2) + "\n");
+            printKept(report.kept, io);
+            io.out(wrap(`rehearsal: ${report.ok ? "ok" : "failed"}, deployed onto the kept hosts (${opts.config}${opts.json ? `, report in ${opts.json}` : ""})`));
+            return report.ok ? 0 : 1;
+        }
         const rehearsal = await import("../lab/deploy/rehearsal");
         if (opts.upgradeFrom !== undefined) {
             const problem = (await import("../lab/deploy/previous")).previousVersionProblem(opts.upgradeFrom);
             if (problem) throw new UsageError(problem);
         }
-        const report = await rehearsal.rehearseDeploy({ configFile: config, log: fitting(io.out), upgradeFrom: opts.upgradeFrom });
+        const report = await rehearsal.rehearseDeploy({ configFile: config, log: fitting(io.out), upgradeFrom: opts.upgradeFrom, keep: !!opts.keep });
         for (const line of rehearsal.formatRehearsal(report)) io.out(line);
         if (opts.json) fs.writeFileSync(opts.json, JSON.stringify(rehearsal.rehearsalJson(report), null, 2) + "\n");
-        io.out(wrap(`rehearsal: ${report.ok ? "ok" : "failed"} (${opts.config}${opts.json ? `, report in ${opts.json}` : ""})`));
+        if (report.kept) printKept(report.kept, io);
+        io.out(wrap(`rehearsal: ${report.ok ? "ok" : "failed"} (${opts.config}${opts.json ? `, report in ${opts.json}` : ""}${report.kept ? ", kept" : ""})`));
         return report.ok ? 0 : 1;
     }
     if (opts.upgradeFrom !== undefined) throw new UsageError("--upgrade-from needs --deploy: it rehearses an upgrade of deployed hosts");
     const labModule = await import("../lab/index");
-    if (opts.down) {
-        await labModule.teardownLab(io.out);
-        return 0;
-    }
     if (!opts.config) throw new UsageError("--config <file> is required (or --down to tear a kept lab down)");
     const known: readonly string[] = labModule.LAB_EXPERIMENT_IDS;
     const experiments = opts.experiments?.split(",").map((id) => id.trim()).filter((id) => id !== "");
@@ -326,15 +344,16 @@ const COMMANDS: CommandSpec[] = [
         options: () => [
             configOption("required unless --down"),
             new Option("--json <file>", "also write the report as JSON to <file> (default: not written)"),
-            new Option("--keep", "leave the lab running afterwards, to look around (default: torn down)"),
+            new Option("--keep", "leave the lab running afterwards, to look around; with --deploy, leave the rehearsal's " +
+                "hosts up (it prints the anycast status command for them), or deploy onto the kept ones again (default: torn down)"),
             repeatsOption("runs of each experiment; 0 only builds the lab and checks it serves"),
             new Option("--edge <impl>", "what plays the provider's BGP edges: FRR (not the PoPs' own BIRD, so " +
                 "interop faults show) or BIRD").choices(["frr", "bird"]).default("frr"),
             new Option("--experiments <ids>", "only these experiments, comma-separated: crash, linkLoss, originLoss, drain, " +
                 "originOutage, tunnelCut, originDown (default: all, then the policy change and flap damping)"),
-            new Option("--down", "tear down a kept or interrupted lab and exit (default: off)"),
+            new Option("--down", "tear down a kept or interrupted lab, and every kept rehearsal's hosts, and exit (default: off)"),
             new Option("--deploy", "the deploy rehearsal instead: the stack's own remote commands over SSH to fresh " +
-                "Debian 12 hosts (systemd-nspawn), then its checks; honours --json (default: off)"),
+                "Debian 12 hosts (systemd-nspawn), then its checks; honours --json and --keep (default: off)"),
             new Option("--upgrade-from <revision>", "with --deploy: the hosts first get the deploy of that git revision of " +
                 "pulumi-anycast (e.g. 43c83ba, 0.1.0 with the bash agent), then this version's deploy onto them (default: a fresh deploy)"),
         ],
@@ -342,7 +361,9 @@ const COMMANDS: CommandSpec[] = [
             "anycast lab --config Pulumi.prod.yaml --edge bird --repeats 1 --json report.json",
             "anycast lab --config Pulumi.lab.yaml --experiments originOutage,tunnelCut,originDown",
             "anycast lab --config Pulumi.lab.yaml --keep   # then look around; later: anycast lab --down",
-            "anycast lab --deploy --config Pulumi.prod.yaml --upgrade-from 43c83ba --json rehearsal.json"],
+            "anycast lab --deploy --config Pulumi.prod.yaml --upgrade-from 43c83ba --json rehearsal.json",
+            "anycast lab --deploy --keep --config Pulumi.prod.yaml   # keeps the hosts; prints how to see them",
+            "anycast lab --deploy --keep --config Pulumi.drained.yaml   # onto them: changed commands only"],
         result: "Ends with a summary line: lab: ok in 140.2 s (Pulumi.lab.yaml), or lab: failed, 2 problems\n" +
             "in 151.0 s (Pulumi.lab.yaml), the problems listed in the report above it.",
         run: lab,
@@ -436,7 +457,7 @@ export function reportError(e: unknown, command: string, argv: string[], io: Io)
         io.err(`(anycast ${command} --help lists its options)`);
         return 2;
     }
-    if (error.name === "LabPreconditionError") {
+    if (error.name === "LabPreconditionError" || error.name === "KeptRehearsalRefused") {
         io.err(wrap(`anycast ${command}: ${error.message}`));
         io.err(`${command}: failed`);
         return 1;
@@ -481,6 +502,16 @@ export async function main(argv: string[], out: (s: string) => void = console.lo
         }
         return reportError(e, command, argv, io);
     }
+}
+
+/**
+ * A kept rehearsal's way in: the `anycast status` command on a line of its own (a script can
+ * take the line that starts with it), then how to deploy again and how to remove it.
+ */
+function printKept(kept: { slot: number; statusCommand: string }, io: Io): void {
+    io.out(`kept: the rehearsal's hosts are still up (slot ${kept.slot}); their status:`);
+    io.out(kept.statusCommand);
+    io.out(wrap("kept: deploy a changed stack onto them with anycast lab --deploy --keep --config <file>; remove them with anycast lab --down"));
 }
 
 /** Write `<dir>/<host>/<file>` for every pushed file, and `<dir>/plan.json`. */

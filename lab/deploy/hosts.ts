@@ -14,13 +14,13 @@
  * machinectl cannot see such machines (not registered), so stopping one means signalling
  * nspawn and then killing whatever is left in its cgroup.
  *
- * The network ("the cloud"): per run a namespace `acd<slot>-cloud` routes between the hosts —
- * each host is a veth `enp1s0` (the interface name of a Vultr instance) whose other end, in the
- * cloud namespace, holds the host's gateway addresses — and this machine, over an uplink veth.
- * IPv4 from the hosts leaves through this machine with nft masquerade (apt reaches the Debian
- * mirror that way); this machine reaches every host on IPv4 and IPv6 (the deployer's SSH).
- * Everything a run creates carries the slot in its name, so a crashed run is found and removed
- * by the next one (teardownStaleSlots) and a test can check that nothing is left (slotLeftovers).
+ * The network ("the cloud", cloud-network.ts) routes between the hosts and this machine, which
+ * reaches every host on IPv4 and IPv6 (the deployer's SSH); an existing server is made in
+ * existing-host.ts. Everything a run creates carries the slot in its name (slots.ts).
+ *
+ * A kept rehearsal (`anycast lab --deploy --keep`): `keep` leaves the hosts running when this
+ * process ends and records them in the slot; a later process `attach`es to them, to deploy
+ * again, and `anycast lab --down` removes them (slots.ts teardownKeptSlots).
  */
 import { ChildProcess, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
@@ -28,14 +28,18 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { contains, familyOf, formatCidr, nthAddress, parseCidr } from "../../components/core/addressing";
-import { CmdResult, hasCommand, runUntracked } from "../exec";
+import { familyOf, formatCidr, nthAddress, parseCidr } from "../../components/core/addressing";
+import { CmdResult, hasCommand } from "../exec";
 import { acquireLock, pidAlive } from "./lock";
 import { KeyFiles, SshConnection, sshRun, SshResult } from "./remote";
+import { buildCloudNetwork, HostInterfaceAddress, wireHost } from "./cloud-network";
+import { ExistingHostState, seedExistingHost } from "./existing-host";
 import { EXISTING_HOST_PACKAGES, Rootfs, ROOTFS_TOOLS } from "./rootfs";
+import {
+    cgroupPids, cgroupRoots, DEPLOY_ROOT, destroyCgroups, destroySlot, ipBatch, keptRecordFile, keptSlots, MAX_SLOTS, NET_LOCK, pssBytes, readOwner,
+    removeClientNamespaces, restoreForwardingIfLast, sh, sleep, slotLeftovers, slotNames, SlotNames, teardownStaleLocked,
+} from "./slots";
 
-/** Per-run state (overlays, keys, console logs); one `slot-<n>` directory per running rehearsal. */
-export const DEPLOY_ROOT = "/var/tmp/pulumi-anycast-deploy";
 /**
  * Whether `promise` settles within `ms`. The timer is cleared either way: a pending one would keep
  * the process alive for the rest of `ms` (a test file waited out a 300 s reboot limit this way).
@@ -50,11 +54,6 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
     }
 }
 
-/** Namespaces, cgroups, links and the nft table of slot n are named `acd<n>...`. */
-export const DEPLOY_PREFIX = "acd";
-const MAX_SLOTS = 64;
-/** The interface a host sees, named as on a Vultr instance. */
-export const HOST_INTERFACE = "enp1s0";
 
 export interface HostAddressing {
     /** `address/length` for the host, or false for none; default one from the slot's block. */
@@ -63,59 +62,6 @@ export interface HostAddressing {
     /** The host's gateway (held by the cloud namespace); default the first other address of the subnet. */
     gateway4?: string;
     gateway6?: string;
-}
-
-/** What an existing server already has before anything of ours touches it. */
-export interface ExistingHostState {
-    /** The login user: a non-root user gets NOPASSWD sudo (needs "sudo" in packages); default root. */
-    user?: string;
-    /** Installed offline before the first boot, a subset of EXISTING_HOST_PACKAGES; default all of them. */
-    packages?: string[];
-    /** Files written into the host before its first boot (absolute paths). */
-    files?: { path: string; content: string; mode?: number }[];
-    /** systemd units enabled before the first boot. */
-    enableUnits?: string[];
-}
-
-/** The service and firewall table an existing server of the rehearsal starts with (they must survive the deploy). */
-export const EXISTING_SERVICE = { unit: "site.service", port: 8080, body: "an existing server's own site\n", nftTable: "inet site" };
-
-/**
- * A typical existing server: its own web service (python3's http.server on EXISTING_SERVICE.port,
- * a systemd unit), its own nftables table loaded at boot by nftables.service, sudo and nftables
- * installed, and optionally a non-root login user with sudo.
- */
-export function existingServerState(options: { user?: string; port?: number; healthPath?: string } = {}): ExistingHostState {
-    const { unit, body, nftTable } = EXISTING_SERVICE;
-    const port = options.port ?? EXISTING_SERVICE.port;
-    // The site is what the stack's origin serves: its health path answers too.
-    const health = options.healthPath && options.healthPath !== "/" ? [{ path: `/srv/site${options.healthPath.split("?")[0]}`, content: "ok\n" }] : [];
-    return {
-        user: options.user,
-        packages: [...EXISTING_HOST_PACKAGES],
-        files: [
-            { path: "/srv/site/index.html", content: body },
-            ...health,
-            {
-                path: `/etc/systemd/system/${unit}`,
-                content: [
-                    "[Unit]", "Description=The server's own site (existed before the deploy)", "After=network.target", "",
-                    "[Service]", `ExecStart=/usr/bin/python3 -m http.server ${port} --bind :: --directory /srv/site`,
-                    "User=nobody", "Restart=always", "", "[Install]", "WantedBy=multi-user.target", "",
-                ].join("\n"),
-            },
-            {
-                // Its own table only (no flush ruleset): declared, deleted and redefined, so a reload is idempotent.
-                path: "/etc/nftables.conf", mode: 0o755,
-                content: [
-                    "#!/usr/sbin/nft -f", `table ${nftTable}`, `delete table ${nftTable}`, `table ${nftTable} {`,
-                    "  chain input {", "    type filter hook input priority filter; policy accept;",
-                    `    tcp dport ${port} counter accept comment "the site"`, "  }", "}", "",
-                ].join("\n"),
-            },
-        ],
-        enableUnits: [unit, "nftables.service"],
-    };
 }
 
 export interface HostSpec {
@@ -186,97 +132,6 @@ export function deployPreconditionProblem(): string | undefined {
     return undefined;
 }
 
-const CGROUP2_MAGIC = 0x63677270;
-
-/** The hierarchies a launcher must be moved into: unified, or (hybrid/legacy) name=systemd plus unified if mounted. */
-export function cgroupRoots(): string[] {
-    try {
-        if (fs.statfsSync("/sys/fs/cgroup").type === CGROUP2_MAGIC) return ["/sys/fs/cgroup"];
-    } catch {
-        return [];
-    }
-    const roots: string[] = [];
-    if (fs.existsSync("/sys/fs/cgroup/systemd/cgroup.procs")) roots.push("/sys/fs/cgroup/systemd");
-    try {
-        if (fs.statfsSync("/sys/fs/cgroup/unified").type === CGROUP2_MAGIC) roots.push("/sys/fs/cgroup/unified");
-    } catch {
-        // no unified hierarchy (legacy layout)
-    }
-    return roots.length > 0 && roots[0].endsWith("systemd") ? roots : [];
-}
-
-function sh(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number; allowFail?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<CmdResult> {
-    return runUntracked(cmd, args, { timeoutMs: 60_000, ...opts });
-}
-
-async function ipBatch(commands: string[], netns?: string): Promise<void> {
-    if (commands.length === 0) return;
-    await sh("ip", [...(netns ? ["-n", netns] : []), "-batch", "-"], { input: commands.join("\n") + "\n" });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** PIDs in a cgroup directory and every cgroup below it. */
-function cgroupPids(dir: string): number[] {
-    const out: number[] = [];
-    const walk = (d: string) => {
-        try {
-            for (const l of fs.readFileSync(path.join(d, "cgroup.procs"), "utf8").split("\n")) if (/^\d+$/.test(l)) out.push(Number(l));
-            for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(d, e.name));
-        } catch {
-            // removed meanwhile
-        }
-    };
-    walk(dir);
-    return [...new Set(out)];
-}
-
-/** Remove a cgroup tree (children first); true when it is gone. */
-function removeCgroupTree(dir: string): boolean {
-    if (!fs.existsSync(dir)) return true;
-    try {
-        for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(path.join(dir, e.name));
-        fs.rmdirSync(dir);
-        return true;
-    } catch {
-        return false;
-    }
-}
-
-/** Kill everything in the cgroups (SIGKILL, repeated while processes appear) and remove them. */
-async function destroyCgroups(dirs: string[], timeoutMs = 10_000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    let killed = 0;
-    for (;;) {
-        const pids = [...new Set(dirs.flatMap(cgroupPids))];
-        for (const pid of pids) {
-            try {
-                process.kill(pid, "SIGKILL");
-                killed += 1;
-            } catch {
-                // gone
-            }
-        }
-        if (pids.length === 0 && dirs.every(removeCgroupTree)) return killed;
-        if (Date.now() > deadline) throw new Error(`could not empty cgroups ${dirs.join(", ")}: ${pids.join(" ") || "rmdir failed"}`);
-        await sleep(100);
-    }
-}
-
-/** Proportional set size (shared pages split among their users) of processes, in bytes. */
-function pssBytes(pids: number[]): number {
-    let total = 0;
-    for (const pid of pids) {
-        try {
-            const m = /^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
-            if (m) total += Number(m[1]) * 1024;
-        } catch {
-            // exited or a kernel thread
-        }
-    }
-    return total;
-}
-
 /** The nameservers hosts use: this machine's, unless they are loopback (a local stub the hosts cannot reach). */
 export function upstreamNameservers(): string[] {
     for (const file of ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]) {
@@ -290,176 +145,6 @@ export function upstreamNameservers(): string[] {
         }
     }
     throw new Error("this machine has no non-loopback nameserver in /etc/resolv.conf or /run/systemd/resolve/resolv.conf; the rehearsal's hosts need one to reach the Debian mirror");
-}
-
-interface SlotNames {
-    slot: number;
-    dir: string;
-    cloudNs: string;
-    uplink: string;
-    nftTable: string;
-    /** Prefix of every host namespace and cgroup of the slot. */
-    hostPrefix: string;
-    /** Prefix of the slot's client namespaces (addClient: Cloudflare's side, an outsider). */
-    clientPrefix: string;
-    block4: string;
-    block6: string;
-    uplink4: [string, string];
-    uplink6: [string, string];
-}
-
-export function slotNames(slot: number): SlotNames {
-    const p = `${DEPLOY_PREFIX}${slot}`;
-    const second = 64 + slot; // 100.64.0.0/10 (shared address space): never this machine's own
-    const v6 = `fdac:de:${slot.toString(16)}`;
-    return {
-        slot, dir: path.join(DEPLOY_ROOT, `slot-${slot}`), cloudNs: `${p}-cloud`, uplink: `${p}up`, nftTable: p,
-        hostPrefix: `${p}-h-`,
-        clientPrefix: `${p}-c-`,
-        block4: `100.${second}.0.0/16`, block6: `${v6}::/48`,
-        uplink4: [`100.${second}.255.1`, `100.${second}.255.2`],
-        uplink6: [`${v6}:ffff::1`, `${v6}:ffff::2`],
-    };
-}
-
-const IP_FORWARD_SAVED = path.join(DEPLOY_ROOT, "ip_forward.saved");
-const NET_LOCK = path.join(DEPLOY_ROOT, ".net.lock");
-
-function readOwner(dir: string): number | undefined {
-    try {
-        const pid = Number(fs.readFileSync(path.join(dir, "owner"), "utf8").trim());
-        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-    } catch {
-        return undefined;
-    }
-}
-
-function slotDirs(): number[] {
-    try {
-        return fs.readdirSync(DEPLOY_ROOT).map((n) => /^slot-(\d+)$/.exec(n)?.[1]).filter((s): s is string => s !== undefined).map(Number);
-    } catch {
-        return [];
-    }
-}
-
-async function netnsList(): Promise<string[]> {
-    const out = await sh("ip", ["netns", "list"], { allowFail: true });
-    return out.stdout.split("\n").map((l) => l.split(" ")[0]).filter((n) => n !== "");
-}
-
-function mountsUnder(dir: string): string[] {
-    const lines = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n");
-    // mountinfo field 5 is the mount point (octal-escaped spaces are not in our paths).
-    return lines.map((l) => l.split(" ")[4]).filter((m): m is string => m !== undefined && (m === dir || m.startsWith(dir + "/")));
-}
-
-function slotCgroups(s: SlotNames): string[] {
-    const out: string[] = [];
-    for (const root of cgroupRoots()) {
-        try {
-            for (const n of fs.readdirSync(root)) if (n.startsWith(s.hostPrefix)) out.push(path.join(root, n));
-        } catch {
-            // no such hierarchy
-        }
-    }
-    return out;
-}
-
-async function slotNftTables(s: SlotNames): Promise<string[]> {
-    const out = await sh("nft", ["list", "tables"], { allowFail: true });
-    return out.stdout.split("\n").map((l) => l.trim()).filter((l) => l === `table ip ${s.nftTable}`);
-}
-
-/** The slot's namespaces: the cloud, its hosts and its clients. */
-function isSlotNamespace(s: SlotNames, n: string): boolean {
-    return n === s.cloudNs || n.startsWith(s.hostPrefix) || n.startsWith(s.clientPrefix);
-}
-
-/**
- * What is left of a slot on this machine: namespaces, mounts, processes (in its cgroups or
- * namespaces), cgroups, the nft table, the uplink and the state directory. Empty after teardown.
- */
-export async function slotLeftovers(slot: number): Promise<string[]> {
-    const s = slotNames(slot);
-    const left: string[] = [];
-    const nss = (await netnsList()).filter((n) => isSlotNamespace(s, n));
-    left.push(...nss.map((n) => `namespace ${n}`));
-    for (const ns of nss) {
-        const pids = await sh("ip", ["netns", "pids", ns], { allowFail: true });
-        left.push(...pids.stdout.split(/\s+/).filter((p) => /^\d+$/.test(p)).map((p) => `process ${p} in ${ns}`));
-    }
-    left.push(...mountsUnder(s.dir).map((m) => `mount ${m}`));
-    for (const cg of slotCgroups(s)) {
-        left.push(`cgroup ${cg}`);
-        left.push(...cgroupPids(cg).map((p) => `process ${p} in ${cg}`));
-    }
-    left.push(...(await slotNftTables(s)).map((t) => `nft ${t}`));
-    const link = await sh("ip", ["link", "show", s.uplink], { allowFail: true });
-    if (link.code === 0) left.push(`link ${s.uplink}`);
-    if (fs.existsSync(s.dir)) left.push(`directory ${s.dir}`);
-    return left;
-}
-
-/**
- * Remove everything of a slot by name (whoever made it, whatever state it is in): processes,
- * cgroups, mounts, namespaces, the nft table, the state directory. Safe to repeat.
- */
-async function destroySlot(s: SlotNames): Promise<void> {
-    await destroyCgroups(slotCgroups(s));
-    for (const m of mountsUnder(s.dir).sort((a, b) => b.length - a.length)) {
-        const r = await sh("umount", [m], { allowFail: true });
-        if (r.code !== 0) await sh("umount", ["-l", m], { allowFail: true });
-    }
-    for (const ns of (await netnsList()).filter((n) => isSlotNamespace(s, n))) {
-        const pids = await sh("ip", ["netns", "pids", ns], { allowFail: true });
-        for (const p of pids.stdout.split(/\s+/).filter((x) => /^\d+$/.test(x))) {
-            try {
-                process.kill(Number(p), "SIGKILL");
-            } catch {
-                // gone
-            }
-        }
-        await sh("ip", ["netns", "del", ns], { allowFail: true });
-    }
-    // The uplink goes with the cloud namespace (a veth pair dies with either end); this is for a half-made slot.
-    await sh("ip", ["link", "del", s.uplink], { allowFail: true });
-    for (const t of await slotNftTables(s)) await sh("nft", ["delete", ...t.split(" ")], { allowFail: true });
-    fs.rmSync(s.dir, { recursive: true, force: true });
-}
-
-/** Restore the machine's IPv4 forwarding once no slot needs it any more (caller holds NET_LOCK). */
-async function restoreForwardingIfLast(): Promise<void> {
-    if (slotDirs().length > 0 || !fs.existsSync(IP_FORWARD_SAVED)) return;
-    const saved = fs.readFileSync(IP_FORWARD_SAVED, "utf8").trim();
-    if (/^[01]$/.test(saved)) await sh("sysctl", ["-q", "-w", `net.ipv4.ip_forward=${saved}`], { allowFail: true });
-    fs.rmSync(IP_FORWARD_SAVED, { force: true });
-}
-
-/** Tear down every slot whose owning process is gone (a crash, a kill -9). Returns the slots removed. */
-export async function teardownStaleSlots(log: (line: string) => void = () => undefined): Promise<number[]> {
-    const release = await acquireLock(NET_LOCK, "the deploy network lock", 60_000, log);
-    try {
-        return await teardownStaleLocked(log);
-    } finally {
-        release();
-    }
-}
-
-async function teardownStaleLocked(log: (line: string) => void): Promise<number[]> {
-    const removed: number[] = [];
-    for (const slot of slotDirs()) {
-        const s = slotNames(slot);
-        const owner = readOwner(s.dir);
-        if (owner !== undefined && owner !== process.pid && pidAlive(owner)) continue;
-        if (owner === process.pid) continue;
-        // A slot directory without an owner file older than a minute is a creation that died.
-        if (owner === undefined && Date.now() - fs.statSync(s.dir).mtimeMs < 60_000) continue;
-        await destroySlot(s);
-        removed.push(slot);
-        log(`  removed the leftovers of an earlier rehearsal (slot ${slot}, owner ${owner ?? "unknown"} gone)`);
-    }
-    await restoreForwardingIfLast();
-    return removed;
 }
 
 interface HostState {
@@ -504,7 +189,21 @@ export function teardownOnSignals(): void {
     }
 }
 
-/** A set of rehearsal hosts and their network; `DeployCloud.create`, then `addHosts`, finally `teardown`. */
+/** What a kept slot records of its cloud (kept.json, beside what the caller keeps with it). */
+interface KeptCloudRecord {
+    format: "anycast-kept-rehearsal/1";
+    slot: number;
+    keptAt: string;
+    nextIndex: number;
+    hosts: Array<Pick<HostState, "spec" | "host" | "index" | "dir" | "cgroups">>;
+    /** The caller's own record (the rehearsal's plan and stack values). */
+    owner: unknown;
+}
+
+/**
+ * A set of rehearsal hosts and their network; `DeployCloud.create`, then `addHosts`, finally
+ * `teardown`, or `keep` to leave them running and `DeployCloud.attach` in a later process.
+ */
 export class DeployCloud {
     readonly names: SlotNames;
     readonly deployKey: DeployKey;
@@ -516,12 +215,18 @@ export class DeployCloud {
     private readonly clients = new Map<string, DeployClient>();
     private watchdog?: NodeJS.Timeout;
     private resumedNoted = false;
+    private keptAway = false;
 
     private constructor(readonly rootfs: Rootfs, readonly slot: number, deployKey: DeployKey,
         private readonly log: (line: string) => void, nameservers: string[]) {
         this.names = slotNames(slot);
         this.deployKey = deployKey;
         this.nameservers = nameservers;
+    }
+
+    /** Left running by `keep`: no longer this process's to use or tear down. */
+    get kept(): boolean {
+        return this.keptAway;
     }
 
     get slotDir(): string {
@@ -559,7 +264,7 @@ export class DeployCloud {
             const s = slotNames(slot);
             fs.writeFileSync(path.join(s.dir, "owner"), String(process.pid));
             try {
-                await DeployCloud.buildNetwork(s);
+                await buildCloudNetwork(s);
             } catch (e) {
                 await destroySlot(s);
                 await restoreForwardingIfLast();
@@ -580,46 +285,85 @@ export class DeployCloud {
         return cloud;
     }
 
-    /** The cloud namespace, its uplink to this machine, routes, and NAT for the hosts' IPv4. */
-    private static async buildNetwork(s: SlotNames): Promise<void> {
-        // This machine forwards the hosts' IPv4 to the mirror; its original setting comes back with the last slot.
-        const forward = (await sh("sysctl", ["-n", "net.ipv4.ip_forward"])).stdout.trim();
-        if (forward !== "1") {
-            if (!fs.existsSync(IP_FORWARD_SAVED)) fs.writeFileSync(IP_FORWARD_SAVED, forward);
-            await sh("sysctl", ["-q", "-w", "net.ipv4.ip_forward=1"]);
+    /**
+     * Re-attach to the kept slot (`anycast lab --deploy --keep` run before): its hosts as they
+     * were recorded, still running under the nspawn the earlier process started. Returns the
+     * cloud and the record its keeper left with it. The slot is this process's until `keep` or
+     * `teardown`; a host that stopped since (a reboot nothing restarted) is refused with the way out.
+     */
+    static async attach(options: DeployCloudOptions): Promise<{ cloud: DeployCloud; record: unknown }> {
+        const problem = deployPreconditionProblem();
+        if (problem) throw new Error(`deploy hosts: ${problem}`);
+        const log = options.log ?? (() => undefined);
+        const slots = keptSlots();
+        if (slots.length === 0) throw new Error("there is no kept rehearsal to deploy to");
+        const slot = slots[0];
+        const s = slotNames(slot);
+        const release = await acquireLock(NET_LOCK, "the deploy network lock", 60_000, log);
+        try {
+            const owner = readOwner(s.dir);
+            if (owner !== undefined && owner !== process.pid && pidAlive(owner)) {
+                throw new Error(`the kept rehearsal in slot ${slot} is in use by process ${owner}: one deploy onto it at a time`);
+            }
+            fs.writeFileSync(path.join(s.dir, "owner"), String(process.pid));
+        } finally {
+            release();
         }
-        await sh("ip", ["netns", "add", s.cloudNs]);
-        await sh("ip", ["netns", "exec", s.cloudNs, "sysctl", "-q", "-w",
-            "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
-            "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]);
-        await ipBatch([
-            `link add ${s.uplink} type veth peer name uplink netns ${s.cloudNs}`,
-            `addr add ${s.uplink4[0]}/30 dev ${s.uplink}`,
-            `addr add ${s.uplink6[0]}/64 dev ${s.uplink} nodad`,
-            `link set ${s.uplink} up`,
-            `route add ${s.block4} via ${s.uplink4[1]}`,
-            `route add ${s.block6} via ${s.uplink6[1]}`,
-        ]);
-        await ipBatch([
-            "link set lo up",
-            `addr add ${s.uplink4[1]}/30 dev uplink`,
-            `addr add ${s.uplink6[1]}/64 dev uplink nodad`,
-            "link set uplink up",
-            `route add default via ${s.uplink4[0]}`,
-        ], s.cloudNs);
-        // No IPv6 default route in the cloud: hosts' IPv6 to the outside fails at once, so apt
-        // falls back to IPv4 (through NAT) without waiting for a timeout.
-        await sh("nft", ["-f", "-"], {
-            input: [
-                `table ip ${s.nftTable} {`,
-                "  chain postrouting {",
-                "    type nat hook postrouting priority srcnat; policy accept;",
-                `    ip saddr ${s.block4} oifname != "${s.uplink}" masquerade`,
-                "  }",
-                "}",
-                "",
-            ].join("\n"),
-        });
+        const record = JSON.parse(fs.readFileSync(keptRecordFile(slot), "utf8")) as KeptCloudRecord;
+        const keyFile = path.join(s.dir, "deploy_key");
+        const cloud = new DeployCloud(options.rootfs, slot, {
+            privateKey: fs.readFileSync(keyFile, "utf8"), publicKey: fs.readFileSync(`${keyFile}.pub`, "utf8").trim(), privateKeyFile: keyFile,
+        }, log, upstreamNameservers());
+        cloud.nextIndex = record.nextIndex;
+        for (const h of record.hosts) cloud.hosts.set(h.spec.name, { ...h, wanted: "running", exitWaiters: [] });
+        const stopped = [...cloud.hosts.values()].filter((st) => !cloud.running(st)).map((st) => st.spec.name);
+        if (stopped.length > 0) {
+            fs.writeFileSync(path.join(s.dir, "owner"), "kept");
+            throw new Error(`the kept rehearsal's ${stopped.join(", ")} stopped after the run that kept it (nothing restarts a kept host that ` +
+                "rebooted): anycast lab --down, then anycast lab --deploy --keep again");
+        }
+        // A run stopped halfway (Ctrl-C) left its clients: the checks' tools, made afresh by each run.
+        await removeClientNamespaces(s);
+        cloud.startWatchdog();
+        return { cloud, record: record.owner };
+    }
+
+    /**
+     * Leave the hosts running after this process ends, and record them (and `owner`, the caller's
+     * own record) in the slot for `attach`. The client namespaces go: they are a run's checking
+     * tools, not hosts, and a later run makes its own. The cloud is no longer this process's to use.
+     */
+    async keep(owner: unknown): Promise<void> {
+        if (this.tornDown) throw new Error("this rehearsal cloud was torn down");
+        for (const c of this.clients.values()) await sh("ip", ["netns", "del", c.netns], { allowFail: true });
+        this.clients.clear();
+        if (this.watchdog) clearInterval(this.watchdog);
+        this.watchdog = undefined;
+        // nspawn runs detached, in a session of its own: it outlives this process once nothing here waits for it.
+        for (const st of this.hosts.values()) st.child?.unref();
+        this.keys.remove();
+        const record: KeptCloudRecord = {
+            format: "anycast-kept-rehearsal/1", slot: this.slot, keptAt: new Date().toISOString(), nextIndex: this.nextIndex,
+            hosts: [...this.hosts.values()].map(({ spec, host, index, dir, cgroups }) => ({ spec, host, index, dir, cgroups })),
+            owner,
+        };
+        const file = keptRecordFile(this.slot);
+        fs.writeFileSync(`${file}.tmp`, JSON.stringify(record), { mode: 0o600 });
+        fs.renameSync(`${file}.tmp`, file);
+        fs.writeFileSync(path.join(this.names.dir, "owner"), "kept");
+        this.tornDown = true;
+        this.keptAway = true;
+        live.delete(this);
+    }
+
+    /** Whether a host's systemd is running (its cgroups hold a PID 1). */
+    private running(st: HostState): boolean {
+        try {
+            this.pid1(st);
+            return true;
+        } catch {
+            return false;
+        }
     }
 
     /**
@@ -702,7 +446,7 @@ export class DeployCloud {
         }
     }
 
-    private address(index: number, spec: HostAddressing | undefined, family: 4 | 6): { address: string; prefix: string; gateway: string; length: number } | undefined {
+    private address(index: number, spec: HostAddressing | undefined, family: 4 | 6): HostInterfaceAddress | undefined {
         const given = family === 4 ? spec?.ipv4 : spec?.ipv6;
         if (given === false) return undefined;
         let text = given;
@@ -745,8 +489,8 @@ export class DeployCloud {
             `lowerdir=${this.rootfs.dir},upperdir=${path.join(dir, "upper")},workdir=${path.join(dir, "work")}`, rootDir]);
         this.writeHostIdentity(st);
         if (spec.kind === "new") this.writeNoCloudSeed(st);
-        else await this.seedExistingHost(st);
-        await this.buildHostNetwork(st, v4, v6);
+        else await seedExistingHost(st.host.rootDir, st.spec.name, st.spec.existing ?? {}, st.host.user, this.rootfs, this.deployKey.publicKey);
+        await wireHost(this.names, st.host, v4, v6);
         for (const cg of st.cgroups) fs.mkdirSync(cg, { recursive: true });
         return st;
     }
@@ -771,105 +515,6 @@ export class DeployCloud {
             "public-keys": st.spec.sshKeys ?? [this.deployKey.publicKey],
         };
         fs.writeFileSync(path.join(seed, "meta-data"), YAML.stringify(meta));
-    }
-
-    /**
-     * An existing server: SSH host keys of its own, its packages, its login user with sudo and
-     * the deploy key, its own files and services; cloud-init does not run on it.
-     */
-    private async seedExistingHost(st: HostState): Promise<void> {
-        const root = st.host.rootDir;
-        const ex = st.spec.existing ?? {};
-        fs.writeFileSync(path.join(root, "etc", "cloud", "cloud-init.disabled"), "");
-        // Every key type, as a Debian server has: the RSA key takes seconds of CPU, and over a
-        // minute on a loaded 2-core machine (the 60 s default killed it once).
-        await sh("ssh-keygen", ["-A", "-f", root], { timeoutMs: 300_000 });
-        const packages = ex.packages ?? EXISTING_HOST_PACKAGES;
-        const script: string[] = [];
-        if (packages.length > 0) {
-            const debs = fs.readdirSync(this.rootfs.extrasDir).filter((f) => f.endsWith(".deb"));
-            const wanted = await this.debsFor(packages, debs);
-            const tmp = path.join(root, "tmp", "anycast-extras");
-            fs.mkdirSync(tmp, { recursive: true });
-            for (const f of wanted) fs.copyFileSync(path.join(this.rootfs.extrasDir, f), path.join(tmp, f));
-            // No service may start in a chroot; policy-rc.d says so to the maintainer scripts.
-            script.push("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d", "chmod +x /usr/sbin/policy-rc.d",
-                "dpkg -i /tmp/anycast-extras/*.deb >/dev/null", "rm -rf /tmp/anycast-extras /usr/sbin/policy-rc.d");
-        }
-        const user = st.host.user;
-        const home = user === "root" ? "/root" : `/home/${user}`;
-        if (user !== "root") {
-            script.push(`useradd --create-home --shell /bin/bash ${user}`,
-                `printf '%s ALL=(ALL) NOPASSWD:ALL\\n' ${user} > /etc/sudoers.d/90-${user}`, `chmod 0440 /etc/sudoers.d/90-${user}`);
-        }
-        script.push(`install -d -m 0700 -o ${user} -g ${user} ${home}/.ssh`,
-            `printf '%s\\n' '${this.deployKey.publicKey}' > ${home}/.ssh/authorized_keys`,
-            `chown ${user}:${user} ${home}/.ssh/authorized_keys`, `chmod 0600 ${home}/.ssh/authorized_keys`);
-        await sh("chroot", [root, "/bin/sh", "-ec", script.join("\n")], {
-            timeoutMs: 120_000, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" },
-        });
-        for (const f of ex.files ?? []) {
-            if (!path.isAbsolute(f.path)) throw new Error(`${st.spec.name}: file path ${f.path} is not absolute`);
-            const target = path.join(root, f.path);
-            fs.mkdirSync(path.dirname(target), { recursive: true });
-            fs.writeFileSync(target, f.content, { mode: f.mode ?? 0o644 });
-            fs.chmodSync(target, f.mode ?? 0o644);
-        }
-        if ((ex.enableUnits ?? []).length > 0) {
-            await sh("chroot", [root, "systemctl", "enable", "--quiet", ...(ex.enableUnits ?? [])], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
-        }
-    }
-
-    /** The downloaded .deb files of `packages` and their dependencies (the extras were downloaded for exactly this base). */
-    private async debsFor(packages: string[], debs: string[]): Promise<string[]> {
-        const byName = new Map<string, string>();
-        const depends = new Map<string, string[]>();
-        for (const f of debs) {
-            const out = await sh("dpkg-deb", ["-f", path.join(this.rootfs.extrasDir, f), "Package", "Depends", "Pre-Depends"]);
-            const fields = Object.fromEntries(out.stdout.split("\n").map((l) => /^([A-Za-z-]+):\s*(.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null).map((m) => [m[1], m[2]]));
-            byName.set(fields.Package, f);
-            const deps = [fields.Depends, fields["Pre-Depends"]].filter(Boolean).join(",").split(",")
-                .flatMap((alt) => alt.split("|").map((d) => d.trim().split(/[\s(:]/)[0])).filter((d) => d !== "");
-            depends.set(fields.Package, deps);
-        }
-        const wanted = new Set<string>();
-        const add = (p: string) => {
-            if (wanted.has(p) || !byName.has(p)) return; // not in extras: the base has it
-            wanted.add(p);
-            for (const d of depends.get(p) ?? []) add(d);
-        };
-        for (const p of packages) {
-            if (!byName.has(p)) throw new Error(`the rootfs extras have no ${p} package (${this.rootfs.extrasDir})`);
-            add(p);
-        }
-        return [...wanted].map((p) => byName.get(p)!);
-    }
-
-    private async buildHostNetwork(st: HostState, v4: ReturnType<DeployCloud["address"]>, v6: ReturnType<DeployCloud["address"]>): Promise<void> {
-        const s = this.names;
-        const ns = st.host.netns;
-        const cif = st.host.cloudInterface;
-        await sh("ip", ["netns", "add", ns]);
-        await ipBatch([`link add ${cif} type veth peer name ${HOST_INTERFACE} netns ${ns}`], s.cloudNs);
-        const inHost = ["link set lo up", `link set ${HOST_INTERFACE} up`];
-        const inCloud = [`link set ${cif} up`];
-        const onMachine: string[] = [];
-        if (v4) {
-            inHost.push(`addr add ${v4.address}/${v4.length} dev ${HOST_INTERFACE}`, `route add default via ${v4.gateway}`);
-            inCloud.push(`addr add ${v4.gateway}/${v4.length} dev ${cif}`);
-            if (!contains(parseCidr(s.block4), v4.address)) onMachine.push(`route add ${v4.prefix} via ${s.uplink4[1]}`);
-        }
-        if (v6) {
-            inHost.push(`addr add ${v6.address}/${v6.length} dev ${HOST_INTERFACE} nodad`, `route add default via ${v6.gateway}`);
-            inCloud.push(`addr add ${v6.gateway}/${v6.length} dev ${cif} nodad`);
-            if (!contains(parseCidr(s.block6), v6.address)) onMachine.push(`route add ${v6.prefix} via ${s.uplink6[1]}`);
-        }
-        await ipBatch(inCloud, s.cloudNs);
-        await ipBatch(inHost, ns);
-        await ipBatch(onMachine);
-        if (v4 && !contains(parseCidr(s.block4), v4.address)) {
-            await sh("nft", ["add", "rule", "ip", s.nftTable, "postrouting", "ip", "saddr", v4.prefix, "oifname", "!=", s.uplink, "masquerade"]);
-        }
     }
 
     /**
@@ -1026,6 +671,7 @@ export class DeployCloud {
      */
     async reboot(name: string, timeoutMs = 300_000): Promise<{ downMs: number; bootToSshMs: number }> {
         const st = this.state(name);
+        if (!st.child) throw new Error(`${name} was booted by an earlier process (a kept rehearsal): this one cannot see it shut down to boot it again`);
         const boots = st.host.boots.length;
         const t0 = Date.now();
         const exited = new Promise<void>((r) => st.exitWaiters.push(r));

@@ -29,12 +29,9 @@ import { curlHttps, writeCloudflareSide } from "../measure";
 import { probeOnce, Prober } from "../probe";
 import { ExperimentReport, ExperimentRun, formatExperiments, formatExposure, HttpsResult, stats } from "../report";
 import { ms, table, wrap } from "../text";
+import { edgeHasPath, edgeKernelTable, edgeProto, edgeTable } from "./edge";
 import { DeployClient, DeployCloud } from "./hosts";
 
-/** The edge's BGP protocol, BIRD table and kernel table for the PoP at `index` in the stack. */
-export const edgeProto = (pop: string) => `pop_${pop.replace(/-/g, "_")}`;
-export const edgeTable = (pop: string) => `t_${edgeProto(pop)}`;
-export const edgeKernelTable = (index: number) => 101 + index;
 
 export interface ObserveContext {
     cloud: DeployCloud;
@@ -102,13 +99,21 @@ interface Clients {
     outsider: DeployClient;
 }
 
+/** The client that follows the edge's best path, as Cloudflare's nearest data centre would. */
+export const CATCHMENT_CLIENT = "cf";
+
+/** The n-th address of the stack's first IPv6 HTTP source range: where a client may reach the anycast address from. */
+export function httpSourceAddress(httpSources: string[], n: number): string {
+    const range = httpSources.find((s) => familyOf(s.split("/")[0]) === 6);
+    if (!range) throw new Error("the stack's HTTP sources hold no IPv6 range: no client can reach the (IPv6) anycast address");
+    return nthAddress(parseCidr(range, false), n);
+}
+
 /** Client addresses inside the stack's IPv6 HTTP sources: one follows the edge, one per PoP is pinned to it. */
 async function addClients(ctx: ObserveContext): Promise<Clients> {
     const { cloud, spec } = ctx;
-    const range = ctx.httpSources.find((s) => familyOf(s.split("/")[0]) === 6);
-    if (!range) throw new Error("the stack's HTTP sources hold no IPv6 range: no client can reach the (IPv6) anycast address");
-    const at = (n: number) => nthAddress(parseCidr(range, false), n);
-    const catchment = await cloud.addClient("cf", at(0x10));
+    const at = (n: number) => httpSourceAddress(ctx.httpSources, n);
+    const catchment = await cloud.addClient(CATCHMENT_CLIENT, at(0x10));
     const pinned = new Map<string, DeployClient>();
     for (const [i, p] of spec.pops.entries()) {
         const c = await cloud.addClient(`p${i}`, at(0x100 + i));
@@ -136,12 +141,6 @@ async function edgeRoutes(ctx: ObserveContext, prefix: string, table?: string): 
         if (/Network not found/.test((e as Error).message)) return [];
         throw e;
     }
-}
-
-/** The edge has the prefix from this PoP's session (in the PoP's own table). */
-export async function edgeHasPath(ctx: Pick<ObserveContext, "cloud" | "edgeSocket">, pop: string, prefix: string): Promise<boolean> {
-    const routes = await edgeRoutes(ctx as ObserveContext, prefix, edgeTable(pop)).catch(() => []);
-    return routes.length > 0;
 }
 
 async function readSessions(ctx: ObserveContext, prefix: string, problems: string[]): Promise<RehearsalSession[]> {
@@ -241,8 +240,8 @@ async function probeHosts(ctx: ObserveContext, clients: Clients, problems: strin
     return probes;
 }
 
-const PROBE_INTERVAL_MS = 100;
-const PROBE_TIMEOUT_MS = 1500;
+export const PROBE_INTERVAL_MS = 100;
+export const PROBE_TIMEOUT_MS = 1500;
 const HEALTH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin anycast-health";
 
 /** Poll `check` every `everyMs` until it holds: the time (epoch ms) it first held, undefined after `timeoutMs`. */
@@ -295,7 +294,7 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
         const t0 = Date.now();
         await cloud.exec(own, ["systemctl", "stop", "nginx"]);
         faultIn = true;
-        const gone = await waitUntil(async () => !await edgeHasPath(ctx, own, prefix), bounds.failoverMs);
+        const gone = await waitUntil(async () => !await edgeHasPath(ctx.cloud, own, prefix), bounds.failoverMs);
         if (gone !== undefined) edgePath.withdrawnMs = gone - t0;
         const moved = await prober.waitFor(t0, (s) => s.ok && s.pop !== own, bounds.failoverMs);
         if (!moved) {
@@ -311,7 +310,7 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
         const t1 = Date.now();
         await cloud.exec(own, ["systemctl", "start", "nginx"]);
         faultIn = false;
-        const back = await waitUntil(() => edgeHasPath(ctx, own, prefix), bounds.recoveryMs);
+        const back = await waitUntil(() => edgeHasPath(ctx.cloud, own, prefix), bounds.recoveryMs);
         if (back !== undefined) edgePath.backMs = back - t1;
         const served = await prober.waitFor(t1, (s) => s.ok && s.pop === own, bounds.recoveryMs);
         if (!served) {

@@ -102,12 +102,14 @@ export async function planDeploy(options: PlanOptions): Promise<DeployPlan> {
                 ...mocks,
                 newResource: (args) => {
                     const result = newResource(args);
+                    // In place: the recorded resource (run.mocked) is the same object, so it shows
+                    // what the program saw, and priorOutputsOf a later run carries the kept values on.
                     const kept = prior[`${args.type}/${args.name}`];
-                    if (kept) return { ...result, state: { ...result.state, ...kept } };
+                    if (kept) Object.assign(result.state, kept);
                     // By the instance's hostname (the PoP or origin name), whatever the resource is called.
                     const a = args.type === INSTANCE_TYPE ? addresses[String(args.inputs.hostname)] : undefined;
-                    if (!a) return result;
-                    return { ...result, state: { ...result.state, v6MainIp: a.ipv6, mainIp: a.ipv4 ?? "" } };
+                    if (a) Object.assign(result.state, { v6MainIp: a.ipv6, mainIp: a.ipv4 ?? "" });
+                    return result;
                 },
             } as MockMonitorInternals["mocks"];
         },

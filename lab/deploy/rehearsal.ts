@@ -19,25 +19,29 @@
  * upgrade replaces nothing and moves no PoP's route or session, every agent is the new one on
  * Debian's nodejs, the lab's report holds, and a deploy after it runs nothing.
  *
+ * With `keep` (`--keep`), the hosts stay up when it ends, with the state a stack would hold after
+ * this `pulumi up` (KeptRehearsal); redeploy.ts deploys a changed stack file onto them.
+ *
  * What the rehearsal changes in the stack, and says so in its report: the hosts' SSH keys (its
  * own deploy key), the BGP password when the stack file has none in plain text, the deployer's
  * address added to adminCidrs (this machine is the deployer), and BFD off (this machine stalls
  * for longer than BFD's detection time; the lab measures BFD).
  */
 import { NETWORK_NAME } from "../../stacks/network/stack";
-import { importChanges, sameSince } from "../session";
+import { sameSince } from "../session";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { canonical, familyOf } from "../../components/core/addressing";
 import { readStackValues } from "../../harness/stackrun";
 import { runUntracked } from "../exec";
-import { DeployCloud, EXISTING_SERVICE, existingServerState, HostSpec, teardownOnSignals } from "./hosts";
-import { changedCommands, changedInputs, DeployPlan, planDeploy, PlannedCommand, removedCommands, UpdateInput, updateRun } from "./plan";
+import { EXISTING_SERVICE, existingServerState } from "./existing-host";
+import { DeployCloud, HostSpec, teardownOnSignals } from "./hosts";
+import { changedCommands, changedInputs, DeployPlan, planDeploy, PlannedCommand, priorOutputsOf, PriorOutputs, removedCommands, UpdateInput, updateRun } from "./plan";
 import { planPreviousVersion, PreviousDeploy } from "./previous";
-import { showProtocols } from "../birdc";
 import { formatSteps, RemoteRunReport, runRemoteCommands } from "./remote";
-import { edgeKernelTable, edgeProto, edgeTable, formatObservations, observe, RehearsalObservations, waitUntil } from "./observe";
+import { edgeBirdc, edgeHasPath, edgeSession, edgeSessions, edgeSocket, edgeTable, startEdge } from "./edge";
+import { formatObservations, observe, RehearsalObservations, waitUntil } from "./observe";
 import { ensureRootfs } from "./rootfs";
 import { ms, table, wrap } from "../text";
 import { AGENT_PROGRAM } from "../../components/core/health/layout";
@@ -53,6 +57,8 @@ export interface RehearsalOptions {
      * deploy lands on them as the next `pulumi up` would (previous.ts).
      */
     upgradeFrom?: string;
+    /** Leave the hosts running once they got their deploy, for `anycast status` and another deploy (redeploy.ts). */
+    keep?: boolean;
 }
 
 export interface RehearsalCheck {
@@ -81,6 +87,8 @@ export interface RehearsalReport {
     rewrites: string[];
     /** Every PoP as the rehearsal left it: at the edge, and as its agent says. */
     pops: RehearsalPopState[];
+    /** With `keep`: the hosts are still up, and these files reach them. */
+    kept?: KeptFiles;
 }
 
 export interface RehearsalPopState {
@@ -95,61 +103,165 @@ export interface RehearsalPopState {
 
 const REHEARSAL_PASSWORD = "rehearsal-only-password";
 
-interface StackValues extends Record<string, unknown> {
+export interface StackValues extends Record<string, unknown> {
     pops: Array<Record<string, unknown> & { name: string; host?: Record<string, unknown>; bgp?: Record<string, unknown>; communities?: string[] }>;
     origin: Record<string, unknown> & { name: string; host?: Record<string, unknown>; port?: number; healthPath?: string };
 }
 
-/** Run the rehearsal; tears everything down before it returns or throws. */
+/** The stack file's values as the rehearsal deploys them, and what it changed to do so (see the header). */
+export function rehearsalValues(raw: StackValues, cloud: DeployCloud): { values: StackValues; rewrites: string[]; deployer6: string } {
+    const rewrites: string[] = [];
+    const s = cloud.names;
+    const values = structuredClone(raw);
+    values.sshPublicKeys = [cloud.deployKey.publicKey];
+    values.sshPrivateKey = cloud.deployKey.privateKey;
+    rewrites.push("sshPublicKeys and sshPrivateKey: the rehearsal's own deploy key");
+    if (typeof values.bgpPassword !== "string") {
+        values.bgpPassword = REHEARSAL_PASSWORD;
+        rewrites.push("bgpPassword: a rehearsal password (the stack file holds none in plain text)");
+    }
+    const firewall = { ...((values.firewall ?? {}) as Record<string, unknown>) };
+    const deployer6 = s.uplink6[0];
+    firewall.adminCidrs = [...((firewall.adminCidrs as string[] | undefined) ?? []), `${deployer6}/128`, `${s.uplink4[0]}/32`];
+    values.firewall = firewall;
+    values.deploy = { ...((values.deploy ?? {}) as Record<string, unknown>), deployerAddress: deployer6 };
+    rewrites.push(`firewall.adminCidrs: + this machine (${deployer6}, ${s.uplink4[0]}), also deploy.deployerAddress`);
+    for (const p of values.pops) {
+        if (p.bgp?.bfd) {
+            p.bgp = { ...p.bgp, bfd: false };
+            rewrites.push(`pops.${p.name}.bgp.bfd: off (this machine stalls longer than BFD detects)`);
+        }
+    }
+    return { values, rewrites, deployer6 };
+}
+
+export interface HostLayout {
+    /** The PoPs, then the origin, as the stack file lists them. */
+    hostsInOrder: Array<{ name: string; role: "pop" | "origin"; raw: Record<string, unknown> & { host?: Record<string, unknown> } }>;
+    /** The addresses the cloud gives each new instance (as Vultr's instance outputs would). */
+    instanceAddresses: Record<string, { ipv6: string; ipv4: string }>;
+    /** Every host's addresses: an existing server keeps the one the stack names. */
+    addressing: Record<string, HostSpec["addresses"]>;
+}
+
+/** Where each host of the stack lives in the slot's cloud. */
+export function hostLayout(values: StackValues, s: DeployCloud["names"]): HostLayout {
+    const block = (i: number) => ({ ipv6: `fdac:de:${s.slot.toString(16)}:${i.toString(16)}::2`, ipv4: `100.${64 + s.slot}.${i}.2` });
+    const hostsInOrder: HostLayout["hostsInOrder"] = [...values.pops.map((p) => ({ name: p.name, role: "pop" as const, raw: p })),
+        { name: values.origin.name, role: "origin" as const, raw: values.origin }];
+    const instanceAddresses: HostLayout["instanceAddresses"] = {};
+    const addressing: HostLayout["addressing"] = {};
+    hostsInOrder.forEach((h, k) => {
+        const i = k + 1;
+        const existing = h.raw.host as { address?: string; address4?: string } | undefined;
+        if (existing?.address) {
+            const v6 = canonical(existing.address);
+            if (familyOf(v6) !== 6) throw new Error(`${h.name}: the rehearsal needs an IPv6 host.address`);
+            addressing[h.name] = { ipv6: `${v6}/64`, ipv4: existing.address4 ? `${existing.address4}/24` : `${block(i).ipv4}/24` };
+        } else {
+            instanceAddresses[h.name] = block(i);
+            addressing[h.name] = { ipv6: `${block(i).ipv6}/64`, ipv4: `${block(i).ipv4}/24` };
+        }
+    });
+    return { hostsInOrder, instanceAddresses, addressing };
+}
+
+/**
+ * What a kept rehearsal records for the next deploy onto it (`anycast lab --deploy --keep`
+ * again): what a stack's state would hold after this `pulumi up`. In the slot directory (0700),
+ * owner-only, as it holds the deploy key and the BGP password.
+ */
+export interface KeptRehearsal {
+    format: "anycast-rehearsal-kept/1";
+    /** The stack file last deployed. */
+    configFile: string;
+    /** Its values as deployed (rehearsalValues). */
+    values: StackValues;
+    layout: Pick<HostLayout, "instanceAddresses" | "addressing">;
+    /** Each new instance's user data, as it booted (a changed one would replace the instance). */
+    userData: Record<string, string>;
+    /** The remote commands as the hosts last ran them: the next deploy runs those whose inputs changed. */
+    commands: PlannedCommand[];
+    /** The provider-generated outputs (keys, certificates): the next deploy keeps them, as a stack's state does. */
+    priorOutputs: PriorOutputs;
+    /** The stack's outputs (`pulumi stack output --json`), for `anycast status`. */
+    outputs: Record<string, unknown>;
+    prefix: string;
+}
+
+/** Where a kept rehearsal's files are, and the `anycast status` command that reads them. */
+export interface KeptFiles {
+    slot: number;
+    outputsFile: string;
+    identityFile: string;
+    knownHostsFile: string;
+    statusCommand: string;
+}
+
+export function keptFiles(cloud: DeployCloud): KeptFiles {
+    const dir = cloud.slotDir;
+    const outputsFile = path.join(dir, "outputs.json");
+    const knownHostsFile = path.join(dir, "known_hosts");
+    return {
+        slot: cloud.slot, outputsFile, identityFile: cloud.deployKey.privateKeyFile, knownHostsFile,
+        statusCommand: `anycast status --outputs ${outputsFile} --identity ${cloud.deployKey.privateKeyFile} --known-hosts ${knownHostsFile}`,
+    };
+}
+
+/** Leave the hosts running with their record, and write the outputs file `anycast status` reads. */
+export async function keepRehearsal(cloud: DeployCloud, record: KeptRehearsal): Promise<KeptFiles> {
+    const files = keptFiles(cloud);
+    fs.writeFileSync(files.outputsFile, JSON.stringify(record.outputs, null, 2) + "\n", { mode: 0o600 });
+    await cloud.keep(record);
+    return files;
+}
+
+/**
+ * Run the rehearsal. It tears everything down before it returns or throws, unless `keep`: then
+ * the hosts stay up once they got their deploy (the report's `kept` says where their files are).
+ */
 export async function rehearseDeploy(options: RehearsalOptions): Promise<RehearsalReport> {
     const log = options.log ?? (() => undefined);
     const raw = readStackValues(options.configFile) as StackValues;
     const rootfs = await ensureRootfs({ log });
     teardownOnSignals();
     const cloud = await DeployCloud.create({ rootfs, log });
-    let edgePid: number | undefined;
+    const held: Held = {};
     try {
-        const rewrites: string[] = [];
-        const s = cloud.names;
-        const values = structuredClone(raw);
-        values.sshPublicKeys = [cloud.deployKey.publicKey];
-        values.sshPrivateKey = cloud.deployKey.privateKey;
-        rewrites.push("sshPublicKeys and sshPrivateKey: the rehearsal's own deploy key");
-        if (typeof values.bgpPassword !== "string") {
-            values.bgpPassword = REHEARSAL_PASSWORD;
-            rewrites.push("bgpPassword: a rehearsal password (the stack file holds none in plain text)");
-        }
-        const firewall = { ...((values.firewall ?? {}) as Record<string, unknown>) };
-        const deployer6 = s.uplink6[0];
-        firewall.adminCidrs = [...((firewall.adminCidrs as string[] | undefined) ?? []), `${deployer6}/128`, `${s.uplink4[0]}/32`];
-        values.firewall = firewall;
-        values.deploy = { ...((values.deploy ?? {}) as Record<string, unknown>), deployerAddress: deployer6 };
-        rewrites.push(`firewall.adminCidrs: + this machine (${deployer6}, ${s.uplink4[0]}), also deploy.deployerAddress`);
-        for (const p of values.pops) {
-            if (p.bgp?.bfd) {
-                p.bgp = { ...p.bgp, bfd: false };
-                rewrites.push(`pops.${p.name}.bgp.bfd: off (this machine stalls longer than BFD detects)`);
+        const report = await rehearse(cloud, raw, options, held, log);
+        if (options.keep && held.record) report.kept = await keepRehearsal(cloud, held.record);
+        return report;
+    } finally {
+        if (!cloud.kept) {
+            if (held.edgePid !== undefined) {
+                try {
+                    process.kill(held.edgePid, "SIGTERM");
+                } catch {
+                    // gone
+                }
             }
-        }
-
-        // Addresses: an existing server keeps the one the stack names; a new instance gets one from the cloud.
-        const block = (i: number) => ({ ipv6: `fdac:de:${s.slot.toString(16)}:${i.toString(16)}::2`, ipv4: `100.${64 + s.slot}.${i}.2` });
-        const hostsInOrder = [...values.pops.map((p) => ({ name: p.name, role: "pop" as const, raw: p })),
-            { name: values.origin.name, role: "origin" as const, raw: values.origin }];
-        const instanceAddresses: Record<string, { ipv6: string; ipv4: string }> = {};
-        const addressing: Record<string, HostSpec["addresses"]> = {};
-        hostsInOrder.forEach((h, k) => {
-            const i = k + 1;
-            const existing = h.raw.host as { address?: string; address4?: string } | undefined;
-            if (existing?.address) {
-                const v6 = canonical(existing.address);
-                if (familyOf(v6) !== 6) throw new Error(`${h.name}: the rehearsal needs an IPv6 host.address`);
-                addressing[h.name] = { ipv6: `${v6}/64`, ipv4: existing.address4 ? `${existing.address4}/24` : `${block(i).ipv4}/24` };
+            if (options.keep && held.record) {
+                // The rehearsal failed after the deploy: its hosts are kept as asked, to look at.
+                const kept = await keepRehearsal(cloud, held.record);
+                log(`  kept for a look, although the rehearsal did not finish: ${kept.statusCommand}`);
             } else {
-                instanceAddresses[h.name] = block(i);
-                addressing[h.name] = { ipv6: `${block(i).ipv6}/64`, ipv4: `${block(i).ipv4}/24` };
+                await cloud.teardown();
             }
-        });
+        }
+    }
+}
+
+/** What the rehearsal made that outlives a throw: the edge's pid, and (once deployed) the kept record. */
+interface Held {
+    edgePid?: number;
+    record?: KeptRehearsal;
+}
+
+async function rehearse(cloud: DeployCloud, raw: StackValues, options: RehearsalOptions, held: Held, log: (line: string) => void): Promise<RehearsalReport> {
+    {
+        const s = cloud.names;
+        const { values, rewrites, deployer6 } = rehearsalValues(raw, cloud);
+        const { hostsInOrder, instanceAddresses, addressing } = hostLayout(values, s);
 
         // An upgrade: the earlier version's deploy first; this version's plan keeps its keys and certificates, as a stack's state does.
         const previous = options.upgradeFrom === undefined ? undefined : await planPreviousVersion(options.upgradeFrom, { values, instanceAddresses }, log);
@@ -160,7 +272,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
 
         // The emulated provider edge: every PoP's neighbour address, on the cloud namespace's lo.
         const popAddress = (name: string) => String(addressing[name]!.ipv6).split("/")[0];
-        edgePid = await startEdge(cloud, spec, values.bgpPassword as string, popAddress);
+        held.edgePid = await startEdge(cloud, spec, values.bgpPassword as string, popAddress);
         log(`  emulated edge: BIRD in ${s.cloudNs} at ${[...new Set(spec.pops.map((p) => p.bgp.neighbor.toString()))].join(", ")} (AS${spec.pops[0].bgp.remoteAsn})`);
 
         const originPort = spec.origin.port;
@@ -198,6 +310,12 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
             },
         });
         const deploySeconds = deploy.totalMs / 1000;
+        // From here the hosts hold a deploy: a kept rehearsal records it, as a stack's state would.
+        const userData = Object.fromEntries(hostSpecs.filter((h) => h.kind === "new").map((h) => [h.name, h.userData ?? ""]));
+        held.record = {
+            format: "anycast-rehearsal-kept/1", configFile: path.resolve(options.configFile), values, layout: { instanceAddresses, addressing }, userData,
+            commands: firstCommands, priorOutputs: previous?.priorOutputs ?? priorOutputsOf(plan.run), outputs: plan.run.outputs, prefix: spec.prefixes[0].toString(),
+        };
         const checks: RehearsalCheck[] = [];
         const announcedAfter: Record<string, number> = {};
         let totalSeconds = NaN;
@@ -212,7 +330,7 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
         const prefix = spec.prefixes[0].toString();
         const timeout = options.announceTimeoutMs ?? 240_000;
         await Promise.all(spec.pops.map(async (p) => {
-            if ((await waitUntil(() => announces(cloud, p.name, prefix), timeout, 1000)) !== undefined) announcedAfter[p.name] = (Date.now() - t0) / 1000;
+            if ((await waitUntil(() => edgeHasPath(cloud, p.name, prefix), timeout, 1000)) !== undefined) announcedAfter[p.name] = (Date.now() - t0) / 1000;
         }));
         const missing = spec.pops.filter((p) => announcedAfter[p.name] === undefined).map((p) => p.name);
         totalSeconds = missing.length === 0 ? Math.max(...Object.values(announcedAfter)) : NaN;
@@ -230,6 +348,8 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
                     pops: await popStates(cloud, spec.pops.map((p) => p.name), prefix) };
             }
             checks.push(await checkUpgrade(cloud, previous, plan, upgrade, timeout, log));
+            // The hosts now run this version's commands, with the keys and certificates they kept.
+            held.record = { ...held.record, commands: plan.commands, priorOutputs: priorOutputsOf(plan.run) };
         }
 
         let observations: RehearsalObservations | undefined;
@@ -258,44 +378,11 @@ export async function rehearseDeploy(options: RehearsalOptions): Promise<Rehears
         const pops = await popStates(cloud, spec.pops.map((p) => p.name), prefix);
         return { ok: checks.every((c) => c.ok) && (observations?.problems.length ?? 1) === 0, slot: s.slot, deploy, upgrade, announcedAfter, totalSeconds, pops,
             bootSeconds, deploySeconds, observations, checks, rewrites };
-    } finally {
-        if (edgePid !== undefined) {
-            try {
-                process.kill(edgePid, "SIGTERM");
-            } catch {
-                // gone
-            }
-        }
-        await cloud.teardown();
     }
 }
 
-function edgeSocket(cloud: DeployCloud): string {
-    return path.join(cloud.slotDir, "edge", "bird.ctl");
-}
-
-async function birdc(cloud: DeployCloud, args: string[]): Promise<string> {
-    const r = await runUntracked("birdc", ["-s", edgeSocket(cloud), ...args], { timeoutMs: 20_000, allowFail: true });
-    return r.stdout;
-}
-
-/** The edge has the prefix from this PoP's session (in the PoP's own table at the edge). */
-async function announces(cloud: DeployCloud, pop: string, prefix: string): Promise<boolean> {
-    const out = await birdc(cloud, ["show", "route", prefix, "table", edgeTable(pop)]);
-    return out.includes(prefix);
-}
-
-/** The edge's session to a PoP: state and since when (the same, within BIRD's per-query jitter, while it stays up). */
-async function session(cloud: DeployCloud, pop: string): Promise<{ state: string; since: string }> {
-    const out = await birdc(cloud, ["show", "protocols", edgeProto(pop)]);
-    const line = out.split("\n").find((l) => l.startsWith(edgeProto(pop) + " ")) ?? "";
-    const f = line.trim().split(/\s+/);
-    // Name Proto Table State Since Info: "pop_lax BGP --- up 16:40:01.234 Established".
-    return { state: f.slice(5).join(" ") || f[3] || "unknown", since: f[4] ?? "" };
-}
-
-async function diagnose(cloud: DeployCloud, pop: string): Promise<string> {
-    const sess = await session(cloud, pop).catch(() => ({ state: "?", since: "" }));
+export async function diagnose(cloud: DeployCloud, pop: string): Promise<string> {
+    const sess = await edgeSession(cloud, pop).catch(() => ({ state: "?", since: "" }));
     const script = [
         "echo units: $(systemctl is-active bird nginx anycast-health wg-quick@wg0 anycast-net 2>&1)",
         ". /etc/anycast/health.env 2>/dev/null; echo local: $(curl -s -o /dev/null -w '%{http_code}' -m 3 \"$PROXY_URL\" 2>&1) origin: $(curl -s -o /dev/null -w '%{http_code}' -m 3 \"$ORIGIN_URL\" 2>&1)",
@@ -309,48 +396,8 @@ async function diagnose(cloud: DeployCloud, pop: string): Promise<string> {
     return `edge session ${sess.state}; on ${pop}: ${agent.stdout.replace(/\s+/g, " ").trim()}`;
 }
 
-/** BIRD in the cloud namespace, one session per PoP at the neighbour address the PoP's config names. */
-async function startEdge(cloud: DeployCloud, spec: DeployPlan["run"]["spec"], password: string, popAddress: (name: string) => string): Promise<number> {
-    const dir = path.join(cloud.slotDir, "edge");
-    fs.mkdirSync(dir, { recursive: true });
-    const neighbors = [...new Set(spec.pops.map((p) => p.bgp.neighbor.toString()))];
-    for (const n of neighbors) {
-        await runUntracked("ip", ["-n", cloud.cloudNs, "addr", "add", `${n}/128`, "dev", "lo"], { timeoutMs: 10_000 });
-    }
-    // The hosts' networks as direct routes: BGP resolves the PoPs' (multihop) next hops through them.
-    // Each PoP's session fills a table of its own (piped into master6, where the best path is
-    // chosen) and a kernel table of its own: the report pins a client to a PoP by its source
-    // address (observe.ts). master6's BGP routes go to the namespace's main table: the best path.
-    const lines = ["router id 10.255.255.1;", `log "${path.join(dir, "edge.log")}" all;`, "protocol device {}",
-        "protocol direct { ipv6; }", "protocol kernel best_path { ipv6 { export where source = RTS_BGP; }; }", ""];
-    spec.pops.forEach((p, i) => {
-        const addr = popAddress(p.name);
-        const pw = (p.bgp.password ?? password).replace(/["\\]/g, "");
-        lines.push(
-            `ipv6 table ${edgeTable(p.name)};`,
-            `protocol bgp ${edgeProto(p.name)} {`,
-            `    local ${p.bgp.neighbor} as ${p.bgp.remoteAsn};`,
-            `    neighbor ${addr} as ${spec.asn};`,
-            p.bgp.multihop > 0 ? `    multihop ${p.bgp.multihop};` : "    direct;",
-            `    password "${pw}";`,
-            "    connect retry time 2;",
-            "    error wait time 1, 5;",
-            `    ipv6 { table ${edgeTable(p.name)}; igp table master6; import all; export none; };`,
-            "}",
-            `protocol pipe ${edgeProto(p.name)}_best { table ${edgeTable(p.name)}; peer table master6; export all; import none; }`,
-            `protocol kernel ${edgeProto(p.name)}_kernel { ipv6 { table ${edgeTable(p.name)}; export all; }; kernel table ${edgeKernelTable(i)}; }`,
-            "",
-        );
-    });
-    const conf = path.join(dir, "bird.conf");
-    fs.writeFileSync(conf, lines.join("\n"));
-    const pidFile = path.join(dir, "bird.pid");
-    await runUntracked("ip", ["netns", "exec", cloud.cloudNs, "bird", "-c", conf, "-s", edgeSocket(cloud), "-P", pidFile], { timeoutMs: 20_000 });
-    return Number(fs.readFileSync(pidFile, "utf8").trim());
-}
-
 /** Hosts are PoPs before they exist in the cloud; the BIRD config needs their addresses, so they are known up front. */
-async function checkNoChange(plan: DeployPlan, replan: () => Promise<DeployPlan>): Promise<RehearsalCheck> {
+export async function checkNoChange(plan: DeployPlan, replan: () => Promise<DeployPlan>): Promise<RehearsalCheck> {
     const again = await replan();
     const changed = changedCommands(plan.commands, again.commands);
     const report = await runRemoteCommands(updateRun(changed));
@@ -367,22 +414,24 @@ async function checkCommunities(cloud: DeployCloud, plan: DeployPlan, values: St
     const changedValues = structuredClone(values);
     const community = "64600:64497";
     changedValues.pops[0].communities = [...(changedValues.pops[0].communities ?? []), community];
-    const before = await session(cloud, pop);
+    const before = await edgeSession(cloud, pop);
     const next = await replan(changedValues);
     const changed = changedCommands(plan.commands, next.commands);
     const expected = [`${NETWORK_NAME}-${pop}-push-bird.conf`];
     const run = await runRemoteCommands(updateRun(changed));
     for (const line of formatSteps(run)) log(line);
     // The new community reaches the edge over the same session.
-    const seen = await waitUntil(async () => (await birdc(cloud, ["show", "route", prefix, "table", edgeTable(pop), "all"])).includes(`(${community.replace(":", ",")})`), 60_000, 1000) !== undefined;
-    const after = await session(cloud, pop);
-    const stillAnnouncing = await announces(cloud, pop, prefix);
+    const seen = await waitUntil(async () => (await edgeBirdc(cloud, ["show", "route", prefix, "table", edgeTable(pop), "all"])).includes(`(${community.replace(":", ",")})`), 60_000, 1000) !== undefined;
+    const after = await edgeSession(cloud, pop);
+    const stillAnnouncing = await edgeHasPath(cloud, pop, prefix);
+    // Then back to the stack file as it is, so the hosts run what it says (a kept rehearsal deploys onto them again).
+    const undo = await runRemoteCommands(updateRun(changedCommands(next.commands, plan.commands)));
     const ok = JSON.stringify(changed.map((c) => c.name)) === JSON.stringify(expected) && run.ok && seen
-        && sameSince(before.since, after.since) && /Established/.test(after.state) && stillAnnouncing;
+        && sameSince(before.since, after.since) && /Established/.test(after.state) && stillAnnouncing && undo.ok;
     return {
         name, ok,
         detail: `re-ran ${changed.map((c) => c.name).join(", ") || "nothing"} (${run.ok ? "ok" : "failed"}); community ${community} ${seen ? "seen" : "NOT seen"} at the edge; ` +
-            `session ${after.state} since ${after.since} (before: since ${before.since})`,
+            `session ${after.state} since ${after.since} (before: since ${before.since}); undone after (${undo.ok ? "ok" : "FAILED"})`,
     };
 }
 
@@ -396,15 +445,6 @@ function checkUserDataKept(previous: PreviousDeploy, plan: DeployPlan, instances
         name: `every instance keeps ${previous.version}'s user data (a changed one would replace it)`, ok: changed.length === 0,
         detail: changed.length === 0 ? `${instances.join(", ") || "no instance"}: the same cloud-init` : `${changed.join(", ")}: cloud-init differs, so Vultr would replace them`,
     };
-}
-
-/** The edge's view of each PoP's session: state, since, and the route changes it accepted (importChanges). */
-async function edgeSessions(cloud: DeployCloud, pops: string[]): Promise<Record<string, { state: string; since: string; updates: number; withdraws: number }>> {
-    const protos = await showProtocols(cloud.cloudNs, edgeSocket(cloud));
-    return Object.fromEntries(pops.map((pop) => {
-        const p = protos.find((x) => x.name === edgeProto(pop));
-        return [pop, { state: p?.bgpState ?? p?.info ?? "gone", since: p?.since ?? "", ...importChanges(p) }];
-    }));
 }
 
 /**
@@ -491,7 +531,7 @@ async function checkUpgrade(cloud: DeployCloud, previous: PreviousDeploy, plan: 
 const INPUT_WORDS: Record<UpdateInput, string> = { create: "script", stdin: "content", environment: "environment", triggers: "triggers" };
 
 /** The updated commands grouped by which inputs changed ("create" alone: the push script itself, its content the same). */
-function updatedByInput(updated: PlannedCommand[], old: Map<string, PlannedCommand>): string {
+export function updatedByInput(updated: PlannedCommand[], old: Map<string, PlannedCommand>): string {
     const groups = new Map<string, string[]>();
     for (const c of updated) {
         const key = changedInputs(old.get(c.name)!, c).map((k) => INPUT_WORDS[k]).join(" and ");
@@ -504,7 +544,7 @@ async function checkReboot(cloud: DeployCloud, pop: string, prefix: string, time
     const t0 = Date.now();
     const r = await cloud.reboot(pop);
     log(`  ${pop} rebooted: down ${(r.downMs / 1000).toFixed(1)} s, boot to SSH ${(r.bootToSshMs / 1000).toFixed(1)} s`);
-    const back = (await waitUntil(() => announces(cloud, pop, prefix), timeoutMs, 1000)) !== undefined;
+    const back = (await waitUntil(() => edgeHasPath(cloud, pop, prefix), timeoutMs, 1000)) !== undefined;
     const seconds = (Date.now() - t0) / 1000;
     return {
         name: "a PoP host reboot ends with it announcing again, unaided", ok: back,
@@ -538,7 +578,7 @@ async function checkAgentRuntime(cloud: DeployCloud, pops: string[]): Promise<Re
  * key, real SSH to every PoP. Every PoP reads announced as it should, with its session
  * Established and a path to the origin up.
  */
-async function checkStatus(cloud: DeployCloud, outputs: Record<string, unknown>): Promise<RehearsalCheck> {
+export async function checkStatus(cloud: DeployCloud, outputs: Record<string, unknown>): Promise<RehearsalCheck> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anycast-status-"));
     try {
         const file = path.join(dir, "outputs.json");
@@ -548,7 +588,7 @@ async function checkStatus(cloud: DeployCloud, outputs: Record<string, unknown>)
         const cli = path.join(__dirname, "..", "..", "..", "bin", "anycast.js");
         const args = ["status", "--outputs", file, "--identity", key, "--known-hosts", path.join(dir, "known_hosts"), "--json"];
         const r = await runUntracked(process.execPath, [cli, ...args], { timeoutMs: 120_000, allowFail: true });
-        let pops: Array<{ name: string; state: string; ok: boolean; why: string; session: { state: string } | null; paths: Array<{ up: boolean }> }>;
+        let pops: Array<{ name: string; state: string; drained: boolean; ok: boolean; why: string; session: { state: string } | null; paths: Array<{ up: boolean }> }>;
         try {
             pops = (JSON.parse(r.stdout) as { pops: typeof pops }).pops;
         } catch {
@@ -556,8 +596,8 @@ async function checkStatus(cloud: DeployCloud, outputs: Record<string, unknown>)
         }
         const ok = r.code === 0 && pops.length > 0 && pops.every((p) => p.ok && p.session?.state === "Established" && p.paths.some((x) => x.up));
         return {
-            name: "anycast status over SSH: every PoP announced as it should, session Established, a path up", ok,
-            detail: `exit ${r.code}; ` + pops.map((p) => `${p.name} ${p.state}, session ${p.session?.state ?? "unknown"}, ` +
+            name: "anycast status over SSH: every PoP as the config says (announced, or drained), session Established, a path up", ok,
+            detail: `exit ${r.code}; ` + pops.map((p) => `${p.name} ${p.state}${p.drained ? " (drained)" : ""}, session ${p.session?.state ?? "unknown"}, ` +
                 `${p.paths.filter((x) => x.up).length} of ${p.paths.length} paths up${p.ok ? "" : ` (${p.why})`}`).join("; "),
         };
     } finally {
@@ -584,7 +624,7 @@ async function checkExistingOrigin(cloud: DeployCloud, origin: string, port: num
 }
 
 /** Every PoP's final state: the edge's route and session, and its agent's own word. */
-async function popStates(cloud: DeployCloud, pops: string[], prefix: string): Promise<RehearsalPopState[]> {
+export async function popStates(cloud: DeployCloud, pops: string[], prefix: string): Promise<RehearsalPopState[]> {
     return Promise.all(pops.map(async (name): Promise<RehearsalPopState> => {
         const out = await cloud.exec(name, [AGENT_PROGRAM, "status"], { allowFail: true }).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
         let agent: RehearsalPopState["agent"];
@@ -594,7 +634,7 @@ async function popStates(cloud: DeployCloud, pops: string[], prefix: string): Pr
         } catch {
             agent = { error: (out.stderr || out.stdout).trim().split("\n").slice(-1)[0] || `anycast-health status exited ${out.code}` };
         }
-        return { name, announced: await announces(cloud, name, prefix).catch(() => false), session: await session(cloud, name).catch(() => ({ state: "unknown", since: "" })), agent };
+        return { name, announced: await edgeHasPath(cloud, name, prefix).catch(() => false), session: await edgeSession(cloud, name).catch(() => ({ state: "unknown", since: "" })), agent };
     }));
 }
 
@@ -621,7 +661,7 @@ export function rehearsalJson(r: RehearsalReport): Record<string, unknown> {
 }
 
 /** Each deploy step with its time, in the engine's order (a table within 100 columns). */
-function formatDeploySteps(d: RemoteRunReport, title: string): string[] {
+export function formatDeploySteps(d: RemoteRunReport, title: string): string[] {
     return [
         ...wrap(`${title}: ${d.steps.length} remote commands over SSH in the engine's order, ` +
             `${(d.totalMs / 1000).toFixed(1)} s, at most ${d.peakParallel} at once`),

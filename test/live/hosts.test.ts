@@ -17,9 +17,9 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { PushedArtifact, pushScript } from "../../components/core/artifacts";
 import { shellQuote } from "../../components/push";
-import {
-    DeployCloud, deployPreconditionProblem, EXISTING_SERVICE, existingServerState, slotLeftovers, teardownStaleSlots,
-} from "../../lab/deploy/hosts";
+import { EXISTING_SERVICE, existingServerState } from "../../lab/deploy/existing-host";
+import { DeployCloud, deployPreconditionProblem } from "../../lab/deploy/hosts";
+import { slotLeftovers, teardownStaleSlots } from "../../lab/deploy/slots";
 import { formatSteps, RemoteCommandSpec, runRemoteCommands } from "../../lab/deploy/remote";
 import { ensureRootfs, Rootfs } from "../../lab/deploy/rootfs";
 

@@ -6,12 +6,17 @@
  * change, a PoP reboot, the existing origin's own table and service). Timings are printed, not asserted: the machine stalls.
  */
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
-import { deployPreconditionProblem, EXISTING_SERVICE, slotLeftovers, teardownAllClouds } from "../../lab/deploy/hosts";
+import { EXISTING_SERVICE } from "../../lab/deploy/existing-host";
+import { deployPreconditionProblem, teardownAllClouds } from "../../lab/deploy/hosts";
+import { slotLeftovers, teardownKeptSlots } from "../../lab/deploy/slots";
 import { previousVersionProblem } from "../../lab/deploy/previous";
+import { formatRedeploy, redeployKept } from "../../lab/deploy/redeploy";
+import { NETWORK_NAME } from "../../stacks/network/stack";
 import { formatRehearsal, rehearsalJson, rehearseDeploy } from "../../lab/deploy/rehearsal";
 import { formatSteps } from "../../lab/deploy/remote";
 import { tempDir, which } from "../helpers/tools";
@@ -20,6 +25,12 @@ const REPO_ROOT = path.resolve(__dirname, "..", "..", "..");
 const problem = deployPreconditionProblem() ?? (which("bird") && which("birdc") ? undefined : "needs bird and birdc (bash scripts/setup.sh)");
 if (problem) console.log(`deploy rehearsal test skipped: ${problem}`);
 
+/** The CLI as a user runs it (bin/anycast.js), in a process of its own. */
+function runCli(args: string[], timeoutMs = 120_000): { code: number; stdout: string; stderr: string } {
+    const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "bin", "anycast.js"), ...args], { encoding: "utf8", timeout: timeoutMs });
+    return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
+}
+
 const log = (line: string) => console.log(`rehearsal:${line.startsWith("  ") ? line.slice(1) : ` ${line}`}`);
 
 describe("anycast lab --deploy", { skip: problem }, () => {
@@ -27,16 +38,18 @@ describe("anycast lab --deploy", { skip: problem }, () => {
     after(async () => {
         fs.rmSync(dir, { recursive: true, force: true });
         await teardownAllClouds();
+        await teardownKeptSlots().catch((e: Error) => console.log(`rehearsal: could not remove the kept hosts: ${e.message}`));
     });
 
-    it("deploys a stack to fresh hosts, every PoP announces, the lab's report holds on them, and the checks hold", { timeout: 25 * 60_000 }, async () => {
+    it("deploys a stack to fresh hosts, every PoP announces, the lab's report holds on them, and the checks hold; " +
+        "kept, it takes a drain and an undrain by config, and anycast lab --down removes it", { timeout: 25 * 60_000 }, async () => {
         const doc = parse(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.prod.yaml"), "utf8")) as { config: Record<string, any> };
         doc.config["anycast:pops"] = doc.config["anycast:pops"].slice(0, 2);
         doc.config["anycast:origin"].host.user = "deployer";
         const file = path.join(dir, "Pulumi.rehearsal.yaml");
         fs.writeFileSync(file, stringify(doc));
 
-        const report = await rehearseDeploy({ configFile: file, log, announceTimeoutMs: 150_000 });
+        const report = await rehearseDeploy({ configFile: file, log, announceTimeoutMs: 150_000, keep: true });
         for (const line of formatRehearsal(report)) log(line);
         assert.equal(report.deploy.ok, true, formatSteps(report.deploy).join("\n"));
         for (const c of report.checks) assert.ok(c.ok, `${c.name}: ${c.detail}`);
@@ -78,7 +91,71 @@ describe("anycast lab --deploy", { skip: problem }, () => {
         assert.equal(run.pop, o.catchment.bestPop);
         assert.ok(run.servedBy && run.servedBy !== run.pop, "another PoP served while nginx was stopped");
         assert.ok(run.recoveryMs !== undefined && o.edgePath?.withdrawnMs !== undefined && o.edgePath.backMs !== undefined);
-        assert.deepEqual(await slotLeftovers(report.slot), [], "the rehearsal leaves nothing behind");
+
+        // Kept: the hosts outlive the rehearsal, and the printed command reads them.
+        const kept = report.kept;
+        assert.ok(kept, "the report says where the kept hosts' files are");
+        assert.match(kept.statusCommand, /^anycast status --outputs \S+ --identity \S+ --known-hosts \S+$/);
+        const statusArgs = kept.statusCommand.split(" ").slice(1);
+        const status = runCli([...statusArgs, "--json"]);
+        assert.equal(status.code, 0, status.stderr);
+        assert.deepEqual((JSON.parse(status.stdout) as { pops: Array<{ name: string; state: string }> }).pops.map((p) => [p.name, p.state]),
+            [["lax", "announced"], ["ams", "announced"]]);
+
+        // A host it cannot reach is a row with the reason, and the exit code says so.
+        const outputs = JSON.parse(fs.readFileSync(kept.outputsFile, "utf8")) as { pops: Record<string, { ssh: { host: string } }> };
+        outputs.pops.ams.ssh.host = `fdac:de:${kept.slot.toString(16)}:99::2`;
+        const unreachableFile = path.join(dir, "outputs-unreachable.json");
+        fs.writeFileSync(unreachableFile, JSON.stringify(outputs));
+        const unreachable = runCli(["status", "--outputs", unreachableFile, ...statusArgs.slice(3), "--timeout", "5", "--json"]);
+        assert.equal(unreachable.code, 1, unreachable.stdout + unreachable.stderr);
+        const rows = (JSON.parse(unreachable.stdout) as { pops: Array<{ name: string; state: string; ok: boolean; why: string }> }).pops;
+        assert.deepEqual(rows.map((p) => [p.name, p.ok]), [["lax", true], ["ams", false]]);
+        assert.match(rows[1].why, /^ssh root@fdac:de:[0-9a-f]+:99::2 port 22: /, "the reason names the host ssh could not reach");
+        assert.doesNotMatch(unreachable.stdout + unreachable.stderr, /\n\s+at /, "no stack trace");
+
+        // Drain by config, deployed onto the kept hosts as a second `pulumi up`: through the CLI, as a user runs it.
+        const drainPop = o.catchment.bestPop!;
+        const drainedDoc = structuredClone(doc);
+        drainedDoc.config["anycast:pops"].find((p: { name: string }) => p.name === drainPop).drained = true;
+        const drainedFile = path.join(dir, "Pulumi.drained.yaml");
+        fs.writeFileSync(drainedFile, stringify(drainedDoc));
+        const jsonFile = path.join(dir, "drain.json");
+        const drain = runCli(["lab", "--deploy", "--keep", "--config", drainedFile, "--json", jsonFile], 15 * 60_000);
+        for (const line of drain.stdout.split("\n")) log(`  ${line}`);
+        assert.equal(drain.code, 0, drain.stderr);
+        assert.ok(drain.stdout.split("\n").includes(kept.statusCommand), "it prints the same anycast status command on a line of its own");
+        const drained = JSON.parse(fs.readFileSync(jsonFile, "utf8")) as {
+            ok: boolean; changed: string[]; transitions: Array<{ pop: string; to: string; gracefulAtMs?: number; withdrawnAtMs?: number }>;
+            requests: { total: number; failed: number; failures?: string }; checks: Array<{ name: string; ok: boolean; detail: string }>;
+        };
+        assert.equal(drained.ok, true);
+        assert.deepEqual(drained.changed, [`${NETWORK_NAME}-${drainPop}-push-anycast-health.json`], "only the drained PoP's agent settings");
+        const t = drained.transitions.find((x) => x.pop === drainPop)!;
+        assert.ok(t.gracefulAtMs !== undefined && t.withdrawnAtMs !== undefined && t.gracefulAtMs <= t.withdrawnAtMs, JSON.stringify(t));
+        assert.ok(drained.requests.total > 0);
+        assert.ok((drained.requests.failures ?? "").split(", ").filter((k) => k).every((k) => /^\d+x ECONNRESET$/.test(k)), `no request lost: ${drained.requests.failures}`);
+        assert.match(drained.checks.find((c) => /anycast status/.test(c.name))!.detail, new RegExp(`${drainPop} withdrawn \\(drained\\)`));
+
+        // A change of hosts is refused before anything runs.
+        const grownDoc = parse(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.prod.yaml"), "utf8")) as { config: Record<string, any> };
+        grownDoc.config["anycast:origin"].host.user = "deployer";
+        const grownFile = path.join(dir, "Pulumi.grown.yaml");
+        fs.writeFileSync(grownFile, stringify(grownDoc));
+        await assert.rejects(redeployKept({ configFile: grownFile, log }), (e: Error) => e.name === "KeptRehearsalRefused" && /changes the hosts/.test(e.message));
+
+        // Undrained: back, unmarked, with nothing else run.
+        const back = await redeployKept({ configFile: file, log });
+        for (const line of formatRedeploy(back)) log(line);
+        for (const c of back.checks) assert.ok(c.ok, `${c.name}: ${c.detail}`);
+        assert.deepEqual(back.changed, [`${NETWORK_NAME}-${drainPop}-push-anycast-health.json`]);
+        assert.ok(back.transitions.find((x) => x.pop === drainPop)?.returnedAtMs !== undefined);
+        assert.deepEqual(back.pops.map((p) => [p.name, p.announced]), [["lax", true], ["ams", true]]);
+
+        const down = runCli(["lab", "--down"]);
+        assert.equal(down.code, 0, down.stderr);
+        assert.match(down.stdout, /removed 1 kept rehearsal/);
+        assert.deepEqual(await slotLeftovers(report.slot), [], "the kept rehearsal leaves nothing behind after anycast lab --down");
     });
 
     // The last revision with the bash agent (9fe1bcf^): hosts it deployed take this version's deploy as the next `pulumi up`.

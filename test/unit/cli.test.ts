@@ -257,19 +257,21 @@ describe("anycast --help", () => {
     it("the deploy rehearsal refuses the lab's options it cannot honour, each with its reason, before it boots anything", async () => {
         const prod = path.join(REPO_ROOT, "Pulumi.prod.yaml");
         for (const [option, reason] of [
-            [["--keep"], /--keep cannot be used with --deploy: the rehearsal tears its hosts down/],
             [["--repeats", "3"], /--repeats cannot be used with --deploy: the rehearsal runs its one experiment once/],
             [["--edge", "bird"], /--edge cannot be used with --deploy: the rehearsal's provider edge is BIRD/],
             [["--experiments", "crash"], /--experiments cannot be used with --deploy/],
-            [["--down"], /--down cannot be used with --deploy/],
         ] as const) {
             const r = await cli(["lab", "--deploy", "--config", prod, ...option]);
             assert.equal(r.code, 2, `${option.join(" ")}: ${r.err}`);
             assert.match(r.err, reason);
             assert.doesNotMatch(r.err, /\n\s+at /, "no stack trace");
         }
-        const both = await cli(["lab", "--deploy", "--config", prod, "--keep", "--down"]);
-        assert.match(both.err, /--keep cannot[\s\S]*; --down cannot/, "every refused option is named at once");
+        const both = await cli(["lab", "--deploy", "--config", prod, "--repeats", "2", "--edge", "bird"]);
+        assert.match(both.err, /--repeats cannot[\s\S]*; --edge cannot/, "every refused option is named at once");
+        // --down tears down the kept lab and kept rehearsals, and takes nothing else (before it touches anything).
+        const down = await cli(["lab", "--down", "--deploy", "--config", prod, "--keep"]);
+        assert.equal(down.code, 2, down.err);
+        assert.match(down.err, /--down tears down and exits: it takes no --config, --keep/);
         const upgrade = await cli(["lab", "--config", prod, "--upgrade-from", "43c83ba"]);
         assert.equal(upgrade.code, 2);
         assert.match(upgrade.err, /--upgrade-from needs --deploy/);
