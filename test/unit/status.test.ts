@@ -2,7 +2,8 @@
  * `anycast status` without a network: the targets from a stack's real outputs (under mocks), the
  * rows from agent answers, the exit code, the JSON contract, and the command itself against a
  * stand-in `ssh` on PATH that answers as each host would (or fails as SSH, sudo or a missing
- * agent do). Real SSH to real hosts is proven once, in the deploy rehearsal (live/rehearsal.test).
+ * agent do), and the agents' answers recorded from real rehearsal hosts (test/fixtures/status).
+ * Real SSH to real hosts is proven once, in the deploy rehearsal (live/rehearsal.test).
  */
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -207,5 +208,40 @@ esac
         assert.match(missing.err, /does not exist: write it with pulumi stack output --json --show-secrets/);
         fs.writeFileSync(path.join(dir, "bad.json"), "{");
         assert.match((await cli(["status", "--outputs", path.join(dir, "bad.json")])).err, /are not JSON/);
+    });
+});
+
+describe("anycast status on answers recorded from real hosts (test/fixtures/status)", () => {
+    const FIXTURES = path.join(__dirname, "..", "..", "..", "test", "fixtures", "status");
+    const read = (f: string) => fs.readFileSync(path.join(FIXTURES, f), "utf8");
+    const outputs = JSON.parse(read("outputs.json")) as Record<string, any>;
+
+    it("a drained PoP and an announced one, as the deployed agents print them: rows, table, JSON, exit 0", () => {
+        const t = targetsFromOutputs(outputs);
+        assert.deepEqual(t.pops.map((p) => [p.name, p.drained]), [["lax", false], ["ams", true]]);
+        const answers = new Map(t.pops.map((p) => [p.name, answerOf(0, read(p.name === "ams" ? "ams-drained.json" : "lax-announced.json"), "", p.ssh)]));
+        const s = networkStatus(t, answers);
+        assert.equal(statusExitCode(s), 0);
+        const [lax, ams] = s.pops;
+        assert.deepEqual([lax.state, lax.expected, lax.ok, lax.session?.state], ["announced", "announced", true, "Established"]);
+        assert.deepEqual([ams.state, ams.expected, ams.ok, ams.drained, ams.drainedBy, ams.session?.state], ["withdrawn", "drained", true, true, ["config"], "Established"]);
+        assert.deepEqual(ams.paths.map((p) => [p.name, p.up]), [["origin", true], ["via lax", true]]);
+        assert.deepEqual(s.origins.map((o) => [o.name, [...o.direct].sort(), o.relayed]), [["origin", ["ams", "lax"], []]]);
+        const text = formatStatus(s);
+        assert.ok(text.every((l) => l.length <= REPORT_WIDTH), text.join("\n"));
+        assert.match(text.join("\n"), /ams: withdrawn: drained by the config/);
+        assert.equal(text[text.length - 1], "status: ok, 2 PoPs as they should be");
+    });
+
+    it("the same drained agent where the config says announced: not ok, exit 1; an agent announcing again: ok", () => {
+        const undrained = structuredClone(outputs);
+        undrained.pops.ams.drained = false;
+        const t = targetsFromOutputs(undrained);
+        const drainedAgent = new Map(t.pops.map((p) => [p.name, answerOf(0, read(p.name === "ams" ? "ams-drained.json" : "lax-announced.json"), "", p.ssh)]));
+        const wrong = networkStatus(t, drainedAgent);
+        assert.equal(statusExitCode(wrong), 1);
+        assert.deepEqual(wrong.pops.map((p) => p.ok), [true, false]);
+        const back = new Map(t.pops.map((p) => [p.name, answerOf(0, read(`${p.name}-announced.json`), "", p.ssh)]));
+        assert.equal(statusExitCode(networkStatus(t, back)), 0);
     });
 });
