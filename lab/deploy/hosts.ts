@@ -64,7 +64,8 @@ export interface HostAddressing {
     gateway6?: string;
 }
 
-export interface HostSpec {
+/** What a rehearsal host is made from (not core/model.ts HostSpec, a stack's host): its name, kind, user data or existing state, addresses. */
+export interface HostBlueprint {
     /** The machine and host name: lower case letters, digits and dashes. */
     name: string;
     /** "new": a fresh instance running its user data; "existing": a server with a life before us. */
@@ -148,7 +149,7 @@ export function upstreamNameservers(): string[] {
 }
 
 interface HostState {
-    spec: HostSpec;
+    blueprint: HostBlueprint;
     host: DeployHost;
     index: number;
     dir: string;
@@ -195,7 +196,7 @@ interface KeptCloudRecord {
     slot: number;
     keptAt: string;
     nextIndex: number;
-    hosts: Array<Pick<HostState, "spec" | "host" | "index" | "dir" | "cgroups">>;
+    hosts: Array<Pick<HostState, "blueprint" | "host" | "index" | "dir" | "cgroups">>;
     /** The caller's own record (the rehearsal's plan and stack values). */
     owner: unknown;
 }
@@ -315,8 +316,8 @@ export class DeployCloud {
             privateKey: fs.readFileSync(keyFile, "utf8"), publicKey: fs.readFileSync(`${keyFile}.pub`, "utf8").trim(), privateKeyFile: keyFile,
         }, log, upstreamNameservers());
         cloud.nextIndex = record.nextIndex;
-        for (const h of record.hosts) cloud.hosts.set(h.spec.name, { ...h, wanted: "running", exitWaiters: [] });
-        const stopped = [...cloud.hosts.values()].filter((st) => !cloud.running(st)).map((st) => st.spec.name);
+        for (const h of record.hosts) cloud.hosts.set(h.blueprint.name, { ...h, wanted: "running", exitWaiters: [] });
+        const stopped = [...cloud.hosts.values()].filter((st) => !cloud.running(st)).map((st) => st.blueprint.name);
         if (stopped.length > 0) {
             fs.writeFileSync(path.join(s.dir, "owner"), "kept");
             throw new Error(`the kept rehearsal's ${stopped.join(", ")} stopped after the run that kept it (nothing restarts a kept host that ` +
@@ -344,7 +345,7 @@ export class DeployCloud {
         this.keys.remove();
         const record: KeptCloudRecord = {
             format: "anycast-kept-rehearsal/1", slot: this.slot, keptAt: new Date().toISOString(), nextIndex: this.nextIndex,
-            hosts: [...this.hosts.values()].map(({ spec, host, index, dir, cgroups }) => ({ spec, host, index, dir, cgroups })),
+            hosts: [...this.hosts.values()].map(({ blueprint, host, index, dir, cgroups }) => ({ blueprint, host, index, dir, cgroups })),
             owner,
         };
         const file = keptRecordFile(this.slot);
@@ -418,11 +419,11 @@ export class DeployCloud {
      * Prepare and boot hosts (in parallel), resolving when every one accepts SSH. Hosts are
      * prepared one after another (quick file and network work) and boot together.
      */
-    async addHosts(specs: HostSpec[], options: { sshTimeoutMs?: number } = {}): Promise<DeployHost[]> {
+    async addHosts(blueprints: HostBlueprint[], options: { sshTimeoutMs?: number } = {}): Promise<DeployHost[]> {
         if (this.tornDown) throw new Error("this rehearsal cloud was torn down");
-        for (const spec of specs) this.checkSpec(spec);
+        for (const blueprint of blueprints) this.checkBlueprint(blueprint);
         const states: HostState[] = [];
-        for (const spec of specs) states.push(await this.prepare(spec));
+        for (const blueprint of blueprints) states.push(await this.prepare(blueprint));
         for (const st of states) this.launch(st);
         this.startWatchdog();
         // A limit, not a measure: a new instance's sshd waits for cloud-init's first stages, which
@@ -431,18 +432,18 @@ export class DeployCloud {
         return states.map((st) => st.host);
     }
 
-    private checkSpec(spec: HostSpec): void {
-        if (!/^[a-z][a-z0-9-]{0,30}$/.test(spec.name)) throw new Error(`host name ${JSON.stringify(spec.name)}: use 1-31 lower-case letters, digits and dashes, starting with a letter`);
-        if (this.hosts.has(spec.name)) throw new Error(`a host named ${spec.name} exists already`);
-        if (spec.kind === "existing" && spec.userData !== undefined) throw new Error(`${spec.name}: an existing host has no user data (cloud-init does not run on it)`);
-        if (spec.kind === "new" && spec.existing !== undefined) throw new Error(`${spec.name}: a new instance has no existing state`);
-        const user = spec.existing?.user;
-        if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,30}$/.test(user)) throw new Error(`${spec.name}: user ${JSON.stringify(user)} is not a valid user name`);
-        for (const p of spec.existing?.packages ?? []) {
-            if (!EXISTING_HOST_PACKAGES.includes(p)) throw new Error(`${spec.name}: package ${p} is not one of the existing-host packages (${EXISTING_HOST_PACKAGES.join(", ")})`);
+    private checkBlueprint(blueprint: HostBlueprint): void {
+        if (!/^[a-z][a-z0-9-]{0,30}$/.test(blueprint.name)) throw new Error(`host name ${JSON.stringify(blueprint.name)}: use 1-31 lower-case letters, digits and dashes, starting with a letter`);
+        if (this.hosts.has(blueprint.name)) throw new Error(`a host named ${blueprint.name} exists already`);
+        if (blueprint.kind === "existing" && blueprint.userData !== undefined) throw new Error(`${blueprint.name}: an existing host has no user data (cloud-init does not run on it)`);
+        if (blueprint.kind === "new" && blueprint.existing !== undefined) throw new Error(`${blueprint.name}: a new instance has no existing state`);
+        const user = blueprint.existing?.user;
+        if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,30}$/.test(user)) throw new Error(`${blueprint.name}: user ${JSON.stringify(user)} is not a valid user name`);
+        for (const p of blueprint.existing?.packages ?? []) {
+            if (!EXISTING_HOST_PACKAGES.includes(p)) throw new Error(`${blueprint.name}: package ${p} is not one of the existing-host packages (${EXISTING_HOST_PACKAGES.join(", ")})`);
         }
-        if (user !== undefined && user !== "root" && !(spec.existing?.packages ?? EXISTING_HOST_PACKAGES).includes("sudo")) {
-            throw new Error(`${spec.name}: the non-root user ${user} needs the sudo package`);
+        if (user !== undefined && user !== "root" && !(blueprint.existing?.packages ?? EXISTING_HOST_PACKAGES).includes("sudo")) {
+            throw new Error(`${blueprint.name}: the non-root user ${user} needs the sudo package`);
         }
     }
 
@@ -465,31 +466,31 @@ export class DeployCloud {
     }
 
     /** Overlay, host files, network namespace and cgroups: everything but the boot. */
-    private async prepare(spec: HostSpec): Promise<HostState> {
+    private async prepare(blueprint: HostBlueprint): Promise<HostState> {
         const index = this.nextIndex++;
         const s = this.names;
-        const dir = path.join(s.dir, "hosts", spec.name);
+        const dir = path.join(s.dir, "hosts", blueprint.name);
         const rootDir = path.join(dir, "root");
         for (const d of ["upper", "work", "root"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
-        const v4 = this.address(index, spec.addresses, 4);
-        const v6 = this.address(index, spec.addresses, 6);
-        const user = spec.kind === "existing" ? (spec.existing?.user ?? "root") : "root";
+        const v4 = this.address(index, blueprint.addresses, 4);
+        const v6 = this.address(index, blueprint.addresses, 6);
+        const user = blueprint.kind === "existing" ? (blueprint.existing?.user ?? "root") : "root";
         const host: DeployHost = {
-            name: spec.name, kind: spec.kind, netns: `${s.hostPrefix}${spec.name}`, cloudInterface: `h${index}`,
+            name: blueprint.name, kind: blueprint.kind, netns: `${s.hostPrefix}${blueprint.name}`, cloudInterface: `h${index}`,
             ipv4: v4?.address, ipv6: v6?.address, prefix4: v4?.prefix, prefix6: v6?.prefix, gateway4: v4?.gateway, gateway6: v6?.gateway,
             user, rootDir, boots: [],
         };
         const st: HostState = {
-            spec, host, index, dir, cgroups: cgroupRoots().map((r) => path.join(r, host.netns)), wanted: "running", exitWaiters: [],
+            blueprint, host, index, dir, cgroups: cgroupRoots().map((r) => path.join(r, host.netns)), wanted: "running", exitWaiters: [],
         };
         // Registered before anything is made, so teardown finds whatever part exists.
-        this.hosts.set(spec.name, st);
+        this.hosts.set(blueprint.name, st);
 
         await sh("mount", ["-t", "overlay", "overlay", "-o",
             `lowerdir=${this.rootfs.dir},upperdir=${path.join(dir, "upper")},workdir=${path.join(dir, "work")}`, rootDir]);
         this.writeHostIdentity(st);
-        if (spec.kind === "new") this.writeNoCloudSeed(st);
-        else await seedExistingHost(st.host.rootDir, st.spec.name, st.spec.existing ?? {}, st.host.user, this.rootfs, this.deployKey.publicKey);
+        if (blueprint.kind === "new") this.writeNoCloudSeed(st);
+        else await seedExistingHost(st.host.rootDir, st.blueprint.name, st.blueprint.existing ?? {}, st.host.user, this.rootfs, this.deployKey.publicKey);
         await wireHost(this.names, st.host, v4, v6);
         for (const cg of st.cgroups) fs.mkdirSync(cg, { recursive: true });
         return st;
@@ -497,7 +498,7 @@ export class DeployCloud {
 
     private writeHostIdentity(st: HostState): void {
         const root = st.host.rootDir;
-        const name = st.spec.name;
+        const name = st.blueprint.name;
         fs.writeFileSync(path.join(root, "etc", "hostname"), `${name}\n`);
         fs.appendFileSync(path.join(root, "etc", "hosts"), `127.0.1.1\t${name}\n`);
         fs.rmSync(path.join(root, "etc", "resolv.conf"), { force: true });
@@ -508,11 +509,11 @@ export class DeployCloud {
     private writeNoCloudSeed(st: HostState): void {
         const seed = path.join(st.host.rootDir, "var", "lib", "cloud", "seed", "nocloud");
         fs.mkdirSync(seed, { recursive: true });
-        fs.writeFileSync(path.join(seed, "user-data"), st.spec.userData ?? "");
+        fs.writeFileSync(path.join(seed, "user-data"), st.blueprint.userData ?? "");
         const meta = {
-            "instance-id": `${st.spec.name}-${crypto.randomBytes(6).toString("hex")}`,
-            "local-hostname": st.spec.name,
-            "public-keys": st.spec.sshKeys ?? [this.deployKey.publicKey],
+            "instance-id": `${st.blueprint.name}-${crypto.randomBytes(6).toString("hex")}`,
+            "local-hostname": st.blueprint.name,
+            "public-keys": st.blueprint.sshKeys ?? [this.deployKey.publicKey],
         };
         fs.writeFileSync(path.join(seed, "meta-data"), YAML.stringify(meta));
     }
@@ -553,7 +554,7 @@ export class DeployCloud {
     private launch(st: HostState): void {
         const root = st.host.rootDir;
         const args = [
-            "--quiet", "--boot", `--directory=${root}`, `--machine=${st.host.netns}`, `--hostname=${st.spec.name}`,
+            "--quiet", "--boot", `--directory=${root}`, `--machine=${st.host.netns}`, `--hostname=${st.blueprint.name}`,
             "--register=no", "--keep-unit",
             `--network-namespace-path=/run/netns/${st.host.netns}`, "--capability=CAP_NET_ADMIN",
             "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only",
@@ -578,7 +579,7 @@ export class DeployCloud {
                 const waiters = st.exitWaiters.splice(0);
                 // 133: the container asked for a reboot (as systemd-nspawn@.service restarts it).
                 if (code === 133 && st.wanted === "running" && !this.tornDown) {
-                    this.log(`  ${st.spec.name}: rebooting`);
+                    this.log(`  ${st.blueprint.name}: rebooting`);
                     this.launch(st);
                 }
                 for (const w of waiters) w();
@@ -602,18 +603,18 @@ export class DeployCloud {
         const address = st.host.ipv6 ?? st.host.ipv4!;
         for (;;) {
             if (!st.child) {
-                throw new Error(`${st.spec.name}: systemd-nspawn exited (${st.exited?.code ?? st.exited?.signal}) before SSH came up; console:\n${this.consoleTail(st)}`);
+                throw new Error(`${st.blueprint.name}: systemd-nspawn exited (${st.exited?.code ?? st.exited?.signal}) before SSH came up; console:\n${this.consoleTail(st)}`);
             }
             if (await tcpOpen(address, 22)) {
-                const r = await this.ssh(st.spec.name, "true", { timeoutMs: 10_000 }).catch(() => undefined);
+                const r = await this.ssh(st.blueprint.name, "true", { timeoutMs: 10_000 }).catch(() => undefined);
                 if (r?.exitCode === 0) {
                     boot.sshReadyMs = Date.now() - boot.startedAt;
-                    this.log(`  ${st.spec.name}: SSH up ${(boot.sshReadyMs / 1000).toFixed(1)} s after boot (${st.host.user}@${address})`);
+                    this.log(`  ${st.blueprint.name}: SSH up ${(boot.sshReadyMs / 1000).toFixed(1)} s after boot (${st.host.user}@${address})`);
                     return;
                 }
             }
             if (Date.now() > deadline) {
-                throw new Error(`${st.spec.name}: no SSH login within ${timeoutMs / 1000} s of boot; console:\n${this.consoleTail(st)}`);
+                throw new Error(`${st.blueprint.name}: no SSH login within ${timeoutMs / 1000} s of boot; console:\n${this.consoleTail(st)}`);
             }
             await sleep(200);
         }
@@ -630,7 +631,7 @@ export class DeployCloud {
                 // exited
             }
         }
-        throw new Error(`${st.spec.name} is not running`);
+        throw new Error(`${st.blueprint.name} is not running`);
     }
 
     /** Run a command inside a host (all its namespaces), as root, from this machine: for checks, not for the deploy. */

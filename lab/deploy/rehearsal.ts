@@ -36,7 +36,7 @@ import { canonical, familyOf } from "../../components/core/addressing";
 import { readStackValues } from "../../harness/stackrun";
 import { runUntracked } from "../exec";
 import { EXISTING_SERVICE, existingServerState } from "./existing-host";
-import { DeployCloud, HostSpec, teardownOnSignals } from "./hosts";
+import { DeployCloud, HostBlueprint, teardownOnSignals } from "./hosts";
 import { changedCommands, changedInputs, DeployPlan, planDeploy, PlannedCommand, priorOutputsOf, PriorOutputs, removedCommands, UpdateInput, updateRun } from "./plan";
 import { planPreviousVersion, PreviousDeploy } from "./previous";
 import { formatSteps, RemoteRunReport, runRemoteCommands } from "./remote";
@@ -141,7 +141,7 @@ export interface HostLayout {
     /** The addresses the cloud gives each new instance (as Vultr's instance outputs would). */
     instanceAddresses: Record<string, { ipv6: string; ipv4: string }>;
     /** Every host's addresses: an existing server keeps the one the stack names. */
-    addressing: Record<string, HostSpec["addresses"]>;
+    addressing: Record<string, HostBlueprint["addresses"]>;
 }
 
 /** Where each host of the stack lives in the slot's cloud. */
@@ -277,7 +277,7 @@ async function rehearse(cloud: DeployCloud, raw: StackValues, options: Rehearsal
 
         const originPort = spec.origin.port;
         const healthPath = spec.origin.healthPath;
-        const hostSpecs: HostSpec[] = hostsInOrder.map((h) => {
+        const blueprints: HostBlueprint[] = hostsInOrder.map((h) => {
             const rendered = plan.run.hosts.find((r) => r.name === h.name)!;
             const isExisting = (h.role === "pop" ? spec.pops.find((p) => p.name === h.name)!.host : spec.origin.host).kind === "existing";
             if (isExisting) {
@@ -293,8 +293,8 @@ async function rehearse(cloud: DeployCloud, raw: StackValues, options: Rehearsal
 
         // From empty hosts: boot, then the deploy in the engine's order.
         const t0 = Date.now();
-        log(`  booting ${hostSpecs.length} hosts: ${hostSpecs.map((h) => `${h.name} (${h.kind})`).join(", ")}`);
-        await cloud.addHosts(hostSpecs);
+        log(`  booting ${blueprints.length} hosts: ${blueprints.map((h) => `${h.name} (${h.kind})`).join(", ")}`);
+        await cloud.addHosts(blueprints);
         const bootSeconds = (Date.now() - t0) / 1000;
         if (spec.origin.host.kind === "vultr") {
             // A new origin has no site yet: the user would deploy theirs; the rehearsal starts a stand-in.
@@ -311,7 +311,7 @@ async function rehearse(cloud: DeployCloud, raw: StackValues, options: Rehearsal
         });
         const deploySeconds = deploy.totalMs / 1000;
         // From here the hosts hold a deploy: a kept rehearsal records it, as a stack's state would.
-        const userData = Object.fromEntries(hostSpecs.filter((h) => h.kind === "new").map((h) => [h.name, h.userData ?? ""]));
+        const userData = Object.fromEntries(blueprints.filter((h) => h.kind === "new").map((h) => [h.name, h.userData ?? ""]));
         held.record = {
             format: "anycast-rehearsal-kept/1", configFile: path.resolve(options.configFile), values, layout: { instanceAddresses, addressing }, userData,
             commands: firstCommands, priorOutputs: previous?.priorOutputs ?? priorOutputsOf(plan.run), outputs: plan.run.outputs, prefix: spec.prefixes[0].toString(),
