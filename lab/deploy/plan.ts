@@ -174,3 +174,11 @@ export function updateRun(changed: PlannedCommand[]): PlannedCommand[] {
     const names = new Set(changed.map((c) => c.name));
     return changed.map((c) => ({ ...c, dependsOn: (c.dependsOn ?? []).filter((d) => names.has(d)) }));
 }
+
+/**
+ * What a later `pulumi up` runs for the removed commands, after its creates and updates: each
+ * one's delete script (a Command without one runs nothing on the host).
+ */
+export function deleteRun(removed: PlannedCommand[]): PlannedCommand[] {
+    return removed.filter((c) => c.delete !== undefined).map((c) => ({ ...c, create: c.delete as string, stdin: undefined, dependsOn: [] }));
+}

@@ -25,8 +25,8 @@ import { sameSince } from "../session";
 import { ms, table, wrap } from "../text";
 import { edgeHasPath, edgeRoute, edgeSessions } from "./edge";
 import { DeployCloud } from "./hosts";
-import { CATCHMENT_CLIENT, httpSourceAddress, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS } from "./observe";
-import { changedCommands, planDeploy, PlannedCommand, priorOutputsOf, removedCommands, updateRun } from "./plan";
+import { CATCHMENT_CLIENT, httpSourceAddress, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS, waitUntil } from "./observe";
+import { changedCommands, deleteRun, planDeploy, PlannedCommand, priorOutputsOf, removedCommands, updateRun } from "./plan";
 import {
     checkNoChange, checkStatus, diagnose, formatDeploySteps, hostLayout, HostLayout, keepRehearsal, KeptFiles, KeptRehearsal, popStates,
     RehearsalCheck, RehearsalPopState, rehearsalValues, StackValues, updatedByInput,
@@ -129,7 +129,6 @@ async function redeploy(cloud: DeployCloud, kept: KeptRehearsal, raw: StackValue
     const before = await edgeSessions(cloud, pops);
     let run: RemoteRunReport;
     let transitions: DrainTransition[];
-    let samples: ProbeSample[];
     let servedBefore: string | undefined;
     try {
         const streak = await prober.waitForStreak(Date.now(), 5, (x) => x.ok, 60_000);
@@ -144,9 +143,9 @@ async function redeploy(cloud: DeployCloud, kept: KeptRehearsal, raw: StackValue
             },
         });
         // The engine deletes what the program no longer has after its creates and updates.
-        const withScript = removed.filter((c) => c.delete !== undefined);
+        const withScript = deleteRun(removed);
         if (withScript.length > 0) {
-            const deletes = await runRemoteCommands(withScript.map((c) => ({ ...c, create: c.delete as string, stdin: undefined, dependsOn: [] })));
+            const deletes = await runRemoteCommands(withScript);
             run = { ...run, ok: run.ok && deletes.ok, steps: [...run.steps, ...deletes.steps] };
         }
         transitions = await Promise.all(watching);
@@ -155,7 +154,7 @@ async function redeploy(cloud: DeployCloud, kept: KeptRehearsal, raw: StackValue
     } finally {
         await prober.stop();
     }
-    samples = prober.samples;
+    const samples = prober.samples;
     const servedAfter = samples.filter((x) => x.ok).slice(-1)[0]?.pop;
     // The hosts hold what ran: a command that failed keeps its last inputs, as the stack's state would.
     const ranOk = new Set(run.steps.filter((st) => st.status === "succeeded").map((st) => st.name));
@@ -232,23 +231,17 @@ export function refuseReplacedInstances(kept: Pick<KeptRehearsal, "userData">, h
 async function watchEdge(cloud: DeployCloud, pop: string, to: DrainTransition["to"], prefix: string, t0: number, timeoutMs: number): Promise<DrainTransition> {
     const t: DrainTransition = { pop, to, sessionKept: false };
     const before = (await edgeSessions(cloud, [pop]))[pop];
-    while (Date.now() - t0 < timeoutMs) {
-        const r = await edgeRoute(cloud, pop, prefix).catch(() => undefined);
+    await waitUntil(async () => {
+        const r = await edgeRoute(cloud, pop, prefix);
         const at = Date.now() - t0;
-        if (r) {
-            if (to === "drained") {
-                if (r.graceful && t.gracefulAtMs === undefined) t.gracefulAtMs = at;
-                if (!r.present) {
-                    t.withdrawnAtMs = at;
-                    break;
-                }
-            } else if (r.present && !r.graceful) {
-                t.returnedAtMs = at;
-                break;
-            }
+        if (to === "returned") {
+            if (r.present && !r.graceful) t.returnedAtMs = at;
+            return t.returnedAtMs !== undefined;
         }
-        await sleep(100);
-    }
+        if (r.graceful && t.gracefulAtMs === undefined) t.gracefulAtMs = at;
+        if (!r.present) t.withdrawnAtMs = at;
+        return t.withdrawnAtMs !== undefined;
+    }, timeoutMs - (Date.now() - t0), 100);
     const after = (await edgeSessions(cloud, [pop]))[pop];
     t.sessionKept = after.state === "Established" && sameSince(before.since, after.since);
     return t;
@@ -256,7 +249,7 @@ async function watchEdge(cloud: DeployCloud, pop: string, to: DrainTransition["t
 
 function checkRan(run: RemoteRunReport, changed: PlannedCommand[], removed: PlannedCommand[], total: number, old: Map<string, PlannedCommand>): RehearsalCheck {
     const ran = run.steps.map((st) => st.name);
-    const expected = [...changed.map((c) => c.name), ...removed.filter((c) => c.delete !== undefined).map((c) => c.name)];
+    const expected = [...changed, ...deleteRun(removed)].map((c) => c.name);
     const same = JSON.stringify([...ran].sort()) === JSON.stringify([...expected].sort());
     const short = (n: string) => n.replace(`${NETWORK_NAME}-`, "");
     const created = changed.filter((c) => !old.has(c.name));

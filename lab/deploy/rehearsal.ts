@@ -37,7 +37,7 @@ import { readStackValues } from "../../harness/stackrun";
 import { runUntracked } from "../exec";
 import { EXISTING_SERVICE, existingServerState } from "./existing-host";
 import { DeployCloud, HostBlueprint, teardownOnSignals } from "./hosts";
-import { changedCommands, changedInputs, DeployPlan, planDeploy, PlannedCommand, priorOutputsOf, PriorOutputs, removedCommands, UpdateInput, updateRun } from "./plan";
+import { changedCommands, changedInputs, deleteRun, DeployPlan, planDeploy, PlannedCommand, priorOutputsOf, PriorOutputs, removedCommands, UpdateInput, updateRun } from "./plan";
 import { planPreviousVersion, PreviousDeploy } from "./previous";
 import { formatSteps, RemoteRunReport, runRemoteCommands } from "./remote";
 import { edgeBirdc, edgeHasPath, edgeSession, edgeSessions, edgeSocket, edgeTable, startEdge } from "./edge";
@@ -480,9 +480,8 @@ async function checkUpgrade(cloud: DeployCloud, previous: PreviousDeploy, plan: 
     });
     upgrade.run = run;
     // The engine deletes what the program no longer has after its creates and updates.
-    const withScript = removed.filter((c) => c.delete !== undefined);
-    const deletes = withScript.length === 0 ? undefined
-        : await runRemoteCommands(withScript.map((c) => ({ ...c, create: c.delete as string, stdin: undefined, dependsOn: [] })));
+    const withScript = deleteRun(removed);
+    const deletes = withScript.length === 0 ? undefined : await runRemoteCommands(withScript);
     upgrade.deleted = removed.map((c) => c.name);
     const version = String((JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "..", "package.json"), "utf8")) as { version: string }).version);
     // Rounds enough for a wrong decision to show: a withdrawal takes `fall` bad rounds, a return `rise`.
