@@ -11,9 +11,10 @@
  */
 import * as http from "node:http";
 import * as net from "node:net";
-import { renderMetrics, AgentCounters } from "../components/core/health/metrics";
+import { renderHandshakeMetrics, renderMetrics, AgentCounters } from "../components/core/health/metrics";
 import { AgentSettings } from "../components/core/health/settings";
 import { AgentStatus, publicView } from "../components/core/health/status";
+import { HandshakeReader } from "./wireguard";
 
 /** `::ffff:10.0.0.1` -> `10.0.0.1`: a dual-stack socket shows IPv4 peers mapped. */
 export function plainAddress(a: string | undefined): string {
@@ -31,11 +32,13 @@ export class StatusServer {
     private readonly mesh = new net.BlockList();
     private retry?: NodeJS.Timeout;
     private closed = false;
+    private readonly handshakes: HandshakeReader;
 
     constructor(private readonly settings: AgentSettings, private readonly status: () => AgentStatus | undefined,
         private readonly counters: () => AgentCounters, private readonly log: (line: string) => void) {
         const [network, length] = settings.listen.meshCidr.split("/");
         this.mesh.addSubnet(network, Number(length), familyOf(network));
+        this.handshakes = new HandshakeReader(settings);
     }
 
     /** What a request on this local address, from this remote address, may see. */
@@ -58,7 +61,12 @@ export class StatusServer {
         const status = this.status();
         if (!status) return send(503, "text/plain", "starting\n");
         if (path === "/status") return send(200, "application/json", JSON.stringify(access === "all" ? status : publicView(status)) + "\n");
-        if (path === "/metrics" && access === "all") return send(200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(status, this.counters()));
+        if (path === "/metrics" && access === "all") {
+            const metrics = renderMetrics(status, this.counters());
+            void this.handshakes.read().then((h) =>
+                send(200, "text/plain; version=0.0.4; charset=utf-8", metrics + renderHandshakeMetrics(status.pop, h)));
+            return;
+        }
         return send(404, "text/plain", "not found: /status or /metrics\n");
     }
 

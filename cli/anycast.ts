@@ -20,6 +20,7 @@ import * as path from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option, OptionValues } from "commander";
 import { artifact } from "../components/core/artifacts";
 import { ConfigError } from "../components/core/config";
+import { renderMonitoringBundle, scrapeInputFor } from "../components/core/monitoring/prometheus";
 import { StackFileError } from "../components/core/stackfile";
 import { runStack, StackRun } from "../harness/stackrun";
 import type { EdgeKind, LabOptions } from "../lab/index";
@@ -526,7 +527,22 @@ export function writeRender(run: StackRun, dir: string, stack = "mock"): void {
             fs.writeFileSync(path.join(hostDir, file), content, { mode: artifact(file).secret ? 0o600 : 0o644 });
         }
     }
+    writeMonitoringBundle(run, path.join(dir, MONITORING_DIR));
     writePlan(buildPlan(run, stack), path.join(dir, "plan.json"));
+}
+
+/** Beside the hosts' directories: the bundle for the user's own Prometheus (or what anycast:monitoring runs). */
+const MONITORING_DIR = "monitoring";
+
+function writeMonitoringBundle(run: StackRun, dir: string): void {
+    if (run.hosts.some((h) => h.name === MONITORING_DIR)) {
+        throw new UsageError(`a host is named ${MONITORING_DIR}, the directory anycast render writes the monitoring bundle to: rename the host`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    for (const [file, content] of Object.entries(renderMonitoringBundle(scrapeInputFor(run.spec)))) {
+        fs.writeFileSync(path.join(dir, file), content, { mode: 0o644 });
+    }
 }
 
 function writePlan(plan: SavedPlan, file: string): void {

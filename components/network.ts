@@ -25,6 +25,7 @@ import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./c
 import { sshAddressOf, sshLoginOf } from "./core/ssh-login";
 import { Jsonified, specFromJson, specToJson } from "./core/spec-json";
 import { meshPeerNames } from "./core/render/wireguard";
+import { renderMonitoringBundle, scrapeInputFor } from "./core/monitoring/prometheus";
 import { HostFirewall } from "./firewall";
 import { CloudflareFrontDoor } from "./frontdoor";
 import { Host } from "./host";
@@ -70,6 +71,12 @@ export interface AnycastNetworkArgs {
     readonly roas?: Config["roas"];
     /** Allow `drained: true` on every PoP at once (the prefix withdrawn everywhere). Default: refused. */
     readonly allowAllDrained?: boolean;
+    /**
+     * Prometheus on an origin, scraping every PoP over the mesh with the monitoring bundle's alert
+     * rules: `{origin, scrapeInterval = 15, retentionDays = 15, alertmanagers = []}`. Default: none
+     * (the exporters run on every PoP anyway; `anycast render` writes the bundle for your own Prometheus).
+     */
+    readonly monitoring?: Config["monitoring"];
     /**
      * How the deploy reaches the hosts: `sshFamily` (`auto`, `ipv6` or `ipv4`; default auto) and
      * `deployerAddress`, checked against `firewall.adminCidrs` so an update cannot lock you out.
@@ -174,8 +181,12 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         this.frontDoor = new CloudflareFrontDoor(`${name}-front-door`, { frontDoor: spec.frontDoor, address: spec.address }, child);
         // Outputs carry plain data (Pulumi copies objects field by field, without their class):
         // every address and prefix below leaves as its canonical text.
+        const monitoring = spec.monitoring
+            ? { origin: spec.monitoring.origin, bundle: renderMonitoringBundle(scrapeInputFor(spec)), retentionDays: spec.monitoring.retentionDays }
+            : undefined;
         this.origins = spec.origins.map((o) => new Origin(`${name}-${o.name}`, {
             origin: o, sshPrivateKey, sshPublicKeys: spec.sshPublicKeys,
+            ...(monitoring?.origin === o.name ? { monitoring } : {}),
         }, child));
         this.origin = this.origins[0];
         const originEndpoints = spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath }));

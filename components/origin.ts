@@ -8,13 +8,17 @@ import { IpAddress } from "./core/addressing";
 import { OriginSpec } from "./core/model";
 import { renderBootstrap } from "./core/render/bootstrap";
 import { renderCloudInit } from "./core/render/cloudinit";
+import { MonitoringFile, renderPrometheusDropIn } from "./core/monitoring/prometheus";
 import { Host } from "./host";
+import { FilePush, pushFile } from "./push";
 
 export interface OriginArgs {
     origin: OriginSpec;
     sshPrivateKey: pulumi.Input<string>;
     /** OpenSSH public keys that may log in: in a new instance's cloud-init, then kept current by a push. */
     sshPublicKeys?: string[];
+    /** The monitoring bundle, when `anycast:monitoring` names this origin: Prometheus runs it here. */
+    monitoring?: { bundle: Record<MonitoringFile, string>; retentionDays: number };
 }
 
 export class Origin extends pulumi.ComponentResource {
@@ -41,7 +45,25 @@ export class Origin extends pulumi.ComponentResource {
         this.ipv6 = this.host.ipv6;
         this.meshAddress = origin.meshAddress;
         this.port = origin.port;
-        this.files = this.host.files;
+        this.files = args.monitoring
+            ? pulumi.all([this.host.files, pulumi.all(this.pushMonitoring(name, args.monitoring))]).apply(([host, own]) => ({ ...host, ...own }))
+            : this.host.files;
         this.registerOutputs({ ipv6: this.ipv6, meshAddress: this.meshAddress.toString(), files: this.files });
+    }
+
+    /**
+     * Debian's Prometheus with the bundle: the drop-in first (it installs the package, which then
+     * starts as configured), the rules next (checked with the package's promtool), the config last.
+     */
+    private pushMonitoring(name: string, m: NonNullable<OriginArgs["monitoring"]>): Record<string, pulumi.Input<string>> {
+        const pushed: Record<string, pulumi.Input<string>> = {};
+        const push = (p: FilePush, dependsOn: pulumi.Resource[] = []) => {
+            pushed[p.file] = p.content;
+            return pushFile(name, p, this.host.connection, { parent: this, dependsOn: [this.host, ...dependsOn] }, this.host.user);
+        };
+        const dropIn = push({ file: "prometheus.conf", content: renderPrometheusDropIn(m.retentionDays) });
+        const rules = push({ file: "alerts.yml", content: m.bundle["alerts.yml"] }, [dropIn]);
+        push({ file: "prometheus.yml", content: m.bundle["prometheus.yml"] }, [rules]);
+        return pushed;
     }
 }

@@ -16,6 +16,7 @@ import { renderCloudInit } from "./core/render/cloudinit";
 import { renderAgentSettings, renderHealthAgent, renderHealthUnit } from "./core/render/health";
 import { renderNetSetup } from "./core/render/netsetup";
 import { renderNginxConfig, renderNginxUpstreams } from "./core/render/nginx";
+import { renderExporterDropIn } from "./core/monitoring/exporters";
 import { Host } from "./host";
 import { FilePush, pushFile } from "./push";
 
@@ -148,6 +149,9 @@ export class AnycastPoP extends pulumi.ComponentResource {
         const program = push({ file: "anycast-health", content: file("anycast-health") }, [bird, nginx]);
         const settings = push({ file: "anycast-health.json", content: file("anycast-health.json") }, [program]);
         push({ file: "anycast-health.service", content: file("anycast-health.service") }, [settings]);
+        // The exporters beside BIRD and nginx, on the mesh address (they bind it once wg0 is up).
+        push({ file: "bird-exporter.conf", content: renderExporterDropIn("bird", args.pop.meshAddress) }, [bird]);
+        push({ file: "nginx-exporter.conf", content: renderExporterDropIn("nginx", args.pop.meshAddress) }, [nginx]);
         return pushed;
     }
 }

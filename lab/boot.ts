@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { ARTIFACTS, ArtifactName, artifactsFor, PushedArtifactName } from "../components/core/artifacts";
 import { BIRD_STATE_FILE } from "../components/core/render/bird";
 import { NGINX_PATHS } from "../components/core/render/nginx";
+import { DEFAULT_EXPORTER_SOURCES, exporterArgv } from "../components/core/monitoring/exporters";
 import { AgentPaths, formatAgentSettings, parseAgentSettings } from "../components/core/health/settings";
 import { edgeRouters, EdgeKind, EdgeRouters } from "./edge";
 import { LabPreconditionError } from "./errors";
@@ -49,6 +50,8 @@ export const POP_ARTIFACTS_NOT_BOOTED: Partial<Record<ArtifactName, string>> = {
     "origin.pem": "the stack's certificate when it is a real one, else the lab's own CA",
     "origin.key": "the stack's key with the stack's certificate, else the lab's own CA",
     "origin-pull-ca.pem": "the stack's CA when it is a real certificate, else the lab's own CA",
+    "bird-exporter.conf": "the exporter runs as a child process of the lab, with the drop-in's command line (exporterArgv) and the namespace's BIRD socket",
+    "nginx-exporter.conf": "the exporter runs as a child process of the lab, with the drop-in's command line (exporterArgv)",
 };
 
 /** The artifacts a PoP must have been rendered for the lab to boot it. */
@@ -165,13 +168,19 @@ export class LabRuntime {
      * directory bound over /run/wireguard: each wg0 gets its own socket, and `wg` finds it.
      */
     wgCommand(ns: string, argv: string[], opts: RunOptions = {}) {
-        const dir = path.join(nsDir(ns), "wireguard");
-        fs.mkdirSync(dir, { recursive: true });
-        fs.mkdirSync("/run/wireguard", { recursive: true });
-        return nsRun(ns, "bash", ["-c", `mount --bind ${dir} /run/wireguard && exec "$@"`, "wg", ...argv], {
+        const [program, ...args] = this.withWgSocket(ns, argv);
+        return nsRun(ns, program, args, {
             ...opts,
             env: { ...process.env, WG_QUICK_USERSPACE_IMPLEMENTATION: "wireguard-go", WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1" },
         });
+    }
+
+    /** `argv` run with the namespace's WireGuard socket directory at /run/wireguard (see wgCommand). */
+    withWgSocket(ns: string, argv: string[]): string[] {
+        const dir = path.join(nsDir(ns), "wireguard");
+        fs.mkdirSync(dir, { recursive: true });
+        fs.mkdirSync("/run/wireguard", { recursive: true });
+        return ["bash", "-c", `mount --bind ${dir} /run/wireguard && exec "$@"`, argv[0], ...argv];
     }
 
     wgUp(ns: string) {
@@ -385,7 +394,20 @@ export class LabRuntime {
         writeArtifact(dir, "anycast-health", files["anycast-health"]);
         fs.writeFileSync(this.agentSettingsFile(ns), relocateAgentSettings(host, files["anycast-health.json"], dir, this.rewrites));
         await this.waitForBird(ns, birdChild);
-        nsDaemon(ns, [path.join(dir, "anycast-health"), "run"], path.join(dir, "health.log"),
+        // With the namespace's WireGuard socket, as on a host: /metrics reads the mesh's handshakes with `wg`.
+        nsDaemon(ns, this.withWgSocket(ns, [path.join(dir, "anycast-health"), "run"]), path.join(dir, "health.log"),
             { ...process.env, ANYCAST_HEALTH_SETTINGS: this.agentSettingsFile(ns) }, { controlPlane: true });
+        this.startExporters(r);
+    }
+
+    /** Debian's bird and nginx exporters on the PoP's mesh address, as their drop-ins run them on a host. */
+    private startExporters(r: RegionPlan): void {
+        const ns = r.pop.ns;
+        const sources = { ...DEFAULT_EXPORTER_SOURCES, birdSocket: this.birdSocket(ns) };
+        this.rewrites.push({ host: r.pop.name, file: "bird-exporter.conf", what: "BIRD control socket (exporter command line)",
+            from: DEFAULT_EXPORTER_SOURCES.birdSocket, to: sources.birdSocket });
+        for (const name of ["bird", "nginx"] as const) {
+            nsDaemon(ns, exporterArgv(name, r.pop.spec.meshAddress, sources), path.join(nsDir(ns), `${name}-exporter.log`));
+        }
     }
 }

@@ -17,6 +17,7 @@ import * as path from "node:path";
 import { AnycastSpec, PopSpec } from "../components/core/model";
 import { LabRuntime, nsDir } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
+import type { AlertKey, LabPrometheus } from "./monitoring";
 import { showProtocols } from "./birdc";
 import { sampleSession, sessionChanges } from "./session";
 import { Prober, ProbeSample } from "./probe";
@@ -56,6 +57,12 @@ interface Experiment {
      * so that recovery measures the whole way back, not a blip the protocols never noticed.
      */
     settled(lab: LabRuntime, r: RegionPlan, bounds: Bounds): Promise<void>;
+    /**
+     * The alerts the monitoring origin's Prometheus should fire for this fault (lab/monitoring.ts),
+     * and none other. It scrapes over the mesh, so a PoP whose link or tunnels are gone is one it
+     * cannot reach, whatever else the PoP would have told.
+     */
+    alerts(r: RegionPlan): AlertKey[];
 }
 
 /**
@@ -164,6 +171,7 @@ const experiments: Experiment[] = [
         async settled(lab, r, bounds) {
             await edgeSessionDown(lab, r, bounds.failoverMs);
         },
+        alerts: (r) => [{ alert: "AnycastBirdUnreachable", pop: r.pop.name }],
     },
     {
         id: "linkLoss",
@@ -207,6 +215,8 @@ const experiments: Experiment[] = [
             if (!agentTellsCutOff(lab.stack.spec)) return;
             await agentIn(lab, r, ["withdrawn", "held-down"], Math.max(bounds.failoverMs, cutOffMs(lab.stack.spec) + SLACK_MS));
         },
+        // The mesh runs over the dead link.
+        alerts: (r) => [{ alert: "AnycastPopUnreachable", pop: r.pop.name }],
     },
     {
         id: "originLoss",
@@ -235,6 +245,8 @@ const experiments: Experiment[] = [
         async settled(lab, r, bounds) {
             await agentIn(lab, r, ["withdrawn", "held-down"], bounds.failoverMs);
         },
+        // Its wg0 is down: the withdrawal is the agent's, Prometheus sees a PoP it cannot reach.
+        alerts: (r) => [{ alert: "AnycastPopUnreachable", pop: r.pop.name }],
     },
     {
         id: "drain",
@@ -258,6 +270,8 @@ const experiments: Experiment[] = [
         async settled(lab, r) {
             await agentIn(lab, r, ["withdrawn"], (lab.stack.spec.health.drainSeconds * 1000) + SLACK_MS);
         },
+        // An operator's drain is meant: nothing pages.
+        alerts: () => [],
     },
 ];
 
@@ -314,7 +328,7 @@ async function steady(lab: LabRuntime, r: RegionPlan, prober: Prober, boundMs: n
     }
 }
 
-async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bounds): Promise<ExperimentRun> {
+async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bounds, prometheus?: LabPrometheus): Promise<ExperimentRun> {
     const own = r.pop.name;
     const run: ExperimentRun = { pop: own, region: r.region, failedDuringFailover: 0, failedDuringRecovery: 0, requests: 0,
         bounds: { failoverMs: bounds.failoverMs, recoveryMs: bounds.recoveryMs, basis: bounds.basis } };
@@ -326,6 +340,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         const sessionBefore = e.keepsSession ? await sampleSession(lab, r) : undefined;
         // Times count from the start of the fault's and the repair's command: `wg-quick up/down`
         // take a while, and the fault or repair takes effect somewhere inside them.
+        const alerts = prometheus?.beginCheck(e.title, own, e.alerts(r));
         const t0 = nowMs();
         await e.inject(lab, r);
         faultIn = true;
@@ -334,6 +349,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         run.failoverMs = moved.done - t0;
         run.servedBy = moved.pop;
         await e.settled(lab, r, bounds);
+        await alerts?.hold();
 
         const t1 = nowMs();
         await e.repairIt(lab, r);
@@ -352,6 +368,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         run.failuresDuringFailover = failureSummary(faultPhase);
         run.failuresDuringRecovery = failureSummary(recoveryPhase);
         run.failures = [run.failuresDuringFailover, run.failuresDuringRecovery].filter((x) => x).join("; ") || undefined;
+        await alerts?.finish();
         if (sessionBefore) {
             const changes = sessionChanges(sessionBefore, await sampleSession(lab, r));
             run.sessionKept = changes.length === 0;
@@ -373,6 +390,8 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
 
 export interface ExperimentOptions {
     repeats: number;
+    /** The lab's Prometheus: each experiment's first run is held for its alerts and checked. */
+    prometheus?: LabPrometheus;
     only?: Array<ExperimentReport["id"]>;
     log: (line: string) => void;
 }
@@ -422,7 +441,7 @@ export async function runExperiments(lab: LabRuntime, opts: ExperimentOptions): 
             const bounds = e.bounds(spec, r.pop.spec);
             let x: ExperimentRun;
             try {
-                x = await runOnce(lab, e, r, bounds);
+                x = await runOnce(lab, e, r, bounds, opts.prometheus);
             } catch (err) {
                 if (!(err instanceof ExperimentsAborted)) throw err;
                 reports.push(summary(e, runs));

@@ -6,6 +6,7 @@
  * silently, which is what `policy drop` does). UDP has no answer to tell by, so a UDP probe
  * reads the host firewall's final drop counter instead: it must grow by the packets sent.
  */
+import { EXPORTERS } from "../components/core/monitoring/exporters";
 import { contains, IpPrefix, parseCidr } from "../components/core/addressing";
 import { AnycastSpec, HostSpec, PopSpec } from "../components/core/model";
 import { LabRuntime } from "./boot";
@@ -146,10 +147,11 @@ export interface ExposureSetup {
     spec: AnycastSpec;
     /** Who the rendered firewalls let reach HTTP(S) (firewall.httpSources or Cloudflare's ranges). */
     httpSources: string[];
-    sources: { outsider: ProbeSource; client: ProbeSource; pop: ProbeSource; admin?: ProbeSource };
-    /** The PoP whose unicast address is targets.pop. */
+    /** meshPeer: another member of the mesh (the origin), which scrapes the PoP's exporters. */
+    sources: { outsider: ProbeSource; client: ProbeSource; pop: ProbeSource; meshPeer: ProbeSource; admin?: ProbeSource };
+    /** The PoP whose unicast address is targets.pop and whose mesh address is targets.popMesh. */
     pop: PopSpec;
-    targets: { anycast: ProbeTarget; pop: ProbeTarget; originPublic: ProbeTarget; originMesh: ProbeTarget };
+    targets: { anycast: ProbeTarget; pop: ProbeTarget; popMesh: ProbeTarget; originPublic: ProbeTarget; originMesh: ProbeTarget };
     /** Said after the admin's SSH rule, e.g. why a connect there is refused rather than connected. */
     adminNote?: string;
 }
@@ -164,6 +166,7 @@ function labExposureSetup(lab: LabRuntime): ExposureSetup {
         outsider: { ns: plan.outsider.ns, label: `outsider ${plan.outsider.address}`, address: plan.outsider.address },
         client: { ns: r.client.ns, label: `client ${r.client.address}`, address: r.client.address },
         pop: { ns: r.pop.ns, label: `PoP ${r.pop.name} (mesh peer)`, address: r.pop.address },
+        meshPeer: { ns: o.ns, label: `origin ${o.meshAddress} (mesh peer)`, address: o.meshAddress },
     };
     if (plan.admin.kind === "origin") {
         sources.admin = { ns: plan.origin.ns, label: `origin ${plan.origin.address} (admin)`, address: plan.origin.address };
@@ -175,6 +178,7 @@ function labExposureSetup(lab: LabRuntime): ExposureSetup {
         targets: {
             anycast: { label: "anycast address", address: spec.address.toString() },
             pop: { label: `PoP ${r.pop.name}, unicast`, address: r.pop.address },
+            popMesh: { label: `PoP ${r.pop.name}, mesh`, address: r.pop.spec.meshAddress.toString() },
             originPublic: { label: "origin, public", address: o.address },
             originMesh: { label: "origin, mesh", address: o.meshAddress },
         },
@@ -222,6 +226,11 @@ export async function probeExposureOf(setup: ExposureSetup): Promise<ReachProbe[
         ["pop", "originMesh", port, "reached", "the origin's service over the mesh"],
         ["pop", "originPublic", port, "dropped", "the origin's service only over the mesh"],
         ["outsider", "originPublic", port, "dropped", "the origin's service only over the mesh"],
+        ...(Object.values(EXPORTERS).flatMap((e): Array<[Src, Dst, number, ReachProbe["expect"], string]> => [
+            ["meshPeer", "popMesh", e.port, "reached", `the ${e.job} exporter over the mesh`],
+            ["outsider", "pop", e.port, "dropped", `the ${e.job} exporter only over the mesh`],
+            ["client", "pop", e.port, "dropped", `the ${e.job} exporter only over the mesh`],
+        ])),
     ];
     if (sources.admin) {
         cases.splice(6, 0, ["admin", "pop", popSsh, "reached", `${popExisting ? leftAlone : sshRule}${setup.adminNote ? ` ${setup.adminNote}` : ""}`]);

@@ -23,6 +23,7 @@ import { loadStack, LabStack } from "./stack";
 import { adaptStackToStalls, minimumBfdDetectMs, probeStalls } from "./stalls";
 import { LAB_DIR, LAB_NS_PREFIX, LabPlan, planLab } from "./topology";
 import { flapDamping, policyChange } from "./routing";
+import { alertProblems, LabPrometheus } from "./monitoring";
 
 export type { LabReport } from "./report";
 export type { EdgeKind } from "./edge";
@@ -46,13 +47,19 @@ export interface LabOptions {
     experiments?: Array<(typeof EXPERIMENT_IDS)[number] | OriginExperimentId>;
     /** What plays the provider edges: FRR (default, not our BGP implementation) or BIRD. */
     edge?: EdgeKind;
+    /**
+     * Run Prometheus on the monitoring origin and check each fault's alerts (default true). Each
+     * kind of fault is then held, once, until its alerts fire: a few seconds each.
+     */
+    monitoring?: boolean;
     log?: (line: string) => void;
 }
 
 const REQUIRED_TOOLS: Array<[string, string]> = [
     ["ip", "iproute2"], ["bird", "bird2"], ["birdc", "bird2"], ["wg", "wireguard-tools"], ["wg-quick", "wireguard-tools"],
     ["wireguard-go", "wireguard-go"], ["nginx", "nginx-light"], ["nft", "nftables"], ["curl", "curl"], ["openssl", "openssl"],
-    ["mount", "mount"],
+    ["mount", "mount"], ["prometheus", "prometheus"], ["prometheus-bird-exporter", "prometheus-bird-exporter"],
+    ["prometheus-nginx-exporter", "prometheus-nginx-exporter"],
 ];
 
 /** The FRR programs the default edge needs (Debian package frr). */
@@ -265,7 +272,7 @@ async function setUp(lab: LabRuntime): Promise<void> {
 }
 
 /** The experiments, the policy change and flap damping; each adds what went wrong to the problems. */
-async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions, repeats: number): Promise<void> {
+async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions, repeats: number, prometheus?: LabPrometheus): Promise<void> {
     const { log, plan } = lab;
     const notOwn = report.catchment.filter((c) => c.servedBy !== c.expectedPop);
     if (notOwn.length > 0) {
@@ -277,7 +284,7 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
     const only = options.experiments?.filter((id): id is (typeof EXPERIMENT_IDS)[number] => (EXPERIMENT_IDS as readonly string[]).includes(id));
     const originOnly = options.experiments?.filter((id): id is OriginExperimentId => (ORIGIN_EXPERIMENT_IDS as readonly string[]).includes(id));
     log(`  experiments, ${repeats} run${repeats === 1 ? "" : "s"} each, rotating over the PoPs`);
-    const result = await runExperiments(lab, { repeats, only, log });
+    const result = await runExperiments(lab, { repeats, only, log, prometheus });
     report.experiments = result.reports;
     for (const e of result.reports) {
         for (const [i, run] of e.runs.entries()) if (run.error) report.problems.push(`${e.title} run ${i + 1} (${run.pop}): ${run.error}`);
@@ -289,7 +296,7 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
     }
     if (!originOnly || originOnly.length > 0) {
         log(`  origin failover, ${repeats} run${repeats === 1 ? "" : "s"} each: every origin down, a PoP's tunnels to the origins cut, one of the origins down`);
-        report.originFailover = await runOriginExperiments(lab, { repeats, only: originOnly, log });
+        report.originFailover = await runOriginExperiments(lab, { repeats, only: originOnly, log, prometheus });
         report.problems.push(...originFailoverProblems(report.originFailover));
     }
     if (options.experiments) return;
@@ -302,7 +309,7 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
     }
     const target = plan.regions[1 % plan.regions.length];
     log(`  flap damping: flapping ${target.pop.name}'s origin path until its agent holds it down`);
-    const damping = await flapDamping(lab, target);
+    const damping = await flapDamping(lab, target, prometheus);
     report.flapDamping = damping;
     const where = `flap damping on ${damping.pop}`;
     if (damping.error) report.problems.push(`${where}: ${damping.error}`);
@@ -384,7 +391,14 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
         report.setupS = setupS;
         log("  sampling the PoPs' daemons for 10 s without traffic");
         report.idleCost = await sampleIdleCost(plan.regions.map((r) => ({ name: r.pop.name, ns: r.pop.ns })), 10_000);
-        if (repeats > 0) await runFaults(lab, report, options, repeats);
+        const prometheus = options.monitoring === false ? undefined
+            : await step("starting Prometheus on the monitoring origin", () => LabPrometheus.start(stack, plan.origins, ANNOUNCE_TIMEOUT_MS));
+        if (prometheus) log(`  Prometheus on ${prometheus.report.where} scrapes ${prometheus.report.targets} targets over the mesh`);
+        if (repeats > 0) await runFaults(lab, report, options, repeats, prometheus);
+        if (prometheus) {
+            report.alerts = prometheus.report;
+            report.problems.push(...alertProblems(prometheus.report));
+        }
         report.durationS = (Date.now() - started) / 1000;
         keep = !!options.keep;
         report.kept = keep;

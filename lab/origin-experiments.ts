@@ -12,6 +12,7 @@
  *
  * Times count from the start of the fault's or the repair's command, as in experiments.ts.
  */
+import type { LabPrometheus } from "./monitoring";
 import { describeAgent, LabRuntime } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober, ProbeSample } from "./probe";
@@ -204,7 +205,7 @@ async function steady(probers: Prober[], regions: RegionPlan[], also: (s: ProbeS
     }));
 }
 
-async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promise<OutageRun> {
+async function outageRun(lab: LabRuntime, firstStart: number | undefined, prometheus?: LabPrometheus): Promise<OutageRun> {
     const regions = lab.plan.regions;
     const origins = lab.plan.origins.map((o) => o.host.name);
     const run: OutageRun = { startedAtMs: 0, answered503: 0, noAnswer: 0, notAnnounced: [], withdrawals: 0 };
@@ -213,6 +214,8 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
     try {
         await steady(probers, regions);
         const before = await withdrawalsNow(lab);
+        // Every PoP stays announced and answers 503: the one alert is that no PoP reaches an origin.
+        const alerts = prometheus?.beginCheck("Global origin outage", undefined, [{ alert: "AnycastNoOriginReachable" }]);
         const t0 = nowMs();
         run.startedAtMs = firstStart === undefined ? 0 : t0 - firstStart;
         const watched = await watchAnnounced(lab, async () => {
@@ -227,6 +230,7 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
             }
             run.first503Ms = Math.max(...firsts.map((s) => s!.done - t0));
             await sleep(Math.max(0, t0 + OUTAGE_MS - nowMs()));
+            await alerts?.hold();
             const t1 = nowMs();
             freeze(lab, origins, false);
             frozen = false;
@@ -244,6 +248,7 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
         run.answer503Ms = median(answers503.map((s) => s.done - s.sent));
         run.noAnswer = during.filter((s) => s.status === undefined).length;
         run.withdrawals = (await withdrawalsNow(lab)) - before;
+        await alerts?.finish();
     } catch (err) {
         run.error = (err as Error).message.split("\n")[0];
     } finally {
@@ -271,13 +276,15 @@ async function cutTunnels(lab: LabRuntime, r: RegionPlan, cut: boolean): Promise
     });
 }
 
-async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRun> {
+async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabPrometheus): Promise<TunnelCutRun> {
     const run: TunnelCutRun = { pop: r.pop.name, region: r.region, servedByOthers: 0, stayedAnnounced: false, failed: 0 };
     const [prober] = probersFor(lab, [r], 20);
     let cut = false;
     try {
         await steady([prober], [r], (s) => s.relay === undefined);
         await sleep(500);
+        // Prometheus on the origin scrapes through the tunnels that are cut: it loses the PoP.
+        const alerts = prometheus?.beginCheck("Tunnels cut", r.pop.name, [{ alert: "AnycastPopUnreachable", pop: r.pop.name }]);
         const t0 = nowMs();
         const direct = prober.samples.filter((s) => s.ok && s.pop === r.pop.name && s.relay === undefined && s.done > t0 - 1500);
         run.directMs = median(direct.map((s) => s.done - s.sent));
@@ -290,6 +297,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
             run.rerouteMs = relayed.done - t0;
             run.relayedBy = relayed.relay;
             await sleep(CUT_HOLD_MS);
+            await alerts?.hold();
             const t1 = nowMs();
             const through = prober.samples.filter((s) => s.ok && s.pop === r.pop.name && s.relay !== undefined && s.sent >= relayed.done && s.done <= t1);
             run.relayedMs = median(through.map((s) => s.done - s.sent));
@@ -304,6 +312,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
         run.stayedAnnounced = !watched.notAnnounced.includes(r.pop.name);
         await sleep(lab.probeTimeoutMs + 50);
         run.failed = prober.samples.filter((s) => !s.ok && s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result).length;
+        await alerts?.finish();
     } catch (err) {
         run.error = (err as Error).message.split("\n")[0];
     } finally {
@@ -313,7 +322,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
     return run;
 }
 
-async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
+async function originDownRun(lab: LabRuntime, prometheus?: LabPrometheus): Promise<OriginDownRun> {
     const regions = lab.plan.regions;
     const run: OriginDownRun = { origin: "", affected: [], servedBy: [], notAnnounced: [], failed: 0 };
     const probers = probersFor(lab, regions, 50);
@@ -327,6 +336,8 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
         run.origin = [...counts].sort((a, b) => b[1] - a[1])[0][0];
         const affected = regions.filter((_, i) => current[i] === run.origin);
         run.affected = affected.map((r) => r.region);
+        // The other origins serve: every PoP still reaches one, nothing pages.
+        const alerts = prometheus?.beginCheck("One origin down", undefined, []);
         const t0 = nowMs();
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, [run.origin], true);
@@ -342,6 +353,7 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
             run.servedBy = [...new Set(switched.map((s) => s!.origin!))];
             run.switchMs = Math.max(0, ...affected.map((r) => switched[regions.indexOf(r)]!.done - t0));
             await sleep(DOWN_HOLD_MS);
+            await alerts?.hold();
             const t1 = nowMs();
             freeze(lab, [run.origin], false);
             frozen = false;
@@ -358,6 +370,7 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
         run.notAnnounced = watched.notAnnounced;
         await sleep(lab.probeTimeoutMs + 50);
         run.failed = probers.flatMap((p) => p.samples.filter((s) => !s.ok && s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result)).length;
+        await alerts?.finish();
     } catch (err) {
         run.error = (err as Error).message.split("\n")[0];
     } finally {
@@ -369,6 +382,8 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
 
 export interface OriginExperimentOptions {
     repeats: number;
+    /** The lab's Prometheus: each experiment's first run is held for its alerts and checked. */
+    prometheus?: LabPrometheus;
     only?: OriginExperimentId[];
     log: (line: string) => void;
 }
@@ -383,7 +398,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
         let firstStart: number | undefined;
         for (let i = 0; i < opts.repeats; i++) {
             const started = nowMs();
-            const run = await outageRun(lab, firstStart);
+            const run = await outageRun(lab, firstStart, opts.prometheus);
             firstStart ??= started + run.startedAtMs;
             runs.push(run);
             logWrapped(opts.log, `global origin outage ${i + 1}/${opts.repeats} at +${(run.startedAtMs / 1000).toFixed(1)} s: ` + (run.error ? `FAILED: ${run.error}`
@@ -419,7 +434,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
         const runs: TunnelCutRun[] = [];
         for (let i = 0; i < opts.repeats; i++) {
             const r = regions[i % regions.length];
-            const run = await tunnelCutRun(lab, r);
+            const run = await tunnelCutRun(lab, r, opts.prometheus);
             runs.push(run);
             logWrapped(opts.log, `tunnels cut ${i + 1}/${opts.repeats} on ${r.pop.name}: ` + (run.error ? `FAILED: ${run.error}`
                 : `relayed via ${run.relayedBy} after ${ms(run.rerouteMs)}, ${ms(run.directMs)} -> ${ms(run.relayedMs)} per request; ` +
@@ -437,7 +452,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
     if (wanted("originDown") && lab.plan.origins.length >= 2) {
         const runs: OriginDownRun[] = [];
         for (let i = 0; i < opts.repeats; i++) {
-            const run = await originDownRun(lab);
+            const run = await originDownRun(lab, opts.prometheus);
             runs.push(run);
             logWrapped(opts.log, `origin down ${i + 1}/${opts.repeats} (${run.origin || "?"}, serving ${run.affected.join(", ") || "-"}): ` + (run.error ? `FAILED: ${run.error}`
                 : `served by ${run.servedBy.join(", ")} after ${ms(run.switchMs)}; not announced: ${run.notAnnounced.join(", ") || "none"}; ` +

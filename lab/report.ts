@@ -2,6 +2,7 @@
  * The lab report: its JSON shape (`--json`) and the text a network engineer reads. Every line of
  * the text fits in 100 columns (lab/text.ts), and every table column has a label.
  */
+import { AlertsReport, formatAlerts } from "./monitoring";
 import type { Rewrite } from "./rewrite";
 import type { Summary } from "./stats";
 import type { EdgeKind } from "./edge";
@@ -233,6 +234,8 @@ export interface ExperimentReport {
 
 export interface LabReport {
     ok: boolean;
+    /** Prometheus on the monitoring origin: which alerts each kind of fault fired (lab/monitoring.ts). */
+    alerts?: AlertsReport;
     config: string;
     /** The BGP implementation that played the provider edges. */
     edge: EdgeKind;
@@ -482,6 +485,7 @@ export function formatReport(r: LabReport): string {
     ];
     if (r.policyChange) out.push(...formatPolicyChange(r.policyChange));
     if (r.flapDamping) out.push(...formatFlapDamping(r.flapDamping));
+    if (r.alerts) out.push("", ...formatAlerts(r.alerts).flatMap((l) => wrap(l.trimStart(), l.startsWith("  ") ? "  " : "", "      ")));
     out.push(...wrap(`Firewall: ${r.firewall}`), ...wrap(`TLS: ${r.tls}`), ...formatRewrites(r));
     for (const n of r.notes) out.push(...wrap(n, "Note: ", "  "));
     if (r.problems.length > 0) {

@@ -1,6 +1,7 @@
 /**
  * What each PoP's daemons cost while nothing happens: CPU (share of one core) and resident memory
- * of the health agent, BIRD, nginx (master and workers) and wireguard-go in each PoP's namespace,
+ * of the health agent, BIRD, nginx (master and workers), wireguard-go and the bird and nginx
+ * exporters in each PoP's namespace,
  * and the processes the whole machine started per second, over a few idle seconds. Read from
  * /proc directly, so the sample forks nothing itself. A measure for the report, never a verdict:
  * other work on the machine adds to the forks, and a loaded machine to nothing else.
@@ -9,8 +10,14 @@ import * as fs from "node:fs";
 import { namespacePids } from "./network";
 import { sleep } from "./exec";
 
-export const DAEMONS = ["anycast-health", "bird", "nginx", "wireguard-go"] as const;
+export const DAEMONS = ["anycast-health", "bird", "nginx", "wireguard-go", "bird-exporter", "nginx-exporter"] as const;
 export type DaemonName = (typeof DAEMONS)[number];
+
+/** A process's name as /proc shows it: the kernel keeps the first 15 bytes of the program's name. */
+const COMM: Partial<Record<DaemonName, string>> = {
+    "bird-exporter": "prometheus-bird-exporter".slice(0, 15),
+    "nginx-exporter": "prometheus-nginx-exporter".slice(0, 15),
+};
 
 export interface DaemonCost {
     pop: string;
@@ -72,7 +79,7 @@ export async function sampleIdleCost(pops: ReadonlyArray<{ name: string; ns: str
             let processes = 0;
             for (const pid of m.pids) {
                 const now = readProc(pid);
-                if (!now || now.comm !== daemon) continue;
+                if (!now || now.comm !== (COMM[daemon] ?? daemon)) continue;
                 processes++;
                 ticks += now.ticks - (first.get(pid) ?? now.ticks);
                 rssKiB += now.rssKiB;

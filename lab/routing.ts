@@ -10,6 +10,7 @@
  * - flapDamping: flap a PoP's origin path until the health agent holds it down, show it stays
  *   withdrawn while healthy, what the upstream saw, and the operator's release.
  */
+import type { LabPrometheus } from "./monitoring";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
@@ -210,7 +211,7 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
 
 // --- flap damping ---------------------------------------------------------------------------
 
-export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapDampingReport> {
+export async function flapDamping(lab: LabRuntime, r: RegionPlan, prometheus?: LabPrometheus): Promise<FlapDampingReport> {
     const max = lab.stack.spec.health.maxWithdrawalsPerHour;
     const report: FlapDampingReport = {
         pop: r.pop.name, region: r.region, maxWithdrawalsPerHour: max, withdrawalsBefore: 0, flaps: 0, heldDown: false,
@@ -233,6 +234,10 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         await waitFor(`${r.pop.name} to announce`, async () => (await state())?.state === "announced", 60_000, 50);
         report.withdrawalsBefore = (await state())?.withdrawals_last_hour ?? 0;
         const counts0 = importChanges(await fromEdge());
+        // Held down is the alert; each flap cuts the PoP's mesh and withdraws it for a while, which
+        // may last long enough to be seen as well.
+        const alerts = prometheus?.beginCheck("Flap damping", r.pop.name, [{ alert: "AnycastPopHeldDown", pop: r.pop.name }],
+            [{ alert: "AnycastPopUnreachable", pop: r.pop.name }, { alert: "AnycastPopWithdrawn", pop: r.pop.name }]);
         for (let i = 0; i <= max && !report.heldDown; i++) {
             await lab.wgDown(r.pop.ns);
             // wg0 down cuts the PoP off from the mesh; the other PoPs, asked over their public addresses, say they serve.
@@ -278,12 +283,14 @@ export async function flapDamping(lab: LabRuntime, r: RegionPlan): Promise<FlapD
         report.upstream = { announcements: counts1.updates - counts0.updates, withdrawals: counts1.withdraws - counts0.withdraws };
         report.penalty = flapPenalty(report.upstream.withdrawals, report.upstream.announcements);
 
+        await alerts?.hold();
         // The operator fixed the cause: release, and the region's own PoP serves again.
         await lab.agent(r.pop.name, "release");
         const t1 = nowMs();
         const back = await prober.waitFor(t1, (s) => s.ok && s.pop === r.pop.name, 20_000);
         if (!back) throw new Error(`${r.pop.name} did not serve ${r.region} within 20 s of the release`);
         report.releasedAfterMs = back.done - t1;
+        await alerts?.finish();
     } catch (e) {
         report.error = (e as Error).message.split("\n")[0];
         await lab.wgUp(r.pop.ns).catch(() => undefined);

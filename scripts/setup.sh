@@ -12,6 +12,9 @@ declare -A tools=(
   [curl]=curl [wrk]=wrk [openssl]=openssl
   # the lab's default provider edge (FRR's bgpd and bfdd, driven through vtysh)
   [vtysh]=frr
+  # monitoring: promtool checks the bundle; the lab runs Prometheus and the PoPs' exporters
+  [promtool]=prometheus [prometheus-bird-exporter]=prometheus-bird-exporter
+  [prometheus-nginx-exporter]=prometheus-nginx-exporter
   # the deploy rehearsal: a Debian rootfs, booted with systemd-nspawn, deployed to over SSH
   [mmdebstrap]=mmdebstrap [systemd-nspawn]=systemd-container [ssh]=openssh-client
 )
@@ -28,7 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # policy-rc.d keeps the packages' own services (bird, nginx, frr) from starting on this machine:
+  # policy-rc.d keeps the packages' own services (bird, nginx, frr, prometheus and its exporters) from
+  # starting on this machine:
   # the lab runs its own instances inside network namespaces.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

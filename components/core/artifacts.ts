@@ -15,6 +15,8 @@ import { FIREWALL_UNIT, NFTABLES_PATH, NFTABLES_TABLE, renderFirewallUnit } from
 import { AGENT_PROGRAM, DEFAULT_AGENT_PATHS, DEFAULT_SETTINGS_FILE } from "./health/layout";
 import { AUTHORIZED_KEYS_PATH, installAuthorizedKeysScript, VALIDATE_AUTHORIZED_KEYS } from "./render/sshkeys";
 import { shellQuote } from "./shell";
+import { EXPORTERS, ExporterName } from "./monitoring/exporters";
+import { PROMETHEUS_PATHS, RULES_FILE } from "./monitoring/prometheus";
 
 /** The artifact names, in the order docs/ARTIFACTS.md lists them. */
 export const ARTIFACT_NAMES = [
@@ -32,6 +34,11 @@ export const ARTIFACT_NAMES = [
     "origin.pem",
     "origin.key",
     "origin-pull-ca.pem",
+    "bird-exporter.conf",
+    "nginx-exporter.conf",
+    "alerts.yml",
+    "prometheus.yml",
+    "prometheus.conf",
 ] as const;
 
 export type ArtifactName = (typeof ARTIFACT_NAMES)[number];
@@ -48,6 +55,8 @@ interface ArtifactFacts {
     roles: readonly HostRole[];
     /** Holds key material or a password: a Pulumi secret when pushed, owner-only when rendered. */
     secret: boolean;
+    /** Only on the origin `anycast:monitoring.origin` names. */
+    monitoringOnly?: boolean;
 }
 
 /** Written over SSH by a `remote.Command` (components/push.ts). */
@@ -63,6 +72,11 @@ export interface PushedArtifact extends ArtifactFacts {
      * missing (a host deployed before the file needed them gets them without a new cloud-init).
      */
     packages?: string[];
+    /**
+     * The packages' own units read this file: it is installed before them, so that their first
+     * start (dpkg's postinst starts a service) already runs as configured.
+     */
+    beforePackages?: boolean;
     /** Shell run on the host with the new file at "$new" before it is installed; a failure keeps the old file. */
     validate?: string;
     /** Shell run on the host after the file is installed: applies it in place. */
@@ -91,6 +105,23 @@ const NET_SETUP_PATH = "/usr/local/sbin/anycast-net";
  * A restart keeps the announcement: the new agent takes over BIRD's state as it finds it.
  */
 const RESTART_AGENT = "systemctl try-restart anycast-health || true";
+
+/** An exporter's drop-in: installed before its package, then (re)started with it. */
+function exporterDropIn(name: ExporterName): Pick<PushedArtifact, "remotePath" | "packages" | "beforePackages" | "apply" | "description"> {
+    const unit = EXPORTERS[name].package;
+    return {
+        remotePath: `/etc/systemd/system/${unit}.service.d/anycast.conf`,
+        packages: [unit],
+        beforePackages: true,
+        description: `Debian's ${unit} (${EXPORTERS[name].description}), as a systemd drop-in: listening on the PoP's ` +
+            `mesh address, port ${EXPORTERS[name].port}, for the mesh only (components/core/monitoring/exporters.ts).`,
+        apply: `systemctl daemon-reload\nsystemctl enable ${unit} >/dev/null 2>&1 || true\nsystemctl restart ${unit}`,
+    };
+}
+
+/** Prometheus on the monitoring origin: reloaded when running, (re)started when not (a first push, a failed start). */
+const START_OR_RELOAD_PROMETHEUS = "systemctl enable prometheus >/dev/null 2>&1 || true\n" +
+    "if systemctl is-active --quiet prometheus; then systemctl reload prometheus; else systemctl reset-failed prometheus 2>/dev/null || true; systemctl restart prometheus; fi";
 
 /**
  * The program's push restarts the agent only once its settings are there: a host upgraded from
@@ -238,6 +269,44 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         remotePath: "/etc/anycast/tls/origin-pull-ca.pem",
         description: "The CA that signs the client certificate Cloudflare presents (Authenticated Origin Pulls).",
     },
+    "bird-exporter.conf": {
+        name: "bird-exporter.conf", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/core/monitoring/exporters.ts",
+        ...exporterDropIn("bird"),
+    },
+    "nginx-exporter.conf": {
+        name: "nginx-exporter.conf", delivery: "push", roles: ["pop"], secret: false, ...PUBLIC,
+        source: "components/core/monitoring/exporters.ts",
+        ...exporterDropIn("nginx"),
+    },
+    "prometheus.conf": {
+        name: "prometheus.conf", delivery: "push", roles: ["origin"], monitoringOnly: true, secret: false, ...PUBLIC,
+        source: "components/core/monitoring/prometheus.ts",
+        remotePath: "/etc/systemd/system/prometheus.service.d/anycast.conf",
+        description: `Debian's prometheus, as a systemd drop-in: it reads ${PROMETHEUS_PATHS.config} (not the package's ` +
+            "own config) and listens on loopback only. Pushed first: the package it installs then never starts as the package configures it.",
+        packages: ["prometheus"],
+        beforePackages: true,
+        apply: `systemctl daemon-reload\nif [ -e ${PROMETHEUS_PATHS.config} ]; then ${START_OR_RELOAD_PROMETHEUS.replace(/\n/g, "; ")}; fi`,
+    },
+    "alerts.yml": {
+        name: "alerts.yml", delivery: "push", roles: ["origin"], monitoringOnly: true, secret: false, ...PUBLIC,
+        source: "components/core/monitoring/alerts.ts",
+        remotePath: PROMETHEUS_PATHS.rules,
+        description: "The network's alert rules (monitoring/alerts.yml of `anycast render`), for the origin's Prometheus.",
+        validate: "promtool check rules \"$new\" >/dev/null",
+        apply: "if systemctl is-active --quiet prometheus; then systemctl reload prometheus; fi",
+    },
+    "prometheus.yml": {
+        name: "prometheus.yml", delivery: "push", roles: ["origin"], monitoringOnly: true, secret: false, ...PUBLIC,
+        source: "components/core/monitoring/prometheus.ts",
+        remotePath: PROMETHEUS_PATHS.config,
+        description: "Prometheus' config on the monitoring origin: every PoP's agent and exporters over the mesh, and the alert rules.",
+        // promtool resolves the rule file beside the config: checked in a directory with the live rules.
+        validate: `d=$(mktemp -d)\ncp "$new" "$d/prometheus.yml"\ncp ${PROMETHEUS_PATHS.rules} "$d/${RULES_FILE}"\n` +
+            "promtool check config \"$d/prometheus.yml\" >/dev/null || { rm -rf \"$d\"; exit 1; }\nrm -rf \"$d\"",
+        apply: START_OR_RELOAD_PROMETHEUS,
+    },
 };
 
 
@@ -275,8 +344,9 @@ export function allArtifacts(): Artifact[] {
 }
 
 /** The artifacts a host of this role gets, in registry order; user data only when the stack creates the host. */
-export function artifactsFor(role: HostRole, options: { createdOnVultr: boolean }): Artifact[] {
-    return allArtifacts().filter((a) => a.roles.includes(role) && (a.delivery === "push" || options.createdOnVultr));
+export function artifactsFor(role: HostRole, options: { createdOnVultr: boolean; monitoring?: boolean }): Artifact[] {
+    return allArtifacts().filter((a) => a.roles.includes(role) && (a.delivery === "push" || options.createdOnVultr) &&
+        (!a.monitoringOnly || options.monitoring === true));
 }
 
 /**
@@ -292,11 +362,13 @@ export function pushScript(artifact: PushedArtifact): string {
         "umask 077",
         "cat > \"$new\"",
     ];
-    if (artifact.packages?.length) lines.push(installPackagesScript(artifact.packages));
+    const packages = artifact.packages?.length ? [installPackagesScript(artifact.packages)] : [];
+    if (!artifact.beforePackages) lines.push(...packages);
     if (artifact.validate) lines.push(artifact.validate);
     // Installed beside the live file, then renamed over it: a reader (nginx, BIRD, the agent) never sees half a file.
     lines.push(`install -D -o ${artifact.owner} -g ${artifact.group} -m ${artifact.mode} "$new" ${artifact.remotePath}.anycast-new`,
         `mv -f ${artifact.remotePath}.anycast-new ${artifact.remotePath}`);
+    if (artifact.beforePackages) lines.push(...packages);
     if (artifact.apply) lines.push(artifact.apply);
     return lines.join("\n");
 }

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { accepts } from "./config-issues";
 import { VULTR_ASN, VULTR_BGP } from "./vultr";
 import { failoverShape } from "./origins";
+import { RESERVED_POP_PORTS_TEXT } from "./pop-ports";
 
 /** The config namespace: keys are `anycast:<key>`. */
 export const NAMESPACE = "anycast";
@@ -112,7 +113,7 @@ const healthShape = accepts(z.strictObject({
     timeout: seconds(30).default(0.5),
     drainSeconds: accepts(z.number().min(0).max(3600), "seconds from 0 to 3600").default(3),
     maxWithdrawalsPerHour: count(1, 1000).default(3),
-    statusPort: accepts(z.number().int().min(1).max(65535), "a port number from 1 to 65535, not 22, 80, 179, 443 or failover.relayPort").default(9180),
+    statusPort: accepts(z.number().int().min(1).max(65535), `a port number from 1 to 65535, not ${RESERVED_POP_PORTS_TEXT} or failover.relayPort`).default(9180),
 }), "{interval, rise, fall, timeout, drainSeconds, maxWithdrawalsPerHour, statusPort}");
 
 const asnNumber = accepts(z.number().int().min(0).max(4294967295), "an AS number from 0 to 4294967295");
@@ -130,6 +131,17 @@ const firewallShape = accepts(z.strictObject({
     adminCidrs: cidrList("203.0.113.0/24").default([]),
     httpSources: cidrList("2400:cb00::/32").optional(),
 }), "{adminCidrs?, httpSources?}");
+
+/** host:port, with an IPv6 address in brackets. */
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+const monitoringShape = accepts(z.strictObject({
+    origin: accepts(z.string().min(1), "the name of an origin, whose host runs Prometheus"),
+    scrapeInterval: accepts(z.number().min(1).max(300), "seconds from 1 to 300").default(15),
+    retentionDays: count(1, 3650).default(15),
+    alertmanagers: accepts(z.array(accepts(z.string().regex(HOST_PORT), "host:port, such as alertmanager.example.com:9093 or [2001:db8::9]:9093")),
+        "a list of host:port").default([]),
+}), "{origin, scrapeInterval?, retentionDays?, alertmanagers?}");
 
 /** Each top-level key, validated on its own so one broken key does not mask the others. */
 export const deployShape = accepts(z.strictObject({
@@ -155,6 +167,7 @@ export const topLevel = {
     firewall: firewallShape.default(firewallShape.parse({})),
     deploy: deployShape.default(deployShape.parse({})),
     roas: accepts(z.array(roaShape), "a list of ROAs {prefix, maxLength?, asn}").optional(),
+    monitoring: monitoringShape.optional(),
     /** Draining every PoP takes the service down: refused unless this says it is meant. */
     allowAllDrained: accepts(z.boolean(), "true or false").default(false),
 } as const;

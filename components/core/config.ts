@@ -12,12 +12,13 @@
  */
 import { z } from "zod";
 import { IpAddress, IpPrefix, planMeshAddresses } from "./addressing";
-import { AnycastSpec, ConfigIssue, DeploySpec, FirewallSpec, HostSpec, OriginSpec, PopSpec, HealthSpec } from "./model";
+import { AnycastSpec, ConfigIssue, DeploySpec, FirewallSpec, HostSpec, MeshTopology, MonitoringSpec, OriginSpec, PopSpec, HealthSpec } from "./model";
 import { Collector, describeShapeIssue, showValue, unknownKeyMessage, validPhrase } from "./config-issues";
 import { VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
 import { originsSeen } from "./origin-as";
 import { DAMPING_SUPPRESS_THRESHOLD, MAX_SAFE_WITHDRAWALS, worstFlapPenalty } from "./damping";
 import { checkFailover, checkOriginPreferences, extraOriginMeshAddress, originEntries } from "./origins";
+import { popPortHolder } from "./pop-ports";
 import { CONFIG_KEYS, deployShape, HostFields, keyPath, NAMESPACE, originShape, Parsed, PopFields, popShape, topLevel, TopLevel } from "./config-shape";
 import {
     bgpSettingsFor, checkAddress, checkAsn, checkBgpPassword, checkPrefixes, checkPrivateAsn, checkRoas, communitiesFor,
@@ -87,6 +88,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     reportFirewall(parsed.firewall, firewall.issues, c);
     checkSshPrivateKey(raw.sshPrivateKey, c);
     checkHealth(parsed.health, failover?.relayPort, c);
+    const monitoring = parsed.monitoring && checkMonitoring(parsed.monitoring, originNames, parsed.mesh?.topology, c);
 
     if (c.errors.length > 0) throw new ConfigError(c.errors);
     // Every field below was checked above; the assertions only restate that to the compiler.
@@ -106,6 +108,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
         health: parsed.health!,
         firewall: firewall.spec!,
         deploy: deploy!,
+        ...(monitoring ? { monitoring } : {}),
         roas,
         rpki,
         warnings: c.warnings,
@@ -419,13 +422,31 @@ function checkSshPrivateKey(key: unknown, c: Collector): void {
     }
 }
 
-/** Ports a PoP already uses for SSH, HTTP, BGP and HTTPS. */
-const TAKEN_POP_PORTS = [22, 80, 179, 443];
+/**
+ * `anycast:monitoring`: Prometheus scrapes the PoPs over the mesh, the only network their agents
+ * and exporters answer on, so it runs on an origin that has a tunnel to every PoP.
+ */
+function checkMonitoring(m: NonNullable<TopLevel["monitoring"]>, originNames: string[], topology: MeshTopology | undefined,
+    c: Collector): MonitoringSpec | undefined {
+    const key = `${NAMESPACE}:monitoring.origin`;
+    if (!originNames.includes(m.origin)) {
+        c.error(key, `${showValue(m.origin)} is not an origin of this stack (${originNames.join(", ") || "none"}): Prometheus must run on a host ` +
+            "in the mesh, because the PoPs' agents and exporters answer over the mesh only; name one of the origins");
+        return undefined;
+    }
+    if (topology === "hub" && m.origin !== originNames[0]) {
+        c.error(key, `${showValue(m.origin)} has no tunnel to the PoPs in a hub mesh (only the hub ${originNames[0]} has): ` +
+            `use ${originNames[0]}, or mesh.topology full`);
+        return undefined;
+    }
+    return { origin: m.origin, scrapeInterval: m.scrapeInterval, retentionDays: m.retentionDays, alertmanagers: m.alertmanagers };
+}
 
 function checkHealth(health: HealthSpec | undefined, relayPort: number | undefined, c: Collector): void {
     if (!health) return;
-    if (TAKEN_POP_PORTS.includes(health.statusPort)) {
-        c.error(`${NAMESPACE}:health.statusPort`, `${health.statusPort} is taken on the PoPs (SSH, HTTP, BGP or HTTPS): use another port, such as the default 9180`);
+    const holder = popPortHolder(health.statusPort);
+    if (holder) {
+        c.error(`${NAMESPACE}:health.statusPort`, `${health.statusPort} is taken on the PoPs (${holder}): use another port, such as the default 9180`);
     } else if (health.statusPort === relayPort) {
         c.error(`${NAMESPACE}:health.statusPort`, `${health.statusPort} is failover.relayPort too: the agent's status and the relay need a port each (default 9180 and 8081)`);
     }

@@ -189,6 +189,18 @@ export interface DeploySpec {
     deployerAddress?: IpAddress;
 }
 
+/** Prometheus on an origin (`anycast:monitoring`), scraping every PoP over the mesh. */
+export interface MonitoringSpec {
+    /** The origin whose host runs it. */
+    origin: string;
+    /** Seconds between scrapes and between rule evaluations. */
+    scrapeInterval: number;
+    /** Days of samples it keeps. */
+    retentionDays: number;
+    /** host:port of the Alertmanagers it sends alerts to. */
+    alertmanagers: string[];
+}
+
 /** A ROA the user has published at their RIR (`anycast:roas`). */
 export interface RoaSpec {
     prefix: IpPrefix;
@@ -233,6 +245,8 @@ export interface AnycastSpec {
     health: HealthSpec;
     firewall: FirewallSpec;
     deploy: DeploySpec;
+    /** Prometheus on an origin, when `anycast:monitoring` is set. */
+    monitoring?: MonitoringSpec;
     /** The ROAs from `anycast:roas` (empty: not checked). */
     roas: RoaSpec[];
     /** Each announced prefix's RPKI state against `roas`, in `prefixes` order (per origin the Internet sees). */

@@ -11,14 +11,14 @@ import { z } from "zod";
 import { IpAddress, IpPrefix } from "./addressing";
 import { accepts, showValue } from "./config-issues";
 import { FailoverSpec, MeshTopology, OriginSpec, StaleCacheSpec } from "./model";
+import { popPortHolder, RESERVED_POP_PORTS_TEXT } from "./pop-ports";
 
 /** Ports a relay may not take: SSH, HTTP/HTTPS of the anycast address, BGP. */
-const RESERVED_RELAY_PORTS = [22, 80, 179, 443];
 
 /** `anycast:failover`. Defaults are documented in README.md next to the key. */
 export const failoverShape = accepts(z.strictObject({
     relay: accepts(z.boolean(), "true or false (default: true in a full mesh, false in a hub mesh)").optional(),
-    relayPort: accepts(z.number().int().min(1).max(65535), "a port number from 1 to 65535, not 22, 80, 179 or 443").default(8081),
+    relayPort: accepts(z.number().int().min(1).max(65535), `a port number from 1 to 65535, not ${RESERVED_POP_PORTS_TEXT}`).default(8081),
     retryAfter: accepts(z.number().int().min(0).max(86400), "whole seconds from 0 to 86400").default(5),
     staleCache: accepts(z.union([
         z.boolean(),
@@ -102,8 +102,9 @@ export function checkFailover(raw: z.output<typeof failoverShape>, topology: Mes
         c.error("anycast:failover.relay", "true needs mesh.topology full: in a hub mesh the PoPs have no tunnels to each other, " +
             "so a PoP that lost its tunnel to the hub has no peer to relay through; use false, or mesh.topology full");
     }
-    if (RESERVED_RELAY_PORTS.includes(raw.relayPort)) {
-        c.error("anycast:failover.relayPort", `${showValue(raw.relayPort)} is taken on the PoPs (SSH, HTTP, HTTPS or BGP): use another port, such as the default 8081`);
+    const holder = popPortHolder(raw.relayPort);
+    if (holder) {
+        c.error("anycast:failover.relayPort", `${showValue(raw.relayPort)} is taken on the PoPs (${holder}): use another port, such as the default 8081`);
     }
     if (topology === "hub" && origins.length > 1) {
         c.warn("anycast:origins", `in a hub mesh every PoP reaches ${origins.slice(1).map((o) => o.name).join(", ")} through the hub ` +

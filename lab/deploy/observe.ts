@@ -21,6 +21,8 @@
 import * as path from "node:path";
 import { familyOf, nthAddress, parseCidr } from "../../components/core/addressing";
 import { AnycastSpec } from "../../components/core/model";
+import { PROMETHEUS_LISTEN } from "../../components/core/monitoring/prometheus";
+import { shellQuote } from "../../components/core/shell";
 import { birdc, parseProtocols, parseRoutes, RouteEntry } from "../birdc";
 import { runUntracked, sleep } from "../exec";
 import { agentMs, failureSummary, SLACK_MS } from "../experiments";
@@ -46,6 +48,18 @@ export interface ObserveContext {
     /** The first line the origin answers GET / with, when the rehearsal knows it. */
     originMarker?: string;
     log: (line: string) => void;
+}
+
+/** Prometheus on the monitoring origin, as deployed (anycast:monitoring). */
+export interface RehearsalMonitoring {
+    origin: string;
+    targets: number;
+    up: number;
+    /** pop/job of the targets not up. */
+    down: string[];
+    firing: string[];
+    /** ms from the check's start until every target was up. */
+    afterMs?: number;
 }
 
 export interface RehearsalSession {
@@ -87,6 +101,8 @@ export interface RehearsalObservations {
     https: RehearsalHttps[];
     admin: string;
     exposure: ReachProbe[];
+    /** When the config has anycast:monitoring. */
+    monitoring?: RehearsalMonitoring;
     experiment: ExperimentReport;
     /** The edge's view in the experiment: ms from the fault until the PoP's path left, and from the repair until it was back. */
     edgePath?: { withdrawnMs?: number; backMs?: number; withdrawalsBefore?: number };
@@ -226,10 +242,12 @@ async function probeHosts(ctx: ObserveContext, clients: Clients, problems: strin
         sources: {
             outsider, client: src(clients.catchment, "client"),
             pop: { ns: popHost.netns, label: `PoP ${pop.name} (mesh peer)`, address: popHost.ipv6! },
+            meshPeer: { ns: origin.netns, label: `origin ${spec.origin.meshAddress} (mesh peer)`, address: spec.origin.meshAddress.toString() },
             admin: { label: `deployer ${ctx.deployerAddress}`, address: ctx.deployerAddress },
         },
         targets: {
             anycast: { label: "anycast address", address: spec.address.toString() }, pop: popTarget,
+            popMesh: { label: `PoP ${pop.name}, mesh`, address: pop.meshAddress.toString() },
             originPublic: { label: "origin, public", address: origin.ipv6! },
             originMesh: { label: "origin, mesh", address: spec.origin.meshAddress.toString() },
         },
@@ -345,6 +363,37 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
 }
 
 /** Everything the report shows, measured on the deployed hosts once every PoP announces. */
+/** How long Prometheus on the monitoring origin may take to scrape every target: a limit, not a measure. */
+const SCRAPE_LIMIT_MS = 90_000;
+
+/**
+ * anycast:monitoring on real hosts: Debian's Prometheus on the origin, started by the deploy's
+ * drop-in, scrapes every PoP's agent and exporters over the mesh, and nothing fires at rest.
+ */
+async function checkPrometheus(ctx: ObserveContext, problems: string[]): Promise<RehearsalMonitoring> {
+    const origin = ctx.spec.monitoring!.origin;
+    const targets = ctx.spec.pops.length * 3;
+    const query = async (expr: string) => {
+        // promtool comes with the package, so the check needs nothing the deploy did not install.
+        const r = await ctx.cloud.ssh(origin, `promtool query instant -o json http://${PROMETHEUS_LISTEN} ${shellQuote(expr)}`, { timeoutMs: 15_000 });
+        if (r.exitCode !== 0) return undefined;
+        return JSON.parse(r.stdout) as Array<{ metric: Record<string, string>; value: [number, string] }>;
+    };
+    const t0 = Date.now();
+    let up: Array<{ metric: Record<string, string>; value: [number, string] }> | undefined;
+    const at = await waitUntil(async () => {
+        up = await query("up").catch(() => undefined);
+        return (up?.filter((s) => s.value[1] === "1").length ?? 0) >= targets;
+    }, SCRAPE_LIMIT_MS, 1000);
+    const upCount = up?.filter((s) => s.value[1] === "1").length ?? 0;
+    const down = (up ?? []).filter((s) => s.value[1] !== "1").map((s) => `${s.metric.pop}/${s.metric.job}`);
+    const firing = ((await query('ALERTS{alertstate="firing"}').catch(() => undefined)) ?? []).map((s) => `${s.metric.alertname}${s.metric.pop ? `{pop=${s.metric.pop}}` : ""}`);
+    if (at === undefined) problems.push(`monitoring: Prometheus on ${origin} scrapes ${upCount} of ${targets} targets after ${SCRAPE_LIMIT_MS / 1000} s` +
+        (down.length ? ` (down: ${down.join(", ")})` : up ? "" : " (it does not answer on its API)"));
+    if (firing.length > 0) problems.push(`monitoring: alerts firing on a healthy network: ${firing.join(", ")}`);
+    return { origin, targets, up: upCount, down, firing, ...(at !== undefined ? { afterMs: at - t0 } : {}) };
+}
+
 export async function observe(ctx: ObserveContext, prefix: string): Promise<RehearsalObservations> {
     const problems: string[] = [];
     const log = ctx.log;
@@ -357,11 +406,14 @@ export async function observe(ctx: ObserveContext, prefix: string): Promise<Rehe
     const https = await checkHttps(ctx, clients, problems);
     log("  report: who may reach what on the deployed hosts");
     const exposure = await probeHosts(ctx, clients, problems);
+    const monitoring = ctx.spec.monitoring ? await checkPrometheus(ctx, problems) : undefined;
+    if (monitoring) log(`  report: Prometheus on ${monitoring.origin}: ${monitoring.up} of ${monitoring.targets} targets up`);
     log(`  report: experiment: proxy loss on ${catchment.bestPop ?? "no PoP"}`);
     const { report: experiment, edgePath } = await proxyLoss(ctx, clients, prefix, catchment.bestPop);
     for (const r of experiment.runs) if (r.error) problems.push(`experiment ${experiment.title} on ${r.pop}: ${r.error}`);
     const admin = `the deployer (this machine, ${ctx.deployerAddress}), added to adminCidrs by the rehearsal`;
-    return { service: { address: ctx.spec.address.toString(), hostname: ctx.spec.frontDoor.hostname }, sessions, catchment, https, admin, exposure, experiment, edgePath, problems };
+    return { service: { address: ctx.spec.address.toString(), hostname: ctx.spec.frontDoor.hostname }, sessions, catchment, https, admin, exposure,
+        ...(monitoring ? { monitoring } : {}), experiment, edgePath, problems };
 }
 
 /** The report's sections, in the lab's layout (every line within 100 columns). */
@@ -387,6 +439,12 @@ export function formatObservations(o: RehearsalObservations): string[] {
             res(h.withoutCert)])));
     out.push("");
     out.push(...formatExposure({ exposure: o.exposure, admin: o.admin }));
+    if (o.monitoring) {
+        const m = o.monitoring;
+        out.push(...wrap(`Monitoring: Prometheus on ${m.origin} (Debian's package, the deploy's drop-in) scrapes ${m.up} of ${m.targets} ` +
+            `targets over the mesh${m.afterMs !== undefined ? ` (all up ${ms(m.afterMs)} into the check)` : ""}` +
+            `${m.down.length ? `; down: ${m.down.join(", ")}` : ""}; firing: ${m.firing.length ? m.firing.join(", ") : "none"}`), "");
+    }
     out.push(...formatExperiments({ experiments: [o.experiment] }));
     if (o.edgePath && o.experiment.runs.length > 0) {
         out.push(...wrap(`at the edge: ${o.experiment.runs[0].pop}'s path gone ${ms(o.edgePath.withdrawnMs)} after the fault, ` +

@@ -26,9 +26,13 @@ describe("renderNginxConfig", () => {
 
     test("is deterministic", () => assert.equal(prodLax(), prodLax()));
 
-    test("serves visitors on the anycast address only, 80 plain and 443 TLS with HTTP/2; the mesh on the relay port", () => {
+    test("serves visitors on the anycast address only, 80 plain and 443 TLS with HTTP/2; the mesh on the relay port; stub_status on loopback", () => {
         const listens = labLax().split("\n").map((l) => l.trim()).filter((l) => l.startsWith("listen "));
-        assert.deepEqual(listens, ["listen [2001:db8:100::1]:80;", "listen [2001:db8:100::1]:443 ssl http2;", "listen [::]:8081 ipv6only=on;"]);
+        assert.deepEqual(listens, ["listen [2001:db8:100::1]:80;", "listen [2001:db8:100::1]:443 ssl http2;", "listen [::]:8081 ipv6only=on;",
+            "listen 127.0.0.1:9145;"]);
+        // The exporter's counters: loopback only, and nothing else on that server.
+        const status = labLax().split("listen 127.0.0.1:9145;")[1];
+        assert.match(status, /^\s+allow 127\.0\.0\.1;\n\s+deny all;\n\s+location = \/stub_status \{\n\s+stub_status;/m);
         // The relay server admits the mesh only (the firewall also admits its port from wg0 only).
         const relay = labLax().split("listen [::]:8081 ipv6only=on;")[1];
         assert.match(relay, /^\s+allow fd00:a:1::\/64;\n\s+deny all;$/m);

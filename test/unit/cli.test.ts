@@ -486,9 +486,17 @@ describe("anycast preview --diff", () => {
             assert.ok(changes.some((c) => c.marker === "~" && c.name === `anycast-${pop}-push-anycast-health`), `${pop}: the agent is an update`);
             assert.ok(changes.some((c) => c.marker === "+" && c.name === `anycast-${pop}-push-anycast-health.json`), `${pop}: its settings are new`);
             assert.ok(changes.some((c) => c.marker === "-" && c.name === `anycast-${pop}-push-anycast-health.env`), `${pop}: the bash agent's settings go`);
+            for (const exporter of ["bird-exporter.conf", "nginx-exporter.conf"]) {
+                assert.ok(changes.some((c) => c.marker === "+" && c.name === `anycast-${pop}-push-${exporter}`), `${pop}: ${exporter} is new`);
+            }
         }
         assert.doesNotMatch(r.out, /forces replacement/);
-        assert.match(r.out, /^preview: 3 to create, \d+ to update, 3 to delete, \d+ unchanged against\b/m);
+        // Per PoP: the agent's settings and the two exporters' drop-ins; on the origin, Prometheus
+        // (its drop-in, rules and config: Pulumi.prod.yaml has anycast:monitoring).
+        for (const file of ["prometheus.conf", "alerts.yml", "prometheus.yml"]) {
+            assert.ok(changes.some((c) => c.marker === "+" && c.name === `anycast-origin-push-${file}`), `the origin's ${file} is new`);
+        }
+        assert.match(r.out, /^preview: 12 to create, \d+ to update, 3 to delete, \d+ unchanged against\b/m);
     });
 
     it("a new PoP: only additions, and pushes to existing hosts whose content changes; no instance replaced", async () => {

@@ -134,7 +134,7 @@ describe("AnycastNetwork in a program of its own", () => {
         const args = {
             asn: true, prefix: true, address: true, pops: true, origin: true, origins: true, failover: true, mesh: true, frontDoor: true,
             health: true, firewall: true, roas: true, deploy: true, bgpPassword: true, sshPrivateKey: true, sshPublicKeys: true,
-            allowAllDrained: true,
+            allowAllDrained: true, monitoring: true,
         } satisfies Record<keyof AnycastNetworkArgs, true>;
         assert.deepEqual(Object.keys(args).sort(), [...new Set([...CONFIG_KEYS, ...SECRET_KEYS])].sort());
     });

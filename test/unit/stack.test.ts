@@ -72,8 +72,8 @@ describe("stacks/network under mocks (prod example)", () => {
 
     it("pushes every PoP file and reloads in place", () => {
         // Exactly the registry's files for each role: Vultr-created PoPs, and an existing origin.
-        const namesFor = (role: "pop" | "origin", createdOnVultr: boolean) =>
-            artifactsFor(role, { createdOnVultr }).map((a) => a.name).sort();
+        const namesFor = (role: "pop" | "origin", createdOnVultr: boolean, monitoring = false) =>
+            artifactsFor(role, { createdOnVultr, monitoring }).map((a) => a.name).sort();
         for (const pop of ["lax", "ams", "sgp"]) {
             const host = run.hosts.find((h) => h.name === pop)!;
             assert.deepEqual(Object.keys(host.files).sort(), namesFor("pop", true), `${pop}'s files`);
@@ -86,8 +86,10 @@ describe("stacks/network under mocks (prod example)", () => {
         assert.match(String(named(run, "anycast-lax-push-nginx.conf").inputs.create), /nginx -t/);
         assert.match(String(named(run, "anycast-lax-push-wg0.conf").inputs.create), /wg syncconf/);
         const origin = run.hosts.find((h) => h.role === "origin")!;
-        assert.deepEqual(Object.keys(origin.files).sort(), namesFor("origin", false), "an existing origin gets no cloud-init");
+        // Pulumi.prod.yaml's anycast:monitoring names it: Prometheus and its two files too.
+        assert.deepEqual(Object.keys(origin.files).sort(), namesFor("origin", false, true), "an existing origin gets no cloud-init");
         assert.deepEqual(namesFor("origin", false), ["authorized_keys", "nftables.conf", "wg0.conf"]);
+        assert.deepEqual(namesFor("origin", false, true), ["alerts.yml", "authorized_keys", "nftables.conf", "prometheus.conf", "prometheus.yml", "wg0.conf"]);
     });
 
     it("runs each file's push script from the artifact registry, secret where the registry says so", () => {

@@ -90,3 +90,37 @@ export function decayedPenalty(flapTimesAgoMs: number[]): number {
     const halfLifeMs = 15 * 60_000;
     return flapTimesAgoMs.reduce((sum, age) => sum + 1000 * Math.pow(2, -Math.max(0, age) / halfLifeMs), 0);
 }
+
+/** A mesh member's WireGuard handshake, as `wg show wg0 dump` reports it. */
+export interface MeshHandshake {
+    /** The member's name, or the start of its public key when no member has its address. */
+    peer: string;
+    /** Unix seconds of the last handshake; 0: never. */
+    lastHandshake: number;
+}
+
+/**
+ * The peers of `wg show <if> dump` (a line per peer after the interface's line: public key,
+ * preshared key, endpoint, allowed ips, latest handshake, rx, tx, keepalive), named by the member
+ * whose mesh address is among their allowed ips.
+ */
+export function handshakesFromDump(dump: string, members: ReadonlyArray<{ name: string; meshAddress: string }>): MeshHandshake[] {
+    const byAddress = new Map(members.map((m) => [m.meshAddress.toLowerCase(), m.name]));
+    return dump.split("\n").slice(1).filter((l) => l.trim() !== "").flatMap((line) => {
+        const f = line.split("\t");
+        if (f.length < 8) return [];
+        const allowed = f[3].split(",").map((a) => a.split("/")[0].toLowerCase());
+        const name = allowed.map((a) => byAddress.get(a)).find((n) => n !== undefined) ?? f[0].slice(0, 8);
+        const at = Number(f[4]);
+        return [{ peer: name, lastHandshake: Number.isFinite(at) ? at : 0 }];
+    });
+}
+
+/** The handshakes as samples of `anycast_wireguard_last_handshake_timestamp_seconds`, appended to /metrics. */
+export function renderHandshakeMetrics(pop: string, handshakes: readonly MeshHandshake[]): string {
+    const e = new Exposition();
+    e.metric("anycast_wireguard_last_handshake_timestamp_seconds", "gauge",
+        "When this PoP last completed a WireGuard handshake with a mesh member (Unix time; 0: never).",
+        handshakes.map((h) => [{ pop, peer: h.peer }, h.lastHandshake]));
+    return e.text();
+}

@@ -15,6 +15,7 @@
  * IPv6; they are split into one named interval set per family, because an nftables set has
  * one element type.
  */
+import { EXPORTERS } from "../monitoring/exporters";
 import { Family, IpAddress, IpPrefix } from "../addressing";
 
 /** An element of an address set: an address or a prefix. */
@@ -58,6 +59,11 @@ export const NFTABLES_TABLE = "inet anycast";
 
 /** The WireGuard interface name the mesh uses on every host. */
 const MESH_INTERFACE = "wg0";
+
+/** The PoP's exporters' ports (components/core/monitoring/exporters.ts), for nft's `{ a, b }`. */
+function exporterPortList(): string {
+    return Object.values(EXPORTERS).map((e) => e.port).join(", ");
+}
 
 /** BFD control (single hop), echo, and multihop control ports (RFC 5881, 5883). */
 const BFD_PORTS = [3784, 3785, 4784];
@@ -157,6 +163,8 @@ export function renderNftables(input: NftablesInput): string {
                 rules.push(`        ${ipOf(family)} saddr @other_pops_v${family} tcp dport ${agentPort} accept comment "health agent status for the other PoPs when the mesh fails them"`);
             }
         }
+        const exporterPorts = exporterPortList();
+        rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} tcp dport { ${exporterPorts} } accept comment "the bird and nginx exporters, over the mesh only"`);
     } else if (input.originPort !== undefined) {
         rules.push(`        iifname "${MESH_INTERFACE}" ${meshIp} saddr ${mesh} tcp dport ${port(input.originPort, "originPort")} accept comment "the origin service, over the mesh only"`);
     }
@@ -184,6 +192,9 @@ export function renderNftables(input: NftablesInput): string {
         // nobody else may reach it around the front door.
         if (input.role === "origin" && input.originPort !== undefined) {
             guarded.push(`        tcp dport ${port(input.originPort, "originPort")} counter drop comment "the origin service from anyone but the mesh"`);
+        }
+        if (input.role === "pop") {
+            guarded.push(`        tcp dport { ${exporterPortList()} } counter drop comment "the exporters from anyone but the mesh"`);
         }
         if (input.role === "pop" && input.agent) {
             guarded.push(`        tcp dport ${input.agent.port} counter drop comment "the health agent from anyone but the mesh and the other PoPs"`);

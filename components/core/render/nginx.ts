@@ -22,6 +22,7 @@ import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { DEFAULT_FAILOVER } from "../origins";
 import { DEFAULT_AGENT_PATHS } from "../health/layout";
+import { NGINX_STUB_STATUS } from "../monitoring/exporters";
 import { directOrder } from "../health/policy";
 import { renderUpstreams, UPSTREAM, UpstreamPath } from "../health/upstreams";
 
@@ -279,6 +280,22 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `    }`,
         ``,
         ...indent(relayServer, 1),
+        ``,
+        `    # nginx's counters for the nginx exporter on this host (components/core/monitoring/exporters.ts):`,
+        `    # on loopback only; the exporter serves them to the mesh.`,
+        `    server {`,
+        `        listen ${NGINX_STUB_STATUS.address}:${NGINX_STUB_STATUS.port};`,
+        `        server_name _;`,
+        `        access_log off;`,
+        `        allow ${NGINX_STUB_STATUS.address};`,
+        `        deny all;`,
+        `        location = ${NGINX_STUB_STATUS.path} {`,
+        `            stub_status;`,
+        `        }`,
+        `        location / {`,
+        `            return 404;`,
+        `        }`,
+        `    }`,
         `}`,
     ];
     return lines.join("\n") + "\n";
