@@ -310,9 +310,15 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
 };
 
 
+/** Held by every push that installs packages: a host's pushes run in parallel, apt one at a time. */
+const PACKAGES_LOCK = "/run/lock/anycast-packages.lock";
+
 /**
  * Installs Debian packages that are missing, from the host's own apt sources (on a Vultr Debian 12
- * host: Debian's). Waits for another apt (cloud-init's, unattended-upgrades) instead of failing.
+ * host: Debian's). A host's pushes run in parallel and apt takes one at a time: they queue on
+ * PACKAGES_LOCK (two `apt-get update`s at once break the package lists; the deploy rehearsal
+ * found it). Another apt (cloud-init's, unattended-upgrades) is waited for: dpkg's lock by
+ * DPkg::Lock::Timeout, the lists' lock (which that option does not cover) by retrying the update.
  */
 export function installPackagesScript(packages: string[]): string {
     for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw new Error(`"${p}" is not a Debian package name`);
@@ -320,13 +326,25 @@ export function installPackagesScript(packages: string[]): string {
     const list = packages.map((p) => `'${p}'`).join(" ");
     return [
         `packages=(${list})`,
+        `exec 9>${PACKAGES_LOCK}`,
+        `flock -w 1200 9`,
         `missing=()`,
         `for p in "\${packages[@]}"; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done`,
         `if [ "\${#missing[@]}" -gt 0 ]; then`,
         `    export DEBIAN_FRONTEND=noninteractive`,
-        `    apt-get -o DPkg::Lock::Timeout=600 update -qq`,
-        `    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "\${missing[@]}" >/dev/null`,
+        `    install_missing() { apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "\${missing[@]}" >/dev/null; }`,
+        // Lists refreshed within the hour (by the push before this one) are used as they are; an
+        // install that fails on them (a package the archive has replaced since) updates first.
+        `    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | head -n 1)" ] || ! install_missing 2>/dev/null; then`,
+        `        for try in $(seq 1 60); do`,
+        `            apt-get -o DPkg::Lock::Timeout=600 update -qq && break`,
+        `            [ "$try" -lt 60 ] || exit 1`,
+        `            sleep 5`,
+        `        done`,
+        `        install_missing`,
+        `    fi`,
         `fi`,
+        `exec 9>&-`,
     ].join("\n");
 }
 
