@@ -17,6 +17,7 @@ import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober, ProbeSample } from "./probe";
 import { stats, Summary as Stats } from "./stats";
 import { ms, table, wrap } from "./text";
+import { probeTimeline, ProbeTimeline } from "./timeline";
 import { RegionPlan } from "./topology";
 
 export const ORIGIN_EXPERIMENT_IDS = ["originOutage", "tunnelCut", "originDown"] as const;
@@ -45,6 +46,8 @@ export interface OutageRun {
     /** Withdrawals the agents counted during the run (flap damping). */
     withdrawals: number;
     error?: string;
+    /** Every region's client together, from shortly before the freeze to the end of the run (lab/timeline.ts). */
+    timeline?: ProbeTimeline;
 }
 
 export interface TunnelCutRun {
@@ -63,6 +66,8 @@ export interface TunnelCutRun {
     /** ms from the repair to the first answer through the direct tunnel again. */
     recoveryMs?: number;
     error?: string;
+    /** The region's client, from shortly before the cut to the end of the run (lab/timeline.ts). */
+    timeline?: ProbeTimeline;
 }
 
 export interface OriginDownRun {
@@ -77,6 +82,8 @@ export interface OriginDownRun {
     /** ms from the thaw until every PoP's agent has the origin's direct path up again. */
     recoveryMs?: number;
     error?: string;
+    /** Every region's client together, from shortly before the freeze to the end of the run (lab/timeline.ts). */
+    timeline?: ProbeTimeline;
 }
 
 export interface OriginFailoverReport {
@@ -210,10 +217,12 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
     const run: OutageRun = { startedAtMs: 0, answered503: 0, noAnswer: 0, notAnnounced: [], withdrawals: 0 };
     const probers = probersFor(lab, regions, 50);
     let frozen = false;
+    // When the freeze and the thaw started (epoch ms), for the run's timeline.
+    const at: { fault?: number; repair?: number } = {};
     try {
         await steady(probers, regions);
         const before = await withdrawalsNow(lab);
-        const t0 = nowMs();
+        const t0 = at.fault = nowMs();
         run.startedAtMs = firstStart === undefined ? 0 : t0 - firstStart;
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, origins, true);
@@ -227,7 +236,7 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
             }
             run.first503Ms = Math.max(...firsts.map((s) => s!.done - t0));
             await sleep(Math.max(0, t0 + OUTAGE_MS - nowMs()));
-            const t1 = nowMs();
+            const t1 = at.repair = nowMs();
             freeze(lab, origins, false);
             frozen = false;
             const backs = await Promise.all(regions.map((r, i) => probers[i].waitFor(t1, (s) => s.ok && s.pop === r.pop.name, 15_000)));
@@ -249,6 +258,7 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
     } finally {
         if (frozen) freeze(lab, origins, false);
         await Promise.all(probers.map((p) => p.stop()));
+        if (at.fault !== undefined) run.timeline = probeTimeline(probers.flatMap((p) => p.samples), at.fault, at.repair);
     }
     return run;
 }
@@ -275,10 +285,11 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
     const run: TunnelCutRun = { pop: r.pop.name, region: r.region, servedByOthers: 0, stayedAnnounced: false, failed: 0 };
     const [prober] = probersFor(lab, [r], 20);
     let cut = false;
+    const at: { fault?: number; repair?: number } = {};
     try {
         await steady([prober], [r], (s) => s.relay === undefined);
         await sleep(500);
-        const t0 = nowMs();
+        const t0 = at.fault = nowMs();
         const direct = prober.samples.filter((s) => s.ok && s.pop === r.pop.name && s.relay === undefined && s.done > t0 - 1500);
         run.directMs = median(direct.map((s) => s.done - s.sent));
         const watched = await watchAnnounced(lab, async () => {
@@ -290,7 +301,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
             run.rerouteMs = relayed.done - t0;
             run.relayedBy = relayed.relay;
             await sleep(CUT_HOLD_MS);
-            const t1 = nowMs();
+            const t1 = at.repair = nowMs();
             const through = prober.samples.filter((s) => s.ok && s.pop === r.pop.name && s.relay !== undefined && s.sent >= relayed.done && s.done <= t1);
             run.relayedMs = median(through.map((s) => s.done - s.sent));
             run.servedByOthers = prober.samples.filter((s) => s.sent >= t0 && s.done <= t1 && s.pop !== undefined && s.pop !== r.pop.name).length;
@@ -309,6 +320,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
     } finally {
         if (cut) await cutTunnels(lab, r, false).catch(() => undefined);
         await prober.stop();
+        if (at.fault !== undefined) run.timeline = probeTimeline(prober.samples, at.fault, at.repair);
     }
     return run;
 }
@@ -318,6 +330,7 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
     const run: OriginDownRun = { origin: "", affected: [], servedBy: [], notAnnounced: [], failed: 0 };
     const probers = probersFor(lab, regions, 50);
     let frozen = false;
+    const at: { fault?: number; repair?: number } = {};
     try {
         await steady(probers, regions, (s) => s.origin !== undefined);
         // The origin that serves the most regions right now goes down.
@@ -327,7 +340,7 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
         run.origin = [...counts].sort((a, b) => b[1] - a[1])[0][0];
         const affected = regions.filter((_, i) => current[i] === run.origin);
         run.affected = affected.map((r) => r.region);
-        const t0 = nowMs();
+        const t0 = at.fault = nowMs();
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, [run.origin], true);
             frozen = true;
@@ -342,7 +355,7 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
             run.servedBy = [...new Set(switched.map((s) => s!.origin!))];
             run.switchMs = Math.max(0, ...affected.map((r) => switched[regions.indexOf(r)]!.done - t0));
             await sleep(DOWN_HOLD_MS);
-            const t1 = nowMs();
+            const t1 = at.repair = nowMs();
             freeze(lab, [run.origin], false);
             frozen = false;
             await waitFor(`every PoP's path to ${run.origin} up again`, async () => {
@@ -363,6 +376,7 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
     } finally {
         if (frozen) freeze(lab, [run.origin], false);
         await Promise.all(probers.map((p) => p.stop()));
+        if (at.fault !== undefined) run.timeline = probeTimeline(probers.flatMap((p) => p.samples), at.fault, at.repair);
     }
     return run;
 }
