@@ -368,7 +368,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
     } finally {
         await prober.stop();
         run.requests = prober.samples.length;
-        if (t0 !== undefined) run.timeline = probeTimeline(prober.samples, t0, t1);
+        if (t0 !== undefined) run.timeline = probeTimeline([prober.samples], { intervalMs: e.probeIntervalMs, faultAt: t0, repairAt: t1 });
         // Each run is a fault the operator has dealt with: forget the PoP's flap history, so the
         // next runs measure failover, not flap damping (which the lab shows on its own).
         await lab.agent(own, "release").catch(() => undefined);

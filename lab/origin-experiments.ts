@@ -28,6 +28,10 @@ const OUTAGE_MS = 3000;
 const CUT_HOLD_MS = 2500;
 const DOWN_HOLD_MS = 2500;
 const CUT_TABLE = "anycast_lab_tunnel_cut";
+/** How often each region's client sends a request in each experiment. */
+const OUTAGE_PROBE_MS = 50;
+const CUT_PROBE_MS = 20;
+const DOWN_PROBE_MS = 50;
 
 export interface OutageRun {
     /** ms from the first outage's start: the runs follow each other within a minute. */
@@ -215,7 +219,7 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
     const regions = lab.plan.regions;
     const origins = lab.plan.origins.map((o) => o.host.name);
     const run: OutageRun = { startedAtMs: 0, answered503: 0, noAnswer: 0, notAnnounced: [], withdrawals: 0 };
-    const probers = probersFor(lab, regions, 50);
+    const probers = probersFor(lab, regions, OUTAGE_PROBE_MS);
     let frozen = false;
     // When the freeze and the thaw started (epoch ms), for the run's timeline.
     const at: { fault?: number; repair?: number } = {};
@@ -258,7 +262,7 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined): Promi
     } finally {
         if (frozen) freeze(lab, origins, false);
         await Promise.all(probers.map((p) => p.stop()));
-        if (at.fault !== undefined) run.timeline = probeTimeline(probers.flatMap((p) => p.samples), at.fault, at.repair);
+        if (at.fault !== undefined) run.timeline = probeTimeline(probers.map((p) => p.samples), { intervalMs: OUTAGE_PROBE_MS, faultAt: at.fault, repairAt: at.repair });
     }
     return run;
 }
@@ -283,7 +287,7 @@ async function cutTunnels(lab: LabRuntime, r: RegionPlan, cut: boolean): Promise
 
 async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRun> {
     const run: TunnelCutRun = { pop: r.pop.name, region: r.region, servedByOthers: 0, stayedAnnounced: false, failed: 0 };
-    const [prober] = probersFor(lab, [r], 20);
+    const [prober] = probersFor(lab, [r], CUT_PROBE_MS);
     let cut = false;
     const at: { fault?: number; repair?: number } = {};
     try {
@@ -320,7 +324,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
     } finally {
         if (cut) await cutTunnels(lab, r, false).catch(() => undefined);
         await prober.stop();
-        if (at.fault !== undefined) run.timeline = probeTimeline(prober.samples, at.fault, at.repair);
+        if (at.fault !== undefined) run.timeline = probeTimeline([prober.samples], { intervalMs: CUT_PROBE_MS, faultAt: at.fault, repairAt: at.repair });
     }
     return run;
 }
@@ -328,7 +332,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan): Promise<TunnelCutRu
 async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
     const regions = lab.plan.regions;
     const run: OriginDownRun = { origin: "", affected: [], servedBy: [], notAnnounced: [], failed: 0 };
-    const probers = probersFor(lab, regions, 50);
+    const probers = probersFor(lab, regions, DOWN_PROBE_MS);
     let frozen = false;
     const at: { fault?: number; repair?: number } = {};
     try {
@@ -376,7 +380,7 @@ async function originDownRun(lab: LabRuntime): Promise<OriginDownRun> {
     } finally {
         if (frozen) freeze(lab, [run.origin], false);
         await Promise.all(probers.map((p) => p.stop()));
-        if (at.fault !== undefined) run.timeline = probeTimeline(probers.flatMap((p) => p.samples), at.fault, at.repair);
+        if (at.fault !== undefined) run.timeline = probeTimeline(probers.map((p) => p.samples), { intervalMs: DOWN_PROBE_MS, faultAt: at.fault, repairAt: at.repair });
     }
     return run;
 }

@@ -334,7 +334,7 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
     } finally {
         await prober.stop();
         run.requests = prober.samples.length;
-        if (at.fault !== undefined) run.timeline = probeTimeline(prober.samples, at.fault, at.repair);
+        if (at.fault !== undefined) run.timeline = probeTimeline([prober.samples], { intervalMs: PROBE_INTERVAL_MS, faultAt: at.fault, repairAt: at.repair });
         // The operator dealt with the fault: the PoP's flap history starts afresh, as after each of the lab's runs.
         await cloud.exec(own, ["sh", "-c", `${HEALTH} release`], { allowFail: true });
     }
