@@ -21,6 +21,7 @@ import { sampleIdleCost } from "./resources";
 import { formatReport, LabReport } from "./report";
 import { loadStack, LabStack } from "./stack";
 import { adaptStackToStalls, minimumBfdDetectMs, probeStalls } from "./stalls";
+import { jsonText } from "./text";
 import { LAB_DIR, LAB_NS_PREFIX, LabPlan, planLab } from "./topology";
 import { flapDamping, policyChange } from "./routing";
 
@@ -392,7 +393,8 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
         report.ok = report.problems.length === 0;
         log("");
         log(formatReport(report));
-        if (options.json) fs.writeFileSync(options.json, JSON.stringify(report, null, 2) + "\n");
+        // One line per small record (a timeline's bucket above all), else a report runs to 10,000 lines.
+        if (options.json) fs.writeFileSync(options.json, jsonText(report) + "\n");
         return report;
     } finally {
         if (interrupted) await interrupted;
