@@ -88,15 +88,18 @@ export function probeTimeline(probers: ReadonlyArray<readonly ProbeSample[]>, o:
     }
     const from = Math.max(first, o.faultAt - LEAD_MS);
     const start = from - mod(from - edgePhase(probers, o.intervalMs), o.intervalMs);
-    const end = Math.max(last, o.faultAt, o.repairAt ?? o.faultAt);
+    // The fault's and the repair's starts are always inside the window.
+    const marks = Math.max(o.faultAt, o.repairAt ?? o.faultAt);
     // A whole number of intervals, so that every bucket of a steady prober holds as many requests;
     // wider for a long run, so that no run has more than MAX_BUCKETS.
     const base = o.intervalMs * Math.max(MIN_PER_BUCKET, Math.ceil(BUCKET_MS / o.intervalMs));
-    const bucketMs = base * Math.max(1, Math.ceil((end - start) / MAX_BUCKETS / base));
-    const buckets: TimelineBucket[] = Array.from({ length: Math.floor((end - start) / bucketMs) + 1 }, () => ({ byPop: {}, failed: 0 }));
+    const bucketMs = base * Math.max(1, Math.ceil((Math.max(last, marks) - start) / MAX_BUCKETS / base));
+    // Whole buckets only: a last one that probing stopped in would look like a drop in traffic.
+    const count = Math.max(Math.floor((last + o.intervalMs - start) / bucketMs), Math.floor((marks - start) / bucketMs) + 1);
+    const buckets: TimelineBucket[] = Array.from({ length: count }, () => ({ byPop: {}, failed: 0 }));
     for (const s of samples) {
-        if (s.sent < start) continue;
         const b = buckets[Math.floor((s.sent - start) / bucketMs)];
+        if (!b) continue;
         if (!s.ok) b.failed++;
         else b.byPop[answeredBy(s)] = (b.byPop[answeredBy(s)] ?? 0) + 1;
     }
