@@ -15,6 +15,7 @@ import { abortLab, hasCommand, LabAborted, settleInFlight } from "./exec";
 import { EXPERIMENT_IDS, runExperiments } from "./experiments";
 import { ORIGIN_EXPERIMENT_IDS, OriginExperimentId, originFailoverProblems, runOriginExperiments } from "./origin-experiments";
 import { frrPasswordProblem, FRR_DAEMON_DIR, frrDaemons } from "./frr";
+import { renderHtml } from "./html";
 import { cloudNotes, howToPoke, measure, waitForAnnounced } from "./measure";
 import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
 import { sampleIdleCost } from "./resources";
@@ -39,6 +40,8 @@ export interface LabOptions {
     configFile: string;
     /** Also write the report as JSON to this file. */
     json?: string;
+    /** Also write the report as one self-contained HTML page to this file (lab/html.ts). */
+    html?: string;
     /** Leave the lab running afterwards (tear down later with teardownLab / `anycast lab --down`). */
     keep?: boolean;
     /** Runs of each experiment (default 5). */
@@ -395,6 +398,7 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
         log(formatReport(report));
         // One line per small record (a timeline's bucket above all), else a report runs to 10,000 lines.
         if (options.json) fs.writeFileSync(options.json, jsonText(report) + "\n");
+        if (options.html) fs.writeFileSync(options.html, renderHtml(report));
         return report;
     } finally {
         if (interrupted) await interrupted;
