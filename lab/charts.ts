@@ -178,7 +178,9 @@ export function catchmentDiagram(id: string, rows: CatchmentRow[], pops: Array<{
         parts.push(text(20, y - 3, `${own ? "✓" : "✗"} ${r.region}`, { class: own ? "node" : "node bad" }));
         parts.push(text(20, y + 13, r.client, { class: "small muted" }));
         const verdict = own ? r.detail : r.servedBy === undefined ? `no answer (expected ${r.expectedPop})` : `NOT its own PoP: expected ${r.expectedPop}`;
-        parts.push(text(lx + 12, y - 8, verdict, { class: own ? "small muted" : "small bad" }));
+        // Beside the line, on the side it does not go to: above it unless it climbs to a PoP above.
+        const climbs = to !== undefined && yOf(to) < y;
+        parts.push(text(lx + 12, climbs ? y + 16 : y - 8, verdict, { class: own ? "small muted" : "small bad" }));
     });
     pops.forEach((p, i) => {
         const y = yOf(i);
@@ -202,7 +204,8 @@ export function groupedBars(id: string, title: string, unit: string, groups: Bar
     const barH = 13;
     const gap = 3;
     const groupGap = 14;
-    const m = { l: 92, r: 86, t: 12, b: 40 };
+    // Room on the left for the group's name and each bar's own (the colours only repeat them).
+    const m = { l: 176, r: 86, t: 12, b: 40 };
     const heights = groups.map((g) => g.bars.length * (barH + gap) - gap);
     const ph = heights.reduce((s, h) => s + h, 0) + groupGap * Math.max(0, groups.length - 1);
     const H = m.t + ph + m.b;
@@ -216,8 +219,10 @@ export function groupedBars(id: string, title: string, unit: string, groups: Bar
     }
     let y = m.t;
     groups.forEach((g, gi) => {
-        parts.push(text(m.l - 10, y + heights[gi] / 2 + 4, g.label, { "text-anchor": "end", class: "node" }));
+        parts.push(text(4, y + heights[gi] / 2 + 4, g.label, { class: "node" }));
+        if (gi > 0) parts.push(line(4, y - groupGap / 2, m.l + pw, y - groupGap / 2, { stroke: GRID }));
         for (const b of g.bars) {
+            parts.push(text(m.l - 8, y + barH - 2, b.key, { "text-anchor": "end", class: "small muted" }));
             parts.push(rect(m.l, y, Math.max(1, sx(b.value) - m.l), barH, { fill: b.colour, "data-series": b.key }));
             parts.push(text(sx(b.value) + 5, y + barH - 2, b.text, { class: "small" }));
             y += barH + gap;

@@ -9,16 +9,16 @@
  * Every string from the report is escaped (lab/svg.ts esc): names come from the user's config.
  */
 import type { OriginFailoverReport } from "./origin-experiments";
-import type { ExperimentReport, LabReport } from "./report";
+import type { ExperimentReport, HttpsResult, LabReport } from "./report";
 import { DaemonCost, DAEMONS } from "./resources";
-import type { Summary } from "./stats";
+import { stats, Summary } from "./stats";
 import { catchmentDiagram, groupedBars, peakRate, spanOf, swatch, timelineChart, TimelineSeries } from "./charts";
 import { DAEMON_COLOURS, esc, FAILED, FAULT_BAR, niceMax, POP_COLOURS, tint } from "./svg";
 import { ms } from "./text";
 import type { ProbeTimeline } from "./timeline";
 
 const CSS = `
-:root{--ink:#1F2328;--muted:#59636E;--line:#D0D7DE;--bg:#F6F8FA;--ok:#1A7F37;--bad:${FAILED};--fault:#FFF4D6}
+:root{--ink:#1F2328;--muted:#59636E;--line:#D0D7DE;--bg:#F6F8FA;--ok:#1A7F37;--bad:${FAILED}}
 *{box-sizing:border-box}
 body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","DejaVu Sans",Arial,sans-serif}
 main{max-width:1340px;margin:0 auto;padding:20px 24px 40px}
@@ -30,7 +30,7 @@ section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:1
 nav{font-size:13px;color:var(--muted);margin:6px 0 0}
 nav a{color:#0B5CAD;margin-right:14px}
 .badge{font-weight:700;font-size:14px;padding:3px 10px;border-radius:999px;color:#fff}
-.badge.ok{background:var(--ok)}.badge.bad{background:var(--bad)}
+.badge.ok{background:var(--ok)}.badge.bad{background:var(--bad);color:#fff}
 .muted{color:var(--muted)}
 .bad{color:var(--bad)}
 p{margin:4px 0}
@@ -38,8 +38,8 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
 th,td{text-align:left;padding:4px 10px;border-bottom:1px solid #EAEEF2;vertical-align:top}
-th{color:var(--muted);font-weight:600;border-bottom:1px solid var(--line)}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th{color:var(--muted);font-weight:600;border-bottom:1px solid var(--line);white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .problems{border-left:4px solid var(--bad);background:#FFF5F5;padding:8px 14px;margin:12px 0 0}
 .problems ul{margin:4px 0;padding-left:20px}
 .split{display:grid;grid-template-columns:minmax(0,640px) minmax(0,1fr);gap:20px;align-items:start}
@@ -52,7 +52,6 @@ figcaption b{font-size:13px}
 .key{display:inline-flex;align-items:center;gap:6px}
 .sw{display:inline-block;width:14px;height:10px;background:var(--c)}
 .sw.line{height:0;border-top:2px dashed var(--c);background:none}
-.sw.tick{height:5px}
 svg.chart{display:block;max-width:100%;height:auto}
 svg text{font-size:11px;fill:var(--ink)}
 svg .tick,svg .axis-label,svg .muted{fill:var(--muted)}
@@ -72,13 +71,6 @@ function statsText(s: Summary | undefined): string {
     return s.n === 1 ? `${ms(s.median)} (one run)` : `${ms(s.median)} (${ms(s.min)}–${ms(s.max)}, ${s.n} runs)`;
 }
 
-function median(values: number[]): Summary | undefined {
-    if (values.length === 0) return undefined;
-    const v = [...values].sort((a, b) => a - b);
-    const mid = Math.floor(v.length / 2);
-    return { n: v.length, min: v[0], max: v[v.length - 1], median: v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2 };
-}
-
 /** Each PoP's colour, in the topology's order (the same on every chart of the page). */
 function popColours(r: LabReport): Map<string, string> {
     const names = [...r.topology.map((t) => t.pop), ...r.catchment.flatMap((c) => (c.servedBy ? [c.servedBy] : []))];
@@ -88,7 +80,7 @@ function popColours(r: LabReport): Map<string, string> {
 }
 
 function table(head: string[], rows: string[][], numeric: number[] = []): string {
-    const cell = (tag: string, i: number, v: string) => `<${tag}${numeric.includes(i) && tag === "td" ? ' class="num"' : ""}>${v}</${tag}>`;
+    const cell = (tag: string, i: number, v: string) => `<${tag}${numeric.includes(i) ? ' class="num"' : ""}>${v}</${tag}>`;
     return `<table><thead><tr>${head.map((h, i) => cell("th", i, esc(h))).join("")}</tr></thead><tbody>` +
         rows.map((row) => `<tr>${row.map((v, i) => cell("td", i, v)).join("")}</tr>`).join("") + "</tbody></table>";
 }
@@ -119,11 +111,11 @@ function keyNumbers(r: LabReport): string {
     const o = r.originFailover;
     if (o?.outage) {
         rows.push(["Every origin down", String(o.outage.runs.length), "503 page from every PoP / served again", esc(statsText(o.outage.first503)),
-            esc(statsText(o.outage.recovery)), `${o.outage.noAnswerTotal} without an answer`]);
+            esc(statsText(o.outage.recovery)), `${o.outage.noAnswerTotal} no answer`]);
     }
     if (o?.tunnelCut) {
         rows.push(["A PoP's tunnels cut", String(o.tunnelCut.runs.length), "relayed through another PoP / direct again", esc(statsText(o.tunnelCut.reroute)),
-            esc(statsText(median(o.tunnelCut.runs.flatMap((x) => (x.error || x.recoveryMs === undefined ? [] : [x.recoveryMs]))))), String(o.tunnelCut.failedTotal)]);
+            esc(statsText(stats(o.tunnelCut.runs.flatMap((x) => (x.error || x.recoveryMs === undefined ? [] : [x.recoveryMs]))))), String(o.tunnelCut.failedTotal)]);
     }
     if (o?.originDown) {
         rows.push(["One origin down", String(o.originDown.runs.length), "served from the other origin / paths up again", esc(statsText(o.originDown.switchTime)),
@@ -145,14 +137,19 @@ function catchmentSection(r: LabReport, colours: Map<string, string>): string {
     const wrong = r.catchment.filter((c) => c.servedBy !== c.expectedPop).length;
     const served = (c: (typeof r.catchment)[number]) => c.servedBy === undefined ? '<span class="bad">✗ nobody</span>'
         : c.servedBy === c.expectedPop ? `✓ ${esc(c.servedBy)}` : `<span class="bad">✗ ${esc(c.servedBy)} (not ${esc(c.expectedPop)})</span>`;
-    const head = ["region", "served by", "status", "time", "origin", ...(r.catchment4 ? ["IPv4 arrived at"] : [])];
-    const body = r.catchment.map((c) => [esc(c.region), served(c), esc(c.status !== undefined ? String(c.status) : (c.error ?? "failed")), esc(ms(c.ms)),
-        esc(c.origin ?? "none"), ...(r.catchment4 ? [esc(v4.get(c.region)?.arrivedAt.join(", ") || "no PoP")] : [])]);
+    const https = new Map(r.https.map((h) => [h.region, h]));
+    const httpsText = (h: HttpsResult | undefined) => (h === undefined ? "not tried" : h.status !== undefined
+        ? `${h.status}${h.servedBy ? ` from ${h.servedBy}` : ""}` : `refused (${h.error ?? "no answer"})`);
+    const head = ["region", "served by", "HTTP", "origin", "HTTPS, pull cert", "HTTPS, none", ...(r.catchment4 ? ["IPv4 arrived at"] : [])];
+    const body = r.catchment.map((c) => [esc(c.region), served(c), esc(c.status !== undefined ? `${c.status}, ${ms(c.ms)}` : (c.error ?? "failed")),
+        esc(c.origin ?? "none"), esc(httpsText(https.get(c.region)?.withCert)), esc(httpsText(https.get(c.region)?.withoutCert)),
+        ...(r.catchment4 ? [esc(v4.get(c.region)?.arrivedAt.join(", ") || "no PoP")] : [])]);
     return `<section id="catchment"><h2>Catchment: which PoP each region reaches</h2>` +
         `<p class="muted">GET / on ${esc(r.anycast.address)} (Host: ${esc(r.anycast.hostname)}) from each region's client; ` +
         `the PoP is the answer's X-Anycast-PoP. ${wrong === 0 ? "Every region is served by its own PoP." : `<b class="bad">${wrong === 1 ? "1 region is not served by its own PoP" : `${wrong} regions are not served by their own PoP`}</b> ` +
             "(red and dashed; a dotted line goes to the expected PoP)."}</p>` +
-        `<div class="split"><div>${catchmentDiagram("catchment-chart", rows, pops)}</div><div>${table(head, body, [3])}</div></div></section>`;
+        `<div class="split"><div>${catchmentDiagram("catchment-chart", rows, pops)}</div><div>${table(head, body, [2])}` +
+        `<p class="muted">HTTPS: with Cloudflare's origin-pull client certificate, and without it (which the PoP must refuse).</p></div></div></section>`;
 }
 
 interface Panel {
@@ -184,6 +181,12 @@ function seriesOf(panels: Panel[], colours: Map<string, string>): TimelineSeries
         .map(({ label, colour, keys: k }) => ({ label, colour, keys: k.sort() }));
 }
 
+/** ", 100 ms buckets": what the charts of an experiment count in. */
+function bucketsText(timelines: ProbeTimeline[]): string {
+    const widths = [...new Set(timelines.map((t) => t.bucketMs))].sort((a, b) => a - b);
+    return widths.length === 0 ? "" : `, ${widths.map((w) => `${w} ms`).join(" or ")} buckets`;
+}
+
 /** One chart per run, sharing their axes so the runs compare at a glance, under one legend. */
 function runGrid(id: string, panels: Panel[], colours: Map<string, string>, unit: string): string {
     const timelines = panels.flatMap((p) => (p.timeline ? [p.timeline] : []));
@@ -194,7 +197,7 @@ function runGrid(id: string, panels: Panel[], colours: Map<string, string>, unit
     const yMax = niceMax(Math.max(1, ...timelines.map(peakRate)), 4);
     const legend = `<div class="legend">${series.map((s) => swatch(s.colour, s.label)).join("")}` +
         `${swatch(FAILED, "failed (no answer, or not 200)")}${swatch(FAULT_BAR, "fault in place")}` +
-        `${swatch("var(--ink)", "fault / repair started", "line")}<span class="key muted">${esc(unit)}</span></div>`;
+        `${swatch("var(--ink)", "fault / repair started", "line")}<span class="key muted">${esc(unit)}${esc(bucketsText(timelines))}</span></div>`;
     const figures = panels.map((p, i) => {
         const chart = p.timeline
             ? timelineChart({ id: `${id}-${i + 1}`, title: `${p.title}: requests per second around the fault`, timeline: p.timeline, x, yMax, series })
@@ -235,7 +238,7 @@ function experimentsSection(r: LabReport, colours: Map<string, string>): string 
     return `<section id="experiments"><h2>Failure experiments: what the region's client saw</h2>` +
         `<p class="muted">Each chart is one run: requests per second by the PoP that answered, stacked, with failed requests in red on top and ` +
         `as ticks under the axis. Time 0 is the start of the fault's command; the shaded span lasts until the repair's command started. ` +
-        `A request counts in the 100 ms bucket it was sent in.</p>${body}</section>`;
+        `A request counts in the bucket it was sent in (100 ms, or five requests' worth where they are sparser).</p>${body}</section>`;
 }
 
 function originSection(o: OriginFailoverReport | undefined, colours: Map<string, string>): string {
@@ -291,10 +294,9 @@ function idleSection(r: LabReport): string {
         groups((d) => d.cpuPercent, (v) => `${v.toFixed(1)} %`));
     const mem = groupedBars("idle-mem", "Resident memory of each PoP's daemons at idle", "resident memory, MiB",
         groups((d) => d.rssKiB / 1024, (v) => `${v.toFixed(1)} MiB`));
-    const legend = `<div class="legend">${DAEMONS.map((d) => swatch(colour(d), d)).join("")}</div>`;
     return `<section id="idle"><h2>Idle cost of the daemons</h2><p class="muted">Each PoP's daemons over ${(c.sampledMs / 1000).toFixed(0)} s ` +
         `without traffic after set-up (from /proc; nginx is its master and workers together). The whole machine started ` +
-        `${c.forksPerSecond.toFixed(1)} processes/s meanwhile (the lab's own and anything else running).</p>${legend}` +
+        `${c.forksPerSecond.toFixed(1)} processes/s meanwhile (the lab's own and anything else running).</p>` +
         `<div class="pair"><figure><figcaption><b>CPU</b></figcaption>${cpu}</figure>` +
         `<figure><figcaption><b>Memory</b></figcaption>${mem}</figure></div></section>`;
 }

@@ -25,7 +25,7 @@ import { needTools, sleep, tempDir, which } from "../helpers/tools";
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync"];
 const WIDTH = 1400;
-/** Taller than the fixture's page (about 4,000 px): the test checks that the page ends inside it. */
+/** Taller than the fixture's page (about 4,400 px): the test checks that the page ends inside it. */
 const HEIGHT = 6000;
 const LIMIT_MS = 60_000;
 /** The page's background outside its sections (lab/html.ts CSS --bg). */
