@@ -168,6 +168,31 @@ describe("the lab report's HTML page", () => {
         assert.equal(page.split("<title").length - 1, 1 + charts(page).size, "the page's title and one per chart, no more");
     });
 
+    it("renders what a smaller report has: no experiments, no idle cost, a run without a timeline, IPv4 catchment", () => {
+        const bare = structuredClone(report);
+        bare.experiments = [];
+        delete bare.originFailover;
+        delete bare.idleCost;
+        const page = renderHtml(bare);
+        assert.match(page, /No failure experiments in this report/);
+        assert.doesNotMatch(page, /id="idle"|href="#idle"|id="origin"|href="#origin"/);
+        const ids = new Set(attributes(page).filter((a) => a.name === "id").map((a) => a.value));
+        for (const href of attributes(page).filter((a) => a.name === "href")) assert.ok(ids.has(href.value.slice(1)), href.value);
+
+        const older = structuredClone(report);
+        delete older.experiments[0].runs[0].timeline;
+        older.experiments[0].runs[0].error = "no other PoP served lax within 15 s";
+        older.experiments[1] = { ...older.experiments[1], runs: [], skipped: "one PoP: no other PoP can take its traffic over" };
+        older.catchment4 = older.catchment.map((c) => ({ region: c.region, client: "198.51.100.9", target: "198.51.100.1", expectedPop: c.expectedPop, arrivedAt: [c.expectedPop] }));
+        const shown = renderHtml(older);
+        assert.match(shown, /No timeline in this report/);
+        assert.match(shown, /ERROR: no other PoP served lax within 15 s/);
+        assert.match(shown, /Not run: one PoP: no other PoP can take its traffic over/);
+        assert.match(shown, /<th>IPv4 arrived at<\/th>/);
+        assert.equal(charts(shown).has(`exp-${older.experiments[0].id}-1`), false);
+        assert.ok(charts(shown).has(`exp-${older.experiments[0].id}-2`));
+    });
+
     it("is a pure function of the report", () => {
         assert.equal(renderHtml(fixtureReport()), html);
     });
