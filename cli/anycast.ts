@@ -4,7 +4,8 @@
  *   anycast validate --config Pulumi.<stack>.yaml
  *   anycast render   --config Pulumi.<stack>.yaml --out <dir>
  *   anycast preview  --config Pulumi.<stack>.yaml [--diff <plan.json>] [--json <file>]
- *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--keep] [--repeats N] [--edge frr|bird] [--experiments a,b]
+ *   anycast lab      --config Pulumi.lab.yaml [--json <file>] [--html <file>] [--keep] [--repeats N] [--edge frr|bird]
+ *                    [--experiments a,b]
  *   anycast lab      --down                                 (the kept lab, and kept rehearsals)
  *   anycast lab      --deploy --config Pulumi.<stack>.yaml [--upgrade-from <revision>] [--keep] [--json <file>]
  *                    (lab/deploy/rehearsal.ts; with --keep and a kept rehearsal: lab/deploy/redeploy.ts)
@@ -133,12 +134,13 @@ const NOT_FOR_REHEARSAL: Record<string, string> = {
     repeats: "the rehearsal runs its one experiment once (--repeats is the lab's)",
     edge: "the rehearsal's provider edge is BIRD (--edge picks the lab's)",
     experiments: "the rehearsal runs its own checks (--experiments picks the lab's)",
+    html: "the page draws the lab's report (regions, experiments, idle cost); the rehearsal's report is its text and --json",
 };
 
-async function lab(opts: { config?: string; json?: string; keep?: boolean; repeats: number; down?: boolean; deploy?: boolean; edge: string;
-    experiments?: string; upgradeFrom?: string }, io: Io, given: (option: string) => boolean): Promise<number> {
+async function lab(opts: { config?: string; json?: string; html?: string; keep?: boolean; repeats: number; down?: boolean; deploy?: boolean;
+    edge: string; experiments?: string; upgradeFrom?: string }, io: Io, given: (option: string) => boolean): Promise<number> {
     if (opts.down) {
-        const others = ["config", "json", "keep", "repeats", "edge", "experiments", "upgradeFrom"].filter(given);
+        const others = ["config", "json", "html", "keep", "repeats", "edge", "experiments", "upgradeFrom"].filter(given);
         if (others.length > 0) throw new UsageError(`--down tears down and exits: it takes no ${others.map((o) => `--${o === "upgradeFrom" ? "upgrade-from" : o}`).join(", ")}`);
         await (await import("../lab/index")).teardownLab(io.out);
         const removed = await (await import("../lab/deploy/slots")).teardownKeptSlots(io.out);
@@ -186,15 +188,15 @@ async function lab(opts: { config?: string; json?: string; keep?: boolean; repea
     if (unknown.length > 0) throw new UsageError(`--experiments: ${unknown.join(", ")} is not an experiment: use some of ${known.join(", ")}`);
     // `edge` picks the emulated upstreams' BGP implementation (lab/index.ts runLab).
     const labOptions = {
-        configFile: requireConfig(opts.config), json: opts.json, keep: !!opts.keep, repeats: opts.repeats,
+        configFile: requireConfig(opts.config), json: opts.json, html: opts.html, keep: !!opts.keep, repeats: opts.repeats,
         edge: opts.edge as EdgeKind, log: fitting(io.out),
         ...(experiments ? { experiments: experiments as LabOptions["experiments"] } : {}),
     };
     const started = Date.now();
     const report = await labModule.runLab(labOptions);
     const verdict = report.ok ? "ok" : `failed, ${plural(report.problems.length, "problem")}`;
-    io.out(wrap(`lab: ${verdict} in ${elapsed(Date.now() - started)} ` +
-        `(${opts.config}${opts.json ? `, report in ${opts.json}` : ""}${report.kept ? ", kept: anycast lab --down tears it down" : ""})`));
+    io.out(wrap(`lab: ${verdict} in ${elapsed(Date.now() - started)} (${opts.config}${opts.json ? `, report in ${opts.json}` : ""}` +
+        `${opts.html ? `, page in ${opts.html}` : ""}${report.kept ? ", kept: anycast lab --down tears it down" : ""})`));
     return report.ok ? 0 : 1;
 }
 
@@ -345,6 +347,8 @@ const COMMANDS: CommandSpec[] = [
         options: () => [
             configOption("required unless --down"),
             new Option("--json <file>", "also write the report as JSON to <file> (default: not written)"),
+            new Option("--html <file>", "also write the report as one self-contained HTML page to <file>: the catchment, " +
+                "a timeline of each experiment's runs, the daemons' idle cost; it loads nothing (default: not written)"),
             new Option("--keep", "leave the lab running afterwards, to look around; with --deploy, leave the rehearsal's " +
                 "hosts up (it prints the anycast status command for them), or deploy onto the kept ones again (default: torn down)"),
             repeatsOption("runs of each experiment; 0 only builds the lab and checks it serves"),
@@ -360,6 +364,7 @@ const COMMANDS: CommandSpec[] = [
         ],
         examples: ["anycast lab --config Pulumi.lab.yaml",
             "anycast lab --config Pulumi.prod.yaml --edge bird --repeats 1 --json report.json",
+            "anycast lab --config Pulumi.lab.yaml --html report.html   # a page for a postmortem",
             "anycast lab --config Pulumi.lab.yaml --experiments originOutage,tunnelCut,originDown",
             "anycast lab --config Pulumi.lab.yaml --keep   # then look around; later: anycast lab --down",
             "anycast lab --deploy --config Pulumi.prod.yaml --upgrade-from 43c83ba --json rehearsal.json",

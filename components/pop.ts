@@ -148,10 +148,12 @@ export class AnycastPoP extends pulumi.ComponentResource {
         // upgraded from an older agent keeps it running until its new settings are in place.
         const program = push({ file: "anycast-health", content: file("anycast-health") }, [bird, nginx]);
         const settings = push({ file: "anycast-health.json", content: file("anycast-health.json") }, [program]);
-        push({ file: "anycast-health.service", content: file("anycast-health.service") }, [settings]);
+        const unit = push({ file: "anycast-health.service", content: file("anycast-health.service") }, [settings]);
         // The exporters beside BIRD and nginx, on the mesh address (they bind it once wg0 is up).
-        push({ file: "bird-exporter.conf", content: renderExporterDropIn("bird", args.pop.meshAddress) }, [bird]);
-        push({ file: "nginx-exporter.conf", content: renderExporterDropIn("nginx", args.pop.meshAddress) }, [nginx]);
+        // After the agent: a host's package installs queue for apt, and serving comes before
+        // being watched (the rehearsal's first deploy announced 20 s later the other way round).
+        push({ file: "bird-exporter.conf", content: renderExporterDropIn("bird", args.pop.meshAddress) }, [bird, unit]);
+        push({ file: "nginx-exporter.conf", content: renderExporterDropIn("nginx", args.pop.meshAddress) }, [nginx, unit]);
         return pushed;
     }
 }

@@ -23,6 +23,7 @@ import { sampleSession, sessionChanges } from "./session";
 import { Prober, ProbeSample } from "./probe";
 import type { ExperimentReport, ExperimentRun } from "./report";
 import { stats } from "./stats";
+import { probeTimeline } from "./timeline";
 import { RegionPlan } from "./topology";
 import { ms, wrap } from "./text";
 
@@ -335,13 +336,16 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
     const prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname },
         e.probeIntervalMs, lab.probeTimeoutMs);
     let faultIn = false;
+    // When the fault's and the repair's commands started (epoch ms), for the run's timeline.
+    let t0: number | undefined;
+    let t1: number | undefined;
     try {
         await steady(lab, r, prober, bounds.recoveryMs);
         const sessionBefore = e.keepsSession ? await sampleSession(lab, r) : undefined;
         // Times count from the start of the fault's and the repair's command: `wg-quick up/down`
         // take a while, and the fault or repair takes effect somewhere inside them.
         const alerts = prometheus?.beginCheck(e.title, own, e.alerts(r));
-        const t0 = nowMs();
+        t0 = nowMs();
         await e.inject(lab, r);
         faultIn = true;
         const moved = await prober.waitFor(t0, (s) => s.ok && s.pop !== own, bounds.failoverMs);
@@ -351,7 +355,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         await e.settled(lab, r, bounds);
         await alerts?.hold();
 
-        const t1 = nowMs();
+        t1 = nowMs();
         await e.repairIt(lab, r);
         faultIn = false;
         const back = await prober.waitFor(t1, (s) => s.ok && s.pop === own, bounds.recoveryMs);
@@ -381,6 +385,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
     } finally {
         await prober.stop();
         run.requests = prober.samples.length;
+        if (t0 !== undefined) run.timeline = probeTimeline([prober.samples], { intervalMs: e.probeIntervalMs, faultAt: t0, repairAt: t1 });
         // Each run is a fault the operator has dealt with: forget the PoP's flap history, so the
         // next runs measure failover, not flap damping (which the lab shows on its own).
         await lab.agent(own, "release").catch(() => undefined);

@@ -15,12 +15,14 @@ import { abortLab, hasCommand, LabAborted, settleInFlight } from "./exec";
 import { EXPERIMENT_IDS, runExperiments } from "./experiments";
 import { ORIGIN_EXPERIMENT_IDS, OriginExperimentId, originFailoverProblems, runOriginExperiments } from "./origin-experiments";
 import { frrPasswordProblem, FRR_DAEMON_DIR, frrDaemons } from "./frr";
+import { renderHtml } from "./html";
 import { cloudNotes, howToPoke, measure, waitForAnnounced } from "./measure";
 import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./network";
 import { sampleIdleCost } from "./resources";
 import { formatReport, LabReport } from "./report";
 import { loadStack, LabStack } from "./stack";
 import { adaptStackToStalls, minimumBfdDetectMs, probeStalls } from "./stalls";
+import { jsonText } from "./text";
 import { LAB_DIR, LAB_NS_PREFIX, LabPlan, planLab } from "./topology";
 import { flapDamping, policyChange } from "./routing";
 import { alertProblems, LabPrometheus } from "./monitoring";
@@ -39,6 +41,8 @@ export interface LabOptions {
     configFile: string;
     /** Also write the report as JSON to this file. */
     json?: string;
+    /** Also write the report as one self-contained HTML page to this file (lab/html.ts). */
+    html?: string;
     /** Leave the lab running afterwards (tear down later with teardownLab / `anycast lab --down`). */
     keep?: boolean;
     /** Runs of each experiment (default 5). */
@@ -389,11 +393,12 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
 
         const report = newReport(lab, options, await measure(lab));
         report.setupS = setupS;
-        log("  sampling the PoPs' daemons for 10 s without traffic");
-        report.idleCost = await sampleIdleCost(plan.regions.map((r) => ({ name: r.pop.name, ns: r.pop.ns })), 10_000);
+        // Prometheus first: its scrapes are part of what a PoP's daemons cost at rest.
         const prometheus = options.monitoring === false ? undefined
             : await step("starting Prometheus on the monitoring origin", () => LabPrometheus.start(stack, plan.origins, ANNOUNCE_TIMEOUT_MS));
         if (prometheus) log(`  Prometheus on ${prometheus.report.where} scrapes ${prometheus.report.targets} targets over the mesh`);
+        log("  sampling the PoPs' daemons for 10 s without traffic");
+        report.idleCost = await sampleIdleCost(plan.regions.map((r) => ({ name: r.pop.name, ns: r.pop.ns })), 10_000);
         if (repeats > 0) await runFaults(lab, report, options, repeats, prometheus);
         if (prometheus) {
             report.alerts = prometheus.report;
@@ -406,7 +411,9 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
         report.ok = report.problems.length === 0;
         log("");
         log(formatReport(report));
-        if (options.json) fs.writeFileSync(options.json, JSON.stringify(report, null, 2) + "\n");
+        // One line per small record (a timeline's bucket above all), else a report runs to 10,000 lines.
+        if (options.json) fs.writeFileSync(options.json, jsonText(report) + "\n");
+        if (options.html) fs.writeFileSync(options.html, renderHtml(report));
         return report;
     } finally {
         if (interrupted) await interrupted;

@@ -18,6 +18,7 @@ import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober, ProbeSample } from "./probe";
 import { stats, Summary as Stats } from "./stats";
 import { ms, table, wrap } from "./text";
+import { probeTimeline, ProbeTimeline } from "./timeline";
 import { RegionPlan } from "./topology";
 
 export const ORIGIN_EXPERIMENT_IDS = ["originOutage", "tunnelCut", "originDown"] as const;
@@ -28,6 +29,10 @@ const OUTAGE_MS = 3000;
 const CUT_HOLD_MS = 2500;
 const DOWN_HOLD_MS = 2500;
 const CUT_TABLE = "anycast_lab_tunnel_cut";
+/** How often each region's client sends a request in each experiment. */
+const OUTAGE_PROBE_MS = 50;
+const CUT_PROBE_MS = 20;
+const DOWN_PROBE_MS = 50;
 
 export interface OutageRun {
     /** ms from the first outage's start: the runs follow each other within a minute. */
@@ -46,6 +51,8 @@ export interface OutageRun {
     /** Withdrawals the agents counted during the run (flap damping). */
     withdrawals: number;
     error?: string;
+    /** Every region's client together, from shortly before the freeze to the end of the run (lab/timeline.ts). */
+    timeline?: ProbeTimeline;
 }
 
 export interface TunnelCutRun {
@@ -64,6 +71,8 @@ export interface TunnelCutRun {
     /** ms from the repair to the first answer through the direct tunnel again. */
     recoveryMs?: number;
     error?: string;
+    /** The region's client, from shortly before the cut to the end of the run (lab/timeline.ts). */
+    timeline?: ProbeTimeline;
 }
 
 export interface OriginDownRun {
@@ -78,6 +87,8 @@ export interface OriginDownRun {
     /** ms from the thaw until every PoP's agent has the origin's direct path up again. */
     recoveryMs?: number;
     error?: string;
+    /** Every region's client together, from shortly before the freeze to the end of the run (lab/timeline.ts). */
+    timeline?: ProbeTimeline;
 }
 
 export interface OriginFailoverReport {
@@ -209,14 +220,16 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined, promet
     const regions = lab.plan.regions;
     const origins = lab.plan.origins.map((o) => o.host.name);
     const run: OutageRun = { startedAtMs: 0, answered503: 0, noAnswer: 0, notAnnounced: [], withdrawals: 0 };
-    const probers = probersFor(lab, regions, 50);
+    const probers = probersFor(lab, regions, OUTAGE_PROBE_MS);
     let frozen = false;
+    // When the freeze and the thaw started (epoch ms), for the run's timeline.
+    const at: { fault?: number; repair?: number } = {};
     try {
         await steady(probers, regions);
         const before = await withdrawalsNow(lab);
         // Every PoP stays announced and answers 503: the one alert is that no PoP reaches an origin.
         const alerts = prometheus?.beginCheck("Global origin outage", undefined, [{ alert: "AnycastNoOriginReachable" }]);
-        const t0 = nowMs();
+        const t0 = at.fault = nowMs();
         run.startedAtMs = firstStart === undefined ? 0 : t0 - firstStart;
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, origins, true);
@@ -231,7 +244,7 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined, promet
             run.first503Ms = Math.max(...firsts.map((s) => s!.done - t0));
             await sleep(Math.max(0, t0 + OUTAGE_MS - nowMs()));
             await alerts?.hold();
-            const t1 = nowMs();
+            const t1 = at.repair = nowMs();
             freeze(lab, origins, false);
             frozen = false;
             const backs = await Promise.all(regions.map((r, i) => probers[i].waitFor(t1, (s) => s.ok && s.pop === r.pop.name, 15_000)));
@@ -254,6 +267,7 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined, promet
     } finally {
         if (frozen) freeze(lab, origins, false);
         await Promise.all(probers.map((p) => p.stop()));
+        if (at.fault !== undefined) run.timeline = probeTimeline(probers.map((p) => p.samples), { intervalMs: OUTAGE_PROBE_MS, faultAt: at.fault, repairAt: at.repair });
     }
     return run;
 }
@@ -278,14 +292,15 @@ async function cutTunnels(lab: LabRuntime, r: RegionPlan, cut: boolean): Promise
 
 async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabPrometheus): Promise<TunnelCutRun> {
     const run: TunnelCutRun = { pop: r.pop.name, region: r.region, servedByOthers: 0, stayedAnnounced: false, failed: 0 };
-    const [prober] = probersFor(lab, [r], 20);
+    const [prober] = probersFor(lab, [r], CUT_PROBE_MS);
     let cut = false;
+    const at: { fault?: number; repair?: number } = {};
     try {
         await steady([prober], [r], (s) => s.relay === undefined);
         await sleep(500);
         // Prometheus on the origin scrapes through the tunnels that are cut: it loses the PoP.
         const alerts = prometheus?.beginCheck("Tunnels cut", r.pop.name, [{ alert: "AnycastPopUnreachable", pop: r.pop.name }]);
-        const t0 = nowMs();
+        const t0 = at.fault = nowMs();
         const direct = prober.samples.filter((s) => s.ok && s.pop === r.pop.name && s.relay === undefined && s.done > t0 - 1500);
         run.directMs = median(direct.map((s) => s.done - s.sent));
         const watched = await watchAnnounced(lab, async () => {
@@ -298,7 +313,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabProm
             run.relayedBy = relayed.relay;
             await sleep(CUT_HOLD_MS);
             await alerts?.hold();
-            const t1 = nowMs();
+            const t1 = at.repair = nowMs();
             const through = prober.samples.filter((s) => s.ok && s.pop === r.pop.name && s.relay !== undefined && s.sent >= relayed.done && s.done <= t1);
             run.relayedMs = median(through.map((s) => s.done - s.sent));
             run.servedByOthers = prober.samples.filter((s) => s.sent >= t0 && s.done <= t1 && s.pop !== undefined && s.pop !== r.pop.name).length;
@@ -318,6 +333,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabProm
     } finally {
         if (cut) await cutTunnels(lab, r, false).catch(() => undefined);
         await prober.stop();
+        if (at.fault !== undefined) run.timeline = probeTimeline([prober.samples], { intervalMs: CUT_PROBE_MS, faultAt: at.fault, repairAt: at.repair });
     }
     return run;
 }
@@ -325,8 +341,9 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabProm
 async function originDownRun(lab: LabRuntime, prometheus?: LabPrometheus): Promise<OriginDownRun> {
     const regions = lab.plan.regions;
     const run: OriginDownRun = { origin: "", affected: [], servedBy: [], notAnnounced: [], failed: 0 };
-    const probers = probersFor(lab, regions, 50);
+    const probers = probersFor(lab, regions, DOWN_PROBE_MS);
     let frozen = false;
+    const at: { fault?: number; repair?: number } = {};
     try {
         await steady(probers, regions, (s) => s.origin !== undefined);
         // The origin that serves the most regions right now goes down.
@@ -338,7 +355,7 @@ async function originDownRun(lab: LabRuntime, prometheus?: LabPrometheus): Promi
         run.affected = affected.map((r) => r.region);
         // The other origins serve: every PoP still reaches one, nothing pages.
         const alerts = prometheus?.beginCheck("One origin down", undefined, []);
-        const t0 = nowMs();
+        const t0 = at.fault = nowMs();
         const watched = await watchAnnounced(lab, async () => {
             freeze(lab, [run.origin], true);
             frozen = true;
@@ -354,7 +371,7 @@ async function originDownRun(lab: LabRuntime, prometheus?: LabPrometheus): Promi
             run.switchMs = Math.max(0, ...affected.map((r) => switched[regions.indexOf(r)]!.done - t0));
             await sleep(DOWN_HOLD_MS);
             await alerts?.hold();
-            const t1 = nowMs();
+            const t1 = at.repair = nowMs();
             freeze(lab, [run.origin], false);
             frozen = false;
             await waitFor(`every PoP's path to ${run.origin} up again`, async () => {
@@ -376,6 +393,7 @@ async function originDownRun(lab: LabRuntime, prometheus?: LabPrometheus): Promi
     } finally {
         if (frozen) freeze(lab, [run.origin], false);
         await Promise.all(probers.map((p) => p.stop()));
+        if (at.fault !== undefined) run.timeline = probeTimeline(probers.map((p) => p.samples), { intervalMs: DOWN_PROBE_MS, faultAt: at.fault, repairAt: at.repair });
     }
     return run;
 }

@@ -10,6 +10,7 @@ import type { ReachProbe } from "./exposure";
 import { ms, table, wrap } from "./text";
 import { formatOriginFailover, OriginFailoverReport } from "./origin-experiments";
 import { DAEMONS, IdleCost } from "./resources";
+import type { ProbeTimeline } from "./timeline";
 
 export { ms, table } from "./text";
 
@@ -215,6 +216,8 @@ export interface ExperimentRun {
      */
     sessionKept?: boolean;
     error?: string;
+    /** What the region's client saw from shortly before the fault to the end of the run (lab/timeline.ts). */
+    timeline?: ProbeTimeline;
 }
 
 export interface ExperimentReport {

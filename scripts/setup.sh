@@ -17,6 +17,8 @@ declare -A tools=(
   [prometheus-nginx-exporter]=prometheus-nginx-exporter
   # the deploy rehearsal: a Debian rootfs, booted with systemd-nspawn, deployed to over SSH
   [mmdebstrap]=mmdebstrap [systemd-nspawn]=systemd-container [ssh]=openssh-client
+  # the lab report's HTML page, rendered headless in a real browser by its test
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!tools[@]}"; do

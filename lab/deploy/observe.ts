@@ -31,6 +31,7 @@ import { curlHttps, writeCloudflareSide } from "../measure";
 import { probeOnce, Prober } from "../probe";
 import { ExperimentReport, ExperimentRun, formatExperiments, formatExposure, HttpsResult, stats } from "../report";
 import { ms, table, wrap } from "../text";
+import { probeTimeline } from "../timeline";
 import { edgeHasPath, edgeKernelTable, edgeProto, edgeTable } from "./edge";
 import { DeployClient, DeployCloud } from "./hosts";
 
@@ -298,6 +299,8 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
     const prober = new Prober(clients.catchment.netns, { address: spec.address.toString(), host: spec.frontDoor.hostname }, PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS);
     let faultIn = false;
     let withdrawalsBefore = NaN;
+    // When the fault's and the repair's commands started (epoch ms), for the run's timeline.
+    const at: { fault?: number; repair?: number } = {};
     try {
         if (!await prober.waitForStreak(Date.now(), 5, (s) => s.ok && s.pop === own, 60_000)) {
             const last = prober.samples.slice(-3).map((x) => (x.ok ? `served by ${x.pop}` : x.error ?? `http ${x.status} from ${x.pop ?? "?"}`));
@@ -309,7 +312,7 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
         const before = await cloud.exec(own, ["sh", "-c", `${HEALTH} status`], { allowFail: true });
         withdrawalsBefore = Number(/"withdrawals_last_hour":(\d+)/.exec(before.stdout)?.[1] ?? NaN);
         await cloud.exec(own, ["sh", "-c", `${HEALTH} release`], { allowFail: true });
-        const t0 = Date.now();
+        const t0 = at.fault = Date.now();
         await cloud.exec(own, ["systemctl", "stop", "nginx"]);
         faultIn = true;
         const gone = await waitUntil(async () => !await edgeHasPath(ctx.cloud, own, prefix), bounds.failoverMs);
@@ -325,7 +328,7 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
         run.servedBy = moved.pop;
         if (gone === undefined) throw new Error(`the edge still has ${own}'s path ${bounds.failoverMs / 1000} s after nginx stopped`);
 
-        const t1 = Date.now();
+        const t1 = at.repair = Date.now();
         await cloud.exec(own, ["systemctl", "start", "nginx"]);
         faultIn = false;
         const back = await waitUntil(() => edgeHasPath(ctx.cloud, own, prefix), bounds.recoveryMs);
@@ -349,6 +352,7 @@ async function proxyLoss(ctx: ObserveContext, clients: Clients, prefix: string, 
     } finally {
         await prober.stop();
         run.requests = prober.samples.length;
+        if (at.fault !== undefined) run.timeline = probeTimeline([prober.samples], { intervalMs: PROBE_INTERVAL_MS, faultAt: at.fault, repairAt: at.repair });
         // The operator dealt with the fault: the PoP's flap history starts afresh, as after each of the lab's runs.
         await cloud.exec(own, ["sh", "-c", `${HEALTH} release`], { allowFail: true });
     }

@@ -241,10 +241,10 @@ describe("anycast --help", () => {
         }
     });
 
-    it("lab takes --config --json --keep --repeats --down --edge --deploy --experiments --upgrade-from", async () => {
+    it("lab takes --config --json --html --keep --repeats --down --edge --deploy --experiments --upgrade-from", async () => {
         const lab = program({ out: () => undefined, err: () => undefined }, () => undefined).commands.find((c) => c.name() === "lab")!;
         assert.deepEqual(lab.options.map((o) => o.long).sort(),
-            ["--config", "--deploy", "--down", "--edge", "--experiments", "--json", "--keep", "--repeats", "--upgrade-from"].sort());
+            ["--config", "--deploy", "--down", "--edge", "--experiments", "--html", "--json", "--keep", "--repeats", "--upgrade-from"].sort());
         const unknown = await cli(["lab", "--config", path.join(REPO_ROOT, "Pulumi.lab.yaml"), "--experiments", "crash,originOutge"]);
         assert.equal(unknown.code, 2);
         assert.match(unknown.err, /--experiments: originOutge is not an experiment: use some of crash,[\s\S]*originOutage, tunnelCut, originDown/);
@@ -260,6 +260,7 @@ describe("anycast --help", () => {
             [["--repeats", "3"], /--repeats cannot be used with --deploy: the rehearsal runs its one experiment once/],
             [["--edge", "bird"], /--edge cannot be used with --deploy: the rehearsal's provider edge is BIRD/],
             [["--experiments", "crash"], /--experiments cannot be used with --deploy/],
+            [["--html", "page.html"], /--html cannot be used with --deploy: the page draws the lab's report/],
         ] as const) {
             const r = await cli(["lab", "--deploy", "--config", prod, ...option]);
             assert.equal(r.code, 2, `${option.join(" ")}: ${r.err}`);
@@ -272,6 +273,9 @@ describe("anycast --help", () => {
         const down = await cli(["lab", "--down", "--deploy", "--config", prod, "--keep"]);
         assert.equal(down.code, 2, down.err);
         assert.match(down.err, /--down tears down and exits: it takes no --config, --keep/);
+        const downHtml = await cli(["lab", "--down", "--html", "page.html"]);
+        assert.equal(downHtml.code, 2, downHtml.err);
+        assert.match(downHtml.err, /--down tears down and exits: it takes no --html/);
         const upgrade = await cli(["lab", "--config", prod, "--upgrade-from", "43c83ba"]);
         assert.equal(upgrade.code, 2);
         assert.match(upgrade.err, /--upgrade-from needs --deploy/);
