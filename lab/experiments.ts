@@ -64,6 +64,8 @@ interface Experiment {
      * cannot reach, whatever else the PoP would have told.
      */
     alerts(r: RegionPlan): AlertKey[];
+    /** Alerts the fault may fire as well, depending on how long its consequences last (timers of the config). */
+    mayAlso?(r: RegionPlan): AlertKey[];
 }
 
 /**
@@ -173,6 +175,8 @@ const experiments: Experiment[] = [
             await edgeSessionDown(lab, r, bounds.failoverMs);
         },
         alerts: (r) => [{ alert: "AnycastBirdUnreachable", pop: r.pop.name }],
+        // The restarted BIRD's session takes errorWaitTime and a connect to come back.
+        mayAlso: (r) => [{ alert: "AnycastBgpSessionDown", pop: r.pop.name }],
     },
     {
         id: "linkLoss",
@@ -216,8 +220,10 @@ const experiments: Experiment[] = [
             if (!agentTellsCutOff(lab.stack.spec)) return;
             await agentIn(lab, r, ["withdrawn", "held-down"], Math.max(bounds.failoverMs, cutOffMs(lab.stack.spec) + SLACK_MS));
         },
-        // The mesh runs over the dead link.
+        // The mesh runs over the dead link. Once it is back, the session takes errorWaitTime and a
+        // connect: Prometheus may see it down meanwhile.
         alerts: (r) => [{ alert: "AnycastPopUnreachable", pop: r.pop.name }],
+        mayAlso: (r) => [{ alert: "AnycastBgpSessionDown", pop: r.pop.name }],
     },
     {
         id: "originLoss",
@@ -344,7 +350,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         const sessionBefore = e.keepsSession ? await sampleSession(lab, r) : undefined;
         // Times count from the start of the fault's and the repair's command: `wg-quick up/down`
         // take a while, and the fault or repair takes effect somewhere inside them.
-        const alerts = prometheus?.beginCheck(e.title, own, e.alerts(r));
+        const alerts = prometheus?.beginCheck(e.title, own, e.alerts(r), e.mayAlso?.(r));
         t0 = nowMs();
         await e.inject(lab, r);
         faultIn = true;

@@ -295,7 +295,7 @@ export const ARTIFACTS: { readonly [N in ArtifactName]: N extends PushedArtifact
         remotePath: PROMETHEUS_PATHS.rules,
         description: "The network's alert rules (monitoring/alerts.yml of `anycast render`), for the origin's Prometheus.",
         validate: "promtool check rules \"$new\" >/dev/null",
-        apply: "if systemctl is-active --quiet prometheus; then systemctl reload prometheus; fi",
+        apply: "if systemctl is-active --quiet prometheus; then systemctl reload prometheus || systemctl restart prometheus; fi",
     },
     "prometheus.yml": {
         name: "prometheus.yml", delivery: "push", roles: ["origin"], monitoringOnly: true, secret: false, ...PUBLIC,

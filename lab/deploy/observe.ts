@@ -59,6 +59,8 @@ export interface RehearsalMonitoring {
     /** pop/job of the targets not up. */
     down: string[];
     firing: string[];
+    /** PoPs whose agent exports a WireGuard handshake. */
+    handshakesFrom: number;
     /** ms from the check's start until every target was up. */
     afterMs?: number;
 }
@@ -385,17 +387,24 @@ async function checkPrometheus(ctx: ObserveContext, problems: string[]): Promise
     };
     const t0 = Date.now();
     let up: Array<{ metric: Record<string, string>; value: [number, string] }> | undefined;
+    // Each agent also reads its tunnels' handshakes under systemd (`wg`, from the unit's sandbox).
+    let handshakes: string[] = [];
     const at = await waitUntil(async () => {
         up = await query("up").catch(() => undefined);
-        return (up?.filter((s) => s.value[1] === "1").length ?? 0) >= targets;
+        handshakes = ((await query("count by (pop) (anycast_wireguard_last_handshake_timestamp_seconds > 0)").catch(() => undefined)) ?? [])
+            .map((s) => s.metric.pop);
+        return (up?.filter((s) => s.value[1] === "1").length ?? 0) >= targets && ctx.spec.pops.every((p) => handshakes.includes(p.name));
     }, SCRAPE_LIMIT_MS, 1000);
     const upCount = up?.filter((s) => s.value[1] === "1").length ?? 0;
     const down = (up ?? []).filter((s) => s.value[1] !== "1").map((s) => `${s.metric.pop}/${s.metric.job}`);
     const firing = ((await query('ALERTS{alertstate="firing"}').catch(() => undefined)) ?? []).map((s) => `${s.metric.alertname}${s.metric.pop ? `{pop=${s.metric.pop}}` : ""}`);
-    if (at === undefined) problems.push(`monitoring: Prometheus on ${origin} scrapes ${upCount} of ${targets} targets after ${SCRAPE_LIMIT_MS / 1000} s` +
+    const silent = ctx.spec.pops.map((p) => p.name).filter((p) => !handshakes.includes(p));
+    if (at === undefined && upCount < targets) problems.push(`monitoring: Prometheus on ${origin} scrapes ${upCount} of ${targets} targets after ${SCRAPE_LIMIT_MS / 1000} s` +
         (down.length ? ` (down: ${down.join(", ")})` : up ? "" : " (it does not answer on its API)"));
+    if (at === undefined && silent.length > 0) problems.push(`monitoring: no WireGuard handshake in the /metrics of ${silent.join(", ")}`);
     if (firing.length > 0) problems.push(`monitoring: alerts firing on a healthy network: ${firing.join(", ")}`);
-    return { origin, targets, up: upCount, down, firing, ...(at !== undefined ? { afterMs: at - t0 } : {}) };
+    return { origin, targets, up: upCount, down, firing, handshakesFrom: ctx.spec.pops.length - silent.length,
+        ...(at !== undefined ? { afterMs: at - t0 } : {}) };
 }
 
 export async function observe(ctx: ObserveContext, prefix: string): Promise<RehearsalObservations> {
@@ -447,6 +456,7 @@ export function formatObservations(o: RehearsalObservations): string[] {
         const m = o.monitoring;
         out.push(...wrap(`Monitoring: Prometheus on ${m.origin} (Debian's package, the deploy's drop-in) scrapes ${m.up} of ${m.targets} ` +
             `targets over the mesh${m.afterMs !== undefined ? ` (all up ${ms(m.afterMs)} into the check)` : ""}` +
+            `; ${m.handshakesFrom} of ${m.targets / 3} agents export their tunnels' handshakes` +
             `${m.down.length ? `; down: ${m.down.join(", ")}` : ""}; firing: ${m.firing.length ? m.firing.join(", ") : "none"}`), "");
     }
     out.push(...formatExperiments({ experiments: [o.experiment] }));

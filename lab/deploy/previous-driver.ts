@@ -13,10 +13,29 @@ import { unwrapSecrets } from "../../harness/mockcloud";
 import { DeployPlan, PlannedCommand, priorOutputsOf } from "./plan";
 import type { PreviousDeploy, PreviousDeployInput } from "./previous";
 
+/**
+ * The config as the earlier version knew it: a key added since (anycast:monitoring, say) is left
+ * out, as a user upgrading sets it only once the version that reads it is installed. Keys are
+ * taken from the earlier tree's own list; a tree without one gets the config whole.
+ */
+function withKnownKeys(tree: string, input: PreviousDeployInput): PreviousDeployInput {
+    let known: readonly string[] | undefined;
+    try {
+        known = (require(path.join(path.resolve(tree), "dist", "components", "core", "config-shape.js")) as { CONFIG_KEYS?: string[] }).CONFIG_KEYS;
+    } catch {
+        known = undefined;
+    }
+    if (!known) return input;
+    const values = Object.fromEntries(Object.entries(input.values).filter(([k]) => known!.includes(k)));
+    const dropped = Object.keys(input.values).filter((k) => !known!.includes(k));
+    if (dropped.length > 0) console.error(`previous-driver: left out keys the earlier version does not know: ${dropped.join(", ")}`);
+    return { ...input, values };
+}
+
 async function main(): Promise<void> {
     const [tree, out] = process.argv.slice(2);
     if (!tree || !out) throw new Error("usage: previous-driver.js <tree> <out.json>");
-    const input = JSON.parse(fs.readFileSync(0, "utf8")) as PreviousDeployInput;
+    const input = withKnownKeys(tree, JSON.parse(fs.readFileSync(0, "utf8")) as PreviousDeployInput);
     const { planDeploy } = require(path.join(path.resolve(tree), "dist", "lab", "deploy", "plan.js")) as
         { planDeploy(o: PreviousDeployInput): Promise<DeployPlan> };
     const plan = await planDeploy(input);

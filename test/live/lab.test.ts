@@ -94,12 +94,16 @@ describe("the lab, from Pulumi.lab.yaml (FRR edges)", { skip }, () => {
     });
 
     it("lets each kind of source reach exactly what the firewall rules allow", () => {
-        assert.equal(report.exposure.length, 13);
+        // 13, and each exporter from the mesh (connected), the outsider and the client (dropped).
+        assert.equal(report.exposure.length, 19);
         assert.match(report.admin, /origin .* inside firewall\.adminCidrs/);
         for (const p of report.exposure) assert.ok(p.ok, `${p.from} -> ${p.to} ${p.protocol}/${p.port}: ${p.result}, expected ${p.expect} (${p.rule})`);
         const dropped = (port: number, source: string) => report.exposure.find((p) => p.protocol === "tcp" && p.port === port && p.source === source && p.expect === "dropped");
         // Each protected service has a refused outsider, and "dropped" means silently (no reset).
-        for (const port of [80, 443, 179, 22, 8080]) assert.equal(dropped(port, "outsider")?.result, "timeout", `tcp/${port} from the outsider`);
+        for (const port of [80, 443, 179, 22, 8080, 9324, 9113]) assert.equal(dropped(port, "outsider")?.result, "timeout", `tcp/${port} from the outsider`);
+        for (const port of [9324, 9113]) {
+            assert.equal(report.exposure.find((p) => p.source === "meshPeer" && p.port === port)?.result, "connected", `tcp/${port} from the mesh`);
+        }
         assert.equal(report.exposure.find((p) => p.source === "admin" && p.port === 22)?.result, "refused", "SSH from adminCidrs reaches the host");
         assert.equal(report.exposure.find((p) => p.source === "pop" && p.expect === "reached")?.result, "connected", "the origin's service over the mesh");
         // WireGuard from outside the mesh: every datagram counted by the firewall's final drop.

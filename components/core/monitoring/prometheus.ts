@@ -126,6 +126,9 @@ export function renderPrometheusDropIn(retentionDays: number): string {
         "[Unit]",
         // Its targets are across the mesh.
         "After=wg-quick@wg0.service",
+        // Installed before the package and before our config: the package's own first start is
+        // then skipped (not a crash loop on a missing file), and the config's push starts it.
+        `ConditionPathExists=${PROMETHEUS_PATHS.config}`,
         "",
         "[Service]",
         "ExecStart=",
