@@ -20,10 +20,13 @@ import type { PreviousDeploy, PreviousDeployInput } from "./previous";
  */
 function withKnownKeys(tree: string, input: PreviousDeployInput): PreviousDeployInput {
     let known: readonly string[] | undefined;
-    try {
-        known = (require(path.join(path.resolve(tree), "dist", "components", "core", "config-shape.js")) as { CONFIG_KEYS?: string[] }).CONFIG_KEYS;
-    } catch {
-        known = undefined;
+    // Where the list lived: config-shape.ts since the config was split, config.ts before (0.1.0).
+    for (const file of ["config-shape.js", "config.js"]) {
+        try {
+            known ??= (require(path.join(path.resolve(tree), "dist", "components", "core", file)) as { CONFIG_KEYS?: string[] }).CONFIG_KEYS;
+        } catch {
+            // not in this version
+        }
     }
     if (!known) return input;
     const values = Object.fromEntries(Object.entries(input.values).filter(([k]) => known!.includes(k)));

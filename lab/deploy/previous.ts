@@ -73,7 +73,7 @@ export async function planPreviousVersion(revision: string, input: PreviousDeplo
         // The input holds the stack's secrets: it goes through a pipe, the answer through a 0600 file.
         const driver = await runUntracked(process.execPath, [path.join(__dirname, "previous-driver.js"), tree, out],
             { input: JSON.stringify(input), timeoutMs: 300_000, allowFail: true });
-        if (driver.code !== 0) throw new Error(`the deploy plan of ${revision} failed: ${driver.stderr.trim().split("\n").slice(-5).join(" | ")}`);
+        if (driver.code !== 0) throw new Error(`the deploy plan of ${revision} failed: ${driver.stderr.trim().split("\n").filter((l) => !/^\s+at /.test(l)).slice(-6).join(" | ")}`);
         const previous = JSON.parse(fs.readFileSync(out, "utf8")) as Omit<PreviousDeploy, "revision" | "commit" | "version">;
         return { revision, commit, version, ...previous };
     } finally {
