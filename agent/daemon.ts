@@ -10,6 +10,7 @@
  * restarting, nginx's pid file missing, a full disk). Stopping the agent leaves the announcement
  * as it is: BIRD keeps its protocols until the next agent decides.
  */
+import { ConnectionAborter } from "./connections";
 import * as fs from "node:fs";
 import { performance } from "node:perf_hooks";
 import { decayedPenalty, AgentCounters } from "../components/core/health/metrics";
@@ -78,6 +79,8 @@ export class AgentDaemon {
     private readonly publicClients = new Map<string, CheckClient>();
     /** BIRD's last `show protocols`, and when (monotonic): asked again after a second, or at once after a change or a failure. */
     private birdSeen?: { at: number; observation: Observations["bird"] };
+    /** Aborts the connections to a path that went down (agent/connections.ts). */
+    private readonly aborter: ConnectionAborter;
 
     constructor(private readonly options: DaemonOptions) {
         this.settings = options.settings;
@@ -89,6 +92,7 @@ export class AgentDaemon {
             peers: s.peers.map((p) => new CheckClient(parseTarget(p.statusUrl))),
         };
         this.log = options.log;
+        this.aborter = new ConnectionAborter(this.log);
         this.bird = new BirdControl(this.settings.paths.birdSocket, Math.max(1000, this.settings.timeoutMs));
         this.files = controlFiles(this.settings.paths.controlDir);
         this.server = new StatusServer(this.settings, () => this.currentStatus(), () => this.counters, this.log);
@@ -248,11 +252,13 @@ export class AgentDaemon {
     }
 
     private async act(actions: Action[]): Promise<void> {
+        const aborts: string[] = [];
         for (const a of actions) {
             switch (a.kind) {
                 case "log": this.log(a.line); break;
                 case "state-file": this.pending.stateFile = a.value; break;
                 case "upstreams": this.pending.upstreams = a.text; this.pending.reload = true; break;
+                case "abort-connections": aborts.push(...a.servers); break;
                 case "withdrawals": this.pending.withdrawals = a.times; break;
                 case "release-done":
                     try {
@@ -277,6 +283,11 @@ export class AgentDaemon {
         }
         await this.flushStateFile();
         await this.flushUpstreams();
+        // After the reload: nginx's new workers no longer pick these paths, and the requests the
+        // old ones sent on them fail now and go on to the next path (agent/connections.ts).
+        if (aborts.length > 0) {
+            void this.aborter.abort(aborts).then((n) => { if (n > 0) this.log(`aborted ${n} connection${n === 1 ? "" : "s"} to ${aborts.join(", ")}`); });
+        }
         if (this.pending.withdrawals) {
             const offset = wallOffset();
             const text = formatWithdrawals(this.pending.withdrawals.map((t) => t + offset));

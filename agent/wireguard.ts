@@ -1,8 +1,8 @@
 /**
  * The mesh's WireGuard handshakes for /metrics: `wg show wg0 dump`, run only when Prometheus asks
- * and at most once per CACHE_MS. It is the agent's one child process: the kernel's WireGuard
- * answers only over netlink, which node has no binding for, and a handshake is a minutes-scale
- * fact, so a scrape's fork every 15 s costs nothing next to the checks' forks this agent replaced.
+ * and at most once per CACHE_MS. With `ss -K` when a path goes down (agent/connections.ts), it is
+ * one of the agent's two child processes: the kernel's WireGuard answers only over netlink, which
+ * node has no binding for, and a handshake is a minutes-scale fact, so a scrape's fork every 15 s costs nothing next to the checks' forks this agent replaced.
  */
 import { execFile } from "node:child_process";
 import { handshakesFromDump, MeshHandshake } from "../components/core/health/metrics";

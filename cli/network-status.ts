@@ -5,6 +5,7 @@
  * around it is cli/status.ts.
  */
 import type { AgentStatus } from "../components/core/health/status";
+import type { UpstreamRole } from "../components/core/health/upstreams";
 import type { SshTarget } from "../stacks/network/stack";
 import { table, wrap } from "../lab/text";
 
@@ -61,7 +62,7 @@ export interface PopPath {
     /** The PoP a relay goes through. */
     via?: string;
     up: boolean;
-    role: "primary" | "backup" | "down";
+    role: UpstreamRole;
     /** Smoothed round trip, ms; undefined before the first measurement. */
     rttMs?: number;
     lastError?: string;

@@ -20,7 +20,7 @@ import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import type { AlertKey, LabPrometheus } from "./monitoring";
 import { showProtocols } from "./birdc";
 import { sampleSession, sessionChanges } from "./session";
-import { Prober, ProbeSample } from "./probe";
+import { failureSummary, Prober } from "./probe";
 import type { ExperimentReport, ExperimentRun } from "./report";
 import { stats } from "./stats";
 import { probeTimeline } from "./timeline";
@@ -292,17 +292,6 @@ async function edgeSessionDown(lab: LabRuntime, r: RegionPlan, timeoutMs: number
 async function agentIn(lab: LabRuntime, r: RegionPlan, states: string[], timeoutMs: number): Promise<void> {
     await waitFor(`${r.pop.name}'s health agent to reach ${states.join(" or ")}`, async () =>
         states.includes((await lab.agentStatus(r.pop.name))?.state ?? ""), timeoutMs, 20);
-}
-
-/** "3x timeout, 2x http 502 from sgp": what the failed requests of a phase met. */
-export function failureSummary(failed: ProbeSample[]): string | undefined {
-    if (failed.length === 0) return undefined;
-    const counts = new Map<string, number>();
-    for (const s of failed) {
-        const what = s.error ?? `http ${s.status}${s.pop ? ` from ${s.pop}` : ""}`;
-        counts.set(what, (counts.get(what) ?? 0) + 1);
-    }
-    return [...counts].map(([what, n]) => `${n}x ${what}`).join(", ");
 }
 
 /** Stops every experiment: the lab is not in a state where a fault can be measured. */

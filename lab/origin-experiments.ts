@@ -12,10 +12,13 @@
  *
  * Times count from the start of the fault's or the repair's command, as in experiments.ts.
  */
+import { originConnectTimeoutMs } from "../components/core/render/nginx";
+import type { PopRenderInput } from "../components/core/model";
+import { roundMs } from "../components/core/health/policy";
 import type { LabPrometheus } from "./monitoring";
 import { describeAgent, LabRuntime } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
-import { Prober, ProbeSample } from "./probe";
+import { failureSummary, Prober, ProbeSample } from "./probe";
 import { stats, Summary as Stats } from "./stats";
 import { ms, table, wrap } from "./text";
 import { probeTimeline, ProbeTimeline } from "./timeline";
@@ -68,6 +71,14 @@ export interface TunnelCutRun {
     servedByOthers: number;
     stayedAnnounced: boolean;
     failed: number;
+    /** Of `failed`, those sent after the cut began (the rest were in flight when it began). */
+    failedAfterCut: number;
+    /** What the failed requests saw, as "2x timeout" (no good answer within cutAnswerMs). */
+    failures?: string;
+    /** Requests answered well but later than the lab's usual probe wait (passed on to a relay). */
+    late: number;
+    /** The slowest good answer from the cut to the repair, ms. */
+    slowestMs?: number;
     /** ms from the repair to the first answer through the direct tunnel again. */
     recoveryMs?: number;
     error?: string;
@@ -105,7 +116,7 @@ export interface OriginFailoverReport {
         servesAfter: boolean;
         heldDown: string[];
     };
-    tunnelCut?: { runs: TunnelCutRun[]; reroute?: Stats; added?: Stats; relayed?: Stats; failedTotal: number };
+    tunnelCut?: { runs: TunnelCutRun[]; reroute?: Stats; added?: Stats; relayed?: Stats; failedTotal: number; failedAfterCutTotal: number; answerMs: number };
     originDown?: { runs: OriginDownRun[]; switchTime?: Stats; recovery?: Stats; failedTotal: number };
     /** Experiments this config cannot run, and why (one origin, no relay). */
     skipped: Array<{ id: OriginExperimentId; why: string }>;
@@ -116,7 +127,7 @@ export interface OriginFailoverReport {
  * stalling machine. A round lasts interval + timeout against a frozen origin, from the running
  * stack's health settings (which the lab widens on a machine that stalls, lab/stalls.ts), plus
  * what a round costs beyond the interval on this machine, as the agents report it (`tick_ms`):
- * on a loaded machine starting the checks' curl takes longer than the checks.
+ * on a loaded machine a round's own work takes longer than its checks.
  */
 async function decideMs(lab: LabRuntime, ticks: number): Promise<number> {
     const h = lab.stack.spec.health;
@@ -194,9 +205,23 @@ async function withdrawalsNow(lab: LabRuntime): Promise<number> {
     return n;
 }
 
-function probersFor(lab: LabRuntime, regions: RegionPlan[], intervalMs: number): Prober[] {
+function probersFor(lab: LabRuntime, regions: RegionPlan[], intervalMs: number, timeoutMs: number = lab.probeTimeoutMs): Prober[] {
     const target = { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname };
-    return regions.map((r) => new Prober(r.client.ns, target, intervalMs, lab.probeTimeoutMs));
+    return regions.map((r) => new Prober(r.client.ns, target, intervalMs, timeoutMs));
+}
+
+/**
+ * How long a tunnel-cut probe waits for its answer. A PoP whose tunnels are cut stays announced,
+ * so nothing is blackholed: a request that meets a dead path is passed on to a relay, late but
+ * not lost. It is passed on after nginx's connect timeout (the relays are the backups), or, sent
+ * on a kept-alive connection, once the agent finds the path down and aborts the connection:
+ * `fall` failed checks and a round to act. A failed request is one with no good answer by then;
+ * the late ones are reported apart (late, slowest).
+ */
+export function cutAnswerMs(lab: Pick<LabRuntime, "probeTimeoutMs">, spec: Pick<PopRenderInput, "health">): number {
+    const h = spec.health;
+    const agentMs = (h.fall + 1) * roundMs({ intervalMs: h.interval * 1000, timeoutMs: h.timeout * 1000 });
+    return lab.probeTimeoutMs + Math.max(originConnectTimeoutMs(spec), agentMs);
 }
 
 /**
@@ -291,8 +316,9 @@ async function cutTunnels(lab: LabRuntime, r: RegionPlan, cut: boolean): Promise
 }
 
 async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabPrometheus): Promise<TunnelCutRun> {
-    const run: TunnelCutRun = { pop: r.pop.name, region: r.region, servedByOthers: 0, stayedAnnounced: false, failed: 0 };
-    const [prober] = probersFor(lab, [r], CUT_PROBE_MS);
+    const run: TunnelCutRun = { pop: r.pop.name, region: r.region, servedByOthers: 0, stayedAnnounced: false, failed: 0, failedAfterCut: 0, late: 0 };
+    const answerMs = cutAnswerMs(lab, lab.stack.spec);
+    const [prober] = probersFor(lab, [r], CUT_PROBE_MS, answerMs);
     let cut = false;
     const at: { fault?: number; repair?: number } = {};
     try {
@@ -325,8 +351,15 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabProm
             return back.done;
         });
         run.stayedAnnounced = !watched.notAnnounced.includes(r.pop.name);
-        await sleep(lab.probeTimeoutMs + 50);
-        run.failed = prober.samples.filter((s) => !s.ok && s.sent >= t0 - lab.probeTimeoutMs && s.sent < watched.result).length;
+        await sleep(answerMs + 50);
+        const during = prober.samples.filter((s) => s.sent >= t0 - answerMs && s.sent < watched.result);
+        const failed = during.filter((s) => !s.ok);
+        run.failed = failed.length;
+        run.failedAfterCut = failed.filter((s) => s.sent >= t0).length;
+        run.failures = failureSummary(failed);
+        const answered = during.filter((s) => s.ok);
+        run.late = answered.filter((s) => s.done - s.sent > lab.probeTimeoutMs).length;
+        run.slowestMs = answered.length > 0 ? Math.max(...answered.map((s) => s.done - s.sent)) : undefined;
         await alerts?.finish();
     } catch (err) {
         run.error = (err as Error).message.split("\n")[0];
@@ -457,7 +490,8 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
             logWrapped(opts.log, `tunnels cut ${i + 1}/${opts.repeats} on ${r.pop.name}: ` + (run.error ? `FAILED: ${run.error}`
                 : `relayed via ${run.relayedBy} after ${ms(run.rerouteMs)}, ${ms(run.directMs)} -> ${ms(run.relayedMs)} per request; ` +
                   `${run.stayedAnnounced ? "stayed announced" : "NOT announced throughout"}, other PoPs answered ${run.servedByOthers}; ` +
-                  `direct again after ${ms(run.recoveryMs)}; failed requests ${run.failed}`));
+                  `direct again after ${ms(run.recoveryMs)}; failed requests ${run.failed}, ${run.failedAfterCut} of them sent after the cut` +
+                  `${run.failures ? ` (${run.failures})` : ""}; answered late ${run.late}, the slowest after ${ms(run.slowestMs)}`));
         }
         const ok = runs.filter((r) => !r.error);
         report.tunnelCut = {
@@ -465,6 +499,8 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
             added: stats(ok.filter((r) => r.relayedMs !== undefined && r.directMs !== undefined).map((r) => r.relayedMs! - r.directMs!)),
             relayed: stats(ok.filter((r) => r.relayedMs !== undefined).map((r) => r.relayedMs!)),
             failedTotal: runs.reduce((n, r) => n + r.failed, 0),
+            failedAfterCutTotal: runs.reduce((n, r) => n + r.failedAfterCut, 0),
+            answerMs: cutAnswerMs(lab, lab.stack.spec),
         };
     }
     if (wanted("originDown") && lab.plan.origins.length >= 2) {
@@ -530,10 +566,13 @@ export function formatOriginFailover(r: OriginFailoverReport | undefined): strin
     if (r.tunnelCut) {
         const t = r.tunnelCut;
         line(`A PoP's tunnels to every origin cut (WireGuard silently dropped, origins up): reroute through another PoP ` +
-            `${statsText(t.reroute)}; added latency ${statsText(t.added)} (relayed requests ${statsText(t.relayed)}); failed requests ${t.failedTotal}`);
-        out.push(...table(["run", "PoP", "reroute", "via", "direct", "relayed", "others answered", "announced", "failed", "direct again", "error"],
+            `${statsText(t.reroute)}; added latency ${statsText(t.added)} (relayed requests ${statsText(t.relayed)}); failed requests ${t.failedTotal}, of them sent after the cut began ${t.failedAfterCutTotal} ` +
+            `(failed: no good answer within ${ms(t.answerMs)}; a request nginx passes on to a relay after a connect timeout is late, not lost). ` +
+            `Per run: answers from other PoPs, whether the PoP stayed announced, failed (sent after the cut), late, the slowest answer`);
+        out.push(...table(["run", "PoP", "reroute", "via", "direct", "relayed", "others", "stayed", "failed", "late", "slowest", "direct again", "error"],
             t.runs.map((x, i) => [String(i + 1), x.pop, ms(x.rerouteMs), x.relayedBy ?? "none", ms(x.directMs), ms(x.relayedMs), String(x.servedByOthers),
-                x.stayedAnnounced ? "yes" : "NO", String(x.failed), ms(x.recoveryMs), x.error ? `ERROR: ${x.error}` : "none"]), "    "));
+                x.stayedAnnounced ? "yes" : "NO", `${x.failed} (${x.failedAfterCut})`, String(x.late), ms(x.slowestMs), ms(x.recoveryMs),
+                x.error ? `ERROR: ${x.error}` : x.failures ?? "none"]), "    "));
     }
     if (r.originDown) {
         const d = r.originDown;

@@ -107,3 +107,14 @@ export async function probeOnce(ns: string, target: Target, timeoutMs = 2000, po
         });
     });
 }
+
+/** "3x timeout, 2x http 502 from sgp": what the failed requests of a phase met. */
+export function failureSummary(failed: ProbeSample[]): string | undefined {
+    if (failed.length === 0) return undefined;
+    const counts = new Map<string, number>();
+    for (const s of failed) {
+        const what = s.error ?? `http ${s.status}${s.pop ? ` from ${s.pop}` : ""}`;
+        counts.set(what, (counts.get(what) ?? 0) + 1);
+    }
+    return [...counts].map(([what, n]) => `${n}x ${what}`).join(", ");
+}

@@ -17,9 +17,8 @@
 import * as path from "node:path";
 import { NETWORK_NAME } from "../../stacks/network/stack";
 import { readStackValues } from "../../harness/stackrun";
-import { failureSummary } from "../experiments";
 import { sleep } from "../exec";
-import { Prober } from "../probe";
+import { failureSummary, Prober } from "../probe";
 import { ProbeSample } from "../prober";
 import { sameSince } from "../session";
 import { ms, table, wrap } from "../text";

@@ -73,17 +73,26 @@ describe("renderNginxConfig", () => {
         assert.match(relay, /proxy_set_header X-Forwarded-For \$http_x_forwarded_for;/);
     });
 
-    test("upstreams: the preferred origin primary, the others and the relays backups, all with passive failover", () => {
+    test("upstreams: the preferred origin primary, the relays backups, the other origins standing by, all with passive failover", () => {
         const lab = renderNginxUpstreams(popRenderInput(labSpec(), "lax"));
         const servers = (block: string) => lab.split(`upstream ${block} {`)[1].split("}")[0].split("\n").map((l) => l.trim()).filter((l) => l.startsWith("server "));
         assert.deepEqual(servers("origin"), [
             "server [fd00:a:1::1]:8080 max_fails=1 fail_timeout=5s;   # origin",
-            "server [fd00:a:1:0:ffff:ffff:ffff:ffff]:8080 max_fails=1 fail_timeout=5s backup;   # origin2",
+            // A request whose direct path fails goes through another PoP at once: nginx picks among
+            // backups round-robin, and when this PoP's own tunnels broke, origin2's is dead too.
+            "server [fd00:a:1:0:ffff:ffff:ffff:ffff]:8080 max_fails=1 fail_timeout=5s down;   # origin2 (standby: the relays are the backups)",
             "server [fd00:a:1::3]:8081 max_fails=1 fail_timeout=5s backup;   # via ams",
             "server [fd00:a:1::4]:8081 max_fails=1 fail_timeout=5s backup;   # via sgp",
         ]);
         // What lax relays for the others: its own direct paths only, so a request crosses at most one relay.
-        assert.deepEqual(servers("origin_direct"), servers("origin").slice(0, 2));
+        assert.deepEqual(servers("origin_direct"), [
+            "server [fd00:a:1::1]:8080 max_fails=1 fail_timeout=5s;   # origin",
+            "server [fd00:a:1:0:ffff:ffff:ffff:ffff]:8080 max_fails=1 fail_timeout=5s backup;   # origin2",
+        ]);
+        // Without relays (failover.relay off) the other origins are the backups.
+        const noRelay = labSpec();
+        const plain = renderNginxUpstreams(popRenderInput({ ...noRelay, failover: { ...noRelay.failover, relay: false } }, "lax"));
+        assert.match(plain, /^ {4}server \[fd00:a:1:0:ffff:ffff:ffff:ffff\]:8080 max_fails=1 fail_timeout=5s backup;   # origin2$/m);
         // A configured preference puts that origin first; an IPv4 mesh (prod) has no brackets.
         const input = popRenderInput(labSpec(), "ams");
         const preferring = renderNginxUpstreams({ ...input, pop: { ...input.pop, originPreference: ["origin2"] } });

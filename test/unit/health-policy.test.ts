@@ -438,6 +438,43 @@ describe("health policy: paths and relays", () => {
         assert.equal(sim.state.paths[sim.state.primary].kind, "direct", "back on the direct path after `rise` good checks");
     });
 
+    it("aborts the connections to a path in the round it goes down, once, and to no path that stays up", () => {
+        const settings = agentSettings(popRenderInput(labSpec(), "lax"));
+        const sim = announced(settings);
+        sim.rounds(3);
+        const before = sim.actions.length;
+        sim.world.origins = [TIMED_OUT, TIMED_OUT];
+        sim.rounds(settings.fall + 5);
+        const aborts = sim.actions.slice(before).map((round) => round.filter((a): a is Extract<Action, { kind: "abort-connections" }> => a.kind === "abort-connections"));
+        const rounds = aborts.map((a, k) => (a.length > 0 ? k : -1)).filter((k) => k >= 0);
+        assert.deepEqual(rounds, [settings.fall - 1], "one abort, in the round the paths fell");
+        assert.deepEqual(aborts[settings.fall - 1][0].servers, settings.origins.map((o) => o.server));
+        // In that round the upstream file moved first: the abort comes after the reload.
+        const round = sim.actions[before + settings.fall - 1].map((a) => a.kind);
+        assert.ok(round.indexOf("upstreams") >= 0 && round.indexOf("upstreams") < round.indexOf("abort-connections"), round.join(", "));
+        sim.world.origins = [OK, OK];
+        sim.rounds(settings.rise + 3);
+        assert.ok(!sim.actions.slice(before + settings.fall + 5).flat().some((a) => a.kind === "abort-connections"), "a path coming up aborts nothing");
+    });
+
+    it("nginx's roles: relays back a direct primary and the other direct paths stand by; without a working relay they are the backups", () => {
+        const settings = agentSettings(popRenderInput(labSpec(), "lax"));
+        const sim = announced(settings);
+        const roles = () => statusOf(sim.state, settings, sim.now, { wallOffsetMs: 0, agentVersion: "t", startedAt: 0, tickMs: 1, roundAt: sim.now, publicStatusUrl: "" })
+            .paths.map((p) => `${p.name}=${p.role}`);
+        assert.deepEqual(roles(), ["origin=primary", "origin2=standby", "via ams=backup", "via sgp=backup"]);
+        const text = () => sim.state.upstreams!.split("upstream origin_direct")[0];
+        assert.match(text(), /server \S+ max_fails=1 fail_timeout=\d+s down;\s+# origin2 \(standby: the relays are the backups\)/);
+        // The other PoPs stop reaching an origin: their relays fall, and origin2 is the backup again.
+        // (A quiet PoP asks its peers every quietAskMs: relay paths are checked then.)
+        sim.world.mesh = settings.peers.map((p) => peer(p.name, { directUp: 0, bestUs: -1 }));
+        sim.rounds(sim.roundsIn(settings.fall * quietAskMs(settings)) + settings.fall + 2);
+        assert.deepEqual(roles(), ["origin=primary", "origin2=backup", "via ams=down", "via sgp=down"]);
+        assert.match(text(), /server \S+ max_fails=1 fail_timeout=\d+s backup;\s+# origin2\n/);
+        // What lax relays for the others never stands a direct path by.
+        assert.doesNotMatch(sim.state.upstreams!.split("upstream origin_direct")[1], /standby/);
+    });
+
     it("a preferred origin is primary while it works; the next one takes over after `fall`, and it returns after `rise`", () => {
         const settings = agentSettings(popRenderInput(labSpec(), "lax"));
         settings.originPreference = ["origin2"];

@@ -26,7 +26,7 @@
  */
 import type { AgentSettings } from "./settings";
 import type { AgentStatus, AnnounceState, Fault, PeerView, StatusPath } from "./status";
-import { renderUpstreams, UpstreamPath } from "./upstreams";
+import { renderUpstreams, UpstreamPath, upstreamRoles } from "./upstreams";
 
 export type { AnnounceState, Fault } from "./status";
 
@@ -174,6 +174,12 @@ export type Action =
     | { kind: "bird"; enable: string[]; disable: string[] }
     /** Write nginx's upstream file and reload nginx. */
     | { kind: "upstreams"; text: string }
+    /**
+     * Abort the TCP connections to these paths (`[address]:port`), after the reload: they just went
+     * down. A request nginx sent on a kept-alive connection into a silently broken tunnel would
+     * otherwise wait for its read timeout (60 s); aborted, nginx passes it to the next path at once.
+     */
+    | { kind: "abort-connections"; servers: string[] }
     /** Persist the flap history (monotonic ms; the I/O stores wall-clock times). */
     | { kind: "withdrawals"; times: number[] }
     /** The release switch has been acted on. */
@@ -381,8 +387,11 @@ function observePeers(s: AgentState, o: Observations, now: number): void {
     });
 }
 
-function updatePaths(s: AgentState, o: Observations, settings: AgentSettings, log: (l: string) => void): void {
+/** Record this round's checks of every path; returns the paths that went down in it. */
+function updatePaths(s: AgentState, o: Observations, settings: AgentSettings, log: (l: string) => void): PathState[] {
+    const wentDown: PathState[] = [];
     for (const p of s.paths) {
+        const wasUp = p.up;
         let line: string | undefined;
         if (p.kind === "direct") {
             const c = o.origins[p.index] ?? { ok: false, rttUs: 0, detail: "not checked" };
@@ -398,7 +407,9 @@ function updatePaths(s: AgentState, o: Observations, settings: AgentSettings, lo
             line = recordCheck(p, peer.relayOk, Math.max(1, peer.relayUs), why, settings);
         }
         if (line) log(line);
+        if (wasUp && !p.up) wentDown.push(p);
     }
+    return wentDown;
 }
 
 /** The best working path among these (by score; a configured preference decides among direct ones). */
@@ -435,18 +446,22 @@ function choosePrimary(s: AgentState, settings: AgentSettings): void {
     s.primary = best;
 }
 
+function upstreamPathsOf(s: AgentState): UpstreamPath[] {
+    return s.paths.map((p) => ({ label: p.label, server: p.server, kind: p.kind, up: p.up }));
+}
+
 function upstreamsText(s: AgentState, settings: AgentSettings): string {
-    const paths: UpstreamPath[] = s.paths.map((p) => ({ label: p.label, server: p.server, kind: p.kind, up: p.up }));
-    return renderUpstreams({ pop: settings.pop, file: settings.paths.upstreamsFile, paths, primary: s.primary, passiveFailTimeoutS: settings.passiveFailTimeoutS });
+    return renderUpstreams({ pop: settings.pop, file: settings.paths.upstreamsFile, paths: upstreamPathsOf(s), primary: s.primary, passiveFailTimeoutS: settings.passiveFailTimeoutS });
 }
 
 function describePaths(s: AgentState): string {
     const primary = s.primary >= 0 ? s.paths[s.primary] : undefined;
     const parts = [primary ? `primary ${primary.label} (${(pathScore(primary) / 1000).toFixed(1)} ms)` : "no path works: every request gets the 503"];
-    const backup = s.paths.filter((p) => p !== primary && p.up).map((p) => p.label);
-    const down = s.paths.filter((p) => !p.up).map((p) => p.label);
-    if (backup.length) parts.push(`backup ${backup.join(", ")}`);
-    if (down.length) parts.push(`down ${down.join(", ")}`);
+    const roles = upstreamRoles(upstreamPathsOf(s), s.primary);
+    for (const role of ["backup", "standby", "down"] as const) {
+        const named = s.paths.filter((_, k) => roles[k] === role).map((p) => p.label);
+        if (named.length) parts.push(`${role} ${named.join(", ")}`);
+    }
     return parts.join("; ");
 }
 
@@ -636,7 +651,7 @@ export function step(prev: AgentState, o: Observations, now: number, settings: A
     s.proxyOk = o.proxy.ok;
     s.proxyDetail = o.proxy.detail;
     observePeers(s, o, now);
-    updatePaths(s, o, settings, log);
+    const wentDown = updatePaths(s, o, settings, log);
     choosePrimary(s, settings);
     const upstreams = upstreamsText(s, settings);
     if (upstreams !== s.upstreams) {
@@ -644,6 +659,7 @@ export function step(prev: AgentState, o: Observations, now: number, settings: A
         s.upstreams = upstreams;
         log(`nginx: ${describePaths(s)}`);
     }
+    if (wentDown.length > 0) actions.push({ kind: "abort-connections", servers: wentDown.map((p) => p.server) });
     assess(s, o, now, settings);
     if (o.releaseFile) {
         actions.push({ kind: "release-done" });
@@ -708,8 +724,9 @@ export function statusOf(s: AgentState, settings: AgentSettings, now: number, ct
     const wall = (t: number) => Math.round(t + ctx.wallOffsetMs);
     const directUp = s.paths.filter((p) => p.kind === "direct" && p.up);
     const best = directUp.length > 0 ? Math.min(...directUp.map(pathScore)) : -1;
+    const roles = upstreamRoles(upstreamPathsOf(s), s.primary);
     const paths: StatusPath[] = s.paths.map((p, k) => ({
-        name: p.label, kind: p.kind, up: p.up, role: k === s.primary ? "primary" : p.up ? "backup" : "down",
+        name: p.label, kind: p.kind, up: p.up, role: roles[k],
         rtt_us: p.srttUs, failed_of_16: popcount16(p.history), ...(p.lastError && !p.up ? { last_error: p.lastError } : {}),
     }));
     const held = heldUntil(s, settings);

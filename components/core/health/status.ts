@@ -6,6 +6,8 @@
  * origin directly and serves, and how old that view is. parsePeerView reads them from an answer
  * that came over the network, so anything else in it is ignored and anything malformed is no view.
  */
+import { UpstreamRole } from "./upstreams";
+
 /** What the agent makes of BIRD's announcement: announced, draining (GRACEFUL_SHUTDOWN), withdrawn, or held down by damping. */
 export type AnnounceState = "announced" | "draining" | "withdrawn" | "held-down";
 
@@ -17,8 +19,8 @@ export interface StatusPath {
     name: string;
     kind: "direct" | "relay";
     up: boolean;
-    /** Its role in nginx's upstream: primary, backup or down. */
-    role: "primary" | "backup" | "down";
+    /** Its role in nginx's upstream (components/core/health/upstreams.ts). */
+    role: UpstreamRole;
     /** Smoothed round trip of its checks, µs (0: none measured yet). */
     rtt_us: number;
     /** Failed checks among its last 16. */
