@@ -20,7 +20,7 @@ import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import type { AlertKey, LabPrometheus } from "./monitoring";
 import { showProtocols } from "./birdc";
 import { sampleSession, sessionChanges } from "./session";
-import { failureSummary, Prober } from "./probe";
+import { failureSummary, Prober, resetsAtPathSwitch } from "./probe";
 import type { ExperimentReport, ExperimentRun } from "./report";
 import { stats } from "./stats";
 import { probeTimeline } from "./timeline";
@@ -367,6 +367,7 @@ async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bo
         run.failuresDuringFailover = failureSummary(faultPhase);
         run.failuresDuringRecovery = failureSummary(recoveryPhase);
         run.failures = [run.failuresDuringFailover, run.failuresDuringRecovery].filter((x) => x).join("; ") || undefined;
+        run.resetAtPathSwitch = resetsAtPathSwitch(prober.samples, [...faultPhase, ...recoveryPhase]).length;
         await alerts?.finish();
         if (sessionBefore) {
             const changes = sessionChanges(sessionBefore, await sampleSession(lab, r));
@@ -406,7 +407,8 @@ function runLine(e: Experiment, i: number, repeats: number, r: RegionPlan, x: Ex
     const what = x.error
         ? `FAILED: ${x.error}`
         : `served by ${x.servedBy} after ${ms(x.failoverMs)}, own PoP again after ${ms(x.recoveryMs)}; ` +
-          `failed requests ${x.failedDuringFailover} + ${x.failedDuringRecovery}${x.failures ? ` (${x.failures})` : ""}`;
+          `failed requests ${x.failedDuringFailover} + ${x.failedDuringRecovery}${x.failures ? ` (${x.failures}` +
+          `${x.resetAtPathSwitch ? `; ${x.resetAtPathSwitch} reset in flight by the route change` : ""})` : ""}`;
     return wrap(`${e.title} ${i + 1}/${repeats} on ${r.pop.name}: ${what}`, "  ", "      ");
 }
 

@@ -118,3 +118,28 @@ export function failureSummary(failed: ProbeSample[]): string | undefined {
     }
     return [...counts].map(([what, n]) => `${n}x ${what}`).join(", ");
 }
+
+/**
+ * The failed requests a route change itself caught: reset (ECONNRESET) between the last answer from
+ * one PoP and the first from another. Such a request's handshake reached the PoP the transit
+ * used before, its next packets the one it uses now, which knows no such connection and resets
+ * it: any anycast route change does that to a request in flight, however the change is made.
+ * Every other failure (a timeout, an error status, a reset where the answering PoP did not change)
+ * is a request the network lost.
+ */
+export function resetsAtPathSwitch(samples: readonly ProbeSample[], failed: readonly ProbeSample[]): ProbeSample[] {
+    const answered = samples.filter((s) => s.ok && s.pop !== undefined).sort((a, b) => a.sent - b.sent);
+    return failed.filter((f) => {
+        if (f.error !== "ECONNRESET") return false;
+        let before: ProbeSample | undefined;
+        let after: ProbeSample | undefined;
+        for (const s of answered) {
+            if (s.sent < f.sent) before = s;
+            else if (s.sent > f.sent) {
+                after = s;
+                break;
+            }
+        }
+        return before !== undefined && after !== undefined && before.pop !== after.pop;
+    });
+}

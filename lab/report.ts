@@ -208,6 +208,8 @@ export interface ExperimentRun {
     /** The same for each phase: while the fault lasted, and from the repair until served again. */
     failuresDuringFailover?: string;
     failuresDuringRecovery?: string;
+    /** Of the failed requests, those the route change itself reset in flight (lab/probe.ts resetsAtPathSwitch). */
+    resetAtPathSwitch?: number;
     /** The bounds this run was held to, from the PoP's config. */
     bounds: { failoverMs: number; recoveryMs: number; basis: string };
     /**

@@ -27,6 +27,7 @@ import { labSpec, popRenderInput, TEST_HOST_ADDRESSES } from "../helpers/fixture
 import { renderAgentSettings } from "../../components/core/render/health";
 import { parseAgentSettings } from "../../components/core/health/settings";
 import { REPO_ROOT } from "../helpers/golden";
+import { ProbeSample, resetsAtPathSwitch } from "../../lab/probe";
 import { run, which } from "../helpers/tools";
 
 const FIXTURES = path.join(REPO_ROOT, "test", "lab", "fixtures");
@@ -230,6 +231,18 @@ describe("birdc output parsers", () => {
 });
 
 describe("lab report helpers", () => {
+    it("tells a reset the route change made in flight from a lost request", () => {
+        let seq = 0;
+        const at = (sent: number, pop?: string, error?: string): ProbeSample => ({ seq: seq++, sent, done: sent + 2, ok: error === undefined, ...(pop ? { pop } : {}), ...(error ? { error } : {}) });
+        const samples = [at(0, "lax"), at(50, "lax"), at(100, undefined, "ECONNRESET"), at(150, "ams"), at(200, "ams"),
+            at(250, undefined, "ECONNRESET"), at(300, "ams"), at(350, undefined, "timeout"), at(400, "lax"), at(450, undefined, "ECONNRESET")];
+        const failed = samples.filter((s) => !s.ok);
+        // Between lax's last answer and ams's first: the switch's. Between two of ams's: lost. A
+        // timeout is lost even at a switch; a reset after the last answer has nothing to tell by.
+        assert.deepEqual(resetsAtPathSwitch(samples, failed).map((s) => s.sent), [100]);
+        assert.deepEqual(resetsAtPathSwitch(samples, []), []);
+    });
+
     it("computes min/median/max", () => {
         assert.deepEqual(stats([5, 1, 3, 2]), { n: 4, min: 1, median: 2.5, max: 5 });
         assert.equal(stats([]), undefined);
