@@ -105,7 +105,7 @@ export interface AgentStatus {
     withdrawals_last_hour: number;
     last_reason: string;
     /** The nginx role of each path to the origins: primary, backup or down. */
-    paths?: Array<{ name: string; up: boolean; role: string }>;
+    paths?: Array<{ name: string; kind: "direct" | "relay"; up: boolean; role: string }>;
     /** How long a round of checks takes on this machine, smoothed (ms). */
     tick_ms?: number;
 }

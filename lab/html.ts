@@ -295,7 +295,7 @@ function idleSection(r: LabReport): string {
     const mem = groupedBars("idle-mem", "Resident memory of each PoP's daemons at idle", "resident memory, MiB",
         groups((d) => d.rssKiB / 1024, (v) => `${v.toFixed(1)} MiB`));
     return `<section id="idle"><h2>Idle cost of the daemons</h2><p class="muted">Each PoP's daemons over ${(c.sampledMs / 1000).toFixed(0)} s ` +
-        `without traffic after set-up (from /proc; nginx is its master and workers together). The whole machine started ` +
+        `without traffic after set-up, before the lab's Prometheus (500 ms scrapes) starts (from /proc; nginx is its master and workers together). The whole machine started ` +
         `${c.forksPerSecond.toFixed(1)} processes/s meanwhile (the lab's own and anything else running).</p>` +
         `<div class="pair"><figure><figcaption><b>CPU</b></figcaption>${cpu}</figure>` +
         `<figure><figcaption><b>Memory</b></figcaption>${mem}</figure></div></section>`;

@@ -393,12 +393,14 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
 
         const report = newReport(lab, options, await measure(lab));
         report.setupS = setupS;
-        // Prometheus first: its scrapes are part of what a PoP's daemons cost at rest.
+        // The idle cost before the lab's Prometheus starts: it scrapes every LAB_SCRAPE_MS (500 ms) so
+        // that an alert fires within a fault, 30 times a deployed one's default, and every scrape
+        // wakes each PoP's agent and exporters. At a deployed scrapeInterval that cost is noise.
+        log("  sampling the PoPs' daemons for 10 s without traffic");
+        report.idleCost = await sampleIdleCost(plan.regions.map((r) => ({ name: r.pop.name, ns: r.pop.ns })), 10_000);
         const prometheus = options.monitoring === false ? undefined
             : await step("starting Prometheus on the monitoring origin", () => LabPrometheus.start(stack, plan.origins, ANNOUNCE_TIMEOUT_MS));
         if (prometheus) log(`  Prometheus on ${prometheus.report.where} scrapes ${prometheus.report.targets} targets over the mesh`);
-        log("  sampling the PoPs' daemons for 10 s without traffic");
-        report.idleCost = await sampleIdleCost(plan.regions.map((r) => ({ name: r.pop.name, ns: r.pop.ns })), 10_000);
         if (repeats > 0) await runFaults(lab, report, options, repeats, prometheus);
         if (prometheus) {
             report.alerts = prometheus.report;

@@ -323,6 +323,15 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabProm
     const at: { fault?: number; repair?: number } = {};
     try {
         await steady([prober], [r], (s) => s.relay === undefined);
+        // The case is a PoP whose relays work when its tunnels break. After an earlier fault (the
+        // global outage runs just before) its agent brings the relay paths back only as it asks
+        // the other PoPs again (every quietAskMs while nothing is wrong, `rise` times): wait for that.
+        await waitFor(`${r.pop.name}'s agent to find its relay paths up`, async () => {
+            const paths = (await lab.agentStatus(r.pop.name))?.paths ?? [];
+            return paths.some((p) => p.kind === "relay") && paths.every((p) => p.kind !== "relay" || p.up) ? true : undefined;
+        }, 30_000, 100).catch(async () => {
+            throw new Error(`${r.pop.name}'s relay paths did not come up within 30 s (${await describeAgents(lab, [r])})`);
+        });
         await sleep(500);
         // Prometheus on the origin scrapes through the tunnels that are cut: it loses the PoP.
         const alerts = prometheus?.beginCheck("Tunnels cut", r.pop.name, [{ alert: "AnycastPopUnreachable", pop: r.pop.name }]);

@@ -325,7 +325,7 @@ function formatIdleCost(r: LabReport): string[] {
     };
     return [
         ...wrap(`Idle cost: CPU (share of one core) and resident memory of each PoP's daemons over ${(c.sampledMs / 1000).toFixed(0)} s ` +
-            "without traffic, after set-up"),
+            "without traffic, after set-up, before the lab's Prometheus (which scrapes every 500 ms) starts"),
         ...table(["PoP", ...DAEMONS], pops.map((pop) => [pop, ...DAEMONS.map((d) => cell(pop, d))])),
         `  processes started on the whole machine: ${c.forksPerSecond.toFixed(1)}/s (the lab's own and anything else running)`,
         "",
