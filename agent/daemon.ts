@@ -10,7 +10,6 @@
  * restarting, nginx's pid file missing, a full disk). Stopping the agent leaves the announcement
  * as it is: BIRD keeps its protocols until the next agent decides.
  */
-import { ConnectionAborter } from "./connections";
 import * as fs from "node:fs";
 import { performance } from "node:perf_hooks";
 import { decayedPenalty, AgentCounters } from "../components/core/health/metrics";
@@ -21,6 +20,7 @@ import { AgentSettings } from "../components/core/health/settings";
 import { parseStateFile, renderStateFile } from "../components/core/health/state-file";
 import { AgentStatus, parsePeerView } from "../components/core/health/status";
 import { BirdControl } from "./bird";
+import { ConnectionAborter } from "./connections";
 import { controlFiles, formatWithdrawals, parseWithdrawals, readOptional, writeAtomic } from "./files";
 import { CheckClient, parseTarget } from "./http";
 import { StatusServer } from "./server";

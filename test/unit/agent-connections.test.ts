@@ -45,7 +45,7 @@ describe("the agent's connection abort", () => {
         const closed = new Promise<string>((resolve) => victim.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message)).once("close", () => resolve("closed")));
         const logs: string[] = [];
         const n = await new ConnectionAborter((l) => logs.push(l)).abort([`127.0.0.1:${down.port}`]);
-        // Both ends of the loopback connection match `dst 127.0.0.1:port`? Only the client's: its peer is that port.
+        // Only the client's end matches `dst 127.0.0.1:<port>`: the server's end has that port as its source.
         assert.ok(n >= 1, `aborted ${n}; ${logs.join("; ")}`);
         assert.match(await closed, /ECONNABORTED|ECONNRESET|closed/);
         assert.equal(bystander.destroyed, false, "the connection to a path still up stays");
