@@ -20,7 +20,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
 import { hasIpv4, IpAddress } from "./core/addressing";
-import { AnycastConfigInput, ConfigError, parseAnycastConfig } from "./core/config";
+import { ConfigError, parseAnycastConfig } from "./core/config";
 import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./core/model";
 import { sshAddressOf, sshLoginOf } from "./core/ssh-login";
 import { Jsonified, specFromJson, specToJson } from "./core/spec-json";
@@ -33,69 +33,9 @@ import { WireGuardMesh } from "./mesh";
 import { Origin } from "./origin";
 import { AnycastPoP } from "./pop";
 
-type Config = AnycastConfigInput;
-
-/**
- * The stack config's shape without the `anycast:` prefix. Defaults are parseAnycastConfig's
- * (README.md, "Config reference"). Everything but the secrets is a plain value: it decides which
- * resources exist, and it is validated before any of them is registered.
- */
-export interface AnycastNetworkArgs {
-    /** Your ASN, the origin of every announcement. */
-    readonly asn: number;
-    /** The announced prefix or prefixes: IPv6 first (a /48 or shorter), optionally an IPv4 /24. */
-    readonly prefix: Config["prefix"];
-    /** The anycast service address, inside the IPv6 prefix. Default: the prefix's `::1`. */
-    readonly address?: string;
-    /**
-     * The PoPs, in mesh-address order (append new ones at the end). At least one. A PoP with
-     * `drained: true` is taken out (GRACEFUL_SHUTDOWN, then withdrawn) by an update of its agent's
-     * settings alone.
-     */
-    readonly pops: Config["pops"];
-    /** The server behind the mesh: `{name, port, host: {address, ...}}` or `{name, port, region}`. Set this or `origins`. */
-    readonly origin?: Config["origin"];
-    /** Several origins, each like `origin`; the PoPs fail over between them. Set this or `origin`. */
-    readonly origins?: Config["origins"];
-    /** What the PoPs do when origins fail: relay through another PoP, the 503's Retry-After, a stale cache. */
-    readonly failover?: Config["failover"];
-    /** The WireGuard mesh: `cidr` (private space) required; port 51820, topology "full", MTU 1420 by default. */
-    readonly mesh: Config["mesh"];
-    /** The Cloudflare zone and names: `{zone or zoneId, hostname, anycastName = "anycast", sslMode = "strict"}`. */
-    readonly frontDoor: Config["frontDoor"];
-    /** Health agent timers and flap damping. Default: 0.2 s checks, rise 3, fall 2, 3 withdrawals an hour. */
-    readonly health?: Config["health"];
-    /** Who may SSH (`adminCidrs`, default anyone, with a warning) and reach HTTP(S) (`httpSources`, default Cloudflare). */
-    readonly firewall?: Config["firewall"];
-    /** The ROAs published at your RIR; the announcements are checked against them (RFC 6811). Default: unchecked. */
-    readonly roas?: Config["roas"];
-    /** Allow `drained: true` on every PoP at once (the prefix withdrawn everywhere). Default: refused. */
-    readonly allowAllDrained?: boolean;
-    /**
-     * Prometheus on an origin, scraping every PoP over the mesh with the monitoring bundle's alert
-     * rules: `{origin, scrapeInterval = 15, retentionDays = 15, alertmanagers = []}`. Default: none
-     * (the exporters run on every PoP anyway; `anycast render` writes the bundle for your own Prometheus).
-     */
-    readonly monitoring?: Config["monitoring"];
-    /**
-     * How the deploy reaches the hosts: `sshFamily` (`auto`, `ipv6` or `ipv4`; default auto) and
-     * `deployerAddress`, checked against `firewall.adminCidrs` so an update cannot lock you out.
-     */
-    readonly deploy?: Config["deploy"];
-    /**
-     * TCP-MD5 password of every BGP session without its own `bgp.password` (at most 80 bytes, no
-     * quotes or backslashes). A plain string, kept secret from here on, or a secret Output.
-     */
-    readonly bgpPassword?: pulumi.Input<string>;
-    /** The private key the pushes log in with (a plain string, kept secret from here on, or a secret Output). */
-    readonly sshPrivateKey: pulumi.Input<string>;
-    /**
-     * OpenSSH public keys that may log in to every host: in a new instance's cloud-init, then kept
-     * current by a push, so changing them never replaces a host. Keep the deploy key's own public
-     * key in the list, or the pushes lock themselves out. Default: none.
-     */
-    readonly sshPublicKeys?: string[];
-}
+// The args' fields and their doc comments are generated from the config schema (npm run docs).
+import { AnycastNetworkArgs } from "./network-args";
+export type { AnycastNetworkArgs } from "./network-args";
 
 /** A PoP of the validated model without its BGP password (NetworkSpec). */
 export type PublicPopSpec = Omit<PopSpec, "bgp"> & { bgp: Omit<BgpSettings, "password"> };

@@ -10,6 +10,7 @@
 import { z } from "zod";
 import type { ConfigIssue } from "./model";
 import { didYouMean } from "./suggest";
+import { defOf, layers } from "./config-field";
 
 /** Where the checks put what they find: an error stops the deploy, a warning is shown. */
 export interface Collector {
@@ -26,24 +27,6 @@ export function accepts<T extends z.ZodType>(schema: T, valid: string): T {
 }
 
 type Schema = z.ZodType;
-interface LooseDef {
-    type: string;
-    innerType?: Schema;
-    shape?: Record<string, Schema>;
-    element?: Schema;
-    items?: Schema[];
-    options?: Schema[];
-}
-const defOf = (s: Schema): LooseDef => (s as unknown as { def: LooseDef }).def;
-
-/** The schema and the wrappers (optional, default) around it, outermost first. */
-function layers(schema: Schema): Schema[] {
-    const out = [schema];
-    for (let d = defOf(schema); ["optional", "default", "nullable", "prefault"].includes(d.type) && d.innerType; d = defOf(d.innerType)) {
-        out.push(d.innerType);
-    }
-    return out;
-}
 
 /** The schema one path segment below `schema`: an object's field, a list's element, a union's match. */
 function child(schema: Schema, segment: PropertyKey): Schema | undefined {

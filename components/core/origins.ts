@@ -9,26 +9,12 @@
  */
 import { z } from "zod";
 import { IpAddress, IpPrefix } from "./addressing";
-import { accepts, showValue } from "./config-issues";
+import { showValue } from "./config-issues";
+import type { failoverShape } from "./config-shape";
 import { FailoverSpec, MeshTopology, OriginSpec, StaleCacheSpec } from "./model";
-import { popPortHolder, RESERVED_POP_PORTS_TEXT } from "./pop-ports";
+import { popPortHolder } from "./pop-ports";
 
 /** Ports a relay may not take: SSH, HTTP/HTTPS of the anycast address, BGP. */
-
-/** `anycast:failover`. Defaults are documented in README.md next to the key. */
-export const failoverShape = accepts(z.strictObject({
-    relay: accepts(z.boolean(), "true or false (default: true in a full mesh, false in a hub mesh)").optional(),
-    relayPort: accepts(z.number().int().min(1).max(65535), `a port number from 1 to 65535, not ${RESERVED_POP_PORTS_TEXT}`).default(8081),
-    retryAfter: accepts(z.number().int().min(0).max(86400), "whole seconds from 0 to 86400").default(5),
-    staleCache: accepts(z.union([
-        z.boolean(),
-        z.strictObject({
-            maxSize: accepts(z.number().int().min(1).max(1_000_000), "megabytes from 1 to 1000000").default(256),
-            validSeconds: accepts(z.number().int().min(0).max(31_536_000), "whole seconds from 0 to 31536000").default(0),
-            keepSeconds: accepts(z.number().int().min(1).max(31_536_000), "whole seconds from 1 to 31536000").default(86400),
-        }),
-    ]), "true, false or {maxSize: megabytes, validSeconds, keepSeconds}").default(false),
-}), "{relay?, relayPort?, retryAfter?, staleCache?}");
 
 /** What renderers assume when they are given no failover settings (one origin, no relay, no cache). */
 export const DEFAULT_FAILOVER: FailoverSpec = { relay: false, relayPort: 8081, retryAfter: 5 };

@@ -7,7 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigIssue } from "../../components/core/model";
-import { DEPLOYER_ADDRESS_ENV, NAMESPACE, SECRET_KEYS } from "../../components/core/config";
+import { DEPLOYER_ADDRESS_ENV, NAMESPACE, SECRET_KEYS, TEXT_KEYS } from "../../components/core/config";
 
 /**
  * Whether a config key was set with --secret. The SDK has this (runtime/config.js) but does not
@@ -18,7 +18,7 @@ const isConfigSecret: (key: string) => boolean =
     (require("@pulumi/pulumi/runtime/config") as { isConfigSecret: (key: string) => boolean }).isConfigSecret;
 
 /** Keys whose values are plain strings even when they look like JSON ("12345" stays a password). */
-const STRING_KEYS = new Set(["bgpPassword", "sshPrivateKey", "address"]);
+const STRING_KEYS = new Set(TEXT_KEYS);
 
 function decode(key: string, value: string): unknown {
     if (STRING_KEYS.has(key)) return value;

@@ -4,7 +4,7 @@
  */
 import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
-import { CONFIG_SHAPES, ConfigError, fieldsWithoutPhrase, parseAnycastConfig, parseCommunity } from "../../components/core/config";
+import { CONFIG_SCHEMA, ConfigError, fieldsWithoutPhrase, parseAnycastConfig, parseCommunity } from "../../components/core/config";
 import { VULTR_LISTS_UPDATED, VULTR_PLANS, VULTR_REGIONS, vultrPrepends } from "../../components/core/vultr";
 import { rawConfigOf } from "../helpers/fixtures";
 
@@ -185,7 +185,7 @@ describe("config validation rejects bad input, naming the key", () => {
     });
 
     it("has an 'accepts' phrase for every field of every shape", () => {
-        const missing = Object.entries(CONFIG_SHAPES).flatMap(([key, schema]) => fieldsWithoutPhrase(schema, `anycast:${key}`));
+        const missing = Object.entries(CONFIG_SCHEMA).flatMap(([key, schema]) => fieldsWithoutPhrase(schema, `anycast:${key}`));
         assert.deepEqual(missing, []);
     });
 

@@ -1,8 +1,10 @@
 /**
- * The documentation cannot drift from the code: every config key the validator knows is declared
- * in Pulumi.yaml's config schema and has a row in the README's config reference, and nothing else;
- * every field of the nested shapes is named in the reference and in its key's Pulumi.yaml
- * description; and the script that refreshes the shipped Vultr lists passes shellcheck.
+ * The documentation cannot drift from the code. The config reference in README.md, Pulumi.yaml's
+ * config block and AnycastNetworkArgs (components/network-args.ts) are generated from the config
+ * schema (components/core/config-shape.ts) by `npm run docs`: each committed copy must be exactly
+ * what the schema renders, every field must carry a meaning, and the generated files must say what
+ * the schema says (the keys, their defaults, the secrets). Also: the script that refreshes the
+ * shipped Vultr lists passes shellcheck, and the Cloudflare permissions agree across the docs.
  */
 import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
@@ -10,52 +12,84 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { CONFIG_KEYS, CONFIG_SHAPES, NAMESPACE, SECRET_KEYS } from "../../components/core/config";
+import { documented } from "../../components/core/config-field";
+import { CONFIG_KEYS, CONFIG_SCHEMA, NAMESPACE, SECRET_KEYS } from "../../components/core/config";
+import {
+    fieldsOf, NETWORK_ARGS_PATH, README_REFERENCE_BEGIN, README_REFERENCE_END, referenceRows, renderNetworkArgs, renderReferenceTable,
+    withGeneratedPart, withPulumiConfigBlock,
+} from "../../components/core/config-reference";
 import { REPO_ROOT } from "../helpers/golden";
 import { needTools, run } from "../helpers/tools";
 
-const KNOWN = [...new Set([...CONFIG_KEYS, ...SECRET_KEYS])].sort();
+const read = (file: string) => fs.readFileSync(path.join(REPO_ROOT, file), "utf8");
+const STALE = "is stale: run `npm run docs` and commit it";
 
 function readmeReference(): string {
-    const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
-    return readme.split("## Config reference")[1]?.split("\n## ")[0] ?? "";
+    return read("README.md").split("## Config reference")[1]?.split("\n## ")[0] ?? "";
 }
 
-/** The field names directly under a key's shape (an object, or a list of objects). */
-function fieldsOf(schema: z.ZodType): string[] {
-    type Def = { type: string; innerType?: z.ZodType; shape?: Record<string, z.ZodType>; element?: z.ZodType };
-    let def = (schema as unknown as { def: Def }).def;
-    while (def.innerType && ["optional", "default"].includes(def.type)) def = (def.innerType as unknown as { def: Def }).def;
-    if (def.type === "array" && def.element) def = (def.element as unknown as { def: Def }).def;
-    return def.type === "object" ? Object.keys(def.shape ?? {}) : [];
-}
+type ProjectConfig = Record<string, { type?: string; description?: string; default?: unknown }>;
+const projectConfig = (text = read("Pulumi.yaml")) => (parseYaml(text) as { config: ProjectConfig }).config;
 
-describe("docs in sync with the config validator", () => {
-    it("Pulumi.yaml declares exactly the keys the validator knows, and tells to set secrets with --secret", () => {
-        const project = parseYaml(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.yaml"), "utf8")) as { config: Record<string, { description?: string }> };
-        const declared = Object.keys(project.config).filter((k) => k.startsWith(`${NAMESPACE}:`)).map((k) => k.slice(NAMESPACE.length + 1)).sort();
-        assert.deepEqual(declared, KNOWN);
+describe("docs generated from the config schema", () => {
+    it("README.md's config reference, Pulumi.yaml's config block and network-args.ts are what `npm run docs` writes", () => {
+        const readme = read("README.md");
+        assert.equal(readme, withGeneratedPart(readme, README_REFERENCE_BEGIN, README_REFERENCE_END, renderReferenceTable(), "README.md"),
+            `README.md's config reference ${STALE}`);
+        const project = read("Pulumi.yaml");
+        assert.equal(project, withPulumiConfigBlock(project), `Pulumi.yaml's config block ${STALE}`);
+        assert.equal(read(NETWORK_ARGS_PATH), renderNetworkArgs(), `${NETWORK_ARGS_PATH} ${STALE}`);
+    });
+
+    it("every field below every key has a meaning, and the reference has a row for each", () => {
+        // referenceRows throws on a field without documented(); the rows then cover every field.
+        const rows = referenceRows().map((r) => r.key);
+        for (const key of CONFIG_KEYS) assert.ok(rows.includes(key) || rows.includes(`${key}[]`), `no row for ${key}`);
+        assert.ok(rows.includes("pops[].bgp.holdTime") && rows.includes("failover.staleCache.keepSeconds") && rows.includes("pops[].host.user"),
+            "nested fields, also inside lists and unions, have rows");
+        assert.equal(new Set(rows).size, rows.length, "each key once");
+        const table = readmeReference();
+        for (const key of rows) assert.ok(table.includes(`| \`${key}\` |`), `README's reference lacks ${key}`);
+    });
+
+    it("Pulumi.yaml declares exactly the keys the validator knows, with the defaults its rules need", () => {
+        const config = projectConfig();
+        const declared = Object.keys(config).filter((k) => k.startsWith(`${NAMESPACE}:`)).map((k) => k.slice(NAMESPACE.length + 1));
+        assert.deepEqual(declared.sort(), [...CONFIG_KEYS].sort());
         // Not `secret: true`: the CLI would refuse every stack holding one in plain text (see the
         // comment in Pulumi.yaml); the program warns instead (stacks/network/config.ts).
-        for (const key of SECRET_KEYS) assert.match(project.config[`${NAMESPACE}:${key}`].description ?? "", /pulumi config set --secret/, key);
-    });
-
-    it("the README's config reference has a row for every key, and no row for a key that does not exist", () => {
-        const rows = readmeReference().split("\n").filter((l) => l.startsWith("| `"));
-        const documented = new Set(rows.map((l) => /^\| `([A-Za-z0-9]+)/.exec(l)?.[1]).filter((k): k is string => !!k));
-        assert.deepEqual([...documented].sort(), KNOWN);
-    });
-
-    it("every nested field is named in the README's reference and in its key's Pulumi.yaml description", () => {
-        const reference = readmeReference();
-        const project = parseYaml(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.yaml"), "utf8")) as { config: Record<string, { description?: string }> };
-        for (const [key, schema] of Object.entries(CONFIG_SHAPES)) {
-            const description = project.config[`${NAMESPACE}:${key}`]?.description ?? "";
-            for (const field of fieldsOf(schema)) {
-                assert.match(reference, new RegExp(`\\b${field}\\b`), `README's config reference names ${key}.${field}`);
-                assert.match(description, new RegExp(`\\b${field}\\b`), `Pulumi.yaml's description of ${NAMESPACE}:${key} names ${field}`);
-            }
+        for (const key of SECRET_KEYS) {
+            assert.match(config[`${NAMESPACE}:${key}`].description ?? "", /pulumi config set --secret/, key);
+            assert.equal(config[`${NAMESPACE}:${key}`].default, "", `${key}: secrets default to "" (the program reports them missing)`);
         }
+        // The keys our validation requires have no default, so the CLI reports them missing too.
+        for (const key of ["asn", "prefix", "pops", "mesh", "frontDoor"]) assert.ok(!("default" in config[`${NAMESPACE}:${key}`]), key);
+        assert.deepEqual(config[`${NAMESPACE}:health`].default, {});
+        assert.deepEqual(config[`${NAMESPACE}:sshPublicKeys`].default, []);
+        assert.equal(config[`${NAMESPACE}:allowAllDrained`].default, false);
+        assert.equal(config[`${NAMESPACE}:roas`].default, "");
+        assert.equal(config[`${NAMESPACE}:asn`].type, "integer");
+        assert.equal(config[`${NAMESPACE}:pops`].type, undefined, "structured keys are untyped");
+        for (const [key, schema] of Object.entries(CONFIG_SCHEMA)) {
+            const description = config[`${NAMESPACE}:${key}`].description ?? "";
+            for (const field of fieldsOf(schema)) assert.match(description, new RegExp(`\\b${field}\\b`), `${key}'s description names ${field}`);
+        }
+    });
+
+    it("a schema shared by two fields cannot carry one meaning for both (documented() refuses the second)", () => {
+        const shared = z.string();
+        documented(shared, { meaning: "the first field" });
+        assert.throws(() => documented(shared, { meaning: "the second field" }), /documented twice \("the second field"\)/);
+    });
+
+    it("AnycastNetworkArgs has a field per key, optional exactly where the config has a default", () => {
+        const text = read(NETWORK_ARGS_PATH);
+        for (const key of CONFIG_KEYS) assert.match(text, new RegExp(`readonly ${key}\\??: `), key);
+        assert.match(text, /readonly asn: Config\["asn"\];/);
+        assert.match(text, /readonly health\?: Config\["health"\];/);
+        assert.match(text, /readonly sshPrivateKey: pulumi\.Input<string>;/);
+        assert.match(text, /readonly bgpPassword\?: pulumi\.Input<string>;/);
+        assert.match(text, /- `bgp\.holdTime` \(seconds; `9`\)/, "nested fields are documented with their type and default");
     });
 
     it("scripts/refresh-vultr-lists.sh passes shellcheck", (t) => {
