@@ -119,6 +119,17 @@ export const originShape = accepts(z.strictObject({
         { meaning: "the path the PoPs' agents check on the origin (a 2xx answer is healthy)" }),
 }), "{name, host or region, port, healthPath?}");
 
+/** `failover.staleCache` as an object (`true` stands for its defaults). */
+export const staleCacheShape = z.strictObject({
+    maxSize: documented(accepts(z.number().int().min(1).max(1_000_000), "megabytes from 1 to 1000000").default(256),
+        { type: "megabytes", meaning: "the cache's size on disk" }),
+    validSeconds: documented(accepts(z.number().int().min(0).max(31_536_000), "whole seconds from 0 to 31536000").default(0),
+        { type: "seconds", meaning: "above 0, responses without caching headers are cached this long too " +
+            "(only for pages that are the same for every visitor)" }),
+    keepSeconds: documented(accepts(z.number().int().min(1).max(31_536_000), "whole seconds from 1 to 31536000").default(86400),
+        { type: "seconds", meaning: "how long a response may be served stale" }),
+});
+
 /** `anycast:failover`: what the PoPs do when origins fail (origins.ts checks it). */
 export const failoverShape = accepts(z.strictObject({
     relay: documented(accepts(z.boolean(), "true or false (default: true in a full mesh, false in a hub mesh)").optional(),
@@ -129,15 +140,7 @@ export const failoverShape = accepts(z.strictObject({
         { type: "seconds", meaning: "`Retry-After` of the 503 every PoP answers while no origin is reachable" }),
     staleCache: documented(accepts(z.union([
         z.boolean(),
-        z.strictObject({
-            maxSize: documented(accepts(z.number().int().min(1).max(1_000_000), "megabytes from 1 to 1000000").default(256),
-                { type: "megabytes", meaning: "the cache's size on disk" }),
-            validSeconds: documented(accepts(z.number().int().min(0).max(31_536_000), "whole seconds from 0 to 31536000").default(0),
-                { type: "seconds", meaning: "above 0, responses without caching headers are cached this long too " +
-                    "(only for pages that are the same for every visitor)" }),
-            keepSeconds: documented(accepts(z.number().int().min(1).max(31_536_000), "whole seconds from 1 to 31536000").default(86400),
-                { type: "seconds", meaning: "how long a response may be served stale" }),
-        }),
+        staleCacheShape,
     ]), "true, false or {maxSize: megabytes, validSeconds, keepSeconds}").default(false),
     { type: "bool or `{maxSize, validSeconds, keepSeconds}`",
         meaning: "serve stale content while no origin answers (`true` = every default below); requests with `Authorization` bypass it" }),

@@ -10,17 +10,22 @@
 import { z } from "zod";
 import { IpAddress, IpPrefix } from "./addressing";
 import { showValue } from "./config-issues";
-import type { failoverShape } from "./config-shape";
+import { failoverShape, staleCacheShape } from "./config-shape";
 import { FailoverSpec, MeshTopology, OriginSpec, StaleCacheSpec } from "./model";
 import { popPortHolder } from "./pop-ports";
 
-/** Ports a relay may not take: SSH, HTTP/HTTPS of the anycast address, BGP. */
-
 /** What renderers assume when they are given no failover settings (one origin, no relay, no cache). */
-export const DEFAULT_FAILOVER: FailoverSpec = { relay: false, relayPort: 8081, retryAfter: 5 };
+export const DEFAULT_FAILOVER: FailoverSpec = (() => {
+    const { relayPort, retryAfter } = failoverShape.parse({});
+    return { relay: false, relayPort, retryAfter };
+})();
 
 /** The stale cache `staleCache: true` stands for. */
-export const DEFAULT_STALE_CACHE: StaleCacheSpec = { maxSizeMb: 256, validSeconds: 0, keepSeconds: 86400 };
+export const DEFAULT_STALE_CACHE: StaleCacheSpec = staleCacheSpecOf(staleCacheShape.parse({}));
+
+function staleCacheSpecOf(raw: z.output<typeof staleCacheShape>): StaleCacheSpec {
+    return { maxSizeMb: raw.maxSize, validSeconds: raw.validSeconds, keepSeconds: raw.keepSeconds };
+}
 
 interface Collector {
     error(key: string, message: string): void;
@@ -101,6 +106,6 @@ export function checkFailover(raw: z.output<typeof failoverShape>, topology: Mes
         c.warn("anycast:failover.relay", "a single PoP has no peer to relay through");
     }
     const cache = raw.staleCache === false ? undefined : raw.staleCache === true ? DEFAULT_STALE_CACHE
-        : { maxSizeMb: raw.staleCache.maxSize, validSeconds: raw.staleCache.validSeconds, keepSeconds: raw.staleCache.keepSeconds };
+        : staleCacheSpecOf(raw.staleCache);
     return { relay, relayPort: raw.relayPort, retryAfter: raw.retryAfter, ...(cache ? { staleCache: cache } : {}) };
 }
