@@ -4,8 +4,8 @@
  * that compose their own, with the config parser they take their validated input from.
  */
 export {
-    AnycastNetwork, AnycastNetworkArgs, NetworkSpec, NetworkSpecJson, networkSpecFromJson, PublicPopSpec, NetworkHost, NetworkPlan,
-    planAnycastNetwork, withoutSecrets,
+    AnycastNetwork, AnycastNetworkArgs, NetworkSpec, NetworkSpecJson, networkSpecFromJson, PublicPopSpec, NetworkHost, ValidatedNetwork,
+    validateAnycastNetwork, withoutSecrets,
 } from "./network";
 export { AnycastPoP, AnycastPoPArgs, TlsMaterial } from "./pop";
 export { WireGuardMesh, WireGuardMeshArgs, MeshMember } from "./mesh";

@@ -12,7 +12,7 @@
  * reference", documents every field and its default). `stacks/network` is this one line on top
  * of the stack's config; a program of your own can make the same call.
  *
- * Like pulumi-eks's Cluster: the args are validated into a plan (parseAnycastConfig, pure and
+ * Like pulumi-eks's Cluster: the args are validated (parseAnycastConfig, pure and
  * tested apart) before anything is registered, children are named `<name>-<role>`, and the
  * outputs are typed: the validated spec, each host's addresses and files, DNS names, RPKI
  * states, mesh public keys and the config warnings.
@@ -108,12 +108,12 @@ export class AnycastNetwork extends pulumi.ComponentResource {
 
     constructor(name: string, args: AnycastNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
         // Validated before super(): a bad config registers nothing, not even this component.
-        const plan = planAnycastNetwork(args);
+        const validated = validateAnycastNetwork(args);
         super("anycast:index:AnycastNetwork", name, {}, opts);
-        const spec = plan.spec;
+        const spec = validated.spec;
         for (const w of spec.warnings) void pulumi.log.warn(`${w.key}: ${w.message}`, this);
 
-        const secrets = pulumi.secret(plan.secrets);
+        const secrets = pulumi.secret(validated.secrets);
         this.bgpPasswords = secrets.apply((s) => s.bgpPasswords);
         const sshPrivateKey = secrets.apply((s) => s.sshPrivateKey);
         const child = { parent: this };
@@ -267,7 +267,7 @@ interface NetworkMember {
 }
 
 /** What the constructor validated, and the secrets as the children consume them. */
-export interface NetworkPlan {
+export interface ValidatedNetwork {
     spec: AnycastSpec;
     secrets: pulumi.Output<{ sshPrivateKey: string; bgpPasswords: Record<string, string> }>;
 }
@@ -291,7 +291,7 @@ const DEFERRED = {
  * naming the key, as a pulumi.RunError (no stack trace), before anything is pushed; resources
  * that do not depend on it (instances, DNS records) may exist by then.
  */
-export function planAnycastNetwork(args: AnycastNetworkArgs): NetworkPlan {
+export function validateAnycastNetwork(args: AnycastNetworkArgs): ValidatedNetwork {
     // Known now: anything but an Output or a promise (a wrong type is the validator's to report).
     const known = (v: pulumi.Input<string> | undefined): v is string | undefined =>
         !pulumi.Output.isInstance(v) && !(v instanceof Promise);

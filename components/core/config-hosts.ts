@@ -12,13 +12,13 @@ import { extraOriginMeshAddress } from "./origins";
 import { HostFields, NAMESPACE, originShape, Parsed, PopFields, TopLevel } from "./config-shape";
 import { bgpSettingsFor, communitiesFor } from "./config-routing";
 
-export interface MeshPlan {
+export interface MeshAddressing {
     cidr?: IpPrefix;
     /** Planned addresses: the first origin's first, then each PoP's in list order (further origins: origins.ts). */
     addresses?: IpAddress[];
 }
 
-export function planMesh(mesh: TopLevel["mesh"] | undefined, originCount: number, popCount: number, prefixes: IpPrefix[], c: Collector): MeshPlan {
+export function meshAddressing(mesh: TopLevel["mesh"] | undefined, originCount: number, popCount: number, prefixes: IpPrefix[], c: Collector): MeshAddressing {
     if (!mesh) return {};
     const key = `${NAMESPACE}:mesh.cidr`;
     let cidr: IpPrefix;
@@ -44,7 +44,7 @@ export function planMesh(mesh: TopLevel["mesh"] | undefined, originCount: number
 }
 
 /** A node's mesh address: the explicit one (checked) or the planned one; undefined when either is in error (reported). */
-export function meshAddressFor(key: string, explicit: string | undefined, index: number, mesh: MeshPlan, c: Collector): IpAddress | undefined {
+export function meshAddressFor(key: string, explicit: string | undefined, index: number, mesh: MeshAddressing, c: Collector): IpAddress | undefined {
     if (explicit === undefined) return mesh.addresses?.[index];
     const use = mesh.cidr ? `use an address inside ${mesh.cidr}, or leave it out to have one planned` : "use an address inside mesh.cidr";
     const address = IpAddress.tryParse(explicit);
@@ -108,7 +108,7 @@ export function checkVultrIds(key: string, region: string, raw: HostFields, c: C
 }
 
 
-export function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: MeshPlan, c: Collector,
+export function checkPops(parsed: Parsed, asn: number, originNames: string[], mesh: MeshAddressing, c: Collector,
     sshFamily?: 4 | 6): Array<WithMeshAddressUnchecked<PopSpec>> {
     const pops: Array<WithMeshAddressUnchecked<PopSpec>> = [];
     const seen = new Map<string, number>();
@@ -136,7 +136,7 @@ export function checkPops(parsed: Parsed, asn: number, originNames: string[], me
 export type OriginFields = z.output<typeof originShape>;
 
 /** Each origin's host and mesh address: the first origin takes the mesh's first address, further ones count down from its end (origins.ts). */
-export function checkOrigins(entries: Array<{ key: string; raw: OriginFields }>, mesh: MeshPlan, c: Collector,
+export function checkOrigins(entries: Array<{ key: string; raw: OriginFields }>, mesh: MeshAddressing, c: Collector,
     sshFamily?: 4 | 6): Array<WithMeshAddressUnchecked<OriginSpec>> {
     const origins: Array<WithMeshAddressUnchecked<OriginSpec>> = [];
     entries.forEach(({ key, raw: o }, k) => {

@@ -22,7 +22,7 @@ import { originsSeen } from "./origin-as";
 import { checkFailover, checkOriginPreferences, originEntries } from "./origins";
 import { CONFIG_KEYS, keyPath, NAMESPACE, Parsed, popShape, topLevel, TopLevel } from "./config-shape";
 import { checkAddress, checkAsn, checkBgpPassword, checkPrefixes, checkPrivateAsn, checkRoas } from "./config-routing";
-import { checkHostsOutsidePrefixes, checkMeshAddressesUnique, checkOrigins, checkPops, planMesh } from "./config-hosts";
+import { checkHostsOutsidePrefixes, checkMeshAddressesUnique, checkOrigins, checkPops, meshAddressing } from "./config-hosts";
 import { checkFrontDoor, checkHealth, checkMonitoring, checkSshPrivateKey, deploySpecFor, firewallSpecFor, reportFirewall } from "./config-service";
 
 export { CONFIG_KEYS, CONFIG_SCHEMA, SECRET_KEYS, TEXT_KEYS } from "./config-shape";
@@ -73,7 +73,7 @@ export function parseAnycastConfig(raw: Record<string, unknown>): AnycastSpec {
     const prefixes = checkPrefixes(parsed.prefix, c);
     const address = checkAddress(parsed.address, prefixes, c);
     const rawOrigins = originEntries({ origin: raw.origin !== undefined, origins: raw.origins !== undefined }, parsed.origin, parsed.origins, c);
-    const mesh = planMesh(parsed.mesh, rawOrigins.length, parsed.pops.length, prefixes, c);
+    const mesh = meshAddressing(parsed.mesh, rawOrigins.length, parsed.pops.length, prefixes, c);
     checkBgpPassword(raw, parsed, c);
     const firewall = firewallSpecFor(parsed.firewall);
     const deploy = deploySpecFor(parsed.deploy, parsed.firewall?.adminCidrs ?? [], firewall.spec?.adminCidrs ?? [], c);
