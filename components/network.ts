@@ -25,6 +25,7 @@ import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./c
 import { sshAddressOf, sshLoginOf } from "./core/ssh-login";
 import { Jsonified, specFromJson, specToJson } from "./core/spec-json";
 import { meshPeerNames } from "./core/render/wireguard";
+import { popRenderBase } from "./core/render/layout";
 import { renderMonitoringBundle, scrapeInputFor } from "./core/monitoring/prometheus";
 import { HostFirewall } from "./firewall";
 import { CloudflareFrontDoor } from "./frontdoor";
@@ -189,17 +190,9 @@ export class AnycastNetwork extends pulumi.ComponentResource {
             ...(monitoring?.origin === o.name ? { monitoring } : {}),
         }, child));
         this.origin = this.origins[0];
-        const originEndpoints = spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath }));
+        // The renderers' input for each PoP comes from one function (core/render/layout.ts), which the lab renders from too.
         this.pops = spec.pops.map((pop) => new AnycastPoP(`${name}-${pop.name}`, {
-            pop,
-            deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
-            origin: originEndpoints[0],
-            origins: originEndpoints,
-            // Every other PoP: the agents exchange their view of the origins with them, and relay through them.
-            peers: spec.pops.filter((p) => p.name !== pop.name).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
-            failover: spec.failover,
-            mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
-            health: spec.health,
+            ...popRenderBase(spec, pop),
             tls: this.frontDoor.tls,
             sshPrivateKey,
             sshPublicKeys: spec.sshPublicKeys,

@@ -14,7 +14,7 @@ import { labSpec, popRenderInput } from "../helpers/fixtures";
 import {
     createNetns, deleteNetns, inNetns, inNetnsOk, needRoot, needTools, tempDir, uniqueNetnsName, waitFor,
 } from "../helpers/tools";
-import { cachedInput, makeTls, relocated } from "../helpers/nginx";
+import { cachedInput, makeTls, renderedIn } from "../helpers/nginx";
 
 /**
  * A limit for something to happen, not a measure of how fast: a shared machine stalls for
@@ -39,7 +39,7 @@ describe("nginx runs the rendered config (live)", () => {
         // cut shows that on real tunnels, test/render/nginx.test.ts in the file.
         const spec = labSpec();
         const input = popRenderInput({ ...spec, failover: { ...spec.failover, relay: false } }, "lax");
-        fs.writeFileSync(conf, relocated(input, dir, tls));
+        fs.writeFileSync(conf, renderedIn(input, dir, tls));
         const ns = uniqueNetnsName("ngl");
         createNetns(ns);
         cleanups.push(() => deleteNetns(ns));
@@ -190,7 +190,7 @@ describe("nginx runs the rendered config (live)", () => {
         const tls = makeTls(dir);
         const input = cachedInput();
         const conf = path.join(dir, "nginx.conf");
-        fs.writeFileSync(conf, relocated({ ...input, failover: { ...input.failover!, staleCache: { maxSizeMb: 8, validSeconds: 1, keepSeconds: 600 } } }, dir, tls));
+        fs.writeFileSync(conf, renderedIn({ ...input, failover: { ...input.failover!, staleCache: { maxSizeMb: 8, validSeconds: 1, keepSeconds: 600 } } }, dir, tls));
         const ns = uniqueNetnsName("ngs");
         createNetns(ns);
         cleanups.push(() => deleteNetns(ns));
