@@ -110,7 +110,7 @@ export const PATH_FIELDS: Record<PathKey, LayoutField> = {
     "agent.nginxPidFile": { what: "nginx pid file", usedBy: ["nginx.conf", "anycast-health.json"] },
     "nginx.errorLog": { what: "nginx error log", usedBy: ["nginx.conf"] },
     "nginx.accessLog": { what: "nginx access log", usedBy: ["nginx.conf"] },
-    "nginx.staleCache": { what: "nginx stale cache", usedBy: ["nginx.conf"] },
+    "nginx.staleCache": { what: "nginx stale cache (failover.staleCache)", usedBy: ["nginx.conf"] },
     "tls.certificate": { what: "TLS origin.pem", usedBy: ["nginx.conf"] },
     "tls.key": { what: "TLS origin.key", usedBy: ["nginx.conf"] },
     "tls.clientCa": { what: "TLS origin-pull-ca.pem", usedBy: ["nginx.conf"] },
