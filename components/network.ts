@@ -154,6 +154,12 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     readonly meshPublicKeys: pulumi.Output<Record<string, string>>;
     /** Each PoP's TCP-MD5 password (secret), for the upstream's side of the session. */
     readonly bgpPasswords: pulumi.Output<Record<string, string>>;
+    /**
+     * The validated model, typed, with its secrets (secret): for a program that works with the
+     * network in process (the harness hands it to the lab and `anycast render`). Not registered as
+     * an output: outputs carry plain data (`spec`).
+     */
+    readonly model: pulumi.Output<AnycastSpec>;
     /** The client certificate Cloudflare presents on origin pulls, and its key (secret). */
     readonly originPullClient: pulumi.Output<{ certPem: string; keyPem: string }>;
 
@@ -174,6 +180,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const spec = plan.spec;
         for (const w of spec.warnings) void pulumi.log.warn(`${w.key}: ${w.message}`, this);
 
+        this.model = plan.model;
         const secrets = pulumi.secret(plan.secrets);
         this.bgpPasswords = secrets.apply((s) => s.bgpPasswords);
         const sshPrivateKey = secrets.apply((s) => s.sshPrivateKey);
@@ -322,6 +329,8 @@ interface NetworkMember {
 /** What the constructor validated, and the secrets as the children consume them. */
 export interface NetworkPlan {
     spec: AnycastSpec;
+    /** The validated model with the secrets' real values, once they are known (AnycastNetwork.model). */
+    model: pulumi.Output<AnycastSpec>;
     secrets: pulumi.Output<{ sshPrivateKey: string; bgpPasswords: Record<string, string> }>;
 }
 
@@ -357,15 +366,19 @@ export function planAnycastNetwork(args: AnycastNetworkArgs): NetworkPlan {
         sshPrivateKey: s.sshPrivateKey,
         bgpPasswords: Object.fromEntries(s.pops.map((p) => [p.name, p.bgp.password])),
     });
-    if (known(bgpPassword) && known(sshPrivateKey)) return { spec, secrets: pulumi.output(secretsOf(spec)) };
-    const secrets = pulumi.all([bgpPassword, sshPrivateKey]).apply(([pw, key]) => {
+    // The typed model (a secret: it holds them) leaves as an apply's result, which keeps its
+    // classes; pulumi.output(spec) would copy every object field by field.
+    if (known(bgpPassword) && known(sshPrivateKey)) {
+        return { spec, model: pulumi.secret(true).apply(() => spec), secrets: pulumi.output(secretsOf(spec)) };
+    }
+    const model = pulumi.secret(pulumi.all([bgpPassword, sshPrivateKey])).apply(([pw, key]) => {
         try {
-            return secretsOf(parseAnycastConfig(raw(pw, key)));
+            return parseAnycastConfig(raw(pw, key));
         } catch (e) {
             throw e instanceof ConfigError ? deployTimeConfigError(e) : e;
         }
     });
-    return { spec, secrets };
+    return { spec, model, secrets: model.apply(secretsOf) };
 }
 
 /**
