@@ -9,8 +9,9 @@ import * as assert from "node:assert/strict";
 import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { HEALTH_ENDPOINT, originConnectTimeoutMs } from "../../components/core/render/nginx";
-import { labSpec, popRenderInput } from "../helpers/fixtures";
+import { HEALTH_ENDPOINT, originConnectTimeoutMs, PASSIVE_FAIL_TIMEOUT_SECONDS, upstreamPaths } from "../../components/core/render/nginx";
+import { renderUpstreams } from "../../components/core/health/upstreams";
+import { labSpec, layoutIn, popRenderInput } from "../helpers/fixtures";
 import {
     createNetns, deleteNetns, inNetns, inNetnsOk, needRoot, needTools, tempDir, uniqueNetnsName, waitFor,
 } from "../helpers/tools";
@@ -159,9 +160,14 @@ describe("nginx runs the rendered config (live)", () => {
 
         // Active: what the health agent writes when its checks fail, then a reload. All paths down:
         // a short 503 with Retry-After at once, still marked with the PoP.
-        const upstreamsFile = path.join(dir, "upstreams.conf");
+        // Written with the agent's own renderer, as the agent does (components/core/health/upstreams.ts).
+        const upstreamsFile = layoutIn(input, dir).paths.agent.upstreamsFile;
         const pristine = fs.readFileSync(upstreamsFile, "utf8");
-        fs.writeFileSync(upstreamsFile, pristine.replace(/ backup;|;(?=   #)/g, " down;"));
+        const { direct, relay } = upstreamPaths(input);
+        fs.writeFileSync(upstreamsFile, renderUpstreams({
+            pop: input.pop.name, file: upstreamsFile, paths: [...direct, ...relay].map((p) => ({ ...p, up: false })), primary: -1,
+            passiveFailTimeoutS: PASSIVE_FAIL_TIMEOUT_SECONDS,
+        }));
         await reload();
         const before = [attempts("origin1"), attempts("origin2")];
         const none = timed("http://[2001:db8:100::1]/");
