@@ -118,10 +118,17 @@ export class LabRuntime {
         return { input: popRenderInput(stack.stackSpec, popName, addresses), files: host.files };
     }
 
+    /** Each PoP's layout, once made for the stalls it was made for (agentStatus reads it every poll). */
+    private readonly layouts = new Map<string, { stallMs: number; layout: HostLayout }>();
+
     /** A PoP namespace's layout: its directory's paths, the timers for this machine's stalls (lab/layout.ts). */
     layoutOf(popName: string): HostLayout {
         const r = this.region(popName);
-        return labLayout(this.popInput(r.pop.name).input, nsDir(r.pop.ns), this.stallMs);
+        const known = this.layouts.get(r.pop.name);
+        if (known?.stallMs === this.stallMs) return known.layout;
+        const layout = labLayout(this.popInput(r.pop.name).input, nsDir(r.pop.ns), this.stallMs);
+        this.layouts.set(r.pop.name, { stallMs: this.stallMs, layout });
+        return layout;
     }
 
     /** A PoP's bird.conf, nginx.conf and agent settings for its namespace, from `stack`'s model (default the lab's). */
