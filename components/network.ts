@@ -25,6 +25,7 @@ import { AnycastSpec, BgpSettings, ConfigIssue, PopSpec, RpkiFinding } from "./c
 import { sshAddressOf, sshLoginOf } from "./core/ssh-login";
 import { Jsonified, specFromJson, specToJson } from "./core/spec-json";
 import { meshPeerNames } from "./core/render/wireguard";
+import { popRenderBase } from "./core/render/layout";
 import { renderMonitoringBundle, scrapeInputFor } from "./core/monitoring/prometheus";
 import { HostFirewall } from "./firewall";
 import { CloudflareFrontDoor } from "./frontdoor";
@@ -93,6 +94,12 @@ export class AnycastNetwork extends pulumi.ComponentResource {
     readonly meshPublicKeys: pulumi.Output<Record<string, string>>;
     /** Each PoP's TCP-MD5 password (secret), for the upstream's side of the session. */
     readonly bgpPasswords: pulumi.Output<Record<string, string>>;
+    /**
+     * The validated model, typed, with its secrets (secret): for a program that works with the
+     * network in process (the harness hands it to the lab and `anycast render`). Not registered as
+     * an output: outputs carry plain data (`spec`).
+     */
+    readonly model: pulumi.Output<AnycastSpec>;
     /** The client certificate Cloudflare presents on origin pulls, and its key (secret). */
     readonly originPullClient: pulumi.Output<{ certPem: string; keyPem: string }>;
 
@@ -113,6 +120,7 @@ export class AnycastNetwork extends pulumi.ComponentResource {
         const spec = validated.spec;
         for (const w of spec.warnings) void pulumi.log.warn(`${w.key}: ${w.message}`, this);
 
+        this.model = validated.model;
         const secrets = pulumi.secret(validated.secrets);
         this.bgpPasswords = secrets.apply((s) => s.bgpPasswords);
         const sshPrivateKey = secrets.apply((s) => s.sshPrivateKey);
@@ -129,17 +137,9 @@ export class AnycastNetwork extends pulumi.ComponentResource {
             ...(monitoring?.origin === o.name ? { monitoring } : {}),
         }, child));
         this.origin = this.origins[0];
-        const originEndpoints = spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath }));
+        // The renderers' input for each PoP comes from one function (core/render/layout.ts), which the lab renders from too.
         this.pops = spec.pops.map((pop) => new AnycastPoP(`${name}-${pop.name}`, {
-            pop,
-            deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
-            origin: originEndpoints[0],
-            origins: originEndpoints,
-            // Every other PoP: the agents exchange their view of the origins with them, and relay through them.
-            peers: spec.pops.filter((p) => p.name !== pop.name).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
-            failover: spec.failover,
-            mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
-            health: spec.health,
+            ...popRenderBase(spec, pop),
             tls: this.frontDoor.tls,
             sshPrivateKey,
             sshPublicKeys: spec.sshPublicKeys,
@@ -269,6 +269,8 @@ interface NetworkMember {
 /** What the constructor validated, and the secrets as the children consume them. */
 export interface ValidatedNetwork {
     spec: AnycastSpec;
+    /** The validated model with the secrets' real values, once they are known (AnycastNetwork.model). */
+    model: pulumi.Output<AnycastSpec>;
     secrets: pulumi.Output<{ sshPrivateKey: string; bgpPasswords: Record<string, string> }>;
 }
 
@@ -304,15 +306,19 @@ export function validateAnycastNetwork(args: AnycastNetworkArgs): ValidatedNetwo
         sshPrivateKey: s.sshPrivateKey,
         bgpPasswords: Object.fromEntries(s.pops.map((p) => [p.name, p.bgp.password])),
     });
-    if (known(bgpPassword) && known(sshPrivateKey)) return { spec, secrets: pulumi.output(secretsOf(spec)) };
-    const secrets = pulumi.all([bgpPassword, sshPrivateKey]).apply(([pw, key]) => {
+    // The typed model (a secret: it holds them) leaves as an apply's result, which keeps its
+    // classes; pulumi.output(spec) would copy every object field by field.
+    if (known(bgpPassword) && known(sshPrivateKey)) {
+        return { spec, model: pulumi.secret(true).apply(() => spec), secrets: pulumi.output(secretsOf(spec)) };
+    }
+    const model = pulumi.secret(pulumi.all([bgpPassword, sshPrivateKey])).apply(([pw, key]) => {
         try {
-            return secretsOf(parseAnycastConfig(raw(pw, key)));
+            return parseAnycastConfig(raw(pw, key));
         } catch (e) {
             throw e instanceof ConfigError ? deployTimeConfigError(e) : e;
         }
     });
-    return { spec, secrets };
+    return { spec, model, secrets: model.apply(secretsOf) };
 }
 
 /**

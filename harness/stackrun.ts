@@ -1,7 +1,7 @@
 /**
  * Run the real `stacks/network` program under Pulumi's mocks and collect what `pulumi up`
- * would do: every resource with its inputs, and from the AnycastNetwork's outputs the validated
- * spec, its warnings and per host every file it would receive, exactly as the components
+ * would do: every resource with its inputs, and from the AnycastNetwork the validated model (typed,
+ * with its secrets), its warnings and per host every file it would receive, exactly as the components
  * rendered it. `anycast render`, `preview`, `lab` and `bench` all start here, so there is one
  * code path from config to artifacts.
  */
@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { AnycastSpec, ConfigIssue } from "../components/core/model";
 import { NAMESPACE, SECRET_KEYS } from "../components/core/config";
 import { parseStackFile } from "../components/core/stackfile";
-import { AnycastNetwork, NetworkSpec, networkSpecFromJson } from "../components/network";
+import { AnycastNetwork } from "../components/network";
 import { deployNetworkStack, NetworkStack } from "../stacks/network/stack";
 import { installMockCloud, isSecretValue, mapSecrets, MockCloud, MockedResource, outputValue } from "./mockcloud";
 
@@ -127,10 +127,9 @@ export async function runStack(opts: StackRunOptions): Promise<StackRun> {
     const [outputs, network] = await Promise.all([stackOutputValues(stack), networkValues(stack.network)]);
     // Wait until every registration has reached the mocks (pushes depend on late outputs).
     await cloud.settled();
-    const secrets = { bgpPassword: loaded.config[`${NAMESPACE}:bgpPassword`], sshPrivateKey: loaded.config[`${NAMESPACE}:sshPrivateKey`] };
     return {
-        // The spec output is plain data; the typed spec is rebuilt from it, not parsed from the config again.
-        spec: withSecrets(networkSpecFromJson(network.spec), network.bgpPasswords, secrets),
+        // The component's own typed model, with its secrets: not rebuilt from the plain-data `spec` output.
+        spec: network.model,
         hosts: network.hosts.map((h): RenderedHost => ({
             name: h.name, role: h.role, ...(h.region ? { region: h.region } : {}), ipv6: h.ipv6, ...(h.ipv4 ? { ipv4: h.ipv4 } : {}),
             files: network.files[h.name] ?? {},
@@ -184,22 +183,20 @@ async function stackOutputValues(stack: NetworkStack): Promise<Record<string, un
 }
 
 async function networkValues(network: AnycastNetwork) {
-    const [spec, hosts, files, warnings, bgpPasswords, originPullClient, httpSources] = await Promise.all([
-        outputValue(network.spec), outputValue(network.hosts), outputValue(network.files), outputValue(network.warnings),
-        outputValue(network.bgpPasswords), outputValue(network.originPullClient), outputValue(network.httpSources),
+    const [model, hosts, files, warnings, originPullClient, httpSources] = await Promise.all([
+        typedValue(network.model), outputValue(network.hosts), outputValue(network.files), outputValue(network.warnings),
+        outputValue(network.originPullClient), outputValue(network.httpSources),
     ]);
-    return { spec, hosts, files, warnings, bgpPasswords, originPullClient, httpSources };
+    return { model, hosts, files, warnings, originPullClient, httpSources };
 }
 
-/** The full model the lab needs (it plays the upstream, so it needs the session passwords). */
-function withSecrets(spec: NetworkSpec, bgpPasswords: Record<string, string>,
-    secrets: { bgpPassword?: string; sshPrivateKey?: string }): AnycastSpec {
-    return {
-        ...spec,
-        bgpPassword: secrets.bgpPassword ?? "",
-        sshPrivateKey: secrets.sshPrivateKey ?? "",
-        pops: spec.pops.map((p) => ({ ...p, bgp: { ...p.bgp, password: bgpPasswords[p.name] } })),
-    };
+/**
+ * An Output's value as it is, classes and all. outputValue goes through pulumi.output(), which
+ * copies every object of the value field by field (an IpAddress would lose its methods).
+ */
+function typedValue<T>(o: pulumi.Output<T>): Promise<T> {
+    // Output.promise() is the SDK's own (hidden from its typings), as in outputValue.
+    return (o as unknown as { promise(): Promise<T> }).promise();
 }
 
 /** Secrets become "[secret]". */

@@ -1,41 +1,31 @@
 /**
  * Booting the lab: the emulated cloud (provider edges in FRR or BIRD, transit BIRDs, the origin's
- * HTTP service) and, in each PoP namespace, exactly the artifacts the components rendered. The
- * only changes made to those artifacts are path rewrites where a namespace needs its own
- * directory; each one is recorded and printed.
+ * HTTP service) and, in each PoP namespace, the artifacts the components rendered. The ones whose
+ * content depends on where the files live and on the machine's timers (bird.conf, nginx.conf,
+ * the agent's settings) are rendered by the same core renderers for the namespace's layout
+ * (lab/layout.ts); the report lists how that layout differs from a host's, field by field.
  */
 import { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ARTIFACTS, ArtifactName, artifactsFor, PushedArtifactName } from "../components/core/artifacts";
-import { BIRD_STATE_FILE } from "../components/core/render/bird";
-import { NGINX_PATHS } from "../components/core/render/nginx";
+import type { AgentStatus } from "../components/core/health/status";
+import { deployedLayout, HostLayout, pathsUnder, popRenderInput } from "../components/core/render/layout";
+import type { HostAddresses, PopRenderInput } from "../components/core/model";
 import { DEFAULT_EXPORTER_SOURCES, exporterArgv } from "../components/core/monitoring/exporters";
-import { AgentPaths, formatAgentSettings, parseAgentSettings } from "../components/core/health/settings";
 import { edgeRouters, EdgeKind, EdgeRouters } from "./edge";
 import { LabPreconditionError } from "./errors";
 import { nowMs, nsDaemon, nsRun, RunOptions, waitFor } from "./exec";
 import { renderTransitBird } from "./routers";
+import { labLayout, LayoutFile, layoutRewrites, renderPopForLab } from "./layout";
 import type { Rewrite } from "./rewrite";
 import { LabStack } from "./stack";
 import { probeTimeoutForStalls } from "./stalls";
 import { isCertificate, LabTls, makeLabTls } from "./tls";
 import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan, urlHost } from "./topology";
 
-export type { Rewrite } from "./rewrite";
-
 /** Static routes every PoP namespace gets besides its own, to show that none of them leaks into BGP. */
 export const UNRELATED_POP_ROUTES = ["2001:db8:dead::/48", "2001:db8:dead:1::/64"];
-
-/** The agent's paths (its settings' `paths`), and where each goes inside a PoP's directory. */
-const AGENT_PATHS_IN_LAB: Record<keyof AgentPaths, string> = {
-    stateFile: "anycast-state.conf",
-    birdSocket: "bird.ctl",
-    statusFile: "health.json",
-    controlDir: "control",
-    upstreamsFile: "nginx-upstreams.conf",
-    nginxPidFile: "nginx.pid",
-};
 
 /**
  * The PoP artifacts (components/core/artifacts.ts) the lab does not take from the stack as they
@@ -59,55 +49,21 @@ export function popArtifactsBooted(): ArtifactName[] {
     return artifactsFor("pop", { createdOnVultr: true }).map((a) => a.name).filter((name) => !(name in POP_ARTIFACTS_NOT_BOOTED));
 }
 
-/** The TLS files, each in the PoP directory's tls/ under its artifact name. */
-const TLS_ARTIFACTS = ["origin.pem", "origin.key", "origin-pull-ca.pem"] as const;
+/** The TLS files, and where the layout puts each. */
+const TLS_ARTIFACTS = { "origin.pem": "certificate", "origin.key": "key", "origin-pull-ca.pem": "clientCa" } as const;
 
 /** Write an artifact into a namespace's directory under its own name, with the mode it has on a host. */
 function writeArtifact(dir: string, name: PushedArtifactName, content: string): void {
-    fs.writeFileSync(path.join(dir, name), content, { mode: parseInt(ARTIFACTS[name].mode, 8) });
+    writeArtifactAt(path.join(dir, name), name, content);
+}
+
+/** Write an artifact where the namespace's layout puts it, with the mode it has on a host. */
+function writeArtifactAt(file: string, name: PushedArtifactName, content: string): void {
+    fs.writeFileSync(file, content, { mode: parseInt(ARTIFACTS[name].mode, 8) });
 }
 
 export function nsDir(ns: string): string {
     return path.join(LAB_DIR, ns);
-}
-
-/** Replace exact path strings; every replacement is recorded, a path that is absent is not. */
-export function rewritePaths(host: string, file: string, text: string, map: Array<{ what: string; from: string; to: string }>,
-    rewrites: Rewrite[]): string {
-    let out = text;
-    for (const r of map) {
-        if (!out.includes(r.from)) continue;
-        out = out.split(r.from).join(r.to);
-        rewrites.push({ host, file, ...r });
-    }
-    return out;
-}
-
-/**
- * The agent's settings with its paths inside a PoP's directory: the settings are parsed (the
- * agent's own parser) and their `paths` replaced, each replacement recorded.
- */
-export function relocateAgentSettings(host: string, text: string, dir: string, rewrites: Rewrite[]): string {
-    const settings = parseAgentSettings(text);
-    const paths = { ...settings.paths };
-    for (const key of Object.keys(AGENT_PATHS_IN_LAB) as Array<keyof AgentPaths>) {
-        const to = path.join(dir, AGENT_PATHS_IN_LAB[key]);
-        rewrites.push({ host, file: "anycast-health.json", what: `paths.${key}`, from: paths[key], to });
-        paths[key] = to;
-    }
-    return formatAgentSettings({ ...settings, paths });
-}
-
-/** What a PoP's health agent says of itself (`anycast-health status`; the fields the lab reads). */
-export interface AgentStatus {
-    state: string;
-    healthy: boolean;
-    withdrawals_last_hour: number;
-    last_reason: string;
-    /** The nginx role of each path to the origins: primary, backup or down. */
-    paths?: Array<{ name: string; kind: "direct" | "relay"; up: boolean; role: string }>;
-    /** How long a round of checks takes on this machine, smoothed (ms). */
-    tick_ms?: number;
 }
 
 /** One line on an agent's view, for a problem that names a PoP: "announced, primary via ams, ...". */
@@ -149,8 +105,37 @@ export class LabRuntime {
         });
     }
 
+    /** Every BIRD's socket in its namespace's directory; a PoP's is its layout's (pathsUnder). */
     birdSocket(ns: string): string {
-        return path.join(nsDir(ns), "bird.ctl");
+        return pathsUnder(nsDir(ns)).agent.birdSocket;
+    }
+
+    /** A PoP's render input from the stack's model, on its host's addresses. */
+    private popInput(popName: string, stack: LabStack = this.stack): { input: PopRenderInput; files: Record<string, string> } {
+        const host = stack.hosts.find((h) => h.role === "pop" && h.name === popName);
+        if (!host) throw new Error(`the stack has no PoP host ${popName}`);
+        const addresses: HostAddresses = { ipv6: host.ipv6, ...(host.ipv4 ? { ipv4: host.ipv4 } : {}) };
+        return { input: popRenderInput(stack.stackSpec, popName, addresses), files: host.files };
+    }
+
+    /** Each PoP's layout, once made for the stalls it was made for (agentStatus reads it every poll). */
+    private readonly layouts = new Map<string, { stallMs: number; layout: HostLayout }>();
+
+    /** A PoP namespace's layout: its directory's paths, the timers for this machine's stalls (lab/layout.ts). */
+    layoutOf(popName: string): HostLayout {
+        const r = this.region(popName);
+        const known = this.layouts.get(r.pop.name);
+        if (known?.stallMs === this.stallMs) return known.layout;
+        const layout = labLayout(this.popInput(r.pop.name).input, nsDir(r.pop.ns), this.stallMs);
+        this.layouts.set(r.pop.name, { stallMs: this.stallMs, layout });
+        return layout;
+    }
+
+    /** A PoP's bird.conf, nginx.conf and agent settings for its namespace, from `stack`'s model (default the lab's). */
+    renderPop(popName: string, stack: LabStack = this.stack): Record<LayoutFile, string> {
+        const r = this.region(popName);
+        const { input, files } = this.popInput(r.pop.name, stack);
+        return renderPopForLab(stack.stackSpec, r.pop.name, input.host, files, this.layoutOf(popName));
     }
 
     region(name: string): RegionPlan {
@@ -220,13 +205,13 @@ export class LabRuntime {
 
     /**
      * Replace a running PoP's bird.conf the way the push does (components/pop.ts): check it with
-     * `bird -p`, install it, `birdc configure`. Same path rewrite as at boot.
+     * `bird -p`, install it, `birdc configure`. Rendered from `stack`'s model (an edited config's)
+     * for the PoP's namespace, as at boot.
      */
-    async reconfigurePopBird(popName: string, rendered: string): Promise<{ reply: string; ms: number }> {
+    async reconfigurePopBird(popName: string, stack: LabStack): Promise<{ reply: string; ms: number }> {
         const r = this.region(popName);
         const dir = nsDir(r.pop.ns);
-        const text = rewritePaths(r.pop.name, "bird.conf", rendered,
-            [{ what: "BIRD state include", from: BIRD_STATE_FILE, to: path.join(dir, "anycast-state.conf") }], []);
+        const text = this.renderPop(r.pop.name, stack)["bird.conf"];
         const next = path.join(dir, "bird.conf.new");
         fs.writeFileSync(next, text);
         await nsRun(r.pop.ns, "bird", ["-p", "-c", next]);
@@ -253,7 +238,7 @@ export class LabRuntime {
     }
 
     async agentStatus(popName: string): Promise<AgentStatus | undefined> {
-        const file = path.join(nsDir(this.region(popName).pop.ns), "health.json");
+        const file = this.layoutOf(popName).paths.agent.statusFile;
         try {
             return JSON.parse(fs.readFileSync(file, "utf8"));
         } catch {
@@ -347,14 +332,16 @@ export class LabRuntime {
         for (const name of popArtifactsBooted()) {
             if (files[name] === undefined) throw new Error(`the stack rendered no ${name} for PoP ${host}`);
         }
-        const stateFile = path.join(dir, "anycast-state.conf");
-        fs.mkdirSync(path.join(dir, "control"), { recursive: true });
-        fs.mkdirSync(path.join(dir, "tls"), { recursive: true });
+        const layout = this.layoutOf(host);
+        const { agent, tls } = layout.paths;
+        const rendered = this.renderPop(host);
+        this.rewrites.push(...layoutRewrites(host, deployedLayout(this.popInput(host).input), layout, this.stallMs));
+        fs.mkdirSync(agent.controlDir, { recursive: true });
+        for (const file of Object.values(tls)) fs.mkdirSync(path.dirname(file), { recursive: true });
 
         // anycast-net.sh runs unchanged; its paths are environment variables by design.
         writeArtifact(dir, "anycast-net.sh", files["anycast-net.sh"]);
-        this.rewrites.push({ host, file: "anycast-net.sh", what: "ANYCAST_STATE_FILE (environment)", from: BIRD_STATE_FILE, to: stateFile });
-        await nsRun(ns, path.join(dir, "anycast-net.sh"), [], { env: { ...process.env, ANYCAST_STATE_FILE: stateFile, DEFAULT_ROUTE_WAIT: "5" } });
+        await nsRun(ns, path.join(dir, "anycast-net.sh"), [], { env: { ...process.env, ANYCAST_STATE_FILE: agent.stateFile, DEFAULT_ROUTE_WAIT: "5" } });
 
         await this.applyFirewall(ns, host, files["nftables.conf"]);
 
@@ -366,46 +353,35 @@ export class LabRuntime {
         writeArtifact(dir, "wg0.conf", files["wg0.conf"]);
         await this.wgUp(ns);
 
-        const bird = rewritePaths(host, "bird.conf", files["bird.conf"], [{ what: "BIRD state include", from: BIRD_STATE_FILE, to: stateFile }], this.rewrites);
-        fs.writeFileSync(path.join(dir, "bird.conf"), bird);
-        this.rewrites.push({ host, file: "(bird command line)", what: "BIRD control socket", from: "/run/bird/bird.ctl", to: this.birdSocket(ns) });
+        writeArtifact(dir, "bird.conf", rendered["bird.conf"]);
         await nsRun(ns, "bird", ["-p", "-c", path.join(dir, "bird.conf")]);
         const birdChild = this.startPopBird(host);
 
-        const tlsContent: Record<(typeof TLS_ARTIFACTS)[number], string> = {
+        const tlsContent: Record<keyof typeof TLS_ARTIFACTS, string> = {
             "origin.pem": this.tls.serverCertPem, "origin.key": this.tls.serverKeyPem, "origin-pull-ca.pem": this.tls.pullCaPem,
         };
-        for (const name of TLS_ARTIFACTS) {
-            writeArtifact(path.join(dir, "tls"), name, tlsContent[name]);
+        for (const [name, key] of Object.entries(TLS_ARTIFACTS) as Array<[keyof typeof TLS_ARTIFACTS, keyof typeof tls]>) {
+            writeArtifactAt(tls[key], name, tlsContent[name]);
         }
-        const nginx = rewritePaths(host, "nginx.conf", files["nginx.conf"], [
-            { what: "nginx pid file", from: NGINX_PATHS.pid, to: path.join(dir, "nginx.pid") },
-            { what: "nginx error log", from: NGINX_PATHS.errorLog, to: path.join(dir, "nginx-error.log") },
-            { what: "nginx access log", from: NGINX_PATHS.accessLog, to: path.join(dir, "nginx-access.log") },
-            { what: "nginx paths to the origins (the agent rewrites them)", from: NGINX_PATHS.upstreams, to: path.join(dir, "nginx-upstreams.conf") },
-            { what: "nginx stale cache", from: NGINX_PATHS.staleCache, to: path.join(dir, "stale-cache") },
-            ...TLS_ARTIFACTS.map((name) => ({ what: `TLS ${name}`, from: ARTIFACTS[name].remotePath, to: path.join(dir, "tls", name) })),
-        ], this.rewrites);
-        writeArtifact(dir, "nginx-upstreams.conf", files["nginx-upstreams.conf"]);
-        fs.writeFileSync(path.join(dir, "nginx.conf"), nginx);
+        writeArtifactAt(agent.upstreamsFile, "nginx-upstreams.conf", files["nginx-upstreams.conf"]);
+        writeArtifact(dir, "nginx.conf", rendered["nginx.conf"]);
         await nsRun(ns, "nginx", ["-t", "-q", "-c", path.join(dir, "nginx.conf")]);
         nsDaemon(ns, ["nginx", "-c", path.join(dir, "nginx.conf"), "-g", "daemon off;"], path.join(dir, "nginx.stderr.log"));
 
         writeArtifact(dir, "anycast-health", files["anycast-health"]);
-        fs.writeFileSync(this.agentSettingsFile(ns), relocateAgentSettings(host, files["anycast-health.json"], dir, this.rewrites));
+        writeArtifactAt(this.agentSettingsFile(ns), "anycast-health.json", rendered["anycast-health.json"]);
         await this.waitForBird(ns, birdChild);
         // With the namespace's WireGuard socket, as on a host: /metrics reads the mesh's handshakes with `wg`.
         nsDaemon(ns, this.withWgSocket(ns, [path.join(dir, "anycast-health"), "run"]), path.join(dir, "health.log"),
             { ...process.env, ANYCAST_HEALTH_SETTINGS: this.agentSettingsFile(ns) }, { controlPlane: true });
-        this.startExporters(r);
+        this.startExporters(r, layout);
     }
 
     /** Debian's bird and nginx exporters on the PoP's mesh address, as their drop-ins run them on a host. */
-    private startExporters(r: RegionPlan): void {
+    private startExporters(r: RegionPlan, layout: HostLayout): void {
         const ns = r.pop.ns;
-        const sources = { ...DEFAULT_EXPORTER_SOURCES, birdSocket: this.birdSocket(ns) };
-        this.rewrites.push({ host: r.pop.name, file: "bird-exporter.conf", what: "BIRD control socket (exporter command line)",
-            from: DEFAULT_EXPORTER_SOURCES.birdSocket, to: sources.birdSocket });
+        // The layout's BIRD socket (its difference from a host's is reported with the socket's).
+        const sources = { ...DEFAULT_EXPORTER_SOURCES, birdSocket: layout.paths.agent.birdSocket };
         for (const name of ["bird", "nginx"] as const) {
             nsDaemon(ns, exporterArgv(name, r.pop.spec.meshAddress, sources), path.join(nsDir(ns), `${name}-exporter.log`));
         }

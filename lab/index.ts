@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LabRuntime, Rewrite } from "./boot";
+import { LabRuntime } from "./boot";
 import { EdgeKind } from "./edge";
 import { LabPreconditionError } from "./errors";
 import { abortLab, hasCommand, LabAborted, settleInFlight } from "./exec";
@@ -21,7 +21,8 @@ import { buildNetwork, labNamespaces, namespacePids, teardownNetwork } from "./n
 import { sampleIdleCost } from "./resources";
 import { formatReport, LabReport } from "./report";
 import { loadStack, LabStack } from "./stack";
-import { adaptStackToStalls, minimumBfdDetectMs, probeStalls } from "./stalls";
+import { specAsRun } from "./layout";
+import { minimumBfdDetectMs, probeStalls } from "./stalls";
 import { jsonText } from "./text";
 import { LAB_DIR, LAB_NS_PREFIX, LabPlan, planLab } from "./topology";
 import { flapDamping, policyChange } from "./routing";
@@ -236,7 +237,7 @@ function checkEdge(stack: LabStack, edge: EdgeKind): void {
 }
 
 async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: string) => void):
-    Promise<{ stack: LabStack; plan: LabPlan; stallMs: number; stallRewrites: Rewrite[] }> {
+    Promise<{ stack: LabStack; plan: LabPlan; stallMs: number }> {
     log(`anycast lab: rendering ${options.configFile} with the stack program (Pulumi mocks)`);
     const stack = await loadStack(options.configFile).catch((e: Error) => {
         // A config error is the user's to fix and says so itself; anything else is one line here.
@@ -245,14 +246,16 @@ async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: stri
     });
     checkEdge(stack, edge);
     // This machine may stop for hundreds of ms at a time (lab/stalls.ts): BFD timers shorter than
-    // that would flap for no reason, so they are raised here, before anything reads them.
+    // that would flap for no reason, so the PoPs' layouts raise them (lab/layout.ts), and the
+    // model the lab plans and measures with says what they run, before anything reads it.
     const probe = probeStalls();
-    const adapted = adaptStackToStalls(stack, probe.maxMs);
-    if (adapted.rewrites.length > 0) {
+    const spec = specAsRun(stack.stackSpec, probe.maxMs);
+    if (spec !== stack.stackSpec) {
         log(`  this machine stalled up to ${probe.maxMs} ms in a ${probe.durationMs} ms probe: BFD detection and ` +
             `health check timeouts below ${minimumBfdDetectMs(probe.maxMs)} ms are raised (listed under rewrites)`);
     }
-    return { stack: adapted.stack, plan: planLab(adapted.stack), stallMs: probe.maxMs, stallRewrites: adapted.rewrites };
+    const asRun = { ...stack, spec };
+    return { stack: asRun, plan: planLab(asRun), stallMs: probe.maxMs };
 }
 
 async function setUp(lab: LabRuntime): Promise<void> {
@@ -345,7 +348,7 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
     const repeats = options.repeats ?? 5;
     const edge = options.edge ?? "frr";
     const started = Date.now();
-    const { stack, plan, stallMs, stallRewrites } = await loadAndPlan(options, edge, log);
+    const { stack, plan, stallMs } = await loadAndPlan(options, edge, log);
 
     if ((await labNamespaces()).length > 0) {
         log("  a previous lab is still there (kept or interrupted): tearing it down first");
@@ -353,7 +356,6 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
     }
 
     const lab = new LabRuntime(plan, stack, log, edge);
-    lab.rewrites.push(...stallRewrites);
     lab.stallMs = stallMs;
     if (lab.probeTimeoutMs > 300) {
         lab.notes.push(`this machine stalled up to ${stallMs} ms before the boot: the lab's HTTP probes wait ` +

@@ -24,9 +24,8 @@ import { importChanges, sampleSession, sameSince, SessionSample } from "./sessio
 import { agentTellsIsolation, isolationMs, SLACK_MS, whyAgentCannotTellIsolation } from "./experiments";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";
 import { Prober } from "./probe";
-import { loadStack } from "./stack";
+import { loadStack, LabStack } from "./stack";
 import type { FlapDampingReport, PolicyChangeReport, PolicyStep, PopRoutingSafety, RoutingSafety } from "./report";
-import { adaptStackToStalls } from "./stalls";
 import { ms } from "./text";
 import { edgePeerName, LAB_DIR, RegionPlan } from "./topology";
 
@@ -136,15 +135,17 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
         pops[index] = { ...pops[index], prepend: edited.prepend, communities: edited.communities };
         const editedFile = path.join(LAB_DIR, `Pulumi.${r.pop.name}-policy-edit.yaml`);
         fs.writeFileSync(editedFile, stringifyYaml(doc));
-        // Adapted to this machine's stalls as the running stack was, so that only the edit differs.
-        const editedStack = adaptStackToStalls(await loadStack(editedFile), lab.stallMs).stack;
+        // Both stacks' files as a host gets them; the PoP's new bird.conf is rendered for its
+        // namespace's layout, as the running one was, so that only the edit differs.
+        const editedStack = await loadStack(editedFile);
         for (const host of lab.stack.hosts) {
             const after = editedStack.hosts.find((h) => h.name === host.name);
             const changed = Object.keys({ ...host.files, ...after?.files }).filter((f) => host.files[f] !== after?.files[f]).sort();
             if (changed.length > 0) report.changedFiles[host.name] = changed;
         }
-        const newBird = editedStack.hosts.find((h) => h.name === r.pop.name)?.files["bird.conf"];
-        if (!newBird) throw new Error(`the edited stack rendered no bird.conf for ${r.pop.name}`);
+        if (editedStack.hosts.find((h) => h.name === r.pop.name)?.files["bird.conf"] === undefined) {
+            throw new Error(`the edited stack rendered no bird.conf for ${r.pop.name}`);
+        }
 
         // After the experiments a session may still be coming back: give it its reconnect time.
         const reconnectMs = (r.pop.spec.bgp.errorWaitTime[1] + r.pop.spec.bgp.connectRetryTime + 10) * 1000;
@@ -161,8 +162,8 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
 
         const origin = String(originSeenThrough(spec.asn, r.edge.publicAsn));
         const tag = `(${community.replace(":", ",")})`;
-        const step = async (name: PolicyStep["step"], birdConf: string, prepends: number, withCommunity: boolean): Promise<PolicyStep> => {
-            const applied = await lab.reconfigurePopBird(r.pop.name, birdConf);
+        const step = async (name: PolicyStep["step"], config: LabStack, prepends: number, withCommunity: boolean): Promise<PolicyStep> => {
+            const applied = await lab.reconfigurePopBird(r.pop.name, config);
             const t0 = nowMs();
             const route = await waitFor(`transit ${r.region} to see ${r.pop.name}'s route with ${prepends} prepends`, async () => {
                 const x = await transitRouteFromEdge(lab, r);
@@ -179,8 +180,8 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
             return { step: name, birdReply: applied.reply, configureMs: applied.ms, seenAtTransitMs: seen,
                 transitAsPath: route.asPath, transitCommunities: route.communities, servedBy: served };
         };
-        report.steps.push(await step("apply", newBird, extraOrigins(edited.communities, edited.prepend), true));
-        report.steps.push(await step("revert", r.pop.host.files["bird.conf"], extraOrigins(original.communities, original.prepend), false));
+        report.steps.push(await step("apply", editedStack, extraOrigins(edited.communities, edited.prepend), true));
+        report.steps.push(await step("revert", lab.stack, extraOrigins(original.communities, original.prepend), false));
 
         polling = false;
         await poller;
@@ -201,7 +202,7 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
     } catch (e) {
         report.error = (e as Error).message.split("\n")[0];
         // Whatever happened, the PoP goes back to its deployed config.
-        await lab.reconfigurePopBird(r.pop.name, r.pop.host.files["bird.conf"]).catch(() => undefined);
+        await lab.reconfigurePopBird(r.pop.name, lab.stack).catch(() => undefined);
     } finally {
         polling = false;
         await poller?.catch(() => undefined);

@@ -10,7 +10,13 @@ export type LabHost = RenderedHost;
 
 /** The part of a stack run the lab uses. */
 export interface LabStack {
+    /**
+     * The model as the lab runs it: the stack's, with the timers of the lab's layouts (lab/layout.ts
+     * specAsRun). The emulated edges and the experiments read it.
+     */
     spec: AnycastSpec;
+    /** The model as the stack program validated it (with its secrets): what every host's files are rendered from. */
+    stackSpec: AnycastSpec;
     hosts: LabHost[];
     /** Cloudflare's Authenticated Origin Pulls client certificate and key, when the stack made one. */
     originPullClient?: { certPem: string; keyPem: string };
@@ -30,6 +36,7 @@ export async function loadStack(configFile: string): Promise<LabStack> {
     const run: StackRun = await runStack({ configFile });
     return {
         spec: run.spec,
+        stackSpec: run.spec,
         hosts: run.hosts,
         originPullClient: run.originPullClient,
         originCaPem: run.originCaPem,

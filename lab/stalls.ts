@@ -7,13 +7,10 @@
  * detection time each declare the other dead when they wake up, and the BGP session resets. That
  * is this machine's fault, not the network's: the lab measures the stalls before it boots and,
  * when a configured detection time is shorter than the stalls allow, runs BFD with longer timers
- * and says so in the report (like every other rewrite). On a machine that does not stall, nothing
- * changes.
+ * and says so in the report (like every other rewrite; lab/layout.ts puts these timers in the
+ * PoPs' layouts). On a machine that does not stall, nothing changes.
  */
-import { formatAgentSettings, parseAgentSettings } from "../components/core/health/settings";
 import type { BfdSettings } from "../components/core/model";
-import type { Rewrite } from "./rewrite";
-import type { LabStack } from "./stack";
 
 export interface StallProbe {
     /** How long the probe ran, in ms. */
@@ -96,64 +93,4 @@ export function healthIntervalForStalls(intervalS: number, raisedTimeoutS: numbe
  */
 export function probeTimeoutForStalls(baseMs: number, stallMs: number): number {
     return Math.max(baseMs, minimumBfdDetectMs(stallMs));
-}
-
-/**
- * The stack with every PoP's BFD timers and the health check timeout raised where this machine's
- * stalls need it: the spec (which the emulated edges and the experiments' bounds read) and each
- * PoP's rendered bird.conf and anycast-health.json (which its daemons run) change together, so the
- * lab's expectations follow what it runs.
- */
-export function adaptStackToStalls(stack: LabStack, stallMs: number): { stack: LabStack; rewrites: Rewrite[] } {
-    const rewrites: Rewrite[] = [];
-    const why = `(machine stalls ${stallMs} ms)`;
-    const timeout = healthTimeoutForStalls(stack.spec.health.timeout, stallMs);
-    const interval = healthIntervalForStalls(stack.spec.health.interval, timeout);
-    const raisedBfd = new Map<string, { from: BfdSettings; to: BfdSettings }>();
-    for (const pop of stack.spec.pops) {
-        const bfd = pop.bgp.bfd;
-        const raised = bfd && bfdTimersForStalls(bfd, stallMs);
-        if (bfd && raised) raisedBfd.set(pop.name, { from: bfd, to: raised });
-    }
-    if (timeout === undefined && raisedBfd.size === 0) return { stack, rewrites };
-
-    const timers = (b: BfdSettings) => `interval ${b.intervalMs} ms; multiplier ${b.multiplier};`;
-    const hosts = stack.hosts.map((host) => {
-        if (host.role !== "pop") return host;
-        const files = { ...host.files };
-        const bfd = raisedBfd.get(host.name);
-        if (bfd && files["bird.conf"] !== undefined) {
-            if (!files["bird.conf"].includes(timers(bfd.from))) {
-                throw new Error(`PoP ${host.name}: bird.conf has no "${timers(bfd.from)}" to raise for this machine's stalls`);
-            }
-            files["bird.conf"] = files["bird.conf"].split(timers(bfd.from)).join(timers(bfd.to))
-                .replace(/# BFD detects a dead path in \d+ ms \(\d+ ms x \d+\)/,
-                    `# BFD detects a dead path in ${bfd.to.intervalMs * bfd.to.multiplier} ms (${bfd.to.intervalMs} ms x ${bfd.to.multiplier})`);
-            rewrites.push({ host: host.name, file: "bird.conf (and the emulated edge)", what: `BFD timers ${why}`,
-                from: `${bfd.from.intervalMs} ms x ${bfd.from.multiplier}`, to: `${bfd.to.intervalMs} ms x ${bfd.to.multiplier}` });
-        }
-        const settingsText = files["anycast-health.json"];
-        if ((timeout !== undefined || interval !== undefined) && settingsText !== undefined) {
-            const settings = parseAgentSettings(settingsText);
-            const raised = { ...settings };
-            if (timeout !== undefined) {
-                raised.timeoutMs = Math.round(timeout * 1000);
-                rewrites.push({ host: host.name, file: "anycast-health.json", what: `timeoutMs ${why}`, from: `${settings.timeoutMs} ms`, to: `${raised.timeoutMs} ms` });
-            }
-            if (interval !== undefined) {
-                raised.intervalMs = Math.round(interval * 1000);
-                rewrites.push({ host: host.name, file: "anycast-health.json", what: `intervalMs (a quarter of the raised timeout) ${why}`,
-                    from: `${settings.intervalMs} ms`, to: `${raised.intervalMs} ms` });
-            }
-            files["anycast-health.json"] = formatAgentSettings(raised);
-        }
-        return { ...host, files };
-    });
-    const pops = stack.spec.pops.map((pop) => {
-        const bfd = raisedBfd.get(pop.name);
-        return bfd ? { ...pop, bgp: { ...pop.bgp, bfd: bfd.to } } : pop;
-    });
-    const health = timeout === undefined ? stack.spec.health
-        : { ...stack.spec.health, timeout, ...(interval === undefined ? {} : { interval }) };
-    return { stack: { ...stack, spec: { ...stack.spec, pops, health }, hosts }, rewrites };
 }

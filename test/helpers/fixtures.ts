@@ -7,6 +7,8 @@ import { readStackValues } from "../../harness/stackrun";
 import { parseAnycastConfig } from "../../components/core/config";
 import { AnycastSpec, PopRenderInput } from "../../components/core/model";
 import { IpPrefix } from "../../components/core/addressing";
+import { deployedLayout, HostLayout, pathsUnder, popRenderInput as renderInputOf } from "../../components/core/render/layout";
+import type { AgentPaths } from "../../components/core/health/settings";
 import { REPO_ROOT } from "./golden";
 
 /** Raw `anycast:*` values of a stack file (relative to the repo), with the namespace stripped. */
@@ -35,25 +37,24 @@ export const TEST_HOST_ADDRESSES: Record<string, { ipv6: string; ipv4?: string }
 };
 
 export function popRenderInput(spec: AnycastSpec, popName: string): PopRenderInput {
-    const pop = spec.pops.find((p) => p.name === popName);
-    if (!pop) throw new Error(`no PoP ${popName}`);
-    return {
-        deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
-        pop,
-        host: TEST_HOST_ADDRESSES[popName] ?? { ipv6: "2001:db8:ff99::10" },
-        origin: {
-            name: spec.origin.name, meshAddress: spec.origin.meshAddress, port: spec.origin.port,
-            healthPath: spec.origin.healthPath,
-        },
-        origins: spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath })),
-        peers: spec.pops.filter((p) => p.name !== popName).map((p) => ({ name: p.name, meshAddress: p.meshAddress })),
-        failover: spec.failover,
-        mesh: { cidr: spec.mesh.cidr, topology: spec.mesh.topology },
-        health: spec.health,
-    };
+    return renderInputOf(spec, popName, TEST_HOST_ADDRESSES[popName] ?? { ipv6: "2001:db8:ff99::10" });
 }
 
 /** The input announcing an IPv4 /24 (198.51.100.0/24) next to its IPv6 prefix. */
 export function dualStack(input: PopRenderInput): PopRenderInput {
     return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, IpPrefix.parse("198.51.100.0/24")] } };
+}
+
+/**
+ * The layout a real host gets for `input`, with some of the agent's paths elsewhere (a test
+ * cannot write /etc or /run): the renderers write them where the test runs its daemons.
+ */
+export function withAgentPaths(input: PopRenderInput, agent: Partial<AgentPaths>): HostLayout {
+    const deployed = deployedLayout(input);
+    return { ...deployed, paths: { ...deployed.paths, agent: { ...deployed.paths.agent, ...agent } } };
+}
+
+/** Every path of the layout in `dir` (core pathsUnder), the timers as configured. */
+export function layoutIn(input: PopRenderInput, dir: string): HostLayout {
+    return { ...deployedLayout(input), paths: pathsUnder(dir) };
 }

@@ -158,6 +158,7 @@ export function planOnlyStack(spec: AnycastSpec, httpSources: string[]): LabStac
     };
     return {
         spec,
+        stackSpec: spec,
         hosts: [
             ...spec.pops.map((p) => ({ name: p.name, role: "pop" as const, ...addressesOf(p.host), files: {} })),
             { name: spec.origin.name, role: "origin" as const, ...addressesOf(spec.origin.host), files: {} },

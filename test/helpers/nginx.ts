@@ -1,10 +1,9 @@
 /** The PoP's nginx.conf made runnable in a test: TLS material and paths a test may write. */
-import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { NGINX_PATHS, renderNginxConfig, renderNginxUpstreams, TLS_PATHS } from "../../components/core/render/nginx";
+import { renderNginxConfig, renderNginxUpstreams } from "../../components/core/render/nginx";
 import { PopRenderInput } from "../../components/core/model";
-import { labSpec, popRenderInput } from "./fixtures";
+import { labSpec, layoutIn, popRenderInput } from "./fixtures";
 import { runOk } from "./tools";
 
 /** The lab's lax with a stale cache: what `failover.staleCache: true` renders. */
@@ -26,23 +25,12 @@ export function makeTls(dir: string): { cert: string; key: string; ca: string; c
 }
 
 /**
- * The rendered config with only the TLS, pid, log, cache and include paths moved into `dir` (a test
- * cannot use /etc or /run), and the upstreams file it includes written there as first pushed.
+ * The config rendered for a test's directory (a test cannot use /etc or /run): every path of its
+ * layout in `dir`, the TLS files where makeTls wrote them, and the upstreams file it includes
+ * written there as first pushed.
  */
-export function relocated(input: PopRenderInput, dir: string, tls: ReturnType<typeof makeTls>): string {
-    const conf = renderNginxConfig(input);
-    fs.writeFileSync(path.join(dir, "upstreams.conf"), renderNginxUpstreams(input));
-    const moves: [string, string][] = [
-        [TLS_PATHS.certificate, tls.cert], [TLS_PATHS.key, tls.key], [TLS_PATHS.clientCa, tls.ca],
-        [NGINX_PATHS.pid, path.join(dir, "nginx.pid")],
-        [NGINX_PATHS.errorLog, path.join(dir, "error.log")], [NGINX_PATHS.accessLog, path.join(dir, "access.log")],
-        [NGINX_PATHS.upstreams, path.join(dir, "upstreams.conf")],
-    ];
-    if (conf.includes(NGINX_PATHS.staleCache)) moves.push([NGINX_PATHS.staleCache, path.join(dir, "stale-cache")]);
-    let out = conf;
-    for (const [from, to] of moves) {
-        assert.ok(out.includes(from), `${from} in the rendered config`);
-        out = out.split(from).join(to);
-    }
-    return out;
+export function renderedIn(input: PopRenderInput, dir: string, tls: ReturnType<typeof makeTls>): string {
+    const inDir = layoutIn(input, dir);
+    fs.writeFileSync(inDir.paths.agent.upstreamsFile, renderNginxUpstreams(input));
+    return renderNginxConfig(input, { ...inDir, paths: { ...inDir.paths, tls: { certificate: tls.cert, key: tls.key, clientCa: tls.ca } } });
 }

@@ -1,6 +1,7 @@
 /**
  * The lab's pure parts, without root: the network plan, the emulated cloud's BIRD configs (checked
- * by `bird -p` when BIRD is installed), the path rewrites and the birdc output parsers.
+ * by `bird -p` when BIRD is installed), the booted files and the birdc output parsers (the
+ * namespaces' layouts: test/lab/layout.test.ts).
  */
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -8,9 +9,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { parseCidr, contains } from "../../components/core/addressing";
-import { BIRD_STATE_FILE } from "../../components/core/render/bird";
 import { artifactsFor } from "../../components/core/artifacts";
-import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted, relocateAgentSettings, rewritePaths, Rewrite } from "../../lab/boot";
+import { POP_ARTIFACTS_NOT_BOOTED, popArtifactsBooted } from "../../lab/boot";
 import { parseProtocols, parseRoutes } from "../../lab/birdc";
 import { networksOf } from "../../lab/routing";
 import { importChanges } from "../../lab/session";
@@ -23,9 +23,7 @@ import { renderEdgeFrr } from "../../lab/frr";
 import { parseAnycastConfig } from "../../components/core/config";
 import { CLOUDFLARE_RANGES_SNAPSHOT } from "../../harness/mockcloud";
 import { generateLabConfig, planOnlyStack } from "../helpers/labconfig";
-import { labSpec, popRenderInput, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
-import { renderAgentSettings } from "../../components/core/render/health";
-import { parseAgentSettings } from "../../components/core/health/settings";
+import { labSpec, TEST_HOST_ADDRESSES } from "../helpers/fixtures";
 import { REPO_ROOT } from "../helpers/golden";
 import { ProbeSample, resetsAtPathSwitch } from "../../lab/probe";
 import { run, which } from "../helpers/tools";
@@ -37,7 +35,7 @@ function labStack(): LabStack {
     const hosts = [...spec.pops.map((p) => ({ name: p.name, role: "pop" as const, ...TEST_HOST_ADDRESSES[p.name], files: {} })),
         // Each origin in a /64 of its own, as Pulumi.lab.yaml has them.
         ...spec.origins.map((o, k) => ({ name: o.name, role: "origin" as const, ipv6: `2001:db8:${(0xffff - k).toString(16)}::10`, files: {} }))];
-    return { spec, hosts, notes: [], httpSources: spec.firewall.httpSources!.map(String) };
+    return { spec, stackSpec: spec, hosts, notes: [], httpSources: spec.firewall.httpSources!.map(String) };
 }
 
 describe("lab plan", () => {
@@ -136,29 +134,6 @@ describe("lab plan", () => {
         assert.match(conf, /local 2001:19f0:ffff::1 as 64515;/);
         assert.match(conf, /neighbor 2001:db8:ff11::10 as 64500;/);
         assert.match(conf, /route 3fff:0:2::\/48 unreachable;/);
-    });
-});
-
-describe("lab path rewrites", () => {
-    it("rewrites exact paths and records each one, leaving absent ones alone", () => {
-        const rewrites: Rewrite[] = [];
-        const out = rewritePaths("lax", "bird.conf", `include "${BIRD_STATE_FILE}";\n`, [
-            { what: "state", from: BIRD_STATE_FILE, to: "/run/x/state.conf" },
-            { what: "absent", from: "/nowhere", to: "/elsewhere" },
-        ], rewrites);
-        assert.equal(out, `include "/run/x/state.conf";\n`);
-        assert.deepEqual(rewrites.map((r) => r.what), ["state"]);
-    });
-
-    it("relocates only the agent's paths, parsed and recorded one by one", () => {
-        const rewrites: Rewrite[] = [];
-        const text = renderAgentSettings(popRenderInput(labSpec(), "lax"));
-        const out = parseAgentSettings(relocateAgentSettings("lax", text, "/run/lab/ns", rewrites));
-        const before = parseAgentSettings(text);
-        assert.equal(out.paths.statusFile, "/run/lab/ns/health.json");
-        assert.equal(out.paths.controlDir, "/run/lab/ns/control");
-        assert.deepEqual({ ...out, paths: before.paths }, before, "nothing but the paths");
-        assert.equal(rewrites.length, Object.keys(before.paths).length);
     });
 });
 

@@ -13,7 +13,7 @@ import { agentSettings, renderHealthAgent } from "../../components/core/render/h
 import { renderBirdConfig } from "../../components/core/render/bird";
 import { HEALTH_ENDPOINT } from "../../components/core/render/nginx";
 import { AgentSettings, formatAgentSettings } from "../../components/core/health/settings";
-import { labSpec, popRenderInput } from "../helpers/fixtures";
+import { labSpec, popRenderInput, withAgentPaths } from "../helpers/fixtures";
 import {
     CapturedProcess, createNetns, deleteNetns, inNetnsOk, isRoot, needRoot, needTools, pollingDuring, run, spawnCaptured, tempDir,
     uniqueNetnsName, until, which,
@@ -99,13 +99,13 @@ class LiveAgent {
     async setUp(): Promise<void> {
         createNetns(this.ns);
         for (const address of [ANYCAST, ORIGIN1, ORIGIN2, AMS_MESH, LAX_MESH]) inNetnsOk(this.ns, "ip", ["addr", "add", `${address}/128`, "dev", "lo", "nodad"]);
-        // The rendered bird.conf, its state include relocated by the renderer's own option; BIRD
+        // The rendered bird.conf, its state include where this test keeps it (the layout's); BIRD
         // starts withdrawn, as anycast-net seeds a fresh host.
         fs.writeFileSync(this.paths.stateFile, "define ANYCAST_STATE = 0;\n");
-        fs.writeFileSync(this.birdConf, renderBirdConfig(INPUT, { stateFile: this.paths.stateFile }));
+        fs.writeFileSync(this.birdConf, renderBirdConfig(INPUT, withAgentPaths(INPUT, this.paths)));
         fs.writeFileSync(this.program, renderHealthAgent(), { mode: 0o755 });
         // Relay off: an origin lost here is then this PoP's own fault while ams still reaches one.
-        const settings: AgentSettings = { ...agentSettings(INPUT, this.paths), relay: false, drainMs: 1500, listen: { ...agentSettings(INPUT).listen, port: AGENT_PORT } };
+        const settings: AgentSettings = { ...agentSettings(INPUT, withAgentPaths(INPUT, this.paths)), relay: false, drainMs: 1500, listen: { ...agentSettings(INPUT).listen, port: AGENT_PORT } };
         fs.writeFileSync(this.settingsFile, formatAgentSettings(settings));
         this.startBird();
         this.nginx = this.spawn("bash", ["-c", FAKE_NGINX, "fake-nginx", this.paths.nginxPidFile]);

@@ -8,7 +8,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AnycastState, renderBirdConfig, renderBirdStateInclude } from "../../components/core/render/bird";
-import { labSpec, popRenderInput } from "../helpers/fixtures";
+import { labSpec, popRenderInput, withAgentPaths } from "../helpers/fixtures";
 import { bfdTimersForStalls, probeStalls } from "../../lab/stalls";
 import { sameSince } from "../../lab/session";
 import {
@@ -53,14 +53,14 @@ describe("live BGP session against a peer BIRD", () => {
             inNetnsOk(peerNs, "ip", ["link", "set", "edge0", "up"]);
             inNetnsOk(peerNs, "ip", ["-6", "addr", "add", `${input.pop.bgp.neighbor}/128`, "dev", "lo", "nodad"]);
 
-            // The PoP config as rendered, with only the include path moved into the scratch
+            // The PoP config as rendered, rendered with its include path in the scratch
             // directory, plus static routes the export filter must NOT let out: a more-specific
             // of the anycast prefix and a foreign /48.
             const stateFile = path.join(dir, "anycast-state.conf");
             const setState = (state: AnycastState) => fs.writeFileSync(stateFile, renderBirdStateInclude(state));
             setState(0);
             const popConf = path.join(dir, "pop.conf");
-            fs.writeFileSync(popConf, renderBirdConfig(input, { stateFile }) + [
+            fs.writeFileSync(popConf, renderBirdConfig(input, withAgentPaths(input, { stateFile })) + [
                 "protocol static leak_test6 {",
                 "    ipv6 { import all; };",
                 "    route 2001:db8:100:1::/64 blackhole;",

@@ -9,12 +9,13 @@ import * as assert from "node:assert/strict";
 import { spawn, ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { HEALTH_ENDPOINT, originConnectTimeoutMs } from "../../components/core/render/nginx";
-import { labSpec, popRenderInput } from "../helpers/fixtures";
+import { HEALTH_ENDPOINT, originConnectTimeoutMs, PASSIVE_FAIL_TIMEOUT_SECONDS, upstreamPaths } from "../../components/core/render/nginx";
+import { renderUpstreams } from "../../components/core/health/upstreams";
+import { labSpec, layoutIn, popRenderInput } from "../helpers/fixtures";
 import {
     createNetns, deleteNetns, inNetns, inNetnsOk, needRoot, needTools, tempDir, uniqueNetnsName, waitFor,
 } from "../helpers/tools";
-import { cachedInput, makeTls, relocated } from "../helpers/nginx";
+import { cachedInput, makeTls, renderedIn } from "../helpers/nginx";
 
 /**
  * A limit for something to happen, not a measure of how fast: a shared machine stalls for
@@ -39,7 +40,7 @@ describe("nginx runs the rendered config (live)", () => {
         // cut shows that on real tunnels, test/render/nginx.test.ts in the file.
         const spec = labSpec();
         const input = popRenderInput({ ...spec, failover: { ...spec.failover, relay: false } }, "lax");
-        fs.writeFileSync(conf, relocated(input, dir, tls));
+        fs.writeFileSync(conf, renderedIn(input, dir, tls));
         const ns = uniqueNetnsName("ngl");
         createNetns(ns);
         cleanups.push(() => deleteNetns(ns));
@@ -159,9 +160,14 @@ describe("nginx runs the rendered config (live)", () => {
 
         // Active: what the health agent writes when its checks fail, then a reload. All paths down:
         // a short 503 with Retry-After at once, still marked with the PoP.
-        const upstreamsFile = path.join(dir, "upstreams.conf");
+        // Written with the agent's own renderer, as the agent does (components/core/health/upstreams.ts).
+        const upstreamsFile = layoutIn(input, dir).paths.agent.upstreamsFile;
         const pristine = fs.readFileSync(upstreamsFile, "utf8");
-        fs.writeFileSync(upstreamsFile, pristine.replace(/ backup;|;(?=   #)/g, " down;"));
+        const { direct, relay } = upstreamPaths(input);
+        fs.writeFileSync(upstreamsFile, renderUpstreams({
+            pop: input.pop.name, file: upstreamsFile, paths: [...direct, ...relay].map((p) => ({ ...p, up: false })), primary: -1,
+            passiveFailTimeoutS: PASSIVE_FAIL_TIMEOUT_SECONDS,
+        }));
         await reload();
         const before = [attempts("origin1"), attempts("origin2")];
         const none = timed("http://[2001:db8:100::1]/");
@@ -190,7 +196,7 @@ describe("nginx runs the rendered config (live)", () => {
         const tls = makeTls(dir);
         const input = cachedInput();
         const conf = path.join(dir, "nginx.conf");
-        fs.writeFileSync(conf, relocated({ ...input, failover: { ...input.failover!, staleCache: { maxSizeMb: 8, validSeconds: 1, keepSeconds: 600 } } }, dir, tls));
+        fs.writeFileSync(conf, renderedIn({ ...input, failover: { ...input.failover!, staleCache: { maxSizeMb: 8, validSeconds: 1, keepSeconds: 600 } } }, dir, tls));
         const ns = uniqueNetnsName("ngs");
         createNetns(ns);
         cleanups.push(() => deleteNetns(ns));

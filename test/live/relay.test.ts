@@ -13,12 +13,12 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AnycastSpec } from "../../components/core/model";
-import { agentSettings, renderHealthAgent } from "../../components/core/render/health";
-import { formatAgentSettings } from "../../components/core/health/settings";
+import { renderAgentSettings, renderHealthAgent } from "../../components/core/render/health";
+import { HostLayout } from "../../components/core/render/layout";
 import { renderBirdConfig } from "../../components/core/render/bird";
-import { NGINX_PATHS, renderNginxConfig, renderNginxUpstreams, TLS_PATHS } from "../../components/core/render/nginx";
+import { renderNginxConfig, renderNginxUpstreams } from "../../components/core/render/nginx";
 import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
-import { labSpec, popRenderInput } from "../helpers/fixtures";
+import { labSpec, layoutIn, popRenderInput } from "../helpers/fixtures";
 import {
     CapturedProcess, createNetns, deleteNetns, inNetns, inNetnsOk, isRoot, needRoot, needTools, pollingDuring, runOk, sleep, spawnCaptured,
     tempDir, uniqueNetnsName, until, which,
@@ -130,28 +130,25 @@ class Backbone {
         inNetnsOk(n.ns, "ip", ["addr", "add", `${this.spec.address}/128`, "dev", "lo", "nodad"]);
 
         // BIRD with the rendered bird.conf (its upstream never answers here): the agent switches its static protocols.
+        // Every file rendered for this PoP's directory (its layout), with a check timeout longer than
+        // this machine's stalls (the lab widens it the same way, lab/stalls.ts).
+        const f = (file: string) => path.join(n.dir, file);
+        const inDir = layoutIn(input, n.dir);
+        const layout: HostLayout = {
+            paths: { ...inDir.paths, agent: { ...inDir.paths.agent, controlDir: f("run") }, tls: { certificate: f("tls.pem"), key: f("tls.key"), clientCa: f("tls.pem") } },
+            timers: { ...inDir.timers, healthTimeoutMs: 2000 },
+        };
         fs.writeFileSync(at("anycast-state.conf"), "define ANYCAST_STATE = 0;\n");
-        fs.writeFileSync(at("bird.conf"), renderBirdConfig(input, { stateFile: at("anycast-state.conf") }));
+        fs.writeFileSync(at("bird.conf"), renderBirdConfig(input, layout));
         this.spawn("ip", ["netns", "exec", n.ns, "bird", "-f", "-c", at("bird.conf"), "-s", at("bird.ctl")]);
 
-        const f = (file: string) => path.join(n.dir, file);
         runOk("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f("tls.key"),
             "-out", f("tls.pem"), "-days", "2", "-subj", "/CN=relay-test"]);
-        let conf = renderNginxConfig(input);
-        for (const [from, to] of [
-            [NGINX_PATHS.pid, f("nginx.pid")], [NGINX_PATHS.errorLog, f("nginx-error.log")], [NGINX_PATHS.accessLog, f("nginx-access.log")],
-            [NGINX_PATHS.upstreams, f("nginx-upstreams.conf")],
-            [TLS_PATHS.certificate, f("tls.pem")], [TLS_PATHS.key, f("tls.key")], [TLS_PATHS.clientCa, f("tls.pem")],
-        ]) conf = conf.split(from).join(to);
-        fs.writeFileSync(f("nginx.conf"), conf);
+        fs.writeFileSync(f("nginx.conf"), renderNginxConfig(input, layout));
         fs.writeFileSync(f("nginx-upstreams.conf"), renderNginxUpstreams(input));
         this.spawn("ip", ["netns", "exec", n.ns, "nginx", "-p", n.dir + "/", "-c", f("nginx.conf"), "-g", "daemon off;"]);
 
-        // The rendered settings with the paths in the PoP's directory, and a check timeout longer than
-        // this machine's stalls (the lab widens it the same way, lab/stalls.ts).
-        const paths = { stateFile: f("anycast-state.conf"), birdSocket: f("bird.ctl"), statusFile: f("health.json"), controlDir: f("run"),
-            upstreamsFile: f("nginx-upstreams.conf"), nginxPidFile: f("nginx.pid") };
-        fs.writeFileSync(f("anycast-health.json"), formatAgentSettings({ ...agentSettings(input, paths), timeoutMs: 2000 }));
+        fs.writeFileSync(f("anycast-health.json"), renderAgentSettings(input, layout));
         fs.writeFileSync(f("anycast-health"), renderHealthAgent(), { mode: 0o755 });
         this.agents.set(name, this.spawn("ip", ["netns", "exec", n.ns, "env", `ANYCAST_HEALTH_SETTINGS=${f("anycast-health.json")}`, f("anycast-health"), "run"]));
     }

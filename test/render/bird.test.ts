@@ -12,7 +12,7 @@ import {
 } from "../../components/core/render/bird";
 import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
-import { dualStack, labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
+import { dualStack, labSpec, popRenderInput, prodSpec, withAgentPaths } from "../helpers/fixtures";
 import { needTools, run, tempDir } from "../helpers/tools";
 
 const scratch = tempDir("bird");
@@ -23,7 +23,7 @@ function birdParse(name: string, input: PopRenderInput, state: AnycastState = 0)
     const stateFile = path.join(scratch, `${name}.state.conf`);
     fs.writeFileSync(stateFile, renderBirdStateInclude(state));
     const conf = path.join(scratch, `${name}.conf`);
-    fs.writeFileSync(conf, renderBirdConfig(input, { stateFile }));
+    fs.writeFileSync(conf, renderBirdConfig(input, withAgentPaths(input, { stateFile })));
     const result = run("bird", ["-p", "-c", conf]);
     return { status: result.status, output: result.stdout + result.stderr };
 }
@@ -64,7 +64,8 @@ describe("bird -p accepts the rendered configs", () => {
     test("bird -p rejects a config whose state include is missing (so the check above is real)", (t) => {
         if (!needTools(t, "bird")) return;
         const conf = path.join(scratch, "missing-include.conf");
-        fs.writeFileSync(conf, renderBirdConfig(popRenderInput(prodSpec(), "lax"), { stateFile: path.join(scratch, "nonexistent.conf") }));
+        const lax = popRenderInput(prodSpec(), "lax");
+        fs.writeFileSync(conf, renderBirdConfig(lax, withAgentPaths(lax, { stateFile: path.join(scratch, "nonexistent.conf") })));
         assert.notEqual(run("bird", ["-p", "-c", conf]).status, 0);
     });
 });

@@ -13,7 +13,7 @@ import { PopRenderInput } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
 import { labSpec, popRenderInput, prodSpec } from "../helpers/fixtures";
 import { createNetns, deleteNetns, inNetns, inNetnsOk, needRoot, needTools, tempDir, uniqueNetnsName } from "../helpers/tools";
-import { cachedInput, makeTls, relocated } from "../helpers/nginx";
+import { cachedInput, makeTls, renderedIn } from "../helpers/nginx";
 
 const prodLax = () => renderNginxConfig(popRenderInput(prodSpec(), "lax"));
 const labLax = () => renderNginxConfig(popRenderInput(labSpec(), "lax"));
@@ -170,7 +170,7 @@ describe("nginx accepts the rendered config", () => {
         const inputs: Array<[string, PopRenderInput]> = [["prod", popRenderInput(prodSpec(), "lax")], ["lab", popRenderInput(labSpec(), "lax")], ["cache", cachedInput()]];
         for (const [name, input] of inputs) {
             const file = path.join(dir, `${name}.conf`);
-            fs.writeFileSync(file, relocated(input, dir, tls));
+            fs.writeFileSync(file, renderedIn(input, dir, tls));
             const ns = uniqueNetnsName("ngt");
             createNetns(ns);
             cleanups.push(() => deleteNetns(ns));

@@ -11,6 +11,9 @@ import { artifact, artifactsFor, pushScript } from "../../components/core/artifa
 import { ConfigError } from "../../components/core/config";
 import { shellQuote } from "../../components/push";
 import { rawConfigOf } from "../helpers/fixtures";
+import { IpAddress, IpPrefix } from "../../components/core/addressing";
+import { renderBirdConfig } from "../../components/core/render/bird";
+import { popRenderInput } from "../../components/core/render/layout";
 
 const SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-key-material\n-----END OPENSSH PRIVATE KEY-----\n";
 const PASSWORD = "unit-test-bgp-password";
@@ -33,6 +36,18 @@ describe("stacks/network under mocks (prod example)", () => {
     let run: StackRun;
     before(async () => {
         run = await runStack({ values: values() });
+    });
+
+    it("hands back the component's typed model with its secrets, the one every host's files were rendered from", () => {
+        assert.ok(run.spec.address instanceof IpAddress, "an IpAddress, not its text");
+        assert.equal(run.spec.address.inUrl(), "[2001:db8:100::1]");
+        assert.ok(run.spec.prefixes.every((p) => p instanceof IpPrefix));
+        assert.equal(run.spec.sshPrivateKey, SSH_KEY);
+        for (const pop of run.spec.pops) {
+            assert.equal(pop.bgp.password, PASSWORD);
+            const host = run.hosts.find((h) => h.name === pop.name)!;
+            assert.equal(renderBirdConfig(popRenderInput(run.spec, pop.name, host)), host.files["bird.conf"]);
+        }
     });
 
     it("creates one IPv6 Vultr instance per PoP, bootstrapped by cloud-init", () => {

@@ -16,6 +16,7 @@ import { Family, IpAddress } from "../addressing";
 import { BfdSettings, BgpSettings, Community, PopRenderInput } from "../model";
 import { GRACEFUL_SHUTDOWN as GRACEFUL_SHUTDOWN_COMMUNITY, vultrCommunityMeaning } from "../vultr";
 import { DEFAULT_AGENT_PATHS } from "../health/layout";
+import { deployedLayout, HostLayout } from "./layout";
 import type { AnycastValue } from "../health/policy";
 import type { AgentBird } from "../health/settings";
 import { renderStateFile } from "../health/state-file";
@@ -41,14 +42,6 @@ export function birdProtocolNames(popName: string, family: Family): { announce: 
 export function agentProtocols(input: PopRenderInput): AgentBird {
     const names = sessionsFor(input).map((s) => birdProtocolNames(input.pop.name, s.family));
     return { announce: names.map((n) => n.announce), drain: names.map((n) => n.drain), sessions: names.map((n) => n.session) };
-}
-
-export interface BirdRenderOptions {
-    /**
-     * Path of the state include. Default BIRD_STATE_FILE; the lab and `bird -p` checks point it at
-     * a per-namespace or temporary copy, everything else must keep the default.
-     */
-    stateFile?: string;
 }
 
 /** A BIRD symbol from a free-form name: PoP names may contain '-', which BIRD identifiers may not. */
@@ -161,7 +154,7 @@ function exportFilter(name: string, input: PopRenderInput, session: FamilySessio
     return lines;
 }
 
-function bgpProtocol(name: string, filter: string, input: PopRenderInput, session: FamilySession): string[] {
+function bgpProtocol(name: string, filter: string, input: PopRenderInput, session: FamilySession, bfd: boolean): string[] {
     const { pop, deployment } = input;
     const bgp: BgpSettings = pop.bgp;
     const channel = session.family === 6 ? "ipv6" : "ipv4";
@@ -182,7 +175,7 @@ function bgpProtocol(name: string, filter: string, input: PopRenderInput, sessio
     lines.push(`    # After a session error BIRD waits this long (seconds, min and max) before reconnecting.`);
     lines.push(`    error wait time ${bgp.errorWaitTime[0]}, ${bgp.errorWaitTime[1]};`);
     lines.push(`    connect retry time ${bgp.connectRetryTime};`);
-    if (bgp.bfd) lines.push("    bfd on;");
+    if (bfd) lines.push("    bfd on;");
     lines.push(
         `    ${channel} {`,
         "        import none;",
@@ -196,10 +189,15 @@ function bgpProtocol(name: string, filter: string, input: PopRenderInput, sessio
     return lines;
 }
 
-export function renderBirdConfig(input: PopRenderInput, options: BirdRenderOptions = {}): string {
+/**
+ * The PoP's bird.conf on a host with this layout: the state include at its `stateFile`, BFD with
+ * its timers (the configured ones on a real host).
+ */
+export function renderBirdConfig(input: PopRenderInput, layout: HostLayout = deployedLayout(input)): string {
     const { pop, host } = input;
     assertPasswordWritable(pop.bgp.password, pop.name);
-    const stateFile = options.stateFile ?? BIRD_STATE_FILE;
+    const stateFile = layout.paths.agent.stateFile;
+    const bfd = layout.timers.bfd;
     if (/["\\\n]/.test(stateFile)) throw new Error(`state file path ${JSON.stringify(stateFile)} cannot be written into bird.conf`);
     const id = birdIdentifier(pop.name);
     const sessions = sessionsFor(input);
@@ -246,12 +244,12 @@ export function renderBirdConfig(input: PopRenderInput, options: BirdRenderOptio
         );
     }
 
-    if (pop.bgp.bfd) lines.push(...bfdProtocol(id, pop.bgp.bfd, pop.bgp.multihop > 0));
+    if (bfd) lines.push(...bfdProtocol(id, bfd, pop.bgp.multihop > 0));
 
     for (const s of sessions) {
         const names = birdProtocolNames(pop.name, s.family);
         lines.push(...exportFilter(names.filter, input, s));
-        lines.push(...bgpProtocol(names.session, names.filter, input, s));
+        lines.push(...bgpProtocol(names.session, names.filter, input, s, bfd !== undefined));
     }
     return lines.join("\n");
 }

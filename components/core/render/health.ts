@@ -21,6 +21,7 @@ import { AgentSettings, AgentPaths, formatAgentSettings, parseAgentSettings } fr
 import { PopRenderInput } from "../model";
 import { DEFAULT_FAILOVER } from "../origins";
 import { agentProtocols } from "./bird";
+import { deployedLayout, HostLayout } from "./layout";
 import { HEALTH_ENDPOINT, PASSIVE_FAIL_TIMEOUT_SECONDS } from "./nginx";
 
 /** Where the agent's own files live on a PoP. */
@@ -55,8 +56,11 @@ export function renderHealthAgent(): string {
 /** Flap damping counts withdrawals within this window (the "per hour" of maxWithdrawalsPerHour). */
 export const FLAP_WINDOW_MS = 3_600_000;
 
-/** The agent's settings for this PoP, as an object (what renderAgentSettings writes). */
-export function agentSettings(input: PopRenderInput, paths: AgentPaths = DEFAULT_AGENT_PATHS): AgentSettings {
+/**
+ * The agent's settings for this PoP on a host with this layout, as an object (what
+ * renderAgentSettings writes): its paths, and its check interval and timeout, from the layout.
+ */
+export function agentSettings(input: PopRenderInput, layout: HostLayout = deployedLayout(input)): AgentSettings {
     const h = input.health;
     const origins = input.origins ?? [input.origin];
     const peers = input.peers ?? [];
@@ -79,8 +83,8 @@ export function agentSettings(input: PopRenderInput, paths: AgentPaths = DEFAULT
         })),
         relay: failover.relay && peers.length > 0,
         meshTopology: input.mesh?.topology ?? "full",
-        intervalMs: ms(h.interval),
-        timeoutMs: ms(h.timeout),
+        intervalMs: layout.timers.healthIntervalMs,
+        timeoutMs: layout.timers.healthTimeoutMs,
         rise: h.rise,
         fall: h.fall,
         drainMs: ms(h.drainSeconds),
@@ -95,7 +99,7 @@ export function agentSettings(input: PopRenderInput, paths: AgentPaths = DEFAULT
             publicAddress: input.host.ipv6,
         },
         bird: protocols,
-        paths,
+        paths: layout.paths.agent,
     };
 }
 
@@ -103,8 +107,8 @@ export function agentSettings(input: PopRenderInput, paths: AgentPaths = DEFAULT
  * /etc/anycast/health-agent.json. The renderer parses its own output with the agent's parser, so
  * a file the deploy pushes always passes the agent's check on the host.
  */
-export function renderAgentSettings(input: PopRenderInput, paths: AgentPaths = DEFAULT_AGENT_PATHS): string {
-    const text = formatAgentSettings(agentSettings(input, paths));
+export function renderAgentSettings(input: PopRenderInput, layout: HostLayout = deployedLayout(input)): string {
+    const text = formatAgentSettings(agentSettings(input, layout));
     try {
         parseAgentSettings(text);
     } catch (e) {

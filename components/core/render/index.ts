@@ -8,3 +8,4 @@ export { TLS_PATHS, HEALTH_ENDPOINT, NGINX_PATHS, renderNginxConfig } from "./ng
 export { HEALTH_AGENT_FILE, HEALTH_PATHS, agentSettings, renderAgentSettings, renderHealthAgent, renderHealthUnit } from "./health";
 export * from "./sshkeys";
 export * from "./bootstrap";
+export * from "./layout";

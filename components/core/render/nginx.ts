@@ -18,35 +18,28 @@
  * (the `http2 on;` directive only exists from 1.25.1).
  */
 import { IpAddress } from "../addressing";
-import { ARTIFACTS } from "../artifacts";
 import { PopRenderInput } from "../model";
 import { DEFAULT_FAILOVER } from "../origins";
-import { DEFAULT_AGENT_PATHS } from "../health/layout";
+import { deployedLayout, DEPLOYED_PATHS, HostLayout, HostPaths } from "./layout";
 import { NGINX_STUB_STATUS } from "../monitoring/exporters";
 import { directOrder } from "../health/policy";
 import { renderUpstreams, UPSTREAM, UpstreamPath } from "../health/upstreams";
 
-/** Where the TLS material lands on a PoP (pushed by the AnycastPoP component; paths from the artifact registry). */
-export const TLS_PATHS = {
-    /** The origin certificate Cloudflare sees (for example a Cloudflare Origin CA certificate). */
-    certificate: ARTIFACTS["origin.pem"].remotePath,
-    key: ARTIFACTS["origin.key"].remotePath,
-    /** The CA that signs Cloudflare's Authenticated Origin Pulls client certificate. */
-    clientCa: ARTIFACTS["origin-pull-ca.pem"].remotePath,
-} as const;
+/** Where the TLS material lands on a real PoP (the deployed layout's; paths from the artifact registry). */
+export const TLS_PATHS: HostPaths["tls"] = DEPLOYED_PATHS.tls;
 
 /** Answered by nginx itself; the health agent on the host asks it to know the proxy is serving. */
 export const HEALTH_ENDPOINT = "/.well-known/anycast-health";
 
-/** The runtime paths of the rendered config, so a test or the lab can relocate them. */
+/** The runtime paths of the config a real PoP gets (the deployed layout's; renderNginxConfig takes others). */
 export const NGINX_PATHS = {
-    pid: DEFAULT_AGENT_PATHS.nginxPidFile,
-    errorLog: "/var/log/nginx/error.log",
-    accessLog: "/var/log/nginx/access.log",
+    pid: DEPLOYED_PATHS.agent.nginxPidFile,
+    errorLog: DEPLOYED_PATHS.nginx.errorLog,
+    accessLog: DEPLOYED_PATHS.nginx.accessLog,
     /** The paths to the origins (upstream blocks): pushed once, then rewritten by the health agent. */
-    upstreams: ARTIFACTS["nginx-upstreams.conf"].remotePath,
+    upstreams: DEPLOYED_PATHS.agent.upstreamsFile,
     /** The stale-content cache (failover.staleCache). */
-    staleCache: "/var/cache/nginx/anycast-stale",
+    staleCache: DEPLOYED_PATHS.nginx.staleCache,
 } as const;
 
 /**
@@ -102,7 +95,12 @@ export function renderNginxUpstreams(input: PopRenderInput, file: string = NGINX
     return renderUpstreams({ pop: input.pop.name, file, paths: [...direct, ...relay], primary: 0, passiveFailTimeoutS: PASSIVE_FAIL_TIMEOUT_SECONDS });
 }
 
-export function renderNginxConfig(input: PopRenderInput): string {
+/**
+ * The PoP's nginx.conf on a host with this layout (only its paths matter here: the connect
+ * timeout follows the configured health.timeout, as on a host).
+ */
+export function renderNginxConfig(input: PopRenderInput, layout: HostLayout = deployedLayout(input)): string {
+    const paths = layout.paths;
     const anycast = input.deployment.address;
     const listenHost = hostPart(anycast);
     const pop = input.pop.name;
@@ -213,8 +211,8 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `# nginx.conf for PoP ${pop}, rendered by pulumi-anycast: do not edit on the host.`,
         `user www-data;`,
         `worker_processes auto;`,
-        `pid ${NGINX_PATHS.pid};`,
-        `error_log ${NGINX_PATHS.errorLog} warn;`,
+        `pid ${paths.agent.nginxPidFile};`,
+        `error_log ${paths.nginx.errorLog} warn;`,
         ``,
         `events {`,
         `    worker_connections 4096;`,
@@ -230,7 +228,7 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `    # $upstream_response_time separates origin latency from the PoP's own; $upstream_addr shows the path.`,
         `    log_format anycast '$remote_addr [$time_local] "$host" "$request" $status $body_bytes_sent '`,
         `                       'rt=$request_time urt=$upstream_response_time ua=$upstream_addr "$http_user_agent"';`,
-        `    access_log ${NGINX_PATHS.accessLog} anycast;`,
+        `    access_log ${paths.nginx.accessLog} anycast;`,
         ``,
         `    ssl_protocols TLSv1.2 TLSv1.3;`,
         `    ssl_prefer_server_ciphers off;`,
@@ -241,11 +239,11 @@ export function renderNginxConfig(input: PopRenderInput): string {
             (failover.relay ? " or through another PoP." : "."),
         `    # Upstreams "${UPSTREAM.visitors}" and "${UPSTREAM.relay}": which path is primary and which are down is the health agent's`,
         `    # decision, written to this file before it reloads nginx.`,
-        `    include ${NGINX_PATHS.upstreams};`,
+        `    include ${paths.agent.upstreamsFile};`,
         ``,
         ...(cache ? [
             `    # failover.staleCache: ${cache.maxSizeMb} MB per PoP; entries unused for ${cache.keepSeconds} s are dropped.`,
-            `    proxy_cache_path ${NGINX_PATHS.staleCache} levels=1:2 keys_zone=anycast_stale:10m max_size=${cache.maxSizeMb}m inactive=${cache.keepSeconds}s use_temp_path=off;`,
+            `    proxy_cache_path ${paths.nginx.staleCache} levels=1:2 keys_zone=anycast_stale:10m max_size=${cache.maxSizeMb}m inactive=${cache.keepSeconds}s use_temp_path=off;`,
             ``,
         ] : []),
         `    # Who may ask the health endpoint: the host itself, whose requests to the anycast address`,
@@ -271,9 +269,9 @@ export function renderNginxConfig(input: PopRenderInput): string {
         `    server {`,
         `        listen ${listenHost}:443 ssl http2;`,
         `        server_name _;`,
-        `        ssl_certificate ${TLS_PATHS.certificate};`,
-        `        ssl_certificate_key ${TLS_PATHS.key};`,
-        `        ssl_client_certificate ${TLS_PATHS.clientCa};`,
+        `        ssl_certificate ${paths.tls.certificate};`,
+        `        ssl_certificate_key ${paths.tls.key};`,
+        `        ssl_client_certificate ${paths.tls.clientCa};`,
         `        ssl_verify_client on;`,
         ``,
         ...indent(locations, 2),
