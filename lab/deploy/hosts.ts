@@ -29,7 +29,7 @@ import * as net from "node:net";
 import * as path from "node:path";
 import * as YAML from "yaml";
 import { familyOf, formatCidr, nthAddress, parseCidr } from "../../components/core/addressing";
-import { CmdResult, hasCommand } from "../exec";
+import { CmdResult, hasCommand, poll, rethrow } from "../exec";
 import { acquireLock, pidAlive } from "./lock";
 import { KeyFiles, SshConnection, sshRun, SshResult } from "./remote";
 import { buildCloudNetwork, HostInterfaceAddress, wireHost } from "./cloud-network";
@@ -37,7 +37,7 @@ import { ExistingHostState, seedExistingHost } from "./existing-host";
 import { EXISTING_HOST_PACKAGES, Rootfs, ROOTFS_TOOLS } from "./rootfs";
 import {
     cgroupPids, cgroupRoots, DEPLOY_ROOT, destroyCgroups, destroySlot, ipBatch, keptRecordFile, keptSlots, MAX_SLOTS, NET_LOCK, pssBytes, readOwner,
-    removeClientNamespaces, restoreForwardingIfLast, sh, sleep, slotLeftovers, slotNames, SlotNames, teardownStaleLocked,
+    removeClientNamespaces, restoreForwardingIfLast, sh, slotLeftovers, slotNames, SlotNames, teardownStaleLocked,
 } from "./slots";
 
 /**
@@ -601,23 +601,17 @@ export class DeployCloud {
         const boot = st.host.boots[st.host.boots.length - 1];
         const deadline = boot.startedAt + timeoutMs;
         const address = st.host.ipv6 ?? st.host.ipv4!;
-        for (;;) {
+        const loggedIn = await poll(async () => {
             if (!st.child) {
                 throw new Error(`${st.blueprint.name}: systemd-nspawn exited (${st.exited?.code ?? st.exited?.signal}) before SSH came up; console:\n${this.consoleTail(st)}`);
             }
-            if (await tcpOpen(address, 22)) {
-                const r = await this.ssh(st.blueprint.name, "true", { timeoutMs: 10_000 }).catch(() => undefined);
-                if (r?.exitCode === 0) {
-                    boot.sshReadyMs = Date.now() - boot.startedAt;
-                    this.log(`  ${st.blueprint.name}: SSH up ${(boot.sshReadyMs / 1000).toFixed(1)} s after boot (${st.host.user}@${address})`);
-                    return;
-                }
-            }
-            if (Date.now() > deadline) {
-                throw new Error(`${st.blueprint.name}: no SSH login within ${timeoutMs / 1000} s of boot; console:\n${this.consoleTail(st)}`);
-            }
-            await sleep(200);
-        }
+            if (!await tcpOpen(address, 22)) return false;
+            const r = await this.ssh(st.blueprint.name, "true", { timeoutMs: 10_000 }).catch(() => undefined);
+            return r?.exitCode === 0;
+        }, deadline - Date.now(), 200, rethrow);
+        if (!loggedIn) throw new Error(`${st.blueprint.name}: no SSH login within ${timeoutMs / 1000} s of boot; console:\n${this.consoleTail(st)}`);
+        boot.sshReadyMs = Date.now() - boot.startedAt;
+        this.log(`  ${st.blueprint.name}: SSH up ${(boot.sshReadyMs / 1000).toFixed(1)} s after boot (${st.host.user}@${address})`);
     }
 
     /** The PID (in this machine's namespace) of the host's systemd. */

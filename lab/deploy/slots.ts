@@ -12,7 +12,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { CmdResult, runUntracked } from "../exec";
+import { CmdResult, runUntracked, sleep } from "../exec";
 import { acquireLock, pidAlive } from "./lock";
 
 /** Per-run state (overlays, keys, console logs); one `slot-<n>` directory per running rehearsal. */
@@ -49,8 +49,6 @@ export async function ipBatch(commands: string[], netns?: string): Promise<void>
     if (commands.length === 0) return;
     await sh("ip", [...(netns ? ["-n", netns] : []), "-batch", "-"], { input: commands.join("\n") + "\n" });
 }
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** PIDs in a cgroup directory and every cgroup below it. */
 export function cgroupPids(dir: string): number[] {
