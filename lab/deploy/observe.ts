@@ -33,7 +33,8 @@ import { ExperimentReport, ExperimentRun, formatExperiments, formatExposure, Htt
 import { ms, table, wrap } from "../text";
 import { probeTimeline } from "../timeline";
 import { edgeHasPath, edgeKernelTable, edgeProto, edgeTable } from "./edge";
-import { DeployClient, DeployCloud } from "./hosts";
+import type { DeployClient } from "./host-blueprint";
+import { DeployCloud } from "./hosts";
 
 
 export interface ObserveContext {
