@@ -8,6 +8,7 @@ import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
+import { shellQuote } from "../../components/core/shell";
 import { poll, rethrow } from "../exec";
 import type { DeployHost, HostBlueprint } from "./host-blueprint";
 import { cgroupPids, destroyCgroups } from "./slots";
@@ -57,7 +58,7 @@ export function launchNspawn(st: HostState, rebootAsked: () => void): void {
     if (fs.existsSync("/dev/net/tun")) args.push("--bind=/dev/net/tun");
     const logFd = fs.openSync(path.join(st.dir, "console.log"), "a");
     // The launcher joins the host's cgroups, then becomes nspawn (exec keeps the pid and the cgroups).
-    const launcher = `for d in ${st.cgroups.map((c) => `'${c}'`).join(" ")}; do echo $$ > "$d/cgroup.procs" || exit 97; done; exec systemd-nspawn "$@"`;
+    const launcher = `for d in ${st.cgroups.map(shellQuote).join(" ")}; do echo $$ > "$d/cgroup.procs" || exit 97; done; exec systemd-nspawn "$@"`;
     try {
         const child = spawn("/bin/sh", ["-c", launcher, "sh", ...args], {
             detached: true, stdio: ["ignore", logFd, logFd],
