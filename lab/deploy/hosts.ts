@@ -42,7 +42,6 @@ import {
     removeClientNamespaces, restoreForwardingIfLast, sh, slotLeftovers, slotNames, SlotNames, teardownStaleLocked,
 } from "./slots";
 
-
 /** Why deploy hosts cannot run on this machine, or undefined when they can. */
 export function deployPreconditionProblem(): string | undefined {
     if (typeof process.getuid !== "function" || process.getuid() !== 0) return "needs root (network namespaces, overlay mounts, systemd-nspawn)";
