@@ -139,27 +139,45 @@ export function nowMs(): number {
 }
 
 /**
- * Poll `check` until it returns a value other than undefined/false, or throw after `timeoutMs`
- * with `what` in the message. Conditions are polled, never waited for with fixed sleeps.
+ * The one polling loop: call `check` every `everyMs` until it gives a value other than
+ * undefined/false, and return that value; undefined once `timeoutMs` has passed without one. A
+ * check that throws goes to `failed`, which rethrows to stop the wait or returns to poll on (by
+ * default every error means "not yet"). Conditions are polled, never waited for with fixed sleeps.
  */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false,
-    timeoutMs: number, pollMs = 50): Promise<T> {
+export async function poll<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number,
+    everyMs: number, failed: (e: unknown) => void = () => undefined): Promise<T | undefined> {
     const deadline = Date.now() + timeoutMs;
-    let lastError: unknown;
     for (;;) {
         try {
             const value = await check();
             if (value !== undefined && value !== false) return value as T;
         } catch (e) {
-            if (e instanceof LabAborted || e instanceof LabPreconditionError) throw e;
-            lastError = e;
+            failed(e);
         }
-        if (Date.now() > deadline) {
-            const why = lastError instanceof Error ? `: ${lastError.message.split("\n")[0]}` : "";
-            throw new Error(`timed out after ${(timeoutMs / 1000).toFixed(1)} s waiting for ${what}${why}`);
-        }
-        await sleep(pollMs);
+        if (Date.now() > deadline) return undefined;
+        await sleep(everyMs);
     }
+}
+
+/** For poll's `failed`: a check that throws ends the wait with its error. */
+export function rethrow(e: unknown): never {
+    throw e;
+}
+
+/**
+ * Poll `check` until it returns a value other than undefined/false, or throw after `timeoutMs`
+ * with `what` in the message (and the check's last error, if it threw).
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false,
+    timeoutMs: number, pollMs = 50): Promise<T> {
+    let lastError: unknown;
+    const value = await poll(check, timeoutMs, pollMs, (e) => {
+        if (e instanceof LabAborted || e instanceof LabPreconditionError) throw e;
+        lastError = e;
+    });
+    if (value !== undefined) return value;
+    const why = lastError instanceof Error ? `: ${lastError.message.split("\n")[0]}` : "";
+    throw new Error(`timed out after ${(timeoutMs / 1000).toFixed(1)} s waiting for ${what}${why}`);
 }
 
 /** Is a command on PATH (or in the sbin directories root normally has)? */

@@ -10,7 +10,7 @@ import { EXPORTERS } from "../components/core/monitoring/exporters";
 import { contains, IpPrefix, parseCidr } from "../components/core/addressing";
 import { AnycastSpec, HostSpec, PopSpec } from "../components/core/model";
 import { LabRuntime } from "./boot";
-import { nsRun, run } from "./exec";
+import { nsRun, run, sleep } from "./exec";
 
 export type ConnectResult = "connected" | "refused" | "timeout" | string;
 
@@ -109,7 +109,7 @@ export async function udpDropped(fromNs: string, toNs: string, address: string, 
     // Give the packets time to arrive; the counter only grows.
     let delta = 0;
     for (let i = 0; i < 20 && delta < packets; i++) {
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
         delta = (await dropCounter(toNs)) - before;
     }
     return delta >= packets ? `dropped (drop counter +${delta})` : `not dropped (drop counter +${delta} of ${packets})`;

@@ -15,6 +15,7 @@ import { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Family } from "../components/core/addressing";
+import { VULTR_ASN } from "../components/core/vultr";
 import { LabPreconditionError } from "./errors";
 import { nsDaemon, nsRun, waitFor } from "./exec";
 import { upstreamTable, UPSTREAM_TABLE_SIZE } from "./routers";
@@ -35,9 +36,9 @@ export function frrPasswordProblem(password: string): string | undefined {
 function communityLists(transitAsn: number): string[] {
     const lines = [
         "bgp community-list standard GRACEFUL_SHUTDOWN seq 5 permit graceful-shutdown",
-        "bgp community-list standard VULTR_NO_EXPORT seq 5 permit 20473:6000",
+        `bgp community-list standard VULTR_NO_EXPORT seq 5 permit ${VULTR_ASN}:6000`,
         // 20473:6001-6003: prepend 1-3x towards every network.
-        ...[1, 2, 3].map((n) => `bgp community-list standard VULTR_PREPEND_ALL_${n} seq 5 permit 20473:${6000 + n}`),
+        ...[1, 2, 3].map((n) => `bgp community-list standard VULTR_PREPEND_ALL_${n} seq 5 permit ${VULTR_ASN}:${6000 + n}`),
     ];
     // Standard communities hold 16-bit ASNs: no action community can name a 32-bit transit.
     if (transitAsn <= 65535) {

@@ -16,7 +16,7 @@ import { ChildProcess } from "node:child_process";
 import { ALERT_NAMES } from "../components/core/monitoring/alerts";
 import { PROMETHEUS_LISTEN, prometheusArgv, renderMonitoringBundle, scrapeInputFor } from "../components/core/monitoring/prometheus";
 import { nsDir } from "./boot";
-import { nsDaemon, nsRun, sleep } from "./exec";
+import { nsDaemon, nsRun, poll, rethrow, sleep } from "./exec";
 import type { LabStack } from "./stack";
 import type { OriginPlan } from "./topology";
 
@@ -88,16 +88,14 @@ export class LabPrometheus {
         const where = spec.monitoring ? `origin ${origin.host.name} (anycast:monitoring.origin)`
             : `origin ${origin.host.name} (the first origin: the config has no anycast:monitoring)`;
         const p = new LabPrometheus(origin.ns, child, where, targets);
-        const t0 = Date.now();
-        for (;;) {
+        let scraped: string | number = 0;
+        const allUp = await poll(async () => {
             if (child.exitCode !== null) throw new Error(`prometheus exited (${child.exitCode}): ${tail(path.join(dir, "prometheus.log"))}`);
             const up = await p.query("count(up == 1)").catch(() => undefined);
-            if (up !== undefined && Number(up[0]?.values[0]?.[1] ?? 0) >= targets) break;
-            if (Date.now() - t0 > timeoutMs) {
-                throw new Error(`prometheus in ${origin.ns} scraped ${up?.[0]?.values[0]?.[1] ?? 0} of ${targets} targets after ${timeoutMs / 1000} s`);
-            }
-            await sleep(250);
-        }
+            scraped = up?.[0]?.values[0]?.[1] ?? 0;
+            return up !== undefined && Number(scraped) >= targets;
+        }, timeoutMs, 250, rethrow);
+        if (!allUp) throw new Error(`prometheus in ${origin.ns} scraped ${scraped} of ${targets} targets after ${timeoutMs / 1000} s`);
         p.report.atRest = (await p.firing()).map(alertText);
         return p;
     }

@@ -3,7 +3,7 @@
  * tears every lab namespace down again, processes first.
  */
 import * as fs from "node:fs";
-import { nsRun, run, runUntracked, sleep } from "./exec";
+import { nsRun, poll, run, runUntracked, sleep } from "./exec";
 import { LAB_DIR, LAB_NS_PREFIX, LabPlan, NamespacePlan } from "./topology";
 
 /** Lab namespaces present on this machine (from this run or a kept/crashed earlier one). */
@@ -38,12 +38,8 @@ export async function teardownNetwork(log: (line: string) => void = () => undefi
     const pids = [...new Set(pidsByNs.flat())].filter((p) => p !== process.pid);
     if (pids.length > 0) {
         killAll(pids, "SIGTERM");
-        const deadline = Date.now() + 2000;
         let alive = pids;
-        while (alive.length > 0 && Date.now() < deadline) {
-            await sleep(50);
-            alive = alive.filter((p) => { try { process.kill(p, 0); return true; } catch { return false; } });
-        }
+        await poll(() => (alive = alive.filter((p) => { try { process.kill(p, 0); return true; } catch { return false; } })).length === 0, 2000, 50);
         if (alive.length > 0) {
             killAll(alive, "SIGKILL");
             await sleep(100);

@@ -4,7 +4,7 @@
  */
 import { spawn, ChildProcess } from "node:child_process";
 import * as path from "node:path";
-import { assertNotAborted, sleep } from "./exec";
+import { assertNotAborted, poll, rethrow } from "./exec";
 import type { ProbeSample, ProberOptions } from "./prober";
 
 export type { ProbeSample };
@@ -56,26 +56,22 @@ export class Prober {
 
     /** Wait until a sample after `since` satisfies `pred`; undefined after the timeout. */
     async waitFor(since: number, pred: (s: ProbeSample) => boolean, timeoutMs: number): Promise<ProbeSample | undefined> {
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
-            const s = this.find(since, pred);
-            if (s) return s;
-            if (this.child.exitCode !== null) throw new Error(`prober in ${this.ns} exited: ${this.stderr.trim()}`);
-            if (Date.now() > deadline) return undefined;
-            await sleep(10);
-        }
+        return poll(() => this.find(since, pred) ?? this.assertRunning(), timeoutMs, 10, rethrow);
     }
 
     /** Wait until the last `n` samples after `since` all satisfy `pred` (a stable state). */
     async waitForStreak(since: number, n: number, pred: (s: ProbeSample) => boolean, timeoutMs: number): Promise<boolean> {
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
+        const streak = () => {
             const recent = this.samples.filter((s) => s.done >= since).sort((a, b) => a.done - b.done).slice(-n);
-            if (recent.length === n && recent.every(pred)) return true;
-            if (this.child.exitCode !== null) throw new Error(`prober in ${this.ns} exited: ${this.stderr.trim()}`);
-            if (Date.now() > deadline) return false;
-            await sleep(20);
-        }
+            return recent.length === n && recent.every(pred);
+        };
+        return (await poll(() => streak() || this.assertRunning(), timeoutMs, 20, rethrow)) ?? false;
+    }
+
+    /** Throws once the prober has exited (no sample will come); undefined, "not yet", while it runs. */
+    private assertRunning(): undefined {
+        if (this.child.exitCode !== null) throw new Error(`prober in ${this.ns} exited: ${this.stderr.trim()}`);
+        return undefined;
     }
 
     between(from: number, to: number): ProbeSample[] {

@@ -5,6 +5,8 @@
  * what the components rendered.
  */
 import { Family } from "../components/core/addressing";
+import { PRIVATE_ASN_RANGES } from "../components/core/origin-as";
+import { VULTR_ASN } from "../components/core/vultr";
 import { BgpPeerPlan, EdgePlan, TransitPlan } from "./topology";
 
 /** Routes the emulated upstream offers each PoP besides a default: a full-ish table (issue 4). */
@@ -138,10 +140,10 @@ export function renderEdgeBird(edge: EdgePlan, logFile: string, tableSize = UPST
             `filter to_internet${t.family} {`,
             t.family === 6 ? `    if proto = "pop_link" then accept;` : "    # IPv4 PoP networks are not announced.",
             `    if !(${fromPop}) then reject;`,
-            "    if (20473, 6000) ~ bgp_community then reject;",
+            `    if (${VULTR_ASN}, 6000) ~ bgp_community then reject;`,
             ...(edge.removesPrivateAsn ? [
                 "    # Vultr removes a customer's private ASN and exports from AS20473 alone (origin-as.ts).",
-                "    bgp_path.delete([64512..65534, 4200000000..4294967294]);",
+                `    bgp_path.delete([${PRIVATE_ASN_RANGES.map(([first, last]) => `${first}..${last}`).join(", ")}]);`,
             ] : []),
             ...vultrActions(t.neighborAsn, t.localAsn),
             "    accept;",
@@ -170,7 +172,7 @@ function vultrActions(neighborAsn: number, ownAsn: number): string[] {
     return [
         ...(neighborAsn > 65535 ? ["    # the transit's ASN is 32-bit: no standard action community can name it"]
             : [`    if (64600, ${neighborAsn}) ~ bgp_community then reject;`]),
-        ...[3, 2, 1].map((n, i) => `    ${i === 0 ? "if" : "else if"} ${towards(n)}(20473, ${6000 + n}) ~ bgp_community then { ${prepend(n)} }`),
+        ...[3, 2, 1].map((n, i) => `    ${i === 0 ? "if" : "else if"} ${towards(n)}(${VULTR_ASN}, ${6000 + n}) ~ bgp_community then { ${prepend(n)} }`),
     ];
 }
 

@@ -323,7 +323,7 @@ const PACKAGES_LOCK = "/run/lock/anycast-packages.lock";
 export function installPackagesScript(packages: string[]): string {
     for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw new Error(`"${p}" is not a Debian package name`);
     // An array, so that one package or several are quoted alike (and shellcheck has nothing to guess).
-    const list = packages.map((p) => `'${p}'`).join(" ");
+    const list = packages.map(shellQuote).join(" ");
     return [
         `packages=(${list})`,
         `exec 9>${PACKAGES_LOCK}`,

@@ -15,9 +15,12 @@
  */
 import { VULTR_ASN } from "./vultr";
 
+/** RFC 6996's private ASNs, as [first, last] ranges (the lab's edges remove the same ones). */
+export const PRIVATE_ASN_RANGES: ReadonlyArray<readonly [number, number]> = [[64512, 65534], [4200000000, 4294967294]];
+
 /** RFC 6996: 64512-65534 and 4200000000-4294967294. */
 export function isPrivateAsn(asn: number): boolean {
-    return (asn >= 64512 && asn <= 65534) || (asn >= 4200000000 && asn <= 4294967294);
+    return PRIVATE_ASN_RANGES.some(([first, last]) => asn >= first && asn <= last);
 }
 
 /** RFC 5398: 64496-64511 and 65536-65551, for documentation and labs. */

@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { shellQuote } from "../../components/core/shell";
 import { EXISTING_HOST_PACKAGES, Rootfs } from "./rootfs";
 import { sh } from "./slots";
 
@@ -88,7 +89,7 @@ export async function seedExistingHost(root: string, name: string, ex: ExistingH
             `printf '%s ALL=(ALL) NOPASSWD:ALL\\n' ${user} > /etc/sudoers.d/90-${user}`, `chmod 0440 /etc/sudoers.d/90-${user}`);
     }
     script.push(`install -d -m 0700 -o ${user} -g ${user} ${home}/.ssh`,
-        `printf '%s\\n' '${deployPublicKey}' > ${home}/.ssh/authorized_keys`,
+        `printf '%s\\n' ${shellQuote(deployPublicKey)} > ${home}/.ssh/authorized_keys`,
         `chown ${user}:${user} ${home}/.ssh/authorized_keys`, `chmod 0600 ${home}/.ssh/authorized_keys`);
     await sh("chroot", [root, "/bin/sh", "-ec", script.join("\n")], {
         timeoutMs: 120_000, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" },

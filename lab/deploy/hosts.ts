@@ -16,111 +16,31 @@
  *
  * The network ("the cloud", cloud-network.ts) routes between the hosts and this machine, which
  * reaches every host on IPv4 and IPv6 (the deployer's SSH); an existing server is made in
- * existing-host.ts. Everything a run creates carries the slot in its name (slots.ts).
+ * existing-host.ts. Everything a run creates carries the slot in its name (slots.ts). What a
+ * host is made from is host-blueprint.ts, a new instance's first-boot files nocloud.ts, and one
+ * host's nspawn machine (boot, reboot, SSH wait, stop) nspawn.ts; this file is the cloud: its
+ * slot, hosts and clients from creation (or attach) to keep or teardown.
  *
  * A kept rehearsal (`anycast lab --deploy --keep`): `keep` leaves the hosts running when this
  * process ends and records them in the slot; a later process `attach`es to them, to deploy
  * again, and `anycast lab --down` removes them (slots.ts teardownKeptSlots).
  */
-import { ChildProcess, spawn } from "node:child_process";
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
-import * as YAML from "yaml";
-import { familyOf, formatCidr, nthAddress, parseCidr } from "../../components/core/addressing";
+import { familyOf } from "../../components/core/addressing";
 import { CmdResult, hasCommand } from "../exec";
 import { acquireLock, pidAlive } from "./lock";
 import { KeyFiles, SshConnection, sshRun, SshResult } from "./remote";
-import { buildCloudNetwork, HostInterfaceAddress, wireHost } from "./cloud-network";
-import { ExistingHostState, seedExistingHost } from "./existing-host";
-import { EXISTING_HOST_PACKAGES, Rootfs, ROOTFS_TOOLS } from "./rootfs";
+import { buildCloudNetwork, wireHost } from "./cloud-network";
+import { seedExistingHost } from "./existing-host";
+import { checkBlueprint, DeployClient, DeployHost, DeployKey, HostBlueprint, hostAddress } from "./host-blueprint";
+import { upstreamNameservers, writeHostIdentity, writeNoCloudSeed } from "./nocloud";
+import { consoleTail, HostState, launchNspawn, pid1, resumeStopped, settlesWithin, stopHost, waitForSsh } from "./nspawn";
+import { Rootfs, ROOTFS_TOOLS } from "./rootfs";
 import {
-    cgroupPids, cgroupRoots, DEPLOY_ROOT, destroyCgroups, destroySlot, ipBatch, keptRecordFile, keptSlots, MAX_SLOTS, NET_LOCK, pssBytes, readOwner,
-    removeClientNamespaces, restoreForwardingIfLast, sh, sleep, slotLeftovers, slotNames, SlotNames, teardownStaleLocked,
+    cgroupPids, cgroupRoots, DEPLOY_ROOT, destroySlot, ipBatch, keptRecordFile, keptSlots, MAX_SLOTS, NET_LOCK, pssBytes, readOwner,
+    removeClientNamespaces, restoreForwardingIfLast, sh, slotLeftovers, slotNames, SlotNames, teardownStaleLocked,
 } from "./slots";
-
-/**
- * Whether `promise` settles within `ms`. The timer is cleared either way: a pending one would keep
- * the process alive for the rest of `ms` (a test file waited out a 300 s reboot limit this way).
- */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
-    try {
-        return await Promise.race([promise.then(() => true), timeout]);
-    } finally {
-        clearTimeout(timer);
-    }
-}
-
-
-export interface HostAddressing {
-    /** `address/length` for the host, or false for none; default one from the slot's block. */
-    ipv4?: string | false;
-    ipv6?: string | false;
-    /** The host's gateway (held by the cloud namespace); default the first other address of the subnet. */
-    gateway4?: string;
-    gateway6?: string;
-}
-
-/** What a rehearsal host is made from (not core/model.ts HostSpec, a stack's host): its name, kind, user data or existing state, addresses. */
-export interface HostBlueprint {
-    /** The machine and host name: lower case letters, digits and dashes. */
-    name: string;
-    /** "new": a fresh instance running its user data; "existing": a server with a life before us. */
-    kind: "new" | "existing";
-    /** A new instance's cloud-init user data (Vultr's userData); absent means none. */
-    userData?: string;
-    /** A new instance's SSH keys (Vultr's sshKeyIds, NoCloud meta-data public-keys); default the run's deploy key. */
-    sshKeys?: string[];
-    existing?: ExistingHostState;
-    addresses?: HostAddressing;
-}
-
-export interface BootRecord {
-    /** Epoch ms when nspawn was started. */
-    startedAt: number;
-    /** Milliseconds from start until SSH accepted the deploy key (undefined until then). */
-    sshReadyMs?: number;
-}
-
-export interface DeployHost {
-    name: string;
-    kind: "new" | "existing";
-    /** The host's network namespace (add links to it to wire the host into a lab). */
-    netns: string;
-    /** The veth end in the cloud namespace that faces this host. */
-    cloudInterface: string;
-    ipv4?: string;
-    ipv6?: string;
-    prefix4?: string;
-    prefix6?: string;
-    gateway4?: string;
-    gateway6?: string;
-    /** The SSH login user (root on new instances). */
-    user: string;
-    /** The overlay's mount point: the host's root filesystem as seen from this machine. */
-    rootDir: string;
-    /** Every boot so far, the current one last. */
-    boots: BootRecord[];
-}
-
-/** A client namespace of the slot (addClient). */
-export interface DeployClient {
-    name: string;
-    netns: string;
-    address: string;
-    /** The veth end in the cloud namespace that faces this client. */
-    cloudInterface: string;
-}
-
-export interface DeployKey {
-    privateKey: string;
-    /** The authorized_keys line. */
-    publicKey: string;
-    privateKeyFile: string;
-}
 
 /** Why deploy hosts cannot run on this machine, or undefined when they can. */
 export function deployPreconditionProblem(): string | undefined {
@@ -131,35 +51,6 @@ export function deployPreconditionProblem(): string | undefined {
     if (!fs.readFileSync("/proc/filesystems", "utf8").includes("\toverlay")) return "needs overlayfs in the kernel";
     if (cgroupRoots().length === 0) return "needs a cgroup hierarchy systemd-nspawn can use (/sys/fs/cgroup unified, or hybrid with systemd)";
     return undefined;
-}
-
-/** The nameservers hosts use: this machine's, unless they are loopback (a local stub the hosts cannot reach). */
-export function upstreamNameservers(): string[] {
-    for (const file of ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]) {
-        try {
-            const servers = fs.readFileSync(file, "utf8").split("\n")
-                .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((s): s is string => s !== undefined)
-                .filter((s) => !s.startsWith("127.") && s !== "::1");
-            if (servers.length > 0) return servers;
-        } catch {
-            // not there
-        }
-    }
-    throw new Error("this machine has no non-loopback nameserver in /etc/resolv.conf or /run/systemd/resolve/resolv.conf; the rehearsal's hosts need one to reach the Debian mirror");
-}
-
-interface HostState {
-    blueprint: HostBlueprint;
-    host: DeployHost;
-    index: number;
-    dir: string;
-    cgroups: string[];
-    child?: ChildProcess;
-    /** What we want: a running host restarts after a reboot; a stopped one stays down. */
-    wanted: "running" | "stopped";
-    exited?: { code: number | null; signal: NodeJS.Signals | null };
-    /** Resolved at each exit of nspawn (the current boot's end). */
-    exitWaiters: (() => void)[];
 }
 
 export interface DeployCloudOptions {
@@ -360,7 +251,7 @@ export class DeployCloud {
     /** Whether a host's systemd is running (its cgroups hold a PID 1). */
     private running(st: HostState): boolean {
         try {
-            this.pid1(st);
+            pid1(st);
             return true;
         } catch {
             return false;
@@ -421,7 +312,7 @@ export class DeployCloud {
      */
     async addHosts(blueprints: HostBlueprint[], options: { sshTimeoutMs?: number } = {}): Promise<DeployHost[]> {
         if (this.tornDown) throw new Error("this rehearsal cloud was torn down");
-        for (const blueprint of blueprints) this.checkBlueprint(blueprint);
+        for (const blueprint of blueprints) checkBlueprint(blueprint, this.hosts.has(blueprint.name));
         const states: HostState[] = [];
         for (const blueprint of blueprints) states.push(await this.prepare(blueprint));
         for (const st of states) this.launch(st);
@@ -432,39 +323,6 @@ export class DeployCloud {
         return states.map((st) => st.host);
     }
 
-    private checkBlueprint(blueprint: HostBlueprint): void {
-        if (!/^[a-z][a-z0-9-]{0,30}$/.test(blueprint.name)) throw new Error(`host name ${JSON.stringify(blueprint.name)}: use 1-31 lower-case letters, digits and dashes, starting with a letter`);
-        if (this.hosts.has(blueprint.name)) throw new Error(`a host named ${blueprint.name} exists already`);
-        if (blueprint.kind === "existing" && blueprint.userData !== undefined) throw new Error(`${blueprint.name}: an existing host has no user data (cloud-init does not run on it)`);
-        if (blueprint.kind === "new" && blueprint.existing !== undefined) throw new Error(`${blueprint.name}: a new instance has no existing state`);
-        const user = blueprint.existing?.user;
-        if (user !== undefined && !/^[a-z_][a-z0-9_-]{0,30}$/.test(user)) throw new Error(`${blueprint.name}: user ${JSON.stringify(user)} is not a valid user name`);
-        for (const p of blueprint.existing?.packages ?? []) {
-            if (!EXISTING_HOST_PACKAGES.includes(p)) throw new Error(`${blueprint.name}: package ${p} is not one of the existing-host packages (${EXISTING_HOST_PACKAGES.join(", ")})`);
-        }
-        if (user !== undefined && user !== "root" && !(blueprint.existing?.packages ?? EXISTING_HOST_PACKAGES).includes("sudo")) {
-            throw new Error(`${blueprint.name}: the non-root user ${user} needs the sudo package`);
-        }
-    }
-
-    private address(index: number, spec: HostAddressing | undefined, family: 4 | 6): HostInterfaceAddress | undefined {
-        const given = family === 4 ? spec?.ipv4 : spec?.ipv6;
-        if (given === false) return undefined;
-        let text = given;
-        if (text === undefined) {
-            text = family === 4 ? `100.${64 + this.slot}.${index}.2/24` : `fdac:de:${this.slot.toString(16)}:${index.toString(16)}::2/64`;
-        }
-        const [address, len] = text.split("/");
-        if (!address || !len || familyOf(address) !== family) throw new Error(`host address ${text}: expected an IPv${family} address/length`);
-        const prefix = parseCidr(text, false);
-        let gateway = family === 4 ? spec?.gateway4 : spec?.gateway6;
-        if (!gateway) {
-            gateway = nthAddress(prefix, 1);
-            if (gateway === address) gateway = nthAddress(prefix, 2);
-        }
-        return { address, prefix: formatCidr(prefix), gateway, length: prefix.length };
-    }
-
     /** Overlay, host files, network namespace and cgroups: everything but the boot. */
     private async prepare(blueprint: HostBlueprint): Promise<HostState> {
         const index = this.nextIndex++;
@@ -472,8 +330,8 @@ export class DeployCloud {
         const dir = path.join(s.dir, "hosts", blueprint.name);
         const rootDir = path.join(dir, "root");
         for (const d of ["upper", "work", "root"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
-        const v4 = this.address(index, blueprint.addresses, 4);
-        const v6 = this.address(index, blueprint.addresses, 6);
+        const v4 = hostAddress(this.slot, index, blueprint.addresses, 4);
+        const v6 = hostAddress(this.slot, index, blueprint.addresses, 6);
         const user = blueprint.kind === "existing" ? (blueprint.existing?.user ?? "root") : "root";
         const host: DeployHost = {
             name: blueprint.name, kind: blueprint.kind, netns: `${s.hostPrefix}${blueprint.name}`, cloudInterface: `h${index}`,
@@ -488,60 +346,34 @@ export class DeployCloud {
 
         await sh("mount", ["-t", "overlay", "overlay", "-o",
             `lowerdir=${this.rootfs.dir},upperdir=${path.join(dir, "upper")},workdir=${path.join(dir, "work")}`, rootDir]);
-        this.writeHostIdentity(st);
-        if (blueprint.kind === "new") this.writeNoCloudSeed(st);
+        writeHostIdentity(st, this.nameservers);
+        if (blueprint.kind === "new") writeNoCloudSeed(st, this.deployKey.publicKey);
         else await seedExistingHost(st.host.rootDir, st.blueprint.name, st.blueprint.existing ?? {}, st.host.user, this.rootfs, this.deployKey.publicKey);
         await wireHost(this.names, st.host, v4, v6);
         for (const cg of st.cgroups) fs.mkdirSync(cg, { recursive: true });
         return st;
     }
 
-    private writeHostIdentity(st: HostState): void {
-        const root = st.host.rootDir;
-        const name = st.blueprint.name;
-        fs.writeFileSync(path.join(root, "etc", "hostname"), `${name}\n`);
-        fs.appendFileSync(path.join(root, "etc", "hosts"), `127.0.1.1\t${name}\n`);
-        fs.rmSync(path.join(root, "etc", "resolv.conf"), { force: true });
-        fs.writeFileSync(path.join(root, "etc", "resolv.conf"), this.nameservers.map((n) => `nameserver ${n}\n`).join(""));
+    /** Boot a host (nspawn.ts); when it asks for a reboot, boot it again unless the cloud is going away. */
+    private launch(st: HostState): void {
+        launchNspawn(st, () => {
+            if (this.tornDown) return;
+            this.log(`  ${st.blueprint.name}: rebooting`);
+            this.launch(st);
+        });
     }
 
-    /** The NoCloud seed: user data as given, meta-data with an instance id and the instance's SSH keys. */
-    private writeNoCloudSeed(st: HostState): void {
-        const seed = path.join(st.host.rootDir, "var", "lib", "cloud", "seed", "nocloud");
-        fs.mkdirSync(seed, { recursive: true });
-        fs.writeFileSync(path.join(seed, "user-data"), st.blueprint.userData ?? "");
-        const meta = {
-            "instance-id": `${st.blueprint.name}-${crypto.randomBytes(6).toString("hex")}`,
-            "local-hostname": st.blueprint.name,
-            "public-keys": st.blueprint.sshKeys ?? [this.deployKey.publicKey],
-        };
-        fs.writeFileSync(path.join(seed, "meta-data"), YAML.stringify(meta));
+    /** Wait until the host accepts the deploy key over SSH. */
+    private waitForSsh(st: HostState, timeoutMs: number): Promise<void> {
+        const login = async () => (await this.ssh(st.blueprint.name, "true", { timeoutMs: 10_000 }).catch(() => undefined))?.exitCode === 0;
+        return waitForSsh(st, timeoutMs, login, this.log);
     }
 
-    /**
-     * A host's processes run in sessions of their own, away from the process group of whoever
-     * started the rehearsal; job control that stops and continues that process group (a
-     * supervisor pausing it, Ctrl-Z in a shell) stops nspawn and the hosts too but continues only
-     * the group. A stopped nspawn stalls its host entirely (systemd blocks on nspawn's notify
-     * socket), so while this process runs, its hosts' stopped processes are continued.
-     */
+    /** While this process runs, continue its hosts' processes that job control stopped (nspawn.ts resumeStopped). */
     private startWatchdog(): void {
         if (this.watchdog) return;
         this.watchdog = setInterval(() => {
-            let resumed = 0;
-            for (const st of this.hosts.values()) {
-                for (const pid of [...new Set(st.cgroups.flatMap(cgroupPids))]) {
-                    try {
-                        const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-                        if (stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "T") {
-                            process.kill(pid, "SIGCONT");
-                            resumed += 1;
-                        }
-                    } catch {
-                        // exited
-                    }
-                }
-            }
+            const resumed = resumeStopped(this.hosts.values());
             if (resumed > 0 && !this.resumedNoted) {
                 this.resumedNoted = true;
                 this.log(`  host processes had been stopped from outside (job control); continued ${resumed}`);
@@ -550,94 +382,10 @@ export class DeployCloud {
         this.watchdog.unref();
     }
 
-    /** Start nspawn for a host (first boot, or again after a reboot). */
-    private launch(st: HostState): void {
-        const root = st.host.rootDir;
-        const args = [
-            "--quiet", "--boot", `--directory=${root}`, `--machine=${st.host.netns}`, `--hostname=${st.blueprint.name}`,
-            "--register=no", "--keep-unit",
-            `--network-namespace-path=/run/netns/${st.host.netns}`, "--capability=CAP_NET_ADMIN",
-            "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only",
-        ];
-        // wireguard-go needs a TUN device (the hosts share a kernel without the WireGuard module).
-        if (fs.existsSync("/dev/net/tun")) args.push("--bind=/dev/net/tun");
-        const logFd = fs.openSync(path.join(st.dir, "console.log"), "a");
-        // The launcher joins the host's cgroups, then becomes nspawn (exec keeps the pid and the cgroups).
-        const launcher = `for d in ${st.cgroups.map((c) => `'${c}'`).join(" ")}; do echo $$ > "$d/cgroup.procs" || exit 97; done; exec systemd-nspawn "$@"`;
-        try {
-            const child = spawn("/bin/sh", ["-c", launcher, "sh", ...args], {
-                detached: true, stdio: ["ignore", logFd, logFd],
-                env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", SYSTEMD_NSPAWN_API_VFS_WRITABLE: "network" },
-            });
-            st.child = child;
-            st.exited = undefined;
-            st.host.boots.push({ startedAt: Date.now() });
-            child.on("error", () => undefined);
-            child.on("exit", (code, signal) => {
-                st.exited = { code, signal };
-                st.child = undefined;
-                const waiters = st.exitWaiters.splice(0);
-                // 133: the container asked for a reboot (as systemd-nspawn@.service restarts it).
-                if (code === 133 && st.wanted === "running" && !this.tornDown) {
-                    this.log(`  ${st.blueprint.name}: rebooting`);
-                    this.launch(st);
-                }
-                for (const w of waiters) w();
-            });
-        } finally {
-            fs.closeSync(logFd);
-        }
-    }
-
-    private consoleTail(st: HostState, lines = 15): string {
-        try {
-            return fs.readFileSync(path.join(st.dir, "console.log"), "utf8").split("\n").slice(-lines).join("\n");
-        } catch {
-            return "(no console log)";
-        }
-    }
-
-    private async waitForSsh(st: HostState, timeoutMs: number): Promise<void> {
-        const boot = st.host.boots[st.host.boots.length - 1];
-        const deadline = boot.startedAt + timeoutMs;
-        const address = st.host.ipv6 ?? st.host.ipv4!;
-        for (;;) {
-            if (!st.child) {
-                throw new Error(`${st.blueprint.name}: systemd-nspawn exited (${st.exited?.code ?? st.exited?.signal}) before SSH came up; console:\n${this.consoleTail(st)}`);
-            }
-            if (await tcpOpen(address, 22)) {
-                const r = await this.ssh(st.blueprint.name, "true", { timeoutMs: 10_000 }).catch(() => undefined);
-                if (r?.exitCode === 0) {
-                    boot.sshReadyMs = Date.now() - boot.startedAt;
-                    this.log(`  ${st.blueprint.name}: SSH up ${(boot.sshReadyMs / 1000).toFixed(1)} s after boot (${st.host.user}@${address})`);
-                    return;
-                }
-            }
-            if (Date.now() > deadline) {
-                throw new Error(`${st.blueprint.name}: no SSH login within ${timeoutMs / 1000} s of boot; console:\n${this.consoleTail(st)}`);
-            }
-            await sleep(200);
-        }
-    }
-
-    /** The PID (in this machine's namespace) of the host's systemd. */
-    private pid1(st: HostState): number {
-        for (const pid of [...new Set(st.cgroups.flatMap(cgroupPids))]) {
-            try {
-                const m = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-                const ids = m ? m[1].trim().split(/\s+/) : [];
-                if (ids.length >= 2 && ids[ids.length - 1] === "1") return pid;
-            } catch {
-                // exited
-            }
-        }
-        throw new Error(`${st.blueprint.name} is not running`);
-    }
-
     /** Run a command inside a host (all its namespaces), as root, from this machine: for checks, not for the deploy. */
     async exec(name: string, argv: string[], options: { input?: string; timeoutMs?: number; allowFail?: boolean } = {}): Promise<CmdResult> {
         const st = this.state(name);
-        return sh("nsenter", ["--target", String(this.pid1(st)), "--mount", "--uts", "--ipc", "--net", "--pid", "--", ...argv], {
+        return sh("nsenter", ["--target", String(pid1(st)), "--mount", "--uts", "--ipc", "--net", "--pid", "--", ...argv], {
             timeoutMs: options.timeoutMs ?? 60_000, allowFail: options.allowFail, input: options.input,
             env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" },
         });
@@ -679,28 +427,11 @@ export class DeployCloud {
         await this.exec(name, ["systemctl", "reboot"], { allowFail: true });
         if (!await settlesWithin(exited, timeoutMs)) throw new Error(`${name} did not shut down within ${timeoutMs / 1000} s`);
         if (st.host.boots.length === boots) {
-            throw new Error(`${name}: systemd-nspawn exited with ${st.exited?.code ?? st.exited?.signal}, not the reboot status 133; console:\n${this.consoleTail(st)}`);
+            throw new Error(`${name}: systemd-nspawn exited with ${st.exited?.code ?? st.exited?.signal}, not the reboot status 133; console:\n${consoleTail(st)}`);
         }
         const downMs = st.host.boots[st.host.boots.length - 1].startedAt - t0;
         await this.waitForSsh(st, timeoutMs);
         return { downMs, bootToSshMs: st.host.boots[st.host.boots.length - 1].sshReadyMs! };
-    }
-
-    /** Stop one host: an orderly shutdown (nspawn passes SIGTERM on as poweroff), then whatever is left is killed. */
-    private async stopHost(st: HostState, graceMs: number): Promise<void> {
-        st.wanted = "stopped";
-        const child = st.child;
-        if (child?.pid) {
-            const exited = new Promise<void>((r) => st.exitWaiters.push(r));
-            try {
-                process.kill(child.pid, "SIGTERM");
-                process.kill(child.pid, "SIGCONT"); // a stopped nspawn would not act on it
-            } catch {
-                // gone already
-            }
-            await settlesWithin(exited, graceMs);
-        }
-        await destroyCgroups(st.cgroups);
     }
 
     /** Stop every host and remove everything of this run: processes, cgroups, overlays, namespaces, NAT, files. */
@@ -711,7 +442,7 @@ export class DeployCloud {
         if (this.watchdog) clearInterval(this.watchdog);
         const t0 = Date.now();
         const errors: string[] = [];
-        await Promise.all([...this.hosts.values()].map((st) => this.stopHost(st, options.graceMs ?? 5000).catch((e: Error) => { errors.push(e.message); })));
+        await Promise.all([...this.hosts.values()].map((st) => stopHost(st, options.graceMs ?? 5000).catch((e: Error) => { errors.push(e.message); })));
         this.keys.remove();
         const stoppedMs = Date.now() - t0;
         const release = await acquireLock(NET_LOCK, "the deploy network lock", 60_000, this.log);
@@ -727,15 +458,3 @@ export class DeployCloud {
     }
 }
 
-function tcpOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-    return new Promise((resolve) => {
-        const sock = net.connect({ host, port });
-        const done = (ok: boolean) => {
-            sock.destroy();
-            resolve(ok);
-        };
-        sock.setTimeout(timeoutMs, () => done(false));
-        sock.once("connect", () => done(true));
-        sock.once("error", () => done(false));
-    });
-}

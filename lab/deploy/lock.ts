@@ -4,6 +4,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { sleep } from "../exec";
 
 export function pidAlive(pid: number): boolean {
     try {
@@ -36,7 +37,7 @@ export async function acquireLock(file: string, what: string, timeoutMs: number,
         }
         if (!Number.isInteger(owner) || owner <= 0 || owner === process.pid || !pidAlive(owner)) {
             // A half-written file (owner NaN) is only possible for a moment; give it that moment.
-            if (Number.isNaN(owner)) await new Promise((r) => setTimeout(r, 100));
+            if (Number.isNaN(owner)) await sleep(100);
             fs.rmSync(file, { force: true });
             continue;
         }
@@ -45,7 +46,7 @@ export async function acquireLock(file: string, what: string, timeoutMs: number,
             told = true;
         }
         if (Date.now() > deadline) throw new Error(`${what} is still held by pid ${owner} after ${Math.round(timeoutMs / 1000)} s (lock file ${file})`);
-        await new Promise((r) => setTimeout(r, 250));
+        await sleep(250);
     }
     return () => {
         try {

@@ -24,7 +24,7 @@ import { AnycastSpec } from "../../components/core/model";
 import { PROMETHEUS_LISTEN } from "../../components/core/monitoring/prometheus";
 import { shellQuote } from "../../components/core/shell";
 import { birdc, parseProtocols, parseRoutes, RouteEntry } from "../birdc";
-import { runUntracked, sleep } from "../exec";
+import { poll, runUntracked, sleep } from "../exec";
 import { agentMs, SLACK_MS } from "../experiments";
 import { probeExposureOf, probeUdpExposureOf, ProbeSource, ReachProbe } from "../exposure";
 import { curlHttps, writeCloudflareSide } from "../measure";
@@ -33,7 +33,8 @@ import { ExperimentReport, ExperimentRun, formatExperiments, formatExposure, Htt
 import { ms, table, wrap } from "../text";
 import { probeTimeline } from "../timeline";
 import { edgeHasPath, edgeKernelTable, edgeProto, edgeTable } from "./edge";
-import { DeployClient, DeployCloud } from "./hosts";
+import type { DeployClient } from "./host-blueprint";
+import { DeployCloud } from "./hosts";
 
 
 export interface ObserveContext {
@@ -267,12 +268,7 @@ const HEALTH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 /** Poll `check` every `everyMs` until it holds: the time (epoch ms) it first held, undefined after `timeoutMs`. */
 export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<number | undefined> {
-    const t0 = Date.now();
-    for (;;) {
-        if (await check().catch(() => false)) return Date.now();
-        if (Date.now() - t0 > timeoutMs) return undefined;
-        await sleep(everyMs);
-    }
+    return poll(async () => (await check()) && Date.now(), timeoutMs, everyMs);
 }
 
 /**

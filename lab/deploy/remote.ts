@@ -27,6 +27,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { sleep } from "../exec";
 
 export interface SshConnection {
     host: string;
@@ -230,7 +231,7 @@ export async function sshRun(conn: SshConnection, keyFile: string, command: stri
                 dials, dialFailed,
             };
         }
-        await new Promise((res) => setTimeout(res, options.dialRetryDelayMs ?? 500));
+        await sleep(options.dialRetryDelayMs ?? 500);
     }
 }
 

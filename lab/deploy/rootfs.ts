@@ -12,9 +12,9 @@
  *
  * Hosts never write into the cached rootfs: each boots from an overlay on top of it (hosts.ts).
  */
-import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { sha256 } from "../../components/core/digest";
 import { hasCommand, run } from "../exec";
 import { debianSources, DebianSources, readAptSources } from "./aptsources";
 import { acquireLock } from "./lock";
@@ -98,7 +98,7 @@ export function rootfsVersion(): string {
     const recipe = JSON.stringify({
         RECIPE_REVISION, SUITE, BASE_PACKAGES, EXISTING_HOST_PACKAGES, WIREGUARD_MODULES_CONTROL, CLOUD_CFG, HOSTS_FILE,
     });
-    return `${SUITE}-r${RECIPE_REVISION}-${createHash("sha256").update(recipe).digest("hex").slice(0, 10)}`;
+    return `${SUITE}-r${RECIPE_REVISION}-${sha256(recipe).slice(0, 10)}`;
 }
 
 export interface Rootfs {

@@ -12,7 +12,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { CmdResult, runUntracked } from "../exec";
+import { CmdResult, poll, rethrow, runUntracked } from "../exec";
 import { acquireLock, pidAlive } from "./lock";
 
 /** Per-run state (overlays, keys, console logs); one `slot-<n>` directory per running rehearsal. */
@@ -50,8 +50,6 @@ export async function ipBatch(commands: string[], netns?: string): Promise<void>
     await sh("ip", [...(netns ? ["-n", netns] : []), "-batch", "-"], { input: commands.join("\n") + "\n" });
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** PIDs in a cgroup directory and every cgroup below it. */
 export function cgroupPids(dir: string): number[] {
     const out: number[] = [];
@@ -81,10 +79,10 @@ function removeCgroupTree(dir: string): boolean {
 
 /** Kill everything in the cgroups (SIGKILL, repeated while processes appear) and remove them. */
 export async function destroyCgroups(dirs: string[], timeoutMs = 10_000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
     let killed = 0;
-    for (;;) {
-        const pids = [...new Set(dirs.flatMap(cgroupPids))];
+    let pids: number[] = [];
+    const emptied = await poll(() => {
+        pids = [...new Set(dirs.flatMap(cgroupPids))];
         for (const pid of pids) {
             try {
                 process.kill(pid, "SIGKILL");
@@ -93,10 +91,10 @@ export async function destroyCgroups(dirs: string[], timeoutMs = 10_000): Promis
                 // gone
             }
         }
-        if (pids.length === 0 && dirs.every(removeCgroupTree)) return killed;
-        if (Date.now() > deadline) throw new Error(`could not empty cgroups ${dirs.join(", ")}: ${pids.join(" ") || "rmdir failed"}`);
-        await sleep(100);
-    }
+        return pids.length === 0 && dirs.every(removeCgroupTree);
+    }, timeoutMs, 100, rethrow);
+    if (!emptied) throw new Error(`could not empty cgroups ${dirs.join(", ")}: ${pids.join(" ") || "rmdir failed"}`);
+    return killed;
 }
 
 /** Proportional set size (shared pages split among their users) of processes, in bytes. */

@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { TestContext } from "node:test";
+import { poll, rethrow, sleep } from "../../lab/exec";
 
 export interface ToolResult {
     status: number | null;
@@ -193,15 +194,11 @@ export function spawnCaptured(command: string, args: string[], stdin = false): C
     return proc;
 }
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export { sleep };
 
 /** Poll `check` until it holds; throws naming `what` after the timeout. */
 export async function until(what: string, timeoutMs: number, check: () => boolean, pollMs = 20): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-        await sleep(pollMs);
-    }
+    if (!await poll(check, timeoutMs, pollMs, rethrow)) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 /** Run `during` while calling `poll` every `pollMs` (a watch for something that must not happen). */

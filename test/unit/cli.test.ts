@@ -13,6 +13,8 @@ import { stringify } from "yaml";
 import { Command } from "commander";
 import { main, program, reportError } from "../../cli/anycast";
 import { fitting } from "../../cli/format";
+import { diffPlans, PLAN_FORMAT, PlanResource, SavedPlan } from "../../cli/plan";
+import { allCreated, formatPreview } from "../../cli/preview";
 import { CommandError } from "../../lab/exec";
 import { EDGE_KINDS, LabPreconditionError } from "../../lab/index";
 import { REPO_ROOT } from "../helpers/golden";
@@ -181,6 +183,43 @@ function assertFits(r: { out: string; err: string }): void {
 function assertNoStack(r: { out: string; err: string }): void {
     assert.doesNotMatch(`${r.out}\n${r.err}`, /^\s+at .*(\(|:\d+:\d+)/m);
 }
+
+/**
+ * A synthetic stack: a chain of `depth` components, each with a long-named child command, every
+ * name `nameLength` long and starting with its own number (so a row can be found by its start).
+ */
+function deepPlan(depth: number, nameLength: number, version: string): SavedPlan {
+    const resources: PlanResource[] = [];
+    let parent: string | undefined;
+    for (let d = 0; d < depth; d++) {
+        const name = (tag: string) => `${tag}${d}-`.padEnd(nameLength, "x");
+        resources.push({ urn: `urn:c${d}`, parent, type: `pulumi-anycast:index:VeryLongComponentTypeName${d}`, name: name("c"),
+            custom: false, inputs: {}, secrets: {} });
+        resources.push({ urn: `urn:r${d}`, parent: `urn:c${d}`, type: "command:remote:Command", name: name("r"), custom: true,
+            inputs: { create: `echo ${"word ".repeat(30)}${version}`, [`key-${"k".repeat(nameLength)}`]: `${version}${"v".repeat(120)}` }, secrets: {} });
+        parent = `urn:c${d}`;
+    }
+    return { format: PLAN_FORMAT, stack: "prod", notes: [], warnings: [], hosts: [], resources };
+}
+
+describe("anycast preview's tree", () => {
+    it("fits 100 columns at any depth and name length, a row for every resource", () => {
+        for (const depth of [1, 8, 20, 40]) {
+            for (const nameLength of [8, 40, 70, 140]) {
+                const [before, after] = [deepPlan(depth, nameLength, "a"), deepPlan(depth, nameLength, "b")];
+                for (const [text, marker] of [[formatPreview(after, allCreated(after), false), "+"], [formatPreview(after, diffPlans(before, after), true), "~"]]) {
+                    const lines = text.split("\n");
+                    const where = `depth ${depth}, names of ${nameLength}`;
+                    for (const line of lines) assert.ok(line.length <= 100, `${where}: ${line.length} columns: ${line}`);
+                    // Cutting must not lose a resource: each has its row, its name's start visible.
+                    for (const r of after.resources.filter((x) => x.custom)) {
+                        assert.ok(lines.some((l) => l.startsWith(` ${marker}`) && l.includes(r.name.slice(0, 8))), `${where}: no row for ${r.name.slice(0, 8)}`);
+                    }
+                }
+            }
+        }
+    });
+});
 
 describe("anycast's progress lines", () => {
     it("fit in 100 columns: a long line wraps with a hanging indent, a table row keeps its spacing", () => {

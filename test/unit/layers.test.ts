@@ -5,9 +5,10 @@
  *
  * A file may import its own layer or a layer to its left, never one to its right; the pure core
  * imports no Pulumi package; nothing outside test/ imports test/; and no files import each
- * other in a cycle at run time (`import type` is erased). The graph is TypeScript's own view of the sources: `ts.preProcessFile`
- * finds every import, export-from, dynamic `import()` and `require()`, and
- * `ts.resolveModuleName` resolves them with the repo's compiler options, so a path alias or an
+ * other in a cycle, `import type` included (a circle of types still ties the files together);
+ * each cycle is reported as its chain of imports. The graph is TypeScript's own view of the
+ * sources: `ts.preProcessFile` finds every import, export-from, dynamic `import()` and
+ * `require()`, and `ts.resolveModuleName` resolves them with the repo's compiler options, so a path alias or an
  * index file cannot hide an edge.
  */
 import { describe, it } from "node:test";
@@ -81,8 +82,33 @@ export function layeringViolations(files: ReadonlyMap<string, string>): string[]
     }
     // Type-only imports count too: a circle of types is still two files that cannot be read, or
     // moved, one without the other (the README promises no circles at all).
-    problems.push(...cycles(edges).map((c) => `import cycle${c.every((f) => edgesBetween(edges, c, f).every((e) => e.typeOnly)) ? " (types only)" : ""}: ${c.join(" -> ")}`));
+    problems.push(...cycles(edges).map((c) => `import cycle${c.every((f) => edgesBetween(edges, c, f).every((e) => e.typeOnly)) ? " (types only)" : ""}: ${chainOf(edges, c).join(" -> ")}`));
     return problems;
+}
+
+/**
+ * A cycle as the files import each other: from the first file (by name) along the shortest
+ * chain of imports inside the cycle back to it, so the message names each edge to cut.
+ */
+function chainOf(edges: Edge[], cycle: string[]): string[] {
+    const start = cycle[0];
+    const cameFrom = new Map<string, string>();
+    const queue = [start];
+    while (queue.length > 0) {
+        const from = queue.shift()!;
+        for (const e of edgesBetween(edges, cycle, from)) {
+            if (e.to === start) {
+                const chain = [start];
+                for (let f: string | undefined = from; f !== undefined && f !== start; f = cameFrom.get(f)) chain.splice(1, 0, f);
+                return [...chain, start];
+            }
+            if (!cameFrom.has(e.to)) {
+                cameFrom.set(e.to, from);
+                queue.push(e.to);
+            }
+        }
+    }
+    return [...cycle, start];
 }
 
 /** The edges from `file` to the other files of a cycle. */
@@ -163,14 +189,21 @@ describe("layers", () => {
             ["lab/i.ts", `import type { h } from "./h";\nexport type i = number;`],
             ["lab/e.ts", `export { d } from "./d";\nimport "../test/helpers/x";`],
             ["cli/f.ts", `import "../components/b";`],
+            ["lab/x.ts", `import { z } from "./z";\nexport const x = z;`],
+            ["lab/y.ts", `import type { x } from "./x";\nexport const y = 1;`],
+            ["lab/z.ts", `import { y } from "./y";\nexport const z = y;`],
+            ["lab/s.ts", `import "./s";`],
             ["test/helpers/x.ts", ``],
         ]);
         assert.deepEqual(layeringViolations(files).sort(), [
             "components/b.ts (components) imports harness/c.ts (harness), a layer above it",
             "components/core/a.ts (the pure core) imports @pulumi/pulumi",
             "harness/c.ts (harness) imports lab/d.ts (lab), a layer above it",
-            "import cycle (types only): lab/h.ts -> lab/i.ts",
-            "import cycle: lab/d.ts -> lab/e.ts",
+            "import cycle (types only): lab/h.ts -> lab/i.ts -> lab/h.ts",
+            "import cycle: lab/d.ts -> lab/e.ts -> lab/d.ts",
+            "import cycle: lab/s.ts -> lab/s.ts",
+            // The chain in import order (x imports z, z imports y, y imports x), not by name.
+            "import cycle: lab/x.ts -> lab/z.ts -> lab/y.ts -> lab/x.ts",
             "lab/e.ts imports the tests (../test/helpers/x)",
         ]);
     });

@@ -9,7 +9,7 @@
  *
  * Pure: the agent's socket client (agent/bird.ts) feeds it what it reads.
  */
-import type { BirdProtocol } from "./policy";
+import type { BirdProtocol } from "./agent-state";
 
 export interface ReplyLine {
     code: number;

@@ -23,255 +23,24 @@
  *    withdrawn until the oldest leaves it (or the operator releases it);
  *  - BIRD follows: the wanted protocols are enabled and the others disabled whenever BIRD's own
  *    view differs (after a BIRD restart, an operator's `birdc configure`, a failed command).
+ *
+ * The vocabulary (observations, state, actions) is in agent-state.ts, the timers in timing.ts, the
+ * paths' checks and the choice of nginx's primary in paths.ts; this file is the round's decision.
  */
 import type { AgentSettings } from "./settings";
-import type { AgentStatus, AnnounceState, Fault, PeerView, StatusPath } from "./status";
-import { renderUpstreams, UpstreamPath, upstreamRoles } from "./upstreams";
+import type { AgentStatus, AnnounceState, PeerView } from "./status";
+import type { Action, AgentState, Observations, PeerAnswer, PeerState, StartInfo } from "./agent-state";
+import { ANYCAST_VALUE } from "./agent-state";
+import { choosePrimary, describePaths, pathsOf, pathScore, statusPaths, updatePaths, upstreamsText } from "./paths";
+import { confirmMs, isolationMs, quietAskMs, recoverMs, viewMaxAgeMs } from "./timing";
 
+// The agent, the lab and the tests import the policy's vocabulary from here, beside the decisions.
 export type { AnnounceState, Fault } from "./status";
-
-/** BIRD's announcement switch, as the state file and bird.conf's static protocols read it. */
-export type AnycastValue = 0 | 1 | 2;
-
-export const ANYCAST_VALUE: Record<AnnounceState, AnycastValue> = { announced: 2, draining: 1, withdrawn: 0, "held-down": 0 };
-
-// --- observations ------------------------------------------------------------------------------
-
-/** One HTTP check: its outcome, the TCP connect time (µs, 0 when none) and what it saw. */
-export interface CheckResult {
-    ok: boolean;
-    rttUs: number;
-    detail: string;
-}
-
-/** A peer's status fetched over one path: its view, or why there is none. */
-export type PeerAnswer = { ok: true; view: PeerView; rttUs: number } | { ok: false; detail: string };
-
-export interface PeerObservation {
-    /** Its agent on its mesh address; undefined when not asked this round (meshAsks). */
-    mesh?: PeerAnswer;
-    /** Its agent on its public address; asked only while the mesh does not answer. */
-    public?: PeerAnswer;
-}
-
-/** A protocol as BIRD's `show protocols` lists it. */
-export interface BirdProtocol {
-    name: string;
-    proto: string;
-    /** up, down, start, stop */
-    state: string;
-    since: string;
-    info: string;
-}
-
-export type BirdObservation = { ok: true; protocols: BirdProtocol[] } | { ok: false; detail: string };
-
-export interface Observations {
-    proxy: CheckResult;
-    /** By the index of settings.origins. */
-    origins: CheckResult[];
-    /** By the index of settings.peers. */
-    peers: PeerObservation[];
-    /** `anycast-health drain` left its switch. */
-    drainFile: boolean;
-    /** `anycast-health release` asked to forget the flap history. */
-    releaseFile: boolean;
-    bird: BirdObservation;
-    /** Whether the last nginx reload worked (the I/O reports it; shown in the status). */
-    nginx: { reloaded: boolean; error?: string };
-}
-
-// --- state -------------------------------------------------------------------------------------
-
-export interface PathState {
-    label: string;
-    server: string;
-    kind: "direct" | "relay";
-    /** settings.origins index (direct) or settings.peers index (relay). */
-    index: number;
-    up: boolean;
-    good: number;
-    bad: number;
-    /** Smoothed round trip, µs; 0 until measured. */
-    srttUs: number;
-    /** The last 16 checks, a bit per check, 1 for a failure, newest lowest. */
-    history: number;
-    lastError?: string;
-}
-
-export interface PeerState {
-    /** Its last view and when that view was true (now minus the age it reported). */
-    view?: PeerView;
-    viewAt: number;
-    /** Over which path the last view came. */
-    viewOver: "mesh" | "public" | "none";
-    /**
-     * Since when its views have said, without a break, that it can take this PoP's traffic
-     * (undefined while they do not): a peer that has only just got an origin back says nothing
-     * yet about this PoP's own paths (see recoverMs).
-     */
-    takesOverSince?: number;
-    /** The last time it answered over the mesh (-Infinity: never). */
-    meshAt: number;
-    /** The last time it was asked over the mesh (-Infinity: never). */
-    meshAskedAt: number;
-    /** Whether the last mesh fetch failed: the next round also asks its public address. */
-    meshFailing: boolean;
-    /** Where its status is reachable without the mesh, as it last said. */
-    publicStatusUrl?: string;
-    /** Whether its mesh answer this round makes its relay usable, and its relay's cost. */
-    relayOk: boolean;
-    relayUs: number;
-}
-
-export interface AgentState {
-    state: AnnounceState;
-    /** When the state last changed, and why. */
-    since: number;
-    reason: string;
-    /** Rounds of checks so far. */
-    seq: number;
-    /** Healthy and unhealthy rounds in a row. */
-    good: number;
-    bad: number;
-    healthy: boolean;
-    fault: Fault;
-    /** Why the last unhealthy round was unhealthy. */
-    badReason: string;
-    proxyOk: boolean;
-    proxyDetail: string;
-    paths: PathState[];
-    /** Index into paths, -1: none works. */
-    primary: number;
-    peers: PeerState[];
-    /** When the PoP lost its last path (undefined while it has one). */
-    notServingSince?: number;
-    /** When any peer last answered over the mesh, and over either path. */
-    meshAnswerAt: number;
-    anyAnswerAt: number;
-    /** Health-driven withdrawals within the flap window, oldest first (monotonic ms). */
-    withdrawals: number[];
-    drainUntil?: number;
-    /** What the agent last wrote for BIRD and nginx (undefined: not yet this run). */
-    stateFileValue?: AnycastValue;
-    upstreams?: string;
-    /** The last round's BIRD and nginx view, for the status. */
-    bird: BirdObservation;
-    birdApplied: boolean;
-    /** What is wrong with BIRD, as last logged (undefined: nothing). */
-    birdProblem?: string;
-    nginx: { reloaded: boolean; error?: string };
-    drainRequested: boolean;
-    drainFile: boolean;
-}
-
-// --- actions -----------------------------------------------------------------------------------
-
-export type Action =
-    /** Write BIRD's state file (what BIRD reads at start and on `birdc configure`). */
-    | { kind: "state-file"; value: AnycastValue }
-    /** Enable, then disable, these protocols over BIRD's control socket (enable first: no gap). */
-    | { kind: "bird"; enable: string[]; disable: string[] }
-    /** Write nginx's upstream file and reload nginx. */
-    | { kind: "upstreams"; text: string }
-    /**
-     * Abort the TCP connections to these paths (`[address]:port`), after the reload: they just went
-     * down. A request nginx sent on a kept-alive connection into a silently broken tunnel would
-     * otherwise wait for its read timeout (60 s); aborted, nginx passes it to the next path at once.
-     */
-    | { kind: "abort-connections"; servers: string[] }
-    /** Persist the flap history (monotonic ms; the I/O stores wall-clock times). */
-    | { kind: "withdrawals"; times: number[] }
-    /** The release switch has been acted on. */
-    | { kind: "release-done" }
-    | { kind: "log"; line: string };
-
-// --- timing rules, in one place (the lab's bounds call these) ---------------------------------
-
-/** One round of checks at worst: the interval, or a check that waits out its timeout. */
-export function roundMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs">): number {
-    return s.intervalMs + s.timeoutMs;
-}
-
-/** How long a peer's view counts: a few of its rounds (it reports how old its view is). */
-export function viewMaxAgeMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs">): number {
-    return 4 * roundMs(s);
-}
-
-/**
- * How often a PoP with nothing wrong asks the other PoPs over the mesh: often enough that their
- * views stay fresh (half of viewMaxAgeMs), not every round. Their views matter when this PoP
- * loses a path, and from its first failed check it asks every round again (meshAsks); in between,
- * each question is a wake-up on both hosts, and on a small PoP wake-ups are most of the agent's CPU.
- */
-export function quietAskMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs">): number {
-    return Math.max(s.intervalMs, viewMaxAgeMs(s) / 2);
-}
-
-/**
- * How long after losing its paths a PoP waits before it believes a peer that still reaches an
- * origin, where a fault every PoP shares would look the same: long enough for such a peer to
- * have failed its own `fall` checks (each up to a round, its rounds up to one behind), plus a
- * timeout for the fetch.
- */
-export function confirmMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs" | "fall">): number {
-    return (s.fall + 1) * roundMs(s) + s.timeoutMs;
-}
-
-/**
- * How long a peer must have reached an origin before its word makes this PoP's lost paths a
- * local fault: when a fault every PoP shared ends, each PoP's paths come back after `rise` good
- * checks, its rounds up to one behind a peer's, plus a timeout for the fetch. Without this wait
- * the PoP that is a round behind at the end of a global outage withdraws, and the withdrawal
- * counts towards flap damping.
- */
-export function recoverMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs" | "rise">): number {
-    return (s.rise + 1) * roundMs(s) + s.timeoutMs;
-}
-
-/** How long no other PoP may answer at all before a PoP counts itself cut off without a witness. */
-export function isolationMs(s: Pick<AgentSettings, "intervalMs" | "timeoutMs" | "fall">): number {
-    return Math.max(viewMaxAgeMs(s), confirmMs(s));
-}
-
-/**
- * Rounds of checks a PoP cut off from the mesh takes to withdraw when another PoP confirms over
- * its public address that it serves: `fall` for its paths to fall, one for the public answer
- * (asked from the round after the mesh failed), `fall` bad rounds to withdraw; in a hub mesh a
- * witness counts only after confirmMs.
- */
-export function isolationRounds(s: Pick<AgentSettings, "fall">): number {
-    return 2 * s.fall + 1;
-}
+export * from "./agent-state";
+export * from "./timing";
+export { directOrder, pathScore } from "./paths";
 
 // --- the state machine -------------------------------------------------------------------------
-
-/** How the agent starts: after a reboot (no status in the tmpfs yet) or a restart, with what BIRD was told. */
-export interface StartInfo {
-    /** The agent ran before on this boot (its status file exists). */
-    restart: boolean;
-    /** The state file's value, if it has one. */
-    previous?: AnycastValue;
-    /** Flap history in monotonic ms, already pruned to the window by the caller or not. */
-    withdrawals: number[];
-    drainFile: boolean;
-    /** nginx's upstream file as it is on disk: no rewrite and reload while the agent would write the same. */
-    upstreams?: string;
-}
-
-function pathsOf(settings: AgentSettings): PathState[] {
-    const fresh = { up: true, good: 0, bad: 0, srttUs: 0, history: 0 };
-    const direct = directOrder(settings).map((k): PathState =>
-        ({ label: settings.origins[k].name, server: settings.origins[k].server, kind: "direct", index: k, ...fresh }));
-    const relays = settings.relay ? settings.peers.map((p, j): PathState => ({ label: `via ${p.name}`, server: p.relayServer, kind: "relay", index: j, ...fresh })) : [];
-    return [...direct, ...relays];
-}
-
-/** Origin indexes in the order of preference: originPreference, then the order of origins. */
-export function directOrder(settings: { origins: ReadonlyArray<{ name: string }>; originPreference: readonly string[] }): number[] {
-    const preferred = settings.originPreference.map((name) => settings.origins.findIndex((o) => o.name === name)).filter((k) => k >= 0);
-    return [...preferred, ...settings.origins.map((_, k) => k).filter((k) => !preferred.includes(k))];
-}
 
 /**
  * The state at start. Every path starts up, as the pushed upstream file has it. A restart (a
@@ -307,40 +76,6 @@ export function initialState(settings: AgentSettings, now: number, start: StartI
         bird: { ok: false, detail: "not asked yet" }, birdApplied: false, nginx: { reloaded: true },
         drainRequested, drainFile: start.drainFile,
     };
-}
-
-function popcount16(x: number): number {
-    let n = 0;
-    for (let v = x & 0xffff; v; v >>= 1) n += v & 1;
-    return n;
-}
-
-/** A path's cost: its smoothed round trip plus a quarter for each of its last 16 checks that failed. */
-export function pathScore(p: PathState): number {
-    return Math.floor((p.srttUs * (4 + popcount16(p.history))) / 4);
-}
-
-/** Record one check of a path; returns a log line when the path goes up or down. */
-function recordCheck(p: PathState, ok: boolean, rttUs: number, detail: string, settings: AgentSettings): string | undefined {
-    p.history = ((p.history << 1) | (ok ? 0 : 1)) & 0xffff;
-    if (ok) {
-        p.good++;
-        p.bad = 0;
-        p.srttUs = p.srttUs === 0 ? rttUs : Math.floor((3 * p.srttUs + rttUs) / 4);
-        if (!p.up && p.good >= settings.rise) {
-            p.up = true;
-            return `path ${p.label} up: ${settings.rise} checks in a row`;
-        }
-    } else {
-        p.bad++;
-        p.good = 0;
-        p.lastError = detail;
-        if (p.up && p.bad >= settings.fall) {
-            p.up = false;
-            return `path ${p.label} down: ${detail}, ${settings.fall} checks in a row`;
-        }
-    }
-    return undefined;
 }
 
 /** A peer's view counts while it is younger than viewMaxAgeMs. */
@@ -387,83 +122,6 @@ function observePeers(s: AgentState, o: Observations, now: number): void {
     });
 }
 
-/** Record this round's checks of every path; returns the paths that went down in it. */
-function updatePaths(s: AgentState, o: Observations, settings: AgentSettings, log: (l: string) => void): PathState[] {
-    const wentDown: PathState[] = [];
-    for (const p of s.paths) {
-        const wasUp = p.up;
-        let line: string | undefined;
-        if (p.kind === "direct") {
-            const c = o.origins[p.index] ?? { ok: false, rttUs: 0, detail: "not checked" };
-            line = recordCheck(p, c.ok, c.rttUs, c.detail, settings);
-        } else {
-            const peer = s.peers[p.index];
-            const mesh = o.peers[p.index]?.mesh;
-            // A relay path is checked when its PoP is asked (meshAsks), not every round.
-            if (mesh === undefined) continue;
-            const why = !mesh.ok ? `${settings.peers[p.index].name} does not answer (${mesh.detail})`
-                : !mesh.view.proxyOk ? `${settings.peers[p.index].name}'s proxy is down`
-                    : `${settings.peers[p.index].name} reaches no origin`;
-            line = recordCheck(p, peer.relayOk, Math.max(1, peer.relayUs), why, settings);
-        }
-        if (line) log(line);
-        if (wasUp && !p.up) wentDown.push(p);
-    }
-    return wentDown;
-}
-
-/** The best working path among these (by score; a configured preference decides among direct ones). */
-function bestOf(s: AgentState, candidates: number[], settings: AgentSettings): number {
-    let best = -1;
-    for (const k of candidates) {
-        const p = s.paths[k];
-        if (!p.up) continue;
-        if (p.kind === "direct" && settings.originPreference.length > 0) return k;
-        if (best < 0 || pathScore(p) < pathScore(s.paths[best])) best = k;
-    }
-    return best;
-}
-
-/**
- * The primary path: a direct one while any works, a relay only when none does. A working primary
- * stays unless another of its kind is clearly cheaper (by a fifth and by a millisecond), so
- * round-trip noise does not move traffic back and forth.
- */
-function choosePrimary(s: AgentState, settings: AgentSettings): void {
-    const direct = s.paths.map((p, k) => (p.kind === "direct" ? k : -1)).filter((k) => k >= 0);
-    const relays = s.paths.map((p, k) => (p.kind === "relay" ? k : -1)).filter((k) => k >= 0);
-    let best = bestOf(s, direct, settings);
-    if (best < 0) best = bestOf(s, relays, settings);
-    const current = s.primary >= 0 ? s.paths[s.primary] : undefined;
-    if (best >= 0 && current?.up && best !== s.primary && s.paths[best].kind === current.kind) {
-        const preferenceDecides = current.kind === "direct" && settings.originPreference.length > 0;
-        if (!preferenceDecides) {
-            const a = pathScore(s.paths[best]);
-            const b = pathScore(current);
-            if (!(a * 5 < b * 4 && b - a > 1000)) best = s.primary;
-        }
-    }
-    s.primary = best;
-}
-
-function upstreamPathsOf(s: AgentState): UpstreamPath[] {
-    return s.paths.map((p) => ({ label: p.label, server: p.server, kind: p.kind, up: p.up }));
-}
-
-function upstreamsText(s: AgentState, settings: AgentSettings): string {
-    return renderUpstreams({ pop: settings.pop, file: settings.paths.upstreamsFile, paths: upstreamPathsOf(s), primary: s.primary, passiveFailTimeoutS: settings.passiveFailTimeoutS });
-}
-
-function describePaths(s: AgentState): string {
-    const primary = s.primary >= 0 ? s.paths[s.primary] : undefined;
-    const parts = [primary ? `primary ${primary.label} (${(pathScore(primary) / 1000).toFixed(1)} ms)` : "no path works: every request gets the 503"];
-    const roles = upstreamRoles(upstreamPathsOf(s), s.primary);
-    for (const role of ["backup", "standby", "down"] as const) {
-        const named = s.paths.filter((_, k) => roles[k] === role).map((p) => p.label);
-        if (named.length) parts.push(`${role} ${named.join(", ")}`);
-    }
-    return parts.join("; ");
-}
 
 /**
  * Is the fault of a PoP without a path its own? LOCAL when some other PoP that is announced
@@ -724,11 +382,7 @@ export function statusOf(s: AgentState, settings: AgentSettings, now: number, ct
     const wall = (t: number) => Math.round(t + ctx.wallOffsetMs);
     const directUp = s.paths.filter((p) => p.kind === "direct" && p.up);
     const best = directUp.length > 0 ? Math.min(...directUp.map(pathScore)) : -1;
-    const roles = upstreamRoles(upstreamPathsOf(s), s.primary);
-    const paths: StatusPath[] = s.paths.map((p, k) => ({
-        name: p.label, kind: p.kind, up: p.up, role: roles[k],
-        rtt_us: p.srttUs, failed_of_16: popcount16(p.history), ...(p.lastError && !p.up ? { last_error: p.lastError } : {}),
-    }));
+    const paths = statusPaths(s);
     const held = heldUntil(s, settings);
     const sessions = s.bird.ok
         ? s.bird.protocols.filter((p) => settings.bird.sessions.includes(p.name)).map((p) => {

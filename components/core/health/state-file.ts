@@ -6,7 +6,7 @@
  * every change of state before it switches the protocols over the control socket; anycast-net
  * seeds it with 0 at boot.
  */
-import type { AnycastValue } from "./policy";
+import type { AnycastValue } from "./agent-state";
 
 /** The content of the state file for one value. */
 export function renderStateFile(value: AnycastValue): string {
