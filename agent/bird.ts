@@ -5,7 +5,7 @@
  */
 import * as net from "node:net";
 import { BirdReply, isError, parseProtocolRows, ReplyReader, replyText } from "../components/core/health/birdctl";
-import type { BirdObservation } from "../components/core/health/policy";
+import type { BirdObservation } from "../components/core/health/agent-state";
 
 export class BirdControl {
     private socket?: net.Socket;

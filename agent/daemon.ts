@@ -13,9 +13,8 @@
 import * as fs from "node:fs";
 import { performance } from "node:perf_hooks";
 import { decayedPenalty, AgentCounters } from "../components/core/health/metrics";
-import {
-    Action, AgentState, ANYCAST_VALUE, initialState, meshAsks, Observations, PeerAnswer, publicFetches, statusOf, step,
-} from "../components/core/health/policy";
+import { Action, AgentState, ANYCAST_VALUE, Observations, PeerAnswer } from "../components/core/health/agent-state";
+import { initialState, meshAsks, publicFetches, statusOf, step } from "../components/core/health/policy";
 import { AgentSettings } from "../components/core/health/settings";
 import { parseStateFile, renderStateFile } from "../components/core/health/state-file";
 import { AgentStatus, parsePeerView } from "../components/core/health/status";

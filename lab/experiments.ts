@@ -11,7 +11,7 @@
  * drain), so a stack with a 9 s hold time gets 9 s plus slack, not the lab stack's figures. A
  * region that is not served by its own PoP before a fault stops all experiments with that reason.
  */
-import { confirmMs, isolationMs as agentIsolationMs, isolationRounds, roundMs } from "../components/core/health/policy";
+import { confirmMs, isolationMs as agentIsolationMs, isolationRounds, roundMs } from "../components/core/health/timing";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AnycastSpec, PopSpec } from "../components/core/model";

@@ -14,7 +14,7 @@
  */
 import { originConnectTimeoutMs } from "../components/core/render/nginx";
 import type { PopRenderInput } from "../components/core/model";
-import { roundMs } from "../components/core/health/policy";
+import { roundMs } from "../components/core/health/timing";
 import type { LabPrometheus } from "./monitoring";
 import { describeAgent, LabRuntime } from "./boot";
 import { nowMs, nsRun, sleep, waitFor } from "./exec";

@@ -9,10 +9,9 @@
  */
 import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
-import {
-    Action, AgentState, CheckResult, confirmMs, initialState, recoverMs, isolationMs, isolationRounds, Observations, PeerAnswer,
-    meshAsks, publicFetches, quietAskMs, roundMs, statusOf, step, viewMaxAgeMs, wantedProtocols,
-} from "../../components/core/health/policy";
+import { Action, AgentState, CheckResult, Observations, PeerAnswer } from "../../components/core/health/agent-state";
+import { initialState, meshAsks, publicFetches, statusOf, step, wantedProtocols } from "../../components/core/health/policy";
+import { confirmMs, isolationMs, isolationRounds, quietAskMs, recoverMs, roundMs, viewMaxAgeMs } from "../../components/core/health/timing";
 import { AgentSettings } from "../../components/core/health/settings";
 import { PeerView } from "../../components/core/health/status";
 import { agentSettings } from "../../components/core/render/health";
@@ -474,6 +473,40 @@ describe("health policy: paths and relays", () => {
         // What lax relays for the others never stands a direct path by.
         assert.doesNotMatch(sim.state.upstreams!.split("upstream origin_direct")[1], /standby/);
     });
+
+    for (const [name, settings] of [["prod", prodLax()], ["lab", agentSettings(popRenderInput(labSpec(), "lax"))]] as const) {
+        it(`a quiet PoP's relays come back rise rounds after the peers recover, not rise quiet asks; a broken peer is asked no more often (${name} settings)`, () => {
+            const sim = announced(settings);
+            const relays = () => sim.state.paths.filter((p) => p.kind === "relay");
+            const quietRounds = Math.ceil(quietAskMs(settings) / settings.intervalMs);
+            // The other PoPs lose their origins: this PoP stays quiet (its own paths work) and its relays fall.
+            sim.world.mesh = settings.peers.map((p) => peer(p.name, { directUp: 0, bestUs: -1 }));
+            sim.rounds(sim.roundsIn(settings.fall * quietAskMs(settings)) + settings.fall + 2);
+            assert.ok(relays().every((p) => !p.up), "the relays are down");
+            // While the peers are still broken they are asked at the quiet pace, not every round.
+            const n = 10 * quietRounds;
+            const from = sim.meshAsked.length;
+            sim.rounds(n);
+            for (const j of settings.peers.keys()) {
+                const asked = sim.meshAsked.slice(from).filter((a) => a.includes(j)).length;
+                assert.ok(asked <= 11, `broken peer ${j} asked ${asked} times in ${n} quiet rounds`);
+            }
+            // They recover: the first quiet ask sees it, then they are asked every round until their relay is up.
+            sim.world.mesh = settings.peers.map((p) => peer(p.name));
+            let rounds = 0;
+            while (relays().some((p) => !p.up) && rounds < 1000) {
+                sim.round();
+                rounds++;
+            }
+            assert.ok(rounds <= quietRounds + settings.rise + 1,
+                `relays up after ${rounds} rounds; one quiet ask (${quietRounds}) and rise (${settings.rise}) allow ${quietRounds + settings.rise + 1}`);
+            // Up again, the PoP goes back to the quiet pace.
+            const after = sim.meshAsked.length;
+            sim.rounds(n);
+            const total = sim.meshAsked.slice(after).reduce((k, a) => k + a.length, 0);
+            assert.ok(total <= 11 * settings.peers.length, `${total} asks in ${n} rounds with every relay up`);
+        });
+    }
 
     it("a preferred origin is primary while it works; the next one takes over after `fall`, and it returns after `rise`", () => {
         const settings = agentSettings(popRenderInput(labSpec(), "lax"));

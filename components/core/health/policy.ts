@@ -34,12 +34,6 @@ import { ANYCAST_VALUE } from "./agent-state";
 import { choosePrimary, describePaths, pathsOf, pathScore, statusPaths, updatePaths, upstreamsText } from "./paths";
 import { confirmMs, isolationMs, quietAskMs, recoverMs, viewMaxAgeMs } from "./timing";
 
-// The agent, the lab and the tests import the policy's vocabulary from here, beside the decisions.
-export type { AnnounceState, Fault } from "./status";
-export * from "./agent-state";
-export * from "./timing";
-export { directOrder, pathScore } from "./paths";
-
 // --- the state machine -------------------------------------------------------------------------
 
 /**
@@ -352,12 +346,21 @@ function quiet(s: AgentState): boolean {
 /**
  * The peers to ask over the mesh this round: every one while anything is wrong here (from the
  * first failed check on, so their views are fresh by the time this PoP decides), else those not
- * asked for quietAskMs, those whose last answer failed or went stale.
+ * asked for quietAskMs, those whose last answer failed or went stale, and those whose relay path
+ * is coming back up.
+ *
+ * A relay path is checked only when its PoP is asked, and comes up after `rise` good answers. At
+ * the quiet pace that took rise × quietAskMs after the peer recovered, and a fault here in that
+ * window found no relay to fail over to. So once a peer's answer says it could take this PoP's
+ * traffic again while its relay path is still down, it is asked every round until the path is up:
+ * rise rounds, and no more questions than before while the peer itself is still broken.
  */
 export function meshAsks(s: AgentState, now: number, settings: AgentSettings): number[] {
     const everyRound = !quiet(s);
+    const relayRising = (j: number) => s.peers[j].relayOk && s.paths.some((p) => p.kind === "relay" && p.index === j && !p.up);
     return s.peers.flatMap((p, j) =>
-        (everyRound || p.meshFailing || !fresh(p, now, settings) || now - p.meshAskedAt >= quietAskMs(settings) ? [j] : []));
+        (everyRound || p.meshFailing || !fresh(p, now, settings) || now - p.meshAskedAt >= quietAskMs(settings) || relayRising(j)
+            ? [j] : []));
 }
 
 /** The peers to ask over their public address this round: those whose mesh fetch failed last round. */

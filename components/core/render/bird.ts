@@ -17,7 +17,7 @@ import { BfdSettings, BgpSettings, Community, PopRenderInput } from "../model";
 import { GRACEFUL_SHUTDOWN as GRACEFUL_SHUTDOWN_COMMUNITY, vultrCommunityMeaning } from "../vultr";
 import { DEFAULT_AGENT_PATHS } from "../health/layout";
 import { deployedLayout, HostLayout } from "./layout";
-import type { AnycastValue } from "../health/policy";
+import type { AnycastValue } from "../health/agent-state";
 import type { AgentBird } from "../health/settings";
 import { renderStateFile } from "../health/state-file";
 

@@ -22,7 +22,7 @@ import { PopRenderInput } from "../model";
 import { DEFAULT_FAILOVER } from "../origins";
 import { deployedLayout, DEPLOYED_PATHS, HostLayout, HostPaths } from "./layout";
 import { NGINX_STUB_STATUS } from "../monitoring/exporters";
-import { directOrder } from "../health/policy";
+import { directOrder } from "../health/paths";
 import { renderUpstreams, UPSTREAM, UpstreamPath } from "../health/upstreams";
 
 /** Where the TLS material lands on a real PoP (the deployed layout's; paths from the artifact registry). */
