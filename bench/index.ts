@@ -70,13 +70,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     if (!opts.skipLab) {
         const labModule = await import("../lab/index");
         const { loadStack } = await import("../lab/stack");
-        const { planLab, urlHost } = await import("../lab/topology");
+        const { designLab, urlHost } = await import("../lab/topology");
         // Keep the lab up after its experiments, so the data path is measured on the same network.
         const labReport = await timed("lab (failover experiments, then the data path), this takes a few minutes",
             () => labModule.runLab({ configFile: opts.configFile, repeats, keep: true, log }));
         lab = labReport;
         try {
-            const plan = planLab(await loadStack(opts.configFile));
+            const plan = designLab(await loadStack(opts.configFile));
             const region = plan.regions[0];
             const spec = plan.origin;
             dataPath = await timed("data path, wrk to the origin: over the mesh vs through the anycast address", () => {

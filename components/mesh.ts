@@ -10,7 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { IpAddress, IpPrefix } from "./core/addressing";
 import { MeshTopology, WireGuardNode } from "./core/model";
-import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "./core/render/wireguard";
+import { wireGuardMeshNodes, renderWireGuardConfig, wgPublicKeyFromPrivate } from "./core/render/wireguard";
 import { Connection, pushFile } from "./push";
 
 export interface MeshMember {
@@ -63,14 +63,14 @@ export class WireGuardMesh extends pulumi.ComponentResource {
 
         const endpoints = pulumi.all(Object.fromEntries(args.members.map((m) => [m.name, pulumi.output(m.endpoint)])));
         this.configs = pulumi.secret(pulumi.all([privateKeys, this.publicKeys, endpoints]).apply(([priv, pub, ends]) => {
-            const plan = planWireGuardMesh(args.members.map((m) => ({
+            const nodes = wireGuardMeshNodes(args.members.map((m) => ({
                 name: m.name, meshAddress: m.meshAddress, endpoint: ends[m.name], publicKey: pub[m.name],
             })), {
                 cidr: args.cidr, port: args.port, topology: args.topology, hubName: args.hub, mtu: args.mtu,
                 persistentKeepalive: args.persistentKeepalive,
             });
             return Object.fromEntries(args.members.map((m) => {
-                const node: WireGuardNode = { ...plan[m.name], privateKey: priv[m.name] };
+                const node: WireGuardNode = { ...nodes[m.name], privateKey: priv[m.name] };
                 return [m.name, renderWireGuardConfig(node)];
             }));
         }));

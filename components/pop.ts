@@ -33,7 +33,7 @@ export interface AnycastPoPArgs {
     /** The PoP, validated (see parseAnycastConfig). `bgp.password` is treated as a secret. */
     pop: PopSpec;
     /** What every PoP announces and serves. */
-    deployment: { asn: number; prefixes: IpPrefix[]; address: IpAddress };
+    announcement: PopRenderInput["announcement"];
     /** Where the proxy and the health agent reach the (first) origin through the mesh. */
     origin: OriginEndpoint;
     /** Every origin, first one first (default: [origin]). */
@@ -166,7 +166,7 @@ interface RenderedPoPFiles {
 /** What the renderers need for this PoP on a host with these addresses. */
 function renderInput(args: AnycastPoPArgs, host: PopRenderInput["host"]): PopRenderInput {
     return {
-        deployment: args.deployment, pop: args.pop, host, origin: args.origin, origins: args.origins, peers: args.peers,
+        announcement: args.announcement, pop: args.pop, host, origin: args.origin, origins: args.origins, peers: args.peers,
         failover: args.failover, mesh: args.mesh, health: args.health,
     };
 }

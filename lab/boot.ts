@@ -22,7 +22,7 @@ import type { Rewrite } from "./rewrite";
 import { LabStack } from "./stack";
 import { probeTimeoutForStalls } from "./stalls";
 import { isCertificate, LabTls, makeLabTls } from "./tls";
-import { LAB_DIR, LabPlan, POP_UPLINK, RegionPlan, urlHost } from "./topology";
+import { LAB_DIR, LabDesign, POP_UPLINK, LabRegion, urlHost } from "./topology";
 
 /** Static routes every PoP namespace gets besides its own, to show that none of them leaks into BGP. */
 export const UNRELATED_POP_ROUTES = ["2001:db8:dead::/48", "2001:db8:dead:1::/64"];
@@ -93,7 +93,7 @@ export class LabRuntime {
     /** The emulated provider edges (FRR by default). */
     readonly edges: EdgeRouters;
 
-    constructor(readonly plan: LabPlan, readonly stack: LabStack, readonly log: (line: string) => void, edge: EdgeKind = "frr") {
+    constructor(readonly design: LabDesign, readonly stack: LabStack, readonly log: (line: string) => void, edge: EdgeKind = "frr") {
         this.edges = edgeRouters(edge, {
             birdSocket: (ns) => this.birdSocket(ns),
             startBird: async (ns) => {
@@ -138,8 +138,8 @@ export class LabRuntime {
         return renderPopForLab(stack.stackSpec, r.pop.name, input.host, files, this.layoutOf(popName));
     }
 
-    region(name: string): RegionPlan {
-        const r = this.plan.regions.find((x) => x.region === name || x.pop.name === name);
+    region(name: string): LabRegion {
+        const r = this.design.regions.find((x) => x.region === name || x.pop.name === name);
         if (!r) throw new Error(`no region ${name}`);
         return r;
     }
@@ -250,12 +250,12 @@ export class LabRuntime {
 
     async bootRouters(): Promise<void> {
         const started: Array<[string, ChildProcess]> = [];
-        for (const t of this.plan.transits) {
+        for (const t of this.design.transits) {
             fs.writeFileSync(path.join(nsDir(t.ns), "bird.conf"), renderTransitBird(t, path.join(nsDir(t.ns), "bird.log")));
             await nsRun(t.ns, "bird", ["-p", "-c", path.join(nsDir(t.ns), "bird.conf")]);
             started.push([t.ns, this.startBird(t.ns)]);
         }
-        await this.edges.start(this.plan.regions.map((r) => r.edge), nsDir);
+        await this.edges.start(this.design.regions.map((r) => r.edge), nsDir);
         await Promise.all(started.map(([ns, child]) => this.waitForBird(ns, child)));
     }
 
@@ -298,10 +298,10 @@ export class LabRuntime {
     readonly originServers = new Map<string, ChildProcess>();
 
     async bootOrigins(serverScript: string): Promise<void> {
-        for (const o of this.plan.origins) await this.bootOrigin(serverScript, o);
+        for (const o of this.design.origins) await this.bootOrigin(serverScript, o);
     }
 
-    async bootOrigin(serverScript: string, o: LabPlan["origins"][number] = this.plan.origin): Promise<void> {
+    async bootOrigin(serverScript: string, o: LabDesign["origins"][number] = this.design.origin): Promise<void> {
         const dir = nsDir(o.ns);
         const files = o.host.files;
         if (!files["wg0.conf"]) throw new Error(`the stack rendered no wg0.conf for the origin ${o.host.name}`);
@@ -324,7 +324,7 @@ export class LabRuntime {
         }, 10_000);
     }
 
-    async bootPop(r: RegionPlan): Promise<void> {
+    async bootPop(r: LabRegion): Promise<void> {
         const ns = r.pop.ns;
         const dir = nsDir(ns);
         const host = r.pop.name;
@@ -378,7 +378,7 @@ export class LabRuntime {
     }
 
     /** Debian's bird and nginx exporters on the PoP's mesh address, as their drop-ins run them on a host. */
-    private startExporters(r: RegionPlan, layout: HostLayout): void {
+    private startExporters(r: LabRegion, layout: HostLayout): void {
         const ns = r.pop.ns;
         // The layout's BIRD socket (its difference from a host's is reported with the socket's).
         const sources = { ...DEFAULT_EXPORTER_SOURCES, birdSocket: layout.paths.agent.birdSocket };

@@ -12,7 +12,7 @@ import { nsRun } from "./exec";
 import { birdc, parseProtocols } from "./birdc";
 import { afiKey, frrDir, frrNeighbor, renderEdgeFrr, startFrrEdge } from "./frr";
 import { renderEdgeBird } from "./routers";
-import { EdgePlan, RegionPlan } from "./topology";
+import { LabEdge, LabRegion } from "./topology";
 
 export type EdgeKind = "frr" | "bird";
 export const EDGE_KINDS: EdgeKind[] = ["frr", "bird"];
@@ -35,10 +35,10 @@ export interface EdgeSession {
 export interface EdgeRouters {
     readonly kind: EdgeKind;
     /** Render, check and start every edge; returns the daemons started. */
-    start(edges: EdgePlan[], dirOf: (ns: string) => string): Promise<ChildProcess[]>;
-    session(r: RegionPlan, family?: Family): Promise<EdgeSession | undefined>;
+    start(edges: LabEdge[], dirOf: (ns: string) => string): Promise<ChildProcess[]>;
+    session(r: LabRegion, family?: Family): Promise<EdgeSession | undefined>;
     /** Shell commands a person can run to look at one edge. */
-    howToPoke(r: RegionPlan): string[];
+    howToPoke(r: LabRegion): string[];
 }
 
 class BirdEdges implements EdgeRouters {
@@ -47,7 +47,7 @@ class BirdEdges implements EdgeRouters {
     constructor(private readonly birdSocket: (ns: string) => string,
         private readonly startBird: (ns: string) => Promise<ChildProcess>) {}
 
-    async start(edges: EdgePlan[], dirOf: (ns: string) => string): Promise<ChildProcess[]> {
+    async start(edges: LabEdge[], dirOf: (ns: string) => string): Promise<ChildProcess[]> {
         const out: ChildProcess[] = [];
         for (const e of edges) {
             const file = path.join(dirOf(e.ns), "bird.conf");
@@ -58,7 +58,7 @@ class BirdEdges implements EdgeRouters {
         return out;
     }
 
-    async session(r: RegionPlan, family: Family = 6): Promise<EdgeSession | undefined> {
+    async session(r: LabRegion, family: Family = 6): Promise<EdgeSession | undefined> {
         const s = r.edge.towardsPop.sessions.find((x) => x.family === family);
         if (!s) return undefined;
         const sock = this.birdSocket(r.edge.ns);
@@ -76,7 +76,7 @@ class BirdEdges implements EdgeRouters {
         };
     }
 
-    howToPoke(r: RegionPlan): string[] {
+    howToPoke(r: LabRegion): string[] {
         return [`ip netns exec ${r.edge.ns} birdc -s ${this.birdSocket(r.edge.ns)} show route all`];
     }
 }
@@ -86,12 +86,12 @@ class FrrEdges implements EdgeRouters {
 
     constructor(private readonly dirOf: (ns: string) => string) {}
 
-    async start(edges: EdgePlan[], dirOf: (ns: string) => string): Promise<ChildProcess[]> {
+    async start(edges: LabEdge[], dirOf: (ns: string) => string): Promise<ChildProcess[]> {
         const started = await Promise.all(edges.map((e) => startFrrEdge(e.ns, frrDir(dirOf(e.ns)), e, renderEdgeFrr(e))));
         return started.flat();
     }
 
-    async session(r: RegionPlan, family: Family = 6): Promise<EdgeSession | undefined> {
+    async session(r: LabRegion, family: Family = 6): Promise<EdgeSession | undefined> {
         const s = r.edge.towardsPop.sessions.find((x) => x.family === family);
         if (!s) return undefined;
         const n = await frrNeighbor(r.edge.ns, frrDir(this.dirOf(r.edge.ns)), s.popAddress);
@@ -105,7 +105,7 @@ class FrrEdges implements EdgeRouters {
         };
     }
 
-    howToPoke(r: RegionPlan): string[] {
+    howToPoke(r: LabRegion): string[] {
         return [`ip netns exec ${r.edge.ns} vtysh --vty_socket ${frrDir(this.dirOf(r.edge.ns))} -c 'show bgp summary'`];
     }
 }

@@ -24,7 +24,7 @@ import { failureSummary, Prober, resetsAtPathSwitch } from "./probe";
 import type { ExperimentReport, ExperimentRun } from "./report";
 import { stats } from "./stats";
 import { probeTimeline } from "./timeline";
-import { RegionPlan } from "./topology";
+import { LabRegion } from "./topology";
 import { ms, wrap } from "./text";
 
 /** How long a fault may take to be noticed and routed around, and why: from the PoP's config. */
@@ -44,8 +44,8 @@ interface Experiment {
     repair: string;
     probeIntervalMs: number;
     /** Put the fault in place; resolves when it is. */
-    inject(lab: LabRuntime, r: RegionPlan): Promise<void>;
-    repairIt(lab: LabRuntime, r: RegionPlan): Promise<void>;
+    inject(lab: LabRuntime, r: LabRegion): Promise<void>;
+    repairIt(lab: LabRuntime, r: LabRegion): Promise<void>;
     bounds(spec: AnycastSpec, pop: PopSpec): Bounds;
     /**
      * The PoP's BGP session stays up through the fault and the repair: the agent withdraws and
@@ -57,15 +57,15 @@ interface Experiment {
      * Holds the fault until its consequences have played out (sessions down, agent withdrawn),
      * so that recovery measures the whole way back, not a blip the protocols never noticed.
      */
-    settled(lab: LabRuntime, r: RegionPlan, bounds: Bounds): Promise<void>;
+    settled(lab: LabRuntime, r: LabRegion, bounds: Bounds): Promise<void>;
     /**
      * The alerts the monitoring origin's Prometheus should fire for this fault (lab/monitoring.ts),
      * and none other. It scrapes over the mesh, so a PoP whose link or tunnels are gone is one it
      * cannot reach, whatever else the PoP would have told.
      */
-    alerts(r: RegionPlan): AlertKey[];
+    alerts(r: LabRegion): AlertKey[];
     /** Alerts the fault may fire as well, depending on how long its consequences last (timers of the config). */
-    mayAlso?(r: RegionPlan): AlertKey[];
+    mayAlso?(r: LabRegion): AlertKey[];
 }
 
 /**
@@ -284,12 +284,12 @@ const experiments: Experiment[] = [
 
 export const EXPERIMENT_IDS = experiments.map((e) => e.id);
 
-async function edgeSessionDown(lab: LabRuntime, r: RegionPlan, timeoutMs: number): Promise<void> {
+async function edgeSessionDown(lab: LabRuntime, r: LabRegion, timeoutMs: number): Promise<void> {
     await waitFor(`the edge's session to ${r.pop.name} to go down`, async () =>
         (await lab.edges.session(r))?.established !== true, timeoutMs, 20);
 }
 
-async function agentIn(lab: LabRuntime, r: RegionPlan, states: string[], timeoutMs: number): Promise<void> {
+async function agentIn(lab: LabRuntime, r: LabRegion, states: string[], timeoutMs: number): Promise<void> {
     await waitFor(`${r.pop.name}'s health agent to reach ${states.join(" or ")}`, async () =>
         states.includes((await lab.agentStatus(r.pop.name))?.state ?? ""), timeoutMs, 20);
 }
@@ -307,7 +307,7 @@ export class ExperimentsAborted extends Error {
  * experiment's recovery bound (the previous run's repair may still be settling). Otherwise no
  * fault on this region can be measured, and repeating runs would only wait out more timeouts.
  */
-async function steady(lab: LabRuntime, r: RegionPlan, prober: Prober, boundMs: number): Promise<void> {
+async function steady(lab: LabRuntime, r: LabRegion, prober: Prober, boundMs: number): Promise<void> {
     // The previous run's repair (maybe on another PoP) may still be settling: give it at least a minute.
     const timeoutMs = Math.max(boundMs, 60_000);
     const agent = await waitFor(`${r.pop.name}'s agent to announce`,
@@ -324,7 +324,7 @@ async function steady(lab: LabRuntime, r: RegionPlan, prober: Prober, boundMs: n
     }
 }
 
-async function runOnce(lab: LabRuntime, e: Experiment, r: RegionPlan, bounds: Bounds, prometheus?: LabPrometheus): Promise<ExperimentRun> {
+async function runOnce(lab: LabRuntime, e: Experiment, r: LabRegion, bounds: Bounds, prometheus?: LabPrometheus): Promise<ExperimentRun> {
     const own = r.pop.name;
     const run: ExperimentRun = { pop: own, region: r.region, failedDuringFailover: 0, failedDuringRecovery: 0, requests: 0,
         bounds: { failoverMs: bounds.failoverMs, recoveryMs: bounds.recoveryMs, basis: bounds.basis } };
@@ -403,7 +403,7 @@ export interface ExperimentsResult {
     aborted?: string;
 }
 
-function runLine(e: Experiment, i: number, repeats: number, r: RegionPlan, x: ExperimentRun): string[] {
+function runLine(e: Experiment, i: number, repeats: number, r: LabRegion, x: ExperimentRun): string[] {
     const what = x.error
         ? `FAILED: ${x.error}`
         : `served by ${x.servedBy} after ${ms(x.failoverMs)}, own PoP again after ${ms(x.recoveryMs)}; ` +
@@ -426,14 +426,14 @@ export async function runExperiments(lab: LabRuntime, opts: ExperimentOptions): 
     const spec = lab.stack.spec;
     let rotation = 0;
     for (const e of experiments.filter((x) => !opts.only || opts.only.includes(x.id))) {
-        if (lab.plan.regions.length < 2) {
+        if (lab.design.regions.length < 2) {
             reports.push(summary(e, [], "one PoP: no other PoP can take its traffic over"));
             continue;
         }
         // Only PoPs whose config gives the fault a way to be noticed (link loss needs BFD or a hold time).
-        const eligible = lab.plan.regions.filter((r) => !e.bounds(spec, r.pop.spec).skip);
+        const eligible = lab.design.regions.filter((r) => !e.bounds(spec, r.pop.spec).skip);
         if (eligible.length === 0) {
-            reports.push(summary(e, [], e.bounds(spec, lab.plan.regions[0].pop.spec).skip));
+            reports.push(summary(e, [], e.bounds(spec, lab.design.regions[0].pop.spec).skip));
             continue;
         }
         const runs: ExperimentRun[] = [];
@@ -459,7 +459,7 @@ export async function runExperiments(lab: LabRuntime, opts: ExperimentOptions): 
 }
 
 /** After a failed run: what the agent and BIRD say, so the report explains itself. */
-async function dumpDiagnostics(lab: LabRuntime, r: RegionPlan, log: (line: string) => void): Promise<void> {
+async function dumpDiagnostics(lab: LabRuntime, r: LabRegion, log: (line: string) => void): Promise<void> {
     const status = await lab.agentStatus(r.pop.name);
     const say = (text: string) => wrap(text, "    ", "      ").forEach((l) => log(l));
     if (status) say(`agent: ${status.state} (${status.last_reason})`);

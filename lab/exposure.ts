@@ -158,23 +158,23 @@ export interface ExposureSetup {
 
 /** The kinds of source the probes come from; the admin source only when the plan has one. */
 function labExposureSetup(lab: LabRuntime): ExposureSetup {
-    const { plan } = lab;
+    const { design } = lab;
     const spec = lab.stack.spec;
-    const r = plan.regions[0];
-    const o = plan.origin;
+    const r = design.regions[0];
+    const o = design.origin;
     const sources: ExposureSetup["sources"] = {
-        outsider: { ns: plan.outsider.ns, label: `outsider ${plan.outsider.address}`, address: plan.outsider.address },
+        outsider: { ns: design.outsider.ns, label: `outsider ${design.outsider.address}`, address: design.outsider.address },
         client: { ns: r.client.ns, label: `client ${r.client.address}`, address: r.client.address },
         pop: { ns: r.pop.ns, label: `PoP ${r.pop.name} (mesh peer)`, address: r.pop.address },
         meshPeer: { ns: o.ns, label: `origin ${o.meshAddress} (mesh peer)`, address: o.meshAddress },
     };
-    if (plan.admin.kind === "origin") {
-        sources.admin = { ns: plan.origin.ns, label: `origin ${plan.origin.address} (admin)`, address: plan.origin.address };
-    } else if (plan.admin.kind === "namespace") {
-        sources.admin = { ns: plan.admin.client.ns, label: `admin ${plan.admin.client.address}`, address: plan.admin.client.address };
+    if (design.admin.kind === "origin") {
+        sources.admin = { ns: design.origin.ns, label: `origin ${design.origin.address} (admin)`, address: design.origin.address };
+    } else if (design.admin.kind === "namespace") {
+        sources.admin = { ns: design.admin.client.ns, label: `admin ${design.admin.client.address}`, address: design.admin.client.address };
     }
     return {
-        spec, httpSources: plan.httpSources, sources, pop: r.pop.spec,
+        spec, httpSources: design.httpSources, sources, pop: r.pop.spec,
         targets: {
             anycast: { label: "anycast address", address: spec.address.toString() },
             pop: { label: `PoP ${r.pop.name}, unicast`, address: r.pop.address },
@@ -260,8 +260,8 @@ export async function probeExposureOf(setup: ExposureSetup): Promise<ReachProbe[
 
 /** WireGuard from outside the mesh: dropped by the PoP's firewall (that the mesh works shows the peers get in). */
 export async function probeUdpExposure(lab: LabRuntime): Promise<ReachProbe[]> {
-    const r = lab.plan.regions[0];
-    return probeUdpExposureOf({ ns: lab.plan.outsider.ns, label: `outsider ${lab.plan.outsider.address}`, address: lab.plan.outsider.address },
+    const r = lab.design.regions[0];
+    return probeUdpExposureOf({ ns: lab.design.outsider.ns, label: `outsider ${lab.design.outsider.address}`, address: lab.design.outsider.address },
         r.pop.ns, { label: `PoP ${r.pop.name}, unicast`, address: r.pop.address }, lab.stack.spec.mesh.port);
 }
 

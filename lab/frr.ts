@@ -19,7 +19,7 @@ import { VULTR_ASN } from "../components/core/vultr";
 import { LabPreconditionError } from "./errors";
 import { nsDaemon, nsRun, waitFor } from "./exec";
 import { upstreamTable, UPSTREAM_TABLE_SIZE } from "./routers";
-import { EdgePlan } from "./topology";
+import { LabEdge } from "./topology";
 
 /** Where Debian's frr package installs the daemons. */
 export const FRR_DAEMON_DIR = "/usr/lib/frr";
@@ -56,7 +56,7 @@ function communityLists(transitAsn: number): string[] {
 const FROM_POP_TAG = 20473;
 
 /** Towards the Internet: the PoP's network and what the PoP announced, with Vultr's actions applied. */
-function toTransitRouteMap(edge: EdgePlan, family: Family, transitAsn: number): string[] {
+function toTransitRouteMap(edge: LabEdge, family: Family, transitAsn: number): string[] {
     const name = `TO_TRANSIT${family}`;
     const lines: string[] = [];
     if (family === 6) lines.push(`route-map ${name} permit 5`, " match ipv6 address prefix-list POP_LINK", "exit");
@@ -72,7 +72,7 @@ function toTransitRouteMap(edge: EdgePlan, family: Family, transitAsn: number): 
     return lines;
 }
 
-function bfdBlock(edge: EdgePlan): string[] {
+function bfdBlock(edge: LabEdge): string[] {
     const p = edge.towardsPop;
     if (!p.bfd) return [];
     return [
@@ -89,7 +89,7 @@ function bfdBlock(edge: EdgePlan): string[] {
     ];
 }
 
-function popNeighbor(edge: EdgePlan, address: string, neighbor: string): string[] {
+function popNeighbor(edge: LabEdge, address: string, neighbor: string): string[] {
     const p = edge.towardsPop;
     const n = ` neighbor ${address}`;
     return [
@@ -105,7 +105,7 @@ function popNeighbor(edge: EdgePlan, address: string, neighbor: string): string[
     ];
 }
 
-export function renderEdgeFrr(edge: EdgePlan, tableSize = UPSTREAM_TABLE_SIZE): string {
+export function renderEdgeFrr(edge: LabEdge, tableSize = UPSTREAM_TABLE_SIZE): string {
     const p = edge.towardsPop;
     const problem = frrPasswordProblem(p.password);
     if (problem) throw new Error(`the BGP password ${problem}`);
@@ -167,7 +167,7 @@ export function renderEdgeFrr(edge: EdgePlan, tableSize = UPSTREAM_TABLE_SIZE): 
 }
 
 /** The daemons one edge needs: zebra (kernel routes), bgpd, and bfdd when the PoP runs BFD. */
-export function frrDaemons(edge: EdgePlan): string[] {
+export function frrDaemons(edge: LabEdge): string[] {
     return ["zebra", "bgpd", ...(edge.towardsPop.bfd ? ["bfdd"] : [])];
 }
 
@@ -197,7 +197,7 @@ export async function vtyshJson<T>(ns: string, dir: string, command: string): Pr
  * Start an edge's FRR daemons in the foreground (so the lab holds their pids and teardown finds
  * them in the namespace), wait for their vty sockets, and apply the config.
  */
-export async function startFrrEdge(ns: string, dir: string, edge: EdgePlan, config: string): Promise<ChildProcess[]> {
+export async function startFrrEdge(ns: string, dir: string, edge: LabEdge, config: string): Promise<ChildProcess[]> {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, "frr.conf"), config);
     // The daemons drop to the frr user: their directory must be theirs.

@@ -24,7 +24,7 @@ import { loadStack, LabStack } from "./stack";
 import { specAsRun } from "./layout";
 import { minimumBfdDetectMs, probeStalls } from "./stalls";
 import { jsonText } from "./text";
-import { LAB_DIR, LAB_NS_PREFIX, LabPlan, planLab } from "./topology";
+import { LAB_DIR, LAB_NS_PREFIX, LabDesign, designLab } from "./topology";
 import { flapDamping, policyChange } from "./routing";
 import { alertProblems, LabPrometheus } from "./monitoring";
 
@@ -236,8 +236,8 @@ function checkEdge(stack: LabStack, edge: EdgeKind): void {
     }
 }
 
-async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: string) => void):
-    Promise<{ stack: LabStack; plan: LabPlan; stallMs: number }> {
+async function loadAndDesign(options: LabOptions, edge: EdgeKind, log: (line: string) => void):
+    Promise<{ stack: LabStack; design: LabDesign; stallMs: number }> {
     log(`anycast lab: rendering ${options.configFile} with the stack program (Pulumi mocks)`);
     const stack = await loadStack(options.configFile).catch((e: Error) => {
         // A config error is the user's to fix and says so itself; anything else is one line here.
@@ -255,22 +255,22 @@ async function loadAndPlan(options: LabOptions, edge: EdgeKind, log: (line: stri
             `health check timeouts below ${minimumBfdDetectMs(probe.maxMs)} ms are raised (listed under rewrites)`);
     }
     const asRun = { ...stack, spec };
-    return { stack: asRun, plan: planLab(asRun), stallMs: probe.maxMs };
+    return { stack: asRun, design: designLab(asRun), stallMs: probe.maxMs };
 }
 
 async function setUp(lab: LabRuntime): Promise<void> {
-    const { plan, log } = lab;
-    log(`  building ${plan.namespaces.length} namespaces, ${plan.links.length} links`);
-    await step("building the namespaces", () => buildNetwork(plan));
-    const daemons = lab.edges.kind === "frr" ? `FRR ${frrDaemons(plan.regions[0].edge).join(", ")}` : "BIRD";
+    const { design, log } = lab;
+    log(`  building ${design.namespaces.length} namespaces, ${design.links.length} links`);
+    await step("building the namespaces", () => buildNetwork(design));
+    const daemons = lab.edges.kind === "frr" ? `FRR ${frrDaemons(design.regions[0].edge).join(", ")}` : "BIRD";
     log(`  starting the emulated cloud: provider edges (${daemons}), transits (BIRD)`);
     await step("starting the emulated cloud", () => lab.bootRouters());
     await step("making the TLS material", () => lab.prepareTls());
-    for (const o of plan.origins) {
+    for (const o of design.origins) {
         log(`  starting the origin ${o.host.name} at ${o.address} (WireGuard, HTTP on port ${o.port})`);
         await step(`starting the origin ${o.host.name}`, () => lab.bootOrigin(path.join(__dirname, "origin-server.js"), o));
     }
-    for (const r of plan.regions) {
+    for (const r of design.regions) {
         log(`  booting PoP ${r.pop.name} (${r.region}) at ${r.pop.address}: anycast-net.sh, nftables, WireGuard, BIRD, nginx, agent`);
         await step(`booting PoP ${r.pop.name}`, () => lab.bootPop(r));
     }
@@ -280,7 +280,7 @@ async function setUp(lab: LabRuntime): Promise<void> {
 
 /** The experiments, the policy change and flap damping; each adds what went wrong to the problems. */
 async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions, repeats: number, prometheus?: LabPrometheus): Promise<void> {
-    const { log, plan } = lab;
+    const { log, design } = lab;
     const notOwn = report.catchment.filter((c) => c.servedBy !== c.expectedPop);
     if (notOwn.length > 0) {
         report.experimentsAborted = `region ${notOwn[0].region} is served by ${notOwn[0].servedBy ?? "nobody"}, not its own PoP ` +
@@ -314,7 +314,7 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
     else if (!policy.sessionKept) {
         report.problems.push(`policy change on ${policy.pop}: the BGP session was reset (${policy.notEstablished} of ${policy.polls} polls not Established)`);
     }
-    const target = plan.regions[1 % plan.regions.length];
+    const target = design.regions[1 % design.regions.length];
     log(`  flap damping: flapping ${target.pop.name}'s origin path until its agent holds it down`);
     const damping = await flapDamping(lab, target, prometheus);
     report.flapDamping = damping;
@@ -328,17 +328,17 @@ async function runFaults(lab: LabRuntime, report: LabReport, options: LabOptions
 }
 
 function newReport(lab: LabRuntime, options: LabOptions, measured: Awaited<ReturnType<typeof measure>>): LabReport {
-    const { plan, stack } = lab;
+    const { design, stack } = lab;
     const spec = stack.spec;
     return {
         ok: false, config: options.configFile, edge: lab.edges.kind, startedAt: new Date().toISOString(), durationS: 0,
-        notes: [...stack.notes, ...plan.notes, ...lab.notes, ...cloudNotes(lab)],
+        notes: [...stack.notes, ...design.notes, ...lab.notes, ...cloudNotes(lab)],
         rewrites: lab.rewrites,
         firewall: lab.firewallApplied ? "rendered nftables.conf applied on every host that has one" : "not applied (see notes)",
         tls: lab.tls.source,
-        admin: plan.admin.why,
+        admin: design.admin.why,
         anycast: { address: spec.address.toString(), prefixes: spec.prefixes.map(String), asn: spec.asn, hostname: spec.frontDoor.hostname },
-        topology: plan.regions.map((r) => ({ region: r.region, pop: r.pop.name, popAddress: r.pop.address, popAddress4: r.pop.address4,
+        topology: design.regions.map((r) => ({ region: r.region, pop: r.pop.name, popAddress: r.pop.address, popAddress4: r.pop.address4,
             edgeNs: r.edge.ns, publicAsn: r.edge.publicAsn, transitAsn: r.transit.asn, client: r.client.address, client4: r.client.address4 })),
         ...measured, experiments: [], kept: false,
     };
@@ -348,14 +348,14 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
     const repeats = options.repeats ?? 5;
     const edge = options.edge ?? "frr";
     const started = Date.now();
-    const { stack, plan, stallMs } = await loadAndPlan(options, edge, log);
+    const { stack, design, stallMs } = await loadAndDesign(options, edge, log);
 
     if ((await labNamespaces()).length > 0) {
         log("  a previous lab is still there (kept or interrupted): tearing it down first");
         await teardownNetwork(log);
     }
 
-    const lab = new LabRuntime(plan, stack, log, edge);
+    const lab = new LabRuntime(design, stack, log, edge);
     lab.stallMs = stallMs;
     if (lab.probeTimeoutMs > 300) {
         lab.notes.push(`this machine stalled up to ${stallMs} ms before the boot: the lab's HTTP probes wait ` +
@@ -399,9 +399,9 @@ async function runLabLocked(options: LabOptions, log: (line: string) => void): P
         // that an alert fires within a fault, 30 times a deployed one's default, and every scrape
         // wakes each PoP's agent and exporters. At a deployed scrapeInterval that cost is noise.
         log("  sampling the PoPs' daemons for 10 s without traffic");
-        report.idleCost = await sampleIdleCost(plan.regions.map((r) => ({ name: r.pop.name, ns: r.pop.ns })), 10_000);
+        report.idleCost = await sampleIdleCost(design.regions.map((r) => ({ name: r.pop.name, ns: r.pop.ns })), 10_000);
         const prometheus = options.monitoring === false ? undefined
-            : await step("starting Prometheus on the monitoring origin", () => LabPrometheus.start(stack, plan.origins, ANNOUNCE_TIMEOUT_MS));
+            : await step("starting Prometheus on the monitoring origin", () => LabPrometheus.start(stack, design.origins, ANNOUNCE_TIMEOUT_MS));
         if (prometheus) log(`  Prometheus on ${prometheus.report.where} scrapes ${prometheus.report.targets} targets over the mesh`);
         if (repeats > 0) await runFaults(lab, report, options, repeats, prometheus);
         if (prometheus) {

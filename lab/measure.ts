@@ -18,7 +18,7 @@ import {
 } from "./report";
 import { UPSTREAM_TABLE_SIZE } from "./routers";
 import { routingSafety } from "./routing";
-import { edgePeerName, LAB_DIR, RegionPlan, urlHost } from "./topology";
+import { edgePeerName, LAB_DIR, LabRegion, urlHost } from "./topology";
 
 /** The parts of the report `measure` fills in. */
 export type Measured = Pick<LabReport, "sessions" | "transitRoutes" | "catchment" | "catchment4" | "https" | "outsider" |
@@ -28,7 +28,7 @@ export type Measured = Pick<LabReport, "sessions" | "transitRoutes" | "catchment
 async function readSessions(lab: LabRuntime, problems: string[]): Promise<SessionReport[]> {
     const spec = lab.stack.spec;
     const sessions: SessionReport[] = [];
-    for (const r of lab.plan.regions) {
+    for (const r of lab.design.regions) {
         const popProtos = (await showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns))).filter((x) => x.proto === "BGP");
         for (const p of popProtos) {
             const family: Family = p.neighborAddress && familyOf(p.neighborAddress) === 4 ? 4 : 6;
@@ -57,7 +57,7 @@ async function readTransitRoutes(lab: LabRuntime, problems: string[]): Promise<T
     const out: TransitRoute[] = [];
     for (const prefix of lab.stack.spec.prefixes.map(String)) {
         const family = familyOf(prefix);
-        for (const r of lab.plan.regions) {
+        for (const r of lab.design.regions) {
             const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix);
             for (const x of routes) {
                 out.push({ region: r.region, prefix, transitAsn: r.transit.asn, from: x.from, best: x.best, asPath: x.asPath,
@@ -77,7 +77,7 @@ async function measureCatchment(lab: LabRuntime, problems: string[]): Promise<Ca
     const spec = lab.stack.spec;
     const target = { address: spec.address.toString(), host: spec.frontDoor.hostname };
     const catchment: CatchmentEntry[] = [];
-    for (const r of lab.plan.regions) {
+    for (const r of lab.design.regions) {
         const s = await probeOnce(r.client.ns, target);
         const entry: CatchmentEntry = { region: r.region, client: r.client.address, expectedPop: r.pop.name, servedBy: s.pop,
             status: s.status, ms: s.done - s.sent, error: s.error };
@@ -108,7 +108,7 @@ const CATCHMENT4_WAIT_MS = 10_000;
 /** The lab's own counter (not part of the rendered firewall) of packets to the IPv4 prefix. */
 const CATCH_TABLE = "anycast_lab_catchment";
 
-async function catchCounter(r: RegionPlan): Promise<number> {
+async function catchCounter(r: LabRegion): Promise<number> {
     const res = await nsRun(r.pop.ns, "nft", ["list", "table", "ip", CATCH_TABLE], { allowFail: true });
     return Number(/counter packets (\d+)/.exec(res.stdout)?.[1] ?? 0);
 }
@@ -122,22 +122,22 @@ async function measureCatchment4(lab: LabRuntime, problems: string[]): Promise<C
     const prefix = lab.stack.spec.prefixes.find((p) => p.family === 4);
     if (!prefix) return undefined;
     const target = nthAddress(prefix, 1);
-    for (const r of lab.plan.regions) {
+    for (const r of lab.design.regions) {
         await nsRun(r.pop.ns, "nft", ["-f", "-"], { input: `table ip ${CATCH_TABLE} {\n chain pre {\n  type filter hook prerouting ` +
             `priority -300; policy accept;\n  ip daddr ${prefix} counter\n }\n}\n` });
     }
     const out: Catchment4Entry[] = [];
-    for (const r of lab.plan.regions) {
+    for (const r of lab.design.regions) {
         // A burst, then a second of counting; again while nothing arrived, for up to 10 s: the IPv4
         // routes may still be on their way to the transits (the lab waits for the IPv6 ones).
         let arrived: string[] = [];
         for (const deadline = nowMs() + CATCHMENT4_WAIT_MS; arrived.length === 0 && nowMs() < deadline;) {
-            const before = await Promise.all(lab.plan.regions.map(catchCounter));
+            const before = await Promise.all(lab.design.regions.map(catchCounter));
             await sendUdp(r.client.ns, target, 9, 5);
             for (let i = 0; i < 20 && arrived.length === 0; i++) {
                 await sleep(50);
-                const after = await Promise.all(lab.plan.regions.map(catchCounter));
-                arrived = lab.plan.regions.filter((_, k) => after[k] - before[k] >= 5).map((x) => x.pop.name);
+                const after = await Promise.all(lab.design.regions.map(catchCounter));
+                arrived = lab.design.regions.filter((_, k) => after[k] - before[k] >= 5).map((x) => x.pop.name);
             }
         }
         out.push({ region: r.region, client: r.client.address4 ?? "?", target, expectedPop: r.pop.name, arrivedAt: arrived });
@@ -145,7 +145,7 @@ async function measureCatchment4(lab: LabRuntime, problems: string[]): Promise<C
             problems.push(`region ${r.region}: IPv4 packets to ${prefix} arrived at ${arrived.join(", ") || "no PoP"}, not its own PoP ${r.pop.name}`);
         }
     }
-    for (const r of lab.plan.regions) await nsRun(r.pop.ns, "nft", ["delete", "table", "ip", CATCH_TABLE], { allowFail: true });
+    for (const r of lab.design.regions) await nsRun(r.pop.ns, "nft", ["delete", "table", "ip", CATCH_TABLE], { allowFail: true });
     return out;
 }
 
@@ -182,7 +182,7 @@ async function checkHttps(lab: LabRuntime, problems: string[]): Promise<HttpsChe
     const tlsDir = writeCloudflareSide(path.join(LAB_DIR, "cloudflare-side"), lab.tls);
     const spec = lab.stack.spec;
     const out: HttpsCheck[] = [];
-    for (const r of lab.plan.regions) {
+    for (const r of lab.design.regions) {
         const h: HttpsCheck = {
             region: r.region, expectedPop: r.pop.name,
             withCert: await curlHttps(r.client.ns, spec.address.toString(), spec.frontDoor.hostname, tlsDir, true),
@@ -200,14 +200,14 @@ async function checkHttps(lab: LabRuntime, problems: string[]): Promise<HttpsChe
 
 /** The outsider asks for the site: what the config says about its address decides the verdict. */
 async function checkOutsider(lab: LabRuntime, problems: string[]): Promise<LabReport["outsider"]> {
-    const { plan } = lab;
+    const { design } = lab;
     const spec = lab.stack.spec;
-    const s = await probeOnce(plan.outsider.ns, { address: spec.address.toString(), host: spec.frontDoor.hostname }, 1000);
-    const allowed = allowedBy(spec, plan.httpSources, plan.outsider.address).http;
-    const outsider = { client: plan.outsider.address, blocked: !s.ok, expectBlocked: !allowed,
+    const s = await probeOnce(design.outsider.ns, { address: spec.address.toString(), host: spec.frontDoor.hostname }, 1000);
+    const allowed = allowedBy(spec, design.httpSources, design.outsider.address).http;
+    const outsider = { client: design.outsider.address, blocked: !s.ok, expectBlocked: !allowed,
         detail: s.ok ? `served by ${s.pop}` : (s.error ?? `status ${s.status}`) };
     if (lab.firewallApplied && outsider.blocked !== outsider.expectBlocked) {
-        problems.push(`the outsider ${plan.outsider.address} was ${outsider.blocked ? "blocked" : `served by ${s.pop}`}; ` +
+        problems.push(`the outsider ${design.outsider.address} was ${outsider.blocked ? "blocked" : `served by ${s.pop}`}; ` +
             `the config ${allowed ? "allows" : "does not allow"} it`);
     }
     return outsider;
@@ -241,9 +241,9 @@ export async function measure(lab: LabRuntime): Promise<Measured> {
 
 /** Wait until every PoP's sessions are up, its agent announces, and each transit prefers its own edge. */
 export async function waitForAnnounced(lab: LabRuntime, timeoutMs: number): Promise<void> {
-    const { plan } = lab;
-    await Promise.all(plan.regions.map(async (r) => {
-        for (const family of plan.families) {
+    const { design } = lab;
+    await Promise.all(design.regions.map(async (r) => {
+        for (const family of design.families) {
             await waitFor(`the IPv${family} BGP session of PoP ${r.pop.name} to be established`,
                 async () => (await lab.edges.session(r, family))?.established, timeoutMs, 100)
                 .catch(async (e: Error) => {
@@ -260,7 +260,7 @@ export async function waitForAnnounced(lab: LabRuntime, timeoutMs: number): Prom
     }));
     // Each transit must have heard its own region's routes before catchment is measured.
     for (const { family, text: prefix } of lab.stack.spec.prefixes.map((p) => ({ family: p.family, text: p.toString() }))) {
-        await Promise.all(plan.regions.map((r) => waitFor(`transit ${r.region} to prefer its own edge for ${prefix}`, async () => {
+        await Promise.all(design.regions.map((r) => waitFor(`transit ${r.region} to prefer its own edge for ${prefix}`, async () => {
             const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), prefix);
             return routes.some((x) => x.best && x.from === edgePeerName(r.transit, family));
         }, timeoutMs, 100).catch(async (e: Error) => {
@@ -274,7 +274,7 @@ export async function waitForAnnounced(lab: LabRuntime, timeoutMs: number): Prom
 }
 
 export function howToPoke(lab: LabRuntime): string[] {
-    const r = lab.plan.regions[0];
+    const r = lab.design.regions[0];
     const spec = lab.stack.spec;
     return [
         "The lab is still running (--keep). Poke it:",

@@ -18,7 +18,7 @@ import { PROMETHEUS_LISTEN, prometheusArgv, renderMonitoringBundle, scrapeInputF
 import { nsDir } from "./boot";
 import { nsDaemon, nsRun, poll, rethrow, sleep } from "./exec";
 import type { LabStack } from "./stack";
-import type { OriginPlan } from "./topology";
+import type { LabOrigin } from "./topology";
 
 /** The lab scrapes twice a second: its faults last seconds. */
 export const LAB_SCRAPE_MS = 500;
@@ -73,7 +73,7 @@ export class LabPrometheus {
     }
 
     /** Render the bundle, start Prometheus in the monitoring origin's namespace, and wait until it scrapes every target. */
-    static async start(stack: LabStack, origins: readonly OriginPlan[], timeoutMs: number): Promise<LabPrometheus> {
+    static async start(stack: LabStack, origins: readonly LabOrigin[], timeoutMs: number): Promise<LabPrometheus> {
         const spec = stack.spec;
         const name = spec.monitoring?.origin ?? spec.origins[0].name;
         const origin = origins.find((o) => o.host.name === name) ?? origins[0];

@@ -1,10 +1,10 @@
 /**
- * Executes a LabPlan's network part (namespaces, veth links, addresses, routes, sysctls) and
+ * Executes a LabDesign's network part (namespaces, veth links, addresses, routes, sysctls) and
  * tears every lab namespace down again, processes first.
  */
 import * as fs from "node:fs";
 import { nsRun, poll, run, runUntracked, sleep } from "./exec";
-import { LAB_DIR, LAB_NS_PREFIX, LabPlan, NamespacePlan } from "./topology";
+import { LAB_DIR, LAB_NS_PREFIX, LabDesign, LabNamespace } from "./topology";
 
 /** Lab namespaces present on this machine (from this run or a kept/crashed earlier one). */
 export async function labNamespaces(): Promise<string[]> {
@@ -65,7 +65,7 @@ async function batch(ns: string | undefined, commands: string[]): Promise<void> 
     await run("ip", args, { input: commands.join("\n") + "\n" });
 }
 
-async function sysctls(ns: NamespacePlan): Promise<void> {
+async function sysctls(ns: LabNamespace): Promise<void> {
     const values = [
         // No duplicate address detection: addresses are usable at once (nobody else has them).
         "net.ipv6.conf.all.accept_dad=0",
@@ -81,23 +81,23 @@ async function sysctls(ns: NamespacePlan): Promise<void> {
 }
 
 /** Build namespaces, links, addresses and routes. */
-export async function buildNetwork(plan: LabPlan): Promise<void> {
+export async function buildNetwork(design: LabDesign): Promise<void> {
     fs.mkdirSync(LAB_DIR, { recursive: true });
-    for (const ns of plan.namespaces) {
+    for (const ns of design.namespaces) {
         await run("ip", ["netns", "add", ns.name]);
         fs.mkdirSync(`${LAB_DIR}/${ns.name}`, { recursive: true });
     }
-    await Promise.all(plan.namespaces.map((ns) => sysctls(ns)));
+    await Promise.all(design.namespaces.map((ns) => sysctls(ns)));
     // Both ends are created directly in their namespaces, so they get the namespace's sysctls.
-    await batch(undefined, plan.links.map((l) =>
+    await batch(undefined, design.links.map((l) =>
         `link add name ${l.a.ifname} netns ${l.a.ns} type veth peer name ${l.b.ifname} netns ${l.b.ns}`));
-    await Promise.all(plan.namespaces.map((ns) => {
-        const ifaces = new Set(plan.links.flatMap((l) => [l.a, l.b]).filter((e) => e.ns === ns.name).map((e) => e.ifname));
+    await Promise.all(design.namespaces.map((ns) => {
+        const ifaces = new Set(design.links.flatMap((l) => [l.a, l.b]).filter((e) => e.ns === ns.name).map((e) => e.ifname));
         return batch(ns.name, [
             "link set lo up",
             ...ns.addresses.map((a) => `addr add ${a.cidr} dev ${a.ifname} nodad`),
             ...[...ifaces].map((i) => `link set ${i} up`),
         ]);
     }));
-    await Promise.all(plan.namespaces.map((ns) => batch(ns.name, ns.routes.map((r) => `route add ${r.join(" ")}`))));
+    await Promise.all(design.namespaces.map((ns) => batch(ns.name, ns.routes.map((r) => `route add ${r.join(" ")}`))));
 }

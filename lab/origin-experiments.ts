@@ -22,7 +22,7 @@ import { failureSummary, Prober, ProbeSample } from "./probe";
 import { stats, Summary as Stats } from "./stats";
 import { ms, table, wrap } from "./text";
 import { probeTimeline, ProbeTimeline } from "./timeline";
-import { RegionPlan } from "./topology";
+import { LabRegion } from "./topology";
 
 export const ORIGIN_EXPERIMENT_IDS = ["originOutage", "tunnelCut", "originDown"] as const;
 export type OriginExperimentId = (typeof ORIGIN_EXPERIMENT_IDS)[number];
@@ -132,7 +132,7 @@ export interface OriginFailoverReport {
 async function decideMs(lab: LabRuntime, ticks: number): Promise<number> {
     const h = lab.stack.spec.health;
     let overheadMs = 0;
-    for (const r of lab.plan.regions) {
+    for (const r of lab.design.regions) {
         const tick = (await lab.agentStatus(r.pop.name))?.tick_ms ?? 0;
         overheadMs = Math.max(overheadMs, tick - h.interval * 1000);
     }
@@ -150,7 +150,7 @@ function roundsToAct(lab: LabRuntime, throughPeers: boolean): number {
 }
 
 /** The agents of these regions' PoPs, as they see things now: for a problem's message. */
-async function describeAgents(lab: LabRuntime, regions: RegionPlan[]): Promise<string> {
+async function describeAgents(lab: LabRuntime, regions: LabRegion[]): Promise<string> {
     const lines = await Promise.all(regions.map(async (r) => describeAgent(r.pop.name, await lab.agentStatus(r.pop.name))));
     return lines.join("; ");
 }
@@ -184,7 +184,7 @@ async function watchAnnounced<T>(lab: LabRuntime, during: () => Promise<T>): Pro
     let watching = true;
     const watch = (async () => {
         while (watching) {
-            for (const r of lab.plan.regions) {
+            for (const r of lab.design.regions) {
                 const s = await lab.agentStatus(r.pop.name);
                 if (s && s.state !== "announced") notAnnounced.add(r.pop.name);
             }
@@ -201,11 +201,11 @@ async function watchAnnounced<T>(lab: LabRuntime, during: () => Promise<T>): Pro
 
 async function withdrawalsNow(lab: LabRuntime): Promise<number> {
     let n = 0;
-    for (const r of lab.plan.regions) n += (await lab.agentStatus(r.pop.name))?.withdrawals_last_hour ?? 0;
+    for (const r of lab.design.regions) n += (await lab.agentStatus(r.pop.name))?.withdrawals_last_hour ?? 0;
     return n;
 }
 
-function probersFor(lab: LabRuntime, regions: RegionPlan[], intervalMs: number, timeoutMs: number = lab.probeTimeoutMs): Prober[] {
+function probersFor(lab: LabRuntime, regions: LabRegion[], intervalMs: number, timeoutMs: number = lab.probeTimeoutMs): Prober[] {
     const target = { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname };
     return regions.map((r) => new Prober(r.client.ns, target, intervalMs, timeoutMs));
 }
@@ -229,7 +229,7 @@ export function cutAnswerMs(lab: Pick<LabRuntime, "probeTimeoutMs">, spec: Pick<
  * prober's first answer: a prober is a process of its own, and on a loaded machine it takes
  * seconds to start.
  */
-async function steady(probers: Prober[], regions: RegionPlan[], also: (s: ProbeSample) => boolean = () => true): Promise<void> {
+async function steady(probers: Prober[], regions: LabRegion[], also: (s: ProbeSample) => boolean = () => true): Promise<void> {
     const since = nowMs();
     await Promise.all(regions.map(async (r, i) => {
         const first = await probers[i].waitFor(since, () => true, 60_000);
@@ -242,8 +242,8 @@ async function steady(probers: Prober[], regions: RegionPlan[], also: (s: ProbeS
 }
 
 async function outageRun(lab: LabRuntime, firstStart: number | undefined, prometheus?: LabPrometheus): Promise<OutageRun> {
-    const regions = lab.plan.regions;
-    const origins = lab.plan.origins.map((o) => o.host.name);
+    const regions = lab.design.regions;
+    const origins = lab.design.origins.map((o) => o.host.name);
     const run: OutageRun = { startedAtMs: 0, answered503: 0, noAnswer: 0, notAnnounced: [], withdrawals: 0 };
     const probers = probersFor(lab, regions, OUTAGE_PROBE_MS);
     let frozen = false;
@@ -298,12 +298,12 @@ async function outageRun(lab: LabRuntime, firstStart: number | undefined, promet
 }
 
 /** Silently drop WireGuard between the PoP and every origin (both ways), or lift that. */
-async function cutTunnels(lab: LabRuntime, r: RegionPlan, cut: boolean): Promise<void> {
+async function cutTunnels(lab: LabRuntime, r: LabRegion, cut: boolean): Promise<void> {
     if (!cut) {
         await nsRun(r.pop.ns, "nft", ["delete", "table", "inet", CUT_TABLE]);
         return;
     }
-    const addresses = lab.plan.origins.map((o) => o.address).join(", ");
+    const addresses = lab.design.origins.map((o) => o.address).join(", ");
     const port = lab.stack.spec.mesh.port;
     await nsRun(r.pop.ns, "nft", ["-f", "-"], {
         input: [
@@ -315,7 +315,7 @@ async function cutTunnels(lab: LabRuntime, r: RegionPlan, cut: boolean): Promise
     });
 }
 
-async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabPrometheus): Promise<TunnelCutRun> {
+async function tunnelCutRun(lab: LabRuntime, r: LabRegion, prometheus?: LabPrometheus): Promise<TunnelCutRun> {
     const run: TunnelCutRun = { pop: r.pop.name, region: r.region, servedByOthers: 0, stayedAnnounced: false, failed: 0, failedAfterCut: 0, late: 0 };
     const answerMs = cutAnswerMs(lab, lab.stack.spec);
     const [prober] = probersFor(lab, [r], CUT_PROBE_MS, answerMs);
@@ -381,7 +381,7 @@ async function tunnelCutRun(lab: LabRuntime, r: RegionPlan, prometheus?: LabProm
 }
 
 async function originDownRun(lab: LabRuntime, prometheus?: LabPrometheus): Promise<OriginDownRun> {
-    const regions = lab.plan.regions;
+    const regions = lab.design.regions;
     const run: OriginDownRun = { origin: "", affected: [], servedBy: [], notAnnounced: [], failed: 0 };
     const probers = probersFor(lab, regions, DOWN_PROBE_MS);
     let frozen = false;
@@ -452,7 +452,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
     const report: OriginFailoverReport = { skipped: [] };
     const spec = lab.stack.spec;
     const wanted = (id: OriginExperimentId) => !opts.only || opts.only.includes(id);
-    const regions = lab.plan.regions;
+    const regions = lab.design.regions;
     if (wanted("originOutage")) {
         const runs: OutageRun[] = [];
         let firstStart: number | undefined;
@@ -489,7 +489,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
     const noRelay = !spec.failover.relay ? `failover.relay is off${spec.mesh.topology === "hub" ? " (a hub mesh has no tunnels between PoPs)" : ""}`
         : regions.length < 2 ? "a single PoP has no peer to relay through" : undefined;
     if (wanted("tunnelCut") && noRelay) report.skipped.push({ id: "tunnelCut", why: `${noRelay}: a PoP without its tunnels withdraws instead` });
-    if (wanted("originDown") && lab.plan.origins.length < 2) report.skipped.push({ id: "originDown", why: "the config has one origin" });
+    if (wanted("originDown") && lab.design.origins.length < 2) report.skipped.push({ id: "originDown", why: "the config has one origin" });
     if (wanted("tunnelCut") && !noRelay) {
         const runs: TunnelCutRun[] = [];
         for (let i = 0; i < opts.repeats; i++) {
@@ -512,7 +512,7 @@ export async function runOriginExperiments(lab: LabRuntime, opts: OriginExperime
             answerMs: cutAnswerMs(lab, lab.stack.spec),
         };
     }
-    if (wanted("originDown") && lab.plan.origins.length >= 2) {
+    if (wanted("originDown") && lab.design.origins.length >= 2) {
         const runs: OriginDownRun[] = [];
         for (let i = 0; i < opts.repeats; i++) {
             const run = await originDownRun(lab, opts.prometheus);

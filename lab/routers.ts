@@ -7,7 +7,7 @@
 import { Family } from "../components/core/addressing";
 import { PRIVATE_ASN_RANGES } from "../components/core/origin-as";
 import { VULTR_ASN } from "../components/core/vultr";
-import { BgpPeerPlan, EdgePlan, TransitPlan } from "./topology";
+import { LabBgpPeer, LabEdge, LabTransit } from "./topology";
 
 /** Routes the emulated upstream offers each PoP besides a default: a full-ish table (issue 4). */
 export const UPSTREAM_TABLE_SIZE = 1000;
@@ -60,11 +60,11 @@ function header(what: string, routerId: string, logFile: string, families: Famil
     ];
 }
 
-function familiesOf(edge: EdgePlan): Family[] {
+function familiesOf(edge: LabEdge): Family[] {
     return edge.towardsPop.sessions.map((s) => s.family);
 }
 
-export function renderEdgeBird(edge: EdgePlan, logFile: string, tableSize = UPSTREAM_TABLE_SIZE): string {
+export function renderEdgeBird(edge: LabEdge, logFile: string, tableSize = UPSTREAM_TABLE_SIZE): string {
     const p = edge.towardsPop;
     const families = familiesOf(edge);
     const lines = header(`Emulated provider edge for region ${edge.region}: AS${p.localAsn} towards the PoP, ` +
@@ -176,7 +176,7 @@ function vultrActions(neighborAsn: number, ownAsn: number): string[] {
     ];
 }
 
-function transitSession(peer: BgpPeerPlan, description: string, exportFilter: string): string[] {
+function transitSession(peer: LabBgpPeer, description: string, exportFilter: string): string[] {
     return [
         "",
         `protocol bgp ${peer.name} {`,
@@ -188,7 +188,7 @@ function transitSession(peer: BgpPeerPlan, description: string, exportFilter: st
     ];
 }
 
-export function renderTransitBird(transit: TransitPlan, logFile: string): string {
+export function renderTransitBird(transit: LabTransit, logFile: string): string {
     const families = transit.edgePeers.map((p) => p.family);
     const lines = header(`Transit router for region ${transit.region}, AS${transit.asn}.`, transit.routerId, logFile, families);
     lines.push(

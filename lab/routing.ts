@@ -27,7 +27,7 @@ import { Prober } from "./probe";
 import { loadStack, LabStack } from "./stack";
 import type { FlapDampingReport, PolicyChangeReport, PolicyStep, PopRoutingSafety, RoutingSafety } from "./report";
 import { ms } from "./text";
-import { edgePeerName, LAB_DIR, RegionPlan } from "./topology";
+import { edgePeerName, LAB_DIR, LabRegion } from "./topology";
 
 // --- routing safety -------------------------------------------------------------------------
 
@@ -41,7 +41,7 @@ export function networksOf(output: string): string[] {
     return [...out].sort();
 }
 
-async function popRoutingSafety(lab: LabRuntime, r: RegionPlan): Promise<PopRoutingSafety> {
+async function popRoutingSafety(lab: LabRuntime, r: LabRegion): Promise<PopRoutingSafety> {
     const sock = lab.birdSocket(r.pop.ns);
     const sessions = (await showProtocols(r.pop.ns, sock)).filter((p) => p.proto === "BGP");
     const exported = new Set<string>();
@@ -51,7 +51,7 @@ async function popRoutingSafety(lab: LabRuntime, r: RegionPlan): Promise<PopRout
         const out = await birdc(r.pop.ns, sock, `show route export ${s.name}`).catch(() => "");
         for (const n of networksOf(out)) exported.add(n);
     }
-    const edge = await Promise.all(lab.plan.families.map((f) => lab.edges.session(r, f)));
+    const edge = await Promise.all(lab.design.families.map((f) => lab.edges.session(r, f)));
     const unrelatedInKernel: string[] = [];
     for (const route of UNRELATED_POP_ROUTES) {
         const shown = await nsRun(r.pop.ns, "ip", ["-6", "route", "show", route], { allowFail: true });
@@ -67,11 +67,11 @@ async function popRoutingSafety(lab: LabRuntime, r: RegionPlan): Promise<PopRout
 export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
     const spec = lab.stack.spec;
     const pops: PopRoutingSafety[] = [];
-    for (const r of lab.plan.regions) pops.push(await popRoutingSafety(lab, r));
+    for (const r of lab.design.regions) pops.push(await popRoutingSafety(lab, r));
     const transits: RoutingSafety["transits"] = [];
-    const origins = [...new Set(lab.plan.regions.map((r) => originSeenThrough(spec.asn, r.edge.publicAsn)!))];
-    const edgesOwn = new Set(lab.plan.regions.flatMap((r) => r.edge.towardsPop.sessions.map((s) => parseCidr(s.popNetwork).toString())));
-    for (const r of lab.plan.regions) {
+    const origins = [...new Set(lab.design.regions.map((r) => originSeenThrough(spec.asn, r.edge.publicAsn)!))];
+    const edgesOwn = new Set(lab.design.regions.flatMap((r) => r.edge.towardsPop.sessions.map((s) => parseCidr(s.popNetwork).toString())));
+    for (const r of lab.design.regions) {
         const out = await birdc(r.transit.ns, lab.birdSocket(r.transit.ns), `show route where bgp_path.last ~ [${origins.join(", ")}]`);
         transits.push({ region: r.region, originatedByUs: networksOf(out).filter((n) => !edgesOwn.has(parseCidr(n).toString())) });
     }
@@ -87,12 +87,12 @@ export async function routingSafety(lab: LabRuntime): Promise<RoutingSafety> {
 const established = (s: SessionSample) => s.pop?.bgpState === "Established" && s.edge?.established === true;
 
 /** The PoP's route as its own region's transit holds it (learned from the PoP's edge). */
-async function transitRouteFromEdge(lab: LabRuntime, r: RegionPlan) {
+async function transitRouteFromEdge(lab: LabRuntime, r: LabRegion) {
     const routes = await showRoutes(r.transit.ns, lab.birdSocket(r.transit.ns), lab.stack.spec.prefixes[0].toString());
     return routes.find((x) => x.from === edgePeerName(r.transit));
 }
 
-async function servedBy(lab: LabRuntime, r: RegionPlan, want: (pop: string | undefined) => boolean, timeoutMs: number): Promise<string | undefined> {
+async function servedBy(lab: LabRuntime, r: LabRegion, want: (pop: string | undefined) => boolean, timeoutMs: number): Promise<string | undefined> {
     const prober = new Prober(r.client.ns, { address: lab.stack.spec.address.toString(), host: lab.stack.spec.frontDoor.hostname }, 50, lab.probeTimeoutMs);
     try {
         const t0 = nowMs();
@@ -107,7 +107,7 @@ async function servedBy(lab: LabRuntime, r: RegionPlan, want: (pop: string | und
 const SESSION_WATCH_MS = 1500;
 
 export async function policyChange(lab: LabRuntime, configFile: string): Promise<PolicyChangeReport> {
-    const r = lab.plan.regions[0];
+    const r = lab.design.regions[0];
     const spec = lab.stack.spec;
     const index = spec.pops.findIndex((p) => p.name === r.pop.name);
     const doc = parseYaml(fs.readFileSync(configFile, "utf8")) as { config: Record<string, unknown> };
@@ -212,7 +212,7 @@ export async function policyChange(lab: LabRuntime, configFile: string): Promise
 
 // --- flap damping ---------------------------------------------------------------------------
 
-export async function flapDamping(lab: LabRuntime, r: RegionPlan, prometheus?: LabPrometheus): Promise<FlapDampingReport> {
+export async function flapDamping(lab: LabRuntime, r: LabRegion, prometheus?: LabPrometheus): Promise<FlapDampingReport> {
     const max = lab.stack.spec.health.maxWithdrawalsPerHour;
     const report: FlapDampingReport = {
         pop: r.pop.name, region: r.region, maxWithdrawalsPerHour: max, withdrawalsBefore: 0, flaps: 0, heldDown: false,

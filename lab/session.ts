@@ -7,7 +7,7 @@
 import type { LabRuntime } from "./boot";
 import { ProtocolStatus, showProtocols } from "./birdc";
 import type { EdgeSession } from "./edge";
-import type { RegionPlan } from "./topology";
+import type { LabRegion } from "./topology";
 
 export interface SessionSample {
     pop?: ProtocolStatus;
@@ -20,7 +20,7 @@ export function upstreamSession(protos: ProtocolStatus[], family: 4 | 6 = 6): Pr
     return bgp.find((p) => p.name.endsWith(`upstream${family}`)) ?? bgp[0];
 }
 
-export async function sampleSession(lab: LabRuntime, r: RegionPlan): Promise<SessionSample> {
+export async function sampleSession(lab: LabRuntime, r: LabRegion): Promise<SessionSample> {
     const [pop, edge] = await Promise.all([
         showProtocols(r.pop.ns, lab.birdSocket(r.pop.ns)).then((ps) => upstreamSession(ps)),
         lab.edges.session(r),

@@ -1,6 +1,6 @@
 /**
- * The lab's network plan: a pure function from the rendered stack to namespaces, veth links,
- * addresses, routes and ASNs. Nothing here touches the machine, so the plan is unit-tested
+ * The lab's network design: a pure function from the rendered stack to namespaces, veth links,
+ * addresses, routes and ASNs. Nothing here touches the machine, so the design is unit-tested
  * without root (test/lab/topology.test.ts), and `lab/network.ts` only executes it.
  *
  * Shape of the emulated Internet (per region r, 1-based index i):
@@ -18,7 +18,7 @@
  * any other customer. A stack that announces an IPv4 prefix gets an IPv4 Internet beside the
  * IPv6 one: IPv4 links, sessions and clients.
  *
- * What the lab cannot build for a config stops planLab with a LabPreconditionError that says why.
+ * What the lab cannot build for a config stops designLab with a LabPreconditionError that says why.
  */
 import { canonical, contains, familyOf, IpAddress, Family, formatCidr, hasIpv4, nthAddress, overlaps, parseCidr, Cidr } from "../components/core/addressing";
 import { AnycastSpec, PopSpec } from "../components/core/model";
@@ -60,7 +60,7 @@ export interface IfaceAddress {
     cidr: string;
 }
 
-export interface NamespacePlan {
+export interface LabNamespace {
     name: string;
     role: NsRole;
     /** Routers forward; hosts do not (a PoP's own anycast-net.sh decides for itself). */
@@ -70,12 +70,12 @@ export interface NamespacePlan {
     routes: string[][];
 }
 
-export interface LinkPlan {
+export interface LabLink {
     a: { ns: string; ifname: string };
     b: { ns: string; ifname: string };
 }
 
-export interface BgpPeerPlan {
+export interface LabBgpPeer {
     /** BIRD protocol name on this side. */
     name: string;
     family: Family;
@@ -101,7 +101,7 @@ export interface EdgePopSession {
     name: string;
 }
 
-export interface EdgePlan {
+export interface LabEdge {
     ns: string;
     region: string;
     routerId: string;
@@ -120,7 +120,7 @@ export interface EdgePlan {
         bfdMinimumTtl?: number;
         sessions: EdgePopSession[];
     };
-    towardsTransit: { ifname: string; peers: BgpPeerPlan[] };
+    towardsTransit: { ifname: string; peers: LabBgpPeer[] };
     /** The AS the transit sees this edge as (20473 for Vultr). */
     publicAsn: number;
     /**
@@ -136,7 +136,7 @@ export interface CustomerRoute {
     ifname: string;
 }
 
-export interface TransitPlan {
+export interface LabTransit {
     ns: string;
     region: string;
     asn: number;
@@ -145,11 +145,11 @@ export interface TransitPlan {
     customerIfaces: string[];
     customerRoutes: CustomerRoute[];
     /** The session with its own region's edge, one per family. */
-    edgePeers: BgpPeerPlan[];
-    transitPeers: BgpPeerPlan[];
+    edgePeers: LabBgpPeer[];
+    transitPeers: LabBgpPeer[];
 }
 
-export interface ClientPlan {
+export interface LabClient {
     ns: string;
     region?: string;
     /** Its IPv6 address (always) and IPv4 address (dual-stack labs). */
@@ -157,20 +157,20 @@ export interface ClientPlan {
     address4?: string;
 }
 
-export interface RegionPlan {
+export interface LabRegion {
     region: string;
     index: number;
     pop: {
         name: string; ns: string; spec: PopSpec; host: LabHost; address: string; gateway: string; network: string;
         address4?: string; gateway4?: string;
     };
-    edge: EdgePlan;
-    transit: TransitPlan;
-    client: ClientPlan;
+    edge: LabEdge;
+    transit: LabTransit;
+    client: LabClient;
 }
 
 /** An origin: an existing host in its own /64 behind a transit. */
-export interface OriginPlan {
+export interface LabOrigin {
     ns: string;
     host: LabHost;
     address: string;
@@ -183,28 +183,28 @@ export interface OriginPlan {
 }
 
 /** Who plays the admin network (firewall.adminCidrs) in the exposure probes. */
-export type AdminPlan =
+export type LabAdmin =
     | { kind: "anyone"; why: string }
     | { kind: "origin"; why: string }
-    | { kind: "namespace"; client: ClientPlan; transitRegion: string; why: string }
+    | { kind: "namespace"; client: LabClient; transitRegion: string; why: string }
     | { kind: "none"; why: string };
 
-export interface LabPlan {
-    namespaces: NamespacePlan[];
-    links: LinkPlan[];
-    regions: RegionPlan[];
-    transits: TransitPlan[];
+export interface LabDesign {
+    namespaces: LabNamespace[];
+    links: LabLink[];
+    regions: LabRegion[];
+    transits: LabTransit[];
     /** 6, and 4 when the stack announces an IPv4 prefix. */
     families: Family[];
     /** The first origin (origins[0]). */
-    origin: OriginPlan;
+    origin: LabOrigin;
     /** Every origin of the stack, each in its own namespace behind a transit. */
-    origins: OriginPlan[];
-    outsider: ClientPlan & { transitRegion: string };
-    admin: AdminPlan;
+    origins: LabOrigin[];
+    outsider: LabClient & { transitRegion: string };
+    admin: LabAdmin;
     /** The HTTP sources the rendered firewall allows (the clients are inside them). */
     httpSources: string[];
-    /** Things the plan had to decide that a user should know about. */
+    /** Things the design had to decide that a user should know about. */
     notes: string[];
 }
 
@@ -248,7 +248,7 @@ function ident(text: string): string {
     return text.replace(/[^a-zA-Z0-9_]/g, "_");
 }
 
-/** A prefix as a range of integers, so the planner's many overlap checks stay cheap. */
+/** A prefix as a range of integers, so the designer's many overlap checks stay cheap. */
 interface Range {
     family: Family;
     lo: bigint;
@@ -262,11 +262,11 @@ function rangeOf(net: string): Range {
     return { family: c.family, lo, hi: lo + (1n << BigInt(bits - c.length)) - 1n };
 }
 
-/** The planner's working state: what is taken, and builders for namespaces and links. */
-class PlanBuilder {
+/** The designer's working state: what is taken, and builders for namespaces and links. */
+class DesignBuilder {
     readonly notes: string[] = [];
-    readonly namespaces = new Map<string, NamespacePlan>();
-    readonly links: LinkPlan[] = [];
+    readonly namespaces = new Map<string, LabNamespace>();
+    readonly links: LabLink[] = [];
     private readonly taken: Range[] = [];
     private readonly linkCounter: Record<Family, number> = { 6: 0, 4: 0 };
     private readonly asns: number[];
@@ -313,25 +313,25 @@ class PlanBuilder {
         }
     }
 
-    ns(name: string, role: NsRole, forwarding: boolean): NamespacePlan {
-        const plan: NamespacePlan = { name: LAB_NS_PREFIX + name, role, forwarding, addresses: [], routes: [] };
-        if (this.namespaces.has(plan.name)) throw new Error(`namespace ${plan.name} planned twice (bug)`);
-        this.namespaces.set(plan.name, plan);
-        return plan;
+    ns(name: string, role: NsRole, forwarding: boolean): LabNamespace {
+        const ns: LabNamespace = { name: LAB_NS_PREFIX + name, role, forwarding, addresses: [], routes: [] };
+        if (this.namespaces.has(ns.name)) throw new Error(`namespace ${ns.name} made twice (bug)`);
+        this.namespaces.set(ns.name, ns);
+        return ns;
     }
 
-    get(name: string): NamespacePlan {
+    get(name: string): LabNamespace {
         const n = this.namespaces.get(name);
         if (!n) throw new Error(`no namespace ${name} (bug)`);
         return n;
     }
 
-    link(a: NamespacePlan, aIf: string, b: NamespacePlan, bIf: string): void {
+    link(a: LabNamespace, aIf: string, b: LabNamespace, bIf: string): void {
         this.links.push({ a: { ns: a.name, ifname: aIf }, b: { ns: b.name, ifname: bIf } });
     }
 
     /** A router-to-router link with one /64 (and /24) per family; returns each side's addresses. */
-    routerLink(a: NamespacePlan, aIf: string, b: NamespacePlan, bIf: string): Array<{ family: Family; a: string; b: string }> {
+    routerLink(a: LabNamespace, aIf: string, b: LabNamespace, bIf: string): Array<{ family: Family; a: string; b: string }> {
         this.link(a, aIf, b, bIf);
         return this.families.map((family) => {
             const net = this.nextLink(family);
@@ -349,7 +349,7 @@ class PlanBuilder {
      * admin's /128 or /32) puts just the address on eth0, reached through a link network and a
      * host route the transit originates.
      */
-    attachCustomer(customer: NamespacePlan, transit: TransitPlan, ifname: string, block: string, nth: number): string {
+    attachCustomer(customer: LabNamespace, transit: LabTransit, ifname: string, block: string, nth: number): string {
         const b = parseCidr(block, false);
         const family = b.family;
         const len = CUSTOMER_LENGTH[family];
@@ -431,13 +431,13 @@ function checkEmulatable(stack: LabStack, families: Family[]): void {
 }
 
 /** The client blocks per family: the firewall's HTTP sources (the clients play Cloudflare colos). */
-function clientBlocks(plan: PlanBuilder, httpSources: string[]): Record<Family, string[]> {
+function clientBlocks(design: DesignBuilder, httpSources: string[]): Record<Family, string[]> {
     const blocks: Record<Family, string[]> = { 6: [], 4: [] };
     for (const s of httpSources) blocks[parseCidr(s, false).family].push(formatCidr(parseCidr(s, false)));
-    for (const family of plan.families) {
+    for (const family of design.families) {
         if (blocks[family].length === 0) {
             blocks[family] = [FALLBACK_CLIENT_BLOCK[family]];
-            plan.notes.push(`the firewall allows HTTP from no IPv${family} source: IPv${family} clients take ` +
+            design.notes.push(`the firewall allows HTTP from no IPv${family} source: IPv${family} clients take ` +
                 `${FALLBACK_CLIENT_BLOCK[family]} (for routing only)`);
         }
     }
@@ -449,7 +449,7 @@ function clientBlockFor(blocks: string[], i: number): { block: string; nth: numb
     return { block: blocks[i % blocks.length], nth: 1 + Math.floor(i / blocks.length) };
 }
 
-function planPopLink(b: PlanBuilder, popNs: NamespacePlan, edgeNs: NamespacePlan, pop: PopSpec, host: LabHost): EdgePopSession[] {
+function designPopLink(b: DesignBuilder, popNs: LabNamespace, edgeNs: LabNamespace, pop: PopSpec, host: LabHost): EdgePopSession[] {
     b.link(popNs, POP_UPLINK, edgeNs, "to-pop");
     const sessions: EdgePopSession[] = [];
     for (const family of b.families) {
@@ -477,7 +477,7 @@ function planPopLink(b: PlanBuilder, popNs: NamespacePlan, edgeNs: NamespacePlan
  * The AS the Internet sees the PoP's upstream as: the config's (Vultr's 20473, or an existing
  * host's bgp.publicAsn), else a public remote AS itself, else a stand-in.
  */
-function publicAsnFor(b: PlanBuilder, pop: PopSpec): number {
+function publicAsnFor(b: DesignBuilder, pop: PopSpec): number {
     if (pop.bgp.publicAsn !== undefined) return pop.bgp.publicAsn;
     const remote = pop.bgp.remoteAsn;
     if (!isPrivateAsn(remote)) return remote;
@@ -486,7 +486,7 @@ function publicAsnFor(b: PlanBuilder, pop: PopSpec): number {
     return stand;
 }
 
-function planEdgeBfd(b: PlanBuilder, pop: PopSpec): { bfd?: EdgePlan["towardsPop"]["bfd"]; bfdMinimumTtl?: number } {
+function designEdgeBfd(b: DesignBuilder, pop: PopSpec): { bfd?: LabEdge["towardsPop"]["bfd"]; bfdMinimumTtl?: number } {
     if (!pop.bgp.bfd) return {};
     if (pop.bgp.multihop > 0 && !pop.bgp.staticRouteToNeighbor) {
         // anycast-net.sh raises the hop limit on its pinned route to the neighbour; without that
@@ -498,7 +498,7 @@ function planEdgeBfd(b: PlanBuilder, pop: PopSpec): { bfd?: EdgePlan["towardsPop
     return { bfd: pop.bgp.bfd };
 }
 
-function planRegion(b: PlanBuilder, pop: PopSpec, i: number, region: string, clients: Record<Family, string[]>): RegionPlan {
+function designRegion(b: DesignBuilder, pop: PopSpec, i: number, region: string, clients: Record<Family, string[]>): LabRegion {
     const spec = b.stack.spec;
     const host = b.stack.hosts.find((h) => h.name === pop.name)!;
     const index = i + 1;
@@ -507,11 +507,11 @@ function planRegion(b: PlanBuilder, pop: PopSpec, i: number, region: string, cli
     const trNs = b.ns(`${region}-tr`, "transit", true);
     const cliNs = b.ns(`${region}-cli`, "client", false);
 
-    const sessions = planPopLink(b, popNs, edgeNs, pop, host);
+    const sessions = designPopLink(b, popNs, edgeNs, pop, host);
     const publicAsn = publicAsnFor(b, pop);
     const transitAsn = b.nextAsn(`the transit of ${region}`);
     const ends = b.routerLink(edgeNs, "to-tr", trNs, "to-edge");
-    const transit: TransitPlan = {
+    const transit: LabTransit = {
         ns: trNs.name, region, asn: transitAsn, routerId: `198.51.100.${100 + index}`,
         customerIfaces: [], customerRoutes: [], transitPeers: [],
         edgePeers: ends.map((e) => ({
@@ -521,11 +521,11 @@ function planRegion(b: PlanBuilder, pop: PopSpec, i: number, region: string, cli
     };
     // The edge reaches the Internet by static defaults through its transit; it imports nothing.
     for (const e of ends) edgeNs.routes.push([e.family === 6 ? "::/0" : "0.0.0.0/0", "via", e.b, "dev", "to-tr"]);
-    const edge: EdgePlan = {
+    const edge: LabEdge = {
         ns: edgeNs.name, region, routerId: `198.51.100.${10 + index}`, publicAsn, removesPrivateAsn: isPrivateAsn(spec.asn),
         towardsPop: {
             ifname: "to-pop", localAsn: pop.bgp.remoteAsn, popAsn: spec.asn, multihop: pop.bgp.multihop,
-            password: pop.bgp.password, ...planEdgeBfd(b, pop), sessions,
+            password: pop.bgp.password, ...designEdgeBfd(b, pop), sessions,
         },
         towardsTransit: {
             ifname: "to-tr",
@@ -536,7 +536,7 @@ function planRegion(b: PlanBuilder, pop: PopSpec, i: number, region: string, cli
         },
     };
 
-    const client: ClientPlan = { ns: cliNs.name, region, address: "" };
+    const client: LabClient = { ns: cliNs.name, region, address: "" };
     for (const family of b.families) {
         const { block, nth } = clientBlockFor(clients[family], i);
         const address = b.attachCustomer(cliNs, transit, "to-cli", block, nth);
@@ -554,7 +554,7 @@ function planRegion(b: PlanBuilder, pop: PopSpec, i: number, region: string, cli
 }
 
 /** eBGP between neighbouring transits: a full mesh for a few regions, a ring beyond. */
-function connectTransits(b: PlanBuilder, transits: TransitPlan[]): void {
+function connectTransits(b: DesignBuilder, transits: LabTransit[]): void {
     const pairs: Array<[number, number]> = [];
     if (transits.length <= FULL_MESH_MAX) {
         for (let a = 0; a < transits.length; a++) for (let c = a + 1; c < transits.length; c++) pairs.push([a, c]);
@@ -580,7 +580,7 @@ function connectTransits(b: PlanBuilder, transits: TransitPlan[]): void {
  * The origins: existing hosts, each in its own /64. The first behind the first region's transit,
  * further ones behind the last regions' transits, so that origins and PoPs spread over the map.
  */
-function planOrigins(b: PlanBuilder, transits: TransitPlan[]): OriginPlan[] {
+function designOrigins(b: DesignBuilder, transits: LabTransit[]): LabOrigin[] {
     const networks = new Map<string, string>();
     return b.stack.spec.origins.map((o, k) => {
         const host = b.stack.hosts.find((h) => h.name === o.name);
@@ -608,7 +608,7 @@ function planOrigins(b: PlanBuilder, transits: TransitPlan[]): OriginPlan[] {
 }
 
 /** A client outside the HTTP sources and admin networks when there is room, behind the last transit. */
-function planOutsider(b: PlanBuilder, transit: TransitPlan, httpSources: string[]): LabPlan["outsider"] {
+function designOutsider(b: DesignBuilder, transit: LabTransit, httpSources: string[]): LabDesign["outsider"] {
     const spec = b.stack.spec;
     const inside = (net: string, list: Array<string | Cidr>) =>
         list.some((s) => overlaps(typeof s === "string" ? parseCidr(s, false) : s, parseCidr(net)));
@@ -625,7 +625,7 @@ function planOutsider(b: PlanBuilder, transit: TransitPlan, httpSources: string[
 }
 
 /** Who plays firewall.adminCidrs: nobody needs to (empty: SSH open), the origin, or a host of its own. */
-function planAdmin(b: PlanBuilder, transit: TransitPlan, originAddress: string): AdminPlan {
+function designAdmin(b: DesignBuilder, transit: LabTransit, originAddress: string): LabAdmin {
     const cidrs = b.stack.spec.firewall.adminCidrs;
     if (cidrs.length === 0) return { kind: "anyone", why: "firewall.adminCidrs is empty: SSH is open to every source" };
     if (cidrs.some((c) => contains(c, originAddress))) {
@@ -645,21 +645,21 @@ function planAdmin(b: PlanBuilder, transit: TransitPlan, originAddress: string):
         why: `an admin host at ${address} inside firewall.adminCidrs ${block}` };
 }
 
-export function planLab(stack: LabStack): LabPlan {
+export function designLab(stack: LabStack): LabDesign {
     const spec: AnycastSpec = stack.spec;
     const families: Family[] = hasIpv4(spec.prefixes) ? [6, 4] : [6];
     checkEmulatable(stack, families);
-    const b = new PlanBuilder(stack, families);
+    const b = new DesignBuilder(stack, families);
     const httpSources = stack.httpSources;
     const clients = clientBlocks(b, httpSources);
     const names = regionNames(spec);
-    const regions = spec.pops.map((pop, i) => planRegion(b, pop, i, names[i], clients));
+    const regions = spec.pops.map((pop, i) => designRegion(b, pop, i, names[i], clients));
     const transits = regions.map((r) => r.transit);
     connectTransits(b, transits);
-    const origins = planOrigins(b, transits);
+    const origins = designOrigins(b, transits);
     const origin = origins[0];
-    const outsider = planOutsider(b, transits[transits.length - 1], httpSources);
-    const admin = planAdmin(b, transits[Math.min(1, transits.length - 1)], origin.address);
+    const outsider = designOutsider(b, transits[transits.length - 1], httpSources);
+    const admin = designAdmin(b, transits[Math.min(1, transits.length - 1)], origin.address);
     if (isPrivateAsn(spec.asn)) {
         const seen = [...new Set(regions.map((r) => r.edge.publicAsn))].map((a) => `AS${a}`).join(", ");
         b.notes.push(`anycast:asn AS${spec.asn} is private: each edge removes it towards its transit, as Vultr does, ` +
@@ -677,7 +677,7 @@ export function planLab(stack: LabStack): LabPlan {
 }
 
 /** The transit's BIRD protocol name for its own edge's session of a family. */
-export function edgePeerName(transit: TransitPlan, family: Family = 6): string {
+export function edgePeerName(transit: LabTransit, family: Family = 6): string {
     const peer = transit.edgePeers.find((p) => p.family === family);
     if (!peer) throw new Error(`transit ${transit.region} has no IPv${family} edge session`);
     return peer.name;

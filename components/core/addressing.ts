@@ -243,7 +243,7 @@ export type RangeName = "private" | "uniqueLocal" | "documentation" | "loopback"
     "unspecified" | "reserved" | "unicast" | "global" | string;
 
 /** The mesh plan: the origin takes the first host address, PoPs the following ones, in order. */
-export function planMeshAddresses(cidr: IpPrefix, nodeCount: number): IpAddress[] {
+export function meshAddressesFor(cidr: IpPrefix, nodeCount: number): IpAddress[] {
     if (BigInt(nodeCount) > cidr.usableHosts()) {
         throw new Error(`${cidr} has room for ${cidr.usableHosts()} hosts, ${nodeCount} needed`);
     }

@@ -4,7 +4,7 @@
  * not be (inside the announced prefixes).
  */
 import { z } from "zod";
-import { IpAddress, IpPrefix, planMeshAddresses } from "./addressing";
+import { IpAddress, IpPrefix, meshAddressesFor } from "./addressing";
 import { HostSpec, OriginSpec, PopSpec } from "./model";
 import { Collector, showValue } from "./config-issues";
 import { VULTR_LISTS_UPDATED, vultrPlanProblem, vultrRegionProblem } from "./vultr";
@@ -40,7 +40,7 @@ export function meshAddressing(mesh: TopLevel["mesh"] | undefined, originCount: 
         c.error(key, `${mesh.cidr} has room for ${cidr.usableHosts()} hosts; ${origins} and ${popCount} PoP(s) need ${nodes}: use a larger CIDR`);
         return { cidr };
     }
-    return { cidr, addresses: planMeshAddresses(cidr, 1 + popCount) };
+    return { cidr, addresses: meshAddressesFor(cidr, 1 + popCount) };
 }
 
 /** A node's mesh address: the explicit one (checked) or the planned one; undefined when either is in error (reported). */

@@ -295,7 +295,8 @@ export interface WireGuardNode {
 
 /** Everything the renderers need to produce one PoP's files. */
 export interface PopRenderInput {
-    deployment: { asn: number; prefixes: IpPrefix[]; address: IpAddress };
+    /** What every PoP announces: the origin AS, the prefixes, and the service address inside them. */
+    announcement: { asn: number; prefixes: IpPrefix[]; address: IpAddress };
     pop: PopSpec;
     host: HostAddresses;
     origin: OriginEndpoint;

@@ -42,7 +42,7 @@ export function popRenderInput(spec: AnycastSpec, popName: string): PopRenderInp
 
 /** The input announcing an IPv4 /24 (198.51.100.0/24) next to its IPv6 prefix. */
 export function dualStack(input: PopRenderInput): PopRenderInput {
-    return { ...input, deployment: { ...input.deployment, prefixes: [...input.deployment.prefixes, IpPrefix.parse("198.51.100.0/24")] } };
+    return { ...input, announcement: { ...input.announcement, prefixes: [...input.announcement.prefixes, IpPrefix.parse("198.51.100.0/24")] } };
 }
 
 /**

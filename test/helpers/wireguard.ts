@@ -1,7 +1,7 @@
 /** The test mesh: fixed keys and the example stacks' members, planned and rendered. */
 import { createHash } from "node:crypto";
 import {
-    MeshMember, MeshPlanOptions, planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate,
+    MeshMember, WireGuardMeshOptions, wireGuardMeshNodes, renderWireGuardConfig, wgPublicKeyFromPrivate,
 } from "../../components/core/render/wireguard";
 import { AnycastSpec } from "../../components/core/model";
 import { TEST_HOST_ADDRESSES } from "./fixtures";
@@ -22,7 +22,7 @@ export function membersOf(spec: AnycastSpec): MeshMember[] {
     }));
 }
 
-export function optionsOf(spec: AnycastSpec, topology: "full" | "hub" = spec.mesh.topology): MeshPlanOptions {
+export function optionsOf(spec: AnycastSpec, topology: "full" | "hub" = spec.mesh.topology): WireGuardMeshOptions {
     return {
         cidr: spec.mesh.cidr, port: spec.mesh.port, topology, hubName: spec.origin.name, mtu: spec.mesh.mtu,
         persistentKeepalive: spec.mesh.persistentKeepalive,
@@ -30,7 +30,7 @@ export function optionsOf(spec: AnycastSpec, topology: "full" | "hub" = spec.mes
 }
 
 export function renderedNodes(spec: AnycastSpec, topology?: "full" | "hub"): Record<string, string> {
-    const plan = planWireGuardMesh(membersOf(spec), optionsOf(spec, topology));
-    return Object.fromEntries(Object.entries(plan).map(([name, node]) =>
+    const nodes = wireGuardMeshNodes(membersOf(spec), optionsOf(spec, topology));
+    return Object.fromEntries(Object.entries(nodes).map(([name, node]) =>
         [name, renderWireGuardConfig({ ...node, privateKey: testPrivateKey(name) })]));
 }

@@ -1,5 +1,5 @@
 /**
- * The lab's pure parts, without root: the network plan, the emulated cloud's BIRD configs (checked
+ * The lab's pure parts, without root: the network design, the emulated cloud's BIRD configs (checked
  * by `bird -p` when BIRD is installed), the booted files and the birdc output parsers (the
  * namespaces' layouts: test/lab/layout.test.ts).
  */
@@ -18,7 +18,7 @@ import { formatExposure, formatReport, LabReport, stats, table } from "../../lab
 import { REPORT_WIDTH, wrap } from "../../lab/text";
 import { renderEdgeBird, renderTransitBird } from "../../lab/routers";
 import { LabStack } from "../../lab/stack";
-import { LAB_NS_PREFIX, planLab, subnet } from "../../lab/topology";
+import { LAB_NS_PREFIX, designLab, subnet } from "../../lab/topology";
 import { renderEdgeFrr } from "../../lab/frr";
 import { parseAnycastConfig } from "../../components/core/config";
 import { CLOUDFLARE_RANGES_SNAPSHOT } from "../../harness/mockcloud";
@@ -40,7 +40,7 @@ function labStack(): LabStack {
 
 describe("lab plan", () => {
     const stack = labStack();
-    const plan = planLab(stack);
+    const plan = designLab(stack);
 
     it("builds one PoP, edge, transit and client per region, plus every origin and the outsider, all prefixed", () => {
         assert.deepEqual(plan.regions.map((r) => r.region), ["lax", "ams", "sgp"]);
@@ -107,7 +107,7 @@ describe("lab plan", () => {
         // And the edges of a private-ASN stack, which remove it on export (a dual-stack one: both filters).
         const generated = generateLabConfig(4242, { privateAsn: true, dualStack: true, existingPop: true, pops: 2 });
         const privateSpec = parseAnycastConfig(generated.values);
-        const privatePlan = planLab(planOnlyStack(privateSpec, privateSpec.firewall.httpSources?.map(String) ?? []));
+        const privatePlan = designLab(planOnlyStack(privateSpec, privateSpec.firewall.httpSources?.map(String) ?? []));
         try {
             const configs = [
                 ...plan.regions.map((r) => renderEdgeBird(r.edge, path.join(dir, "edge.log"))),
@@ -270,7 +270,7 @@ describe("lab plans for generated configs (any valid config, 1 to 8 PoPs)", () =
         it(`plans ${config.summary}`, () => {
             const spec = parseAnycastConfig(config.values);
             const stack = planOnlyStack(spec, spec.firewall.httpSources?.map(String) ?? [...CLOUDFLARE_RANGES_SNAPSHOT.ipv6Cidrs, ...CLOUDFLARE_RANGES_SNAPSHOT.ipv4Cidrs]);
-            const plan = planLab(stack);
+            const plan = designLab(stack);
             assert.equal(plan.regions.length, spec.pops.length);
             assert.deepEqual(plan.families, spec.prefixes.some((p) => p.family === 4) ? [6, 4] : [6]);
             // Clients play colos: inside what the rendered firewall lets in, in both families.
@@ -324,7 +324,7 @@ describe("lab plans for generated configs (any valid config, 1 to 8 PoPs)", () =
         const edgeBox = pops[pops.length - 1] as { bgp: Record<string, unknown> };
         edgeBox.bgp = { ...edgeBox.bgp, multihop: 0 };
         const spec = parseAnycastConfig(config.values);
-        assert.throws(() => planLab(planOnlyStack(spec, ["2001:db8:ff00::/40"])), (e: Error) =>
+        assert.throws(() => designLab(planOnlyStack(spec, ["2001:db8:ff00::/40"])), (e: Error) =>
             e.name === "LabPreconditionError" && !e.message.includes("\n") && /bgp\.multihop is 0.*outside the host's network/.test(e.message));
     });
 });

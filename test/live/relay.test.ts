@@ -17,7 +17,7 @@ import { renderAgentSettings, renderHealthAgent } from "../../components/core/re
 import { HostLayout } from "../../components/core/render/layout";
 import { renderBirdConfig } from "../../components/core/render/bird";
 import { renderNginxConfig, renderNginxUpstreams } from "../../components/core/render/nginx";
-import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
+import { wireGuardMeshNodes, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
 import { labSpec, layoutIn, popRenderInput } from "../helpers/fixtures";
 import {
     CapturedProcess, createNetns, deleteNetns, inNetns, inNetnsOk, isRoot, needRoot, needTools, pollingDuring, runOk, sleep, spawnCaptured,
@@ -94,13 +94,13 @@ class Backbone {
         // The mesh: the rendered wg-quick files, a full mesh as the lab stack has it.
         const keys = Object.fromEntries(this.nodes.map((n) => [n.name, randomBytes(32).toString("base64")]));
         const meshAddress = (name: string) => name === this.spec.origin.name ? this.spec.origin.meshAddress : this.spec.pops.find((p) => p.name === name)!.meshAddress;
-        const plan = planWireGuardMesh(this.nodes.map((n) => ({
+        const nodes = wireGuardMeshNodes(this.nodes.map((n) => ({
             name: n.name, meshAddress: meshAddress(n.name), endpoint: n.underlay, publicKey: wgPublicKeyFromPrivate(keys[n.name]),
         })), { cidr: this.spec.mesh.cidr, port: MESH_PORT, topology: "full", mtu: this.spec.mesh.mtu, persistentKeepalive: this.spec.mesh.persistentKeepalive });
         for (const n of this.nodes) {
             // wg-quick names the interface after the file; the name must be unique on the machine.
             const file = path.join(n.dir, `${n.ifname}.conf`);
-            fs.writeFileSync(file, renderWireGuardConfig({ ...plan[n.name], privateKey: keys[n.name] }), { mode: 0o600 });
+            fs.writeFileSync(file, renderWireGuardConfig({ ...nodes[n.name], privateKey: keys[n.name] }), { mode: 0o600 });
             inNetnsOk(n.ns, "wg-quick", ["up", file]);
         }
 

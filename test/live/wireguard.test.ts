@@ -8,7 +8,7 @@ import * as assert from "node:assert/strict";
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
+import { wireGuardMeshNodes, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
 import { IpAddress, IpPrefix } from "../../components/core/addressing";
 import { labSpec, prodSpec } from "../helpers/fixtures";
 import {
@@ -90,14 +90,14 @@ describe("renderWireGuardConfig on wireguard-go (live)", () => {
             inNetnsOk(nsA, "ip", ["link", "set", "eth0", "up"]);
             inNetnsOk(nsB, "ip", ["link", "set", "eth0", "up"]);
             const keys = { origin: testPrivateKey("origin"), lax: testPrivateKey("lax") };
-            const plan = planWireGuardMesh([
+            const nodes = wireGuardMeshNodes([
                 { name: "origin", meshAddress: IpAddress.parse("10.77.0.1"), endpoint: "2001:db8:77::1", publicKey: wgPublicKeyFromPrivate(keys.origin) },
                 { name: "lax", meshAddress: IpAddress.parse("10.77.0.2"), endpoint: "2001:db8:77::2", publicKey: wgPublicKeyFromPrivate(keys.lax) },
             ], { cidr: IpPrefix.parse("10.77.0.0/24"), port: 51820, topology: "full", mtu: 1420, persistentKeepalive: 25 });
             const fileA = path.join(dir, `${ifA}.conf`);
             const fileB = path.join(dir, `${ifB}.conf`);
-            fs.writeFileSync(fileA, renderWireGuardConfig({ ...plan.origin, privateKey: keys.origin }), { mode: 0o600 });
-            fs.writeFileSync(fileB, renderWireGuardConfig({ ...plan.lax, privateKey: keys.lax }), { mode: 0o600 });
+            fs.writeFileSync(fileA, renderWireGuardConfig({ ...nodes.origin, privateKey: keys.origin }), { mode: 0o600 });
+            fs.writeFileSync(fileB, renderWireGuardConfig({ ...nodes.lax, privateKey: keys.lax }), { mode: 0o600 });
             // No kernel module here: wg-quick falls back to wireguard-go by itself.
             inNetnsOk(nsA, "wg-quick", ["up", fileA]);
             inNetnsOk(nsB, "wg-quick", ["up", fileB]);

@@ -1,11 +1,11 @@
 /**
- * The WireGuard mesh: public keys as `wg pubkey` derives them, the mesh plan (full and hub), and
+ * The WireGuard mesh: public keys as `wg pubkey` derives them, the mesh's nodes (full and hub), and
  * the rendered wg-quick files (goldens, layout). The files on wireguard-go are in
  * test/live/wireguard.test.ts.
  */
 import { describe, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { planWireGuardMesh, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
+import { wireGuardMeshNodes, renderWireGuardConfig, wgPublicKeyFromPrivate } from "../../components/core/render/wireguard";
 import { IpAddress } from "../../components/core/addressing";
 import { WireGuardNode } from "../../components/core/model";
 import { assertGolden } from "../helpers/golden";
@@ -37,50 +37,50 @@ describe("wgPublicKeyFromPrivate", () => {
     });
 });
 
-describe("planWireGuardMesh", () => {
+describe("wireGuardMeshNodes", () => {
     const spec = prodSpec();
 
     test("full mesh: every node peers with every other, AllowedIPs = the peer's /32", () => {
-        const plan = planWireGuardMesh(membersOf(spec), optionsOf(spec, "full"));
-        const names = Object.keys(plan).sort();
+        const nodes = wireGuardMeshNodes(membersOf(spec), optionsOf(spec, "full"));
+        const names = Object.keys(nodes).sort();
         assert.deepEqual(names, ["ams", "lax", "origin", "sgp"]);
         for (const name of names) {
-            const peers = plan[name].peers.map((p) => p.name).sort();
+            const peers = nodes[name].peers.map((p) => p.name).sort();
             assert.deepEqual(peers, names.filter((n) => n !== name));
-            for (const peer of plan[name].peers) {
+            for (const peer of nodes[name].peers) {
                 const address = peer.name === "origin" ? spec.origin.meshAddress : spec.pops.find((p) => p.name === peer.name)!.meshAddress;
                 assert.deepEqual(peer.allowedIps, [`${address}/32`]);
             }
         }
-        assert.equal(plan.lax.address, "10.77.0.2/24");
-        assert.equal(plan.origin.address, "10.77.0.1/24");
-        assert.equal(plan.lax.peers.find((p) => p.name === "origin")!.endpoint, "[2001:db8:beef::10]:51820");
+        assert.equal(nodes.lax.address, "10.77.0.2/24");
+        assert.equal(nodes.origin.address, "10.77.0.1/24");
+        assert.equal(nodes.lax.peers.find((p) => p.name === "origin")!.endpoint, "[2001:db8:beef::10]:51820");
     });
 
     test("IPv6 mesh: AllowedIPs are /128", () => {
         const lab = labSpec();
-        const plan = planWireGuardMesh(membersOf(lab), optionsOf(lab, "full"));
-        assert.match(plan.lax.address, /^fd00:a:1::\d+\/64$/);
-        for (const peer of plan.lax.peers) assert.match(peer.allowedIps[0], /^fd00:a:1::\d+\/128$/);
+        const nodes = wireGuardMeshNodes(membersOf(lab), optionsOf(lab, "full"));
+        assert.match(nodes.lax.address, /^fd00:a:1::\d+\/64$/);
+        for (const peer of nodes.lax.peers) assert.match(peer.allowedIps[0], /^fd00:a:1::\d+\/128$/);
     });
 
     test("hub: the hub peers with all, spokes only with the hub, routing the whole mesh to it", () => {
-        const plan = planWireGuardMesh(membersOf(spec), optionsOf(spec, "hub"));
-        assert.deepEqual(plan.origin.peers.map((p) => p.name).sort(), ["ams", "lax", "sgp"]);
+        const nodes = wireGuardMeshNodes(membersOf(spec), optionsOf(spec, "hub"));
+        assert.deepEqual(nodes.origin.peers.map((p) => p.name).sort(), ["ams", "lax", "sgp"]);
         for (const spoke of ["lax", "ams", "sgp"]) {
-            assert.equal(plan[spoke].peers.length, 1);
-            assert.equal(plan[spoke].peers[0].name, "origin");
-            assert.deepEqual(plan[spoke].peers[0].allowedIps, ["10.77.0.0/24"]);
+            assert.equal(nodes[spoke].peers.length, 1);
+            assert.equal(nodes[spoke].peers[0].name, "origin");
+            assert.deepEqual(nodes[spoke].peers[0].allowedIps, ["10.77.0.0/24"]);
         }
-        assert.deepEqual(plan.origin.peers.find((p) => p.name === "lax")!.allowedIps, ["10.77.0.2/32"]);
+        assert.deepEqual(nodes.origin.peers.find((p) => p.name === "lax")!.allowedIps, ["10.77.0.2/32"]);
     });
 
     test("rejects a missing hub, duplicates, and addresses outside the CIDR", () => {
         const members = membersOf(spec);
-        assert.throws(() => planWireGuardMesh(members, { ...optionsOf(spec, "hub"), hubName: "nope" }), /hubName/);
-        assert.throws(() => planWireGuardMesh([...members, members[0]], optionsOf(spec)), /twice/);
-        assert.throws(() => planWireGuardMesh([{ ...members[0], meshAddress: IpAddress.parse("10.78.0.1") }], optionsOf(spec)), /inside/);
-        assert.throws(() => planWireGuardMesh([{ ...members[0], endpoint: "example.com" }], optionsOf(spec)), /not an IP/);
+        assert.throws(() => wireGuardMeshNodes(members, { ...optionsOf(spec, "hub"), hubName: "nope" }), /hubName/);
+        assert.throws(() => wireGuardMeshNodes([...members, members[0]], optionsOf(spec)), /twice/);
+        assert.throws(() => wireGuardMeshNodes([{ ...members[0], meshAddress: IpAddress.parse("10.78.0.1") }], optionsOf(spec)), /inside/);
+        assert.throws(() => wireGuardMeshNodes([{ ...members[0], endpoint: "example.com" }], optionsOf(spec)), /not an IP/);
     });
 });
 

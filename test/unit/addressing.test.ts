@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import * as assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { IpAddress, IpPrefix, parseAddressOrPrefix, planMeshAddresses } from "../../components/core/addressing";
+import { IpAddress, IpPrefix, parseAddressOrPrefix, meshAddressesFor } from "../../components/core/addressing";
 import { parseAnycastConfig } from "../../components/core/config";
 import { AnycastSpec } from "../../components/core/model";
 import { specFromJson, specToJson } from "../../components/core/spec-json";
@@ -86,7 +86,7 @@ describe("IpPrefix", () => {
         assert.equal(v4.nth(1).toString(), "10.77.0.1");
         assert.throws(() => v4.nth(256), /outside 10\.77\.0\.0\/24/);
         assert.equal(IpPrefix.parse("fd00:a:1::/64").nth(2n ** 64n - 1n).toString(), "fd00:a:1:0:ffff:ffff:ffff:ffff");
-        assert.deepEqual(planMeshAddresses(IpPrefix.parse("fd00:a:1::/64"), 3).map(String), ["fd00:a:1::1", "fd00:a:1::2", "fd00:a:1::3"]);
+        assert.deepEqual(meshAddressesFor(IpPrefix.parse("fd00:a:1::/64"), 3).map(String), ["fd00:a:1::1", "fd00:a:1::2", "fd00:a:1::3"]);
         assert.ok(IpPrefix.parse("10.0.0.0/8").isPrivate() && IpPrefix.parse("fd00::/8").isPrivate());
         assert.ok(!IpPrefix.parse("2001:db8::/32").isPrivate());
     });

@@ -106,8 +106,8 @@ interface FamilySession {
 }
 
 function sessionsFor(input: PopRenderInput): FamilySession[] {
-    const { pop, host, deployment } = input;
-    const byFamily = (family: Family) => deployment.prefixes.filter((p) => p.family === family).map(String);
+    const { pop, host, announcement } = input;
+    const byFamily = (family: Family) => announcement.prefixes.filter((p) => p.family === family).map(String);
     const v6 = byFamily(6);
     const v4 = byFamily(4);
     if (v6.length === 0) throw new Error(`PoP ${pop.name}: no IPv6 prefix to announce`);
@@ -138,7 +138,7 @@ function bfdProtocol(id: string, bfd: BfdSettings, multihop: boolean): string[] 
 }
 
 function exportFilter(name: string, input: PopRenderInput, session: FamilySession): string[] {
-    const { pop, deployment } = input;
+    const { pop, announcement } = input;
     const lines = [
         `filter ${name}`,
         "{",
@@ -148,20 +148,20 @@ function exportFilter(name: string, input: PopRenderInput, session: FamilySessio
     for (const c of pop.communities) lines.push(`    ${communityStatement(c)}`);
     if (pop.prepend > 0) {
         lines.push(`    # ${pop.prepend} extra cop${pop.prepend === 1 ? "y" : "ies"} of our ASN: makes this PoP less preferred.`);
-        for (let i = 0; i < pop.prepend; i++) lines.push(`    bgp_path.prepend(${deployment.asn});`);
+        for (let i = 0; i < pop.prepend; i++) lines.push(`    bgp_path.prepend(${announcement.asn});`);
     }
     lines.push("    accept;", "}", "");
     return lines;
 }
 
 function bgpProtocol(name: string, filter: string, input: PopRenderInput, session: FamilySession, bfd: boolean): string[] {
-    const { pop, deployment } = input;
+    const { pop, announcement } = input;
     const bgp: BgpSettings = pop.bgp;
     const channel = session.family === 6 ? "ipv6" : "ipv4";
     const lines = [
         `protocol bgp ${name} {`,
         `    description "PoP ${pop.name} IPv${session.family} upstream (AS${bgp.remoteAsn})";`,
-        `    local ${session.local} as ${deployment.asn};`,
+        `    local ${session.local} as ${announcement.asn};`,
         `    neighbor ${session.neighbor} as ${bgp.remoteAsn};`,
     ];
     if (bgp.multihop > 0) lines.push(`    multihop ${bgp.multihop};`);

@@ -71,8 +71,8 @@ export function agentSettings(input: PopRenderInput, layout: HostLayout = deploy
     return {
         version: 1,
         pop: input.pop.name,
-        anycastAddress: input.deployment.address.toString(),
-        proxyUrl: `http://${input.deployment.address.inUrl()}${HEALTH_ENDPOINT}`,
+        anycastAddress: input.announcement.address.toString(),
+        proxyUrl: `http://${input.announcement.address.inUrl()}${HEALTH_ENDPOINT}`,
         // Origins in config order; the agent applies originPreference itself.
         origins: origins.map((o) => ({
             name: o.name, url: `http://${o.meshAddress.inUrl()}:${o.port}${o.healthPath}`, server: `${o.meshAddress.inUrl()}:${o.port}`,

@@ -166,7 +166,7 @@ export function popRenderInput(spec: AnycastSpec, popName: string, host: HostAdd
 export function popRenderBase(spec: AnycastSpec, pop: AnycastSpec["pops"][number]): Omit<PopRenderInput, "host"> {
     const origins = spec.origins.map((o) => ({ name: o.name, meshAddress: o.meshAddress, port: o.port, healthPath: o.healthPath }));
     return {
-        deployment: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
+        announcement: { asn: spec.asn, prefixes: spec.prefixes, address: spec.address },
         pop,
         origin: origins[0],
         origins,

@@ -49,11 +49,11 @@ function shellWord(value: string, what: string): string {
 }
 
 export function renderNetSetup(input: PopRenderInput): string {
-    const { pop, deployment } = input;
-    if (deployment.address.family !== 6) {
-        throw new Error(`anycast address "${deployment.address}" is not an IPv6 address`);
+    const { pop, announcement } = input;
+    if (announcement.address.family !== 6) {
+        throw new Error(`anycast address "${announcement.address}" is not an IPv6 address`);
     }
-    const hasV4Prefix = hasIpv4(deployment.prefixes);
+    const hasV4Prefix = hasIpv4(announcement.prefixes);
     const bgp = pop.bgp;
     const hopLimit = ` hoplimit ${BFD_NEIGHBOR_HOP_LIMIT}`;
     const routeV6 = bgp.staticRouteToNeighbor;
@@ -72,7 +72,7 @@ export function renderNetSetup(input: PopRenderInput): string {
         "set -euo pipefail",
         "",
         "# Every value can be overridden from the environment (the lab runs this in a namespace).",
-        `ANYCAST_ADDRESS="\${ANYCAST_ADDRESS:-${shellWord(deployment.address.toString(), "anycast address")}}"`,
+        `ANYCAST_ADDRESS="\${ANYCAST_ADDRESS:-${shellWord(announcement.address.toString(), "anycast address")}}"`,
         `ANYCAST_LOOPBACK="\${ANYCAST_LOOPBACK:-lo}"`,
         `ANYCAST_STATE_FILE="\${ANYCAST_STATE_FILE:-${shellWord(BIRD_STATE_FILE, "state file")}}"`,
     ];

@@ -101,7 +101,7 @@ export function renderNginxUpstreams(input: PopRenderInput, file: string = NGINX
  */
 export function renderNginxConfig(input: PopRenderInput, layout: HostLayout = deployedLayout(input)): string {
     const paths = layout.paths;
-    const anycast = input.deployment.address;
+    const anycast = input.announcement.address;
     const listenHost = hostPart(anycast);
     const pop = input.pop.name;
     const origins = input.origins ?? [input.origin];

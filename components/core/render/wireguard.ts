@@ -1,8 +1,8 @@
 /**
- * WireGuard: the mesh plan (who peers with whom, with which AllowedIPs), the wg-quick file of
+ * WireGuard: the mesh's nodes (who peers with whom, with which AllowedIPs), the wg-quick file of
  * one node, and public keys derived from private keys in-process.
  *
- * The plan is a pure function of the member list, kept apart from rendering so that the
+ * The nodes are a pure function of the member list, kept apart from rendering so that the
  * topology rules can be unit tested without keys, and so that the Pulumi component only feeds
  * Outputs into it. The rendered file is plain wg-quick: no PostUp, DNS or Table tricks, so
  * `wg syncconf wg0 <(wg-quick strip wg0)` can apply every change in place.
@@ -11,7 +11,7 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import { IpAddress, IpPrefix } from "../addressing";
 import { MeshTopology, WireGuardNode, WireGuardPeer } from "../model";
 
-/** One member of the mesh as the planner needs it (no private key: the plan is not secret). */
+/** One member of the mesh as the nodes need it (no private key: the nodes are not secret). */
 export interface MeshMember {
     name: string;
     /** The member's address inside the mesh CIDR. */
@@ -21,7 +21,7 @@ export interface MeshMember {
     publicKey: string;
 }
 
-export interface MeshPlanOptions {
+export interface WireGuardMeshOptions {
     cidr: IpPrefix;
     port: number;
     topology: MeshTopology;
@@ -31,7 +31,7 @@ export interface MeshPlanOptions {
     persistentKeepalive: number;
 }
 
-export type PlannedNode = Omit<WireGuardNode, "privateKey">;
+export type PublicMeshNode = Omit<WireGuardNode, "privateKey">;
 
 /**
  * `ip:port` the way wg wants it: IPv6 in brackets. The endpoint is a host's unicast address as
@@ -45,7 +45,7 @@ export function formatEndpoint(address: string, port: number): string {
 }
 
 /**
- * Who peers with whom, the one place this rule lives (the plan below and the firewalls, which
+ * Who peers with whom, the one place this rule lives (the nodes below and the firewalls, which
  * accept WireGuard only from a host's peers, both use it). "full": every node with every other;
  * "hub": the hub with everyone, a spoke only with the hub.
  */
@@ -54,10 +54,10 @@ export function meshPeerNames(self: string, members: readonly string[], topology
 }
 
 /**
- * The mesh plan. "full": each peer's AllowedIPs is its own mesh address. "hub": a spoke routes
+ * Every member's node, without its private key. "full": each peer's AllowedIPs is its own mesh address. "hub": a spoke routes
  * the whole mesh CIDR to the hub, so spoke-to-spoke traffic crosses the hub (which must forward).
  */
-export function planWireGuardMesh(members: MeshMember[], opts: MeshPlanOptions): Record<string, PlannedNode> {
+export function wireGuardMeshNodes(members: MeshMember[], opts: WireGuardMeshOptions): Record<string, PublicMeshNode> {
     const cidr = opts.cidr;
     const names = new Set<string>();
     const keys = new Set<string>();
@@ -85,13 +85,13 @@ export function planWireGuardMesh(members: MeshMember[], opts: MeshPlanOptions):
         allowedIps,
     });
 
-    const plan: Record<string, PlannedNode> = {};
+    const nodes: Record<string, PublicMeshNode> = {};
     for (const self of members) {
         const peerNames = meshPeerNames(self.name, members.map((m) => m.name), opts.topology, opts.hubName);
         const spoke = opts.topology === "hub" && self.name !== opts.hubName;
         const peers = members.filter((m) => peerNames.includes(m.name))
             .map((m) => peerOf(m, spoke ? [cidr.toString()] : [m.meshAddress.hostPrefix().toString()]));
-        plan[self.name] = {
+        nodes[self.name] = {
             name: self.name,
             // The mesh address with the mesh's prefix length, as wg-quick's Address= wants it.
             address: `${self.meshAddress}/${cidr.length}`,
@@ -101,7 +101,7 @@ export function planWireGuardMesh(members: MeshMember[], opts: MeshPlanOptions):
             peers,
         };
     }
-    return plan;
+    return nodes;
 }
 
 /** RFC 8410 PKCS#8 header for a raw 32-byte X25519 private key. */
