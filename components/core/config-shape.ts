@@ -1,7 +1,9 @@
 /**
- * The config's shapes (zod), pass 1 of validation: each field with its default and what it
- * accepts, in the words the README's config reference uses. The semantic checks are in
- * config.ts (hosts, mesh, service) and config-routing.ts (the announcement).
+ * The config's one definition: its shapes (zod, pass 1 of validation), each field with its
+ * default, what it accepts and what it means. The README's config reference, Pulumi.yaml's config
+ * block and AnycastNetworkArgs are generated from it (config-reference.ts, `npm run docs`). The
+ * semantic checks (pass 2) are config-routing.ts (the announcement), config-hosts.ts (the mesh and
+ * the hosts), origins.ts (origins and failover) and config-service.ts (the rest); config.ts drives.
  */
 import { z } from "zod";
 import { accepts } from "./config-issues";
